@@ -1,0 +1,184 @@
+//! Consumer groups: members, sessions and heartbeats, and the balanced, sticky
+//! assignment of partitions to live members.
+
+use super::*;
+use crate::core::assign::sticky_assign;
+use crate::core::config::{check_name, check_range, ConsumerConfig};
+use crate::core::limits::*;
+
+/// One topic a consumer subscribes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    /// Where a group with no committed position starts: the earliest retained
+    /// offset when true, else the end of the partition.
+    pub from_beginning: bool,
+}
+
+impl Subscription {
+    pub fn new(topic: impl Into<String>, from_beginning: bool) -> Self {
+        Subscription { topic: topic.into(), from_beginning }
+    }
+}
+
+impl Engine {
+    /// Adds `member` to `group` (or updates it when it is there already), subscribed
+    /// to `subscriptions`, and rebalances the group's partitions over its members.
+    /// Topics are created when missing and auto-creation is on.
+    pub fn join(&mut self, group: &str, member: &str, subscriptions: &[Subscription], config: &ConsumerConfig, now_ms: u64) -> Result<()> {
+        check_name("groupId", group)?;
+        check_range("member id length", member.len() as u64, 1, MEMBER_ID_LEN_MAX as u64)?;
+        check_range("number of subscribed topics", subscriptions.len() as u64, 1, SUBSCRIPTIONS_MAX as u64)?;
+        config.check()?;
+        let mut new_topics = 0;
+        for s in subscriptions {
+            check_name("topic", &s.topic)?;
+            let dead_letter = config.dead_letter_topic_for(&s.topic);
+            check_name("deadLetterTopic", &dead_letter)?;
+            if dead_letter == s.topic {
+                return Err(FerryError::invalid(format!("deadLetterTopic '{dead_letter}' is the subscribed topic itself")));
+            }
+            if !self.topics.contains_key(s.topic.as_str()) {
+                self.topic_partitions_or_auto(&s.topic)?;
+                new_topics += 1;
+            }
+        }
+        if self.topics.len() + new_topics > TOPICS_MAX {
+            return Err(FerryError::invalid(format!("the bus already holds {TOPICS_MAX} topics, its limit")));
+        }
+        let existing = self.groups.get(group);
+        if existing.is_none() && self.groups.len() >= GROUPS_MAX {
+            return Err(FerryError::invalid(format!("the bus already holds {GROUPS_MAX} groups, its limit")));
+        }
+        if existing.is_some_and(|g| !g.members.contains_key(member) && g.members.len() >= MEMBERS_PER_GROUP_MAX) {
+            return Err(FerryError::invalid(format!("group '{group}' already has {MEMBERS_PER_GROUP_MAX} members, its limit")));
+        }
+
+        // Everything is checked: from here on nothing fails.
+        let group_name = self.groups.get_key_value(group).map_or_else(|| Name::from(group), |(n, _)| n.clone());
+        let mut topics = Vec::with_capacity(subscriptions.len());
+        for s in subscriptions {
+            let topic = self.ensure_topic(&s.topic);
+            self.ensure_cursors(&group_name, &topic, s.from_beginning);
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+        let record = MemberRecord { topics, config: config.clone(), session_expires_ms: now_ms.saturating_add(config.session_timeout_ms) };
+        self.put(Key::Member(group_name.clone(), Name::from(member)), Some(Record::Member(record)));
+        self.rebalance(&group_name);
+        Ok(())
+    }
+
+    /// Gives `group` a position in every partition of `topic` it has none in yet.
+    pub(super) fn ensure_cursors(&mut self, group: &Name, topic: &Name, from_beginning: bool) {
+        let Some(state) = self.topics.get(topic) else { return };
+        let heads: Vec<PartitionHead> = state.partitions.iter().map(|p| p.head).collect();
+        let group_topic = self.groups.get(group).and_then(|g| g.topics.get(topic));
+        if group_topic.is_none() {
+            let record = GroupTopicRecord { owners: vec![None; heads.len()], dead_lettered: 0 };
+            self.put(Key::GroupTopic(group.clone(), topic.clone()), Some(Record::GroupTopic(record)));
+        }
+        for (p, head) in heads.iter().enumerate() {
+            if self.cursor(group, topic, p as u32).is_none() {
+                let start = if from_beginning { head.low } else { head.high };
+                let cursor = Cursor { committed: start, next: start };
+                self.put(Key::Cursor(group.clone(), topic.clone(), p as u32), Some(Record::Cursor(cursor)));
+            }
+        }
+    }
+
+    /// Renews a member's session. `false` when the member is not in the group (its
+    /// session ran out): it must join again.
+    pub fn heartbeat(&mut self, group: &str, member: &str, now_ms: u64) -> bool {
+        let Some((group_name, state)) = self.groups.get_key_value(group) else { return false };
+        let Some((member_name, record)) = state.members.get_key_value(member) else { return false };
+        let mut record = record.clone();
+        record.session_expires_ms = now_ms.saturating_add(record.config.session_timeout_ms);
+        let key = Key::Member(group_name.clone(), member_name.clone());
+        self.put(key, Some(Record::Member(record)));
+        true
+    }
+
+    /// Removes a member at once; its partitions move to the others. Messages it
+    /// still had in flight count as a failed attempt and are redelivered without
+    /// waiting for a backoff.
+    pub fn leave(&mut self, group: &str, member: &str, now_ms: u64) {
+        let Some((g, m)) = self.member_names(group, member) else { return };
+        self.remove_member(&g, &m, now_ms, "left the group");
+    }
+
+    pub(super) fn member_names(&self, group: &str, member: &str) -> Option<(Name, Name)> {
+        let (g, state) = self.groups.get_key_value(group)?;
+        let (m, _) = state.members.get_key_value(member)?;
+        Some((g.clone(), m.clone()))
+    }
+
+    pub(super) fn expire_members(&mut self, now_ms: u64) {
+        let expired: Vec<(Name, Name)> = self
+            .groups
+            .iter()
+            .flat_map(|(g, state)| state.members.iter().filter(|(_, m)| m.session_expires_ms <= now_ms).map(move |(m, _)| (g.clone(), m.clone())))
+            .collect();
+        for (g, m) in expired {
+            self.remove_member(&g, &m, now_ms, "session timed out");
+        }
+    }
+
+    fn remove_member(&mut self, group: &Name, member: &Name, now_ms: u64, why: &str) {
+        let Some(record) = self.groups.get(group).and_then(|g| g.members.get(member)).cloned() else { return };
+        let in_flight = self.in_flight_of(group, member);
+        let error = format!("member {member} {why} before settling the message");
+        for (topic, p, offset, attempt) in in_flight {
+            self.failed_attempt(group, &topic, p, offset, attempt, &error, &record.config, now_ms, false);
+        }
+        self.put(Key::Member(group.clone(), member.clone()), None);
+        self.rebalance(group);
+    }
+
+    /// `(topic, partition, offset, attempt)` of every message `member` has in flight.
+    fn in_flight_of(&self, group: &str, member: &str) -> Vec<(Name, u32, u64, u32)> {
+        let Some(state) = self.groups.get(group) else { return Vec::new() };
+        let mut found = Vec::new();
+        for (topic, gt) in &state.topics {
+            for (p, cs) in &gt.cursors {
+                for (offset, pending) in &cs.pending {
+                    if let Pending::InFlight { member: holder, attempt, .. } = pending {
+                        if &**holder == member {
+                            found.push((topic.clone(), *p, *offset, *attempt));
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Recomputes the owners of every partition the group reads.
+    fn rebalance(&mut self, group: &Name) {
+        let Some(state) = self.groups.get(group) else { return };
+        let mut changes = Vec::new();
+        for (topic, gt) in &state.topics {
+            // Members come sorted from the BTreeMap.
+            let members: Vec<Name> = state.members.iter().filter(|(_, m)| m.topics.contains(topic)).map(|(name, _)| name.clone()).collect();
+            let owners = sticky_assign(&gt.record.owners, &members);
+            if owners != gt.record.owners {
+                changes.push((topic.clone(), GroupTopicRecord { owners, dead_lettered: gt.record.dead_lettered }));
+            }
+        }
+        for (topic, record) in changes {
+            self.put(Key::GroupTopic(group.clone(), topic), Some(Record::GroupTopic(record)));
+        }
+    }
+
+    /// The partitions of `topic` that `member` of `group` owns.
+    pub fn owned_partitions(&self, group: &str, member: &str, topic: &str) -> Vec<u32> {
+        let Some(gt) = self.groups.get(group).and_then(|g| g.topics.get(topic)) else { return Vec::new() };
+        gt.record.owners.iter().enumerate().filter(|(_, o)| o.as_deref() == Some(member)).map(|(p, _)| p as u32).collect()
+    }
+
+    /// The members of `group`, sorted.
+    pub fn members(&self, group: &str) -> Vec<Name> {
+        self.groups.get(group).map(|g| g.members.keys().cloned().collect()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,401 @@
+//! The engine: the whole bus as a deterministic state machine.
+//!
+//! # How a driver uses it
+//!
+//! 1. Open it from the stored records: [`Engine::open`].
+//! 2. Call operations ([`Engine::send`], [`Engine::join`], [`Engine::poll`],
+//!    [`Engine::ack`], [`Engine::fail`], [`Engine::tick`], ...), each with the
+//!    current time. An operation either refuses (a [`FerryError`], nothing changed)
+//!    or changes the engine and returns its result. Several operations may run
+//!    before one commit: that is group commit.
+//! 3. Take the writes with [`Engine::begin_commit`], store them atomically, and
+//!    report the outcome with [`Engine::end_commit`]. On failure the engine undoes
+//!    every operation since the last commit, and their callers must be told they
+//!    failed: results are only true once their commit succeeded.
+//! 4. Sleep until [`Engine::next_due_ms`] (or until new work arrives) and call
+//!    [`Engine::tick`] then: it expires sessions, leases and retention.
+//!
+//! The engine never reads a clock, never awaits and never touches storage; its only
+//! randomness (retry jitter) comes from the seed given to `open`.
+//!
+//! # State is records
+//!
+//! Every change is a record written through [`Engine::put`], which applies it to the
+//! in-memory state and remembers the old value. The state is therefore always the
+//! fold of the stored records: a context that opens the bus later rebuilds exactly
+//! the same engine, and a failed commit is undone record by record.
+//!
+//! Every operation validates its whole input before its first write, so a refused
+//! operation leaves no partial change behind.
+
+mod delivery;
+mod group;
+mod log;
+mod stats;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use super::config::BusConfig;
+use super::error::{ErrorCode, FerryError, Result};
+use super::message::{Chunk, Name};
+use super::records::*;
+use super::rng::Rng;
+
+pub use delivery::{Delivery, Receipt};
+pub use group::Subscription;
+pub use log::{RecordMetadata, TopicInfo};
+pub use stats::{GroupPartitionStats, GroupStats, PartitionStats, Stats, TopicStats};
+
+/// One write of a commit: a record to store, or `None` to delete the key.
+pub type Write = (Key, Option<Record>);
+
+/// The internal group whose cursor marks how far a dead-letter topic was redriven.
+/// The colon keeps it out of the names users may pick.
+pub(crate) const REDRIVE_GROUP: &str = "ferry:redrive";
+
+#[derive(Debug)]
+pub struct Engine {
+    config: BusConfig,
+    rng: Rng,
+    schema_version: Option<u32>,
+    topics: BTreeMap<Name, TopicState>,
+    dedup: HashMap<Name, HashMap<Name, DedupEntry>>,
+    /// `(expires_ms, topic, id)` of every dedup entry, to expire them in order.
+    dedup_expiry: BTreeSet<(u64, Name, Name)>,
+    groups: BTreeMap<Name, GroupState>,
+    txn: Txn,
+    /// Rotates where a poll starts, so one busy partition does not starve the others.
+    poll_rotation: usize,
+}
+
+#[derive(Debug)]
+struct TopicState {
+    config: super::config::TopicConfig,
+    partitions: Vec<PartitionState>,
+    /// Round-robin position for messages without key or partition; per context, as
+    /// a Kafka producer's is.
+    round_robin: u32,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    head: PartitionHead,
+    chunks: BTreeMap<u64, Chunk>,
+}
+
+impl PartitionState {
+    fn chunk_for(&self, offset: u64) -> Option<&Chunk> {
+        self.chunks.range(..=offset).next_back().map(|(_, c)| c).filter(|c| offset < c.end_offset())
+    }
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    members: BTreeMap<Name, MemberRecord>,
+    topics: BTreeMap<Name, GroupTopicState>,
+}
+
+#[derive(Debug, Default)]
+struct GroupTopicState {
+    record: GroupTopicRecord,
+    cursors: BTreeMap<u32, CursorState>,
+}
+
+#[derive(Debug, Default)]
+struct CursorState {
+    cursor: Cursor,
+    pending: BTreeMap<u64, Pending>,
+}
+
+/// Writes since the last commit, with each key's value before its first write.
+#[derive(Debug, Default)]
+struct Txn {
+    undo: Vec<(Key, Option<Record>)>,
+    touched: HashSet<Key>,
+}
+
+impl Engine {
+    /// Rebuilds the bus from its stored records (none for a new bus).
+    ///
+    /// Refuses a store written by a newer schema with `INCOMPATIBLE_STORAGE`. A new
+    /// bus writes its schema version with the first commit.
+    pub fn open(config: BusConfig, seed: u64, records: impl IntoIterator<Item = (Key, Record)>) -> Result<Engine> {
+        config.check()?;
+        let mut engine = Engine {
+            config,
+            rng: Rng::new(seed),
+            schema_version: None,
+            topics: BTreeMap::new(),
+            dedup: HashMap::new(),
+            dedup_expiry: BTreeSet::new(),
+            groups: BTreeMap::new(),
+            txn: Txn::default(),
+            poll_rotation: 0,
+        };
+        let mut records: Vec<(Key, Record)> = records.into_iter().collect();
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some((_, Record::Meta { schema_version })) = records.first() {
+            if *schema_version > SCHEMA_VERSION {
+                return Err(FerryError::new(
+                    ErrorCode::IncompatibleStorage,
+                    format!("the bus was written by schema version {schema_version}; this ferry reads up to {SCHEMA_VERSION}"),
+                ));
+            }
+        }
+        for (key, record) in records {
+            engine.write(&key, Some(record))?;
+        }
+        if engine.schema_version.is_none() {
+            engine.put(Key::Meta, Some(Record::Meta { schema_version: SCHEMA_VERSION }));
+        }
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &BusConfig {
+        &self.config
+    }
+
+    /// True when operations since the last commit wrote something.
+    pub fn has_writes(&self) -> bool {
+        !self.txn.undo.is_empty()
+    }
+
+    /// The writes of every operation since the last commit, in first-write order,
+    /// each key once with its latest value. Call [`Engine::end_commit`] next.
+    pub fn begin_commit(&self) -> Vec<Write> {
+        self.txn.undo.iter().map(|(key, _)| (key.clone(), self.record(key))).collect()
+    }
+
+    /// Reports whether the writes of [`Engine::begin_commit`] were stored. When they
+    /// were not, every operation since the last commit is undone.
+    pub fn end_commit(&mut self, stored: bool) {
+        let undo = std::mem::take(&mut self.txn.undo);
+        self.txn.touched.clear();
+        if !stored {
+            for (key, old) in undo.into_iter().rev() {
+                // Restoring a value this engine held, children before parents.
+                let restored = self.write(&key, old);
+                debug_assert!(restored.is_ok(), "{restored:?}");
+            }
+        }
+    }
+
+    /// Writes one record (or deletes it), remembering the old value for undo.
+    fn put(&mut self, key: Key, record: Option<Record>) {
+        if self.txn.touched.insert(key.clone()) {
+            let old = self.record(&key);
+            self.txn.undo.push((key.clone(), old));
+        }
+        // Records built by the engine always fit its state.
+        let applied = self.write(&key, record);
+        debug_assert!(applied.is_ok(), "{applied:?}");
+    }
+
+    /// The record under `key` in the current state.
+    fn record(&self, key: &Key) -> Option<Record> {
+        match key {
+            Key::Meta => self.schema_version.map(|schema_version| Record::Meta { schema_version }),
+            Key::Topic(t) => self.topics.get(t).map(|s| Record::Topic(s.config.clone())),
+            Key::Partition(t, p) => self.partition(t, *p).map(|s| Record::Partition(s.head)),
+            Key::Chunk(t, p, base) => self.partition(t, *p)?.chunks.get(base).cloned().map(Record::Chunk),
+            Key::Dedup(t, id) => self.dedup.get(t)?.get(id).copied().map(Record::Dedup),
+            Key::Member(g, m) => self.groups.get(g)?.members.get(m).cloned().map(Record::Member),
+            Key::GroupTopic(g, t) => self.groups.get(g)?.topics.get(t).map(|s| Record::GroupTopic(s.record.clone())),
+            Key::Cursor(g, t, p) => self.cursor(g, t, *p).map(|c| Record::Cursor(c.cursor)),
+            Key::Pending(g, t, p, o) => self.cursor(g, t, *p)?.pending.get(o).cloned().map(Record::Pending),
+        }
+    }
+
+    /// Applies one record to the state; the only place state changes.
+    fn write(&mut self, key: &Key, record: Option<Record>) -> Result<()> {
+        let mismatch = || FerryError::storage(format!("record of the wrong kind under {key:?}"));
+        match (key, record) {
+            (Key::Meta, Some(Record::Meta { schema_version })) => self.schema_version = Some(schema_version),
+            (Key::Meta, None) => self.schema_version = None,
+            (Key::Topic(t), Some(Record::Topic(config))) => {
+                let count = config.partitions as usize;
+                let state = self.topics.entry(t.clone()).or_insert_with(|| TopicState {
+                    config: config.clone(),
+                    partitions: Vec::new(),
+                    round_robin: 0,
+                });
+                state.config = config;
+                state.partitions.resize_with(count, PartitionState::default);
+            }
+            (Key::Topic(t), None) => {
+                self.topics.remove(t);
+            }
+            (Key::Partition(t, p), record) => {
+                let partition = self.partition_mut(t, *p).ok_or_else(|| FerryError::storage(format!("partition {t}/{p} without its topic")))?;
+                partition.head = match record {
+                    Some(Record::Partition(head)) => head,
+                    None => PartitionHead::default(),
+                    Some(_) => return Err(mismatch()),
+                };
+            }
+            (Key::Chunk(t, p, base), record) => {
+                let partition = self.partition_mut(t, *p).ok_or_else(|| FerryError::storage(format!("chunk of {t}/{p} without its topic")))?;
+                match record {
+                    Some(Record::Chunk(chunk)) => {
+                        partition.chunks.insert(*base, chunk);
+                    }
+                    None => {
+                        partition.chunks.remove(base);
+                    }
+                    Some(_) => return Err(mismatch()),
+                }
+            }
+            (Key::Dedup(t, id), record) => {
+                let ids = self.dedup.entry(t.clone()).or_default();
+                if let Some(old) = ids.remove(id) {
+                    self.dedup_expiry.remove(&(old.expires_ms, t.clone(), id.clone()));
+                }
+                match record {
+                    Some(Record::Dedup(entry)) => {
+                        self.dedup_expiry.insert((entry.expires_ms, t.clone(), id.clone()));
+                        ids.insert(id.clone(), entry);
+                    }
+                    None => {
+                        if ids.is_empty() {
+                            self.dedup.remove(t);
+                        }
+                    }
+                    Some(_) => return Err(mismatch()),
+                }
+            }
+            (Key::Member(g, m), record) => {
+                let group = self.groups.entry(g.clone()).or_default();
+                match record {
+                    Some(Record::Member(member)) => {
+                        group.members.insert(m.clone(), member);
+                    }
+                    None => {
+                        group.members.remove(m);
+                    }
+                    Some(_) => return Err(mismatch()),
+                }
+                self.drop_group_if_empty(g);
+            }
+            (Key::GroupTopic(g, t), record) => {
+                let group = self.groups.entry(g.clone()).or_default();
+                match record {
+                    Some(Record::GroupTopic(r)) => group.topics.entry(t.clone()).or_default().record = r,
+                    None => {
+                        group.topics.remove(t);
+                    }
+                    Some(_) => return Err(mismatch()),
+                }
+                self.drop_group_if_empty(g);
+            }
+            (Key::Cursor(g, t, p), record) => {
+                let cursors = &mut self.groups.entry(g.clone()).or_default().topics.entry(t.clone()).or_default().cursors;
+                match record {
+                    Some(Record::Cursor(c)) => cursors.entry(*p).or_default().cursor = c,
+                    None => {
+                        cursors.remove(p);
+                    }
+                    Some(_) => return Err(mismatch()),
+                }
+            }
+            (Key::Pending(g, t, p, o), record) => {
+                let cursor = self.groups.entry(g.clone()).or_default().topics.entry(t.clone()).or_default().cursors.entry(*p).or_default();
+                match record {
+                    Some(Record::Pending(pending)) => {
+                        cursor.pending.insert(*o, pending);
+                    }
+                    None => {
+                        cursor.pending.remove(o);
+                    }
+                    Some(_) => return Err(mismatch()),
+                }
+            }
+            (_, Some(_)) => return Err(mismatch()),
+        }
+        Ok(())
+    }
+
+    fn drop_group_if_empty(&mut self, group: &Name) {
+        if self.groups.get(group).is_some_and(|g| g.members.is_empty() && g.topics.is_empty()) {
+            self.groups.remove(group);
+        }
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Option<&PartitionState> {
+        self.topics.get(topic)?.partitions.get(partition as usize)
+    }
+
+    fn partition_mut(&mut self, topic: &str, partition: u32) -> Option<&mut PartitionState> {
+        self.topics.get_mut(topic)?.partitions.get_mut(partition as usize)
+    }
+
+    fn cursor(&self, group: &str, topic: &str, partition: u32) -> Option<&CursorState> {
+        self.groups.get(group)?.topics.get(topic)?.cursors.get(&partition)
+    }
+
+    /// The interned name of an existing topic.
+    fn topic_name(&self, topic: &str) -> Option<Name> {
+        self.topics.get_key_value(topic).map(|(name, _)| name.clone())
+    }
+
+    /// The earliest time anything is due: a session or lease expiring, a retry or a
+    /// delayed message becoming deliverable, a dedup id or a retained message
+    /// expiring. The driver should poll and [`Engine::tick`] by then.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        let mut due: Option<u64> = None;
+        let mut consider = |t: u64| due = Some(due.map_or(t, |d: u64| d.min(t)));
+        for group in self.groups.values() {
+            for member in group.members.values() {
+                consider(member.session_expires_ms);
+            }
+            for (topic, gt) in &group.topics {
+                for (p, cs) in &gt.cursors {
+                    for pending in cs.pending.values() {
+                        match pending {
+                            Pending::InFlight { deadline_ms, .. } => consider(*deadline_ms),
+                            Pending::Waiting { due_ms, .. } => consider(*due_ms),
+                            Pending::Acked => {}
+                        }
+                    }
+                    if gt.record.owners.get(*p as usize).is_some_and(Option::is_some) {
+                        if let Some((_, deliver_at_ms)) = self.partition(topic, *p).and_then(|s| s.chunk_for(cs.cursor.next)).and_then(|c| c.times(cs.cursor.next)) {
+                            consider(deliver_at_ms);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((expires_ms, _, _)) = self.dedup_expiry.first() {
+            consider(*expires_ms);
+        }
+        for topic in self.topics.values() {
+            if let Some(retention_ms) = topic.config.retention_ms {
+                for partition in &topic.partitions {
+                    let low = partition.head.low;
+                    if let Some((timestamp_ms, _)) = partition.chunk_for(low).and_then(|c| c.times(low)) {
+                        consider(timestamp_ms.saturating_add(retention_ms));
+                    }
+                }
+            }
+        }
+        due
+    }
+
+    /// Housekeeping due at `now_ms`: expires members whose session ran out (their
+    /// partitions move, their in-flight messages are redelivered), in-flight leases
+    /// past `ackTimeoutMs` (a failed attempt), dedup ids past their window, and
+    /// messages past `retentionMs`.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.expire_members(now_ms);
+        self.expire_leases(now_ms);
+        self.expire_dedup(now_ms);
+        self.expire_retention(now_ms);
+    }
+
+    /// Bytes of log data held in memory, for accounting.
+    pub fn log_heap_bytes(&self) -> usize {
+        self.topics.values().flat_map(|t| &t.partitions).flat_map(|p| p.chunks.values()).map(Chunk::heap_bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

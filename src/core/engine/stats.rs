@@ -1,0 +1,95 @@
+//! `bus.stats()`: depth, lag, in-flight and dead-lettered counts, shaped as `API.md`.
+
+use super::*;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub topics: Vec<TopicStats>,
+    pub groups: Vec<GroupStats>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicStats {
+    pub topic: Name,
+    pub partitions: Vec<PartitionStats>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub partition: u32,
+    pub low_offset: u64,
+    pub high_offset: u64,
+    /// `high_offset - low_offset`.
+    pub depth: u64,
+    /// Messages removed by `retentionMs`.
+    pub expired: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStats {
+    pub group_id: Name,
+    pub topic: Name,
+    pub dead_lettered: u64,
+    pub partitions: Vec<GroupPartitionStats>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupPartitionStats {
+    pub partition: u32,
+    /// The next offset the group will consume.
+    pub committed_offset: u64,
+    /// `high_offset - committed_offset`.
+    pub lag: u64,
+    pub in_flight: u64,
+    /// Messages waiting for a retry after a failed attempt.
+    pub retrying: u64,
+    /// The member holding the partition.
+    pub owner: Option<Name>,
+}
+
+impl Engine {
+    pub fn stats(&self) -> Stats {
+        let topics = self
+            .topics
+            .iter()
+            .map(|(name, t)| TopicStats {
+                topic: name.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(p, s)| PartitionStats {
+                        partition: p as u32,
+                        low_offset: s.head.low,
+                        high_offset: s.head.high,
+                        depth: s.head.high - s.head.low,
+                        expired: s.head.expired,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut groups = Vec::new();
+        for (group, state) in self.groups.iter().filter(|(g, _)| &***g != REDRIVE_GROUP) {
+            for (topic, gt) in &state.topics {
+                let partitions = gt
+                    .cursors
+                    .iter()
+                    .map(|(p, cs)| {
+                        let high = self.partition(topic, *p).map_or(0, |s| s.head.high);
+                        let count = |f: fn(&Pending) -> bool| cs.pending.values().filter(|x| f(x)).count() as u64;
+                        GroupPartitionStats {
+                            partition: *p,
+                            committed_offset: cs.cursor.committed,
+                            lag: high.saturating_sub(cs.cursor.committed),
+                            in_flight: count(|x| matches!(x, Pending::InFlight { .. })),
+                            retrying: count(|x| matches!(x, Pending::Waiting { failed, .. } if *failed > 0)),
+                            owner: gt.record.owners.get(*p as usize).cloned().flatten(),
+                        }
+                    })
+                    .collect();
+                groups.push(GroupStats { group_id: group.clone(), topic: topic.clone(), dead_lettered: gt.record.dead_lettered, partitions });
+            }
+        }
+        Stats { topics, groups }
+    }
+}

@@ -1,0 +1,18 @@
+//! The engine, sans-IO: pure Rust with no clock, no storage, no JavaScript and no
+//! randomness it was not given a seed for. See [`Engine`] for the order of calls.
+
+pub mod assign;
+pub mod codec;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod limits;
+pub mod message;
+pub mod murmur2;
+pub mod records;
+pub mod rng;
+
+pub use config::{BusConfig, ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
+pub use engine::{Delivery, Engine, Receipt, RecordMetadata, Stats, Subscription, TopicInfo, Write};
+pub use error::{ErrorCode, FerryError, Result};
+pub use message::{Message, Name, OutgoingMessage, Value, ValueKind};

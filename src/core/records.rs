@@ -1,0 +1,256 @@
+//! The storage layout: every piece of bus state is one record under one key.
+//!
+//! The engine's state is exactly the set of these records: it mutates itself only by
+//! writing records, a store persists the same records, and a context that opens
+//! the bus rebuilds the engine from them. The layout is chosen for IndexedDB:
+//! the log is packed into chunk records keyed by `[topic, partition, baseOffset]`;
+//! cursors, leases and retry state are small records of their own, so an ack
+//! rewrites a few bytes, never the log.
+
+use super::codec::{Reader, Writer};
+use super::config::{ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
+use super::error::{FerryError, Result};
+use super::message::{Chunk, Name};
+
+/// The schema written by this version of ferry; a store holding a newer one is
+/// refused with `INCOMPATIBLE_STORAGE`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where a record lives. The derived order puts parents before children (a topic
+/// before its partitions, a group's topic before its cursors), so records applied
+/// in key order always find what they hang on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// The schema version.
+    Meta,
+    Topic(Name),
+    /// Offsets and counters of one partition.
+    Partition(Name, u32),
+    /// Messages `base..base+len` of a partition.
+    Chunk(Name, u32, u64),
+    /// An idempotency key seen on a topic.
+    Dedup(Name, Name),
+    /// `(group, member)`.
+    Member(Name, Name),
+    /// `(group, topic)`: partition owners and the dead-letter count.
+    GroupTopic(Name, Name),
+    /// `(group, topic, partition)`: the committed and fetch positions.
+    Cursor(Name, Name, u32),
+    /// `(group, topic, partition, offset)`: a message handed out and not yet committed.
+    Pending(Name, Name, u32, u64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    Meta { schema_version: u32 },
+    Topic(TopicConfig),
+    Partition(PartitionHead),
+    Chunk(Chunk),
+    Dedup(DedupEntry),
+    Member(MemberRecord),
+    GroupTopic(GroupTopicRecord),
+    Cursor(Cursor),
+    Pending(Pending),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionHead {
+    /// First retained offset.
+    pub low: u64,
+    /// Next offset to be written.
+    pub high: u64,
+    /// Messages removed by `retentionMs`.
+    pub expired: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DedupEntry {
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp_ms: u64,
+    pub expires_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberRecord {
+    pub topics: Vec<Name>,
+    pub config: ConsumerConfig,
+    /// The member's lease: without a heartbeat by then it loses its partitions.
+    pub session_expires_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupTopicRecord {
+    /// The member that holds each partition.
+    pub owners: Vec<Option<Name>>,
+    pub dead_lettered: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The next offset the group will consume: everything below is settled.
+    pub committed: u64,
+    /// The next offset never handed out; offsets in `committed..next` have a
+    /// `Pending` record each.
+    pub next: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pending {
+    /// Handed to `member` for its `attempt`-th delivery, leased until `deadline_ms`.
+    InFlight { member: Name, attempt: u32, deadline_ms: u64 },
+    /// Waiting until `due_ms` after `failed` failed attempts (0: a delayed message).
+    Waiting { failed: u32, due_ms: u64, error: Option<String> },
+    /// Settled, waiting for lower offsets before the committed offset can move past it.
+    Acked,
+}
+
+impl Record {
+    /// The stored bytes of a record (the key says which kind to decode it as).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        match self {
+            Record::Meta { schema_version } => w.u64(u64::from(*schema_version)),
+            Record::Topic(c) => {
+                w.u64(u64::from(c.partitions));
+                w.opt_u64(c.retention_ms);
+                w.opt_u64(c.max_depth);
+                w.u64(c.dedup_window_ms);
+            }
+            Record::Partition(h) => {
+                w.u64(h.low);
+                w.u64(h.high);
+                w.u64(h.expired);
+            }
+            Record::Chunk(c) => w.buf.extend_from_slice(c.bytes()),
+            Record::Dedup(d) => {
+                w.u64(u64::from(d.partition));
+                w.u64(d.offset);
+                w.u64(d.timestamp_ms);
+                w.u64(d.expires_ms);
+            }
+            Record::Member(m) => {
+                w.u64(m.session_expires_ms);
+                w.u64(m.topics.len() as u64);
+                for t in &m.topics {
+                    w.str(t);
+                }
+                let c = &m.config;
+                w.u64(u64::from(c.retry.max_attempts));
+                w.u64(c.retry.initial_backoff_ms);
+                w.u64(c.retry.multiplier.to_bits());
+                w.u64(c.retry.max_backoff_ms);
+                w.u8(u8::from(c.retry.jitter));
+                w.opt_str(c.dead_letter_topic.as_deref());
+                w.u64(c.ack_timeout_ms);
+                w.u64(c.session_timeout_ms);
+                w.u64(c.heartbeat_interval_ms);
+                w.u8(match c.ordering {
+                    Ordering::Partition => 0,
+                    Ordering::None => 1,
+                });
+                w.u64(u64::from(c.concurrency));
+            }
+            Record::GroupTopic(g) => {
+                w.u64(g.dead_lettered);
+                w.u64(g.owners.len() as u64);
+                for owner in &g.owners {
+                    w.opt_str(owner.as_deref());
+                }
+            }
+            Record::Cursor(c) => {
+                w.u64(c.committed);
+                w.u64(c.next);
+            }
+            Record::Pending(p) => match p {
+                Pending::InFlight { member, attempt, deadline_ms } => {
+                    w.u8(0);
+                    w.str(member);
+                    w.u64(u64::from(*attempt));
+                    w.u64(*deadline_ms);
+                }
+                Pending::Waiting { failed, due_ms, error } => {
+                    w.u8(1);
+                    w.u64(u64::from(*failed));
+                    w.u64(*due_ms);
+                    w.opt_str(error.as_deref());
+                }
+                Pending::Acked => w.u8(2),
+            },
+        }
+        w.buf
+    }
+
+    /// Decodes what [`Record::encode`] wrote for a record under `key`.
+    pub fn decode(key: &Key, bytes: &[u8]) -> Result<Record> {
+        let mut r = Reader::new(bytes);
+        let record = match key {
+            Key::Meta => Record::Meta { schema_version: r.u32()? },
+            Key::Topic(_) => Record::Topic(TopicConfig {
+                partitions: r.u32()?,
+                retention_ms: r.opt_u64()?,
+                max_depth: r.opt_u64()?,
+                dedup_window_ms: r.u64()?,
+            }),
+            Key::Partition(..) => Record::Partition(PartitionHead { low: r.u64()?, high: r.u64()?, expired: r.u64()? }),
+            Key::Chunk(_, _, base) => return Ok(Record::Chunk(Chunk::from_bytes(*base, bytes)?)),
+            Key::Dedup(..) => Record::Dedup(DedupEntry {
+                partition: r.u32()?,
+                offset: r.u64()?,
+                timestamp_ms: r.u64()?,
+                expires_ms: r.u64()?,
+            }),
+            Key::Member(..) => {
+                let session_expires_ms = r.u64()?;
+                let count = r.u64()?;
+                if count > super::limits::SUBSCRIPTIONS_MAX as u64 {
+                    return Err(FerryError::storage("corrupt record: too many subscriptions"));
+                }
+                let mut topics = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    topics.push(Name::from(r.str()?));
+                }
+                let retry = RetryPolicy {
+                    max_attempts: r.u32()?,
+                    initial_backoff_ms: r.u64()?,
+                    multiplier: f64::from_bits(r.u64()?),
+                    max_backoff_ms: r.u64()?,
+                    jitter: r.u8()? != 0,
+                };
+                let config = ConsumerConfig {
+                    retry,
+                    dead_letter_topic: r.opt_str()?.map(str::to_owned),
+                    ack_timeout_ms: r.u64()?,
+                    session_timeout_ms: r.u64()?,
+                    heartbeat_interval_ms: r.u64()?,
+                    ordering: if r.u8()? == 0 { Ordering::Partition } else { Ordering::None },
+                    concurrency: r.u32()?,
+                };
+                Record::Member(MemberRecord { topics, config, session_expires_ms })
+            }
+            Key::GroupTopic(..) => {
+                let dead_lettered = r.u64()?;
+                let count = r.u64()?;
+                if count > u64::from(super::limits::PARTITIONS_MAX) {
+                    return Err(FerryError::storage("corrupt record: too many partitions"));
+                }
+                let mut owners = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    owners.push(r.opt_str()?.map(Name::from));
+                }
+                Record::GroupTopic(GroupTopicRecord { owners, dead_lettered })
+            }
+            Key::Cursor(..) => Record::Cursor(Cursor { committed: r.u64()?, next: r.u64()? }),
+            Key::Pending(..) => Record::Pending(match r.u8()? {
+                0 => Pending::InFlight { member: Name::from(r.str()?), attempt: r.u32()?, deadline_ms: r.u64()? },
+                1 => Pending::Waiting { failed: r.u32()?, due_ms: r.u64()?, error: r.opt_str()?.map(str::to_owned) },
+                2 => Pending::Acked,
+                tag => return Err(FerryError::storage(format!("corrupt record: pending state {tag}"))),
+            }),
+        };
+        if !r.is_empty() {
+            return Err(FerryError::storage("corrupt record: trailing bytes"));
+        }
+        Ok(record)
+    }
+}

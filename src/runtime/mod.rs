@@ -1,0 +1,240 @@
+//! The native driver: runs the engine against a [`Store`] and a [`Clock`], with
+//! consumers whose handlers are Rust closures.
+//!
+//! Every public operation of [`Bus`] is one engine operation followed by one
+//! commit, so it returns only once its writes are stored. [`Bus::run_once`] is
+//! one round of the consumer loop: housekeeping, heartbeats, a poll for every
+//! consumer (committed before any handler runs, so a lease is stored before its
+//! message is handled), the handlers, and one commit of all their acks and
+//! failures (group commit).
+//!
+//! # Shutdown
+//!
+//! [`Bus::stop`] takes a consumer out of its group at once (its partitions move,
+//! nothing of it is in flight between rounds). [`Bus::close`] stops every consumer;
+//! any later call fails with `CLOSED`. Dropping a `Bus` without closing it is a
+//! crash: its members keep their partitions until their session times out.
+
+mod block_on;
+mod clock;
+
+pub use block_on::block_on;
+pub use clock::{Clock, ManualClock, SystemClock};
+
+use crate::core::{
+    BusConfig, ConsumerConfig, Delivery, Engine, ErrorCode, FerryError, OutgoingMessage, RecordMetadata, Result, Stats, Subscription, TopicConfig, TopicInfo,
+};
+use crate::store::Store;
+
+/// What a handler returns: `Err(reason)` is a failed attempt.
+pub type HandlerResult = std::result::Result<(), String>;
+
+type Handler = Box<dyn FnMut(&Delivery) -> HandlerResult>;
+
+/// One consumer: a member of a group, with its handler.
+struct Consumer {
+    group: String,
+    member: String,
+    subscriptions: Vec<Subscription>,
+    config: ConsumerConfig,
+    handler: Handler,
+    heartbeat_due_ms: u64,
+}
+
+/// Identifies a consumer of a [`Bus`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConsumerId(usize);
+
+pub struct Bus<S: Store, C: Clock> {
+    engine: Engine,
+    store: S,
+    clock: C,
+    consumers: Vec<Option<Consumer>>,
+    /// Distinguishes this bus's members from other contexts' in member ids.
+    context_id: u64,
+    closed: bool,
+}
+
+impl<S: Store, C: Clock> Bus<S, C> {
+    /// Opens the bus stored in `store`. `seed` drives retry jitter and member ids.
+    pub fn open(store: S, clock: C, config: BusConfig, seed: u64) -> Result<Self> {
+        let records = block_on(store.load())?;
+        let engine = Engine::open(config, seed, records)?;
+        let mut bus = Bus { engine, store, clock, consumers: Vec::new(), context_id: seed, closed: false };
+        bus.commit()?;
+        Ok(bus)
+    }
+
+    /// The engine, for inspection.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// Stores what the engine wrote since the last commit; on failure the engine
+    /// undoes it and the error is the caller's.
+    fn commit(&mut self) -> Result<()> {
+        if !self.engine.has_writes() {
+            return Ok(());
+        }
+        let writes = self.engine.begin_commit();
+        let stored = block_on(self.store.commit(&writes));
+        self.engine.end_commit(stored.is_ok());
+        stored
+    }
+
+    /// Runs one engine operation and commits it.
+    fn operation<T>(&mut self, f: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+        self.check_open()?;
+        let now_ms = self.clock.now_ms();
+        let out = f(&mut self.engine, now_ms)?;
+        self.commit()?;
+        Ok(out)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed {
+            return Err(FerryError::new(ErrorCode::Closed, "the bus was closed"));
+        }
+        Ok(())
+    }
+
+    pub fn create_topic(&mut self, name: &str, config: TopicConfig) -> Result<bool> {
+        self.operation(|e, _| e.create_topic(name, config))
+    }
+
+    pub fn topics(&self) -> Result<Vec<TopicInfo>> {
+        self.check_open()?;
+        Ok(self.engine.topics())
+    }
+
+    /// Sends `messages` to `topic`, atomically; returns once they are stored.
+    pub fn send(&mut self, topic: &str, messages: &[OutgoingMessage]) -> Result<Vec<RecordMetadata>> {
+        self.operation(|e, now| e.send(topic, messages, now))
+    }
+
+    /// Sends one message.
+    pub fn publish(&mut self, topic: &str, message: OutgoingMessage) -> Result<RecordMetadata> {
+        let mut results = self.send(topic, std::slice::from_ref(&message))?;
+        results.pop().ok_or_else(|| FerryError::storage("send returned no metadata"))
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        self.check_open()?;
+        Ok(self.engine.stats())
+    }
+
+    pub fn redrive(&mut self, from: &str, limit: Option<u64>) -> Result<u64> {
+        self.operation(|e, now| e.redrive(from, limit, now))
+    }
+
+    /// Adds a consumer to `group`: it joins at once, and its handler is called from
+    /// [`Bus::run_once`] for every message its partitions hand out.
+    pub fn subscribe(
+        &mut self,
+        group: &str,
+        subscriptions: Vec<Subscription>,
+        config: ConsumerConfig,
+        handler: impl FnMut(&Delivery) -> HandlerResult + 'static,
+    ) -> Result<ConsumerId> {
+        let member = format!("{group}-{:x}-{}", self.context_id, self.consumers.len());
+        self.operation(|e, now| e.join(group, &member, &subscriptions, &config, now))?;
+        let heartbeat_due_ms = self.clock.now_ms().saturating_add(config.heartbeat_interval_ms);
+        self.consumers.push(Some(Consumer { group: group.to_string(), member, subscriptions, config, handler: Box::new(handler), heartbeat_due_ms }));
+        Ok(ConsumerId(self.consumers.len() - 1))
+    }
+
+    /// The member id of a consumer, as stats show it in `owner`.
+    pub fn member_id(&self, id: ConsumerId) -> Option<&str> {
+        self.consumers.get(id.0)?.as_ref().map(|c| c.member.as_str())
+    }
+
+    /// Takes a consumer out of its group; its partitions move to the others.
+    pub fn stop(&mut self, id: ConsumerId) -> Result<()> {
+        let Some(consumer) = self.consumers.get_mut(id.0).and_then(Option::take) else { return Ok(()) };
+        self.operation(|e, now| {
+            e.leave(&consumer.group, &consumer.member, now);
+            Ok(())
+        })
+    }
+
+    /// Stops every consumer; later calls fail with `CLOSED`.
+    pub fn close(&mut self) -> Result<()> {
+        for id in 0..self.consumers.len() {
+            self.stop(ConsumerId(id))?;
+        }
+        self.closed = true;
+        Ok(())
+    }
+
+    /// One round of the consumer loop; returns how many messages handlers settled.
+    pub fn run_once(&mut self) -> Result<usize> {
+        self.check_open()?;
+        let now_ms = self.clock.now_ms();
+        self.engine.tick(now_ms);
+        for consumer in self.consumers.iter_mut().flatten() {
+            if consumer.heartbeat_due_ms <= now_ms {
+                consumer.heartbeat_due_ms = now_ms.saturating_add(consumer.config.heartbeat_interval_ms);
+                if !self.engine.heartbeat(&consumer.group, &consumer.member, now_ms) {
+                    // The session ran out (this context stalled): join again.
+                    self.engine.join(&consumer.group, &consumer.member, &consumer.subscriptions, &consumer.config, now_ms)?;
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        for (index, consumer) in self.consumers.iter().enumerate() {
+            if let Some(c) = consumer {
+                let deliveries = self.engine.poll(&c.group, &c.member, c.config.concurrency as usize, now_ms)?;
+                if !deliveries.is_empty() {
+                    batches.push((index, deliveries));
+                }
+            }
+        }
+        self.commit()?;
+        let mut settled = 0;
+        for (index, deliveries) in batches {
+            let Some(consumer) = self.consumers[index].as_mut() else { continue };
+            for delivery in deliveries {
+                let outcome = (consumer.handler)(&delivery);
+                let now_ms = self.clock.now_ms();
+                let counted = match outcome {
+                    Ok(()) => self.engine.ack(&consumer.group, &consumer.member, &delivery.receipt()),
+                    Err(reason) => self.engine.fail(&consumer.group, &consumer.member, &delivery.receipt(), &reason, now_ms),
+                };
+                settled += usize::from(counted);
+            }
+        }
+        self.commit()?;
+        Ok(settled)
+    }
+
+    /// Runs the consumer loop until `done` says so or `timeout_ms` passes, sleeping
+    /// (on this bus's clock) until the next thing is due whenever there is nothing
+    /// to do. Returns whether `done` was reached.
+    pub fn run_until(&mut self, timeout_ms: u64, mut done: impl FnMut(&Self) -> bool) -> Result<bool> {
+        let deadline_ms = self.clock.now_ms().saturating_add(timeout_ms);
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let now_ms = self.clock.now_ms();
+            if now_ms >= deadline_ms {
+                return Ok(false);
+            }
+            if self.run_once()? == 0 {
+                let heartbeat = self.consumers.iter().flatten().map(|c| c.heartbeat_due_ms).min();
+                let wake_ms = [self.engine.next_due_ms(), heartbeat, Some(deadline_ms)].into_iter().flatten().min().unwrap_or(deadline_ms);
+                // Something due now was not deliverable (a partition held by a
+                // message in flight elsewhere): wait a little rather than spin.
+                self.clock.sleep_until(wake_ms.max(now_ms + 1));
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Where the bus lives: a small async trait and its backends.
+//!
+//! One bus operation (or one group of them) is one [`Store::commit`]: the batch is
+//! stored whole or not at all. That is what keeps offsets gapless and leases
+//! exclusive; a backend that cannot promise it is not a backend.
+
+mod faulty;
+mod memory;
+
+pub use faulty::FaultyStore;
+pub use memory::MemoryStore;
+
+use crate::core::records::{Key, Record};
+use crate::core::{FerryError, Write};
+
+/// Storage for one bus.
+///
+/// `load` is called when the bus opens; `commit` after every batch of engine
+/// operations. Both may be slow (IndexedDB, a Durable Object), so both are async;
+/// neither is ever called concurrently with itself by one driver.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// Every stored record, in any order.
+    async fn load(&self) -> Result<Vec<(Key, Record)>, FerryError>;
+
+    /// Stores `writes` atomically: after an error, nothing of them is stored.
+    async fn commit(&self, writes: &[Write]) -> Result<(), FerryError>;
+}
