@@ -6,6 +6,7 @@ pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fxhash;
 pub mod limits;
 pub mod message;
 pub mod murmur2;

@@ -33,10 +33,11 @@ mod group;
 mod log;
 mod stats;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::BusConfig;
 use super::error::{ErrorCode, FerryError, Result};
+use super::fxhash::{FxHashMap, FxHashSet};
 use super::message::{Chunk, Name};
 use super::records::*;
 use super::rng::Rng;
@@ -59,7 +60,7 @@ pub struct Engine {
     rng: Rng,
     schema_version: Option<u32>,
     topics: BTreeMap<Name, TopicState>,
-    dedup: HashMap<Name, HashMap<Name, DedupEntry>>,
+    dedup: FxHashMap<Name, FxHashMap<Name, DedupEntry>>,
     /// `(expires_ms, topic, id)` of every dedup entry, to expire them in order.
     dedup_expiry: BTreeSet<(u64, Name, Name)>,
     groups: BTreeMap<Name, GroupState>,
@@ -111,7 +112,7 @@ struct CursorState {
 #[derive(Debug, Default)]
 struct Txn {
     undo: Vec<(Key, Option<Record>)>,
-    touched: HashSet<Key>,
+    touched: FxHashSet<Key>,
 }
 
 impl Engine {
@@ -126,7 +127,7 @@ impl Engine {
             rng: Rng::new(seed),
             schema_version: None,
             topics: BTreeMap::new(),
-            dedup: HashMap::new(),
+            dedup: FxHashMap::default(),
             dedup_expiry: BTreeSet::new(),
             groups: BTreeMap::new(),
             txn: Txn::default(),
