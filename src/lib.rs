@@ -6,6 +6,8 @@
 //! - [`store`] is where the bus lives: a small async trait and its backends.
 //! - [`runtime`] drives the engine against a store and a clock.
 #![forbid(unsafe_code)]
+// The README's examples run as doc tests.
+#![doc = include_str!("../README.md")]
 
 pub mod core;
 pub mod runtime;

@@ -357,7 +357,10 @@ impl Engine {
                             Pending::Acked => {}
                         }
                     }
-                    if gt.record.owners.get(*p as usize).is_some_and(Option::is_some) {
+                    // The next new message matters only when nothing earlier is
+                    // unsettled: otherwise that earlier message's time governs.
+                    let unsettled = cs.pending.values().any(|pending| !matches!(pending, Pending::Acked));
+                    if !unsettled && gt.record.owners.get(*p as usize).is_some_and(Option::is_some) {
                         if let Some((_, deliver_at_ms)) = self.partition(topic, *p).and_then(|s| s.chunk_for(cs.cursor.next)).and_then(|c| c.times(cs.cursor.next)) {
                             consider(deliver_at_ms);
                         }

@@ -59,3 +59,316 @@ fn failed_commit_changes_nothing() {
     assert_eq!(e.stats(), before);
     assert!(!e.has_writes());
 }
+
+fn join(e: &mut Engine, group: &str, member: &str, topic: &str, config: &ConsumerConfig) {
+    e.join(group, member, &[Subscription::new(topic, true)], config, T0).unwrap();
+}
+
+fn settle_all(e: &mut Engine, group: &str, member: &str, now: u64) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    loop {
+        let d = e.poll(group, member, 100, now).unwrap();
+        if d.is_empty() {
+            return offsets;
+        }
+        for delivery in d {
+            offsets.push(delivery.message.offset);
+            assert!(e.ack(group, member, &delivery.receipt()));
+        }
+    }
+}
+
+#[test]
+fn create_topic_conflicts_on_another_partition_count() {
+    let mut e = engine();
+    assert_eq!(e.create_topic("t", TopicConfig::with_partitions(3)), Ok(true));
+    assert_eq!(e.create_topic("t", TopicConfig::with_partitions(3)), Ok(false));
+    let err = e.create_topic("t", TopicConfig::with_partitions(4)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::TopicConflict);
+    assert!(err.message.contains("3 partitions"), "{err}");
+}
+
+#[test]
+fn unknown_topic_without_auto_creation() {
+    let mut e = Engine::open(BusConfig { auto_create_topics: false, ..BusConfig::default() }, 1, Vec::new()).unwrap();
+    assert_eq!(e.send("t", &[msg("a")], T0).unwrap_err().code, ErrorCode::UnknownTopic);
+    let err = e.join("g", "m", &[Subscription::new("t", false)], &ConsumerConfig::default(), T0).unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnknownTopic);
+    assert!(e.topics().is_empty());
+}
+
+#[test]
+fn keys_use_kafkas_partitioner_and_the_rest_go_round_robin() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig::with_partitions(8)).unwrap();
+    let keyed = e.send("t", &[msg("a").with_key("21"), msg("b").with_key("21")], T0).unwrap();
+    // Kafka: (murmur2("21") & 0x7fffffff) % 8 = 1173551340 % 8.
+    assert!(keyed.iter().all(|m| m.partition == 1173551340 % 8));
+    assert_eq!(keyed[1].offset, keyed[0].offset + 1);
+    let spread = e.send("t", &vec![msg("x"); 8], T0).unwrap();
+    let mut partitions: Vec<u32> = spread.iter().map(|m| m.partition).collect();
+    partitions.sort();
+    assert_eq!(partitions, (0..8).collect::<Vec<_>>());
+    let explicit = e.send("t", &[msg("y").with_partition(5)], T0).unwrap();
+    assert_eq!(explicit[0].partition, 5);
+    assert_eq!(e.send("t", &[msg("z").with_partition(8)], T0).unwrap_err().code, ErrorCode::UnknownTopic);
+}
+
+#[test]
+fn a_send_is_atomic() {
+    let mut e = Engine::open(BusConfig { max_message_bytes: 10, ..BusConfig::default() }, 1, Vec::new()).unwrap();
+    e.send("t", &[msg("ok")], T0).unwrap();
+    let err = e.send("t", &[msg("fits"), msg("far too large for ten bytes")], T0).unwrap_err();
+    assert_eq!(err.code, ErrorCode::MessageTooLarge);
+    assert!(err.message.contains("messages[1]"), "{err}");
+    assert_eq!(e.stats().topics[0].partitions[0].high_offset, 1);
+}
+
+#[test]
+fn ids_deduplicate_within_the_window() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig { dedup_window_ms: 1000, ..TopicConfig::default() }).unwrap();
+    let first = e.send("t", &[msg("a").with_id("order-1")], T0).unwrap();
+    let again = e.send("t", &[msg("a2").with_id("order-1"), msg("b").with_id("order-2"), msg("b2").with_id("order-2")], T0 + 10).unwrap();
+    assert!(!first[0].duplicate);
+    assert!(again[0].duplicate && again[0].offset == first[0].offset && again[0].timestamp_ms == T0);
+    assert!(!again[1].duplicate);
+    assert!(again[2].duplicate && again[2].offset == again[1].offset, "a repeat inside one send");
+    assert_eq!(e.stats().topics[0].partitions[0].high_offset, 2);
+    e.tick(T0 + 1000);
+    let later = e.send("t", &[msg("a3").with_id("order-1")], T0 + 1000).unwrap();
+    assert!(!later[0].duplicate, "the window has passed");
+}
+
+#[test]
+fn delays_hold_the_partition_in_partition_ordering() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("later").with_delay_ms(500), msg("now")], T0).unwrap();
+    assert!(e.poll("g", "m", 10, T0).unwrap().is_empty());
+    assert_eq!(e.next_due_ms(), Some(T0 + 500));
+    assert_eq!(settle_all(&mut e, "g", "m", T0 + 500), vec![0, 1]);
+}
+
+#[test]
+fn delays_let_others_pass_without_ordering() {
+    let mut e = engine();
+    let config = ConsumerConfig { ordering: Ordering::None, concurrency: 10, ..no_jitter() };
+    join(&mut e, "g", "m", "t", &config);
+    e.send("t", &[msg("later").with_delay_ms(500), msg("now")], T0).unwrap();
+    assert_eq!(settle_all(&mut e, "g", "m", T0), vec![1]);
+    assert_eq!(e.stats().groups[0].partitions[0].committed_offset, 0);
+    assert_eq!(settle_all(&mut e, "g", "m", T0 + 500), vec![0]);
+    assert_eq!(e.stats().groups[0].partitions[0].committed_offset, 2);
+}
+
+#[test]
+fn every_group_gets_every_message() {
+    let mut e = engine();
+    join(&mut e, "billing", "b", "t", &no_jitter());
+    join(&mut e, "shipping", "s", "t", &no_jitter());
+    e.send("t", &[msg("a"), msg("b")], T0).unwrap();
+    assert_eq!(settle_all(&mut e, "billing", "b", T0), vec![0, 1]);
+    assert_eq!(e.stats().topics[0].partitions[0].low_offset, 0, "shipping has not consumed yet");
+    assert_eq!(settle_all(&mut e, "shipping", "s", T0), vec![0, 1]);
+    assert_eq!(e.stats().topics[0].partitions[0].low_offset, 2);
+}
+
+#[test]
+fn from_beginning_false_starts_at_the_end() {
+    let mut e = engine();
+    e.send("t", &[msg("old")], T0).unwrap();
+    e.join("g", "m", &[Subscription::new("t", false)], &no_jitter(), T0).unwrap();
+    e.send("t", &[msg("new")], T0).unwrap();
+    assert_eq!(settle_all(&mut e, "g", "m", T0), vec![1]);
+}
+
+#[test]
+fn failures_back_off_exponentially_then_dead_letter() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("poison").with_key("k").with_header("trace", "1"), msg("next")], T0).unwrap();
+    let mut now = T0;
+    let mut waits = Vec::new();
+    for attempt in 1..=5 {
+        assert!(e.heartbeat("g", "m", now));
+        let d = e.poll("g", "m", 10, now).unwrap();
+        assert_eq!(d.len(), 1, "attempt {attempt} at +{}: {:?}", now - T0, e.stats());
+        assert_eq!((d.len(), d[0].attempt, d[0].message.offset), (1, attempt, 0));
+        assert!(e.poll("g", "m", 10, now).unwrap().is_empty(), "offset 1 waits for offset 0");
+        assert!(e.fail("g", "m", &d[0].receipt(), "boom", now));
+        if attempt < 5 {
+            let due = e.next_due_ms().unwrap();
+            waits.push(due - now);
+            assert!(e.poll("g", "m", 10, due - 1).unwrap().is_empty());
+            now = due;
+        }
+    }
+    assert_eq!(waits, vec![1000, 2000, 4000, 8000]);
+    let stats = e.stats();
+    assert_eq!(stats.groups[0].dead_lettered, 1);
+    let dead = e.read_log("t.dlq", 0, 0, 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    let m = &dead[0];
+    assert_eq!((m.key.as_deref(), m.value.text().as_ref()), (Some("k"), "poison"));
+    for (name, value) in [
+        ("trace", "1"),
+        ("ferry-dlq-topic", "t"),
+        ("ferry-dlq-partition", "0"),
+        ("ferry-dlq-offset", "0"),
+        ("ferry-dlq-group", "g"),
+        ("ferry-dlq-attempts", "5"),
+        ("ferry-dlq-error", "boom"),
+    ] {
+        assert_eq!(m.header(name), Some(value), "{name}");
+    }
+    assert_eq!(settle_all(&mut e, "g", "m", now), vec![1], "the partition moves on");
+}
+
+#[test]
+fn dead_letter_errors_are_cut_at_one_kib() {
+    let mut e = engine();
+    let config = ConsumerConfig { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..ConsumerConfig::default() };
+    join(&mut e, "g", "m", "t", &config);
+    e.send("t", &[msg("x")], T0).unwrap();
+    let d = e.poll("g", "m", 1, T0).unwrap();
+    e.fail("g", "m", &d[0].receipt(), &"é".repeat(2000), T0);
+    let dead = e.read_log("t.dlq", 0, 0, 1).unwrap();
+    assert_eq!(dead[0].header("ferry-dlq-error").unwrap().len(), 1024);
+}
+
+#[test]
+fn an_ack_timeout_is_a_failed_attempt_and_the_late_ack_is_ignored() {
+    let mut e = engine();
+    let config = ConsumerConfig { ack_timeout_ms: 100, ..no_jitter() };
+    join(&mut e, "g", "m", "t", &config);
+    e.send("t", &[msg("slow")], T0).unwrap();
+    let first = e.poll("g", "m", 1, T0).unwrap();
+    assert_eq!(e.next_due_ms(), Some(T0 + 100));
+    e.heartbeat("g", "m", T0 + 100);
+    e.tick(T0 + 100);
+    assert!(!e.ack("g", "m", &first[0].receipt()), "late result ignored");
+    assert_eq!(e.stats().groups[0].partitions[0].retrying, 1);
+    let second = e.poll("g", "m", 1, T0 + 1100).unwrap();
+    assert_eq!(second[0].attempt, 2);
+    assert!(e.ack("g", "m", &second[0].receipt()));
+}
+
+#[test]
+fn redrive_moves_each_dead_letter_back_once() {
+    let mut e = engine();
+    let config = ConsumerConfig { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..ConsumerConfig::default() };
+    join(&mut e, "g", "m", "t", &config);
+    e.send("t", &[msg("x").with_key("k").with_header("h", "v").with_id("id-1")], T0).unwrap();
+    let d = e.poll("g", "m", 1, T0).unwrap();
+    e.fail("g", "m", &d[0].receipt(), "bug", T0);
+    assert_eq!(e.redrive("t.dlq", None, T0), Ok(1));
+    assert_eq!(e.redrive("t.dlq", None, T0), Ok(0));
+    let back = e.poll("g", "m", 1, T0).unwrap();
+    let m = &back[0].message;
+    assert_eq!((m.offset, m.key.as_deref(), m.header("h"), m.id.as_deref()), (1, Some("k"), Some("v"), Some("id-1")));
+    assert!(m.headers.iter().all(|(k, _)| !k.starts_with("ferry-dlq-")));
+    assert_eq!(back[0].attempt, 1);
+}
+
+#[test]
+fn max_depth_refuses_the_whole_send() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig { max_depth: Some(2), ..TopicConfig::default() }).unwrap();
+    e.send("t", &[msg("a")], T0).unwrap();
+    let err = e.send("t", &[msg("b"), msg("c")], T0).unwrap_err();
+    assert_eq!(err.code, ErrorCode::QueueFull);
+    assert_eq!(e.stats().topics[0].partitions[0].high_offset, 1);
+    e.send("t", &[msg("b")], T0).unwrap();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    settle_all(&mut e, "g", "m", T0);
+    e.send("t", &[msg("c"), msg("d")], T0).unwrap();
+}
+
+#[test]
+fn retention_expires_old_messages_consumed_or_not() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig { retention_ms: Some(1000), ..TopicConfig::default() }).unwrap();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("a"), msg("b")], T0).unwrap();
+    e.send("t", &[msg("c")], T0 + 500).unwrap();
+    assert_eq!(e.next_due_ms(), Some(T0));
+    e.tick(T0 + 1000);
+    let p = &e.stats().topics[0].partitions[0];
+    assert_eq!((p.low_offset, p.high_offset, p.depth, p.expired), (2, 3, 1, 2));
+    assert_eq!(e.stats().groups[0].partitions[0].committed_offset, 2);
+    assert_eq!(settle_all(&mut e, "g", "m", T0 + 1000), vec![2]);
+}
+
+#[test]
+fn members_split_partitions_and_take_over_when_one_dies() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig::with_partitions(4)).unwrap();
+    let config = no_jitter();
+    join(&mut e, "g", "a", "t", &config);
+    join(&mut e, "g", "b", "t", &config);
+    assert_eq!(e.owned_partitions("g", "a", "t").len(), 2);
+    assert_eq!(e.owned_partitions("g", "b", "t").len(), 2);
+    let p = e.owned_partitions("g", "a", "t")[0];
+    e.send("t", &[msg("x").with_partition(p)], T0).unwrap();
+    let held = e.poll("g", "a", 1, T0).unwrap();
+    assert_eq!(held.len(), 1);
+    // b heartbeats, a goes silent: its session runs out and its work moves.
+    e.heartbeat("g", "b", T0 + 9000);
+    e.tick(T0 + 10_000);
+    assert_eq!(e.members("g").len(), 1);
+    assert_eq!(e.owned_partitions("g", "b", "t").len(), 4);
+    let again = e.poll("g", "b", 4, T0 + 10_000).unwrap();
+    assert_eq!((again.len(), again[0].attempt), (1, 2), "redelivered at once, as a new attempt");
+    assert!(!e.ack("g", "a", &held[0].receipt()));
+}
+
+#[test]
+fn reopening_from_records_rebuilds_the_same_bus() {
+    let mut e = engine();
+    let mut stored = std::collections::BTreeMap::new();
+    let mut commit_into = |e: &mut Engine| {
+        for (key, record) in e.begin_commit() {
+            match record {
+                Some(r) => stored.insert(key, r),
+                None => stored.remove(&key),
+            };
+        }
+        e.end_commit(true);
+    };
+    e.create_topic("t", TopicConfig::with_partitions(3)).unwrap();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &(0..50).map(|i| msg("v").with_key(format!("k{i}")).with_id(format!("i{i}"))).collect::<Vec<_>>(), T0).unwrap();
+    commit_into(&mut e);
+    let d = e.poll("g", "m", 3, T0).unwrap();
+    e.fail("g", "m", &d[0].receipt(), "x", T0);
+    e.ack("g", "m", &d[1].receipt());
+    commit_into(&mut e);
+    let encoded: Vec<(Key, Record)> = stored.iter().map(|(k, r)| (k.clone(), Record::decode(k, &r.encode()).unwrap())).collect();
+    let reopened = Engine::open(BusConfig::default(), 1, encoded).unwrap();
+    assert_eq!(reopened.stats(), e.stats());
+    assert_eq!(reopened.next_due_ms(), e.next_due_ms());
+    for p in 0..3 {
+        assert_eq!(reopened.read_log("t", p, 0, 100), e.read_log("t", p, 0, 100));
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let records = vec![(Key::Meta, Record::Meta { schema_version: SCHEMA_VERSION + 1 })];
+    let err = Engine::open(BusConfig::default(), 1, records).unwrap_err();
+    assert_eq!(err.code, ErrorCode::IncompatibleStorage);
+}
+
+#[test]
+fn clock_going_backwards_does_not_panic() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("a")], T0).unwrap();
+    let d = e.poll("g", "m", 1, T0).unwrap();
+    e.fail("g", "m", &d[0].receipt(), "x", 0);
+    e.tick(0);
+    e.send("t", &[msg("b")], 0).unwrap();
+    let _ = e.next_due_ms();
+    let _ = e.stats();
+}
