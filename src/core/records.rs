@@ -47,7 +47,8 @@ pub enum Record {
     Partition(PartitionHead),
     Chunk(Chunk),
     Dedup(DedupEntry),
-    Member(MemberRecord),
+    /// Boxed: the largest record by far, and the rarest.
+    Member(Box<MemberRecord>),
     GroupTopic(GroupTopicRecord),
     Cursor(Cursor),
     Pending(Pending),
@@ -226,7 +227,7 @@ impl Record {
                     ordering: if r.u8()? == 0 { Ordering::Partition } else { Ordering::None },
                     concurrency: r.u32()?,
                 };
-                Record::Member(MemberRecord { topics, config, session_expires_ms })
+                Record::Member(Box::new(MemberRecord { topics, config, session_expires_ms }))
             }
             Key::GroupTopic(..) => {
                 let dead_lettered = r.u64()?;

@@ -3,10 +3,10 @@
 //!
 //! Every public operation of [`Bus`] is one engine operation followed by one
 //! commit, so it returns only once its writes are stored. [`Bus::run_once`] is
-//! one round of the consumer loop: housekeeping, heartbeats, a poll for every
-//! consumer (committed before any handler runs, so a lease is stored before its
-//! message is handled), the handlers, and one commit of all their acks and
-//! failures (group commit).
+//! one round of the consumer loop: housekeeping and heartbeats, the handlers for
+//! the deliveries polled last round, then one commit holding both their acks and
+//! failures and the leases of the next round's deliveries. A lease is therefore
+//! always stored before its message is handled, with one commit per round.
 //!
 //! # Shutdown
 //!
@@ -25,6 +25,13 @@ use crate::core::{
     BusConfig, ConsumerConfig, Delivery, Engine, ErrorCode, FerryError, OutgoingMessage, RecordMetadata, Result, Stats, Subscription, TopicConfig, TopicInfo,
 };
 use crate::store::Store;
+
+/// How often housekeeping runs at most: the resolution of `ackTimeoutMs` and
+/// `sessionTimeoutMs` (the smallest `ackTimeoutMs` allowed is this).
+const TICK_INTERVAL_MS: u64 = crate::core::limits::ACK_TIMEOUT_MS_MIN;
+
+/// Deliveries leased for a consumer (by index) and not handled yet.
+type Batch = (usize, Vec<Delivery>);
 
 /// What a handler returns: `Err(reason)` is a failed attempt.
 pub type HandlerResult = std::result::Result<(), String>;
@@ -52,6 +59,10 @@ pub struct Bus<S: Store, C: Clock> {
     consumers: Vec<Option<Consumer>>,
     /// Distinguishes this bus's members from other contexts' in member ids.
     context_id: u64,
+    /// When housekeeping ([`Engine::tick`]) runs next.
+    tick_due_ms: u64,
+    /// Deliveries whose leases are stored, for the next round's handlers.
+    leased: Vec<Batch>,
     closed: bool,
 }
 
@@ -60,7 +71,7 @@ impl<S: Store, C: Clock> Bus<S, C> {
     pub fn open(store: S, clock: C, config: BusConfig, seed: u64) -> Result<Self> {
         let records = block_on(store.load())?;
         let engine = Engine::open(config, seed, records)?;
-        let mut bus = Bus { engine, store, clock, consumers: Vec::new(), context_id: seed, closed: false };
+        let mut bus = Bus { engine, store, clock, consumers: Vec::new(), context_id: seed, tick_due_ms: 0, leased: Vec::new(), closed: false };
         bus.commit()?;
         Ok(bus)
     }
@@ -156,8 +167,12 @@ impl<S: Store, C: Clock> Bus<S, C> {
         self.consumers.get(id.0)?.as_ref().map(|c| c.member.as_str())
     }
 
-    /// Takes a consumer out of its group; its partitions move to the others.
+    /// Takes a consumer out of its group once the deliveries it holds are handled;
+    /// its partitions move to the others.
     pub fn stop(&mut self, id: ConsumerId) -> Result<()> {
+        let (held, others): (Vec<Batch>, Vec<Batch>) = std::mem::take(&mut self.leased).into_iter().partition(|(index, _)| *index == id.0);
+        self.leased = others;
+        self.handle(held);
         let Some(consumer) = self.consumers.get_mut(id.0).and_then(Option::take) else { return Ok(()) };
         self.operation(|e, now| {
             e.leave(&consumer.group, &consumer.member, now);
@@ -174,33 +189,12 @@ impl<S: Store, C: Clock> Bus<S, C> {
         Ok(())
     }
 
-    /// One round of the consumer loop; returns how many messages handlers settled.
-    pub fn run_once(&mut self) -> Result<usize> {
-        self.check_open()?;
-        let now_ms = self.clock.now_ms();
-        self.engine.tick(now_ms);
-        for consumer in self.consumers.iter_mut().flatten() {
-            if consumer.heartbeat_due_ms <= now_ms {
-                consumer.heartbeat_due_ms = now_ms.saturating_add(consumer.config.heartbeat_interval_ms);
-                if !self.engine.heartbeat(&consumer.group, &consumer.member, now_ms) {
-                    // The session ran out (this context stalled): join again.
-                    self.engine.join(&consumer.group, &consumer.member, &consumer.subscriptions, &consumer.config, now_ms)?;
-                }
-            }
-        }
-        let mut batches = Vec::new();
-        for (index, consumer) in self.consumers.iter().enumerate() {
-            if let Some(c) = consumer {
-                let deliveries = self.engine.poll(&c.group, &c.member, c.config.concurrency as usize, now_ms)?;
-                if !deliveries.is_empty() {
-                    batches.push((index, deliveries));
-                }
-            }
-        }
-        self.commit()?;
+    /// Calls the handlers for `batches` and settles each delivery with the engine
+    /// (not committed yet); returns how many the engine counted.
+    fn handle(&mut self, batches: Vec<Batch>) -> usize {
         let mut settled = 0;
         for (index, deliveries) in batches {
-            let Some(consumer) = self.consumers[index].as_mut() else { continue };
+            let Some(consumer) = self.consumers.get_mut(index).and_then(Option::as_mut) else { continue };
             for delivery in deliveries {
                 let outcome = (consumer.handler)(&delivery);
                 let now_ms = self.clock.now_ms();
@@ -211,7 +205,44 @@ impl<S: Store, C: Clock> Bus<S, C> {
                 settled += usize::from(counted);
             }
         }
+        settled
+    }
+
+    /// One round of the consumer loop; returns how many messages handlers settled.
+    pub fn run_once(&mut self) -> Result<usize> {
+        self.check_open()?;
+        let leased = std::mem::take(&mut self.leased);
+        let settled = self.handle(leased);
+        let now_ms = self.clock.now_ms();
+        // Housekeeping (timeouts, retention) scans every lease: run it at a timer's
+        // resolution, not on every round. Retries and delays need no tick: polls
+        // see them.
+        if now_ms >= self.tick_due_ms || now_ms + TICK_INTERVAL_MS < self.tick_due_ms {
+            self.engine.tick(now_ms);
+            self.tick_due_ms = now_ms + TICK_INTERVAL_MS;
+        }
+        for consumer in self.consumers.iter_mut().flatten() {
+            if consumer.heartbeat_due_ms <= now_ms {
+                consumer.heartbeat_due_ms = now_ms.saturating_add(consumer.config.heartbeat_interval_ms);
+                if !self.engine.heartbeat(&consumer.group, &consumer.member, now_ms) {
+                    // The session ran out (this context stalled): join again.
+                    self.engine.join(&consumer.group, &consumer.member, &consumer.subscriptions, &consumer.config, now_ms)?;
+                }
+            }
+        }
+        let mut next = Vec::new();
+        for (index, consumer) in self.consumers.iter().enumerate() {
+            if let Some(c) = consumer {
+                let deliveries = self.engine.poll(&c.group, &c.member, c.config.concurrency as usize, now_ms)?;
+                if !deliveries.is_empty() {
+                    next.push((index, deliveries));
+                }
+            }
+        }
+        // Settlements and the next leases are stored together, or neither is: a
+        // lost ack means a redelivery after the lease runs out (at least once).
         self.commit()?;
+        self.leased = next;
         Ok(settled)
     }
 
@@ -228,7 +259,7 @@ impl<S: Store, C: Clock> Bus<S, C> {
             if now_ms >= deadline_ms {
                 return Ok(false);
             }
-            if self.run_once()? == 0 {
+            if self.run_once()? == 0 && self.leased.is_empty() {
                 let heartbeat = self.consumers.iter().flatten().map(|c| c.heartbeat_due_ms).min();
                 let wake_ms = [self.engine.next_due_ms(), heartbeat, Some(deadline_ms)].into_iter().flatten().min().unwrap_or(deadline_ms);
                 // Something due now was not deliverable (a partition held by a

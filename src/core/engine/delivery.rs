@@ -197,7 +197,7 @@ impl Engine {
             self.put(Key::Pending(group.clone(), topic.clone(), p, o), None);
         }
         self.put(Key::Cursor(group.clone(), topic.clone(), p), Some(Record::Cursor(cursor)));
-        self.trim_consumed(topic, p);
+        self.trim_due.insert((topic.clone(), p));
     }
 
     /// One failed attempt of an in-flight message: dead-lettered when it was the

@@ -65,7 +65,7 @@ impl Engine {
             }
         }
         let record = MemberRecord { topics, config: config.clone(), session_expires_ms: now_ms.saturating_add(config.session_timeout_ms) };
-        self.put(Key::Member(group_name.clone(), Name::from(member)), Some(Record::Member(record)));
+        self.put(Key::Member(group_name.clone(), Name::from(member)), Some(Record::Member(Box::new(record))));
         self.rebalance(&group_name);
         Ok(())
     }
@@ -96,7 +96,7 @@ impl Engine {
         let mut record = record.clone();
         record.session_expires_ms = now_ms.saturating_add(record.config.session_timeout_ms);
         let key = Key::Member(group_name.clone(), member_name.clone());
-        self.put(key, Some(Record::Member(record)));
+        self.put(key, Some(Record::Member(Box::new(record))));
         true
     }
 

@@ -65,6 +65,9 @@ pub struct Engine {
     dedup_expiry: BTreeSet<(u64, Name, Name)>,
     groups: BTreeMap<Name, GroupState>,
     txn: Txn,
+    /// Partitions whose groups committed further since the last commit: their log
+    /// is trimmed once per commit rather than once per ack.
+    trim_due: FxHashSet<(Name, u32)>,
     /// Rotates where a poll starts, so one busy partition does not starve the others.
     poll_rotation: usize,
 }
@@ -131,6 +134,7 @@ impl Engine {
             dedup_expiry: BTreeSet::new(),
             groups: BTreeMap::new(),
             txn: Txn::default(),
+            trim_due: FxHashSet::default(),
             poll_rotation: 0,
         };
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
@@ -158,12 +162,15 @@ impl Engine {
 
     /// True when operations since the last commit wrote something.
     pub fn has_writes(&self) -> bool {
-        !self.txn.undo.is_empty()
+        !self.txn.undo.is_empty() || !self.trim_due.is_empty()
     }
 
     /// The writes of every operation since the last commit, in first-write order,
     /// each key once with its latest value. Call [`Engine::end_commit`] next.
-    pub fn begin_commit(&self) -> Vec<Write> {
+    pub fn begin_commit(&mut self) -> Vec<Write> {
+        for (topic, partition) in std::mem::take(&mut self.trim_due) {
+            self.trim_consumed(&topic, partition);
+        }
         self.txn.undo.iter().map(|(key, _)| (key.clone(), self.record(key))).collect()
     }
 
@@ -200,7 +207,7 @@ impl Engine {
             Key::Partition(t, p) => self.partition(t, *p).map(|s| Record::Partition(s.head)),
             Key::Chunk(t, p, base) => self.partition(t, *p)?.chunks.get(base).cloned().map(Record::Chunk),
             Key::Dedup(t, id) => self.dedup.get(t)?.get(id).copied().map(Record::Dedup),
-            Key::Member(g, m) => self.groups.get(g)?.members.get(m).cloned().map(Record::Member),
+            Key::Member(g, m) => self.groups.get(g)?.members.get(m).map(|r| Record::Member(Box::new(r.clone()))),
             Key::GroupTopic(g, t) => self.groups.get(g)?.topics.get(t).map(|s| Record::GroupTopic(s.record.clone())),
             Key::Cursor(g, t, p) => self.cursor(g, t, *p).map(|c| Record::Cursor(c.cursor)),
             Key::Pending(g, t, p, o) => self.cursor(g, t, *p)?.pending.get(o).cloned().map(Record::Pending),
@@ -268,7 +275,7 @@ impl Engine {
                 let group = self.groups.entry(g.clone()).or_default();
                 match record {
                     Some(Record::Member(member)) => {
-                        group.members.insert(m.clone(), member);
+                        group.members.insert(m.clone(), *member);
                     }
                     None => {
                         group.members.remove(m);
