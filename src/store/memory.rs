@@ -1,4 +1,4 @@
-//! The in-memory backend: records in an ordered map. The default outside browsers,
+//! The in-memory backend: records in a hash map. The default outside browsers,
 //! and the reference the other backends are tested against.
 
 use std::cell::RefCell;
@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::Store;
+use crate::core::fxhash::FxHashMap;
 use crate::core::records::{Key, Record};
 use crate::core::{FerryError, Write};
 
@@ -13,7 +14,8 @@ use crate::core::{FerryError, Write};
 /// same bus share its storage.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    records: Rc<RefCell<BTreeMap<Key, Record>>>,
+    // Unordered: the engine sorts records itself when it opens.
+    records: Rc<RefCell<FxHashMap<Key, Record>>>,
 }
 
 impl MemoryStore {
@@ -32,7 +34,7 @@ impl MemoryStore {
 
     /// A copy of every record, for checks.
     pub fn snapshot(&self) -> BTreeMap<Key, Record> {
-        self.records.borrow().clone()
+        self.records.borrow().iter().map(|(k, r)| (k.clone(), r.clone())).collect()
     }
 }
 
