@@ -321,14 +321,23 @@ impl Engine {
             .iter()
             .filter_map(|(g, state)| {
                 let cs = state.topics.get(topic)?.cursors.get(&partition)?;
-                (cs.cursor.committed < new_low).then(|| (g.clone(), cs.cursor, cs.pending.range(..new_low).map(|(o, _)| *o).collect()))
+                if cs.cursor.committed >= new_low {
+                    return None;
+                }
+                // Offsets acked just past the new low are settled too: the committed
+                // offset moves over them as `settle` would, or nothing ever would.
+                let mut committed = new_low;
+                while cs.pending.get(&committed) == Some(&Pending::Acked) {
+                    committed += 1;
+                }
+                let cleared = cs.pending.range(..committed).map(|(o, _)| *o).collect();
+                Some((g.clone(), Cursor { committed, next: cs.cursor.next.max(committed) }, cleared))
             })
             .collect();
-        for (group, cursor, stale) in behind {
-            for offset in stale {
+        for (group, moved, cleared) in behind {
+            for offset in cleared {
                 self.put(Key::Pending(group.clone(), topic.clone(), partition, offset), None);
             }
-            let moved = Cursor { committed: new_low, next: cursor.next.max(new_low) };
             self.put(Key::Cursor(group, topic.clone(), partition), Some(Record::Cursor(moved)));
         }
     }
@@ -395,6 +404,11 @@ impl Engine {
             if end > start {
                 cursors.push((p, end));
             }
+        }
+        // A topic with no dead letters (any topic named by mistake) gets no redrive
+        // cursor: as the only reader it would trim the log, else pin it forever.
+        if moves.is_empty() && !self.groups.get(REDRIVE_GROUP).is_some_and(|g| g.topics.contains_key(from)) {
+            return Ok(0);
         }
         for (_, _, _, target) in &moves {
             if !self.topics.contains_key(target) {
