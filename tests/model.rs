@@ -535,18 +535,19 @@ impl Model {
         }
     }
 
-    fn holds_lease(&self, group: &str, member: &str, receipt: &Receipt) -> bool {
+    /// The member holds the delivery while its lease has not run out.
+    fn holds_lease(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
         let slot = self
             .groups
             .get(group)
             .and_then(|g| g.topics.get(&*receipt.topic))
             .and_then(|gt| gt.cursors.get(receipt.partition as usize))
             .and_then(|cursor| cursor.unsettled.get(&receipt.offset));
-        matches!(slot, Some(Slot::InFlight { member: holder, attempt, .. }) if holder == member && *attempt == receipt.attempt)
+        matches!(slot, Some(Slot::InFlight { member: holder, attempt, deadline_ms }) if holder == member && *attempt == receipt.attempt && now_ms < *deadline_ms)
     }
 
-    fn ack(&mut self, group: &str, member: &str, receipt: &Receipt) -> bool {
-        if !self.holds_lease(group, member, receipt) {
+    fn ack(&mut self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
+        if !self.holds_lease(group, member, receipt, now_ms) {
             return false;
         }
         self.settle(group, &receipt.topic, receipt.partition as usize, receipt.offset);
@@ -554,7 +555,7 @@ impl Model {
     }
 
     fn fail(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, now_ms: u64) -> bool {
-        if !self.holds_lease(group, member, receipt) {
+        if !self.holds_lease(group, member, receipt, now_ms) {
             return false;
         }
         let config = self.groups[group].members[member].config.clone();
@@ -1069,8 +1070,8 @@ impl Harness {
             Op::Ack { pick, as_other_member } => {
                 let (group, member, receipt) = self.pick_receipt(pick, *as_other_member);
                 let member = if *as_other_member { 1 - member } else { member };
-                let got = self.engine.ack(GROUPS[group], MEMBERS[member], &receipt);
-                prop_assert_eq!(got, self.model.ack(GROUPS[group], MEMBERS[member], &receipt), "ack of {:?}", receipt);
+                let got = self.engine.ack(GROUPS[group], MEMBERS[member], &receipt, now_ms);
+                prop_assert_eq!(got, self.model.ack(GROUPS[group], MEMBERS[member], &receipt, now_ms), "ack of {:?}", receipt);
             }
             Op::Fail { pick, long_error } => {
                 let (group, member, receipt) = self.pick_receipt(pick, false);
@@ -1423,7 +1424,7 @@ fn garbage_to_infallible_calls_changes_nothing() {
         engine.leave(&name, &name, u64::MAX);
         assert!(engine.owned_partitions(&name, &name, &name).is_empty());
         for receipt in &bogus {
-            assert!(!engine.ack(&name, "m1", receipt));
+            assert!(!engine.ack(&name, "m1", receipt, T0));
             assert!(!engine.fail("g", &name, receipt, &"e".repeat(1 << 20), u64::MAX));
         }
     }
@@ -1469,7 +1470,7 @@ fn retention_cut_below_an_acked_offset_commits_it() {
     engine.send("t", &[message("old")], T0).expect("send");
     engine.send("t", &[message("newer")], T0 + 1_000).expect("send");
     let deliveries = engine.poll("g", "m", 10, T0 + 1_000).expect("poll");
-    assert!(engine.ack("g", "m", &deliveries[1].receipt()));
+    assert!(engine.ack("g", "m", &deliveries[1].receipt(), T0 + 1_000));
     engine.heartbeat("g", "m", T0 + 2_000);
     engine.tick(T0 + 2_000);
     assert_eq!(engine.stats().groups[0].partitions[0].committed_offset, 2);
@@ -1490,7 +1491,7 @@ fn redrive_from_a_topic_without_dead_letters_changes_nothing() {
     assert_eq!(engine.stats(), before);
     engine.join("g", "m", &[Subscription::new("orders", true)], &ConsumerConfig::default(), T0).expect("join");
     let deliveries = engine.poll("g", "m", 1, T0).expect("poll");
-    assert!(engine.ack("g", "m", &deliveries[0].receipt()));
+    assert!(engine.ack("g", "m", &deliveries[0].receipt(), T0));
     let _ = engine.begin_commit();
     engine.end_commit(true);
     assert_eq!(engine.stats().topics[0].partitions[0].low_offset, 1, "consumed by its only group");

@@ -199,7 +199,7 @@ impl<S: Store, C: Clock> Bus<S, C> {
                 let outcome = (consumer.handler)(&delivery);
                 let now_ms = self.clock.now_ms();
                 let counted = match outcome {
-                    Ok(()) => self.engine.ack(&consumer.group, &consumer.member, &delivery.receipt()),
+                    Ok(()) => self.engine.ack(&consumer.group, &consumer.member, &delivery.receipt(), now_ms),
                     Err(reason) => self.engine.fail(&consumer.group, &consumer.member, &delivery.receipt(), &reason, now_ms),
                 };
                 settled += usize::from(counted);

@@ -147,22 +147,27 @@ impl Engine {
     }
 
     /// The in-flight lease `receipt` names, if it is still the member's.
-    /// `(group, topic)` names when the lease is still the member's.
-    fn lease(&self, group: &str, member: &str, receipt: &Receipt) -> Option<(Name, Name)> {
+    /// `(group, topic)` names when the lease is still the member's and has not run
+    /// out: a result that comes after `ackTimeoutMs` is ignored even before a tick
+    /// has counted the timeout.
+    fn lease(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> Option<(Name, Name)> {
         let (g, state) = self.groups.get_key_value(group)?;
         let (topic, gt) = state.topics.get_key_value(&*receipt.topic)?;
         match gt.cursors.get(&receipt.partition)?.pending.get(&receipt.offset)? {
-            Pending::InFlight { member: holder, attempt, .. } if **holder == *member && *attempt == receipt.attempt => Some((g.clone(), topic.clone())),
+            Pending::InFlight { member: holder, attempt, deadline_ms } if **holder == *member && *attempt == receipt.attempt && now_ms < *deadline_ms => {
+                Some((g.clone(), topic.clone()))
+            }
             _ => None,
         }
     }
 
     /// Settles a delivery as handled: the group's committed offset moves past it
     /// once every earlier offset is settled too. `false` (and nothing changes) when
-    /// the lease is no longer the member's: it timed out or the member was
-    /// removed, and the message was or will be delivered again.
-    pub fn ack(&mut self, group: &str, member: &str, receipt: &Receipt) -> bool {
-        let Some((g, topic)) = self.lease(group, member, receipt) else { return false };
+    /// the lease is no longer the member's: it ran out (`now_ms` is at or past its
+    /// deadline) or the member was removed, and the message was or will be
+    /// delivered again.
+    pub fn ack(&mut self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
+        let Some((g, topic)) = self.lease(group, member, receipt, now_ms) else { return false };
         self.settle(&g, &topic, receipt.partition, receipt.offset);
         true
     }
@@ -171,7 +176,7 @@ impl Engine {
     /// dead-lettered once it has failed `maxAttempts` times. `false` as for
     /// [`Engine::ack`].
     pub fn fail(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, now_ms: u64) -> bool {
-        let Some((g, topic)) = self.lease(group, member, receipt) else { return false };
+        let Some((g, topic)) = self.lease(group, member, receipt, now_ms) else { return false };
         let config = self.groups[group].members.get(member).map(|m| m.config.clone()).unwrap_or_default();
         self.failed_attempt(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, error, &config, now_ms, true);
         true

@@ -185,6 +185,10 @@ impl Engine {
                 let restored = self.write(&key, old);
                 debug_assert!(restored.is_ok(), "{restored:?}");
             }
+            // A new bus whose first commit failed still owes storage its schema version.
+            if self.schema_version.is_none() {
+                self.put(Key::Meta, Some(Record::Meta { schema_version: SCHEMA_VERSION }));
+            }
         }
     }
 

@@ -34,10 +34,10 @@ fn send_poll_ack_moves_the_committed_offset() {
     assert_eq!(d[0].message.value, Value::string("a"));
     assert_eq!(d[0].attempt, 1);
     assert!(e.poll("g", "m1", 10, T0).unwrap().is_empty());
-    assert!(e.ack("g", "m1", &d[0].receipt()));
+    assert!(e.ack("g", "m1", &d[0].receipt(), T0));
     let d = e.poll("g", "m1", 10, T0).unwrap();
     assert_eq!(d[0].message.offset, 1);
-    assert!(e.ack("g", "m1", &d[0].receipt()));
+    assert!(e.ack("g", "m1", &d[0].receipt(), T0));
     commit(&mut e);
     let stats = e.stats();
     let gp = &stats.groups[0].partitions[0];
@@ -74,7 +74,7 @@ fn settle_all(e: &mut Engine, group: &str, member: &str, now: u64) -> Vec<u64> {
         }
         for delivery in d {
             offsets.push(delivery.message.offset);
-            assert!(e.ack(group, member, &delivery.receipt()));
+            assert!(e.ack(group, member, &delivery.receipt(), now));
         }
     }
 }
@@ -250,11 +250,23 @@ fn an_ack_timeout_is_a_failed_attempt_and_the_late_ack_is_ignored() {
     assert_eq!(e.next_due_ms(), Some(T0 + 100));
     e.heartbeat("g", "m", T0 + 100);
     e.tick(T0 + 100);
-    assert!(!e.ack("g", "m", &first[0].receipt()), "late result ignored");
+    assert!(!e.ack("g", "m", &first[0].receipt(), T0 + 100), "late result ignored");
     assert_eq!(e.stats().groups[0].partitions[0].retrying, 1);
     let second = e.poll("g", "m", 1, T0 + 1100).unwrap();
     assert_eq!(second[0].attempt, 2);
-    assert!(e.ack("g", "m", &second[0].receipt()));
+    assert!(e.ack("g", "m", &second[0].receipt(), T0 + 1100));
+}
+
+#[test]
+fn a_result_after_the_deadline_is_ignored_before_any_tick() {
+    let mut e = engine();
+    let config = ConsumerConfig { ack_timeout_ms: 100, ..no_jitter() };
+    join(&mut e, "g", "m", "t", &config);
+    e.send("t", &[msg("slow")], T0).unwrap();
+    let d = e.poll("g", "m", 1, T0).unwrap();
+    assert!(!e.ack("g", "m", &d[0].receipt(), T0 + 100));
+    assert!(!e.fail("g", "m", &d[0].receipt(), "late", T0 + 100));
+    assert!(e.ack("g", "m", &d[0].receipt(), T0 + 99));
 }
 
 #[test]
@@ -323,7 +335,7 @@ fn members_split_partitions_and_take_over_when_one_dies() {
     assert_eq!(e.owned_partitions("g", "b", "t").len(), 4);
     let again = e.poll("g", "b", 4, T0 + 10_000).unwrap();
     assert_eq!((again.len(), again[0].attempt), (1, 2), "redelivered at once, as a new attempt");
-    assert!(!e.ack("g", "a", &held[0].receipt()));
+    assert!(!e.ack("g", "a", &held[0].receipt(), T0 + 10_000));
 }
 
 #[test]
@@ -345,7 +357,7 @@ fn reopening_from_records_rebuilds_the_same_bus() {
     commit_into(&mut e);
     let d = e.poll("g", "m", 3, T0).unwrap();
     e.fail("g", "m", &d[0].receipt(), "x", T0);
-    e.ack("g", "m", &d[1].receipt());
+    e.ack("g", "m", &d[1].receipt(), T0);
     commit_into(&mut e);
     let encoded: Vec<(Key, Record)> = stored.iter().map(|(k, r)| (k.clone(), Record::decode(k, &r.encode()).unwrap())).collect();
     let reopened = Engine::open(BusConfig::default(), 1, encoded).unwrap();
