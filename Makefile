@@ -1,27 +1,61 @@
 # ferry: the two commands a newcomer runs, `make demo` and `make test`, each doing
 # its own set-up. `make bench` prints figures; `make sim SEEDS=N` runs a longer
-# simulation.
+# simulation; `make pkg` builds the npm package into pkg/dist.
 
 SHELL := /bin/bash
 CARGO ?= cargo
 SEEDS ?= 10000
 SEED ?= 0
+# Must equal the wasm-bindgen crate version in Cargo.toml exactly.
+WASM_BINDGEN_VERSION := 0.2.130
+WASM_TARGET := wasm32-unknown-unknown
+WASM_OPT := node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+	--enable-reference-types --enable-multivalue --enable-sign-ext
 
-.PHONY: demo test test-native check-core bench sim setup-rust clean
+.PHONY: demo test test-native test-js check-core bench sim pkg setup-rust setup-wasm setup-npm clean
 
 # The Rust toolchain is the machine's (rustup); nothing here downloads a binary.
 setup-rust:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 
+# The wasm target and the wasm-bindgen CLI, built from crates.io when missing.
+setup-wasm: setup-rust
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@if [ "$$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $(WASM_BINDGEN_VERSION)" ]; then \
+		echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (a few minutes)"; \
+		$(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked \
+		|| $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+
+# npm tools (wasm-opt from binaryen) and the package linked as `ferry` for the tests.
+setup-npm: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js >= 20 first" >&2; exit 1; }
+	npm install --no-audit --no-fund
+
 ## The orders scenario, natively on the memory store.
 demo: setup-rust
 	$(CARGO) run --release --example orders
 
-## Every test: core purity check, unit, property and simulation tests, doc examples.
-test: check-core test-native
+## The npm package: wasm engine + JavaScript glue in pkg/dist.
+pkg: setup-wasm setup-npm
+	$(CARGO) build --target $(WASM_TARGET) --profile wasm
+	wasm-bindgen --target web --out-dir pkg/dist --out-name ferry target/$(WASM_TARGET)/wasm/ferry.wasm
+	$(WASM_OPT) pkg/dist/ferry_bg.wasm -o pkg/dist/ferry_bg.wasm
+	@printf 'pkg/dist: ferry_bg.wasm %s bytes (%s gzipped), ferry.js %s bytes (%s gzipped)\n' \
+		$$(wc -c < pkg/dist/ferry_bg.wasm) $$(gzip -9c pkg/dist/ferry_bg.wasm | wc -c) \
+		$$(wc -c < pkg/dist/ferry.js) $$(gzip -9c pkg/dist/ferry.js | wc -c)
+
+## Every test: core purity check, unit, property and simulation tests, doc
+## examples, and the JavaScript tests of the package.
+test: check-core test-native test-js
 
 test-native: setup-rust
 	$(CARGO) test --release
+
+test-js: pkg
+	node --test tests/js/
 
 # The engine is sans-IO: no JavaScript bindings and no clock in src/core.
 check-core:
@@ -38,3 +72,4 @@ sim: setup-rust
 
 clean:
 	$(CARGO) clean
+	rm -rf pkg/dist node_modules

@@ -5,10 +5,14 @@
 //!   current time as an argument and hands back what to store and what to deliver.
 //! - [`store`] is where the bus lives: a small async trait and its backends.
 //! - [`runtime`] drives the engine against a store and a clock.
-#![forbid(unsafe_code)]
+//! - `js` (WebAssembly only) is the JavaScript face: `import { Bus } from 'ferry'`.
+// wasm-bindgen's generated glue is the only unsafe code, and it lives in `js`.
+#![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 // The README's examples run as doc tests.
 #![doc = include_str!("../README.md")]
 
 pub mod core;
+#[cfg(target_arch = "wasm32")]
+mod js;
 pub mod runtime;
 pub mod store;

@@ -1,5 +1,6 @@
 //! The engine, sans-IO: pure Rust with no clock, no storage, no JavaScript and no
 //! randomness it was not given a seed for. See [`Engine`] for the order of calls.
+#![forbid(unsafe_code)]
 
 pub mod assign;
 pub mod codec;

@@ -14,6 +14,7 @@
 //! nothing of it is in flight between rounds). [`Bus::close`] stops every consumer;
 //! any later call fails with `CLOSED`. Dropping a `Bus` without closing it is a
 //! crash: its members keep their partitions until their session times out.
+#![forbid(unsafe_code)]
 
 mod block_on;
 mod clock;
@@ -25,6 +26,18 @@ use crate::core::{
     BusConfig, ConsumerConfig, Delivery, Engine, ErrorCode, FerryError, OutgoingMessage, RecordMetadata, Result, Stats, Subscription, TopicConfig, TopicInfo,
 };
 use crate::store::Store;
+
+/// Stores what the engine wrote since the last commit; on failure the engine undoes
+/// it and the error is the caller's. Every driver commits through this.
+pub async fn commit<S: Store>(engine: &mut Engine, store: &S) -> Result<()> {
+    if !engine.has_writes() {
+        return Ok(());
+    }
+    let writes = engine.begin_commit();
+    let stored = store.commit(&writes).await;
+    engine.end_commit(stored.is_ok());
+    stored
+}
 
 /// How often housekeeping runs at most: the resolution of `ackTimeoutMs` and
 /// `sessionTimeoutMs` (the smallest `ackTimeoutMs` allowed is this).
@@ -89,16 +102,8 @@ impl<S: Store, C: Clock> Bus<S, C> {
         &self.clock
     }
 
-    /// Stores what the engine wrote since the last commit; on failure the engine
-    /// undoes it and the error is the caller's.
     fn commit(&mut self) -> Result<()> {
-        if !self.engine.has_writes() {
-            return Ok(());
-        }
-        let writes = self.engine.begin_commit();
-        let stored = block_on(self.store.commit(&writes));
-        self.engine.end_commit(stored.is_ok());
-        stored
+        block_on(commit(&mut self.engine, &self.store))
     }
 
     /// Runs one engine operation and commits it.

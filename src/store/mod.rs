@@ -3,6 +3,7 @@
 //! One bus operation (or one group of them) is one [`Store::commit`]: the batch is
 //! stored whole or not at all. That is what keeps offsets gapless and leases
 //! exclusive; a backend that cannot promise it is not a backend.
+#![forbid(unsafe_code)]
 
 mod faulty;
 mod memory;

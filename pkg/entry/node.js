@@ -1,0 +1,6 @@
+// Node.js >= 20: the engine's bytes come from the package folder.
+import { readFile } from 'node:fs/promises';
+import { busFor } from './shared.js';
+
+export { FerryError } from './shared.js';
+export const Bus = busFor(() => readFile(new URL('../dist/ferry_bg.wasm', import.meta.url)));

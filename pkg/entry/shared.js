@@ -1,0 +1,30 @@
+// What every entry shares: FerryError, and Bus.open loading the engine on first use
+// (so no entry needs top-level await, which module service workers forbid).
+import init, { Bus as EngineBus } from '../dist/ferry.js';
+
+/** Every rejection and throw of ferry: an Error with a `code` from API.md. */
+export class FerryError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'FerryError';
+    this.code = code;
+  }
+
+  // The engine raises its errors as plain Errors named FerryError; they count too.
+  static [Symbol.hasInstance](value) {
+    return value instanceof Error && value.name === 'FerryError' && typeof value.code === 'string';
+  }
+}
+
+/** Builds the public `Bus` for an entry whose `loadWasm()` resolves to what `init` takes. */
+export function busFor(loadWasm) {
+  let ready = null;
+  const load = () => (ready ??= loadWasm().then((module_or_path) => init({ module_or_path })));
+  return class Bus {
+    /** Opens (or creates) the bus named `options.name`. */
+    static async open(options) {
+      await load();
+      return EngineBus.open(options);
+    }
+  };
+}

@@ -1,0 +1,127 @@
+//! Reading what JavaScript passes: every wrong type, NaN, fraction, negative or
+//! out-of-range number, and unserialisable value becomes `INVALID_ARGUMENT` with a
+//! message naming the field.
+
+use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::core::{FerryError, Result, Value};
+
+fn invalid(field: &str, expected: &str, got: &JsValue) -> FerryError {
+    FerryError::invalid(format!("{field} must be {expected}, got {}", describe(got)))
+}
+
+/// A short description of a value for error messages.
+fn describe(value: &JsValue) -> String {
+    if value.is_undefined() {
+        "undefined".into()
+    } else if value.is_null() {
+        "null".into()
+    } else if let Some(s) = value.as_string() {
+        format!("the string {s:?}")
+    } else if let Some(n) = value.as_f64() {
+        format!("{n}")
+    } else {
+        value.js_typeof().as_string().unwrap_or_else(|| "a value".into())
+    }
+}
+
+/// `value` as an options object; `None` for `undefined` or `null`.
+pub fn options(value: &JsValue, field: &str) -> Result<Option<Object>> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    if !value.is_object() || value.is_function() || Array::is_array(value) {
+        return Err(invalid(field, "an object", value));
+    }
+    Ok(Some(value.clone().unchecked_into()))
+}
+
+
+/// The property `key` of `object` (`undefined` when `object` is `None`).
+pub fn get(object: Option<&Object>, key: &str) -> Result<JsValue> {
+    match object {
+        None => Ok(JsValue::UNDEFINED),
+        Some(o) => Reflect::get(o, &JsValue::from_str(key)).map_err(|_| FerryError::invalid(format!("{key} could not be read"))),
+    }
+}
+
+pub fn string(value: &JsValue, field: &str) -> Result<String> {
+    value.as_string().ok_or_else(|| invalid(field, "a string", value))
+}
+
+/// A string, or `None` for `undefined` and `null`.
+pub fn opt_string(value: &JsValue, field: &str) -> Result<Option<String>> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    string(value, field).map(Some)
+}
+
+pub fn opt_bool(value: &JsValue, field: &str) -> Result<Option<bool>> {
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    value.as_bool().map(Some).ok_or_else(|| invalid(field, "a boolean", value))
+}
+
+/// A whole number in `min..=max`.
+pub fn integer(value: &JsValue, field: &str, min: u64, max: u64) -> Result<u64> {
+    let n = value.as_f64().ok_or_else(|| invalid(field, "a number", value))?;
+    if !n.is_finite() || n.fract() != 0.0 {
+        return Err(invalid(field, "a whole number", value));
+    }
+    if n < min as f64 || n > max as f64 {
+        return Err(FerryError::invalid(format!("{field} must be between {min} and {max}, got {n}")));
+    }
+    Ok(n as u64)
+}
+
+/// A whole number in `min..=max`, or `None` for `undefined` and `null`.
+pub fn opt_integer(value: &JsValue, field: &str, min: u64, max: u64) -> Result<Option<u64>> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    integer(value, field, min, max).map(Some)
+}
+
+/// A message value: a string stays a string, a `Uint8Array` stays bytes, anything
+/// else must survive `JSON.stringify`.
+pub fn value(value: &JsValue, field: &str) -> Result<Value> {
+    if let Some(s) = value.as_string() {
+        return Ok(Value::string(s));
+    }
+    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+        return Ok(Value::bytes(bytes.to_vec()));
+    }
+    if value.is_undefined() || value.is_function() || value.is_symbol() || value.is_bigint() {
+        return Err(invalid(field, "a string, a Uint8Array or a JSON-serialisable value", value));
+    }
+    let text = JSON::stringify(value)
+        .map_err(|_| FerryError::invalid(format!("{field} is not JSON-serialisable (a cycle or a BigInt inside)")))?
+        .as_string()
+        .ok_or_else(|| invalid(field, "a JSON-serialisable value", value))?;
+    Ok(Value::json(text))
+}
+
+/// `headers`: an object of string values.
+pub fn headers(value: &JsValue, field: &str) -> Result<Vec<(String, String)>> {
+    let Some(object) = options(value, field)? else { return Ok(Vec::new()) };
+    let mut headers = Vec::new();
+    for entry in Object::entries(&object).iter() {
+        let pair: Array = entry.unchecked_into();
+        let name = pair.get(0).as_string().unwrap_or_default();
+        let header = pair.get(1);
+        let header = header.as_string().ok_or_else(|| invalid(&format!("{field}.{name}"), "a string", &header))?;
+        headers.push((name, header));
+    }
+    Ok(headers)
+}
+
+/// A JavaScript array.
+pub fn array(value: &JsValue, field: &str) -> Result<Array> {
+    if !Array::is_array(value) {
+        return Err(invalid(field, "an array", value));
+    }
+    Ok(value.clone().unchecked_into())
+}

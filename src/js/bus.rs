@@ -1,0 +1,239 @@
+//! `Bus` and `Producer` as JavaScript sees them (`API.md`).
+//!
+//! Each method returns a `Promise` that settles once its writes are stored: an
+//! operation runs, then its commit. The bus stays borrowed through the commit,
+//! which is sound while the store is the memory store (its commit never yields);
+//! a store that yields needs commits queued, so that operations arriving
+//! meanwhile join the next batch.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Date, Object, Promise, JSON};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::args;
+use super::error::to_js;
+use super::json;
+use crate::core::config::{BusConfig, TopicConfig};
+use crate::core::limits::*;
+use crate::core::{Engine, ErrorCode, FerryError, OutgoingMessage, Result};
+use crate::runtime::commit;
+use crate::store::MemoryStore;
+
+struct Inner {
+    engine: Engine,
+    store: MemoryStore,
+    closed: bool,
+}
+
+type Shared = Rc<RefCell<Inner>>;
+
+/// Runs one engine operation on the bus and stores its writes.
+async fn operate<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+    let out = {
+        let mut inner = shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?;
+        if inner.closed {
+            return Err(FerryError::new(ErrorCode::Closed, "the bus was closed"));
+        }
+        op(&mut inner.engine, Date::now() as u64)?
+    };
+    let mut inner = shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?;
+    let Inner { engine, store, .. } = &mut *inner;
+    commit(engine, store).await?;
+    Ok(out)
+}
+
+/// A promise of `f`'s result, with errors as `FerryError`s.
+fn promise<F>(f: F) -> Promise
+where
+    F: std::future::Future<Output = Result<JsValue>> + 'static,
+{
+    future_to_promise(async move { f.await.map_err(to_js) })
+}
+
+fn parse_json(text: &str) -> Result<JsValue> {
+    JSON::parse(text).map_err(|_| FerryError::storage("a result could not be handed to JavaScript"))
+}
+
+fn check_open(shared: &Shared) -> Result<()> {
+    match shared.try_borrow() {
+        Ok(inner) if inner.closed => Err(FerryError::new(ErrorCode::Closed, "the bus was closed")),
+        _ => Ok(()),
+    }
+}
+
+#[wasm_bindgen]
+pub struct Bus {
+    shared: Shared,
+}
+
+#[wasm_bindgen]
+pub struct Producer {
+    shared: Shared,
+}
+
+fn bus_config(options: Option<&Object>) -> Result<BusConfig> {
+    let name = args::opt_string(&args::get(options, "name")?, "name")?.unwrap_or_else(|| "ferry".into());
+    crate::core::config::check_name("name", &name)?;
+    let storage = args::opt_string(&args::get(options, "storage")?, "storage")?;
+    match storage.as_deref() {
+        None | Some("memory") => {}
+        Some("indexeddb") => {
+            return Err(FerryError::storage("storage \"indexeddb\" is not in this build of ferry yet; use \"memory\""));
+        }
+        Some(other) => return Err(FerryError::invalid(format!("storage must be \"indexeddb\" or \"memory\", got {other:?}"))),
+    }
+    match args::opt_string(&args::get(options, "durability")?, "durability")?.as_deref() {
+        None | Some("relaxed") | Some("strict") => {}
+        Some(other) => return Err(FerryError::invalid(format!("durability must be \"relaxed\" or \"strict\", got {other:?}"))),
+    }
+    let mut config = BusConfig::default();
+    if let Some(auto) = args::opt_bool(&args::get(options, "autoCreateTopics")?, "autoCreateTopics")? {
+        config.auto_create_topics = auto;
+    }
+    if let Some(bytes) = args::opt_integer(&args::get(options, "maxMessageBytes")?, "maxMessageBytes", 1, MESSAGE_BYTES_CEILING)? {
+        config.max_message_bytes = bytes;
+    }
+    Ok(config)
+}
+
+fn topic_config(options: Option<&Object>) -> Result<TopicConfig> {
+    let defaults = TopicConfig::default();
+    Ok(TopicConfig {
+        partitions: args::opt_integer(&args::get(options, "partitions")?, "partitions", 1, u64::from(PARTITIONS_MAX))?.map_or(defaults.partitions, |p| p as u32),
+        retention_ms: args::opt_integer(&args::get(options, "retentionMs")?, "retentionMs", 1, RETENTION_MS_MAX)?,
+        max_depth: args::opt_integer(&args::get(options, "maxDepth")?, "maxDepth", 1, SAFE_INTEGER_MAX)?,
+        dedup_window_ms: args::opt_integer(&args::get(options, "dedupWindowMs")?, "dedupWindowMs", 0, RETENTION_MS_MAX)?.unwrap_or(defaults.dedup_window_ms),
+    })
+}
+
+/// One message of `send` (or the arguments of `publish`), checked.
+fn outgoing(value: &JsValue, message: Option<&Object>, field: &str) -> Result<OutgoingMessage> {
+    let mut out = OutgoingMessage::new(args::value(value, &format!("{field}.value"))?);
+    out.key = args::opt_string(&args::get(message, "key")?, &format!("{field}.key"))?;
+    out.headers = args::headers(&args::get(message, "headers")?, &format!("{field}.headers"))?;
+    out.id = args::opt_string(&args::get(message, "id")?, &format!("{field}.id"))?;
+    out.delay_ms = args::opt_integer(&args::get(message, "delayMs")?, &format!("{field}.delayMs"), 0, DELAY_MS_MAX)?.unwrap_or(0);
+    out.partition = args::opt_integer(&args::get(message, "partition")?, &format!("{field}.partition"), 0, u64::from(PARTITIONS_MAX) - 1)?.map(|p| p as u32);
+    Ok(out)
+}
+
+fn messages(record: Option<&Object>) -> Result<Vec<OutgoingMessage>> {
+    let list = args::array(&args::get(record, "messages")?, "messages")?;
+    let count = list.length() as usize;
+    if count == 0 || count > SEND_BATCH_MAX {
+        return Err(FerryError::invalid(format!("messages must hold 1 to {SEND_BATCH_MAX} messages, got {count}")));
+    }
+    (0..count)
+        .map(|i| {
+            let field = format!("messages[{i}]");
+            let item = list.get(i as u32);
+            let message = args::options(&item, &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be an object")))?;
+            outgoing(&args::get(Some(&message), "value")?, Some(&message), &field)
+        })
+        .collect()
+}
+
+#[wasm_bindgen]
+impl Bus {
+    /// `Bus.open(options?)`: resolves to a bus once its storage is open.
+    pub fn open(options: JsValue) -> Promise {
+        promise(async move {
+            let options = args::options(&options, "options")?;
+            let config = bus_config(options.as_ref())?;
+            let store = MemoryStore::new();
+            let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
+            let mut engine = Engine::open(config, seed, Vec::new())?;
+            commit(&mut engine, &store).await?;
+            Ok(Bus { shared: Rc::new(RefCell::new(Inner { engine, store, closed: false })) }.into())
+        })
+    }
+
+    /// `bus.createTopic(name, options?)`: `true` when created, `false` when it
+    /// existed with the same partition count.
+    #[wasm_bindgen(js_name = createTopic)]
+    pub fn create_topic(&self, name: JsValue, options: JsValue) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            let name = args::string(&name, "name")?;
+            let config = topic_config(args::options(&options, "options")?.as_ref())?;
+            let created = operate(&shared, |e, _| e.create_topic(&name, config)).await?;
+            Ok(JsValue::from_bool(created))
+        })
+    }
+
+    /// `bus.topics()`.
+    pub fn topics(&self) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            check_open(&shared)?;
+            let text = json::topics(&shared.borrow().engine.topics());
+            parse_json(&text)
+        })
+    }
+
+    pub fn producer(&self) -> Producer {
+        Producer { shared: self.shared.clone() }
+    }
+
+    /// `bus.publish(topic, value, { key, headers, id, delayMs, partition }?)`.
+    pub fn publish(&self, topic: JsValue, value: JsValue, options: JsValue) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            let topic = args::string(&topic, "topic")?;
+            let message = outgoing(&value, args::options(&options, "options")?.as_ref(), "message")?;
+            let results = operate(&shared, |e, now| e.send(&topic, std::slice::from_ref(&message), now)).await?;
+            let list = parse_json(&json::metadata(&results))?;
+            Ok(js_sys::Array::from(&list).get(0))
+        })
+    }
+
+    /// `bus.stats()`.
+    pub fn stats(&self) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            check_open(&shared)?;
+            let text = json::stats(&shared.borrow().engine.stats());
+            parse_json(&text)
+        })
+    }
+
+    /// `bus.redrive({ from, limit? })`: how many dead letters moved back.
+    pub fn redrive(&self, options: JsValue) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            let options = args::options(&options, "options")?;
+            let from = args::string(&args::get(options.as_ref(), "from")?, "from")?;
+            let limit = args::opt_integer(&args::get(options.as_ref(), "limit")?, "limit", 1, REDRIVE_LIMIT_MAX)?;
+            let moved = operate(&shared, |e, now| e.redrive(&from, limit, now)).await?;
+            Ok(JsValue::from_f64(moved as f64))
+        })
+    }
+
+    /// `bus.close()`: later calls reject with `CLOSED`.
+    pub fn close(&self) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            let mut inner = shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?;
+            inner.closed = true;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl Producer {
+    /// `producer.send({ topic, messages })`: one atomic send; resolves once stored.
+    pub fn send(&self, record: JsValue) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            let record = args::options(&record, "record")?;
+            let topic = args::string(&args::get(record.as_ref(), "topic")?, "topic")?;
+            let messages = messages(record.as_ref())?;
+            let results = operate(&shared, |e, now| e.send(&topic, &messages, now)).await?;
+            parse_json(&json::metadata(&results))
+        })
+    }
+}
