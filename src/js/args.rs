@@ -85,6 +85,18 @@ pub fn opt_integer(value: &JsValue, field: &str, min: u64, max: u64) -> Result<O
     integer(value, field, min, max).map(Some)
 }
 
+/// A number (not necessarily whole) in `min..=max`, or `None` for `undefined`.
+pub fn opt_number(value: &JsValue, field: &str, min: f64, max: f64) -> Result<Option<f64>> {
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    let n = value.as_f64().filter(|n| n.is_finite()).ok_or_else(|| invalid(field, "a finite number", value))?;
+    if n < min || n > max {
+        return Err(FerryError::invalid(format!("{field} must be between {min} and {max}, got {n}")));
+    }
+    Ok(Some(n))
+}
+
 /// A message value: a string stays a string, a `Uint8Array` stays bytes, anything
 /// else must survive `JSON.stringify`.
 pub fn value(value: &JsValue, field: &str) -> Result<Value> {

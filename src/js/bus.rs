@@ -14,6 +14,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::args;
+use super::consumer::{self, Consumer, State, Wakers};
 use super::error::to_js;
 use super::json;
 use crate::core::config::{BusConfig, TopicConfig};
@@ -22,21 +23,37 @@ use crate::core::{Engine, ErrorCode, FerryError, OutgoingMessage, Result};
 use crate::runtime::commit;
 use crate::store::MemoryStore;
 
-struct Inner {
-    engine: Engine,
+pub(super) struct Inner {
+    pub engine: Engine,
     store: MemoryStore,
     closed: bool,
+    /// Consumer loops of this bus sleep here until there is work.
+    pub wakers: Rc<Wakers>,
+    /// Running consumers, stopped by `close`.
+    pub consumers: Vec<Rc<State>>,
 }
 
-type Shared = Rc<RefCell<Inner>>;
+pub(super) type Shared = Rc<RefCell<Inner>>;
 
 /// Runs one engine operation on the bus and stores its writes.
-async fn operate<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+pub(super) async fn operate<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+    check_open(shared)?;
+    operate_unchecked(shared, op).await
+}
+
+/// Runs one engine operation that appends messages, then wakes this bus's
+/// consumers.
+async fn operate_and_wake<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+    let out = operate(shared, op).await?;
+    let wakers = shared.borrow().wakers.clone();
+    wakers.wake_all();
+    Ok(out)
+}
+
+/// [`operate`] on a closed bus too: what `close` itself needs.
+pub(super) async fn operate_unchecked<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
     let out = {
         let mut inner = shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?;
-        if inner.closed {
-            return Err(FerryError::new(ErrorCode::Closed, "the bus was closed"));
-        }
         op(&mut inner.engine, Date::now() as u64)?
     };
     let mut inner = shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?;
@@ -46,7 +63,7 @@ async fn operate<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result
 }
 
 /// A promise of `f`'s result, with errors as `FerryError`s.
-fn promise<F>(f: F) -> Promise
+pub(super) fn promise<F>(f: F) -> Promise
 where
     F: std::future::Future<Output = Result<JsValue>> + 'static,
 {
@@ -147,7 +164,8 @@ impl Bus {
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
             let mut engine = Engine::open(config, seed, Vec::new())?;
             commit(&mut engine, &store).await?;
-            Ok(Bus { shared: Rc::new(RefCell::new(Inner { engine, store, closed: false })) }.into())
+            let inner = Inner { engine, store, closed: false, wakers: Rc::default(), consumers: Vec::new() };
+            Ok(Bus { shared: Rc::new(RefCell::new(inner)) }.into())
         })
     }
 
@@ -178,13 +196,19 @@ impl Bus {
         Producer { shared: self.shared.clone() }
     }
 
+    /// `bus.consumer({ groupId, ...options })`.
+    pub fn consumer(&self, options: JsValue) -> std::result::Result<Consumer, JsValue> {
+        check_open(&self.shared).map_err(to_js)?;
+        Consumer::new(self.shared.clone(), &options).map_err(to_js)
+    }
+
     /// `bus.publish(topic, value, { key, headers, id, delayMs, partition }?)`.
     pub fn publish(&self, topic: JsValue, value: JsValue, options: JsValue) -> Promise {
         let shared = self.shared.clone();
         promise(async move {
             let topic = args::string(&topic, "topic")?;
             let message = outgoing(&value, args::options(&options, "options")?.as_ref(), "message")?;
-            let results = operate(&shared, |e, now| e.send(&topic, std::slice::from_ref(&message), now)).await?;
+            let results = operate_and_wake(&shared, |e, now| e.send(&topic, std::slice::from_ref(&message), now)).await?;
             let list = parse_json(&json::metadata(&results))?;
             Ok(js_sys::Array::from(&list).get(0))
         })
@@ -207,17 +231,20 @@ impl Bus {
             let options = args::options(&options, "options")?;
             let from = args::string(&args::get(options.as_ref(), "from")?, "from")?;
             let limit = args::opt_integer(&args::get(options.as_ref(), "limit")?, "limit", 1, REDRIVE_LIMIT_MAX)?;
-            let moved = operate(&shared, |e, now| e.redrive(&from, limit, now)).await?;
+            let moved = operate_and_wake(&shared, |e, now| e.redrive(&from, limit, now)).await?;
             Ok(JsValue::from_f64(moved as f64))
         })
     }
 
-    /// `bus.close()`: later calls reject with `CLOSED`.
+    /// `bus.close()`: stops this context's consumers; later calls reject with `CLOSED`.
     pub fn close(&self) -> Promise {
         let shared = self.shared.clone();
         promise(async move {
-            let mut inner = shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?;
-            inner.closed = true;
+            shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?.closed = true;
+            let running = shared.borrow().consumers.clone();
+            for state in running {
+                consumer::stop(&shared, &state).await?;
+            }
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -232,7 +259,7 @@ impl Producer {
             let record = args::options(&record, "record")?;
             let topic = args::string(&args::get(record.as_ref(), "topic")?, "topic")?;
             let messages = messages(record.as_ref())?;
-            let results = operate(&shared, |e, now| e.send(&topic, &messages, now)).await?;
+            let results = operate_and_wake(&shared, |e, now| e.send(&topic, &messages, now)).await?;
             parse_json(&json::metadata(&results))
         })
     }

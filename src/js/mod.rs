@@ -8,5 +8,6 @@
 
 mod args;
 mod bus;
+mod consumer;
 mod error;
 mod json;

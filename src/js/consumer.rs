@@ -1,0 +1,359 @@
+//! `bus.consumer(options)`: a member of a consumer group whose `run` loop hands
+//! messages to `eachMessage`, acks what resolves, fails what throws or rejects,
+//! and counts a handler still running after `ackTimeoutMs` as a failed attempt.
+//!
+//! # Loop and shutdown
+//!
+//! `run` joins the group, then loops: housekeeping and heartbeat when due, a poll
+//! for as many messages as `concurrency` leaves room for (committed before any
+//! handler starts, so a lease is stored before its message is handled), one task
+//! per delivery, and a sleep until something is due, a handler finishes, or this
+//! context stores new messages. `stop` ends the loop, waits for handlers in flight
+//! (up to `ackTimeoutMs`), and leaves the group at once.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array, JSON};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+
+use super::args;
+use super::bus::{operate, promise, Shared};
+use crate::core::config::{check_name, ConsumerConfig, Ordering, RetryPolicy};
+use crate::core::limits::*;
+use crate::core::{Delivery, FerryError, Result, Subscription, ValueKind};
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &Function, timeout_ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(handle: &JsValue);
+}
+
+/// Wakes sleeping consumer loops of one bus: new messages, finished handlers, stop.
+#[derive(Default)]
+pub struct Wakers {
+    resolvers: RefCell<Vec<Function>>,
+}
+
+impl Wakers {
+    pub fn wake_all(&self) {
+        for resolve in self.resolvers.take() {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
+    }
+
+    /// Sleeps `ms` milliseconds, or less when woken.
+    async fn sleep(&self, ms: f64) {
+        let mut handle = JsValue::UNDEFINED;
+        let wait = Promise::new(&mut |resolve: Function, _reject: Function| {
+            handle = set_timeout(&resolve, ms.max(0.0));
+            self.resolvers.borrow_mut().push(resolve);
+        });
+        let _ = JsFuture::from(wait).await;
+        clear_timeout(&handle);
+    }
+}
+
+/// Sleeps `ms` milliseconds.
+async fn sleep_ms(ms: f64) {
+    let wait = Promise::new(&mut |resolve: Function, _reject: Function| {
+        set_timeout(&resolve, ms.max(0.0));
+    });
+    let _ = JsFuture::from(wait).await;
+}
+
+fn consumer_config(options: Option<&Object>) -> Result<ConsumerConfig> {
+    let d = ConsumerConfig::default();
+    let retry = args::options(&args::get(options, "retry")?, "retry")?;
+    let r = retry.as_ref();
+    let policy = RetryPolicy {
+        max_attempts: args::opt_integer(&args::get(r, "maxAttempts")?, "retry.maxAttempts", 1, u64::from(ATTEMPTS_MAX))?.map_or(d.retry.max_attempts, |n| n as u32),
+        initial_backoff_ms: args::opt_integer(&args::get(r, "initialBackoffMs")?, "retry.initialBackoffMs", 0, BACKOFF_MS_MAX)?.unwrap_or(d.retry.initial_backoff_ms),
+        multiplier: args::opt_number(&args::get(r, "multiplier")?, "retry.multiplier", 1.0, BACKOFF_MULTIPLIER_MAX)?.unwrap_or(d.retry.multiplier),
+        max_backoff_ms: args::opt_integer(&args::get(r, "maxBackoffMs")?, "retry.maxBackoffMs", 0, BACKOFF_MS_MAX)?.unwrap_or(d.retry.max_backoff_ms),
+        jitter: args::opt_bool(&args::get(r, "jitter")?, "retry.jitter")?.unwrap_or(d.retry.jitter),
+    };
+    let ordering = match args::opt_string(&args::get(options, "ordering")?, "ordering")?.as_deref() {
+        None | Some("partition") => Ordering::Partition,
+        Some("none") => Ordering::None,
+        Some(other) => return Err(FerryError::invalid(format!("ordering must be \"partition\" or \"none\", got {other:?}"))),
+    };
+    let config = ConsumerConfig {
+        retry: policy,
+        dead_letter_topic: args::opt_string(&args::get(options, "deadLetterTopic")?, "deadLetterTopic")?,
+        ack_timeout_ms: args::opt_integer(&args::get(options, "ackTimeoutMs")?, "ackTimeoutMs", ACK_TIMEOUT_MS_MIN, ACK_TIMEOUT_MS_MAX)?.unwrap_or(d.ack_timeout_ms),
+        session_timeout_ms: args::opt_integer(&args::get(options, "sessionTimeoutMs")?, "sessionTimeoutMs", SESSION_TIMEOUT_MS_MIN, SESSION_TIMEOUT_MS_MAX)?
+            .unwrap_or(d.session_timeout_ms),
+        heartbeat_interval_ms: args::opt_integer(&args::get(options, "heartbeatIntervalMs")?, "heartbeatIntervalMs", 1, SESSION_TIMEOUT_MS_MAX)?
+            .unwrap_or(d.heartbeat_interval_ms),
+        ordering,
+        concurrency: args::opt_integer(&args::get(options, "concurrency")?, "concurrency", 1, u64::from(CONCURRENCY_MAX))?.map_or(d.concurrency, |n| n as u32),
+    };
+    config.check()?;
+    Ok(config)
+}
+
+/// What one consumer's loop and handlers share.
+pub(super) struct State {
+    group: String,
+    member: String,
+    config: ConsumerConfig,
+    subscriptions: RefCell<Vec<Subscription>>,
+    running: Cell<bool>,
+    stopped: Cell<bool>,
+    in_flight: Cell<u32>,
+}
+
+#[wasm_bindgen]
+pub struct Consumer {
+    shared: Shared,
+    state: Rc<State>,
+}
+
+impl Consumer {
+    pub(super) fn new(shared: Shared, options: &JsValue) -> Result<Consumer> {
+        let options = args::options(options, "options")?.ok_or_else(|| FerryError::invalid("options must be an object with a groupId"))?;
+        let group = args::string(&args::get(Some(&options), "groupId")?, "groupId")?;
+        check_name("groupId", &group)?;
+        let config = consumer_config(Some(&options))?;
+        let member = format!("{group}-{:012x}", (js_sys::Math::random() * 2f64.powi(48)) as u64);
+        let state = State {
+            group,
+            member,
+            config,
+            subscriptions: RefCell::new(Vec::new()),
+            running: Cell::new(false),
+            stopped: Cell::new(false),
+            in_flight: Cell::new(0),
+        };
+        Ok(Consumer { shared, state: Rc::new(state) })
+    }
+}
+
+#[wasm_bindgen]
+impl Consumer {
+    /// `consumer.subscribe({ topic, fromBeginning })` or `{ topics: [...] }`, before `run`.
+    pub fn subscribe(&self, options: JsValue) -> Promise {
+        let state = self.state.clone();
+        promise(async move {
+            let options = args::options(&options, "options")?;
+            let from_beginning = args::opt_bool(&args::get(options.as_ref(), "fromBeginning")?, "fromBeginning")?.unwrap_or(false);
+            let topics_value = args::get(options.as_ref(), "topics")?;
+            let topics: Vec<String> = if topics_value.is_undefined() {
+                vec![args::string(&args::get(options.as_ref(), "topic")?, "topic")?]
+            } else {
+                let list = args::array(&topics_value, "topics")?;
+                (0..list.length()).map(|i| args::string(&list.get(i), &format!("topics[{i}]"))).collect::<Result<_>>()?
+            };
+            if state.running.get() {
+                return Err(FerryError::invalid("subscribe must come before run"));
+            }
+            let mut subscriptions = state.subscriptions.borrow_mut();
+            for topic in topics {
+                check_name("topic", &topic)?;
+                if subscriptions.len() >= SUBSCRIPTIONS_MAX {
+                    return Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics")));
+                }
+                subscriptions.push(Subscription::new(topic, from_beginning));
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// `consumer.run({ eachMessage })`: resolves once the consumer joined its group.
+    pub fn run(&self, options: JsValue) -> Promise {
+        let (shared, state) = (self.shared.clone(), self.state.clone());
+        promise(async move {
+            let options = args::options(&options, "options")?;
+            let handler = args::get(options.as_ref(), "eachMessage")?;
+            let handler: Function = handler.dyn_into().map_err(|_| FerryError::invalid("eachMessage must be a function"))?;
+            if state.running.get() || state.stopped.get() {
+                return Err(FerryError::invalid("run was called already"));
+            }
+            let subscriptions = state.subscriptions.borrow().clone();
+            if subscriptions.is_empty() {
+                return Err(FerryError::invalid("subscribe to a topic before run"));
+            }
+            let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
+            operate(&shared, |e, now| e.join(&group, &member, &subscriptions, &config, now)).await?;
+            state.running.set(true);
+            shared.borrow_mut().consumers.push(state.clone());
+            spawn_local(run_loop(shared, state, handler));
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// `consumer.stop()`: no new deliveries; waits for handlers in flight (up to
+    /// `ackTimeoutMs`), then gives the partitions up.
+    pub fn stop(&self) -> Promise {
+        let (shared, state) = (self.shared.clone(), self.state.clone());
+        promise(async move {
+            stop(&shared, &state).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+/// Stops a consumer (also used by `bus.close()`).
+pub(super) async fn stop(shared: &Shared, state: &Rc<State>) -> Result<()> {
+    if state.stopped.replace(true) || !state.running.get() {
+        return Ok(());
+    }
+    let wakers = shared.borrow().wakers.clone();
+    wakers.wake_all();
+    let give_up_at = js_sys::Date::now() + state.config.ack_timeout_ms as f64;
+    while state.in_flight.get() > 0 && js_sys::Date::now() < give_up_at {
+        wakers.sleep(give_up_at - js_sys::Date::now()).await;
+    }
+    let (group, member) = (state.group.clone(), state.member.clone());
+    shared.borrow_mut().consumers.retain(|c| !Rc::ptr_eq(c, state));
+    operate_even_if_closed(shared, move |e, now| e.leave(&group, &member, now)).await
+}
+
+async fn operate_even_if_closed(shared: &Shared, op: impl FnOnce(&mut crate::core::Engine, u64)) -> Result<()> {
+    super::bus::operate_unchecked(shared, |e, now| {
+        op(e, now);
+        Ok(())
+    })
+    .await
+}
+
+async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
+    let wakers = shared.borrow().wakers.clone();
+    let mut heartbeat_due_ms = 0.0;
+    let mut tick_due_ms = 0.0;
+    while !state.stopped.get() {
+        let now_ms = js_sys::Date::now();
+        let free = state.config.concurrency.saturating_sub(state.in_flight.get()) as usize;
+        let (group, member, config) = (&state.group, &state.member, &state.config);
+        let subscriptions = state.subscriptions.borrow().clone();
+        let polled = operate(&shared, |e, now| {
+            if now_ms >= tick_due_ms {
+                e.tick(now);
+            }
+            if now_ms >= heartbeat_due_ms && !e.heartbeat(group, member, now) {
+                // The session ran out (this context stalled): join again.
+                e.join(group, member, &subscriptions, config, now)?;
+            }
+            if free == 0 {
+                return Ok(Vec::new());
+            }
+            e.poll(group, member, free, now)
+        })
+        .await;
+        if now_ms >= tick_due_ms {
+            tick_due_ms = now_ms + ACK_TIMEOUT_MS_MIN as f64;
+        }
+        if now_ms >= heartbeat_due_ms {
+            heartbeat_due_ms = now_ms + config.heartbeat_interval_ms as f64;
+        }
+        let deliveries = match polled {
+            Ok(deliveries) => deliveries,
+            // Storage refused the round: nothing was handed out; try again shortly.
+            Err(_) => Vec::new(),
+        };
+        let idle = deliveries.is_empty();
+        for delivery in deliveries {
+            state.in_flight.set(state.in_flight.get() + 1);
+            spawn_local(handle(shared.clone(), state.clone(), handler.clone(), delivery));
+        }
+        if idle {
+            let next_due = shared.borrow().engine.next_due_ms().map_or(f64::MAX, |t| t as f64);
+            let wake_at = next_due.min(heartbeat_due_ms).max(now_ms + 1.0);
+            wakers.sleep(wake_at - js_sys::Date::now()).await;
+        } else {
+            // Let the handlers just started run before polling again.
+            sleep_ms(0.0).await;
+        }
+    }
+}
+
+/// Runs `eachMessage` for one delivery and settles it with the engine.
+async fn handle(shared: Shared, state: Rc<State>, handler: Function, delivery: Delivery) {
+    let payload = payload(&delivery);
+    let outcome = match handler.call1(&JsValue::UNDEFINED, &payload) {
+        Err(thrown) => Some(Err(thrown)),
+        Ok(returned) => {
+            let settled = Promise::resolve(&returned);
+            let timeout_ms = state.config.ack_timeout_ms as f64;
+            let timed_out = JsValue::from_str("ferry:ack-timeout");
+            let mut timer_handle = JsValue::UNDEFINED;
+            let timer = Promise::new(&mut |resolve: Function, _reject: Function| {
+                let marker = timed_out.clone();
+                let resolve_marker = Closure::once_into_js(move || {
+                    let _ = resolve.call1(&JsValue::UNDEFINED, &marker);
+                });
+                timer_handle = set_timeout(resolve_marker.unchecked_ref(), timeout_ms);
+            });
+            let race = JsFuture::from(Promise::race(&js_sys::Array::of2(&settled, &timer))).await;
+            // A pending timer would keep Node's event loop alive for ackTimeoutMs.
+            clear_timeout(&timer_handle);
+            match race {
+                Ok(value) if value == timed_out => None,
+                Ok(_) => Some(Ok(())),
+                Err(error) => Some(Err(error)),
+            }
+        }
+    };
+    // A handler past its ack timeout is a failed attempt that the engine counts
+    // when the lease runs out; its late result is ignored.
+    if let Some(outcome) = outcome {
+        let receipt = delivery.receipt();
+        let (group, member) = (state.group.clone(), state.member.clone());
+        let _ = operate(&shared, |e, now| {
+            match outcome {
+                Ok(()) => e.ack(&group, &member, &receipt, now),
+                Err(error) => e.fail(&group, &member, &receipt, &error_message(&error), now),
+            };
+            Ok(())
+        })
+        .await;
+    }
+    state.in_flight.set(state.in_flight.get().saturating_sub(1));
+    let wakers = shared.borrow().wakers.clone();
+    wakers.wake_all();
+}
+
+/// The text of what a handler threw, for `ferry-dlq-error`.
+fn error_message(error: &JsValue) -> String {
+    if let Some(e) = error.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    error.as_string().unwrap_or_else(|| js_sys::JSON::stringify(error).ok().and_then(|s| s.as_string()).unwrap_or_else(|| "handler failed".into()))
+}
+
+/// `{ topic, partition, message: { key, value, headers, offset, timestamp, id, attempt } }`.
+fn payload(delivery: &Delivery) -> JsValue {
+    let m = &delivery.message;
+    let value = match m.value.kind {
+        ValueKind::String => JsValue::from_str(&m.value.text()),
+        ValueKind::Bytes => Uint8Array::from(m.value.bytes.as_slice()).into(),
+        ValueKind::Json => JSON::parse(&m.value.text()).unwrap_or(JsValue::NULL),
+    };
+    let headers = Object::new();
+    for (name, header) in &m.headers {
+        let _ = Reflect::set(&headers, &JsValue::from_str(name), &JsValue::from_str(header));
+    }
+    let message = Object::new();
+    let opt = |s: &Option<String>| s.as_deref().map_or(JsValue::NULL, JsValue::from_str);
+    let fields: [(&str, JsValue); 7] = [
+        ("key", opt(&m.key)),
+        ("value", value),
+        ("headers", headers.into()),
+        ("offset", JsValue::from_f64(m.offset as f64)),
+        ("timestamp", JsValue::from_f64(m.timestamp_ms as f64)),
+        ("id", opt(&m.id)),
+        ("attempt", JsValue::from_f64(f64::from(delivery.attempt))),
+    ];
+    for (name, field) in fields {
+        let _ = Reflect::set(&message, &JsValue::from_str(name), &field);
+    }
+    let payload = Object::new();
+    let _ = Reflect::set(&payload, &JsValue::from_str("topic"), &JsValue::from_str(&delivery.topic));
+    let _ = Reflect::set(&payload, &JsValue::from_str("partition"), &JsValue::from_f64(f64::from(delivery.partition)));
+    let _ = Reflect::set(&payload, &JsValue::from_str("message"), &message);
+    payload.into()
+}
