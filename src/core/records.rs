@@ -255,3 +255,76 @@ impl Record {
         Ok(record)
     }
 }
+
+/// One component of a key in its portable form: what a store with structured keys
+/// (IndexedDB arrays, SQLite columns) keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyPart {
+    Str(Name),
+    Num(u64),
+}
+
+impl Key {
+    /// `[kind, ...components]`: the key as a store with structured keys holds it.
+    pub fn to_parts(&self) -> (u8, Vec<KeyPart>) {
+        use KeyPart::{Num, Str};
+        match self {
+            Key::Meta => (0, vec![]),
+            Key::Topic(t) => (1, vec![Str(t.clone())]),
+            Key::Partition(t, p) => (2, vec![Str(t.clone()), Num(u64::from(*p))]),
+            Key::Chunk(t, p, base) => (3, vec![Str(t.clone()), Num(u64::from(*p)), Num(*base)]),
+            Key::Dedup(t, id) => (4, vec![Str(t.clone()), Str(id.clone())]),
+            Key::Member(g, m) => (5, vec![Str(g.clone()), Str(m.clone())]),
+            Key::GroupTopic(g, t) => (6, vec![Str(g.clone()), Str(t.clone())]),
+            Key::Cursor(g, t, p) => (7, vec![Str(g.clone()), Str(t.clone()), Num(u64::from(*p))]),
+            Key::Pending(g, t, p, o) => (8, vec![Str(g.clone()), Str(t.clone()), Num(u64::from(*p)), Num(*o)]),
+        }
+    }
+
+    /// The inverse of [`Key::to_parts`]; a malformed key is a `STORAGE` error.
+    pub fn from_parts(kind: u8, parts: &[KeyPart]) -> Result<Key> {
+        use KeyPart::{Num, Str};
+        let bad = || FerryError::storage(format!("corrupt key: kind {kind} with {parts:?}"));
+        let p32 = |n: &u64| u32::try_from(*n).map_err(|_| bad());
+        Ok(match (kind, parts) {
+            (0, []) => Key::Meta,
+            (1, [Str(t)]) => Key::Topic(t.clone()),
+            (2, [Str(t), Num(p)]) => Key::Partition(t.clone(), p32(p)?),
+            (3, [Str(t), Num(p), Num(base)]) => Key::Chunk(t.clone(), p32(p)?, *base),
+            (4, [Str(t), Str(id)]) => Key::Dedup(t.clone(), id.clone()),
+            (5, [Str(g), Str(m)]) => Key::Member(g.clone(), m.clone()),
+            (6, [Str(g), Str(t)]) => Key::GroupTopic(g.clone(), t.clone()),
+            (7, [Str(g), Str(t), Num(p)]) => Key::Cursor(g.clone(), t.clone(), p32(p)?),
+            (8, [Str(g), Str(t), Num(p), Num(o)]) => Key::Pending(g.clone(), t.clone(), p32(p)?, *o),
+            _ => return Err(bad()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_parts() {
+        let n = |s: &str| Name::from(s);
+        let keys = [
+            Key::Meta,
+            Key::Topic(n("t")),
+            Key::Partition(n("t"), 3),
+            Key::Chunk(n("t"), 3, 1 << 40),
+            Key::Dedup(n("t"), n("id")),
+            Key::Member(n("g"), n("m")),
+            Key::GroupTopic(n("g"), n("t")),
+            Key::Cursor(n("g"), n("t"), 255),
+            Key::Pending(n("g"), n("t"), 1, 7),
+        ];
+        for key in keys {
+            let (kind, parts) = key.to_parts();
+            assert_eq!(Key::from_parts(kind, &parts), Ok(key));
+        }
+        assert!(Key::from_parts(2, &[KeyPart::Str(n("t")), KeyPart::Num(1 << 33)]).is_err());
+        assert!(Key::from_parts(9, &[]).is_err());
+        assert!(Key::from_parts(1, &[KeyPart::Num(1)]).is_err());
+    }
+}

@@ -1,12 +1,10 @@
 //! `Bus` and `Producer` as JavaScript sees them (`API.md`).
 //!
-//! Each method returns a `Promise` that settles once its writes are stored: an
-//! operation runs, then its commit. The bus stays borrowed through the commit,
-//! which is sound while the store is the memory store (its commit never yields);
-//! a store that yields needs commits queued, so that operations arriving
-//! meanwhile join the next batch.
+//! Each method returns a `Promise` that settles once its writes are stored: the
+//! operation runs on the engine, then shares a commit with whatever else started
+//! in the same turn ([`super::commit`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Date, Object, Promise, JSON};
@@ -14,28 +12,32 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::args;
+use super::commit::{self, BusStore, Committer, SharedCommitter};
 use super::consumer::{self, Consumer, State, Wakers};
 use super::error::to_js;
 use super::json;
 use crate::core::config::{BusConfig, TopicConfig};
 use crate::core::limits::*;
 use crate::core::{Engine, ErrorCode, FerryError, OutgoingMessage, Result};
-use crate::runtime::commit;
-use crate::store::MemoryStore;
+use crate::store::indexeddb::{Durability, IndexedDbStore};
+use crate::store::{MemoryStore, Store};
 
 pub(super) struct Inner {
-    pub engine: Engine,
-    store: MemoryStore,
-    closed: bool,
+    pub core: SharedCommitter,
+    closed: Cell<bool>,
     /// Consumer loops of this bus sleep here until there is work.
     pub wakers: Rc<Wakers>,
     /// Running consumers, stopped by `close`.
-    pub consumers: Vec<Rc<State>>,
+    pub consumers: RefCell<Vec<Rc<State>>>,
 }
 
-pub(super) type Shared = Rc<RefCell<Inner>>;
+pub(super) type Shared = Rc<Inner>;
 
-/// Runs one engine operation on the bus and stores its writes.
+fn now_ms() -> u64 {
+    Date::now() as u64
+}
+
+/// Runs one engine operation on the bus and resolves once it is stored.
 pub(super) async fn operate<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
     check_open(shared)?;
     operate_unchecked(shared, op).await
@@ -45,21 +47,19 @@ pub(super) async fn operate<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64
 /// consumers.
 async fn operate_and_wake<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
     let out = operate(shared, op).await?;
-    let wakers = shared.borrow().wakers.clone();
-    wakers.wake_all();
+    shared.wakers.wake_all();
     Ok(out)
 }
 
 /// [`operate`] on a closed bus too: what `close` itself needs.
 pub(super) async fn operate_unchecked<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
-    let out = {
-        let mut inner = shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?;
-        op(&mut inner.engine, Date::now() as u64)?
-    };
-    let mut inner = shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?;
-    let Inner { engine, store, .. } = &mut *inner;
-    commit(engine, store).await?;
-    Ok(out)
+    commit::operate(&shared.core, now_ms, op).await
+}
+
+/// Reads the engine without changing it.
+pub(super) fn read<T>(shared: &Shared, f: impl FnOnce(&Engine) -> T) -> Result<T> {
+    let core = shared.core.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+    Ok(f(&core.engine))
 }
 
 /// A promise of `f`'s result, with errors as `FerryError`s.
@@ -75,10 +75,10 @@ fn parse_json(text: &str) -> Result<JsValue> {
 }
 
 fn check_open(shared: &Shared) -> Result<()> {
-    match shared.try_borrow() {
-        Ok(inner) if inner.closed => Err(FerryError::new(ErrorCode::Closed, "the bus was closed")),
-        _ => Ok(()),
+    if shared.closed.get() {
+        return Err(FerryError::new(ErrorCode::Closed, "the bus was closed"));
     }
+    Ok(())
 }
 
 #[wasm_bindgen]
@@ -91,21 +91,27 @@ pub struct Producer {
     shared: Shared,
 }
 
-fn bus_config(options: Option<&Object>) -> Result<BusConfig> {
+/// Where the bus lives: `storage` defaults to IndexedDB where the context has it.
+enum StorageChoice {
+    Memory,
+    IndexedDb { name: String, durability: Durability },
+}
+
+fn bus_config(options: Option<&Object>) -> Result<(BusConfig, StorageChoice)> {
     let name = args::opt_string(&args::get(options, "name")?, "name")?.unwrap_or_else(|| "ferry".into());
     crate::core::config::check_name("name", &name)?;
-    let storage = args::opt_string(&args::get(options, "storage")?, "storage")?;
-    match storage.as_deref() {
-        None | Some("memory") => {}
-        Some("indexeddb") => {
-            return Err(FerryError::storage("storage \"indexeddb\" is not in this build of ferry yet; use \"memory\""));
-        }
-        Some(other) => return Err(FerryError::invalid(format!("storage must be \"indexeddb\" or \"memory\", got {other:?}"))),
-    }
-    match args::opt_string(&args::get(options, "durability")?, "durability")?.as_deref() {
-        None | Some("relaxed") | Some("strict") => {}
+    let durability = match args::opt_string(&args::get(options, "durability")?, "durability")?.as_deref() {
+        None | Some("relaxed") => Durability::Relaxed,
+        Some("strict") => Durability::Strict,
         Some(other) => return Err(FerryError::invalid(format!("durability must be \"relaxed\" or \"strict\", got {other:?}"))),
-    }
+    };
+    let has_indexeddb = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB")).is_ok_and(|f| !f.is_undefined() && !f.is_null());
+    let storage = match args::opt_string(&args::get(options, "storage")?, "storage")?.as_deref() {
+        None if has_indexeddb => StorageChoice::IndexedDb { name, durability },
+        None | Some("memory") => StorageChoice::Memory,
+        Some("indexeddb") => StorageChoice::IndexedDb { name, durability },
+        Some(other) => return Err(FerryError::invalid(format!("storage must be \"indexeddb\" or \"memory\", got {other:?}"))),
+    };
     let mut config = BusConfig::default();
     if let Some(auto) = args::opt_bool(&args::get(options, "autoCreateTopics")?, "autoCreateTopics")? {
         config.auto_create_topics = auto;
@@ -113,7 +119,7 @@ fn bus_config(options: Option<&Object>) -> Result<BusConfig> {
     if let Some(bytes) = args::opt_integer(&args::get(options, "maxMessageBytes")?, "maxMessageBytes", 1, MESSAGE_BYTES_CEILING)? {
         config.max_message_bytes = bytes;
     }
-    Ok(config)
+    Ok((config, storage))
 }
 
 fn topic_config(options: Option<&Object>) -> Result<TopicConfig> {
@@ -159,13 +165,22 @@ impl Bus {
     pub fn open(options: JsValue) -> Promise {
         promise(async move {
             let options = args::options(&options, "options")?;
-            let config = bus_config(options.as_ref())?;
-            let store = MemoryStore::new();
+            let (config, storage) = bus_config(options.as_ref())?;
+            let store = match storage {
+                StorageChoice::Memory => BusStore::Memory(MemoryStore::new()),
+                StorageChoice::IndexedDb { name, durability } => BusStore::IndexedDb(IndexedDbStore::open(&name, durability).await?),
+            };
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-            let mut engine = Engine::open(config, seed, Vec::new())?;
-            commit(&mut engine, &store).await?;
-            let inner = Inner { engine, store, closed: false, wakers: Rc::default(), consumers: Vec::new() };
-            Ok(Bus { shared: Rc::new(RefCell::new(inner)) }.into())
+            let engine = Engine::open(config, seed, store.load().await?)?;
+            let shared = Rc::new(Inner {
+                core: Rc::new(RefCell::new(Committer::new(engine, store))),
+                closed: Cell::new(false),
+                wakers: Rc::default(),
+                consumers: RefCell::default(),
+            });
+            // A new bus stores its schema version before anything else.
+            operate(&shared, |_, _| Ok(())).await?;
+            Ok(Bus { shared }.into())
         })
     }
 
@@ -187,8 +202,7 @@ impl Bus {
         let shared = self.shared.clone();
         promise(async move {
             check_open(&shared)?;
-            let text = json::topics(&shared.borrow().engine.topics());
-            parse_json(&text)
+            parse_json(&read(&shared, |e| json::topics(&e.topics()))?)
         })
     }
 
@@ -219,8 +233,7 @@ impl Bus {
         let shared = self.shared.clone();
         promise(async move {
             check_open(&shared)?;
-            let text = json::stats(&shared.borrow().engine.stats());
-            parse_json(&text)
+            parse_json(&read(&shared, |e| json::stats(&e.stats()))?)
         })
     }
 
@@ -240,10 +253,17 @@ impl Bus {
     pub fn close(&self) -> Promise {
         let shared = self.shared.clone();
         promise(async move {
-            shared.try_borrow_mut().map_err(|_| FerryError::storage("the bus is busy"))?.closed = true;
-            let running = shared.borrow().consumers.clone();
+            if shared.closed.replace(true) {
+                return Ok(JsValue::UNDEFINED);
+            }
+            let running = shared.consumers.borrow().clone();
             for state in running {
                 consumer::stop(&shared, &state).await?;
+            }
+            if let Ok(core) = shared.core.try_borrow() {
+                if let BusStore::IndexedDb(store) = core.store() {
+                    store.close();
+                }
             }
             Ok(JsValue::UNDEFINED)
         })

@@ -19,7 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::args;
-use super::bus::{operate, promise, Shared};
+use super::bus::{operate, promise, read, Shared};
 use crate::core::config::{check_name, ConsumerConfig, Ordering, RetryPolicy};
 use crate::core::limits::*;
 use crate::core::{Delivery, FerryError, Result, Subscription, ValueKind};
@@ -180,7 +180,7 @@ impl Consumer {
             let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
             operate(&shared, |e, now| e.join(&group, &member, &subscriptions, &config, now)).await?;
             state.running.set(true);
-            shared.borrow_mut().consumers.push(state.clone());
+            shared.consumers.borrow_mut().push(state.clone());
             spawn_local(run_loop(shared, state, handler));
             Ok(JsValue::UNDEFINED)
         })
@@ -202,14 +202,14 @@ pub(super) async fn stop(shared: &Shared, state: &Rc<State>) -> Result<()> {
     if state.stopped.replace(true) || !state.running.get() {
         return Ok(());
     }
-    let wakers = shared.borrow().wakers.clone();
+    let wakers = shared.wakers.clone();
     wakers.wake_all();
     let give_up_at = js_sys::Date::now() + state.config.ack_timeout_ms as f64;
     while state.in_flight.get() > 0 && js_sys::Date::now() < give_up_at {
         wakers.sleep(give_up_at - js_sys::Date::now()).await;
     }
     let (group, member) = (state.group.clone(), state.member.clone());
-    shared.borrow_mut().consumers.retain(|c| !Rc::ptr_eq(c, state));
+    shared.consumers.borrow_mut().retain(|c| !Rc::ptr_eq(c, state));
     operate_even_if_closed(shared, move |e, now| e.leave(&group, &member, now)).await
 }
 
@@ -222,7 +222,7 @@ async fn operate_even_if_closed(shared: &Shared, op: impl FnOnce(&mut crate::cor
 }
 
 async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
-    let wakers = shared.borrow().wakers.clone();
+    let wakers = shared.wakers.clone();
     let mut heartbeat_due_ms = 0.0;
     let mut tick_due_ms = 0.0;
     while !state.stopped.get() {
@@ -261,7 +261,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
             spawn_local(handle(shared.clone(), state.clone(), handler.clone(), delivery));
         }
         if idle {
-            let next_due = shared.borrow().engine.next_due_ms().map_or(f64::MAX, |t| t as f64);
+            let next_due = read(&shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
             let wake_at = next_due.min(heartbeat_due_ms).max(now_ms + 1.0);
             wakers.sleep(wake_at - js_sys::Date::now()).await;
         } else {
@@ -313,8 +313,7 @@ async fn handle(shared: Shared, state: Rc<State>, handler: Function, delivery: D
         .await;
     }
     state.in_flight.set(state.in_flight.get().saturating_sub(1));
-    let wakers = shared.borrow().wakers.clone();
-    wakers.wake_all();
+    shared.wakers.wake_all();
 }
 
 /// The text of what a handler threw, for `ferry-dlq-error`.

@@ -8,6 +8,7 @@
 
 mod args;
 mod bus;
+mod commit;
 mod consumer;
 mod error;
 mod json;

@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 mod faulty;
+#[cfg(target_arch = "wasm32")]
+pub mod indexeddb;
 mod memory;
 
 pub use faulty::FaultyStore;

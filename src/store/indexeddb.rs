@@ -1,0 +1,193 @@
+//! The browser backend: every record in one IndexedDB object store, shared by every
+//! tab, worker and service worker of the origin that opens the same bus name.
+//!
+//! Keys are arrays `[kind, ...components]` ([`Key::to_parts`]); values are the
+//! records' bytes ([`Record::encode`]). One commit is one readwrite transaction:
+//! its puts and deletes are issued at once and only its `complete` event counts,
+//! so an aborted transaction (quota, a crash) stores nothing. Nothing but
+//! IndexedDB requests is awaited inside a transaction, which would otherwise
+//! commit early.
+
+use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{IdbDatabase, IdbFactory, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
+
+use super::Store;
+use crate::core::records::{Key, KeyPart, Record};
+use crate::core::{ErrorCode, FerryError, Name, Write};
+
+/// The object store holding every record.
+const RECORDS: &str = "records";
+/// The IndexedDB database version this layout needs; a newer database was written
+/// by a newer ferry.
+const DATABASE_VERSION: u32 = 1;
+
+/// `"relaxed"` (the browsers' default) or `"strict"` transaction durability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Relaxed,
+    Strict,
+}
+
+pub struct IndexedDbStore {
+    database: IdbDatabase,
+    durability: Durability,
+}
+
+/// The name of a DOMException (or other error), for `STORAGE` messages.
+fn error_name(error: &JsValue) -> String {
+    Reflect::get(error, &JsValue::from_str("name")).ok().and_then(|n| n.as_string()).unwrap_or_else(|| "UnknownError".into())
+}
+
+fn storage_error(what: &str, error: &JsValue) -> FerryError {
+    let name = error_name(error);
+    let code = match name.as_str() {
+        "QuotaExceededError" => ErrorCode::QuotaExceeded,
+        "VersionError" => ErrorCode::IncompatibleStorage,
+        _ => ErrorCode::Storage,
+    };
+    let detail = Reflect::get(error, &JsValue::from_str("message")).ok().and_then(|m| m.as_string()).unwrap_or_default();
+    FerryError::new(code, format!("IndexedDB {what} failed: {name} {detail}").trim_end().to_string())
+}
+
+/// Resolves with a request's result, or fails with its error.
+async fn request(req: &IdbRequest, what: &str) -> Result<JsValue, FerryError> {
+    let wait = Promise::new(&mut |resolve: Function, reject: Function| {
+        req.set_onsuccess(Some(&resolve));
+        req.set_onerror(Some(&reject));
+    });
+    JsFuture::from(wait).await.map_err(|_| storage_error(what, &req.error().map(JsValue::from).unwrap_or(JsValue::UNDEFINED)))?;
+    req.result().map_err(|e| storage_error(what, &e))
+}
+
+/// Resolves once a transaction completes; fails when it aborts.
+async fn completion(tx: &IdbTransaction, what: &str) -> Result<(), FerryError> {
+    let wait = Promise::new(&mut |resolve: Function, reject: Function| {
+        tx.set_oncomplete(Some(&resolve));
+        tx.set_onerror(Some(&reject));
+        tx.set_onabort(Some(&reject));
+    });
+    JsFuture::from(wait).await.map(|_| ()).map_err(|_| storage_error(what, &tx.error().map(JsValue::from).unwrap_or(JsValue::UNDEFINED)))
+}
+
+fn key_to_js(key: &Key) -> JsValue {
+    let (kind, parts) = key.to_parts();
+    let array = Array::new();
+    array.push(&JsValue::from_f64(f64::from(kind)));
+    for part in parts {
+        array.push(&match part {
+            KeyPart::Str(s) => JsValue::from_str(&s),
+            KeyPart::Num(n) => JsValue::from_f64(n as f64),
+        });
+    }
+    array.into()
+}
+
+fn key_from_js(value: &JsValue) -> Result<Key, FerryError> {
+    let bad = || FerryError::storage("corrupt key in IndexedDB");
+    let array: &Array = value.dyn_ref().ok_or_else(bad)?;
+    let kind = array.get(0).as_f64().filter(|k| (0.0..=255.0).contains(k)).ok_or_else(bad)? as u8;
+    let mut parts = Vec::new();
+    for i in 1..array.length() {
+        let part = array.get(i);
+        parts.push(match (part.as_string(), part.as_f64()) {
+            (Some(s), _) => KeyPart::Str(Name::from(s)),
+            (None, Some(n)) if n >= 0.0 && n.fract() == 0.0 => KeyPart::Num(n as u64),
+            _ => return Err(bad()),
+        });
+    }
+    Key::from_parts(kind, &parts)
+}
+
+impl IndexedDbStore {
+    /// Opens (or creates) the database `name` in this context's IndexedDB.
+    pub async fn open(name: &str, durability: Durability) -> Result<IndexedDbStore, FerryError> {
+        let factory: IdbFactory = Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB"))
+            .ok()
+            .and_then(|f| f.dyn_into().ok())
+            .ok_or_else(|| FerryError::storage("IndexedDB is not available in this context; open the bus with storage: \"memory\""))?;
+        let open: IdbOpenDbRequest = factory.open_with_u32(name, DATABASE_VERSION).map_err(|e| storage_error("open", &e))?;
+        let upgrade = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new({
+            let open = open.clone();
+            move |_event: JsValue| {
+                if let Ok(db) = open.result().and_then(|r| r.dyn_into::<IdbDatabase>()) {
+                    if !db.object_store_names().contains(RECORDS) {
+                        let _ = db.create_object_store(RECORDS);
+                    }
+                }
+            }
+        });
+        open.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
+        let result = request(&open, "open").await;
+        open.set_onupgradeneeded(None);
+        let database: IdbDatabase = result?.dyn_into().map_err(|_| FerryError::storage("IndexedDB open returned no database"))?;
+        // Another context upgrading the database (a newer ferry) needs this one closed.
+        let on_version_change = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new({
+            let database = database.clone();
+            move |_event: JsValue| database.close()
+        });
+        database.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+        on_version_change.forget();
+        Ok(IndexedDbStore { database, durability })
+    }
+
+    /// A transaction over the records, with the durability asked for.
+    fn transaction(&self, mode: IdbTransactionMode) -> Result<IdbTransaction, FerryError> {
+        let options = js_sys::Object::new();
+        let durability = match self.durability {
+            Durability::Relaxed => "relaxed",
+            Durability::Strict => "strict",
+        };
+        let _ = Reflect::set(&options, &JsValue::from_str("durability"), &JsValue::from_str(durability));
+        let mode = match mode {
+            IdbTransactionMode::Readwrite => "readwrite",
+            _ => "readonly",
+        };
+        // `transaction(names, mode, options)`; web-sys marks the options form unstable.
+        let open: Function = Reflect::get(&self.database, &JsValue::from_str("transaction")).map_err(|e| storage_error("transaction", &e))?.unchecked_into();
+        open.call3(&self.database, &JsValue::from_str(RECORDS), &JsValue::from_str(mode), &options)
+            .map_err(|e| storage_error("transaction", &e))?
+            .dyn_into()
+            .map_err(|_| FerryError::storage("IndexedDB returned no transaction"))
+    }
+
+    pub fn close(&self) {
+        self.database.close();
+    }
+}
+
+impl Store for IndexedDbStore {
+    async fn load(&self) -> Result<Vec<(Key, Record)>, FerryError> {
+        let tx = self.transaction(IdbTransactionMode::Readonly)?;
+        let store = tx.object_store(RECORDS).map_err(|e| storage_error("load", &e))?;
+        let keys = store.get_all_keys().map_err(|e| storage_error("load", &e))?;
+        let values = store.get_all().map_err(|e| storage_error("load", &e))?;
+        let keys: Array = request(&keys, "load").await?.unchecked_into();
+        let values: Array = request(&values, "load").await?.unchecked_into();
+        let mut records = Vec::with_capacity(keys.length() as usize);
+        for (key, value) in keys.iter().zip(values.iter()) {
+            let key = key_from_js(&key)?;
+            let bytes: Uint8Array = value.dyn_into().map_err(|_| FerryError::storage("corrupt record in IndexedDB: not bytes"))?;
+            let record = Record::decode(&key, &bytes.to_vec())?;
+            records.push((key, record));
+        }
+        Ok(records)
+    }
+
+    async fn commit(&self, writes: &[Write]) -> Result<(), FerryError> {
+        let tx = self.transaction(IdbTransactionMode::Readwrite)?;
+        let store = tx.object_store(RECORDS).map_err(|e| storage_error("commit", &e))?;
+        for (key, record) in writes {
+            let issued = match record {
+                Some(record) => store.put_with_key(&Uint8Array::from(record.encode().as_slice()), &key_to_js(key)),
+                None => store.delete(&key_to_js(key)),
+            };
+            if let Err(error) = issued {
+                let _ = tx.abort();
+                return Err(storage_error("commit", &error));
+            }
+        }
+        completion(&tx, "commit").await
+    }
+}
