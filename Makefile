@@ -12,7 +12,7 @@ WASM_TARGET := wasm32-unknown-unknown
 WASM_OPT := node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
 	--enable-reference-types --enable-multivalue --enable-sign-ext
 
-.PHONY: demo test test-native test-js check-core bench sim pkg setup-rust setup-wasm setup-npm clean
+.PHONY: demo test test-native test-js check-core bench sim pkg setup-rust setup-wasm setup-npm setup-browser clean
 
 # The Rust toolchain is the machine's (rustup); nothing here downloads a binary.
 setup-rust:
@@ -34,6 +34,11 @@ node_modules/.package-lock.json: package.json
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js >= 20 first" >&2; exit 1; }
 	npm install --no-audit --no-fund
 
+# Debian's Chromium for the browser tests (playwright-core drives it; it never
+# downloads a browser of its own).
+setup-browser:
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
+
 ## The orders scenario, natively on the memory store.
 demo: setup-rust
 	$(CARGO) run --release --example orders
@@ -54,7 +59,7 @@ test: check-core test-native test-js
 test-native: setup-rust
 	$(CARGO) test --release
 
-test-js: pkg
+test-js: pkg setup-browser
 	node --test tests/js/
 
 # The engine is sans-IO: no JavaScript bindings and no clock in src/core.
