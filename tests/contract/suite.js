@@ -1,0 +1,232 @@
+// The API.md contract, one suite for every place the package runs: Node on the
+// memory store, a Chromium page and a Chromium module service worker on IndexedDB.
+// Each case gets the package (`{ Bus, FerryError }`) and `env.name(label)`, a bus
+// name no other case or run uses.
+import { assert } from './assert.js';
+
+async function rejectsWith(ferry, promise, code, field) {
+  const e = await assert.rejects(promise, `expected ${code}`);
+  assert.ok(e instanceof ferry.FerryError, `a FerryError, got ${e}`);
+  assert.ok(e instanceof Error, 'a FerryError is an Error');
+  assert.equal(e.code, code, e.message);
+  if (field) assert.ok(e.message.includes(field), `"${e.message}" names ${field}`);
+}
+
+async function until(condition, timeoutMs = 5000) {
+  const start = Date.now();
+  while (!(await condition())) {
+    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export const cases = [
+  {
+    name: 'createTopic resolves true, then false, and conflicts on another partition count',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('topics') });
+      assert.equal(await bus.createTopic('orders', { partitions: 3 }), true);
+      assert.equal(await bus.createTopic('orders', { partitions: 3 }), false);
+      await rejectsWith(ferry, bus.createTopic('orders', { partitions: 4 }), 'TOPIC_CONFLICT');
+      assert.deepEqual(await bus.topics(), [{ topic: 'orders', partitions: 3, retentionMs: null, maxDepth: null }]);
+      await bus.close();
+    },
+  },
+  {
+    name: "keys land on Kafka's partition, offsets are gapless from 0",
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('partitioner') });
+      await bus.createTopic('t', { partitions: 8 });
+      // Kafka's UtilsTest vectors: murmur2 of the key, & 0x7fffffff, % partitions.
+      const vectors = { 21: -973932308, foobar: -790332482, 'a-little-bit-long-string': -985981536, abc: 479470107 };
+      for (const [key, hash] of Object.entries(vectors)) {
+        const [first, second] = await bus.producer().send({ topic: 't', messages: [{ key, value: 'a' }, { key, value: 'b' }] });
+        assert.equal(first.partition, (hash & 0x7fffffff) % 8, `partition of ${key}`);
+        assert.equal(second.offset, first.offset + 1, `offsets of ${key}`);
+      }
+      const stats = await bus.stats();
+      const total = stats.topics[0].partitions.reduce((n, p) => n + p.highOffset, 0);
+      assert.equal(total, 8);
+      await bus.close();
+    },
+  },
+  {
+    name: 'ids deduplicate within the window',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('dedup') });
+      const first = await bus.publish('orders', { id: 42 }, { id: 'order-42' });
+      const again = await bus.publish('orders', { id: 42 }, { id: 'order-42' });
+      assert.deepEqual([again.duplicate, again.offset, again.timestamp], [true, first.offset, first.timestamp]);
+      assert.equal((await bus.stats()).topics[0].partitions[0].highOffset, 1);
+      await bus.close();
+    },
+  },
+  {
+    name: 'a send is atomic: one bad message stores nothing',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('atomic'), maxMessageBytes: 16 });
+      await rejectsWith(ferry, bus.producer().send({ topic: 't', messages: [{ value: 'ok' }, { value: 'x'.repeat(17) }] }), 'MESSAGE_TOO_LARGE', 'messages[1]');
+      assert.deepEqual((await bus.stats()).topics, []);
+      await bus.close();
+    },
+  },
+  {
+    name: 'bad input rejects with INVALID_ARGUMENT naming the field, and stores nothing',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('bad-input') });
+      const send = (messages) => bus.producer().send({ topic: 't', messages });
+      const cyclic = {};
+      cyclic.self = cyclic;
+      const cases = [
+        [() => bus.createTopic('bad name'), 'topic'],
+        [() => bus.createTopic('t', { partitions: 0 }), 'partitions'],
+        [() => bus.createTopic('t', { partitions: 1.5 }), 'partitions'],
+        [() => bus.createTopic('t', { partitions: NaN }), 'partitions'],
+        [() => bus.createTopic('t', { partitions: '2' }), 'partitions'],
+        [() => bus.createTopic('t', { retentionMs: -1 }), 'retentionMs'],
+        [() => send([]), 'messages'],
+        [() => send('nope'), 'messages'],
+        [() => send([{ value: undefined }]), 'messages[0].value'],
+        [() => send([{ value: () => 1 }]), 'messages[0].value'],
+        [() => send([{ value: 10n }]), 'messages[0].value'],
+        [() => send([{ value: cyclic }]), 'messages[0].value'],
+        [() => send([{ value: 'v', key: 5 }]), 'messages[0].key'],
+        [() => send([{ value: 'v', headers: { a: 1 } }]), 'messages[0].headers.a'],
+        [() => send([{ value: 'v', delayMs: -5 }]), 'messages[0].delayMs'],
+        [() => send([{ value: 'v', partition: 2 ** 60 }]), 'messages[0].partition'],
+        [() => bus.publish(7, 'v'), 'topic'],
+        [() => bus.redrive({}), 'from'],
+        [() => ferry.Bus.open({ maxMessageBytes: 2 ** 40 }), 'maxMessageBytes'],
+        [() => ferry.Bus.open({ storage: 'disk' }), 'storage'],
+      ];
+      for (const [call, field] of cases) await rejectsWith(ferry, call(), 'INVALID_ARGUMENT', field);
+      assert.deepEqual((await bus.stats()).topics, []);
+      await bus.close();
+    },
+  },
+  {
+    name: 'close makes later calls reject with CLOSED',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('close') });
+      await bus.close();
+      await rejectsWith(ferry, bus.publish('t', 'v'), 'CLOSED');
+      await rejectsWith(ferry, bus.stats(), 'CLOSED');
+    },
+  },
+  {
+    name: 'the KafkaJS example ports by changing the import and the client line',
+    async run(ferry, env) {
+      const { Bus } = ferry;
+      const bus = await Bus.open({ name: env.name('shop') });
+      const producer = bus.producer();
+      const consumer = bus.consumer({ groupId: 'order-service' });
+      const scheduled = [];
+      const schedule = (order) => scheduled.push(order);
+      const order = { id: 'order-42', items: ['tea'], total: 12.5 };
+      // the rest reads exactly as with KafkaJS:
+      await consumer.subscribe({ topic: 'order.placed', fromBeginning: false });
+      await consumer.run({ eachMessage: async ({ message }) => schedule(JSON.parse(message.value.toString())) });
+      await producer.send({ topic: 'order.placed', messages: [{ key: order.id, value: JSON.stringify(order) }] });
+      await until(() => scheduled.length === 1);
+      assert.deepEqual(scheduled[0], order);
+      await bus.close();
+    },
+  },
+  {
+    name: 'every group gets every message, values as they were given',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('fan-out') });
+      const seen = { billing: [], shipping: [] };
+      for (const groupId of Object.keys(seen)) {
+        const c = bus.consumer({ groupId });
+        await c.subscribe({ topic: 'v' });
+        await c.run({ eachMessage: async ({ message }) => seen[groupId].push(message.value) });
+      }
+      await bus.publish('v', 'text');
+      await bus.publish('v', new Uint8Array([0, 255]));
+      await bus.publish('v', { a: [1, null, 'x'] });
+      await until(() => seen.billing.length === 3 && seen.shipping.length === 3);
+      for (const values of Object.values(seen)) {
+        assert.deepEqual(values, ['text', new Uint8Array([0, 255]), { a: [1, null, 'x'] }]);
+      }
+      await bus.close();
+    },
+  },
+  {
+    name: 'failures retry with exponential backoff, then dead-letter with ferry-dlq-* headers; redrive moves them once',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('dead-letters') });
+      const attempts = [];
+      const consumer = bus.consumer({ groupId: 'billing', retry: { maxAttempts: 3, initialBackoffMs: 40, multiplier: 2, jitter: false } });
+      await consumer.subscribe({ topic: 'payments' });
+      await consumer.run({
+        eachMessage: async ({ message }) => {
+          attempts.push([message.attempt, Date.now()]);
+          throw new Error(`provider down for ${message.key}`);
+        },
+      });
+      await bus.publish('payments', 'charge', { key: 'order-7', headers: { trace: 't1' } });
+      await until(async () => (await bus.stats()).groups.some((g) => g.deadLettered === 1));
+      assert.deepEqual(attempts.map(([a]) => a), [1, 2, 3]);
+      const waits = attempts.slice(1).map(([, t], i) => t - attempts[i][1]);
+      assert.ok(waits[0] >= 40 && waits[1] >= 80, `backoff waits ${waits}`);
+      await consumer.stop();
+      const dead = [];
+      const reader = bus.consumer({ groupId: 'ops' });
+      await reader.subscribe({ topic: 'payments.dlq', fromBeginning: true });
+      await reader.run({ eachMessage: async ({ message }) => dead.push(message) });
+      await until(() => dead.length === 1);
+      const h = dead[0].headers;
+      assert.deepEqual([dead[0].key, dead[0].value], ['order-7', 'charge']);
+      assert.deepEqual(
+        [h.trace, h['ferry-dlq-topic'], h['ferry-dlq-partition'], h['ferry-dlq-offset'], h['ferry-dlq-group'], h['ferry-dlq-attempts'], h['ferry-dlq-error']],
+        ['t1', 'payments', '0', '0', 'billing', '3', 'provider down for order-7'],
+      );
+      assert.equal(await bus.redrive({ from: 'payments.dlq' }), 1);
+      assert.equal(await bus.redrive({ from: 'payments.dlq' }), 0);
+      assert.equal((await bus.stats()).topics.find((t) => t.topic === 'payments').partitions[0].highOffset, 2);
+      await bus.close();
+    },
+  },
+  {
+    name: 'a handler past ackTimeoutMs is a failed attempt; partition order holds meanwhile',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('ack-timeout') });
+      const handled = [];
+      const consumer = bus.consumer({ groupId: 'g', ackTimeoutMs: 50, retry: { initialBackoffMs: 10, jitter: false } });
+      await consumer.subscribe({ topic: 'slow' });
+      await consumer.run({
+        eachMessage: async ({ message }) => {
+          handled.push([message.value, message.attempt]);
+          if (message.value === 'first' && message.attempt === 1) await new Promise((r) => setTimeout(r, 200));
+        },
+      });
+      await bus.producer().send({ topic: 'slow', messages: [{ value: 'first' }, { value: 'second' }] });
+      await until(() => handled.length === 3);
+      assert.deepEqual(handled, [['first', 1], ['first', 2], ['second', 1]]);
+      await bus.close();
+    },
+  },
+  {
+    name: 'bad consumer options throw FerryError naming the field',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('consumer-options') });
+      for (const [options, field] of [
+        [{}, 'groupId'],
+        [{ groupId: 'bad name' }, 'groupId'],
+        [{ groupId: 'g', retry: { maxAttempts: 0 } }, 'retry.maxAttempts'],
+        [{ groupId: 'g', retry: { multiplier: Infinity } }, 'retry.multiplier'],
+        [{ groupId: 'g', concurrency: 1.5 }, 'concurrency'],
+        [{ groupId: 'g', ordering: 'random' }, 'ordering'],
+        [{ groupId: 'g', ackTimeoutMs: -1 }, 'ackTimeoutMs'],
+      ]) {
+        const e = assert.throws(() => bus.consumer(options), `consumer(${JSON.stringify(options)})`);
+        assert.ok(e instanceof ferry.FerryError && e.code === 'INVALID_ARGUMENT' && e.message.includes(field), `${e.message} names ${field}`);
+      }
+      const consumer = bus.consumer({ groupId: 'g' });
+      const e = await assert.rejects(consumer.run({ eachMessage: () => {} }));
+      assert.ok(e instanceof ferry.FerryError && /subscribe/.test(e.message), e.message);
+      await bus.close();
+    },
+  },
+];

@@ -1,0 +1,64 @@
+// The contract suite in headless Chromium, on IndexedDB: in a page, and in a module
+// service worker.
+import { test, before, after } from 'node:test';
+import { serve } from './serve.mjs';
+import { launch } from './chromium.mjs';
+import { cases } from '../contract/suite.js';
+
+const run = `${process.pid}-${Date.now()}`;
+let server;
+let browser;
+let page;
+
+before(async () => {
+  server = await serve();
+  browser = await launch();
+  page = await browser.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${server.url}/tests/browser/page.html`);
+  await page.waitForFunction(() => document.title === 'ready');
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.register('/tests/browser/sw.js', { type: 'module', scope: '/tests/browser/' });
+    await navigator.serviceWorker.ready;
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+const fail = (outcome) => {
+  if (!outcome.ok) throw new Error(outcome.error);
+};
+
+for (const { name } of cases) {
+  test(`page: ${name}`, async () => {
+    const outcome = await page.evaluate(
+      async ({ caseName, run }) => {
+        const { cases } = await import('/tests/contract/suite.js');
+        try {
+          await cases.find((c) => c.name === caseName).run(window.ferry, { name: (label) => `${label}-page-${run}` });
+          return { ok: true };
+        } catch (e) {
+          return { ok: false, error: String(e?.stack ?? e) };
+        }
+      },
+      { caseName: name, run },
+    );
+    fail(outcome);
+  });
+
+  test(`service worker: ${name}`, async () => {
+    const outcome = await page.evaluate(
+      ({ caseName, run }) =>
+        new Promise((resolve) => {
+          const channel = new MessageChannel();
+          channel.port1.onmessage = (event) => resolve(event.data);
+          navigator.serviceWorker.ready.then((registration) => registration.active.postMessage({ caseName, run }, [channel.port2]));
+        }),
+      { caseName: name, run },
+    );
+    fail(outcome);
+  });
+}
