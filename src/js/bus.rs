@@ -20,7 +20,7 @@ use crate::core::config::{BusConfig, TopicConfig};
 use crate::core::limits::*;
 use crate::core::{Engine, ErrorCode, FerryError, OutgoingMessage, Result};
 use crate::store::indexeddb::{Durability, IndexedDbStore};
-use crate::store::{MemoryStore, Store};
+use crate::store::MemoryStore;
 
 pub(super) struct Inner {
     pub core: SharedCommitter,
@@ -38,28 +38,30 @@ fn now_ms() -> u64 {
 }
 
 /// Runs one engine operation on the bus and resolves once it is stored.
-pub(super) async fn operate<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+pub(super) async fn operate<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
     check_open(shared)?;
     operate_unchecked(shared, op).await
 }
 
 /// Runs one engine operation that appends messages, then wakes this bus's
 /// consumers.
-async fn operate_and_wake<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+async fn operate_and_wake<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
     let out = operate(shared, op).await?;
     shared.wakers.wake_all();
     Ok(out)
 }
 
 /// [`operate`] on a closed bus too: what `close` itself needs.
-pub(super) async fn operate_unchecked<T>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+pub(super) async fn operate_unchecked<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
     commit::operate(&shared.core, now_ms, op).await
 }
 
-/// Reads the engine without changing it.
-pub(super) fn read<T>(shared: &Shared, f: impl FnOnce(&Engine) -> T) -> Result<T> {
+/// Reads this context's copy of the engine, as of its last commit: for decisions
+/// that need not be current (when to wake up next). Current answers go through
+/// [`operate`].
+pub(super) fn read_cached<T>(shared: &Shared, f: impl FnOnce(&Engine) -> T) -> Result<T> {
     let core = shared.core.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
-    Ok(f(&core.engine))
+    Ok(f(core.engine()))
 }
 
 /// A promise of `f`'s result, with errors as `FerryError`s.
@@ -171,9 +173,9 @@ impl Bus {
                 StorageChoice::IndexedDb { name, durability } => BusStore::IndexedDb(IndexedDbStore::open(&name, durability).await?),
             };
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-            let engine = Engine::open(config, seed, store.load().await?)?;
+            let committer = Committer::open(config, seed, store).await?;
             let shared = Rc::new(Inner {
-                core: Rc::new(RefCell::new(Committer::new(engine, store))),
+                core: Rc::new(RefCell::new(committer)),
                 closed: Cell::new(false),
                 wakers: Rc::default(),
                 consumers: RefCell::default(),
@@ -192,7 +194,7 @@ impl Bus {
         promise(async move {
             let name = args::string(&name, "name")?;
             let config = topic_config(args::options(&options, "options")?.as_ref())?;
-            let created = operate(&shared, |e, _| e.create_topic(&name, config)).await?;
+            let created = operate(&shared, move |e, _| e.create_topic(&name, config)).await?;
             Ok(JsValue::from_bool(created))
         })
     }
@@ -201,8 +203,7 @@ impl Bus {
     pub fn topics(&self) -> Promise {
         let shared = self.shared.clone();
         promise(async move {
-            check_open(&shared)?;
-            parse_json(&read(&shared, |e| json::topics(&e.topics()))?)
+            parse_json(&operate(&shared, |e, _| Ok(json::topics(&e.topics()))).await?)
         })
     }
 
@@ -222,7 +223,7 @@ impl Bus {
         promise(async move {
             let topic = args::string(&topic, "topic")?;
             let message = outgoing(&value, args::options(&options, "options")?.as_ref(), "message")?;
-            let results = operate_and_wake(&shared, |e, now| e.send(&topic, std::slice::from_ref(&message), now)).await?;
+            let results = operate_and_wake(&shared, move |e, now| e.send(&topic, std::slice::from_ref(&message), now)).await?;
             let list = parse_json(&json::metadata(&results))?;
             Ok(js_sys::Array::from(&list).get(0))
         })
@@ -232,8 +233,7 @@ impl Bus {
     pub fn stats(&self) -> Promise {
         let shared = self.shared.clone();
         promise(async move {
-            check_open(&shared)?;
-            parse_json(&read(&shared, |e| json::stats(&e.stats()))?)
+            parse_json(&operate(&shared, |e, _| Ok(json::stats(&e.stats()))).await?)
         })
     }
 
@@ -244,7 +244,7 @@ impl Bus {
             let options = args::options(&options, "options")?;
             let from = args::string(&args::get(options.as_ref(), "from")?, "from")?;
             let limit = args::opt_integer(&args::get(options.as_ref(), "limit")?, "limit", 1, REDRIVE_LIMIT_MAX)?;
-            let moved = operate_and_wake(&shared, |e, now| e.redrive(&from, limit, now)).await?;
+            let moved = operate_and_wake(&shared, move |e, now| e.redrive(&from, limit, now)).await?;
             Ok(JsValue::from_f64(moved as f64))
         })
     }
@@ -279,7 +279,7 @@ impl Producer {
             let record = args::options(&record, "record")?;
             let topic = args::string(&args::get(record.as_ref(), "topic")?, "topic")?;
             let messages = messages(record.as_ref())?;
-            let results = operate_and_wake(&shared, |e, now| e.send(&topic, &messages, now)).await?;
+            let results = operate_and_wake(&shared, move |e, now| e.send(&topic, &messages, now)).await?;
             parse_json(&json::metadata(&results))
         })
     }

@@ -1,11 +1,15 @@
-//! Group commit for a store whose commits yield (IndexedDB): while one commit is
-//! in flight the engine is left alone; operations that arrive meanwhile wait, then
-//! run together and share the next commit, one transaction for all of them.
+//! The commit queue between JavaScript calls and the store.
 //!
-//! An operation runs on the engine, joins the open batch (the first to join
-//! schedules its flush as a microtask, so everything started in the same turn
-//! joins too), and settles with the batch: its result counts only once the batch
-//! is stored.
+//! Operations are queued, not run at once: the first one queued schedules a flush
+//! on the next microtask, so everything started in the same turn shares one
+//! commit (group commit), and nothing touches the engine while a commit is in
+//! flight. On IndexedDB a flush is one readwrite transaction that first checks
+//! whether another context of the origin committed since this one last looked,
+//! rebuilds the engine from the stored records if so, and only then runs the
+//! queued operations: every operation sees the bus as it is.
+//!
+//! An operation's result counts only once its commit is stored; a failed commit
+//! undoes every operation in it, and each caller gets the storage error.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,8 +18,7 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use crate::core::records::{Key, Record};
-use crate::core::{Engine, FerryError, Result, Write};
+use crate::core::{BusConfig, Engine, FerryError, Result};
 use crate::store::indexeddb::IndexedDbStore;
 use crate::store::{MemoryStore, Store};
 
@@ -23,22 +26,6 @@ use crate::store::{MemoryStore, Store};
 pub enum BusStore {
     Memory(MemoryStore),
     IndexedDb(IndexedDbStore),
-}
-
-impl Store for BusStore {
-    async fn load(&self) -> Result<Vec<(Key, Record)>> {
-        match self {
-            BusStore::Memory(s) => s.load().await,
-            BusStore::IndexedDb(s) => s.load().await,
-        }
-    }
-
-    async fn commit(&self, writes: &[Write]) -> Result<()> {
-        match self {
-            BusStore::Memory(s) => s.commit(writes).await,
-            BusStore::IndexedDb(s) => s.commit(writes).await,
-        }
-    }
 }
 
 /// Resolvers of promises waiting for one event.
@@ -60,13 +47,13 @@ impl Waiters {
 
 /// The operations sharing one commit, and its outcome once known.
 #[derive(Default)]
-pub struct Batch {
+struct Batch {
     outcome: RefCell<Option<Result<()>>>,
     settled: Waiters,
 }
 
 impl Batch {
-    pub async fn stored(&self) -> Result<()> {
+    async fn stored(&self) -> Result<()> {
         loop {
             if let Some(outcome) = self.outcome.borrow().clone() {
                 return outcome;
@@ -81,22 +68,45 @@ impl Batch {
     }
 }
 
-/// The engine with its store and the commit queue in front of them.
+/// A queued operation; it keeps its own result.
+type Operation = Box<dyn FnOnce(&mut Engine, u64)>;
+
+/// The engine, its store, and the queue in front of them.
 pub struct Committer {
-    pub engine: Engine,
+    engine: Engine,
+    config: BusConfig,
+    seed: u64,
     store: Rc<BusStore>,
-    /// The batch operations join; flushed on the next microtask.
+    /// The commit count of the stored bus this engine reflects (IndexedDB).
+    seen: f64,
+    queue: Vec<Operation>,
+    /// The batch the queued operations belong to.
     open: Option<Rc<Batch>>,
-    in_flight: bool,
-    /// Operations waiting for the commit in flight to end.
-    commit_ended: Rc<Waiters>,
+    /// A flush is running; it starts the next one when it ends.
+    flushing: bool,
 }
 
 pub type SharedCommitter = Rc<RefCell<Committer>>;
 
+fn reentered() -> FerryError {
+    FerryError::storage("the bus was re-entered while it was changing")
+}
+
 impl Committer {
-    pub fn new(engine: Engine, store: BusStore) -> Self {
-        Committer { engine, store: Rc::new(store), open: None, in_flight: false, commit_ended: Rc::default() }
+    /// Opens the bus stored in `store`.
+    pub async fn open(config: BusConfig, seed: u64, store: BusStore) -> Result<Committer> {
+        let (records, seen) = match &store {
+            BusStore::Memory(s) => (s.load().await?, 0.0),
+            BusStore::IndexedDb(s) => s.snapshot().await?,
+        };
+        let engine = Engine::open(config.clone(), seed, records)?;
+        Ok(Committer { engine, config, seed, store: Rc::new(store), seen, queue: Vec::new(), open: None, flushing: false })
+    }
+
+    /// The engine as of this context's last commit, for reads that need not be
+    /// current (when to wake up next).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub fn store(&self) -> &BusStore {
@@ -104,63 +114,98 @@ impl Committer {
     }
 }
 
-fn busy() -> FerryError {
-    FerryError::storage("the bus was re-entered while it was changing")
-}
-
-/// Runs `op` on the engine and resolves once its writes are stored (with the
-/// writes of every operation that shared its commit).
-pub async fn operate<T>(shared: &SharedCommitter, now_ms: impl Fn() -> u64, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
-    loop {
-        let waiting = {
-            let committer = shared.try_borrow().map_err(|_| busy())?;
-            committer.in_flight.then(|| committer.commit_ended.clone())
-        };
-        match waiting {
-            Some(waiters) => {
-                let _ = waiters.wait().await;
-            }
-            None => break,
-        }
-    }
-    let (out, batch) = {
-        let mut committer = shared.try_borrow_mut().map_err(|_| busy())?;
-        let out = op(&mut committer.engine, now_ms())?;
-        let batch = match &committer.open {
+/// Runs `op` on the bus as stored, within the next commit; resolves with its
+/// result once that commit is stored.
+pub async fn operate<T: 'static>(shared: &SharedCommitter, now_ms: fn() -> u64, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
+    let result: Rc<RefCell<Option<Result<T>>>> = Rc::default();
+    let slot = result.clone();
+    let batch = {
+        let mut committer = shared.try_borrow_mut().map_err(|_| reentered())?;
+        committer.queue.push(Box::new(move |engine, now| *slot.borrow_mut() = Some(op(engine, now))));
+        match &committer.open {
             Some(batch) => batch.clone(),
             None => {
                 let batch = Rc::new(Batch::default());
                 committer.open = Some(batch.clone());
-                spawn_local(flush(shared.clone()));
+                if !committer.flushing {
+                    committer.flushing = true;
+                    spawn_local(flush(shared.clone(), now_ms));
+                }
                 batch
             }
-        };
-        (out, batch)
+        }
     };
-    batch.stored().await?;
-    Ok(out)
+    let stored = batch.stored().await;
+    let out = result.take().unwrap_or_else(|| Err(FerryError::storage("the operation never ran: its commit failed first")));
+    match (out, stored) {
+        (Err(refused), _) => Err(refused),
+        (Ok(_), Err(failed)) => Err(failed),
+        (Ok(out), Ok(())) => Ok(out),
+    }
 }
 
-/// Commits the open batch; operations arriving meanwhile wait for the next one.
-async fn flush(shared: SharedCommitter) {
-    let Ok(mut committer) = shared.try_borrow_mut() else { return };
-    let Some(batch) = committer.open.take() else { return };
-    committer.in_flight = true;
-    let writes = committer.engine.begin_commit();
-    let store = committer.store.clone();
-    drop(committer);
-    let outcome = if writes.is_empty() { Ok(()) } else { store.commit(&writes).await };
-    let ended = match shared.try_borrow_mut() {
-        Ok(mut committer) => {
-            committer.engine.end_commit(outcome.is_ok());
-            committer.in_flight = false;
-            committer.commit_ended.clone()
-        }
-        Err(_) => {
-            batch.settle(Err(busy()));
+/// Commits the open batch. Later operations queue up for the next one, which
+/// starts when this one ends.
+async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
+    let (store, seen, batch) = {
+        let Ok(mut committer) = shared.try_borrow_mut() else { return };
+        let Some(batch) = committer.open.take() else {
+            committer.flushing = false;
             return;
+        };
+        (committer.store.clone(), committer.seen, batch)
+    };
+    // Takes the queue, runs it on the engine and returns the writes; `fresh`
+    // records (another context committed) rebuild the engine first.
+    let run = |fresh: Option<Vec<(crate::core::records::Key, crate::core::records::Record)>>| -> Result<Vec<crate::core::Write>> {
+        let mut committer = shared.try_borrow_mut().map_err(|_| reentered())?;
+        if let Some(records) = fresh {
+            committer.engine = Engine::open(committer.config.clone(), committer.seed, records)?;
+        }
+        let queue = std::mem::take(&mut committer.queue);
+        let now = now_ms();
+        for op in queue {
+            op(&mut committer.engine, now);
+        }
+        Ok(committer.engine.begin_commit())
+    };
+    let outcome = match &*store {
+        BusStore::Memory(memory) => match run(None) {
+            Ok(writes) => memory.commit(&writes).await.map(|()| seen),
+            Err(e) => Err(e),
+        },
+        BusStore::IndexedDb(idb) => {
+            let mut refused = None;
+            let done = idb
+                .transact(seen, |fresh| match run(fresh) {
+                    Ok(writes) => writes,
+                    Err(e) => {
+                        refused = Some(e);
+                        Vec::new()
+                    }
+                })
+                .await;
+            match refused {
+                Some(e) => Err(e),
+                None => done,
+            }
         }
     };
-    batch.settle(outcome);
-    ended.wake_all();
+    let more = {
+        let Ok(mut committer) = shared.try_borrow_mut() else {
+            batch.settle(Err(reentered()));
+            return;
+        };
+        committer.engine.end_commit(outcome.is_ok());
+        if let Ok(version) = outcome {
+            committer.seen = version;
+        }
+        // Operations queued during this commit opened the next batch.
+        committer.flushing = committer.open.is_some();
+        committer.flushing
+    };
+    batch.settle(outcome.map(|_| ()));
+    if more {
+        spawn_local(flush(shared, now_ms));
+    }
 }

@@ -19,7 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::args;
-use super::bus::{operate, promise, read, Shared};
+use super::bus::{operate, promise, read_cached, Shared};
 use crate::core::config::{check_name, ConsumerConfig, Ordering, RetryPolicy};
 use crate::core::limits::*;
 use crate::core::{Delivery, FerryError, Result, Subscription, ValueKind};
@@ -178,7 +178,7 @@ impl Consumer {
                 return Err(FerryError::invalid("subscribe to a topic before run"));
             }
             let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
-            operate(&shared, |e, now| e.join(&group, &member, &subscriptions, &config, now)).await?;
+            operate(&shared, move |e, now| e.join(&group, &member, &subscriptions, &config, now)).await?;
             state.running.set(true);
             shared.consumers.borrow_mut().push(state.clone());
             spawn_local(run_loop(shared, state, handler));
@@ -213,7 +213,7 @@ pub(super) async fn stop(shared: &Shared, state: &Rc<State>) -> Result<()> {
     operate_even_if_closed(shared, move |e, now| e.leave(&group, &member, now)).await
 }
 
-async fn operate_even_if_closed(shared: &Shared, op: impl FnOnce(&mut crate::core::Engine, u64)) -> Result<()> {
+async fn operate_even_if_closed(shared: &Shared, op: impl FnOnce(&mut crate::core::Engine, u64) + 'static) -> Result<()> {
     super::bus::operate_unchecked(shared, |e, now| {
         op(e, now);
         Ok(())
@@ -228,27 +228,28 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
     while !state.stopped.get() {
         let now_ms = js_sys::Date::now();
         let free = state.config.concurrency.saturating_sub(state.in_flight.get()) as usize;
-        let (group, member, config) = (&state.group, &state.member, &state.config);
+        let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
         let subscriptions = state.subscriptions.borrow().clone();
-        let polled = operate(&shared, |e, now| {
-            if now_ms >= tick_due_ms {
+        let (tick_due, heartbeat_due) = (now_ms >= tick_due_ms, now_ms >= heartbeat_due_ms);
+        let polled = operate(&shared, move |e, now| {
+            if tick_due {
                 e.tick(now);
             }
-            if now_ms >= heartbeat_due_ms && !e.heartbeat(group, member, now) {
+            if heartbeat_due && !e.heartbeat(&group, &member, now) {
                 // The session ran out (this context stalled): join again.
-                e.join(group, member, &subscriptions, config, now)?;
+                e.join(&group, &member, &subscriptions, &config, now)?;
             }
             if free == 0 {
                 return Ok(Vec::new());
             }
-            e.poll(group, member, free, now)
+            e.poll(&group, &member, free, now)
         })
         .await;
         if now_ms >= tick_due_ms {
             tick_due_ms = now_ms + ACK_TIMEOUT_MS_MIN as f64;
         }
         if now_ms >= heartbeat_due_ms {
-            heartbeat_due_ms = now_ms + config.heartbeat_interval_ms as f64;
+            heartbeat_due_ms = now_ms + state.config.heartbeat_interval_ms as f64;
         }
         let deliveries = match polled {
             Ok(deliveries) => deliveries,
@@ -261,7 +262,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
             spawn_local(handle(shared.clone(), state.clone(), handler.clone(), delivery));
         }
         if idle {
-            let next_due = read(&shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
+            let next_due = read_cached(&shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
             let wake_at = next_due.min(heartbeat_due_ms).max(now_ms + 1.0);
             wakers.sleep(wake_at - js_sys::Date::now()).await;
         } else {
@@ -303,7 +304,7 @@ async fn handle(shared: Shared, state: Rc<State>, handler: Function, delivery: D
     if let Some(outcome) = outcome {
         let receipt = delivery.receipt();
         let (group, member) = (state.group.clone(), state.member.clone());
-        let _ = operate(&shared, |e, now| {
+        let _ = operate(&shared, move |e, now| {
             match outcome {
                 Ok(()) => e.ack(&group, &member, &receipt, now),
                 Err(error) => e.fail(&group, &member, &receipt, &error_message(&error), now),

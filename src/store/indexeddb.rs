@@ -13,12 +13,14 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbFactory, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
 
-use super::Store;
 use crate::core::records::{Key, KeyPart, Record};
 use crate::core::{ErrorCode, FerryError, Name, Write};
 
 /// The object store holding every record.
 const RECORDS: &str = "records";
+/// The key (outside the records' array keys) of the commit count: how many commits
+/// the database has seen, so a context knows when others changed it.
+const VERSION_KEY: &str = "version";
 /// The IndexedDB database version this layout needs; a newer database was written
 /// by a newer ferry.
 const DATABASE_VERSION: u32 = 1;
@@ -157,28 +159,34 @@ impl IndexedDbStore {
     }
 }
 
-impl Store for IndexedDbStore {
-    async fn load(&self) -> Result<Vec<(Key, Record)>, FerryError> {
+impl IndexedDbStore {
+    /// Every record, and the commit count they are as of.
+    pub async fn snapshot(&self) -> Result<(Vec<(Key, Record)>, f64), FerryError> {
         let tx = self.transaction(IdbTransactionMode::Readonly)?;
-        let store = tx.object_store(RECORDS).map_err(|e| storage_error("load", &e))?;
-        let keys = store.get_all_keys().map_err(|e| storage_error("load", &e))?;
-        let values = store.get_all().map_err(|e| storage_error("load", &e))?;
-        let keys: Array = request(&keys, "load").await?.unchecked_into();
-        let values: Array = request(&values, "load").await?.unchecked_into();
-        let mut records = Vec::with_capacity(keys.length() as usize);
-        for (key, value) in keys.iter().zip(values.iter()) {
-            let key = key_from_js(&key)?;
-            let bytes: Uint8Array = value.dyn_into().map_err(|_| FerryError::storage("corrupt record in IndexedDB: not bytes"))?;
-            let record = Record::decode(&key, &bytes.to_vec())?;
-            records.push((key, record));
-        }
-        Ok(records)
+        read_all(&tx).await
     }
 
-    async fn commit(&self, writes: &[Write]) -> Result<(), FerryError> {
+    /// One readwrite transaction. When another context committed since `seen` (a
+    /// commit count), every record is read first and handed to `run`, which must
+    /// rebuild from them; `run` then returns the writes, stored with the next
+    /// count. Resolves to the count the database is at afterwards.
+    ///
+    /// This is what makes one bus safe to share: every context's operations run on
+    /// what the database holds at that moment, inside the transaction that stores
+    /// their outcome, and IndexedDB serialises readwrite transactions across the
+    /// origin.
+    pub async fn transact(&self, seen: f64, run: impl FnOnce(Option<Vec<(Key, Record)>>) -> Vec<Write>) -> Result<f64, FerryError> {
         let tx = self.transaction(IdbTransactionMode::Readwrite)?;
         let store = tx.object_store(RECORDS).map_err(|e| storage_error("commit", &e))?;
-        for (key, record) in writes {
+        let version_request = store.get(&JsValue::from_str(VERSION_KEY)).map_err(|e| storage_error("commit", &e))?;
+        let version = request(&version_request, "commit").await?.as_f64().unwrap_or(0.0);
+        let fresh = if version == seen { None } else { Some(read_all(&tx).await?.0) };
+        let writes = run(fresh);
+        if writes.is_empty() {
+            completion(&tx, "commit").await?;
+            return Ok(version);
+        }
+        for (key, record) in &writes {
             let issued = match record {
                 Some(record) => store.put_with_key(&Uint8Array::from(record.encode().as_slice()), &key_to_js(key)),
                 None => store.delete(&key_to_js(key)),
@@ -188,6 +196,31 @@ impl Store for IndexedDbStore {
                 return Err(storage_error("commit", &error));
             }
         }
-        completion(&tx, "commit").await
+        let next = version + 1.0;
+        store.put_with_key(&JsValue::from_f64(next), &JsValue::from_str(VERSION_KEY)).map_err(|e| storage_error("commit", &e))?;
+        completion(&tx, "commit").await?;
+        Ok(next)
     }
+}
+
+/// Every record in a transaction's view, and the commit count.
+async fn read_all(tx: &IdbTransaction) -> Result<(Vec<(Key, Record)>, f64), FerryError> {
+    let store = tx.object_store(RECORDS).map_err(|e| storage_error("load", &e))?;
+    let keys = store.get_all_keys().map_err(|e| storage_error("load", &e))?;
+    let values = store.get_all().map_err(|e| storage_error("load", &e))?;
+    let keys: Array = request(&keys, "load").await?.unchecked_into();
+    let values: Array = request(&values, "load").await?.unchecked_into();
+    let mut records = Vec::with_capacity(keys.length() as usize);
+    let mut version = 0.0;
+    for (key, value) in keys.iter().zip(values.iter()) {
+        if key.as_string().as_deref() == Some(VERSION_KEY) {
+            version = value.as_f64().unwrap_or(0.0);
+            continue;
+        }
+        let key = key_from_js(&key)?;
+        let bytes: Uint8Array = value.dyn_into().map_err(|_| FerryError::storage("corrupt record in IndexedDB: not bytes"))?;
+        let record = Record::decode(&key, &bytes.to_vec())?;
+        records.push((key, record));
+    }
+    Ok((records, version))
 }
