@@ -39,9 +39,10 @@ node_modules/.package-lock.json: package.json
 setup-browser:
 	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
 
-## The orders scenario, natively on the memory store.
-demo: setup-rust
-	$(CARGO) run --release --example orders
+## The orders demo in the browser: builds the package, serves www/ on 127.0.0.1
+## and prints where to look. (`cargo run --example orders` runs it natively.)
+demo: pkg
+	node www/serve.mjs $(or $(PORT),8080)
 
 ## The npm package: wasm engine + JavaScript glue in pkg/dist.
 pkg: setup-wasm setup-npm

@@ -21,6 +21,7 @@ use crate::core::limits::*;
 use crate::core::{Engine, ErrorCode, FerryError, OutgoingMessage, Result};
 use crate::store::indexeddb::{Durability, IndexedDbStore};
 use crate::store::MemoryStore;
+use web_sys::BroadcastChannel;
 
 pub(super) struct Inner {
     pub core: SharedCommitter,
@@ -29,6 +30,9 @@ pub(super) struct Inner {
     pub wakers: Rc<Wakers>,
     /// Running consumers, stopped by `close`.
     pub consumers: RefCell<Vec<Rc<State>>>,
+    /// Tells the other contexts of the origin (tabs, workers) that opened this bus
+    /// that messages were appended, and hears them say so.
+    appended: Option<BroadcastChannel>,
 }
 
 pub(super) type Shared = Rc<Inner>;
@@ -48,7 +52,23 @@ pub(super) async fn operate<T: 'static>(shared: &Shared, op: impl FnOnce(&mut En
 async fn operate_and_wake<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
     let out = operate(shared, op).await?;
     shared.wakers.wake_all();
+    if let Some(channel) = &shared.appended {
+        let _ = channel.post_message(&JsValue::from_str("appended"));
+    }
     Ok(out)
+}
+
+/// The channel named after the bus, where the context has `BroadcastChannel`;
+/// a message on it wakes this context's consumers.
+fn appended_channel(name: &str, wakers: &Rc<Wakers>) -> Option<BroadcastChannel> {
+    let has_channel = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("BroadcastChannel")).unwrap_or(false);
+    let channel = has_channel.then(|| BroadcastChannel::new(&format!("ferry:{name}")).ok()).flatten()?;
+    let wakers = wakers.clone();
+    let on_message = Closure::<dyn FnMut(JsValue)>::new(move |_event: JsValue| wakers.wake_all());
+    channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // The channel holds the handler for as long as it is open.
+    on_message.forget();
+    Some(channel)
 }
 
 /// [`operate`] on a closed bus too: what `close` itself needs.
@@ -97,6 +117,16 @@ pub struct Producer {
 enum StorageChoice {
     Memory,
     IndexedDb { name: String, durability: Durability },
+}
+
+impl StorageChoice {
+    /// The IndexedDB database name, when the bus is shared through one.
+    fn shared_name(&self) -> Option<&str> {
+        match self {
+            StorageChoice::Memory => None,
+            StorageChoice::IndexedDb { name, .. } => Some(name),
+        }
+    }
 }
 
 fn bus_config(options: Option<&Object>) -> Result<(BusConfig, StorageChoice)> {
@@ -168,6 +198,8 @@ impl Bus {
         promise(async move {
             let options = args::options(&options, "options")?;
             let (config, storage) = bus_config(options.as_ref())?;
+            let wakers: Rc<Wakers> = Rc::default();
+            let appended = storage.shared_name().and_then(|name| appended_channel(name, &wakers));
             let store = match storage {
                 StorageChoice::Memory => BusStore::Memory(MemoryStore::new()),
                 StorageChoice::IndexedDb { name, durability } => BusStore::IndexedDb(IndexedDbStore::open(&name, durability).await?),
@@ -177,8 +209,9 @@ impl Bus {
             let shared = Rc::new(Inner {
                 core: Rc::new(RefCell::new(committer)),
                 closed: Cell::new(false),
-                wakers: Rc::default(),
+                wakers,
                 consumers: RefCell::default(),
+                appended,
             });
             // A new bus stores its schema version before anything else.
             operate(&shared, |_, _| Ok(())).await?;
@@ -264,6 +297,10 @@ impl Bus {
                 if let BusStore::IndexedDb(store) = core.store() {
                     store.close();
                 }
+            }
+            if let Some(channel) = &shared.appended {
+                channel.set_onmessage(None);
+                channel.close();
             }
             Ok(JsValue::UNDEFINED)
         })

@@ -1,7 +1,7 @@
 // The package in a real Chromium page, on real IndexedDB.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serve } from './serve.mjs';
+import { serve } from '../../www/serve.mjs';
 import { launch } from './chromium.mjs';
 
 let server;

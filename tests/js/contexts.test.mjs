@@ -2,7 +2,7 @@
 // IndexedDB holds at that moment, whichever context wrote it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serve } from './serve.mjs';
+import { serve } from '../../www/serve.mjs';
 import { launch } from './chromium.mjs';
 
 let server;

@@ -1,7 +1,7 @@
 // The contract suite in headless Chromium, on IndexedDB: in a page, and in a module
 // service worker.
 import { test, before, after } from 'node:test';
-import { serve } from './serve.mjs';
+import { serve } from '../../www/serve.mjs';
 import { launch } from './chromium.mjs';
 import { cases } from '../contract/suite.js';
 

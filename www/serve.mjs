@@ -1,11 +1,11 @@
-// A static file server on 127.0.0.1 for browser tests and the demo: serves the
+// A static file server on 127.0.0.1 for the demo and the browser tests: serves the
 // repository, so pages import the package from /pkg/.
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -34,4 +34,10 @@ export async function serve(port = 0) {
   });
   await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+// `node www/serve.mjs [port]`: serves the demo and prints where to look.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { url } = await serve(Number(process.argv[2] ?? 8080));
+  console.log(`ferry demo: open ${url}/www/ (Ctrl-C to stop)`);
 }

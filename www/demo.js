@@ -1,0 +1,62 @@
+// The page: places orders, shows the bus's stats live, and starts the worker that
+// handles the orders.
+import { Bus } from 'ferry';
+
+const BUS = 'ferry-demo';
+const log = document.querySelector('#log');
+const say = (text, kind = '') => {
+  const item = document.createElement('li');
+  item.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
+  item.className = kind;
+  log.prepend(item);
+};
+
+const bus = await Bus.open({ name: BUS });
+await bus.createTopic('order.placed', { partitions: 4 });
+const producer = bus.producer();
+
+const worker = new Worker('worker.js', { type: 'module' });
+worker.onmessage = ({ data }) => say(data.text, data.kind);
+
+async function placeOrders(count) {
+  const stats = await bus.stats();
+  const placed = stats.topics.find((t) => t.topic === 'order.placed')?.partitions.reduce((n, p) => n + p.highOffset, 0) ?? 0;
+  const orders = Array.from({ length: count }, (_, i) => ({ id: `order-${placed + i + 1}`, total: 5 + ((placed + i) % 7) * 3 }));
+  const results = await producer.send({
+    topic: 'order.placed',
+    messages: orders.map((order) => ({ key: order.id, id: order.id, value: JSON.stringify(order) })),
+  });
+  results.forEach((r, i) => say(`shop: ${orders[i].id} placed -> partition ${r.partition}, offset ${r.offset}`));
+}
+
+document.querySelector('#place').onclick = () => placeOrders(1);
+document.querySelector('#place10').onclick = () => placeOrders(10);
+document.querySelector('#redrive').onclick = async () => {
+  worker.postMessage('fix-payments');
+  const moved = await bus.redrive({ from: 'order.placed.dlq' });
+  say(`ops: the payment bug is fixed; ${moved} dead letter(s) moved back to order.placed`);
+};
+document.querySelector('#reset').onclick = async () => {
+  worker.terminate();
+  await bus.close();
+  indexedDB.deleteDatabase(BUS).onsuccess = () => location.reload();
+};
+
+const cell = (text, className = '') => `<td class="${className}">${text}</td>`;
+async function render() {
+  const stats = await bus.stats();
+  document.querySelector('#topics tbody').innerHTML = stats.topics
+    .flatMap((t) => t.partitions.map((p) => `<tr>${cell(t.topic)}${cell(p.partition)}${cell(p.lowOffset)}${cell(p.highOffset)}${cell(p.depth)}</tr>`))
+    .join('');
+  document.querySelector('#groups tbody').innerHTML = stats.groups
+    .flatMap((g) =>
+      g.partitions.map(
+        (p) =>
+          `<tr>${cell(g.groupId)}${cell(g.topic)}${cell(p.partition)}${cell(p.committedOffset)}${cell(p.lag)}${cell(p.inFlight)}${cell(p.retrying)}${cell(g.deadLettered)}${cell(p.owner ?? '-', 'owner')}</tr>`,
+      ),
+    )
+    .join('');
+}
+setInterval(render, 500);
+render();
+say('page: bus open on IndexedDB; the worker is starting');
