@@ -61,6 +61,7 @@ test-native: setup-rust
 	$(CARGO) test --release
 
 test-js: pkg setup-browser
+	node_modules/.bin/tsc -p tests/types/tsconfig.json
 	node --test tests/js/
 
 # The engine is sans-IO: no JavaScript bindings and no clock in src/core.

@@ -1,4 +1,4 @@
-// Types of the public API (API.md). Consumers arrive with the consumer runtime.
+// Types of the public API (API.md).
 
 export type FerryErrorCode =
   | 'INVALID_ARGUMENT'
@@ -85,11 +85,61 @@ export interface Producer {
   send(record: { topic: string; messages: Message[] }): Promise<RecordMetadata[]>;
 }
 
+export interface RetryOptions {
+  /** Deliveries before the message is dead-lettered (1 to 1000). Default 5. */
+  maxAttempts?: number;
+  /** Delay before the 2nd attempt. Default 1000. */
+  initialBackoffMs?: number;
+  /** Delay before attempt n+1 is min(maxBackoffMs, initialBackoffMs * multiplier^(n-1)). Default 2. */
+  multiplier?: number;
+  /** Default 60000. */
+  maxBackoffMs?: number;
+  /** Delay uniform in [d/2, d] when true (default), exactly d when false. */
+  jitter?: boolean;
+}
+
+export interface ConsumerOptions {
+  groupId: string;
+  retry?: RetryOptions;
+  /** Default `${topic}.dlq`. */
+  deadLetterTopic?: string;
+  ackTimeoutMs?: number;
+  sessionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  ordering?: 'partition' | 'none';
+  concurrency?: number;
+}
+
+export interface DeliveredMessage {
+  key: string | null;
+  value: any;
+  headers: Record<string, string>;
+  offset: number;
+  timestamp: number;
+  id: string | null;
+  /** Counts from 1. */
+  attempt: number;
+}
+
+export interface EachMessagePayload {
+  topic: string;
+  partition: number;
+  message: DeliveredMessage;
+}
+
+export interface Consumer {
+  subscribe(options: { topic: string; fromBeginning?: boolean } | { topics: string[]; fromBeginning?: boolean }): Promise<void>;
+  /** Resolves once the consumer joined its group. */
+  run(options: { eachMessage: (payload: EachMessagePayload) => Promise<void> | void }): Promise<void>;
+  stop(): Promise<void>;
+}
+
 export declare class Bus {
   static open(options?: BusOptions): Promise<Bus>;
   createTopic(name: string, options?: TopicOptions): Promise<boolean>;
   topics(): Promise<TopicInfo[]>;
   producer(): Producer;
+  consumer(options: ConsumerOptions): Consumer;
   publish(topic: string, value: MessageValue, options?: MessageOptions): Promise<RecordMetadata>;
   stats(): Promise<BusStats>;
   redrive(options: { from: string; limit?: number }): Promise<number>;

@@ -1,0 +1,73 @@
+// Compiled with `tsc --strict --noEmit`: the declarations type every name of API.md,
+// and the KafkaJS example from MISSION.md type-checks unchanged.
+import { Bus, FerryError, type BusStats, type RecordMetadata } from 'ferry';
+
+interface Order {
+  id: string;
+  total: number;
+}
+
+async function kafkaJsPort(order: Order, schedule: (o: Order) => void): Promise<void> {
+  const bus = await Bus.open({ name: 'shop' });
+  const producer = bus.producer();
+  const consumer = bus.consumer({ groupId: 'order-service' });
+  await producer.send({ topic: 'order.placed', messages: [{ key: order.id, value: JSON.stringify(order) }] });
+  await consumer.subscribe({ topic: 'order.placed', fromBeginning: false });
+  await consumer.run({ eachMessage: async ({ message }) => schedule(JSON.parse(message.value.toString())) });
+}
+
+async function everyName(): Promise<void> {
+  const bus = await Bus.open({ storage: 'memory', autoCreateTopics: false, maxMessageBytes: 1024, durability: 'strict' });
+  const created: boolean = await bus.createTopic('t', { partitions: 4, retentionMs: null, maxDepth: 100, dedupWindowMs: 0 });
+  const topics = await bus.topics();
+  const partitions: number = topics[0].partitions;
+  const meta: RecordMetadata = await bus.publish('t', new Uint8Array([1]), { key: null, headers: { a: 'b' }, id: 'x', delayMs: 5, partition: 0 });
+  const offset: number = meta.offset;
+  const consumer = bus.consumer({
+    groupId: 'g',
+    retry: { maxAttempts: 5, initialBackoffMs: 1000, multiplier: 2, maxBackoffMs: 60000, jitter: true },
+    deadLetterTopic: 't.dlq',
+    ackTimeoutMs: 30000,
+    sessionTimeoutMs: 10000,
+    heartbeatIntervalMs: 3000,
+    ordering: 'none',
+    concurrency: 4,
+  });
+  await consumer.subscribe({ topics: ['t'], fromBeginning: true });
+  await consumer.run({
+    eachMessage: ({ topic, partition, message }) => {
+      const attempt: number = message.attempt;
+      const key: string | null = message.key;
+      void [topic, partition, attempt, key, message.headers['a'], message.offset, message.timestamp, message.id];
+    },
+  });
+  await consumer.stop();
+  const stats: BusStats = await bus.stats();
+  const owner: string | null = stats.groups[0].partitions[0].owner;
+  const moved: number = await bus.redrive({ from: 't.dlq', limit: 10 });
+  await bus.close();
+  try {
+    await bus.publish('t', 'v');
+  } catch (e) {
+    if (e instanceof FerryError) {
+      const code: 'CLOSED' | string = e.code;
+      void code;
+    }
+  }
+  void [created, partitions, offset, owner, moved];
+}
+
+async function mistakesAreTypeErrors(bus: Bus): Promise<void> {
+  // @ts-expect-error groupId is required
+  bus.consumer({});
+  // @ts-expect-error ordering is "partition" or "none"
+  bus.consumer({ groupId: 'g', ordering: 'random' });
+  // @ts-expect-error headers hold strings
+  await bus.publish('t', 'v', { headers: { a: 1 } });
+  // @ts-expect-error storage is "indexeddb" or "memory"
+  await Bus.open({ storage: 'disk' });
+}
+
+void kafkaJsPort;
+void mistakesAreTypeErrors;
+void everyName;
