@@ -70,8 +70,9 @@ check-core:
 		echo "src/core must stay sans-IO: no JavaScript bindings, no clock, no threads" >&2; exit 1; \
 	else echo "src/core: no JavaScript bindings, no clock"; fi
 
-bench: setup-rust
+bench: pkg setup-browser
 	$(CARGO) bench --bench throughput
+	node benches/browser.mjs
 
 ## A longer simulation: `make sim SEEDS=100000 SEED=0`.
 sim: setup-rust

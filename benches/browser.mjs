@@ -1,0 +1,33 @@
+// Runs www/bench.html in headless Chromium and prints its figures beside their
+// baselines, then the package's size beside its neighbours'. `make bench`.
+import { readFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
+import { serve } from '../www/serve.mjs';
+import { launch } from '../tests/js/chromium.mjs';
+
+const server = await serve();
+const browser = await launch();
+try {
+  const page = await browser.newPage();
+  await page.goto(`${server.url}/www/bench.html`);
+  await page.waitForFunction(() => window.benchResults, null, { timeout: 600_000 });
+  const r = await page.evaluate(() => window.benchResults);
+  if (r.error) throw new Error(r.error);
+  const fmt = (n) => Math.round(n).toLocaleString('en-US').padStart(10);
+  const ratio = (n, base) => `${(n / base).toFixed(2)}x`;
+  console.log(`ferry in headless Chromium, 256-byte values, median of ${r.runs} runs`);
+  console.log(`  raw IndexedDB, one record per message, one transaction  ${fmt(r.rawIndexedDb)} msg/s  (baseline)`);
+  console.log(`  send, batches of 100                                    ${fmt(r.sendBatches100)} msg/s  ${ratio(r.sendBatches100, r.rawIndexedDb)}`);
+  console.log(`  1,000 concurrent single-message sends (group commit)    ${fmt(r.concurrentSends1000)} msg/s  ${ratio(r.concurrentSends1000, r.rawIndexedDb)}`);
+  console.log(`  consume + ack, one consumer (ordering none, 100 at once) ${fmt(r.consumeAck)} msg/s`);
+  console.log(`  import to open bus                                      ${r.importToOpenMs.toFixed(1).padStart(10)} ms`);
+  const dist = new URL('../pkg/dist/', import.meta.url);
+  const gz = async (file) => gzipSync(await readFile(new URL(file, dist)), { level: 9 }).length;
+  const wasm = await gz('ferry_bg.wasm');
+  const glue = await gz('ferry.js');
+  console.log(`bundle: ferry_bg.wasm ${(wasm / 1024).toFixed(1)} KB + ferry.js ${(glue / 1024).toFixed(1)} KB gzipped = ${((wasm + glue) / 1024).toFixed(1)} KB (target 60 KB, goal 40 KB)`);
+  console.log('neighbours (esbuild --minify, gzip -9): idb 1.4 KB, workbox-background-sync 3.0 KB, broadcast-channel 5.3 KB, Dexie 32.7 KB');
+} finally {
+  await browser.close();
+  await server.close();
+}
