@@ -284,7 +284,7 @@ impl Key {
     /// The inverse of [`Key::to_parts`]; a malformed key is a `STORAGE` error.
     pub fn from_parts(kind: u8, parts: &[KeyPart]) -> Result<Key> {
         use KeyPart::{Num, Str};
-        let bad = || FerryError::storage(format!("corrupt key: kind {kind} with {parts:?}"));
+        let bad = || FerryError::storage(format!("corrupt key: kind {kind} with {} components", parts.len()));
         let p32 = |n: &u64| u32::try_from(*n).map_err(|_| bad());
         Ok(match (kind, parts) {
             (0, []) => Key::Meta,

@@ -18,9 +18,9 @@ fn describe(value: &JsValue) -> String {
     } else if value.is_null() {
         "null".into()
     } else if let Some(s) = value.as_string() {
-        format!("the string {s:?}")
-    } else if let Some(n) = value.as_f64() {
-        format!("{n}")
+        format!("the string \"{s}\"")
+    } else if value.as_f64().is_some() {
+        js_text(value)
     } else {
         value.js_typeof().as_string().unwrap_or_else(|| "a value".into())
     }
@@ -65,6 +65,16 @@ pub fn opt_bool(value: &JsValue, field: &str) -> Result<Option<bool>> {
     value.as_bool().map(Some).ok_or_else(|| invalid(field, "a boolean", value))
 }
 
+/// A value as JavaScript prints it (`String(value)`); also keeps float formatting
+/// out of the binary.
+fn js_text(value: &JsValue) -> String {
+    String::from(js_sys::JsString::from(value.clone()))
+}
+
+fn out_of_range(field: &str, min: u64, max: u64, got: &JsValue) -> FerryError {
+    FerryError::invalid(format!("{field} must be between {min} and {max}, got {}", js_text(got)))
+}
+
 /// A whole number in `min..=max`.
 pub fn integer(value: &JsValue, field: &str, min: u64, max: u64) -> Result<u64> {
     let n = value.as_f64().ok_or_else(|| invalid(field, "a number", value))?;
@@ -72,7 +82,7 @@ pub fn integer(value: &JsValue, field: &str, min: u64, max: u64) -> Result<u64> 
         return Err(invalid(field, "a whole number", value));
     }
     if n < min as f64 || n > max as f64 {
-        return Err(FerryError::invalid(format!("{field} must be between {min} and {max}, got {n}")));
+        return Err(out_of_range(field, min, max, value));
     }
     Ok(n as u64)
 }
@@ -92,7 +102,7 @@ pub fn opt_number(value: &JsValue, field: &str, min: f64, max: f64) -> Result<Op
     }
     let n = value.as_f64().filter(|n| n.is_finite()).ok_or_else(|| invalid(field, "a finite number", value))?;
     if n < min || n > max {
-        return Err(FerryError::invalid(format!("{field} must be between {min} and {max}, got {n}")));
+        return Err(out_of_range(field, min as u64, max as u64, value));
     }
     Ok(Some(n))
 }

@@ -135,14 +135,14 @@ fn bus_config(options: Option<&Object>) -> Result<(BusConfig, StorageChoice)> {
     let durability = match args::opt_string(&args::get(options, "durability")?, "durability")?.as_deref() {
         None | Some("relaxed") => Durability::Relaxed,
         Some("strict") => Durability::Strict,
-        Some(other) => return Err(FerryError::invalid(format!("durability must be \"relaxed\" or \"strict\", got {other:?}"))),
+        Some(other) => return Err(FerryError::invalid(format!("durability must be \"relaxed\" or \"strict\", got \"{other}\""))),
     };
     let has_indexeddb = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB")).is_ok_and(|f| !f.is_undefined() && !f.is_null());
     let storage = match args::opt_string(&args::get(options, "storage")?, "storage")?.as_deref() {
         None if has_indexeddb => StorageChoice::IndexedDb { name, durability },
         None | Some("memory") => StorageChoice::Memory,
         Some("indexeddb") => StorageChoice::IndexedDb { name, durability },
-        Some(other) => return Err(FerryError::invalid(format!("storage must be \"indexeddb\" or \"memory\", got {other:?}"))),
+        Some(other) => return Err(FerryError::invalid(format!("storage must be \"indexeddb\" or \"memory\", got \"{other}\""))),
     };
     let mut config = BusConfig::default();
     if let Some(auto) = args::opt_bool(&args::get(options, "autoCreateTopics")?, "autoCreateTopics")? {

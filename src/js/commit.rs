@@ -119,9 +119,21 @@ impl Committer {
 pub async fn operate<T: 'static>(shared: &SharedCommitter, now_ms: fn() -> u64, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
     let result: Rc<RefCell<Option<Result<T>>>> = Rc::default();
     let slot = result.clone();
+    // The queue and the commit are not generic: one copy of them in the binary.
+    let stored = enqueue(shared, now_ms, Box::new(move |engine, now| *slot.borrow_mut() = Some(op(engine, now)))).await;
+    let out = result.take().unwrap_or_else(|| Err(FerryError::storage("the operation never ran: its commit failed first")));
+    match (out, stored) {
+        (Err(refused), _) => Err(refused),
+        (Ok(_), Err(failed)) => Err(failed),
+        (Ok(out), Ok(())) => Ok(out),
+    }
+}
+
+/// Queues an operation and resolves with the outcome of the commit it joins.
+async fn enqueue(shared: &SharedCommitter, now_ms: fn() -> u64, op: Operation) -> Result<()> {
     let batch = {
         let mut committer = shared.try_borrow_mut().map_err(|_| reentered())?;
-        committer.queue.push(Box::new(move |engine, now| *slot.borrow_mut() = Some(op(engine, now))));
+        committer.queue.push(op);
         match &committer.open {
             Some(batch) => batch.clone(),
             None => {
@@ -135,13 +147,7 @@ pub async fn operate<T: 'static>(shared: &SharedCommitter, now_ms: fn() -> u64, 
             }
         }
     };
-    let stored = batch.stored().await;
-    let out = result.take().unwrap_or_else(|| Err(FerryError::storage("the operation never ran: its commit failed first")));
-    match (out, stored) {
-        (Err(refused), _) => Err(refused),
-        (Ok(_), Err(failed)) => Err(failed),
-        (Ok(out), Ok(())) => Ok(out),
-    }
+    batch.stored().await
 }
 
 /// Commits the open batch. Later operations queue up for the next one, which

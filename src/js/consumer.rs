@@ -79,7 +79,7 @@ fn consumer_config(options: Option<&Object>) -> Result<ConsumerConfig> {
     let ordering = match args::opt_string(&args::get(options, "ordering")?, "ordering")?.as_deref() {
         None | Some("partition") => Ordering::Partition,
         Some("none") => Ordering::None,
-        Some(other) => return Err(FerryError::invalid(format!("ordering must be \"partition\" or \"none\", got {other:?}"))),
+        Some(other) => return Err(FerryError::invalid(format!("ordering must be \"partition\" or \"none\", got \"{other}\""))),
     };
     let config = ConsumerConfig {
         retry: policy,

@@ -220,7 +220,7 @@ impl Engine {
 
     /// Applies one record to the state; the only place state changes.
     fn write(&mut self, key: &Key, record: Option<Record>) -> Result<()> {
-        let mismatch = || FerryError::storage(format!("record of the wrong kind under {key:?}"));
+        let mismatch = || FerryError::storage(format!("record of the wrong kind under a key of kind {}", key.to_parts().0));
         match (key, record) {
             (Key::Meta, Some(Record::Meta { schema_version })) => self.schema_version = Some(schema_version),
             (Key::Meta, None) => self.schema_version = None,
