@@ -65,10 +65,9 @@ pub fn opt_bool(value: &JsValue, field: &str) -> Result<Option<bool>> {
     value.as_bool().map(Some).ok_or_else(|| invalid(field, "a boolean", value))
 }
 
-/// A value as JavaScript prints it (`String(value)`); also keeps float formatting
-/// out of the binary.
-fn js_text(value: &JsValue) -> String {
-    String::from(js_sys::JsString::from(value.clone()))
+/// A number as JavaScript prints it; also keeps float formatting out of the binary.
+fn js_text(number: &JsValue) -> String {
+    number.unchecked_ref::<js_sys::Number>().to_string_with_radix(10).map(String::from).unwrap_or_else(|_| "a number".into())
 }
 
 fn out_of_range(field: &str, min: u64, max: u64, got: &JsValue) -> FerryError {

@@ -41,10 +41,11 @@ fn now_ms() -> u64 {
     Date::now() as u64
 }
 
-/// Runs one engine operation on the bus and resolves once it is stored.
-pub(super) async fn operate<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
-    check_open(shared)?;
-    operate_unchecked(shared, op).await
+/// Queues one engine operation on the bus at once; the future resolves once it is
+/// stored.
+pub(super) fn operate<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> impl std::future::Future<Output = Result<T>> {
+    let queued = check_open(shared).map(|()| operate_unchecked(shared, op));
+    async move { queued?.await }
 }
 
 /// Runs one engine operation that appends messages, then wakes this bus's
@@ -72,8 +73,8 @@ fn appended_channel(name: &str, wakers: &Rc<Wakers>) -> Option<BroadcastChannel>
 }
 
 /// [`operate`] on a closed bus too: what `close` itself needs.
-pub(super) async fn operate_unchecked<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
-    commit::operate(&shared.core, now_ms, op).await
+pub(super) fn operate_unchecked<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> impl std::future::Future<Output = Result<T>> {
+    commit::operate(&shared.core, now_ms, op)
 }
 
 /// Reads this context's copy of the engine, as of its last commit: for decisions

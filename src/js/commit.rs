@@ -114,23 +114,31 @@ impl Committer {
     }
 }
 
-/// Runs `op` on the bus as stored, within the next commit; resolves with its
-/// result once that commit is stored.
-pub async fn operate<T: 'static>(shared: &SharedCommitter, now_ms: fn() -> u64, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
+/// Queues `op` at once (not when the future is first polled: callers rely on the
+/// order of their calls), to run on the bus as stored within the next commit; the
+/// future resolves with its result once that commit is stored.
+pub fn operate<T: 'static>(
+    shared: &SharedCommitter,
+    now_ms: fn() -> u64,
+    op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static,
+) -> impl std::future::Future<Output = Result<T>> {
     let result: Rc<RefCell<Option<Result<T>>>> = Rc::default();
     let slot = result.clone();
     // The queue and the commit are not generic: one copy of them in the binary.
-    let stored = enqueue(shared, now_ms, Box::new(move |engine, now| *slot.borrow_mut() = Some(op(engine, now)))).await;
-    let out = result.take().unwrap_or_else(|| Err(FerryError::storage("the operation never ran: its commit failed first")));
-    match (out, stored) {
-        (Err(refused), _) => Err(refused),
-        (Ok(_), Err(failed)) => Err(failed),
-        (Ok(out), Ok(())) => Ok(out),
+    let batch = enqueue(shared, now_ms, Box::new(move |engine, now| *slot.borrow_mut() = Some(op(engine, now))));
+    async move {
+        let stored = batch?.stored().await;
+        let out = result.take().unwrap_or_else(|| Err(FerryError::storage("the operation never ran: its commit failed first")));
+        match (out, stored) {
+            (Err(refused), _) => Err(refused),
+            (Ok(_), Err(failed)) => Err(failed),
+            (Ok(out), Ok(())) => Ok(out),
+        }
     }
 }
 
-/// Queues an operation and resolves with the outcome of the commit it joins.
-async fn enqueue(shared: &SharedCommitter, now_ms: fn() -> u64, op: Operation) -> Result<()> {
+/// Queues an operation; returns the batch (the commit) it joined.
+fn enqueue(shared: &SharedCommitter, now_ms: fn() -> u64, op: Operation) -> Result<Rc<Batch>> {
     let batch = {
         let mut committer = shared.try_borrow_mut().map_err(|_| reentered())?;
         committer.queue.push(op);
@@ -147,7 +155,7 @@ async fn enqueue(shared: &SharedCommitter, now_ms: fn() -> u64, op: Operation) -
             }
         }
     };
-    batch.stored().await
+    Ok(batch)
 }
 
 /// Commits the open batch. Later operations queue up for the next one, which

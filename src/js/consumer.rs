@@ -57,14 +57,6 @@ impl Wakers {
     }
 }
 
-/// Sleeps `ms` milliseconds.
-async fn sleep_ms(ms: f64) {
-    let wait = Promise::new(&mut |resolve: Function, _reject: Function| {
-        set_timeout(&resolve, ms.max(0.0));
-    });
-    let _ = JsFuture::from(wait).await;
-}
-
 fn consumer_config(options: Option<&Object>) -> Result<ConsumerConfig> {
     let d = ConsumerConfig::default();
     let retry = args::options(&args::get(options, "retry")?, "retry")?;
@@ -261,13 +253,11 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
             state.in_flight.set(state.in_flight.get() + 1);
             spawn_local(handle(shared.clone(), state.clone(), handler.clone(), delivery));
         }
-        if idle {
+        // Nothing to hand out, or every slot taken: sleep until something is due;
+        // an append (here or in another context) or a finishing handler wakes the loop.
+        if idle || state.in_flight.get() >= state.config.concurrency {
             let next_due = read_cached(&shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
-            let wake_at = next_due.min(heartbeat_due_ms).max(now_ms + 1.0);
-            wakers.sleep(wake_at - js_sys::Date::now()).await;
-        } else {
-            // Let the handlers just started run before polling again.
-            sleep_ms(0.0).await;
+            wakers.sleep(next_due.min(heartbeat_due_ms).max(now_ms + 1.0) - js_sys::Date::now()).await;
         }
     }
 }
@@ -301,20 +291,24 @@ async fn handle(shared: Shared, state: Rc<State>, handler: Function, delivery: D
     };
     // A handler past its ack timeout is a failed attempt that the engine counts
     // when the lease runs out; its late result is ignored.
-    if let Some(outcome) = outcome {
+    let settled = outcome.map(|outcome| {
         let receipt = delivery.receipt();
         let (group, member) = (state.group.clone(), state.member.clone());
-        let _ = operate(&shared, move |e, now| {
+        operate(&shared, move |e, now| {
             match outcome {
                 Ok(()) => e.ack(&group, &member, &receipt, now),
                 Err(error) => e.fail(&group, &member, &receipt, &error_message(&error), now),
             };
             Ok(())
         })
-        .await;
-    }
+    });
+    // The settlement is queued: the slot is free, and the loop's next poll runs
+    // after it, in the same commit when it comes in time.
     state.in_flight.set(state.in_flight.get().saturating_sub(1));
     shared.wakers.wake_all();
+    if let Some(settled) = settled {
+        let _ = settled.await;
+    }
 }
 
 /// The text of what a handler threw, for `ferry-dlq-error`.
