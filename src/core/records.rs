@@ -34,9 +34,12 @@ pub enum Key {
     Member(Name, Name),
     /// `(group, topic)`: partition owners and the dead-letter count.
     GroupTopic(Name, Name),
-    /// `(group, topic, partition)`: the committed and fetch positions.
+    /// `(group, topic, partition)`: the committed and fetch positions, and, as
+    /// stored, the partition's pending deliveries.
     Cursor(Name, Name, u32),
-    /// `(group, topic, partition, offset)`: a message handed out and not yet committed.
+    /// `(group, topic, partition, offset)`: a message handed out and not yet
+    /// committed. The engine tracks each on its own; storage keeps them inside
+    /// their cursor's record ([`Record::GroupPartition`]).
     Pending(Name, Name, u32, u64),
 }
 
@@ -52,6 +55,9 @@ pub enum Record {
     GroupTopic(GroupTopicRecord),
     Cursor(Cursor),
     Pending(Pending),
+    /// How a cursor is stored: with every pending delivery of its partition, so a
+    /// round of deliveries or acks rewrites one record, not one per message.
+    GroupPartition { cursor: Cursor, pending: Vec<(u64, Pending)> },
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -159,25 +165,9 @@ impl Record {
                     w.opt_str(owner.as_deref());
                 }
             }
-            Record::Cursor(c) => {
-                w.u64(c.committed);
-                w.u64(c.next);
-            }
-            Record::Pending(p) => match p {
-                Pending::InFlight { member, attempt, deadline_ms } => {
-                    w.u8(0);
-                    w.str(member);
-                    w.u64(u64::from(*attempt));
-                    w.u64(*deadline_ms);
-                }
-                Pending::Waiting { failed, due_ms, error } => {
-                    w.u8(1);
-                    w.u64(u64::from(*failed));
-                    w.u64(*due_ms);
-                    w.opt_str(error.as_deref());
-                }
-                Pending::Acked => w.u8(2),
-            },
+            Record::Cursor(c) => encode_group_partition(&mut w, c, &[]),
+            Record::GroupPartition { cursor, pending } => encode_group_partition(&mut w, cursor, pending),
+            Record::Pending(p) => encode_pending(&mut w, p),
         }
         w.buf
     }
@@ -241,19 +231,62 @@ impl Record {
                 }
                 Record::GroupTopic(GroupTopicRecord { owners, dead_lettered })
             }
-            Key::Cursor(..) => Record::Cursor(Cursor { committed: r.u64()?, next: r.u64()? }),
-            Key::Pending(..) => Record::Pending(match r.u8()? {
-                0 => Pending::InFlight { member: Name::from(r.str()?), attempt: r.u32()?, deadline_ms: r.u64()? },
-                1 => Pending::Waiting { failed: r.u32()?, due_ms: r.u64()?, error: r.opt_str()?.map(str::to_owned) },
-                2 => Pending::Acked,
-                tag => return Err(FerryError::storage(format!("corrupt record: pending state {tag}"))),
-            }),
+            Key::Cursor(..) => {
+                let cursor = Cursor { committed: r.u64()?, next: r.u64()? };
+                let count = r.u64()?;
+                if count > cursor.next.saturating_sub(cursor.committed) {
+                    return Err(FerryError::storage("corrupt record: more pending deliveries than offsets"));
+                }
+                let mut pending = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    pending.push((r.u64()?, decode_pending(&mut r)?));
+                }
+                Record::GroupPartition { cursor, pending }
+            }
+            Key::Pending(..) => Record::Pending(decode_pending(&mut r)?),
         };
         if !r.is_empty() {
             return Err(FerryError::storage("corrupt record: trailing bytes"));
         }
         Ok(record)
     }
+}
+
+fn encode_group_partition(w: &mut Writer, cursor: &Cursor, pending: &[(u64, Pending)]) {
+    w.u64(cursor.committed);
+    w.u64(cursor.next);
+    w.u64(pending.len() as u64);
+    for (offset, p) in pending {
+        w.u64(*offset);
+        encode_pending(w, p);
+    }
+}
+
+fn encode_pending(w: &mut Writer, pending: &Pending) {
+    match pending {
+        Pending::InFlight { member, attempt, deadline_ms } => {
+            w.u8(0);
+            w.str(member);
+            w.u64(u64::from(*attempt));
+            w.u64(*deadline_ms);
+        }
+        Pending::Waiting { failed, due_ms, error } => {
+            w.u8(1);
+            w.u64(u64::from(*failed));
+            w.u64(*due_ms);
+            w.opt_str(error.as_deref());
+        }
+        Pending::Acked => w.u8(2),
+    }
+}
+
+fn decode_pending(r: &mut Reader<'_>) -> Result<Pending> {
+    Ok(match r.u8()? {
+        0 => Pending::InFlight { member: Name::from(r.str()?), attempt: r.u32()?, deadline_ms: r.u64()? },
+        1 => Pending::Waiting { failed: r.u32()?, due_ms: r.u64()?, error: r.opt_str()?.map(str::to_owned) },
+        2 => Pending::Acked,
+        tag => return Err(FerryError::storage(format!("corrupt record: pending state {tag}"))),
+    })
 }
 
 /// One component of a key in its portable form: what a store with structured keys

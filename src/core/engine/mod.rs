@@ -166,12 +166,33 @@ impl Engine {
     }
 
     /// The writes of every operation since the last commit, in first-write order,
-    /// each key once with its latest value. Call [`Engine::end_commit`] next.
+    /// each key once with its latest value, in the stored layout: a cursor and its
+    /// pending deliveries go as one record. Call [`Engine::end_commit`] next.
     pub fn begin_commit(&mut self) -> Vec<Write> {
         for (topic, partition) in std::mem::take(&mut self.trim_due) {
             self.trim_consumed(&topic, partition);
         }
-        self.txn.undo.iter().map(|(key, _)| (key.clone(), self.record(key))).collect()
+        let mut cursors_written: FxHashSet<Key> = FxHashSet::default();
+        let mut writes = Vec::with_capacity(self.txn.undo.len());
+        for (key, _) in &self.txn.undo {
+            let cursor_key = match key {
+                Key::Pending(g, t, p, _) => Key::Cursor(g.clone(), t.clone(), *p),
+                Key::Cursor(..) => key.clone(),
+                other => {
+                    writes.push((other.clone(), self.record(other)));
+                    continue;
+                }
+            };
+            if cursors_written.insert(cursor_key.clone()) {
+                let Key::Cursor(g, t, p) = &cursor_key else { continue };
+                let stored = self.cursor(g, t, *p).map(|cs| Record::GroupPartition {
+                    cursor: cs.cursor,
+                    pending: cs.pending.iter().map(|(offset, pending)| (*offset, pending.clone())).collect(),
+                });
+                writes.push((cursor_key, stored));
+            }
+        }
+        writes
     }
 
     /// Reports whether the writes of [`Engine::begin_commit`] were stored. When they
@@ -303,6 +324,11 @@ impl Engine {
                 let cursors = &mut self.groups.entry(g.clone()).or_default().topics.entry(t.clone()).or_default().cursors;
                 match record {
                     Some(Record::Cursor(c)) => cursors.entry(*p).or_default().cursor = c,
+                    Some(Record::GroupPartition { cursor, pending }) => {
+                        let state = cursors.entry(*p).or_default();
+                        state.cursor = cursor;
+                        state.pending = pending.into_iter().collect();
+                    }
                     None => {
                         cursors.remove(p);
                     }
