@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from '../../www/serve.mjs';
-import { launch } from './chromium.mjs';
+import { launch, openTestPage } from './chromium.mjs';
 
 let server;
 let browser;
@@ -17,13 +17,7 @@ after(async () => {
   await server?.close();
 });
 
-async function openPage(context) {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error('page error:', e));
-  await page.goto(`${server.url}/tests/browser/page.html`);
-  await page.waitForFunction(() => document.title === 'ready');
-  return page;
-}
+const openPage = (context) => openTestPage(context, server.url);
 
 test('the default storage in a page is IndexedDB, and FerryError crosses intact', async () => {
   const context = await browser.newContext();
@@ -48,46 +42,36 @@ test('the default storage in a page is IndexedDB, and FerryError crosses intact'
 test('after a reload the group goes on exactly where it stopped', async () => {
   const context = await browser.newContext();
   const page = await openPage(context);
-  const first = await page.evaluate(async () => {
-    const { Bus } = window.ferry;
-    const bus = await Bus.open({ name: 'persist' });
+  await page.evaluate(async () => {
+    const bus = await window.ferry.Bus.open({ name: 'persist' });
     await bus.producer().send({ topic: 'jobs', messages: Array.from({ length: 10 }, (_, i) => ({ key: `k${i % 3}`, value: { job: i } })) });
-    const consumer = bus.consumer({ groupId: 'workers' });
-    await consumer.subscribe({ topic: 'jobs', fromBeginning: true });
-    const seen = [];
-    await new Promise((resolve) => {
-      consumer.run({
-        eachMessage: async ({ message }) => {
-          seen.push(message.value.job);
-          if (seen.length === 4) resolve();
-        },
-      });
-    });
-    await consumer.stop();
-    return { seen, stats: await bus.stats() };
+    await bus.close();
   });
+  // Handles `count` messages as group "workers", then stops and closes.
+  const consume = (count) =>
+    page.evaluate(async (count) => {
+      const bus = await window.ferry.Bus.open({ name: 'persist' });
+      const consumer = bus.consumer({ groupId: 'workers' });
+      await consumer.subscribe({ topic: 'jobs', fromBeginning: true });
+      const seen = [];
+      await new Promise((resolve) =>
+        consumer.run({
+          eachMessage: async ({ message }) => {
+            seen.push(message.value.job);
+            if (seen.length === count) resolve();
+          },
+        }),
+      );
+      await consumer.stop();
+      const stats = await bus.stats();
+      await bus.close();
+      return { seen, stats };
+    }, count);
+  const first = await consume(4);
   assert.deepEqual(first.seen, [0, 1, 2, 3]);
   await page.reload();
   await page.waitForFunction(() => document.title === 'ready');
-  const second = await page.evaluate(async () => {
-    const { Bus } = window.ferry;
-    const bus = await Bus.open({ name: 'persist' });
-    const consumer = bus.consumer({ groupId: 'workers' });
-    await consumer.subscribe({ topic: 'jobs', fromBeginning: true });
-    const seen = [];
-    await new Promise((resolve) => {
-      consumer.run({
-        eachMessage: async ({ message }) => {
-          seen.push(message.value.job);
-          if (seen.length === 6) resolve();
-        },
-      });
-    });
-    await consumer.stop();
-    const stats = await bus.stats();
-    await bus.close();
-    return { seen, stats };
-  });
+  const second = await consume(6);
   assert.deepEqual(second.seen, [4, 5, 6, 7, 8, 9]);
   const group = second.stats.groups.find((g) => g.groupId === 'workers');
   assert.equal(group.partitions[0].committedOffset, 10);

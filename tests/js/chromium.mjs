@@ -16,3 +16,12 @@ export const CHROMIUM_FLAGS = [
 export function launch() {
   return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_FLAGS });
 }
+
+/** A new page on tests/browser/page.html, once it has loaded the package as `window.ferry`. */
+export async function openTestPage(browserOrContext, serverUrl) {
+  const page = await browserOrContext.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${serverUrl}/tests/browser/page.html`);
+  await page.waitForFunction(() => document.title === 'ready');
+  return page;
+}

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from '../../www/serve.mjs';
-import { launch } from './chromium.mjs';
+import { launch, openTestPage } from './chromium.mjs';
 
 let server;
 let browser;
@@ -20,13 +20,7 @@ after(async () => {
   await server?.close();
 });
 
-async function openPage() {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error('page error:', e));
-  await page.goto(`${server.url}/tests/browser/page.html`);
-  await page.waitForFunction(() => document.title === 'ready');
-  return page;
-}
+const openPage = () => openTestPage(context, server.url);
 
 test('two pages sending at once to one partition get gapless offsets, none lost or doubled', async () => {
   const [a, b] = await Promise.all([openPage(), openPage()]);

@@ -2,7 +2,7 @@
 // service worker.
 import { test, before, after } from 'node:test';
 import { serve } from '../../www/serve.mjs';
-import { launch } from './chromium.mjs';
+import { launch, openTestPage } from './chromium.mjs';
 import { cases } from '../contract/suite.js';
 
 const run = `${process.pid}-${Date.now()}`;
@@ -13,10 +13,7 @@ let page;
 before(async () => {
   server = await serve();
   browser = await launch();
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.error('page error:', e));
-  await page.goto(`${server.url}/tests/browser/page.html`);
-  await page.waitForFunction(() => document.title === 'ready');
+  page = await openTestPage(browser, server.url);
   await page.evaluate(async () => {
     await navigator.serviceWorker.register('/tests/browser/sw.js', { type: 'module', scope: '/tests/browser/' });
     await navigator.serviceWorker.ready;
