@@ -12,7 +12,7 @@ WASM_TARGET := wasm32-unknown-unknown
 WASM_OPT := node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
 	--enable-reference-types --enable-multivalue --enable-sign-ext
 
-.PHONY: demo test test-native test-js check-core bench sim pkg setup-rust setup-wasm setup-npm setup-browser clean
+.PHONY: demo test test-native test-wasm test-js check-core bench sim pkg setup-rust setup-wasm setup-npm setup-browser clean
 
 # The Rust toolchain is the machine's (rustup); nothing here downloads a binary.
 setup-rust:
@@ -37,7 +37,7 @@ node_modules/.package-lock.json: package.json
 # Debian's Chromium for the browser tests (playwright-core drives it; it never
 # downloads a browser of its own).
 setup-browser:
-	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
 
 ## The orders demo in the browser: builds the package, serves www/ on 127.0.0.1
 ## and prints where to look. (`cargo run --example orders` runs it natively.)
@@ -54,11 +54,16 @@ pkg: setup-wasm setup-npm
 		$$(wc -c < pkg/dist/ferry.js) $$(gzip -9c pkg/dist/ferry.js | wc -c)
 
 ## Every test: core purity check, unit, property and simulation tests, doc
-## examples, and the JavaScript tests of the package.
-test: check-core test-native test-js
+## examples, the IndexedDB store in Chromium, and the JavaScript tests.
+test: check-core test-native test-wasm test-js
 
 test-native: setup-rust
 	$(CARGO) test --release
+
+# The IndexedDB store under wasm-bindgen-test in headless Chromium (webdriver.json
+# holds the browser flags).
+test-wasm: setup-wasm setup-browser
+	CHROMEDRIVER=$$(command -v chromedriver) $(CARGO) test --target $(WASM_TARGET) --release --test indexeddb
 
 test-js: pkg setup-browser
 	node_modules/.bin/tsc -p tests/types/tsconfig.json
