@@ -136,13 +136,15 @@ impl Message {
 /// A run of consecutive messages of one partition, packed into one buffer: one
 /// storage record (Kafka's segment idea, at the scale of an IndexedDB record).
 ///
-/// Immutable once built, so the engine and a memory store share it without copying.
+/// Shared, not copied, between the engine and a memory store once stored; a chunk
+/// written in the commit under way is still the engine's alone, and later sends of
+/// that commit extend it in place ([`ChunkBuilder::resume`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chunk {
     pub base_offset: u64,
-    data: Arc<[u8]>,
+    data: Arc<Vec<u8>>,
     /// End position in `data` of each message.
-    ends: Arc<[u32]>,
+    ends: Arc<Vec<u32>>,
 }
 
 impl Chunk {
@@ -154,7 +156,7 @@ impl Chunk {
             decode_body(&mut reader)?;
             ends.push((data.len() - reader.remaining()) as u32);
         }
-        Ok(Chunk { base_offset, data: data.into(), ends: ends.into() })
+        Ok(Chunk { base_offset, data: Arc::new(data.to_vec()), ends: Arc::new(ends) })
     }
 
     /// The stored form: the messages back to back.
@@ -215,6 +217,13 @@ impl ChunkBuilder {
         ChunkBuilder { base_offset, writer: Writer::default(), ends: Vec::new() }
     }
 
+    /// Goes on appending to `chunk`: in place when nothing else holds it.
+    pub fn resume(chunk: Chunk) -> Self {
+        let buf = Arc::try_unwrap(chunk.data).unwrap_or_else(|shared| (*shared).clone());
+        let ends = Arc::try_unwrap(chunk.ends).unwrap_or_else(|shared| (*shared).clone());
+        ChunkBuilder { base_offset: chunk.base_offset, writer: Writer { buf }, ends }
+    }
+
     pub fn is_full(&self) -> bool {
         self.ends.len() >= super::limits::CHUNK_MESSAGES_MAX || self.writer.buf.len() >= super::limits::CHUNK_BYTES_MAX
     }
@@ -253,7 +262,7 @@ impl ChunkBuilder {
     }
 
     pub fn finish(self) -> Chunk {
-        Chunk { base_offset: self.base_offset, data: self.writer.buf.into(), ends: self.ends.into() }
+        Chunk { base_offset: self.base_offset, data: Arc::new(self.writer.buf), ends: Arc::new(self.ends) }
     }
 }
 

@@ -249,7 +249,7 @@ impl Engine {
     pub(super) fn append(&mut self, topic: &Name, partition: u32, appends: &[Append<'_>]) -> u64 {
         let mut head = self.partition(topic, partition).map(|s| s.head).unwrap_or_default();
         let first = head.high;
-        let mut builder = ChunkBuilder::new(head.high);
+        let mut builder = self.take_open_chunk(topic, partition, head.high).unwrap_or_else(|| ChunkBuilder::new(head.high));
         for a in appends {
             if builder.is_full() {
                 let full = std::mem::replace(&mut builder, ChunkBuilder::new(0));
@@ -264,6 +264,24 @@ impl Engine {
         self.put(Key::Chunk(topic.clone(), partition, chunk.base_offset), Some(Record::Chunk(chunk)));
         self.put(Key::Partition(topic.clone(), partition), Some(Record::Partition(head)));
         first
+    }
+
+    /// The partition's last chunk, when this commit created it and it has room:
+    /// taken out of the state (the caller puts it back at once, extended) so it is
+    /// extended in place rather than copied.
+    fn take_open_chunk(&mut self, topic: &Name, partition: u32, high: u64) -> Option<ChunkBuilder> {
+        let state = self.partition(topic, partition)?;
+        let (base, chunk) = state.chunks.last_key_value()?;
+        let key = Key::Chunk(topic.clone(), partition, *base);
+        if chunk.end_offset() != high || !self.txn.new_chunks.contains(&key) {
+            return None;
+        }
+        let builder_would_be_full = chunk.len() as usize >= CHUNK_MESSAGES_MAX || chunk.bytes().len() >= CHUNK_BYTES_MAX;
+        if builder_would_be_full {
+            return None;
+        }
+        let base = *base;
+        self.partition_mut(topic, partition)?.chunks.remove(&base).map(ChunkBuilder::resume)
     }
 
     /// Reads up to `max` retained messages of a partition from `offset` on.

@@ -116,6 +116,9 @@ struct CursorState {
 struct Txn {
     undo: Vec<(Key, Option<Record>)>,
     touched: FxHashSet<Key>,
+    /// Chunks that did not exist before this commit: later sends of the same commit
+    /// may extend them instead of writing a chunk each.
+    new_chunks: FxHashSet<Key>,
 }
 
 impl Engine {
@@ -200,6 +203,7 @@ impl Engine {
     pub fn end_commit(&mut self, stored: bool) {
         let undo = std::mem::take(&mut self.txn.undo);
         self.txn.touched.clear();
+        self.txn.new_chunks.clear();
         if !stored {
             for (key, old) in undo.into_iter().rev() {
                 // Restoring a value this engine held, children before parents.
@@ -217,6 +221,9 @@ impl Engine {
     fn put(&mut self, key: Key, record: Option<Record>) {
         if self.txn.touched.insert(key.clone()) {
             let old = self.record(&key);
+            if old.is_none() && matches!(key, Key::Chunk(..)) {
+                self.txn.new_chunks.insert(key.clone());
+            }
             self.txn.undo.push((key.clone(), old));
         }
         // Records built by the engine always fit its state.
