@@ -198,6 +198,17 @@ impl Chunk {
         Some((timestamp_ms, timestamp_ms.saturating_add(delay_ms)))
     }
 
+    /// Gives back the spare capacity a chunk extended in place may hold; a chunk
+    /// shared with a store is left as it is.
+    pub fn shrink(&mut self) {
+        if let Some(data) = Arc::get_mut(&mut self.data) {
+            data.shrink_to_fit();
+        }
+        if let Some(ends) = Arc::get_mut(&mut self.ends) {
+            ends.shrink_to_fit();
+        }
+    }
+
     /// Bytes held by this chunk, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
         self.data.len() + self.ends.len() * 4

@@ -175,6 +175,14 @@ impl Engine {
         for (topic, partition) in std::mem::take(&mut self.trim_due) {
             self.trim_consumed(&topic, partition);
         }
+        // Chunks are complete for this commit: they keep no room to grow.
+        for key in &self.txn.new_chunks {
+            if let Key::Chunk(topic, partition, base) = key {
+                if let Some(chunk) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)).and_then(|p| p.chunks.get_mut(base)) {
+                    chunk.shrink();
+                }
+            }
+        }
         let mut cursors_written: FxHashSet<Key> = FxHashSet::default();
         let mut writes = Vec::with_capacity(self.txn.undo.len());
         for (key, _) in &self.txn.undo {
