@@ -209,10 +209,6 @@ impl Chunk {
         }
     }
 
-    /// Bytes held by this chunk, for memory accounting.
-    pub fn heap_bytes(&self) -> usize {
-        self.data.len() + self.ends.len() * 4
-    }
 }
 
 /// Packs messages into chunks of at most `CHUNK_MESSAGES_MAX` messages and about

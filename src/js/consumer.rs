@@ -19,7 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::args;
-use super::bus::{operate, promise, read_cached, Shared};
+use super::bus::{operate, operate_unchecked, promise, read_cached, Shared};
 use crate::core::config::{check_name, ConsumerConfig, Ordering, RetryPolicy};
 use crate::core::limits::*;
 use crate::core::{Delivery, FerryError, Result, Subscription, ValueKind};
@@ -202,12 +202,9 @@ pub(super) async fn stop(shared: &Shared, state: &Rc<State>) -> Result<()> {
     }
     let (group, member) = (state.group.clone(), state.member.clone());
     shared.consumers.borrow_mut().retain(|c| !Rc::ptr_eq(c, state));
-    operate_even_if_closed(shared, move |e, now| e.leave(&group, &member, now)).await
-}
-
-async fn operate_even_if_closed(shared: &Shared, op: impl FnOnce(&mut crate::core::Engine, u64) + 'static) -> Result<()> {
-    super::bus::operate_unchecked(shared, |e, now| {
-        op(e, now);
+    // The bus may be closing: leaving must still be stored.
+    operate_unchecked(shared, move |e, now| {
+        e.leave(&group, &member, now);
         Ok(())
     })
     .await
@@ -243,11 +240,9 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
         if now_ms >= heartbeat_due_ms {
             heartbeat_due_ms = now_ms + state.config.heartbeat_interval_ms as f64;
         }
-        let deliveries = match polled {
-            Ok(deliveries) => deliveries,
-            // Storage refused the round: nothing was handed out; try again shortly.
-            Err(_) => Vec::new(),
-        };
+        // When storage refused the round nothing was handed out: the loop sleeps and
+        // tries again.
+        let deliveries = polled.unwrap_or_default();
         let idle = deliveries.is_empty();
         for delivery in deliveries {
             state.in_flight.set(state.in_flight.get() + 1);

@@ -30,86 +30,78 @@ fn opt_number(out: &mut String, value: Option<u64>) {
     }
 }
 
-pub fn metadata(list: &[RecordMetadata]) -> String {
-    let mut out = String::from("[");
-    for (i, m) in list.iter().enumerate() {
+/// Appends `[item, item, ...]`, each written by `item`.
+fn array<T>(out: &mut String, items: &[T], mut item: impl FnMut(&mut String, &T)) {
+    out.push('[');
+    for (i, x) in items.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str("{\"topic\":");
-        string(&mut out, &m.topic);
-        let _ = write!(out, ",\"partition\":{},\"offset\":{},\"timestamp\":{},\"duplicate\":{}}}", m.partition, m.offset, m.timestamp_ms, m.duplicate);
+        item(out, x);
     }
     out.push(']');
+}
+
+pub fn metadata(list: &[RecordMetadata]) -> String {
+    let mut out = String::new();
+    array(&mut out, list, |out, m| {
+        out.push_str("{\"topic\":");
+        string(out, &m.topic);
+        let _ = write!(out, ",\"partition\":{},\"offset\":{},\"timestamp\":{},\"duplicate\":{}}}", m.partition, m.offset, m.timestamp_ms, m.duplicate);
+    });
     out
 }
 
 pub fn topics(list: &[TopicInfo]) -> String {
-    let mut out = String::from("[");
-    for (i, t) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    let mut out = String::new();
+    array(&mut out, list, |out, t| {
         out.push_str("{\"topic\":");
-        string(&mut out, &t.topic);
+        string(out, &t.topic);
         let _ = write!(out, ",\"partitions\":{},\"retentionMs\":", t.partitions);
-        opt_number(&mut out, t.retention_ms);
+        opt_number(out, t.retention_ms);
         out.push_str(",\"maxDepth\":");
-        opt_number(&mut out, t.max_depth);
+        opt_number(out, t.max_depth);
         out.push('}');
-    }
-    out.push(']');
+    });
     out
 }
 
 pub fn stats(stats: &Stats) -> String {
-    let mut out = String::from("{\"topics\":[");
-    for (i, t) in stats.topics.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    let mut out = String::from("{\"topics\":");
+    array(&mut out, &stats.topics, |out, t| {
         out.push_str("{\"topic\":");
-        string(&mut out, &t.topic);
-        out.push_str(",\"partitions\":[");
-        for (j, p) in t.partitions.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
+        string(out, &t.topic);
+        out.push_str(",\"partitions\":");
+        array(out, &t.partitions, |out, p| {
             let _ = write!(
                 out,
                 "{{\"partition\":{},\"lowOffset\":{},\"highOffset\":{},\"depth\":{},\"expired\":{}}}",
                 p.partition, p.low_offset, p.high_offset, p.depth, p.expired
             );
-        }
-        out.push_str("]}");
-    }
-    out.push_str("],\"groups\":[");
-    for (i, g) in stats.groups.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+        });
+        out.push('}');
+    });
+    out.push_str(",\"groups\":");
+    array(&mut out, &stats.groups, |out, g| {
         out.push_str("{\"groupId\":");
-        string(&mut out, &g.group_id);
+        string(out, &g.group_id);
         out.push_str(",\"topic\":");
-        string(&mut out, &g.topic);
-        let _ = write!(out, ",\"deadLettered\":{},\"partitions\":[", g.dead_lettered);
-        for (j, p) in g.partitions.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
+        string(out, &g.topic);
+        let _ = write!(out, ",\"deadLettered\":{},\"partitions\":", g.dead_lettered);
+        array(out, &g.partitions, |out, p| {
             let _ = write!(
                 out,
                 "{{\"partition\":{},\"committedOffset\":{},\"lag\":{},\"inFlight\":{},\"retrying\":{},\"owner\":",
                 p.partition, p.committed_offset, p.lag, p.in_flight, p.retrying
             );
             match &p.owner {
-                Some(owner) => string(&mut out, owner),
+                Some(owner) => string(out, owner),
                 None => out.push_str("null"),
             }
             out.push('}');
-        }
-        out.push_str("]}");
-    }
-    out.push_str("]}");
+        });
+        out.push('}');
+    });
+    out.push('}');
     out
 }

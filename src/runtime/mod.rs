@@ -28,8 +28,8 @@ use crate::core::{
 use crate::store::Store;
 
 /// Stores what the engine wrote since the last commit; on failure the engine undoes
-/// it and the error is the caller's. Every driver commits through this.
-pub async fn commit<S: Store>(engine: &mut Engine, store: &S) -> Result<()> {
+/// it and the error is the caller's.
+async fn commit<S: Store>(engine: &mut Engine, store: &S) -> Result<()> {
     if !engine.has_writes() {
         return Ok(());
     }
@@ -98,10 +98,6 @@ impl<S: Store, C: Clock> Bus<S, C> {
         &self.store
     }
 
-    pub fn clock(&self) -> &C {
-        &self.clock
-    }
-
     fn commit(&mut self) -> Result<()> {
         block_on(commit(&mut self.engine, &self.store))
     }
@@ -165,11 +161,6 @@ impl<S: Store, C: Clock> Bus<S, C> {
         let heartbeat_due_ms = self.clock.now_ms().saturating_add(config.heartbeat_interval_ms);
         self.consumers.push(Some(Consumer { group: group.to_string(), member, subscriptions, config, handler: Box::new(handler), heartbeat_due_ms }));
         Ok(ConsumerId(self.consumers.len() - 1))
-    }
-
-    /// The member id of a consumer, as stats show it in `owner`.
-    pub fn member_id(&self, id: ConsumerId) -> Option<&str> {
-        self.consumers.get(id.0)?.as_ref().map(|c| c.member.as_str())
     }
 
     /// Takes a consumer out of its group once the deliveries it holds are handled;

@@ -16,12 +16,11 @@ pub struct FaultyStore {
     failures_per_mille: Cell<u64>,
     /// Fail the call after this many successful ones (`None`: never by countdown).
     countdown: Cell<Option<u64>>,
-    failed: Cell<u64>,
 }
 
 impl FaultyStore {
     pub fn new(inner: MemoryStore, seed: u64) -> Self {
-        FaultyStore { inner, rng: std::cell::RefCell::new(Rng::new(seed)), failures_per_mille: Cell::new(0), countdown: Cell::new(None), failed: Cell::new(0) }
+        FaultyStore { inner, rng: std::cell::RefCell::new(Rng::new(seed)), failures_per_mille: Cell::new(0), countdown: Cell::new(None) }
     }
 
     /// Fails each call with probability `per_mille / 1000`.
@@ -32,11 +31,6 @@ impl FaultyStore {
     /// Fails the call after `calls` more successful ones.
     pub fn fail_after(&self, calls: u64) {
         self.countdown.set(Some(calls));
-    }
-
-    /// How many calls failed so far.
-    pub fn failures(&self) -> u64 {
-        self.failed.get()
     }
 
     pub fn inner(&self) -> &MemoryStore {
@@ -55,11 +49,7 @@ impl FaultyStore {
             }
             None => false,
         };
-        let fail = by_countdown || self.rng.borrow_mut().chance(self.failures_per_mille.get(), 1000);
-        if fail {
-            self.failed.set(self.failed.get() + 1);
-        }
-        fail
+        by_countdown || self.rng.borrow_mut().chance(self.failures_per_mille.get(), 1000)
     }
 }
 

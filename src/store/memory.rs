@@ -23,15 +23,6 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// How many records are stored.
-    pub fn len(&self) -> usize {
-        self.records.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.borrow().is_empty()
-    }
-
     /// A copy of every record, for checks.
     pub fn snapshot(&self) -> BTreeMap<Key, Record> {
         self.records.borrow().iter().map(|(k, r)| (k.clone(), r.clone())).collect()

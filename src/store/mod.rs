@@ -3,6 +3,10 @@
 //! One bus operation (or one group of them) is one [`Store::commit`]: the batch is
 //! stored whole or not at all. That is what keeps offsets gapless and leases
 //! exclusive; a backend that cannot promise it is not a backend.
+//!
+//! The IndexedDB store is shared by other contexts that write too, so it cannot
+//! split reading and writing: it offers `transact` instead (read what changed, run
+//! the operations, write, all in one transaction).
 #![forbid(unsafe_code)]
 
 mod faulty;

@@ -159,10 +159,6 @@ impl Engine {
         Ok(engine)
     }
 
-    pub fn config(&self) -> &BusConfig {
-        &self.config
-    }
-
     /// True when operations since the last commit wrote something.
     pub fn has_writes(&self) -> bool {
         !self.txn.undo.is_empty() || !self.trim_due.is_empty()
@@ -445,11 +441,6 @@ impl Engine {
         self.expire_leases(now_ms);
         self.expire_dedup(now_ms);
         self.expire_retention(now_ms);
-    }
-
-    /// Bytes of log data held in memory, for accounting.
-    pub fn log_heap_bytes(&self) -> usize {
-        self.topics.values().flat_map(|t| &t.partitions).flat_map(|p| p.chunks.values()).map(Chunk::heap_bytes).sum()
     }
 }
 
