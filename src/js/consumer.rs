@@ -217,21 +217,21 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
     while !state.stopped.get() {
         let now_ms = js_sys::Date::now();
         let free = state.config.concurrency.saturating_sub(state.in_flight.get()) as usize;
-        let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
-        let subscriptions = state.subscriptions.borrow().clone();
         let (tick_due, heartbeat_due) = (now_ms >= tick_due_ms, now_ms >= heartbeat_due_ms);
+        let member = state.clone();
         let polled = operate(&shared, move |e, now| {
+            let (group, id) = (&member.group, &member.member);
             if tick_due {
                 e.tick(now);
             }
-            if heartbeat_due && !e.heartbeat(&group, &member, now) {
+            if heartbeat_due && !e.heartbeat(group, id, now) {
                 // The session ran out (this context stalled): join again.
-                e.join(&group, &member, &subscriptions, &config, now)?;
+                e.join(group, id, &member.subscriptions.borrow(), &member.config, now)?;
             }
             if free == 0 {
                 return Ok(Vec::new());
             }
-            e.poll(&group, &member, free, now)
+            e.poll(group, id, free, now)
         })
         .await;
         if now_ms >= tick_due_ms {
