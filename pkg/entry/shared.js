@@ -20,11 +20,17 @@ export class FerryError extends Error {
 export function busFor(loadWasm) {
   let ready = null;
   const load = () => (ready ??= loadWasm().then((module_or_path) => init({ module_or_path })));
+  // EngineBus is named outside the class body: esbuild renames it `Bus` in a bundle but
+  // keeps the class's own name `Bus`, which inside the body would then mean the class
+  // itself and make open() call itself forever (evanw/esbuild#4273).
+  const openEngineBus = async (options) => {
+    await load();
+    return EngineBus.open(options);
+  };
   return class Bus {
     /** Opens (or creates) the bus named `options.name`. */
-    static async open(options) {
-      await load();
-      return EngineBus.open(options);
+    static open(options) {
+      return openEngineBus(options);
     }
   };
 }

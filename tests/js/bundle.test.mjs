@@ -1,0 +1,138 @@
+// The package as a Vite user gets it: `import { Bus } from 'ferry'`, no init() call,
+// bundled by Vite's build() and run from the built files in headless Chromium.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { build } from 'vite';
+import { launch } from './chromium.mjs';
+
+const PKG = fileURLToPath(new URL('../../pkg/', import.meta.url));
+
+const INDEX_HTML = `<!doctype html>
+<meta charset="utf-8">
+<title>ferry bundle</title>
+<script type="module" src="./main.js"></script>
+`;
+
+// Runs once in the page and leaves what it saw in window.result for the test to read.
+const MAIN_JS = `import { Bus, FerryError } from 'ferry';
+
+async function run() {
+  const name = 'bundle-' + crypto.randomUUID();
+  const topic = 'greetings';
+  const bus = await Bus.open({ name });
+  const created = await bus.createTopic(topic);
+  const [sent] = await bus.producer().send({ topic, messages: [{ key: 'k', value: { n: 1 } }] });
+  const consumer = bus.consumer({ groupId: 'g' });
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const received = await new Promise((resolve) =>
+    consumer.run({ eachMessage: async ({ message }) => resolve({ key: message.key, value: message.value }) }),
+  );
+  await consumer.stop();
+  const rejected = await bus.createTopic('bad name!').then(
+    () => null,
+    (e) => ({ isFerryError: e instanceof FerryError, code: e.code }),
+  );
+  await bus.close();
+  // The default storage in a page is IndexedDB: the bus is a database of that name.
+  const inIndexedDB = (await indexedDB.databases()).some((db) => db.name === name);
+  return { created, offset: sent.offset, received, rejected, inIndexedDB };
+}
+
+run().then(
+  (result) => (window.result = result),
+  (error) => (window.result = { error: String(error?.stack ?? error) }),
+);
+`;
+
+/** Installs the package the way npm does from the registry: a real folder holding package.json and its `files`. */
+async function installPackage(appDir) {
+  const target = join(appDir, 'node_modules', 'ferry');
+  const { files } = JSON.parse(await readFile(join(PKG, 'package.json'), 'utf8'));
+  for (const entry of ['package.json', ...files]) {
+    await cp(join(PKG, entry), join(target, entry), { recursive: true });
+  }
+}
+
+/** Writes the app and the package into `appDir`, builds it with Vite, and returns the output folder. */
+async function buildApp(appDir) {
+  await writeFile(join(appDir, 'index.html'), INDEX_HTML);
+  await writeFile(join(appDir, 'main.js'), MAIN_JS);
+  await installPackage(appDir);
+  const outDir = join(appDir, 'dist');
+  // configFile: false so no vite.config of the repository leaks in; the default
+  // client conditions (browser, module) pick the package's browser entry.
+  await build({ root: appDir, configFile: false, logLevel: 'warn', build: { outDir, emptyOutDir: true } });
+  return outDir;
+}
+
+/** The built assets by kind, with their gzipped sizes. */
+async function assetSizes(outDir) {
+  const assetsDir = join(outDir, 'assets');
+  const assets = await readdir(assetsDir);
+  const gzipped = async (file) => gzipSync(await readFile(join(assetsDir, file))).length;
+  const sizesOf = (ext) => Promise.all(assets.filter((f) => extname(f) === ext).map(gzipped));
+  return { js: await sizesOf('.js'), wasm: await sizesOf('.wasm') };
+}
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.wasm': 'application/wasm' };
+
+/** A static server for `dir` on 127.0.0.1; .wasm goes out as application/wasm so instantiateStreaming takes it. */
+async function serveDir(dir) {
+  const server = createServer(async (request, response) => {
+    // Normalising an absolute path never climbs above '/', so the file stays inside dir.
+    const path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname));
+    const file = join(dir, path.endsWith('/') ? join(path, 'index.html') : path);
+    try {
+      const body = await readFile(file);
+      response.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(body);
+    } catch {
+      response.writeHead(404).end('not found');
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** Opens the built app and resolves to what its main.js reports; an uncaught page error fails at once. */
+async function runInChromium(browser, url) {
+  const page = await browser.newPage();
+  const pageError = new Promise((_, reject) => page.on('pageerror', reject));
+  await page.goto(url);
+  await Promise.race([page.waitForFunction(() => window.result, null, { timeout: 15000 }), pageError]);
+  return page.evaluate(() => window.result);
+}
+
+const kb = (bytes) => (bytes.reduce((a, b) => a + b, 0) / 1024).toFixed(1);
+
+test('a Vite build of `import { Bus } from "ferry"` runs in a page with no init() call', async () => {
+  const appDir = await mkdtemp(join(tmpdir(), 'ferry-vite-'));
+  let server;
+  let browser;
+  try {
+    const outDir = await buildApp(appDir);
+    const sizes = await assetSizes(outDir);
+    // Vite turned new URL('../dist/ferry_bg.wasm', import.meta.url) into one hashed asset.
+    assert.equal(sizes.wasm.length, 1, 'the bundle holds the engine once');
+    console.log(`vite bundle: ${kb(sizes.js)} KB JS + ${kb(sizes.wasm)} KB wasm gzipped`);
+
+    server = await serveDir(outDir);
+    browser = await launch();
+    assert.deepEqual(await runInChromium(browser, server.url), {
+      created: true,
+      offset: 0,
+      received: { key: 'k', value: { n: 1 } },
+      rejected: { isFerryError: true, code: 'INVALID_ARGUMENT' },
+      inIndexedDB: true,
+    });
+  } finally {
+    await browser?.close();
+    await server?.close();
+    await rm(appDir, { recursive: true, force: true });
+  }
+});
