@@ -30,9 +30,12 @@ pub(super) struct Inner {
     pub wakers: Rc<Wakers>,
     /// Running consumers, stopped by `close`.
     pub consumers: RefCell<Vec<Rc<State>>>,
+    /// The IndexedDB database name, when the bus is shared with other contexts.
+    pub name: Option<String>,
     /// Tells the other contexts of the origin (tabs, workers) that opened this bus
-    /// that messages were appended, and hears them say so.
-    appended: Option<BroadcastChannel>,
+    /// that there is new work (messages appended, members come or gone), and hears
+    /// them say so.
+    channel: Option<BroadcastChannel>,
 }
 
 pub(super) type Shared = Rc<Inner>;
@@ -48,20 +51,25 @@ pub(super) fn operate<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, 
     async move { queued?.await }
 }
 
-/// Runs one engine operation that appends messages, then wakes this bus's
-/// consumers.
+/// Runs one engine operation that appends messages, then wakes the consumers.
 async fn operate_and_wake<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
     let out = operate(shared, op).await?;
-    shared.wakers.wake_all();
-    if let Some(channel) = &shared.appended {
-        let _ = channel.post_message(&JsValue::from_str("appended"));
-    }
+    wake_consumers(shared);
     Ok(out)
+}
+
+/// Wakes the consumers of this bus in this context and in the others: there is new
+/// work, or the partitions moved.
+pub(super) fn wake_consumers(shared: &Shared) {
+    shared.wakers.wake_all();
+    if let Some(channel) = &shared.channel {
+        let _ = channel.post_message(&JsValue::from_str("changed"));
+    }
 }
 
 /// The channel named after the bus, where the context has `BroadcastChannel`;
 /// a message on it wakes this context's consumers.
-fn appended_channel(name: &str, wakers: &Rc<Wakers>) -> Option<BroadcastChannel> {
+fn wake_channel(name: &str, wakers: &Rc<Wakers>) -> Option<BroadcastChannel> {
     let has_channel = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("BroadcastChannel")).unwrap_or(false);
     let channel = has_channel.then(|| BroadcastChannel::new(&format!("ferry:{name}")).ok()).flatten()?;
     let wakers = wakers.clone();
@@ -200,7 +208,8 @@ impl Bus {
             let options = args::options(&options, "options")?;
             let (config, storage) = bus_config(options.as_ref())?;
             let wakers: Rc<Wakers> = Rc::default();
-            let appended = storage.shared_name().and_then(|name| appended_channel(name, &wakers));
+            let name = storage.shared_name().map(String::from);
+            let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
             let store = match storage {
                 StorageChoice::Memory => BusStore::Memory(MemoryStore::new()),
                 StorageChoice::IndexedDb { name, durability } => BusStore::IndexedDb(IndexedDbStore::open(&name, durability).await?),
@@ -212,7 +221,8 @@ impl Bus {
                 closed: Cell::new(false),
                 wakers,
                 consumers: RefCell::default(),
-                appended,
+                name,
+                channel,
             });
             // A new bus stores its schema version before anything else.
             operate(&shared, |_, _| Ok(())).await?;
@@ -299,7 +309,7 @@ impl Bus {
                     store.close();
                 }
             }
-            if let Some(channel) = &shared.appended {
+            if let Some(channel) = &shared.channel {
                 channel.set_onmessage(None);
                 channel.close();
             }

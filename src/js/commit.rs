@@ -161,14 +161,17 @@ fn enqueue(shared: &SharedCommitter, now_ms: fn() -> u64, op: Operation) -> Resu
 /// Commits the open batch. Later operations queue up for the next one, which
 /// starts when this one ends.
 async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
-    let (store, seen, batch) = {
+    let (store, seen) = {
         let Ok(mut committer) = shared.try_borrow_mut() else { return };
-        let Some(batch) = committer.open.take() else {
+        if committer.open.is_none() {
             committer.flushing = false;
             return;
-        };
-        (committer.store.clone(), committer.seen, batch)
+        }
+        (committer.store.clone(), committer.seen)
     };
+    // The batch is taken with the queue, when the transaction is ready to run it:
+    // whatever was queued until then is in this commit, and is settled by it.
+    let ran: RefCell<Option<Rc<Batch>>> = RefCell::default();
     // Takes the queue, runs it on the engine and returns the writes; `fresh`
     // records (another context committed) rebuild the engine first.
     let run = |fresh: Option<Vec<(crate::core::records::Key, crate::core::records::Record)>>| -> Result<Vec<crate::core::Write>> {
@@ -176,6 +179,7 @@ async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
         if let Some(records) = fresh {
             committer.engine = Engine::open(committer.config.clone(), committer.seed, records)?;
         }
+        *ran.borrow_mut() = committer.open.take();
         let queue = std::mem::take(&mut committer.queue);
         let now = now_ms();
         for op in queue {
@@ -205,19 +209,37 @@ async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
             }
         }
     };
-    let more = {
-        let Ok(mut committer) = shared.try_borrow_mut() else {
+    let Ok(mut committer) = shared.try_borrow_mut() else {
+        if let Some(batch) = ran.take() {
             batch.settle(Err(reentered()));
-            return;
-        };
-        committer.engine.end_commit(outcome.is_ok());
-        if let Ok(version) = outcome {
-            committer.seen = version;
         }
-        // Operations queued during this commit opened the next batch.
-        committer.flushing = committer.open.is_some();
-        committer.flushing
+        return;
     };
+    let batch = match ran.take() {
+        Some(batch) => {
+            committer.engine.end_commit(outcome.is_ok());
+            if let Ok(version) = outcome {
+                committer.seen = version;
+            }
+            batch
+        }
+        // The transaction failed before it could run anything: the queued operations
+        // never ran, and their callers get its error.
+        None => {
+            committer.queue.clear();
+            match committer.open.take() {
+                Some(batch) => batch,
+                None => {
+                    committer.flushing = false;
+                    return;
+                }
+            }
+        }
+    };
+    // Operations queued during this commit opened the next batch.
+    committer.flushing = committer.open.is_some();
+    let more = committer.flushing;
+    drop(committer);
     batch.settle(outcome.map(|_| ()));
     if more {
         spawn_local(flush(shared, now_ms));

@@ -19,7 +19,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::args;
-use super::bus::{operate, operate_unchecked, promise, read_cached, Shared};
+use super::bus::{operate, operate_unchecked, promise, read_cached, wake_consumers, Shared};
+use super::locks::MemberLock;
 use crate::core::config::{check_name, ConsumerConfig, Ordering, RetryPolicy};
 use crate::core::limits::*;
 use crate::core::{Delivery, FerryError, Result, Subscription, ValueKind};
@@ -97,6 +98,8 @@ pub(super) struct State {
     running: Cell<bool>,
     stopped: Cell<bool>,
     in_flight: Cell<u32>,
+    /// The member's Web Lock, while it runs in a context that has them.
+    lock: RefCell<Option<Rc<MemberLock>>>,
 }
 
 #[wasm_bindgen]
@@ -120,6 +123,7 @@ impl Consumer {
             running: Cell::new(false),
             stopped: Cell::new(false),
             in_flight: Cell::new(0),
+            lock: RefCell::new(None),
         };
         Ok(Consumer { shared, state: Rc::new(state) })
     }
@@ -170,7 +174,15 @@ impl Consumer {
                 return Err(FerryError::invalid("subscribe to a topic before run"));
             }
             let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
-            operate(&shared, move |e, now| e.join(&group, &member, &subscriptions, &config, now)).await?;
+            // The lock is taken before joining: a member others can see always holds it.
+            if let Some(bus) = &shared.name {
+                *state.lock.borrow_mut() = MemberLock::take(bus, &group, &member).await.map(Rc::new);
+            }
+            if let Err(refused) = operate(&shared, move |e, now| e.join(&group, &member, &subscriptions, &config, now)).await {
+                release_lock(&state);
+                return Err(refused);
+            }
+            wake_consumers(&shared);
             state.running.set(true);
             shared.consumers.borrow_mut().push(state.clone());
             spawn_local(run_loop(shared, state, handler));
@@ -203,11 +215,52 @@ pub(super) async fn stop(shared: &Shared, state: &Rc<State>) -> Result<()> {
     let (group, member) = (state.group.clone(), state.member.clone());
     shared.consumers.borrow_mut().retain(|c| !Rc::ptr_eq(c, state));
     // The bus may be closing: leaving must still be stored.
-    operate_unchecked(shared, move |e, now| {
+    let left = operate_unchecked(shared, move |e, now| {
         e.leave(&group, &member, now);
         Ok(())
     })
-    .await
+    .await;
+    // Released only once the leave is stored, or others would evict a member that is
+    // still settling.
+    release_lock(state);
+    wake_consumers(shared);
+    left
+}
+
+fn release_lock(state: &State) {
+    if let Some(lock) = state.lock.take() {
+        lock.release();
+    }
+}
+
+/// Asks for the Web Locks of the group's other members, so that one whose context
+/// goes is evicted at once: its partitions move and its messages in flight come
+/// back.
+async fn watch_members(shared: Shared, state: Rc<State>) {
+    let others: Vec<String> = match read_cached(&shared, |e| e.members(&state.group)) {
+        Ok(members) => members.iter().filter(|m| ***m != *state.member).map(|m| m.to_string()).collect(),
+        Err(_) => return,
+    };
+    let gone = {
+        let (shared, group) = (shared.clone(), state.group.clone());
+        move |member: String| {
+            let (shared, group) = (shared.clone(), group.clone());
+            spawn_local(async move {
+                let evicted = operate(&shared, move |e, now| {
+                    e.evict(&group, &member, now);
+                    Ok(())
+                })
+                .await;
+                if evicted.is_ok() {
+                    wake_consumers(&shared);
+                }
+            });
+        }
+    };
+    let lock = state.lock.borrow().clone();
+    if let Some(lock) = lock {
+        lock.watch(&others, gone).await;
+    }
 }
 
 async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
@@ -242,6 +295,9 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
         }
         // When storage refused the round nothing was handed out: the loop sleeps and
         // tries again.
+        if state.lock.borrow().is_some() {
+            spawn_local(watch_members(shared.clone(), state.clone()));
+        }
         let deliveries = polled.unwrap_or_default();
         let idle = deliveries.is_empty();
         for delivery in deliveries {

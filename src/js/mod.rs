@@ -12,3 +12,4 @@ mod commit;
 mod consumer;
 mod error;
 mod json;
+mod locks;

@@ -108,6 +108,14 @@ impl Engine {
         self.remove_member(&g, &m, now_ms, "left the group");
     }
 
+    /// Removes a member that another member saw gone without leaving (its context
+    /// closed or crashed: the Web Lock it held for its life was released), as
+    /// [`Engine::leave`] does, instead of waiting for its session to run out.
+    pub fn evict(&mut self, group: &str, member: &str, now_ms: u64) {
+        let Some((g, m)) = self.member_names(group, member) else { return };
+        self.remove_member(&g, &m, now_ms, "was gone (its context closed)");
+    }
+
     pub(super) fn member_names(&self, group: &str, member: &str) -> Option<(Name, Name)> {
         let (g, state) = self.groups.get_key_value(group)?;
         let (m, _) = state.members.get_key_value(member)?;

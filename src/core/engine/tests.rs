@@ -339,6 +339,27 @@ fn members_split_partitions_and_take_over_when_one_dies() {
 }
 
 #[test]
+fn an_evicted_member_hands_over_at_once_and_its_message_comes_back() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig::with_partitions(2)).unwrap();
+    let config = no_jitter();
+    join(&mut e, "g", "a", "t", &config);
+    join(&mut e, "g", "b", "t", &config);
+    let p = e.owned_partitions("g", "a", "t")[0];
+    e.send("t", &[msg("x").with_partition(p), msg("y").with_partition(p)], T0).unwrap();
+    let held = e.poll("g", "a", 1, T0).unwrap();
+    // No session has run out: b saw a's lock released and evicts it.
+    e.evict("g", "a", T0 + 1);
+    assert_eq!(e.members("g").len(), 1);
+    assert_eq!(e.owned_partitions("g", "b", "t"), vec![0, 1]);
+    let again = e.poll("g", "b", 1, T0 + 1).unwrap();
+    assert_eq!((again[0].message.offset, again[0].attempt), (0, 2), "the same message first, as a new attempt");
+    assert!(!e.ack("g", "a", &held[0].receipt(), T0 + 1), "the gone member's late ack is ignored");
+    e.evict("g", "a", T0 + 2);
+    assert_eq!(e.members("g").len(), 1, "evicting twice changes nothing");
+}
+
+#[test]
 fn reopening_from_records_rebuilds_the_same_bus() {
     let mut e = engine();
     let mut stored = std::collections::BTreeMap::new();

@@ -1,0 +1,131 @@
+//! Web Locks for fast failover between the contexts sharing a bus.
+//!
+//! Each member of a group holds a lock named after it for as long as it runs. The
+//! browser releases a lock the moment its context goes (tab closed, renderer
+//! crashed, service worker killed), and grants it to whoever asked for it next:
+//! every other member asks for the locks of the members it sees, so the first
+//! grant tells it that member is gone, long before its session would run out.
+//!
+//! Where a context has no `navigator.locks`, its members hold nothing and are only
+//! noticed gone when their session runs out; members are watched only while their
+//! lock is seen held, so such a member is never taken for gone.
+
+use std::cell::RefCell;
+
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::AbortController;
+
+/// `navigator.locks`, where the context has it.
+fn lock_manager() -> Option<Object> {
+    let navigator = Reflect::get(&js_sys::global(), &JsValue::from_str("navigator")).ok().filter(JsValue::is_object)?;
+    Reflect::get(&navigator, &JsValue::from_str("locks")).ok().filter(JsValue::is_object).map(JsCast::unchecked_into)
+}
+
+/// The lock a member holds for its life.
+fn member_lock(bus: &str, group: &str, member: &str) -> String {
+    format!("ferry:{bus}:{group}:{member}")
+}
+
+/// A promise and the function that resolves it.
+fn deferred() -> (Promise, Function) {
+    let mut resolve = JsValue::UNDEFINED;
+    let promise = Promise::new(&mut |r: Function, _reject: Function| resolve = r.into());
+    (promise, resolve.unchecked_into())
+}
+
+/// `navigator.locks.request(name, options, callback)`; the returned promise
+/// settles when the lock is released, or rejects when the request fails.
+fn request(manager: &Object, name: &str, options: &Object, callback: &JsValue) -> Option<Promise> {
+    let request: Function = Reflect::get(manager, &JsValue::from_str("request")).ok()?.dyn_into().ok()?;
+    request.call3(manager, &JsValue::from_str(name), options, callback).ok()?.dyn_into().ok()
+}
+
+/// What one member holds: its own lock, and its requests for the others'.
+pub struct MemberLock {
+    bus: String,
+    group: String,
+    release: Function,
+    /// Withdraws the requests for the other members' locks.
+    watches: AbortController,
+    /// The members whose locks are asked for.
+    watched: RefCell<Vec<String>>,
+}
+
+impl MemberLock {
+    /// Takes the lock of `member` and holds it until [`MemberLock::release`]; `None`
+    /// where the context has no Web Locks or refused the request.
+    pub async fn take(bus: &str, group: &str, member: &str) -> Option<MemberLock> {
+        let manager = lock_manager()?;
+        let watches = AbortController::new().ok()?;
+        let (granted, on_granted) = deferred();
+        let (released, release) = deferred();
+        // The lock is held until the promise the callback returns settles.
+        let callback = Closure::once_into_js(move |_lock: JsValue| {
+            let _ = on_granted.call0(&JsValue::UNDEFINED);
+            released
+        });
+        let requested = request(&manager, &member_lock(bus, group, member), &Object::new(), &callback)?;
+        // A request that fails settles `requested` before the grant ever comes.
+        JsFuture::from(Promise::race(&Array::of2(&granted, &requested))).await.ok()?;
+        Some(MemberLock { bus: bus.into(), group: group.into(), release, watches, watched: RefCell::default() })
+    }
+
+    /// Asks for the lock of each of `members` not asked for yet whose lock is held
+    /// now; `gone(member)` runs when one is granted. Forgets members no longer
+    /// listed.
+    pub async fn watch(&self, members: &[String], gone: impl Fn(String) + Clone + 'static) {
+        let new: Vec<String> = {
+            let mut watched = self.watched.borrow_mut();
+            watched.retain(|m| members.contains(m));
+            let new: Vec<String> = members.iter().filter(|m| !watched.contains(m)).cloned().collect();
+            watched.extend(new.iter().cloned());
+            new
+        };
+        if new.is_empty() {
+            return;
+        }
+        let held = held_names().await;
+        for member in new {
+            let name = member_lock(&self.bus, &self.group, &member);
+            if held.contains(&name) {
+                let gone = gone.clone();
+                watch(&name, &self.watches.signal(), move || gone(member));
+            }
+        }
+    }
+
+    /// Gives the member's lock back and withdraws its requests for the others'.
+    pub fn release(&self) {
+        self.watches.abort();
+        let _ = self.release.call0(&JsValue::UNDEFINED);
+    }
+}
+
+/// The names of the locks held in this origin right now.
+async fn held_names() -> Vec<String> {
+    let Some(manager) = lock_manager() else { return Vec::new() };
+    let query = Reflect::get(&manager, &JsValue::from_str("query")).ok().and_then(|q| q.dyn_into::<Function>().ok());
+    let Some(snapshot) = query.and_then(|q| q.call0(&manager).ok()).and_then(|p| p.dyn_into::<Promise>().ok()) else { return Vec::new() };
+    let Ok(snapshot) = JsFuture::from(snapshot).await else { return Vec::new() };
+    let held = Reflect::get(&snapshot, &JsValue::from_str("held")).ok().and_then(|h| h.dyn_into::<Array>().ok());
+    held.map(|held| held.iter().filter_map(|lock| Reflect::get(&lock, &JsValue::from_str("name")).ok()?.as_string()).collect()).unwrap_or_default()
+}
+
+/// Calls `gone` once this context is granted the lock `name`, which happens when
+/// its holder released it; the lock is given back at once. Aborting `signal`
+/// withdraws the request.
+fn watch(name: &str, signal: &JsValue, gone: impl FnOnce() + 'static) {
+    let Some(manager) = lock_manager() else { return };
+    let options = Object::new();
+    let _ = Reflect::set(&options, &JsValue::from_str("signal"), signal);
+    let callback = Closure::once_into_js(move |_lock: JsValue| gone());
+    if let Some(requested) = request(&manager, name, &options, &callback) {
+        // A withdrawn request rejects with an AbortError: expected, not reported.
+        let ignore = Closure::once_into_js(|_error: JsValue| {});
+        if let Some(catch) = Reflect::get(&requested, &JsValue::from_str("catch")).ok().and_then(|c| c.dyn_into::<Function>().ok()) {
+            let _ = catch.call1(&requested, &ignore);
+        }
+    }
+}
