@@ -128,6 +128,8 @@ export interface EachMessagePayload {
 }
 
 export interface Consumer {
+  /** This member's id in its group: the `owner` that `bus.stats()` shows for its partitions. */
+  readonly memberId: string;
   subscribe(options: { topic: string; fromBeginning?: boolean } | { topics: string[]; fromBeginning?: boolean }): Promise<void>;
   /** Resolves once the consumer joined its group. */
   run(options: { eachMessage: (payload: EachMessagePayload) => Promise<void> | void }): Promise<void>;

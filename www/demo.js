@@ -15,8 +15,28 @@ const bus = await Bus.open({ name: BUS });
 await bus.createTopic('order.placed', { partitions: 4 });
 const producer = bus.producer();
 
+// Every open tab runs a worker whose consumers are members of both groups. Tabs
+// tell each other which members are theirs, so the owner column names tabs.
+const TAB = `tab ${Math.random().toString(36).slice(2, 5)}`;
+document.querySelector('#tab').textContent = TAB;
+const memberTabs = new Map();
+const tabs = new BroadcastChannel(`${BUS}:tabs`);
+let ownMembers = [];
+const announce = () => tabs.postMessage({ tab: TAB, members: ownMembers });
+tabs.onmessage = ({ data }) => {
+  if (data === 'who') return announce();
+  for (const member of data.members) memberTabs.set(member, data.tab);
+};
+tabs.postMessage('who');
+
 const worker = new Worker('worker.js', { type: 'module' });
-worker.onmessage = ({ data }) => say(data.text, data.kind);
+worker.onmessage = ({ data }) => {
+  if (data.members) {
+    ownMembers = data.members;
+    for (const member of ownMembers) memberTabs.set(member, `${TAB} (this tab)`);
+    announce();
+  } else say(data.text, data.kind);
+};
 
 async function placeOrders(count) {
   const stats = await bus.stats();
@@ -52,7 +72,7 @@ async function render() {
     .flatMap((g) =>
       g.partitions.map(
         (p) =>
-          `<tr>${cell(g.groupId)}${cell(g.topic)}${cell(p.partition)}${cell(p.committedOffset)}${cell(p.lag)}${cell(p.inFlight)}${cell(p.retrying)}${cell(g.deadLettered)}${cell(p.owner ?? '-', 'owner')}</tr>`,
+          `<tr>${cell(g.groupId)}${cell(g.topic)}${cell(p.partition)}${cell(p.committedOffset)}${cell(p.lag)}${cell(p.inFlight)}${cell(p.retrying)}${cell(g.deadLettered)}${cell(p.owner ? (memberTabs.get(p.owner) ?? p.owner) : '-', 'owner')}</tr>`,
       ),
     )
     .join('');

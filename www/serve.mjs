@@ -4,6 +4,7 @@ import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { outboxReceiver } from './outbox-server.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TYPES = {
@@ -17,7 +18,10 @@ const TYPES = {
 
 /** Starts the server on a free port; resolves to `{ url, close() }`. */
 export async function serve(port = 0) {
+  // The outbox demo's server side lives beside the files.
+  const outbox = outboxReceiver('/outbox');
   const server = createServer(async (request, response) => {
+    if (request.url.startsWith('/outbox/')) return outbox.handle(request, response);
     const path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname));
     const file = join(ROOT, path.endsWith('/') ? join(path, 'index.html') : path);
     if (!file.startsWith(ROOT)) {

@@ -34,4 +34,6 @@ await billing.run({
     say(`billing: ${order.id} attempt ${message.attempt}: charged ${order.total} EUR`, 'ok');
   },
 });
-say('worker: fulfilment and billing are running');
+// The page names partition owners by tab: it needs this worker's member ids.
+self.postMessage({ members: [fulfilment.memberId, billing.memberId] });
+say(`worker: fulfilment and billing are running (members ${fulfilment.memberId}, ${billing.memberId})`);

@@ -131,6 +131,13 @@ impl Consumer {
 
 #[wasm_bindgen]
 impl Consumer {
+    /// `consumer.memberId`: this member's id in its group, as `bus.stats()` names
+    /// partition owners.
+    #[wasm_bindgen(getter, js_name = memberId)]
+    pub fn member_id(&self) -> String {
+        self.state.member.clone()
+    }
+
     /// `consumer.subscribe({ topic, fromBeginning })` or `{ topics: [...] }`, before `run`.
     pub fn subscribe(&self, options: JsValue) -> Promise {
         let state = self.state.clone();

@@ -44,6 +44,7 @@ async function everyName(): Promise<void> {
   await consumer.stop();
   const stats: BusStats = await bus.stats();
   const owner: string | null = stats.groups[0].partitions[0].owner;
+  const mine: boolean = owner === consumer.memberId;
   const moved: number = await bus.redrive({ from: 't.dlq', limit: 10 });
   await bus.close();
   try {
@@ -54,7 +55,7 @@ async function everyName(): Promise<void> {
       void code;
     }
   }
-  void [created, partitions, offset, owner, moved];
+  void [created, partitions, offset, owner, mine, moved];
 }
 
 async function mistakesAreTypeErrors(bus: Bus): Promise<void> {
@@ -66,6 +67,8 @@ async function mistakesAreTypeErrors(bus: Bus): Promise<void> {
   await bus.publish('t', 'v', { headers: { a: 1 } });
   // @ts-expect-error storage is "indexeddb" or "memory"
   await Bus.open({ storage: 'disk' });
+  // @ts-expect-error memberId is read-only
+  bus.consumer({ groupId: 'g' }).memberId = 'someone-else';
 }
 
 void kafkaJsPort;
