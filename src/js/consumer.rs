@@ -14,7 +14,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Function, Object, Promise, Reflect, Uint8Array, JSON};
+use js_sys::{Function, Object, Promise, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
@@ -377,6 +377,30 @@ fn error_message(error: &JsValue) -> String {
     error.as_string().unwrap_or_else(|| js_sys::JSON::stringify(error).ok().and_then(|s| s.as_string()).unwrap_or_else(|| "handler failed".into()))
 }
 
+#[wasm_bindgen(inline_js = "export function payload(topic, partition, key, value, names, values, offset, timestamp, id, attempt) {
+  const headers = {};
+  for (let i = 0; i < names.length; i++) headers[names[i]] = values[i];
+  return { topic, partition, message: { key: key ?? null, value, headers, offset, timestamp, id: id ?? null, attempt } };
+}")]
+extern "C" {
+    /// Builds `eachMessage`'s argument in one call: property names cross from wasm
+    /// as text, which costs more per message than the message itself.
+    #[wasm_bindgen(js_name = payload)]
+    #[allow(clippy::too_many_arguments)]
+    fn make_payload(
+        topic: &str,
+        partition: u32,
+        key: Option<String>,
+        value: JsValue,
+        names: Vec<String>,
+        values: Vec<String>,
+        offset: f64,
+        timestamp: f64,
+        id: Option<String>,
+        attempt: u32,
+    ) -> JsValue;
+}
+
 /// `{ topic, partition, message: { key, value, headers, offset, timestamp, id, attempt } }`.
 fn payload(delivery: &Delivery) -> JsValue {
     let m = &delivery.message;
@@ -385,27 +409,6 @@ fn payload(delivery: &Delivery) -> JsValue {
         ValueKind::Bytes => Uint8Array::from(m.value.bytes.as_slice()).into(),
         ValueKind::Json => JSON::parse(&m.value.text()).unwrap_or(JsValue::NULL),
     };
-    let headers = Object::new();
-    for (name, header) in &m.headers {
-        let _ = Reflect::set(&headers, &JsValue::from_str(name), &JsValue::from_str(header));
-    }
-    let message = Object::new();
-    let opt = |s: &Option<String>| s.as_deref().map_or(JsValue::NULL, JsValue::from_str);
-    let fields: [(&str, JsValue); 7] = [
-        ("key", opt(&m.key)),
-        ("value", value),
-        ("headers", headers.into()),
-        ("offset", JsValue::from_f64(m.offset as f64)),
-        ("timestamp", JsValue::from_f64(m.timestamp_ms as f64)),
-        ("id", opt(&m.id)),
-        ("attempt", JsValue::from_f64(f64::from(delivery.attempt))),
-    ];
-    for (name, field) in fields {
-        let _ = Reflect::set(&message, &JsValue::from_str(name), &field);
-    }
-    let payload = Object::new();
-    let _ = Reflect::set(&payload, &JsValue::from_str("topic"), &JsValue::from_str(&delivery.topic));
-    let _ = Reflect::set(&payload, &JsValue::from_str("partition"), &JsValue::from_f64(f64::from(delivery.partition)));
-    let _ = Reflect::set(&payload, &JsValue::from_str("message"), &message);
-    payload.into()
+    let (names, values) = m.headers.iter().cloned().unzip();
+    make_payload(&delivery.topic, delivery.partition, m.key.clone(), value, names, values, m.offset as f64, m.timestamp_ms as f64, m.id.clone(), delivery.attempt)
 }
