@@ -5,7 +5,7 @@
 
 use ferry::core::records::{Key, Record, SCHEMA_VERSION};
 use ferry::core::{BusConfig, Engine, ErrorCode, OutgoingMessage, TopicConfig, Value};
-use ferry::store::indexeddb::{Durability, IndexedDbStore};
+use ferry::store::indexeddb::{Durability, IndexedDbStore, Refresh};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -49,15 +49,16 @@ async fn commits_are_read_back_after_reopening() {
 }
 
 #[wasm_bindgen_test]
-async fn a_stale_view_gets_the_records_to_rebuild_from() {
+async fn a_stale_view_gets_what_changed_or_everything() {
     let name = unique("stale");
     let first = IndexedDbStore::open(&name, Durability::Relaxed).await.expect("open");
     let second = IndexedDbStore::open(&name, Durability::Relaxed).await.expect("open");
-    let mut engine = Engine::open(BusConfig::default(), 1, Vec::new()).expect("engine");
-    engine.create_topic("shared", TopicConfig::default()).expect("topic");
-    let writes = engine.begin_commit();
-    first.transact(0.0, move |_| writes).await.expect("commit");
-    // The second context still believes the database is at count 0.
+    let mut writer = Engine::open(BusConfig::default(), 1, Vec::new()).expect("engine");
+    writer.create_topic("t", TopicConfig::default()).expect("topic");
+    let writes = writer.begin_commit();
+    writer.end_commit(true);
+    let seen = first.transact(0.0, move |_| writes).await.expect("commit");
+    // A context that never saw a commit reads every record.
     let mut handed = None;
     second
         .transact(0.0, |fresh| {
@@ -66,8 +67,29 @@ async fn a_stale_view_gets_the_records_to_rebuild_from() {
         })
         .await
         .expect("transact");
-    let records = handed.expect("the records, because another context committed");
-    assert!(records.iter().any(|(key, _)| matches!(key, Key::Topic(t) if &**t == "shared")));
+    let Some(Refresh::Everything(records)) = handed else { panic!("every record, because another context committed") };
+    let mut follower = Engine::open(BusConfig::default(), 1, records).expect("engine");
+
+    // Two more commits by the first context: the second gets just their keys.
+    let mut count = seen;
+    for _ in 0..2 {
+        let writes = writes_of_a_send(&mut writer, 700);
+        writer.end_commit(true);
+        count = first.transact(count, move |_| writes).await.expect("commit");
+    }
+    let mut handed = None;
+    second
+        .transact(seen, |fresh| {
+            handed = fresh;
+            Vec::new()
+        })
+        .await
+        .expect("transact");
+    let Some(Refresh::Changes(changes)) = handed else { panic!("the changes, because the log reaches back") };
+    assert!(changes.iter().all(|(key, _)| matches!(key, Key::Partition(..) | Key::Chunk(..) | Key::Meta)), "{changes:?}");
+    follower.apply_stored(changes).expect("apply");
+    assert_eq!(follower.stats(), writer.stats());
+    assert_eq!(follower.read_log("t", 0, 0, 2000), writer.read_log("t", 0, 0, 2000));
 }
 
 #[wasm_bindgen_test]

@@ -93,3 +93,8 @@ pub const REDRIVE_LIMIT_MAX: u64 = 10_000;
 
 /// Deliveries handed out by one poll.
 pub const POLL_MAX: usize = 1000;
+
+/// Commits whose changed keys a shared store keeps: a context up to this many
+/// commits behind catches up by reading only what changed; one further behind
+/// (asleep, or a new tab) reads the whole bus once.
+pub const CHANGE_LOG_COMMITS: u64 = 1024;

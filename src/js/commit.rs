@@ -19,7 +19,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::{BusConfig, Engine, FerryError, Result};
-use crate::store::indexeddb::IndexedDbStore;
+use crate::store::indexeddb::{IndexedDbStore, Refresh};
 use crate::store::{MemoryStore, Store};
 
 /// Where a bus opened from JavaScript lives.
@@ -172,12 +172,19 @@ async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
     // The batch is taken with the queue, when the transaction is ready to run it:
     // whatever was queued until then is in this commit, and is settled by it.
     let ran: RefCell<Option<Rc<Batch>>> = RefCell::default();
-    // Takes the queue, runs it on the engine and returns the writes; `fresh`
-    // records (another context committed) rebuild the engine first.
-    let run = |fresh: Option<Vec<(crate::core::records::Key, crate::core::records::Record)>>| -> Result<Vec<crate::core::Write>> {
+    // Takes the queue, runs it on the engine and returns the writes; what another
+    // context committed (`fresh`) is brought in first.
+    let run = |fresh: Option<Refresh>| -> Result<Vec<crate::core::Write>> {
         let mut committer = shared.try_borrow_mut().map_err(|_| reentered())?;
-        if let Some(records) = fresh {
-            committer.engine = Engine::open(committer.config.clone(), committer.seed, records)?;
+        let caught_up = match fresh {
+            None => Ok(()),
+            Some(Refresh::Everything(records)) => Engine::open(committer.config.clone(), committer.seed, records).map(|engine| committer.engine = engine),
+            Some(Refresh::Changes(changes)) => committer.engine.apply_stored(changes),
+        };
+        if let Err(e) = caught_up {
+            // The view may be half updated: the next commit rebuilds it from every record.
+            committer.seen = -1.0;
+            return Err(e);
         }
         *ran.borrow_mut() = committer.open.take();
         let queue = std::mem::take(&mut committer.queue);

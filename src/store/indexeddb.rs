@@ -11,8 +11,11 @@
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{IdbDatabase, IdbFactory, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
+use std::collections::BTreeSet;
 
+use web_sys::{IdbDatabase, IdbFactory, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
+
+use crate::core::limits::CHANGE_LOG_COMMITS;
 use crate::core::records::{Key, KeyPart, Record};
 use crate::core::{ErrorCode, FerryError, Name, Write};
 
@@ -21,6 +24,9 @@ const RECORDS: &str = "records";
 /// The key (outside the records' array keys) of the commit count: how many commits
 /// the database has seen, so a context knows when others changed it.
 const VERSION_KEY: &str = "version";
+/// The first component of change-log keys `[CHANGE_LOG, commit]`, whose values list
+/// the keys that commit wrote; no record kind is negative.
+const CHANGE_LOG: f64 = -1.0;
 /// The IndexedDB database version this layout needs; a newer database was written
 /// by a newer ferry.
 const DATABASE_VERSION: u32 = 1;
@@ -84,6 +90,23 @@ fn key_to_js(key: &Key) -> JsValue {
         });
     }
     array.into()
+}
+
+fn change_key(commit: f64) -> JsValue {
+    Array::of2(&JsValue::from_f64(CHANGE_LOG), &JsValue::from_f64(commit)).into()
+}
+
+fn is_change_key(key: &JsValue) -> bool {
+    Array::is_array(key) && key.unchecked_ref::<Array>().get(0).as_f64() == Some(CHANGE_LOG)
+}
+
+/// What a context that fell behind reads to catch up.
+pub enum Refresh {
+    /// Every record: rebuild from scratch.
+    Everything(Vec<(Key, Record)>),
+    /// The keys changed since it last looked, with their records now (`None`:
+    /// deleted).
+    Changes(Vec<Write>),
 }
 
 fn key_from_js(value: &JsValue) -> Result<Key, FerryError> {
@@ -167,36 +190,42 @@ impl IndexedDbStore {
     }
 
     /// One readwrite transaction. When another context committed since `seen` (a
-    /// commit count), every record is read first and handed to `run`, which must
-    /// rebuild from them; `run` then returns the writes, stored with the next
-    /// count. Resolves to the count the database is at afterwards.
+    /// commit count), what changed since (or, far behind, every record) is read
+    /// first and handed to `run`, which must bring its view up to date with it;
+    /// `run` then returns the writes, stored with the next count and the list of
+    /// keys they touch. Resolves to the count the database is at afterwards.
     ///
     /// This is what makes one bus safe to share: every context's operations run on
     /// what the database holds at that moment, inside the transaction that stores
     /// their outcome, and IndexedDB serialises readwrite transactions across the
     /// origin.
-    pub async fn transact(&self, seen: f64, run: impl FnOnce(Option<Vec<(Key, Record)>>) -> Vec<Write>) -> Result<f64, FerryError> {
+    pub async fn transact(&self, seen: f64, run: impl FnOnce(Option<Refresh>) -> Vec<Write>) -> Result<f64, FerryError> {
         let tx = self.transaction(IdbTransactionMode::Readwrite)?;
         let store = tx.object_store(RECORDS).map_err(|e| storage_error("commit", &e))?;
         let version_request = store.get(&JsValue::from_str(VERSION_KEY)).map_err(|e| storage_error("commit", &e))?;
         let version = request(&version_request, "commit").await?.as_f64().unwrap_or(0.0);
-        let fresh = if version == seen { None } else { Some(read_all(&tx).await?.0) };
+        let fresh = if version == seen { None } else { Some(read_since(&tx, &store, seen, version).await?) };
         let writes = run(fresh);
         if writes.is_empty() {
             completion(&tx, "commit").await?;
             return Ok(version);
         }
+        let changed = Array::new();
         for (key, record) in &writes {
+            let js_key = key_to_js(key);
             let issued = match record {
-                Some(record) => store.put_with_key(&Uint8Array::from(record.encode().as_slice()), &key_to_js(key)),
-                None => store.delete(&key_to_js(key)),
+                Some(record) => store.put_with_key(&Uint8Array::from(record.encode().as_slice()), &js_key),
+                None => store.delete(&js_key),
             };
             if let Err(error) = issued {
                 let _ = tx.abort();
                 return Err(storage_error("commit", &error));
             }
+            changed.push(&js_key);
         }
         let next = version + 1.0;
+        store.put_with_key(&changed, &change_key(next)).map_err(|e| storage_error("commit", &e))?;
+        store.delete(&change_key(next - CHANGE_LOG_COMMITS as f64)).map_err(|e| storage_error("commit", &e))?;
         store.put_with_key(&JsValue::from_f64(next), &JsValue::from_str(VERSION_KEY)).map_err(|e| storage_error("commit", &e))?;
         completion(&tx, "commit").await?;
         Ok(next)
@@ -217,10 +246,50 @@ async fn read_all(tx: &IdbTransaction) -> Result<(Vec<(Key, Record)>, f64), Ferr
             version = value.as_f64().unwrap_or(0.0);
             continue;
         }
+        if is_change_key(&key) {
+            continue;
+        }
         let key = key_from_js(&key)?;
-        let bytes: Uint8Array = value.dyn_into().map_err(|_| FerryError::storage("corrupt record in IndexedDB: not bytes"))?;
-        let record = Record::decode(&key, &bytes.to_vec())?;
+        let record = record_from_js(&key, value)?;
         records.push((key, record));
     }
     Ok((records, version))
+}
+
+fn record_from_js(key: &Key, value: JsValue) -> Result<Record, FerryError> {
+    let bytes: Uint8Array = value.dyn_into().map_err(|_| FerryError::storage("corrupt record in IndexedDB: not bytes"))?;
+    Record::decode(key, &bytes.to_vec())
+}
+
+/// What changed from commit `seen` to `version`: the keys the change log lists,
+/// with their records now; every record when the log no longer reaches back.
+async fn read_since(tx: &IdbTransaction, store: &IdbObjectStore, seen: f64, version: f64) -> Result<Refresh, FerryError> {
+    let behind = version - seen;
+    if seen >= 1.0 && behind >= 1.0 && behind < CHANGE_LOG_COMMITS as f64 {
+        let range = IdbKeyRange::bound(&change_key(seen + 1.0), &change_key(version)).map_err(|e| storage_error("load", &e))?;
+        let lists = store.get_all_with_key(&range).map_err(|e| storage_error("load", &e))?;
+        let lists: Array = request(&lists, "load").await?.unchecked_into();
+        if f64::from(lists.length()) == behind {
+            let mut keys = BTreeSet::new();
+            for list in lists.iter() {
+                for key in list.unchecked_into::<Array>().iter() {
+                    keys.insert(key_from_js(&key)?);
+                }
+            }
+            // Every read is issued before the first is awaited: one round trip.
+            let mut reads = Vec::with_capacity(keys.len());
+            for key in keys {
+                let read = store.get(&key_to_js(&key)).map_err(|e| storage_error("load", &e))?;
+                reads.push((key, read));
+            }
+            let mut changes = Vec::with_capacity(reads.len());
+            for (key, read) in reads {
+                let value = request(&read, "load").await?;
+                let record = if value.is_undefined() { None } else { Some(record_from_js(&key, value)?) };
+                changes.push((key, record));
+            }
+            return Ok(Refresh::Changes(changes));
+        }
+    }
+    Ok(Refresh::Everything(read_all(tx).await?.0))
 }

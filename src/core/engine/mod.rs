@@ -143,12 +143,7 @@ impl Engine {
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
         records.sort_by(|a, b| a.0.cmp(&b.0));
         if let Some((_, Record::Meta { schema_version })) = records.first() {
-            if *schema_version > SCHEMA_VERSION {
-                return Err(FerryError::new(
-                    ErrorCode::IncompatibleStorage,
-                    format!("the bus was written by schema version {schema_version}; this ferry reads up to {SCHEMA_VERSION}"),
-                ));
-            }
+            refuse_newer(*schema_version)?;
         }
         for (key, record) in records {
             engine.write(&key, Some(record))?;
@@ -157,6 +152,28 @@ impl Engine {
             engine.put(Key::Meta, Some(Record::Meta { schema_version: SCHEMA_VERSION }));
         }
         Ok(engine)
+    }
+
+    /// Applies what other contexts stored since this engine last looked: each
+    /// changed key with its stored record, or `None` where it was deleted. The
+    /// engine ends as [`Engine::open`] on the stored records would build it, at the
+    /// cost of the changes instead of the whole bus. Call it between commits only.
+    pub fn apply_stored(&mut self, mut changes: Vec<Write>) -> Result<()> {
+        if let Some((_, Some(Record::Meta { schema_version }))) = changes.iter().find(|(key, _)| *key == Key::Meta) {
+            refuse_newer(*schema_version)?;
+        }
+        // Parents before children for what is stored, children first for what is
+        // deleted: the order a rebuild from scratch would see.
+        changes.sort_by(|(a, ra), (b, rb)| match (ra.is_some(), rb.is_some()) {
+            (true, true) => a.cmp(b),
+            (false, false) => b.cmp(a),
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+        });
+        for (key, record) in changes {
+            self.write(&key, record)?;
+        }
+        Ok(())
     }
 
     /// True when operations since the last commit wrote something.
@@ -446,3 +463,14 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+
+/// Storage written by a newer ferry is refused rather than misread.
+fn refuse_newer(schema_version: u32) -> Result<()> {
+    if schema_version > SCHEMA_VERSION {
+        return Err(FerryError::new(
+            ErrorCode::IncompatibleStorage,
+            format!("the bus was written by schema version {schema_version}; this ferry reads up to {SCHEMA_VERSION}"),
+        ));
+    }
+    Ok(())
+}
