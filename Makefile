@@ -78,6 +78,7 @@ check-core:
 bench: pkg setup-browser
 	$(CARGO) bench --bench throughput
 	node benches/browser.mjs
+	node benches/contexts.mjs
 
 ## A longer simulation: `make sim SEEDS=100000 SEED=0`.
 sim: setup-rust

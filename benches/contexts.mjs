@@ -1,0 +1,227 @@
+// Runs www/bench-contexts.html in several pages of one headless Chromium context
+// sharing a bus, and prints what crossing contexts costs: latency beside a raw
+// BroadcastChannel round trip between the same pages, throughput of 4 consumer
+// pages beside 1, and failover after a closed tab. Figures only: nothing here
+// fails on timing. `node benches/contexts.mjs` after `make pkg`.
+import { serve } from '../www/serve.mjs';
+import { launch } from '../tests/js/chromium.mjs';
+
+const LATENCY_MESSAGES = 1000;
+const WARM_UP = 50;
+const THROUGHPUT_MESSAGES = 1000;
+const THROUGHPUT_PARTITIONS = 8;
+const THROUGHPUT_RUNS = 3;
+const FAILOVER_RUNS = 10;
+const FLOW_PARTITIONS = 2;
+// The browser alone takes tens of milliseconds to release a closed page's locks,
+// so at this rate a message of its partition is already waiting when the other
+// member takes over: the figure is the failover, not the wait for the next send.
+// (A much faster flow makes failover slower: every commit then queues behind it.)
+const FLOW_INTERVAL_MS = 10;
+// How long the flow runs after the owners settled, before the tab is closed.
+const FLOW_BEFORE_CLOSE_MS = 200;
+// Waiting this long for something means it is lost or stuck, not slow.
+const GIVE_UP_MS = 60_000;
+// After the flow stops, the surviving member handles the rest within this.
+const CATCH_UP_MS = 5000;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+const percentile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))];
+const median = (xs) => percentile(xs, 0.5);
+const unique = (label) => `bench-${label}-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+/** Node's clock on the pages' scale: epoch milliseconds, sub-millisecond. */
+const nodeClock = () => performance.timeOrigin + performance.now();
+
+/** Calls `window.contexts[name](...args)` in `page`. */
+const call = (page, name, ...args) => page.evaluate(([name, args]) => window.contexts[name](...args), [name, args]);
+
+async function openPage(context, url) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${url}/www/bench-contexts.html`);
+  await page.waitForFunction(() => document.title === 'ready');
+  return page;
+}
+
+/** Polls `check` until it returns something truthy, and returns that. */
+async function until(what, check, intervalMs = 10) {
+  const giveUpAt = Date.now() + GIVE_UP_MS;
+  for (;;) {
+    const found = await check();
+    if (found) return found;
+    if (Date.now() > giveUpAt) throw new Error(`gave up after ${GIVE_UP_MS / 1000} s waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** p50 and p99 (ms) of raw round trips and of ferry's publish -> eachMessage, A to B. */
+async function latency(a, b) {
+  const channel = unique('echo');
+  await call(b, 'echo', channel);
+  const roundTrip = await call(a, 'roundTrips', channel, LATENCY_MESSAGES, WARM_UP);
+  const [bus, reports] = [unique('latency'), unique('reports')];
+  await call(b, 'reportLatency', bus, 'latency', reports);
+  const ferry = await call(a, 'publishOneAtATime', bus, 'latency', reports, LATENCY_MESSAGES, WARM_UP);
+  await Promise.all([call(a, 'reset'), call(b, 'reset')]);
+  const spread = (xs) => ({ p50: percentile(xs, 0.5), p99: percentile(xs, 0.99) });
+  return { roundTrip: spread(roundTrip), ferry: spread(ferry) };
+}
+
+/**
+ * Once every preloaded message was handled in one of `pages` (duplicates across
+ * pages not counted), their progress; else null.
+ */
+async function allHandled(pages) {
+  const progress = await Promise.all(pages.map((p) => call(p, 'progress')));
+  if (sum(progress.map((p) => p.handled)) < THROUGHPUT_MESSAGES) return null;
+  const keys = new Set((await Promise.all(pages.map((p) => call(p, 'handledKeys')))).flat());
+  return keys.size >= THROUGHPUT_MESSAGES ? progress : null;
+}
+
+/**
+ * Messages per second for one group spread over `pages`, from the first start to
+ * the last message handled, and how many deliveries were repeats.
+ */
+async function throughput(pages) {
+  const bus = unique('throughput');
+  await call(pages[0], 'preload', bus, 'work', THROUGHPUT_PARTITIONS, THROUGHPUT_MESSAGES);
+  const options = { groupId: 'work', ordering: 'partition', concurrency: 8 };
+  await Promise.all(pages.map((p) => call(p, 'prepareMember', bus, 'work', options)));
+  const starts = await Promise.all(pages.map((p, i) => call(p, 'startMember', `page${i}`, null)));
+  const progress = await until('every preloaded message handled', () => allHandled(pages), 20);
+  const ms = Math.max(...progress.map((p) => p.lastAt)) - Math.min(...starts);
+  await Promise.all(pages.map((p) => call(p, 'reset')));
+  return { rate: (THROUGHPUT_MESSAGES / ms) * 1000, repeats: sum(progress.map((p) => p.deliveries)) - THROUGHPUT_MESSAGES };
+}
+
+/** Median rate of 1 and of 4 consumer pages, runs interleaved so drift hits both alike. */
+async function throughputs(pages) {
+  const runs = { one: [], four: [] };
+  for (let i = 0; i < THROUGHPUT_RUNS; i++) {
+    runs.one.push(await throughput(pages.slice(0, 1)));
+    runs.four.push(await throughput(pages.slice(0, 4)));
+  }
+  const summary = (rs) => ({ rate: median(rs.map((r) => r.rate)), repeats: sum(rs.map((r) => r.repeats)) });
+  return { one: summary(runs.one), four: summary(runs.four) };
+}
+
+/** The pages' clock minus Node's, from the exchange with the shortest round trip. */
+async function clockOffset(page) {
+  let best = { roundTrip: Infinity, offset: 0 };
+  for (let i = 0; i < 20; i++) {
+    const before = nodeClock();
+    const theirs = await call(page, 'clock');
+    const after = nodeClock();
+    if (after - before < best.roundTrip) best = { roundTrip: after - before, offset: theirs - (before + after) / 2 };
+  }
+  return best.offset;
+}
+
+/** The label of the page handling partition 0 once each member owns one partition. */
+async function ownerOfPartition0(producer) {
+  const bothOwn = ({ owners }) => owners.length === FLOW_PARTITIONS && owners.every(Boolean) && new Set(owners).size === FLOW_PARTITIONS;
+  const { at } = await until('each member owning a partition', async () => {
+    const o = await call(producer, 'owners');
+    return bothOwn(o) && o;
+  });
+  await sleep(FLOW_BEFORE_CLOSE_MS);
+  const handled = (await call(producer, 'flowLog', at)).filter((e) => e.partition === 0);
+  if (handled.length === 0) throw new Error(`partition 0 not handled within ${FLOW_BEFORE_CLOSE_MS} ms of the rebalance`);
+  return handled.at(-1).label;
+}
+
+/** `partition:offset` of the `sentPerPartition` messages of each partition not in `log`. */
+function missingFrom(log, sentPerPartition) {
+  const seen = new Set(log.map((e) => `${e.partition}:${e.offset}`));
+  const partitions = Array.from({ length: FLOW_PARTITIONS }, (_, p) => p);
+  const all = partitions.flatMap((p) => Array.from({ length: sentPerPartition }, (_, offset) => `${p}:${offset}`));
+  return all.filter((key) => !seen.has(key));
+}
+
+/** The flow's messages no member was seen handling once the survivor caught up. */
+async function unhandled(producer, sentPerPartition) {
+  const giveUpAt = Date.now() + CATCH_UP_MS;
+  for (;;) {
+    const missing = missingFrom(await call(producer, 'flowLog', 0), sentPerPartition);
+    if (missing.length === 0 || Date.now() > giveUpAt) return missing;
+    await sleep(50);
+  }
+}
+
+/**
+ * One failover: two member pages share a flow on two partitions; the page owning
+ * partition 0 is closed. Resolves to the time (ms) until the other page handles a
+ * message of partition 0, the time until a raw Web Lock the closed page held is
+ * granted in another page (the browser's own notice, ferry's floor), and what was
+ * never handled.
+ */
+async function failover(context, url, producer, offset) {
+  const [bus, log, lock] = [unique('failover'), unique('log'), unique('alive')];
+  const pages = { x: await openPage(context, url), y: await openPage(context, url) };
+  // The topic must have its two partitions before a member joins (and so creates it).
+  await call(producer, 'startFlow', bus, 'flow', FLOW_PARTITIONS, FLOW_INTERVAL_MS, log);
+  for (const [label, page] of Object.entries(pages)) {
+    await call(page, 'prepareMember', bus, 'flow', { groupId: 'flow' });
+    await call(page, 'startMember', label, log);
+  }
+  const closing = await ownerOfPartition0(producer);
+  const survivor = closing === 'x' ? 'y' : 'x';
+  await call(pages[closing], 'holdLock', lock);
+  await call(producer, 'awaitLock', lock);
+  const closedAt = nodeClock() + offset;
+  await pages[closing].close();
+  const next = await until(`page ${survivor} handling partition 0 after page ${closing} closed`, async () =>
+    (await call(producer, 'flowLog', closedAt)).find((e) => e.label === survivor && e.partition === 0),
+  );
+  const lockAt = await until('the closed page\'s lock granted', () => call(producer, 'lockGranted'));
+  const sent = await call(producer, 'stopFlow');
+  const missing = await unhandled(producer, sent);
+  await call(pages[survivor], 'reset');
+  await pages[survivor].close();
+  await call(producer, 'reset');
+  return { ms: next.at - closedAt, lockMs: lockAt - closedAt, missing };
+}
+
+async function failovers(context, url, producer) {
+  const offset = await clockOffset(producer);
+  const runs = [];
+  for (let i = 0; i < FAILOVER_RUNS; i++) runs.push(await failover(context, url, producer, offset));
+  return runs;
+}
+
+function report(lat, tput, fail) {
+  const ms = (n) => `${n.toFixed(2).padStart(6)} ms`;
+  const rate = (n) => Math.round(n).toLocaleString('en-US').padStart(8);
+  console.log('ferry across pages of one headless Chromium context (IndexedDB bus, BroadcastChannel wake-ups, Web Locks failover)');
+  console.log(`  latency, page A publish -> page B eachMessage, 1-partition topic, ${LATENCY_MESSAGES.toLocaleString('en-US')} messages one at a time`);
+  console.log(`    raw BroadcastChannel round trip A -> B -> A  p50 ${ms(lat.roundTrip.p50)}  p99 ${ms(lat.roundTrip.p99)}  (baseline)`);
+  console.log(`    ferry publish -> eachMessage                 p50 ${ms(lat.ferry.p50)}  p99 ${ms(lat.ferry.p99)}  (target p50 <= 3 ms, p99 <= 15 ms)`);
+  console.log(`  throughput, ${THROUGHPUT_MESSAGES.toLocaleString('en-US')} preloaded 256-byte messages, ${THROUGHPUT_PARTITIONS} partitions, one group (ordering partition, concurrency 8), median of ${THROUGHPUT_RUNS} runs`);
+  console.log(`    1 consumer page   ${rate(tput.one.rate)} msg/s  (baseline)`);
+  console.log(`    4 consumer pages  ${rate(tput.four.rate)} msg/s  ${(tput.four.rate / tput.one.rate).toFixed(2)}x`);
+  const repeats = tput.one.repeats + tput.four.repeats;
+  if (repeats > 0) console.log(`    (${repeats} deliveries were repeats of a message already handled)`);
+  const spread = (xs) => `median ${ms(median(xs))}  (min ${ms(Math.min(...xs)).trim()}, max ${ms(Math.max(...xs)).trim()})`;
+  console.log(`  failover, 2 member pages, ${FLOW_PARTITIONS} partitions, a message to each every ${FLOW_INTERVAL_MS} ms; close the page owning partition 0, ${FAILOVER_RUNS} runs`);
+  console.log(`    close -> a raw Web Lock it held granted in another page  ${spread(fail.map((r) => r.lockMs))}  (baseline)`);
+  console.log(`    close -> next message of partition 0 handled elsewhere   ${spread(fail.map((r) => r.ms))}`);
+  const missing = fail.flatMap((r, i) => (r.missing.length ? [`run ${i + 1}: ${r.missing.join(' ')}`] : []));
+  if (missing.length) console.log(`    never seen handled (partition:offset): ${missing.join('; ')}`);
+}
+
+const server = await serve();
+const browser = await launch();
+try {
+  // One context: the pages share an origin's IndexedDB, BroadcastChannels and Web Locks.
+  const context = await browser.newContext();
+  const pages = [];
+  for (let i = 0; i < 4; i++) pages.push(await openPage(context, server.url));
+  const lat = await latency(pages[0], pages[1]);
+  const tput = await throughputs(pages);
+  const fail = await failovers(context, server.url, pages[0]);
+  report(lat, tput, fail);
+} finally {
+  await browser.close();
+  await server.close();
+}

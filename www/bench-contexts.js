@@ -1,0 +1,226 @@
+// One page of the benchmarks across contexts: benches/contexts.mjs opens several of
+// these in one browser context and calls the functions below through
+// `window.contexts`. A page only does its part (send, echo, consume, record); every
+// time comes from clock(), which the pages of one browser share, so a figure may
+// start in one page and end in another.
+import { Bus } from 'ferry';
+
+const VALUE = 'v'.repeat(256);
+
+/** Milliseconds since the epoch with sub-millisecond resolution, the same in every page. */
+const clock = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What this page opened, closed again by reset() so that one page serves many runs. */
+const opened = [];
+
+function keep(closable) {
+  opened.push(closable);
+  return closable;
+}
+
+async function reset() {
+  for (const closable of opened.splice(0)) await closable.close();
+}
+
+const openBus = async (name) => keep(await Bus.open({ name }));
+
+/** Resolves with the first message on `channel` that `accept` takes. */
+function nextMessage(channel, accept) {
+  return new Promise((resolve) => {
+    const listener = ({ data }) => {
+      if (!accept(data)) return;
+      channel.removeEventListener('message', listener);
+      resolve(data);
+    };
+    channel.addEventListener('message', listener);
+  });
+}
+
+// --- Latency ---------------------------------------------------------------
+
+/** The far end of the raw round trip: sends every message on `name` straight back. */
+function echo(name) {
+  const channel = keep(new BroadcastChannel(name));
+  channel.onmessage = ({ data }) => channel.postMessage(data);
+}
+
+/**
+ * Round trips (ms) of `count` messages, one at a time, to the page echoing on
+ * `name`, after `warmUp` that are not counted.
+ */
+async function roundTrips(name, count, warmUp) {
+  const channel = keep(new BroadcastChannel(name));
+  const samples = [];
+  for (let seq = 0; seq < warmUp + count; seq++) {
+    const back = nextMessage(channel, (n) => n === seq);
+    const start = clock();
+    channel.postMessage(seq);
+    await back;
+    samples.push(clock() - start);
+  }
+  return samples.slice(warmUp);
+}
+
+/** Consumes a new one-partition `topic`, telling the sender on `reportTo` how long each message took. */
+async function reportLatency(busName, topic, reportTo) {
+  const bus = await openBus(busName);
+  await bus.createTopic(topic, { partitions: 1 });
+  const channel = keep(new BroadcastChannel(reportTo));
+  const consumer = bus.consumer({ groupId: 'latency' });
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) => channel.postMessage({ seq: message.value.seq, ms: clock() - message.value.sentAt }),
+  });
+}
+
+/**
+ * Publishes `warmUp + count` messages, each once the previous one was handled;
+ * resolves to the latencies (ms) of the last `count`.
+ */
+async function publishOneAtATime(busName, topic, reportTo, count, warmUp) {
+  const bus = await openBus(busName);
+  const channel = keep(new BroadcastChannel(reportTo));
+  const samples = [];
+  for (let seq = 0; seq < warmUp + count; seq++) {
+    // Listening before sending: the report may come before publish resolves.
+    const handled = nextMessage(channel, (report) => report.seq === seq);
+    await bus.publish(topic, { seq, sentAt: clock() });
+    samples.push((await handled).ms);
+  }
+  return samples.slice(warmUp);
+}
+
+// --- Consumer group members (throughput, failover) ---------------------------
+
+let member = null;
+
+/** Opens the bus and subscribes a consumer, without running it yet. */
+async function prepareMember(busName, topic, options) {
+  const bus = await openBus(busName);
+  const consumer = bus.consumer(options);
+  await consumer.subscribe({ topic, fromBeginning: true });
+  member = { consumer, handled: new Set(), deliveries: 0, lastAt: 0, log: null };
+}
+
+/**
+ * Runs the prepared consumer; resolves to the time it was started. With `logTo`,
+ * every delivery is also told to the page collecting on that channel, so that what
+ * a page handled just before it was closed is not lost with it.
+ */
+async function startMember(label, logTo) {
+  const m = member;
+  m.log = logTo ? keep(new BroadcastChannel(logTo)) : null;
+  const startedAt = clock();
+  await m.consumer.run({
+    eachMessage: async ({ partition, message }) => {
+      const at = clock();
+      m.deliveries++;
+      m.handled.add(`${partition}:${message.offset}`);
+      m.lastAt = at;
+      m.log?.postMessage({ label, partition, offset: message.offset, at });
+    },
+  });
+  return startedAt;
+}
+
+const progress = () => ({ handled: member.handled.size, deliveries: member.deliveries, lastAt: member.lastAt });
+const handledKeys = () => [...member.handled];
+
+// --- Preload and flow (producer side) ------------------------------------------
+
+/** Stores `count` messages of 256 bytes in a new topic, spread round-robin. */
+async function preload(busName, topic, partitions, count) {
+  const bus = await Bus.open({ name: busName });
+  await bus.createTopic(topic, { partitions });
+  const producer = bus.producer();
+  const batch = Array.from({ length: 100 }, () => ({ value: VALUE }));
+  for (let sent = 0; sent < count; sent += batch.length) await producer.send({ topic, messages: batch.slice(0, count - sent) });
+  await bus.close();
+}
+
+let flow = null;
+
+/**
+ * Sends one message to every partition of a new topic every `intervalMs` until
+ * stopFlow(), and collects what the members log on `logFrom`.
+ */
+async function startFlow(busName, topic, partitions, intervalMs, logFrom) {
+  const bus = await openBus(busName);
+  await bus.createTopic(topic, { partitions });
+  const log = [];
+  keep(new BroadcastChannel(logFrom)).onmessage = ({ data }) => log.push(data);
+  const messages = Array.from({ length: partitions }, (_, partition) => ({ value: VALUE, partition }));
+  const f = { bus, log, running: true, sent: 0 };
+  f.done = (async () => {
+    const producer = bus.producer();
+    while (f.running) {
+      await producer.send({ topic, messages });
+      f.sent++;
+      await sleep(intervalMs);
+    }
+  })();
+  flow = f;
+}
+
+/** Stops the flow; resolves to how many messages each partition received. */
+async function stopFlow() {
+  flow.running = false;
+  await flow.done;
+  return flow.sent;
+}
+
+/** The member owning each partition of the flow's group now, and when that was read. */
+async function owners() {
+  const stats = await flow.bus.stats();
+  return { owners: stats.groups[0]?.partitions.map((p) => p.owner) ?? [], at: clock() };
+}
+
+// --- Raw Web Lock handoff (the failover's baseline) ----------------------------
+
+/** Resolves once this page holds the lock `name`, which it keeps until it is closed. */
+function holdLock(name) {
+  return new Promise((held) =>
+    navigator.locks.request(name, () => {
+      held();
+      return new Promise(() => {});
+    }),
+  );
+}
+
+let lockGrantedAt = null;
+
+/** Asks for the lock `name`; it is granted here once the page holding it is gone. */
+function awaitLock(name) {
+  lockGrantedAt = null;
+  navigator.locks.request(name, () => {
+    lockGrantedAt = clock();
+  });
+}
+
+const lockGranted = () => lockGrantedAt;
+
+/** What the members logged of the flow, handled after `since`. */
+const flowLog = (since) => flow.log.filter((entry) => entry.at > since);
+
+window.contexts = {
+  clock,
+  reset,
+  echo,
+  roundTrips,
+  reportLatency,
+  publishOneAtATime,
+  prepareMember,
+  startMember,
+  progress,
+  handledKeys,
+  preload,
+  startFlow,
+  stopFlow,
+  owners,
+  flowLog,
+  holdLock,
+  awaitLock,
+  lockGranted,
+};
+document.title = 'ready';
