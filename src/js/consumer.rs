@@ -97,9 +97,47 @@ pub(super) struct State {
     subscriptions: RefCell<Vec<Subscription>>,
     running: Cell<bool>,
     stopped: Cell<bool>,
-    in_flight: Cell<u32>,
+    /// Handler calls holding a slot of `concurrency`.
+    slots: RefCell<Vec<Rc<Slot>>>,
     /// The member's Web Lock, while it runs in a context that has them.
     lock: RefCell<Option<Rc<MemberLock>>>,
+}
+
+/// One handler call's hold on a slot: until it settles, or its ack timeout passes.
+/// One sweep over the slots replaces a timer per message.
+struct Slot {
+    give_up_at_ms: f64,
+    held: Cell<bool>,
+}
+
+impl State {
+    fn in_flight(&self) -> u32 {
+        self.slots.borrow().len() as u32
+    }
+
+    /// Takes a slot for a handler call starting now.
+    fn take_slot(&self, now_ms: f64) -> Rc<Slot> {
+        let slot = Rc::new(Slot { give_up_at_ms: now_ms + self.config.ack_timeout_ms as f64, held: Cell::new(true) });
+        self.slots.borrow_mut().push(slot.clone());
+        slot
+    }
+
+    /// Gives back the slots of handlers past their ack timeout (and of settled ones).
+    /// Such a handler is a failed attempt that the engine counts when its lease runs
+    /// out; whatever it does later is ignored.
+    fn sweep_slots(&self, now_ms: f64) {
+        self.slots.borrow_mut().retain(|slot| {
+            if now_ms >= slot.give_up_at_ms {
+                slot.held.set(false);
+            }
+            slot.held.get()
+        });
+    }
+
+    /// When the next held slot's ack timeout passes.
+    fn next_give_up_ms(&self) -> f64 {
+        self.slots.borrow().iter().map(|slot| slot.give_up_at_ms).fold(f64::MAX, f64::min)
+    }
 }
 
 #[wasm_bindgen]
@@ -122,7 +160,7 @@ impl Consumer {
             subscriptions: RefCell::new(Vec::new()),
             running: Cell::new(false),
             stopped: Cell::new(false),
-            in_flight: Cell::new(0),
+            slots: RefCell::default(),
             lock: RefCell::new(None),
         };
         Ok(Consumer { shared, state: Rc::new(state) })
@@ -216,8 +254,13 @@ pub(super) async fn stop(shared: &Shared, state: &Rc<State>) -> Result<()> {
     let wakers = shared.wakers.clone();
     wakers.wake_all();
     let give_up_at = js_sys::Date::now() + state.config.ack_timeout_ms as f64;
-    while state.in_flight.get() > 0 && js_sys::Date::now() < give_up_at {
-        wakers.sleep(give_up_at - js_sys::Date::now()).await;
+    loop {
+        let now_ms = js_sys::Date::now();
+        state.sweep_slots(now_ms);
+        if state.in_flight() == 0 || now_ms >= give_up_at {
+            break;
+        }
+        wakers.sleep(state.next_give_up_ms().min(give_up_at) - now_ms).await;
     }
     let (group, member) = (state.group.clone(), state.member.clone());
     shared.consumers.borrow_mut().retain(|c| !Rc::ptr_eq(c, state));
@@ -276,7 +319,8 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
     let mut tick_due_ms = 0.0;
     while !state.stopped.get() {
         let now_ms = js_sys::Date::now();
-        let free = state.config.concurrency.saturating_sub(state.in_flight.get()) as usize;
+        state.sweep_slots(now_ms);
+        let free = state.config.concurrency.saturating_sub(state.in_flight()) as usize;
         let (tick_due, heartbeat_due) = (now_ms >= tick_due_ms, now_ms >= heartbeat_due_ms);
         let member = state.clone();
         let polled = operate(&shared, move |e, now| {
@@ -308,65 +352,44 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
         let deliveries = polled.unwrap_or_default();
         let idle = deliveries.is_empty();
         for delivery in deliveries {
-            state.in_flight.set(state.in_flight.get() + 1);
-            spawn_local(handle(shared.clone(), state.clone(), handler.clone(), delivery));
+            let slot = state.take_slot(js_sys::Date::now());
+            spawn_local(handle(shared.clone(), state.clone(), handler.clone(), delivery, slot));
         }
-        // Nothing to hand out, or every slot taken: sleep until something is due;
-        // an append (here or in another context) or a finishing handler wakes the loop.
-        if idle || state.in_flight.get() >= state.config.concurrency {
+        // Nothing to hand out, or every slot taken: sleep until something is due (a
+        // retry, a lease, an ack timeout, the heartbeat); an append (here or in another
+        // context) or a finishing handler wakes the loop.
+        if idle || state.in_flight() >= state.config.concurrency {
             let next_due = read_cached(&shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
-            wakers.sleep(next_due.min(heartbeat_due_ms).max(now_ms + 1.0) - js_sys::Date::now()).await;
+            let wake_at = next_due.min(heartbeat_due_ms).min(state.next_give_up_ms()).max(now_ms + 1.0);
+            wakers.sleep(wake_at - js_sys::Date::now()).await;
         }
     }
 }
 
-/// Runs `eachMessage` for one delivery and settles it with the engine.
-async fn handle(shared: Shared, state: Rc<State>, handler: Function, delivery: Delivery) {
-    let payload = payload(&delivery);
-    let outcome = match handler.call1(&JsValue::UNDEFINED, &payload) {
-        Err(thrown) => Some(Err(thrown)),
-        Ok(returned) => {
-            let settled = Promise::resolve(&returned);
-            let timeout_ms = state.config.ack_timeout_ms as f64;
-            let timed_out = JsValue::from_str("ferry:ack-timeout");
-            let mut timer_handle = JsValue::UNDEFINED;
-            let timer = Promise::new(&mut |resolve: Function, _reject: Function| {
-                let marker = timed_out.clone();
-                let resolve_marker = Closure::once_into_js(move || {
-                    let _ = resolve.call1(&JsValue::UNDEFINED, &marker);
-                });
-                timer_handle = set_timeout(resolve_marker.unchecked_ref(), timeout_ms);
-            });
-            let race = JsFuture::from(Promise::race(&js_sys::Array::of2(&settled, &timer))).await;
-            // A pending timer would keep Node's event loop alive for ackTimeoutMs.
-            clear_timeout(&timer_handle);
-            match race {
-                Ok(value) if value == timed_out => None,
-                Ok(_) => Some(Ok(())),
-                Err(error) => Some(Err(error)),
-            }
-        }
+/// Runs `eachMessage` for one delivery and settles it with the engine, unless its
+/// slot was given back (ack timeout) first.
+async fn handle(shared: Shared, state: Rc<State>, handler: Function, delivery: Delivery, slot: Rc<Slot>) {
+    let outcome = match handler.call1(&JsValue::UNDEFINED, &payload(&delivery)) {
+        Err(thrown) => Err(thrown),
+        Ok(returned) => JsFuture::from(Promise::resolve(&returned)).await.map(|_| ()),
     };
-    // A handler past its ack timeout is a failed attempt that the engine counts
-    // when the lease runs out; its late result is ignored.
-    let settled = outcome.map(|outcome| {
-        let receipt = delivery.receipt();
-        let (group, member) = (state.group.clone(), state.member.clone());
-        operate(&shared, move |e, now| {
-            match outcome {
-                Ok(()) => e.ack(&group, &member, &receipt, now),
-                Err(error) => e.fail(&group, &member, &receipt, &error_message(&error), now),
-            };
-            Ok(())
-        })
+    if !slot.held.replace(false) {
+        return;
+    }
+    let receipt = delivery.receipt();
+    let (group, member) = (state.group.clone(), state.member.clone());
+    let settled = operate(&shared, move |e, now| {
+        match outcome {
+            Ok(()) => e.ack(&group, &member, &receipt, now),
+            Err(error) => e.fail(&group, &member, &receipt, &error_message(&error), now),
+        };
+        Ok(())
     });
     // The settlement is queued: the slot is free, and the loop's next poll runs
     // after it, in the same commit when it comes in time.
-    state.in_flight.set(state.in_flight.get().saturating_sub(1));
+    state.sweep_slots(js_sys::Date::now());
     shared.wakers.wake_all();
-    if let Some(settled) = settled {
-        let _ = settled.await;
-    }
+    let _ = settled.await;
 }
 
 /// The text of what a handler threw, for `ferry-dlq-error`.
