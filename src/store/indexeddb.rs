@@ -203,8 +203,11 @@ impl IndexedDbStore {
         let tx = self.transaction(IdbTransactionMode::Readwrite)?;
         let store = tx.object_store(RECORDS).map_err(|e| storage_error("commit", &e))?;
         let version_request = store.get(&JsValue::from_str(VERSION_KEY)).map_err(|e| storage_error("commit", &e))?;
+        // Asked for with the count, in the same round trip: what changed since `seen`,
+        // needed only when another context committed.
+        let changes_request = changes_since(&store, seen)?;
         let version = request(&version_request, "commit").await?.as_f64().unwrap_or(0.0);
-        let fresh = if version == seen { None } else { Some(read_since(&tx, &store, seen, version).await?) };
+        let fresh = if version == seen { None } else { Some(read_since(&tx, &store, changes_request, seen, version).await?) };
         let writes = run(fresh);
         if writes.is_empty() {
             completion(&tx, "commit").await?;
@@ -261,15 +264,24 @@ fn record_from_js(key: &Key, value: JsValue) -> Result<Record, FerryError> {
     Record::decode(key, &bytes.to_vec())
 }
 
-/// What changed from commit `seen` to `version`: the keys the change log lists,
-/// with their records now; every record when the log no longer reaches back.
-async fn read_since(tx: &IdbTransaction, store: &IdbObjectStore, seen: f64, version: f64) -> Result<Refresh, FerryError> {
+/// The change-log entries after commit `seen` (none asked for before the first).
+fn changes_since(store: &IdbObjectStore, seen: f64) -> Result<Option<IdbRequest>, FerryError> {
+    if seen < 1.0 {
+        return Ok(None);
+    }
+    let range = IdbKeyRange::bound(&change_key(seen + 1.0), &change_key(f64::INFINITY)).map_err(|e| storage_error("load", &e))?;
+    store.get_all_with_key(&range).map(Some).map_err(|e| storage_error("load", &e))
+}
+
+/// What changed from commit `seen` to `version`: the keys the change log lists
+/// (`changes`, from [`changes_since`]), with their records now; every record when
+/// the log no longer reaches back.
+async fn read_since(tx: &IdbTransaction, store: &IdbObjectStore, changes: Option<IdbRequest>, seen: f64, version: f64) -> Result<Refresh, FerryError> {
     let behind = version - seen;
-    if seen >= 1.0 && behind >= 1.0 && behind < CHANGE_LOG_COMMITS as f64 {
-        let range = IdbKeyRange::bound(&change_key(seen + 1.0), &change_key(version)).map_err(|e| storage_error("load", &e))?;
-        let lists = store.get_all_with_key(&range).map_err(|e| storage_error("load", &e))?;
-        let lists: Array = request(&lists, "load").await?.unchecked_into();
-        if f64::from(lists.length()) == behind {
+    if let Some(changes) = changes {
+        let lists: Array = request(&changes, "load").await?.unchecked_into();
+        // Entries past `version` cannot exist; fewer means the log was trimmed.
+        if behind >= 1.0 && f64::from(lists.length()) == behind {
             let mut keys = BTreeSet::new();
             for list in lists.iter() {
                 for key in list.unchecked_into::<Array>().iter() {
