@@ -37,10 +37,13 @@ extern "C" {
 #[derive(Default)]
 pub struct Wakers {
     resolvers: RefCell<Vec<Function>>,
+    /// Wake-ups so far: a loop busy with a commit when one came must not sleep after.
+    wakes: Cell<u64>,
 }
 
 impl Wakers {
     pub fn wake_all(&self) {
+        self.wakes.set(self.wakes.get() + 1);
         for resolve in self.resolvers.take() {
             let _ = resolve.call0(&JsValue::UNDEFINED);
         }
@@ -318,6 +321,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
     let mut heartbeat_due_ms = 0.0;
     let mut tick_due_ms = 0.0;
     while !state.stopped.get() {
+        let wakes_before = wakers.wakes.get();
         let now_ms = js_sys::Date::now();
         state.sweep_slots(now_ms);
         let free = state.config.concurrency.saturating_sub(state.in_flight()) as usize;
@@ -357,8 +361,10 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
         }
         // Nothing to hand out, or every slot taken: sleep until something is due (a
         // retry, a lease, an ack timeout, the heartbeat); an append (here or in another
-        // context) or a finishing handler wakes the loop.
-        if idle || state.in_flight() >= state.config.concurrency {
+        // context) or a finishing handler wakes the loop, also one that came while
+        // this round was committing.
+        let woken = wakers.wakes.get() != wakes_before;
+        if !woken && (idle || state.in_flight() >= state.config.concurrency) {
             let next_due = read_cached(&shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
             let wake_at = next_due.min(heartbeat_due_ms).min(state.next_give_up_ms()).max(now_ms + 1.0);
             wakers.sleep(wake_at - js_sys::Date::now()).await;
