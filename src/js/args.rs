@@ -2,6 +2,8 @@
 //! out-of-range number, and unserialisable value becomes `INVALID_ARGUMENT` with a
 //! message naming the field.
 
+use std::cell::RefCell;
+
 use js_sys::{Array, Object, Reflect, Uint8Array, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -38,12 +40,28 @@ pub fn options(value: &JsValue, field: &str) -> Result<Option<Object>> {
 }
 
 
+thread_local! {
+    /// Property names as JavaScript strings, made once: a string crossing from wasm
+    /// is decoded every time, which costs more than reading the property itself.
+    static PROPERTY_NAMES: RefCell<Vec<(&'static str, JsValue)>> = RefCell::default();
+}
+
 /// The property `key` of `object` (`undefined` when `object` is `None`).
-pub fn get(object: Option<&Object>, key: &str) -> Result<JsValue> {
-    match object {
-        None => Ok(JsValue::UNDEFINED),
-        Some(o) => Reflect::get(o, &JsValue::from_str(key)).map_err(|_| FerryError::invalid(format!("{key} could not be read"))),
-    }
+pub fn get(object: Option<&Object>, key: &'static str) -> Result<JsValue> {
+    let Some(object) = object else { return Ok(JsValue::UNDEFINED) };
+    // Out of the borrow before reading: a getter may call back into ferry.
+    let name = PROPERTY_NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        match names.iter().find(|(name, _)| *name == key) {
+            Some((_, js)) => js.clone(),
+            None => {
+                let js = JsValue::from_str(key);
+                names.push((key, js.clone()));
+                js
+            }
+        }
+    });
+    Reflect::get(object, &name).map_err(|_| FerryError::invalid(format!("{key} could not be read")))
 }
 
 pub fn string(value: &JsValue, field: &str) -> Result<String> {
