@@ -101,7 +101,7 @@ where
     future_to_promise(async move { f.await.map_err(to_js) })
 }
 
-fn parse_json(text: &str) -> Result<JsValue> {
+pub(super) fn parse_json(text: &str) -> Result<JsValue> {
     JSON::parse(text).map_err(|_| FerryError::storage("a result could not be handed to JavaScript"))
 }
 
@@ -153,6 +153,11 @@ fn bus_config(options: Option<&Object>) -> Result<(BusConfig, StorageChoice)> {
         Some("indexeddb") => StorageChoice::IndexedDb { name, durability },
         Some(other) => return Err(FerryError::invalid(format!("storage must be \"indexeddb\" or \"memory\", got \"{other}\""))),
     };
+    Ok((engine_config(options)?, storage))
+}
+
+/// The options that shape the engine itself, wherever the bus lives.
+pub(super) fn engine_config(options: Option<&Object>) -> Result<BusConfig> {
     let mut config = BusConfig::default();
     if let Some(auto) = args::opt_bool(&args::get(options, "autoCreateTopics")?, "autoCreateTopics")? {
         config.auto_create_topics = auto;
@@ -160,10 +165,10 @@ fn bus_config(options: Option<&Object>) -> Result<(BusConfig, StorageChoice)> {
     if let Some(bytes) = args::opt_integer(&args::get(options, "maxMessageBytes")?, "maxMessageBytes", 1, MESSAGE_BYTES_CEILING)? {
         config.max_message_bytes = bytes;
     }
-    Ok((config, storage))
+    Ok(config)
 }
 
-fn topic_config(options: Option<&Object>) -> Result<TopicConfig> {
+pub(super) fn topic_config(options: Option<&Object>) -> Result<TopicConfig> {
     let defaults = TopicConfig::default();
     Ok(TopicConfig {
         partitions: args::opt_integer(&args::get(options, "partitions")?, "partitions", 1, u64::from(PARTITIONS_MAX))?.map_or(defaults.partitions, |p| p as u32),
@@ -174,7 +179,7 @@ fn topic_config(options: Option<&Object>) -> Result<TopicConfig> {
 }
 
 /// One message of `send` (or the arguments of `publish`), checked.
-fn outgoing(value: &JsValue, message: Option<&Object>, field: &str) -> Result<OutgoingMessage> {
+pub(super) fn outgoing(value: &JsValue, message: Option<&Object>, field: &str) -> Result<OutgoingMessage> {
     let mut out = OutgoingMessage::new(args::value(value, &format!("{field}.value"))?);
     out.key = args::opt_string(&args::get(message, "key")?, &format!("{field}.key"))?;
     out.headers = args::headers(&args::get(message, "headers")?, &format!("{field}.headers"))?;
@@ -184,7 +189,7 @@ fn outgoing(value: &JsValue, message: Option<&Object>, field: &str) -> Result<Ou
     Ok(out)
 }
 
-fn messages(record: Option<&Object>) -> Result<Vec<OutgoingMessage>> {
+pub(super) fn messages(record: Option<&Object>) -> Result<Vec<OutgoingMessage>> {
     let list = args::array(&args::get(record, "messages")?, "messages")?;
     let count = list.length() as usize;
     if count == 0 || count > SEND_BATCH_MAX {

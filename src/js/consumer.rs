@@ -61,7 +61,7 @@ impl Wakers {
     }
 }
 
-fn consumer_config(options: Option<&Object>) -> Result<ConsumerConfig> {
+pub(super) fn consumer_config(options: Option<&Object>) -> Result<ConsumerConfig> {
     let d = ConsumerConfig::default();
     let retry = args::options(&args::get(options, "retry")?, "retry")?;
     let r = retry.as_ref();
@@ -183,26 +183,15 @@ impl Consumer {
     pub fn subscribe(&self, options: JsValue) -> Promise {
         let state = self.state.clone();
         promise(async move {
-            let options = args::options(&options, "options")?;
-            let from_beginning = args::opt_bool(&args::get(options.as_ref(), "fromBeginning")?, "fromBeginning")?.unwrap_or(false);
-            let topics_value = args::get(options.as_ref(), "topics")?;
-            let topics: Vec<String> = if topics_value.is_undefined() {
-                vec![args::string(&args::get(options.as_ref(), "topic")?, "topic")?]
-            } else {
-                let list = args::array(&topics_value, "topics")?;
-                (0..list.length()).map(|i| args::string(&list.get(i), &format!("topics[{i}]"))).collect::<Result<_>>()?
-            };
+            let new = subscriptions(&options)?;
             if state.running.get() {
                 return Err(FerryError::invalid("subscribe must come before run"));
             }
-            let mut subscriptions = state.subscriptions.borrow_mut();
-            for topic in topics {
-                check_name("topic", &topic)?;
-                if subscriptions.len() >= SUBSCRIPTIONS_MAX {
-                    return Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics")));
-                }
-                subscriptions.push(Subscription::new(topic, from_beginning));
+            let mut subscribed = state.subscriptions.borrow_mut();
+            if subscribed.len() + new.len() > SUBSCRIPTIONS_MAX {
+                return Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics")));
             }
+            subscribed.extend(new);
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -247,6 +236,29 @@ impl Consumer {
             Ok(JsValue::UNDEFINED)
         })
     }
+}
+
+/// `{ topic, fromBeginning }` or `{ topics: [...], fromBeginning }`, checked.
+pub(super) fn subscriptions(options: &JsValue) -> Result<Vec<Subscription>> {
+    let options = args::options(options, "options")?;
+    let from_beginning = args::opt_bool(&args::get(options.as_ref(), "fromBeginning")?, "fromBeginning")?.unwrap_or(false);
+    let topics_value = args::get(options.as_ref(), "topics")?;
+    let topics: Vec<String> = if topics_value.is_undefined() {
+        vec![args::string(&args::get(options.as_ref(), "topic")?, "topic")?]
+    } else {
+        let list = args::array(&topics_value, "topics")?;
+        if list.length() as usize > SUBSCRIPTIONS_MAX {
+            return Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics")));
+        }
+        (0..list.length()).map(|i| args::string(&list.get(i), &format!("topics[{i}]"))).collect::<Result<_>>()?
+    };
+    topics
+        .into_iter()
+        .map(|topic| {
+            check_name("topic", &topic)?;
+            Ok(Subscription::new(topic, from_beginning))
+        })
+        .collect()
 }
 
 /// Stops a consumer (also used by `bus.close()`).
@@ -431,7 +443,7 @@ extern "C" {
 }
 
 /// `{ topic, partition, message: { key, value, headers, offset, timestamp, id, attempt } }`.
-fn payload(delivery: &Delivery) -> JsValue {
+pub(super) fn payload(delivery: &Delivery) -> JsValue {
     let m = &delivery.message;
     let value = match m.value.kind {
         ValueKind::String => JsValue::from_str(&m.value.text()),

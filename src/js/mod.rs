@@ -10,6 +10,7 @@ mod args;
 mod bus;
 mod commit;
 mod consumer;
+mod edge;
 mod error;
 mod json;
 mod locks;

@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use web_sys::{IdbDatabase, IdbFactory, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
 
 use crate::core::limits::CHANGE_LOG_COMMITS;
-use crate::core::records::{Key, KeyPart, Record};
-use crate::core::{ErrorCode, FerryError, Name, Write};
+use super::js_keys::{key_from_js, key_to_js};
+use crate::core::records::{Key, Record};
+use crate::core::{ErrorCode, FerryError, Write};
 
 /// The object store holding every record.
 const RECORDS: &str = "records";
@@ -79,19 +80,6 @@ async fn completion(tx: &IdbTransaction, what: &str) -> Result<(), FerryError> {
     JsFuture::from(wait).await.map(|_| ()).map_err(|_| storage_error(what, &tx.error().map(JsValue::from).unwrap_or(JsValue::UNDEFINED)))
 }
 
-fn key_to_js(key: &Key) -> JsValue {
-    let (kind, parts) = key.to_parts();
-    let array = Array::new();
-    array.push(&JsValue::from_f64(f64::from(kind)));
-    for part in parts {
-        array.push(&match part {
-            KeyPart::Str(s) => JsValue::from_str(&s),
-            KeyPart::Num(n) => JsValue::from_f64(n as f64),
-        });
-    }
-    array.into()
-}
-
 fn change_key(commit: f64) -> JsValue {
     Array::of2(&JsValue::from_f64(CHANGE_LOG), &JsValue::from_f64(commit)).into()
 }
@@ -109,21 +97,6 @@ pub enum Refresh {
     Changes(Vec<Write>),
 }
 
-fn key_from_js(value: &JsValue) -> Result<Key, FerryError> {
-    let bad = || FerryError::storage("corrupt key in IndexedDB");
-    let array: &Array = value.dyn_ref().ok_or_else(bad)?;
-    let kind = array.get(0).as_f64().filter(|k| (0.0..=255.0).contains(k)).ok_or_else(bad)? as u8;
-    let mut parts = Vec::new();
-    for i in 1..array.length() {
-        let part = array.get(i);
-        parts.push(match (part.as_string(), part.as_f64()) {
-            (Some(s), _) => KeyPart::Str(Name::from(s)),
-            (None, Some(n)) if n >= 0.0 && n.fract() == 0.0 => KeyPart::Num(n as u64),
-            _ => return Err(bad()),
-        });
-    }
-    Key::from_parts(kind, &parts)
-}
 
 impl IndexedDbStore {
     /// Opens (or creates) the database `name` in this context's IndexedDB.

@@ -9,9 +9,13 @@
 //! the operations, write, all in one transaction).
 #![forbid(unsafe_code)]
 
+#[cfg(target_arch = "wasm32")]
+pub mod durable;
 mod faulty;
 #[cfg(target_arch = "wasm32")]
 pub mod indexeddb;
+#[cfg(target_arch = "wasm32")]
+mod js_keys;
 mod memory;
 
 pub use faulty::FaultyStore;

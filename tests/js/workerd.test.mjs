@@ -1,11 +1,8 @@
 // The package in real workerd (through Miniflare), bundled the way wrangler bundles a Worker.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { Miniflare } from 'miniflare';
+import { bundleWorker, root } from './workerd.mjs';
 
 // One fetch exercises the whole API on the default storage, which is memory here
 // (workerd has no IndexedDB), and answers with what it saw.
@@ -81,45 +78,8 @@ export default {
 };
 `;
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-// Like wrangler: .wasm imports stay separate modules, named by their file, which
-// workerd hands to the importer compiled (a WebAssembly.Module).
-function wasmModules(found) {
-  return {
-    name: 'wasm-modules',
-    setup(build) {
-      build.onResolve({ filter: /\.wasm$/ }, (args) => {
-        const path = resolve(args.resolveDir, args.path);
-        found.set(basename(path), path);
-        return { path: `./${basename(path)}`, external: true };
-      });
-    },
-  };
-}
-
-// The worker with `ferry` bundled under wrangler's conditions, as Miniflare modules.
-async function bundleWorker() {
-  const wasm = new Map();
-  const result = await build({
-    stdin: { contents: worker, resolveDir: root, sourcefile: 'worker.js' },
-    bundle: true,
-    format: 'esm',
-    conditions: ['workerd', 'worker', 'browser'],
-    plugins: [wasmModules(wasm)],
-    metafile: true,
-    write: false,
-    outfile: 'worker.js',
-    logLevel: 'silent',
-  });
-  // Module names are paths relative to modulesRoot: the worker and the engine side by side.
-  const modules = [{ type: 'ESModule', path: join(root, 'worker.js'), contents: result.outputFiles[0].text }];
-  for (const [name, path] of wasm) modules.push({ type: 'CompiledWasm', path: join(root, name), contents: await readFile(path) });
-  return { modules, inputs: Object.keys(result.metafile.inputs) };
-}
-
 test('in workerd the workerd entry loads the engine, and a bus produces, consumes and fails as in API.md', { timeout: 20000 }, async () => {
-  const { modules, inputs } = await bundleWorker();
+  const { modules, inputs } = await bundleWorker(worker);
   assert.ok(inputs.includes('pkg/entry/workerd.js'), `the workerd entry is bundled: ${inputs.join(', ')}`);
   const mf = new Miniflare({ modules, modulesRoot: root, compatibilityDate: '2025-09-01' });
   try {

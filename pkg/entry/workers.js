@@ -1,0 +1,108 @@
+// `ferry/workers`: the bus in a Cloudflare Durable Object. FerryObject is the
+// object (bind it as a SQLite-backed class); connect() is the client a Worker
+// uses; handleHttp() serves the bus over HTTP. The engine is imported as a
+// compiled module, as workerd requires, and instantiated on first use.
+import { DurableObject } from 'cloudflare:workers';
+import wasmModule from '../dist/ferry_bg.wasm';
+import { initSync, EdgeBus } from '../dist/ferry.js';
+import { FerryError } from './shared.js';
+
+export { FerryError };
+
+let engineReady = false;
+function loadEngine() {
+  if (!engineReady) {
+    initSync({ module: wasmModule });
+    engineReady = true;
+  }
+}
+
+// What a client may call on the object: the bus methods of API.md.
+const METHODS = new Set(['createTopic', 'topics', 'send', 'publish', 'stats', 'redrive', 'receive', 'ack', 'retry']);
+
+/** The Durable Object holding one bus. Extend it and bind the subclass. */
+export class FerryObject extends DurableObject {
+  #bus = null;
+
+  /** The bus, opened on first use with the first caller's options (`autoCreateTopics`, `maxMessageBytes`). */
+  #open(options) {
+    loadEngine();
+    this.#bus ??= new EdgeBus(this.ctx.storage, options ?? {});
+    return this.#bus;
+  }
+
+  /** One RPC: `method` of the bus. Errors come back as data so their codes cross RPC. */
+  async call(options, method, args) {
+    try {
+      if (!METHODS.has(method)) throw new FerryError('INVALID_ARGUMENT', `unknown bus method '${method}'`);
+      const bus = this.#open(options);
+      const value = bus[method](...args);
+      await this.#setAlarm(bus);
+      return { value };
+    } catch (error) {
+      return { error: { code: error.code ?? 'STORAGE', message: String(error.message ?? error) } };
+    }
+  }
+
+  /** Due retries, delays, expired leases and retention run here, not in a loop. */
+  async alarm() {
+    await this.#setAlarm(this.#open());
+  }
+
+  /** One alarm, at the earliest time something is due. */
+  async #setAlarm(bus) {
+    const dueMs = bus.tick();
+    if (dueMs === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(Math.max(dueMs, Date.now() + 1));
+  }
+}
+
+/** A client for the bus `name` held by the Durable Object namespace `namespace`. */
+export function connect(namespace, { name = 'ferry', ...options } = {}) {
+  const stub = namespace.get(namespace.idFromName(name));
+  const call = async (method, ...args) => {
+    const { value, error } = await stub.call(options, method, args);
+    if (error) throw new FerryError(error.code, error.message);
+    return value;
+  };
+  return {
+    createTopic: (topic, topicOptions) => call('createTopic', topic, topicOptions),
+    topics: () => call('topics'),
+    producer: () => ({ send: (record) => call('send', record) }),
+    publish: (topic, value, messageOptions) => call('publish', topic, value, messageOptions),
+    stats: () => call('stats'),
+    redrive: (redriveOptions) => call('redrive', redriveOptions),
+    consumer: (consumerOptions) => new PullConsumer(call, consumerOptions),
+  };
+}
+
+/** A consumer that pulls: `receive` leases messages, each settled by `ack` or `retry`. */
+class PullConsumer {
+  #call;
+  #options;
+  #subscriptions = [];
+
+  constructor(call, options) {
+    this.#call = call;
+    this.#options = options;
+  }
+
+  async subscribe(subscription) {
+    this.#subscriptions.push(subscription);
+  }
+
+  async receive({ max } = {}) {
+    const groupId = this.#options?.groupId;
+    const received = await this.#call('receive', this.#options, this.#subscriptions, max);
+    return received.map(({ topic, partition, message }) => {
+      const receipt = [groupId, topic, partition, message.offset, message.attempt];
+      return {
+        topic,
+        partition,
+        ...message,
+        ack: () => this.#call('ack', ...receipt),
+        retry: ({ error } = {}) => this.#call('retry', ...receipt, error),
+      };
+    });
+  }
+}

@@ -1,0 +1,46 @@
+// Bundles Workers for the workerd tests the way wrangler does, as Miniflare modules.
+import { readFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+export const root = fileURLToPath(new URL('../..', import.meta.url));
+
+// Like wrangler: .wasm imports stay separate modules, named by their file, which
+// workerd hands to the importer compiled (a WebAssembly.Module).
+function wasmModules(found) {
+  return {
+    name: 'wasm-modules',
+    setup(build) {
+      build.onResolve({ filter: /\.wasm$/ }, (args) => {
+        const path = resolve(args.resolveDir, args.path);
+        found.set(basename(path), path);
+        return { path: `./${basename(path)}`, external: true };
+      });
+    },
+  };
+}
+
+/**
+ * The Worker `source` with `ferry` bundled under wrangler's conditions: resolves to
+ * `{ modules, inputs }`, Miniflare modules rooted at `root` and the bundled files.
+ */
+export async function bundleWorker(source) {
+  const wasm = new Map();
+  const result = await build({
+    stdin: { contents: source, resolveDir: root, sourcefile: 'worker.js' },
+    bundle: true,
+    format: 'esm',
+    conditions: ['workerd', 'worker', 'browser'],
+    external: ['cloudflare:*'],
+    plugins: [wasmModules(wasm)],
+    metafile: true,
+    write: false,
+    outfile: 'worker.js',
+    logLevel: 'silent',
+  });
+  // Module names are paths relative to modulesRoot: the worker and the engine side by side.
+  const modules = [{ type: 'ESModule', path: join(root, 'worker.js'), contents: result.outputFiles[0].text }];
+  for (const [name, path] of wasm) modules.push({ type: 'CompiledWasm', path: join(root, name), contents: await readFile(path) });
+  return { modules, inputs: Object.keys(result.metafile.inputs) };
+}
