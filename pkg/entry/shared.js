@@ -1,20 +1,8 @@
-// What every entry shares: FerryError, and Bus.open loading the engine on first use
+// What the entries of `ferry` share: FerryError, and Bus.open loading the engine on first use
 // (so no entry needs top-level await, which module service workers forbid).
 import init, { Bus as EngineBus } from '../dist/ferry.js';
 
-/** Every rejection and throw of ferry: an Error with a `code` from API.md. */
-export class FerryError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.name = 'FerryError';
-    this.code = code;
-  }
-
-  // The engine raises its errors as plain Errors named FerryError; they count too.
-  static [Symbol.hasInstance](value) {
-    return value instanceof Error && value.name === 'FerryError' && typeof value.code === 'string';
-  }
-}
+export { FerryError } from './error.js';
 
 /** Builds the public `Bus` for an entry whose `loadWasm()` resolves to what `init` takes. */
 export function busFor(loadWasm) {

@@ -1,11 +1,11 @@
 // `ferry/workers`: the bus in a Cloudflare Durable Object. FerryObject is the
 // object (bind it as a SQLite-backed class); connect() is the client a Worker
-// uses; handleHttp() serves the bus over HTTP. The engine is imported as a
+// uses. The engine (its own build, with the Durable Object face) is imported as a
 // compiled module, as workerd requires, and instantiated on first use.
 import { DurableObject } from 'cloudflare:workers';
-import wasmModule from '../dist/ferry_bg.wasm';
-import { initSync, EdgeBus } from '../dist/ferry.js';
-import { FerryError } from './shared.js';
+import wasmModule from '../dist/edge/ferry_bg.wasm';
+import { initSync, EdgeBus } from '../dist/edge/ferry.js';
+import { FerryError } from './error.js';
 
 export { FerryError };
 

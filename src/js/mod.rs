@@ -10,6 +10,7 @@ mod args;
 mod bus;
 mod commit;
 mod consumer;
+#[cfg(feature = "edge")]
 mod edge;
 mod error;
 mod json;

@@ -9,7 +9,7 @@
 //! the operations, write, all in one transaction).
 #![forbid(unsafe_code)]
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "edge"))]
 pub mod durable;
 mod faulty;
 #[cfg(target_arch = "wasm32")]
