@@ -8,6 +8,7 @@ import { initSync, EdgeBus } from '../dist/edge/ferry.js';
 import { FerryError } from './error.js';
 
 export { FerryError };
+export { handleHttp } from './workers-http.js';
 
 let engineReady = false;
 function loadEngine() {
