@@ -102,7 +102,7 @@ class PullConsumer {
         partition,
         ...message,
         ack: () => this.#call('ack', ...receipt),
-        retry: ({ error } = {}) => this.#call('retry', ...receipt, error),
+        retry: (options) => this.#call('retry', ...receipt, options),
       };
     });
   }

@@ -166,14 +166,23 @@ impl EdgeBus {
         run().map_err(to_js)
     }
 
-    /// A failed attempt of a received message: retried after the backoff, or
-    /// dead-lettered after `maxAttempts`; `false` when its lease had run out.
-    pub fn retry(&self, group: JsValue, topic: JsValue, partition: JsValue, offset: JsValue, attempt: JsValue, error: JsValue) -> JsResult {
+    /// A failed attempt of a received message: retried after `options.delayMs` or
+    /// else the backoff, or dead-lettered after `maxAttempts`; `false` when its
+    /// lease had run out.
+    pub fn retry(&self, group: JsValue, topic: JsValue, partition: JsValue, offset: JsValue, attempt: JsValue, options: JsValue) -> JsResult {
         let run = || -> Result<JsValue> {
             let group = args::string(&group, "groupId")?;
             let receipt = Self::receipt(&topic, &partition, &offset, &attempt)?;
-            let error = args::opt_string(&error, "error")?.unwrap_or_else(|| "retried".into());
-            Ok(JsValue::from_bool(self.operate(|e, now| Ok(e.fail(&group, PULL_MEMBER, &receipt, &error, now)))?))
+            let options = args::options(&options, "options")?;
+            let error = args::opt_string(&args::get(options.as_ref(), "error")?, "error")?.unwrap_or_else(|| "retried".into());
+            let delay_ms = args::opt_integer(&args::get(options.as_ref(), "delayMs")?, "delayMs", 0, DELAY_MS_MAX)?;
+            let failed = self.operate(|e, now| {
+                Ok(match delay_ms {
+                    Some(delay_ms) => e.fail_after(&group, PULL_MEMBER, &receipt, &error, delay_ms, now),
+                    None => e.fail(&group, PULL_MEMBER, &receipt, &error, now),
+                })
+            })?;
+            Ok(JsValue::from_bool(failed))
         };
         run().map_err(to_js)
     }

@@ -53,6 +53,24 @@ const steps = {
     }
     return codes;
   },
+  async retryLater(bus) {
+    await bus.publish('later', 'x');
+    const consumer = bus.consumer({ groupId: 'later' });
+    await consumer.subscribe({ topic: 'later', fromBeginning: true });
+    const [m] = await consumer.receive();
+    await m.retry({ delayMs: 400, error: 'not yet' });
+    const atOnce = await consumer.receive();
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const later = await consumer.receive();
+    return { atOnce: atOnce.length, later: later.map((m) => [m.value, m.attempt]) };
+  },
+  // Leases a message and lets it run out: only the object's alarm can notice.
+  async leaseAndWalkAway(bus) {
+    await bus.publish('leases', 'y');
+    const consumer = bus.consumer({ groupId: 'leases', ackTimeoutMs: 300, retry: { initialBackoffMs: 60000 } });
+    await consumer.subscribe({ topic: 'leases', fromBeginning: true });
+    return (await consumer.receive()).length;
+  },
   stats: (bus) => bus.stats(),
 };
 
@@ -138,6 +156,24 @@ test('bad calls reject with a FerryError and its code from API.md', { timeout: 3
     await step(mf, 'send');
     const codes = await step(mf, 'errors');
     assert.deepEqual(codes, [[true, 'INVALID_ARGUMENT'], [true, 'TOPIC_CONFLICT'], [true, 'INVALID_ARGUMENT']]);
+  } finally {
+    await mf.dispose();
+  }
+});
+
+test('time at the edge: retry({ delayMs }) waits that long, and the alarm expires a lease with no request', { timeout: 30000 }, async () => {
+  const mf = await start(false);
+  try {
+    const { atOnce, later } = await step(mf, 'retryLater');
+    assert.equal(atOnce, 0, 'not before its delay');
+    assert.deepEqual(later, [['x', 2]]);
+
+    assert.equal(await step(mf, 'leaseAndWalkAway'), 1);
+    // No request until well past the 300 ms lease: the alarm counts the failed attempt.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const stats = await step(mf, 'stats');
+    const [partition] = stats.groups.find((g) => g.groupId === 'leases').partitions;
+    assert.deepEqual([partition.inFlight, partition.retrying], [0, 1]);
   } finally {
     await mf.dispose();
   }

@@ -24,6 +24,15 @@ impl Delivery {
     }
 }
 
+/// When a failed message is handed out again.
+pub(super) enum Wait {
+    /// After the member's backoff: the handler failed.
+    Backoff,
+    /// After this long: asked for, or 0 when the member was lost and the handler
+    /// never failed.
+    Ms(u64),
+}
+
 /// Identifies one delivery of one message, to settle it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Receipt {
@@ -178,7 +187,16 @@ impl Engine {
     pub fn fail(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, now_ms: u64) -> bool {
         let Some((g, topic)) = self.lease(group, member, receipt, now_ms) else { return false };
         let config = self.groups[group].members.get(member).map(|m| m.config.clone()).unwrap_or_default();
-        self.failed_attempt(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, error, &config, now_ms, true);
+        self.failed_attempt(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, error, &config, now_ms, Wait::Backoff);
+        true
+    }
+
+    /// [`Engine::fail`], with the next attempt due after `delay_ms` instead of the
+    /// member's backoff (a pull consumer's `retry({ delayMs })`).
+    pub fn fail_after(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, delay_ms: u64, now_ms: u64) -> bool {
+        let Some((g, topic)) = self.lease(group, member, receipt, now_ms) else { return false };
+        let config = self.groups[group].members.get(member).map(|m| m.config.clone()).unwrap_or_default();
+        self.failed_attempt(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, error, &config, now_ms, Wait::Ms(delay_ms));
         true
     }
 
@@ -206,16 +224,18 @@ impl Engine {
     }
 
     /// One failed attempt of an in-flight message: dead-lettered when it was the
-    /// last one allowed, else waiting for its backoff (or redelivered at once when
-    /// `backoff` is false: the member was lost, the handler did not fail).
+    /// last one allowed, else waiting as `wait` says.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn failed_attempt(&mut self, group: &Name, topic: &Name, p: u32, offset: u64, attempt: u32, error: &str, config: &ConsumerConfig, now_ms: u64, backoff: bool) {
+    pub(super) fn failed_attempt(&mut self, group: &Name, topic: &Name, p: u32, offset: u64, attempt: u32, error: &str, config: &ConsumerConfig, now_ms: u64, wait: Wait) {
         if attempt >= config.retry.max_attempts {
             self.dead_letter(group, topic, p, offset, attempt, error, config, now_ms);
             self.settle(group, topic, p, offset);
             return;
         }
-        let wait_ms = if backoff { config.retry.backoff_ms(attempt, &mut self.rng) } else { 0 };
+        let wait_ms = match wait {
+            Wait::Backoff => config.retry.backoff_ms(attempt, &mut self.rng),
+            Wait::Ms(ms) => ms,
+        };
         let waiting = Pending::Waiting { failed: attempt, due_ms: now_ms.saturating_add(wait_ms), error: Some(truncate(error, DLQ_ERROR_BYTES_MAX)) };
         self.put(Key::Pending(group.clone(), topic.clone(), p, offset), Some(Record::Pending(waiting)));
     }
@@ -285,7 +305,7 @@ impl Engine {
         }
         for (g, topic, p, offset, attempt, config) in expired {
             let error = format!("ACK_TIMEOUT: the handler did not settle the message within ackTimeoutMs ({} ms)", config.ack_timeout_ms);
-            self.failed_attempt(&g, &topic, p, offset, attempt, &error, &config, now_ms, true);
+            self.failed_attempt(&g, &topic, p, offset, attempt, &error, &config, now_ms, Wait::Backoff);
         }
     }
 }

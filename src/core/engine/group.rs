@@ -2,6 +2,7 @@
 //! assignment of partitions to live members.
 
 use super::*;
+use super::delivery::Wait;
 use crate::core::assign::sticky_assign;
 use crate::core::config::{check_name, check_range, ConsumerConfig};
 use crate::core::limits::*;
@@ -138,7 +139,7 @@ impl Engine {
         let in_flight = self.in_flight_of(group, member);
         let error = format!("member {member} {why} before settling the message");
         for (topic, p, offset, attempt) in in_flight {
-            self.failed_attempt(group, &topic, p, offset, attempt, &error, &record.config, now_ms, false);
+            self.failed_attempt(group, &topic, p, offset, attempt, &error, &record.config, now_ms, Wait::Ms(0));
         }
         self.put(Key::Member(group.clone(), member.clone()), None);
         self.rebalance(group);

@@ -360,6 +360,20 @@ fn an_evicted_member_hands_over_at_once_and_its_message_comes_back() {
 }
 
 #[test]
+fn a_retry_with_its_own_delay_replaces_the_backoff() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig::default()).unwrap();
+    join(&mut e, "g", "a", "t", &no_jitter());
+    e.send("t", &[msg("x")], T0).unwrap();
+    let held = e.poll("g", "a", 1, T0).unwrap();
+    assert!(e.fail_after("g", "a", &held[0].receipt(), "later", 5, T0));
+    assert!(e.poll("g", "a", 1, T0 + 4).unwrap().is_empty(), "not before its delay");
+    let again = e.poll("g", "a", 1, T0 + 5).unwrap();
+    assert_eq!(again[0].attempt, 2, "after it: the next attempt, where the backoff would wait 1 s");
+    assert!(!e.fail_after("g", "a", &held[0].receipt(), "stale", 5, T0 + 5), "a settled receipt changes nothing");
+}
+
+#[test]
 fn reopening_from_records_rebuilds_the_same_bus() {
     let mut e = engine();
     let mut stored = std::collections::BTreeMap::new();
