@@ -1,7 +1,167 @@
 // handleHttp(): the bus over HTTP, for forwarding from browsers and other services.
+//
+// Two routes (API.md): `POST /v1/topics/{topic}/messages` and `GET /v1/stats`. Every
+// error answers `{ "error": { "code", "message" } }` with a code from API.md's table.
+// A refused request stores nothing: every check runs before the one `send`, and
+// `send` itself is atomic.
+//
+// connect comes from workers.js, which re-exports this module: a circular import,
+// fine because connect is only used inside a function, after both modules ran.
+import { connect } from './workers.js';
 import { FerryError } from './error.js';
 
-/** Serves `request` from the bus `name` in `namespace` (see API.md). */
-export async function handleHttp(request, namespace, { token, name = 'ferry', maxBodyBytes = 1048576 } = {}) {
-  throw new FerryError('INVALID_ARGUMENT', 'handleHttp is not built yet');
+// How each FerryError code of the bus becomes an HTTP status.
+const STATUS_OF_CODE = {
+  INVALID_ARGUMENT: 400,
+  UNKNOWN_TOPIC: 404, // the topic is the resource named by the path
+  TOPIC_CONFLICT: 409,
+  MESSAGE_TOO_LARGE: 413,
+  QUEUE_FULL: 429, // back-pressure (the topic's maxDepth): the sender should retry later; the bus itself is fine
+  QUOTA_EXCEEDED: 507, // Insufficient Storage
+  STORAGE: 500,
+  INCOMPATIBLE_STORAGE: 500,
+  CLOSED: 503,
+};
+
+// The HTTP-only refusals have no code of their own in API.md; each takes the closest:
+// 401 (credentials), 404 (path) and 405 (method) are all a wrong argument of the
+// request, INVALID_ARGUMENT; 413 over maxBodyBytes is MESSAGE_TOO_LARGE.
+class Refusal extends Error {
+  constructor(status, code, message, headers) {
+    super(message);
+    Object.assign(this, { status, code, headers });
+  }
+}
+
+const SEND_PATH = /^\/v1\/topics\/([^/]*)\/messages$/;
+
+/**
+ * Serves `request` from the bus `name` in `namespace` (see API.md). Other options
+ * (`autoCreateTopics`, `maxMessageBytes`) go to `connect` as they are: the bus opens
+ * with the options of the first call that reaches it, which may be this request.
+ */
+export async function handleHttp(request, namespace, { token, name = 'ferry', maxBodyBytes = 1048576, ...busOptions } = {}) {
+  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
+    // A deployment mistake, not the caller's: thrown, as every other bad argument of the API.
+    throw new FerryError('INVALID_ARGUMENT', `maxBodyBytes must be a positive integer, got ${maxBodyBytes}`);
+  }
+  try {
+    // Credentials first, so a caller without them learns nothing, not even which paths exist.
+    if (!(await authorized(request, token))) {
+      throw new Refusal(401, 'INVALID_ARGUMENT', 'Authorization: Bearer <token> is missing or wrong', { 'WWW-Authenticate': 'Bearer' });
+    }
+    const { serve, method } = route(new URL(request.url).pathname);
+    if (request.method !== method) throw new Refusal(405, 'INVALID_ARGUMENT', `${request.method} is not allowed here; use ${method}`, { Allow: method });
+    return Response.json(await serve(request, connect(namespace, { name, ...busOptions }), maxBodyBytes));
+  } catch (error) {
+    return errorResponse(error);
+  }
+}
+
+/** The route for `pathname`: the method it takes and what serves it; else a 404. */
+function route(pathname) {
+  if (pathname === '/v1/stats') return { method: 'GET', serve: (request, bus) => bus.stats() };
+  const send = SEND_PATH.exec(pathname);
+  if (send) return { method: 'POST', serve: (request, bus, maxBodyBytes) => sendMessages(request, bus, topicOf(send[1]), maxBodyBytes) };
+  throw new Refusal(404, 'INVALID_ARGUMENT', `no such path: ${pathname}`);
+}
+
+function topicOf(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new FerryError('INVALID_ARGUMENT', `topic is not valid percent-encoding: ${segment}`);
+  }
+}
+
+/**
+ * `{ "messages": [...] }` -> `{ results }`; the bus checks the messages themselves.
+ * Content-Type is not required: the body parses as JSON or is a 400 either way.
+ */
+async function sendMessages(request, bus, topic, maxBodyBytes) {
+  const body = parseJson(await readBody(request, maxBodyBytes));
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new FerryError('INVALID_ARGUMENT', 'the body must be a JSON object { "messages": [...] }');
+  }
+  if (!Array.isArray(body.messages)) throw new FerryError('INVALID_ARGUMENT', 'messages must be an array');
+  return { results: await bus.producer().send({ topic, messages: body.messages }) };
+}
+
+/**
+ * The body's bytes, refused with 413 past `maxBodyBytes`. Content-Length is checked
+ * first to refuse early, but the bytes are counted too: the header may be absent
+ * (a chunked body) or lie, and neither may get past the limit.
+ */
+async function readBody(request, maxBodyBytes) {
+  const tooLarge = () => new Refusal(413, 'MESSAGE_TOO_LARGE', `the body is over maxBodyBytes (${maxBodyBytes})`);
+  if (Number(request.headers.get('Content-Length')) > maxBodyBytes) throw tooLarge();
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBodyBytes) {
+      reader.cancel().catch(() => {}); // the rest is never read
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return bytes;
+}
+
+function parseJson(bytes) {
+  try {
+    // fatal: bytes that are not UTF-8 are malformed, not silently replaced.
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (error) {
+    throw new FerryError('INVALID_ARGUMENT', `the body is not valid JSON: ${error.message}`);
+  }
+}
+
+/**
+ * Whether the request carries `Authorization: Bearer <token>`. With no token
+ * configured every request is refused: an open bus is never what a deployment
+ * means (a missing secret binding must not publish the bus to the world).
+ */
+async function authorized(request, token) {
+  if (typeof token !== 'string' || token === '') return false;
+  const given = /^Bearer +(\S+) *$/i.exec(request.headers.get('Authorization') ?? '');
+  return given !== null && (await sameSecret(given[1], token));
+}
+
+/**
+ * Compares in constant time: both sides are hashed first, so the loop always runs
+ * over 32 bytes whatever the given token's length or where it first differs.
+ */
+async function sameSecret(given, expected) {
+  const digest = async (text) => new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+  const [a, b] = await Promise.all([digest(given), digest(expected)]);
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) difference |= a[i] ^ b[i];
+  return difference === 0;
+}
+
+/** `{ "error": { code, message } }` with the status of its code; anything unexpected is a 500 STORAGE. */
+function errorResponse(error) {
+  if (error instanceof FerryError && Object.hasOwn(STATUS_OF_CODE, error.code)) {
+    return errorJson(STATUS_OF_CODE[error.code], error.code, error.message);
+  }
+  if (error instanceof Refusal) {
+    return errorJson(error.status, error.code, error.message, error.headers);
+  }
+  // E.g. the Durable Object could not be reached. API.md's STORAGE names the underlying error.
+  return errorJson(500, 'STORAGE', `${error?.name ?? 'Error'}: ${error?.message ?? String(error)}`);
+}
+
+function errorJson(status, code, message, headers) {
+  return Response.json({ error: { code, message } }, { status, headers });
 }

@@ -1,0 +1,125 @@
+// Types of `ferry/workers` (API.md, "Cloudflare Workers: ferry/workers").
+//
+// They do not depend on @cloudflare/workers-types: FerryObject is declared against
+// the small part of a Durable Object it uses, and a namespace is anything with
+// `idFromName` and `get` (a `DurableObjectNamespace` is one).
+import type {
+  BusStats,
+  ConsumerOptions,
+  DeliveredMessage,
+  MessageOptions,
+  MessageValue,
+  Producer,
+  RecordMetadata,
+  TopicInfo,
+  TopicOptions,
+} from './index.js';
+
+export { FerryError } from './index.js';
+export type {
+  BusStats,
+  ConsumerOptions,
+  DeliveredMessage,
+  FerryErrorCode,
+  Message,
+  MessageOptions,
+  MessageValue,
+  Producer,
+  RecordMetadata,
+  RetryOptions,
+  TopicInfo,
+  TopicOptions,
+} from './index.js';
+
+/**
+ * The Durable Object holding one bus, on its SQLite storage. Extend it and bind
+ * the subclass as a SQLite-backed class (`new_sqlite_classes` in wrangler):
+ * `export class Bus extends FerryObject {}`.
+ */
+export declare class FerryObject<Env = unknown> {
+  constructor(ctx: any, env: Env);
+  /** The object's state (`DurableObjectState`): its storage holds the bus. */
+  protected ctx: any;
+  protected env: Env;
+  /** Runs what is due (retries, delays, expired leases, retention) and sets the next alarm. */
+  alarm(): Promise<void>;
+  /**
+   * The RPC that `connect()` clients make: `method` of the bus with `args`.
+   * Errors come back as data (`{ error: { code, message } }`) so their codes cross RPC.
+   * @internal Call the bus through `connect()`; do not override.
+   */
+  call(
+    options: Omit<ConnectOptions, 'name'>,
+    method: string,
+    args: unknown[],
+  ): Promise<{ value?: unknown; error?: { code: string; message: string } }>;
+}
+
+/** A Durable Object namespace binding (`env.BUS`); a `DurableObjectNamespace` is one. */
+export interface FerryNamespace {
+  idFromName(name: string): unknown;
+  get(id: any): unknown;
+}
+
+export interface ConnectOptions {
+  /** The bus: one Durable Object per name. Default `"ferry"`. */
+  name?: string;
+  /** Default true. The bus is opened with the options of the first call that reaches its object. */
+  autoCreateTopics?: boolean;
+  /** Default 1048576 (1 MiB), at most 16 MiB. */
+  maxMessageBytes?: number;
+}
+
+export type SubscribeOptions =
+  | { topic: string; fromBeginning?: boolean }
+  | { topics: string[]; fromBeginning?: boolean };
+
+/** A message `receive` leased to the group; settle it with `ack` or `retry` within `ackTimeoutMs`. */
+export interface ReceivedMessage extends DeliveredMessage {
+  topic: string;
+  partition: number;
+  /** Acks it: the group's committed offset moves past it. `false` when its lease had run out. */
+  ack(): Promise<boolean>;
+  /**
+   * A failed attempt: redelivered after `delayMs`, else the consumer's backoff; dead-lettered
+   * after `retry.maxAttempts` with `error` in `ferry-dlq-error`. `false` when its lease had run out.
+   */
+  retry(options?: { delayMs?: number; error?: string }): Promise<boolean>;
+}
+
+/** A consumer that pulls: there is no `run` loop in a Worker. */
+export interface PullConsumer {
+  /** Before `receive`. A group with no committed position starts at the end unless `fromBeginning`. */
+  subscribe(options: SubscribeOptions): Promise<void>;
+  /** Leases up to `max` (1 to 100, default 10) messages the group may handle now. */
+  receive(options?: { max?: number }): Promise<ReceivedMessage[]>;
+}
+
+/** The bus in a Durable Object, seen from a Worker: the `Bus` methods without `open` and `close`. */
+export interface FerryClient {
+  createTopic(name: string, options?: TopicOptions): Promise<boolean>;
+  topics(): Promise<TopicInfo[]>;
+  producer(): Producer;
+  consumer(options: ConsumerOptions): PullConsumer;
+  publish(topic: string, value: MessageValue, options?: MessageOptions): Promise<RecordMetadata>;
+  stats(): Promise<BusStats>;
+  redrive(options: { from: string; limit?: number }): Promise<number>;
+}
+
+/** A client for the bus `name` held by the Durable Object namespace `namespace`. */
+export declare function connect(namespace: FerryNamespace, options?: ConnectOptions): FerryClient;
+
+/** `name`, `autoCreateTopics` and `maxMessageBytes` are `connect`'s. */
+export interface HttpOptions extends ConnectOptions {
+  /** Requests must carry `Authorization: Bearer <token>`; with no token every request is refused. */
+  token: string;
+  /** Larger bodies are refused with 413. Default 1048576. */
+  maxBodyBytes?: number;
+}
+
+/**
+ * Serves the bus over HTTP: `POST /v1/topics/{topic}/messages` with
+ * `{ "messages": [...] }` and `GET /v1/stats`; errors are
+ * `{ "error": { "code", "message" } }` with 400, 401, 404, 405 or 413.
+ */
+export declare function handleHttp(request: Request, namespace: FerryNamespace, options: HttpOptions): Promise<Response>;
