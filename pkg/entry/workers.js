@@ -4,7 +4,7 @@
 // compiled module, as workerd requires, and instantiated on first use.
 import { DurableObject } from 'cloudflare:workers';
 import wasmModule from '../dist/edge/ferry_bg.wasm';
-import { initSync, EdgeBus } from '../dist/edge/ferry.js';
+import { initSync, EdgeBus, checkConsumerOptions } from '../dist/edge/ferry.js';
 import { FerryError } from './error.js';
 
 export { FerryError };
@@ -25,10 +25,10 @@ const METHODS = new Set(['createTopic', 'topics', 'send', 'publish', 'stats', 'r
 export class FerryObject extends DurableObject {
   #bus = null;
 
-  /** The bus, opened on first use with the first caller's options (`autoCreateTopics`, `maxMessageBytes`). */
-  #open(options) {
+  /** The bus, opened on first use. */
+  #open() {
     loadEngine();
-    this.#bus ??= new EdgeBus(this.ctx.storage, options ?? {});
+    this.#bus ??= new EdgeBus(this.ctx.storage);
     return this.#bus;
   }
 
@@ -36,7 +36,9 @@ export class FerryObject extends DurableObject {
   async call(options, method, args) {
     try {
       if (!METHODS.has(method)) throw new FerryError('INVALID_ARGUMENT', `unknown bus method '${method}'`);
-      const bus = this.#open(options);
+      const bus = this.#open();
+      // Each client's own options (autoCreateTopics, maxMessageBytes) for its call.
+      bus.configure(options);
       const value = bus[method](...args);
       await this.#setAlarm(bus);
       return { value };
@@ -47,7 +49,9 @@ export class FerryObject extends DurableObject {
 
   /** Due retries, delays, expired leases and retention run here, not in a loop. */
   async alarm() {
-    await this.#setAlarm(this.#open());
+    const bus = this.#open();
+    bus.configure({});
+    await this.#setAlarm(bus);
   }
 
   /** One alarm, at the earliest time something is due. */
@@ -73,7 +77,11 @@ export function connect(namespace, { name = 'ferry', ...options } = {}) {
     publish: (topic, value, messageOptions) => call('publish', topic, value, messageOptions),
     stats: () => call('stats'),
     redrive: (redriveOptions) => call('redrive', redriveOptions),
-    consumer: (consumerOptions) => new PullConsumer(call, consumerOptions),
+    consumer: (consumerOptions) => {
+      loadEngine();
+      checkConsumerOptions(consumerOptions);
+      return new PullConsumer(call, consumerOptions);
+    },
   };
 }
 

@@ -123,7 +123,7 @@ pub struct Producer {
 }
 
 /// Where the bus lives: `storage` defaults to IndexedDB where the context has it.
-enum StorageChoice {
+pub(super) enum StorageChoice {
     Memory,
     IndexedDb { name: String, durability: Durability },
 }
@@ -138,7 +138,7 @@ impl StorageChoice {
     }
 }
 
-fn bus_config(options: Option<&Object>) -> Result<(BusConfig, StorageChoice)> {
+pub(super) fn bus_config(options: Option<&Object>) -> Result<(BusConfig, StorageChoice)> {
     let name = args::opt_string(&args::get(options, "name")?, "name")?.unwrap_or_else(|| "ferry".into());
     crate::core::config::check_name("name", &name)?;
     let durability = match args::opt_string(&args::get(options, "durability")?, "durability")?.as_deref() {
@@ -157,7 +157,7 @@ fn bus_config(options: Option<&Object>) -> Result<(BusConfig, StorageChoice)> {
 }
 
 /// The options that shape the engine itself, wherever the bus lives.
-pub(super) fn engine_config(options: Option<&Object>) -> Result<BusConfig> {
+fn engine_config(options: Option<&Object>) -> Result<BusConfig> {
     let mut config = BusConfig::default();
     if let Some(auto) = args::opt_bool(&args::get(options, "autoCreateTopics")?, "autoCreateTopics")? {
         config.auto_create_topics = auto;

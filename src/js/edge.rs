@@ -13,13 +13,13 @@ use js_sys::{Array, Date, Object};
 use wasm_bindgen::prelude::*;
 
 use super::args;
-use super::bus::{engine_config, messages, outgoing, parse_json, topic_config};
+use super::bus::{bus_config, messages, outgoing, parse_json, topic_config};
 use super::consumer::{consumer_config, payload, subscriptions};
 use super::error::to_js;
 use super::json;
 use crate::core::config::check_name;
 use crate::core::limits::*;
-use crate::core::{Engine, FerryError, Receipt, Result};
+use crate::core::{BusConfig, Engine, FerryError, Receipt, Result};
 use crate::store::durable::DurableStore;
 
 /// The member a group's pulls and acks go through in one object: pulls come from
@@ -62,18 +62,30 @@ impl EdgeBus {
 impl EdgeBus {
     /// Opens the bus kept in `storage` (a Durable Object's `ctx.storage`).
     #[wasm_bindgen(constructor)]
-    pub fn new(storage: JsValue, options: JsValue) -> std::result::Result<EdgeBus, JsValue> {
+    pub fn new(storage: JsValue) -> std::result::Result<EdgeBus, JsValue> {
         let open = || -> Result<EdgeBus> {
-            let config = engine_config(args::options(&options, "options")?.as_ref())?;
             let store = DurableStore::open(storage)?;
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-            let engine = Engine::open(config, seed, store.load()?)?;
+            let engine = Engine::open(BusConfig::default(), seed, store.load()?)?;
             let bus = EdgeBus { engine: RefCell::new(engine), store };
             // A new bus stores its schema version before anything else.
             bus.operate(|_, _| Ok(()))?;
             Ok(bus)
         };
         open().map_err(to_js)
+    }
+
+    /// Takes the options of `connect()` for the calls that follow, checked as
+    /// `Bus.open` checks them (`storage` and `durability` mean nothing here but must
+    /// still be valid): each client's own `autoCreateTopics` and `maxMessageBytes`.
+    pub fn configure(&self, options: JsValue) -> JsResult {
+        let run = || -> Result<JsValue> {
+            let (config, _storage) = bus_config(args::options(&options, "options")?.as_ref())?;
+            let mut engine = self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+            engine.set_config(config)?;
+            Ok(JsValue::UNDEFINED)
+        };
+        run().map_err(to_js)
     }
 
     #[wasm_bindgen(js_name = createTopic)]
@@ -196,4 +208,16 @@ impl EdgeBus {
         });
         next.map(|due| due.map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64))).map_err(to_js)
     }
+}
+
+/// Checks `bus.consumer(options)` where the client runs, so that bad options throw
+/// at once as they do in the browser, not at the first `receive`.
+#[wasm_bindgen(js_name = checkConsumerOptions)]
+pub fn check_consumer_options(options: JsValue) -> std::result::Result<(), JsValue> {
+    let check = || -> Result<()> {
+        let options = args::options(&options, "options")?.ok_or_else(|| FerryError::invalid("options must be an object with a groupId"))?;
+        check_name("groupId", &args::string(&args::get(Some(&options), "groupId")?, "groupId")?)?;
+        consumer_config(Some(&options)).map(|_| ())
+    };
+    check().map_err(to_js)
 }

@@ -115,6 +115,7 @@ export const cases = [
   },
   {
     name: 'the KafkaJS example ports by changing the import and the client line',
+    needs: 'run',
     async run(ferry, env) {
       const { Bus } = ferry;
       const bus = await Bus.open({ name: env.name('shop') });
@@ -134,6 +135,7 @@ export const cases = [
   },
   {
     name: 'every group gets every message, values as they were given',
+    needs: 'run',
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('fan-out') });
       const seen = { billing: [], shipping: [] };
@@ -154,6 +156,7 @@ export const cases = [
   },
   {
     name: 'failures retry with exponential backoff, then dead-letter with ferry-dlq-* headers; redrive moves them once',
+    needs: 'run',
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('dead-letters') });
       const attempts = [];
@@ -190,6 +193,7 @@ export const cases = [
   },
   {
     name: 'a handler past ackTimeoutMs is a failed attempt; partition order holds meanwhile',
+    needs: 'run',
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('ack-timeout') });
       const handled = [];
@@ -209,6 +213,7 @@ export const cases = [
   },
   {
     name: 'bad consumer options throw FerryError naming the field',
+    needs: 'run',
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('consumer-options') });
       for (const [options, field] of [

@@ -176,6 +176,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Replaces the options that shape operations (`autoCreateTopics`,
+    /// `maxMessageBytes`): a bus at the edge takes each caller's own.
+    pub fn set_config(&mut self, config: BusConfig) -> Result<()> {
+        config.check()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// True when operations since the last commit wrote something.
     pub fn has_writes(&self) -> bool {
         !self.txn.undo.is_empty() || !self.trim_due.is_empty()
