@@ -64,7 +64,7 @@ export interface FerryNamespace {
 export interface ConnectOptions {
   /** The bus: one Durable Object per name. Default `"ferry"`. */
   name?: string;
-  /** Default true. The bus is opened with the options of the first call that reaches its object. */
+  /** Default true. Each client's options apply to its own calls. */
   autoCreateTopics?: boolean;
   /** Default 1048576 (1 MiB), at most 16 MiB. */
   maxMessageBytes?: number;

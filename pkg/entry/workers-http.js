@@ -37,8 +37,8 @@ const SEND_PATH = /^\/v1\/topics\/([^/]*)\/messages$/;
 
 /**
  * Serves `request` from the bus `name` in `namespace` (see API.md). Other options
- * (`autoCreateTopics`, `maxMessageBytes`) go to `connect` as they are: the bus opens
- * with the options of the first call that reaches it, which may be this request.
+ * (`autoCreateTopics`, `maxMessageBytes`) go to `connect` as they are, and so apply
+ * to this request's calls.
  */
 export async function handleHttp(request, namespace, { token, name = 'ferry', maxBodyBytes = 1048576, ...busOptions } = {}) {
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
