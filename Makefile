@@ -84,6 +84,7 @@ bench: pkg setup-browser
 	$(CARGO) bench --bench throughput
 	node benches/browser.mjs
 	node benches/contexts.mjs
+	node benches/workers.mjs
 
 ## A longer simulation: `make sim SEEDS=100000 SEED=0`.
 sim: setup-rust
