@@ -24,6 +24,8 @@ const METHODS = new Set(['createTopic', 'topics', 'send', 'publish', 'stats', 'r
 /** The Durable Object holding one bus. Extend it and bind the subclass. */
 export class FerryObject extends DurableObject {
   #bus = null;
+  /** The alarm this instance last set (ms; null: none): setting it again is skipped. */
+  #alarmMs = undefined;
 
   /** The bus, opened on first use. */
   #open() {
@@ -51,14 +53,18 @@ export class FerryObject extends DurableObject {
   async alarm() {
     const bus = this.#open();
     bus.configure({});
+    // This alarm is spent: the next one must be set whatever it is.
+    this.#alarmMs = undefined;
     await this.#setAlarm(bus);
   }
 
   /** One alarm, at the earliest time something is due. */
   async #setAlarm(bus) {
     const dueMs = bus.tick();
+    if (dueMs === this.#alarmMs) return;
     if (dueMs === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.max(dueMs, Date.now() + 1));
+    this.#alarmMs = dueMs;
   }
 }
 
