@@ -98,6 +98,12 @@ pub(super) fn promise<F>(f: F) -> Promise
 where
     F: std::future::Future<Output = Result<JsValue>> + 'static,
 {
+    boxed_promise(Box::pin(f))
+}
+
+/// One copy of the promise machinery for every method: a generic one per method
+/// costs kilobytes of wasm each.
+fn boxed_promise(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue>>>>) -> Promise {
     future_to_promise(async move { f.await.map_err(to_js) })
 }
 
