@@ -49,18 +49,19 @@ export class FerryObject extends DurableObject {
     }
   }
 
-  /** Due retries, delays, expired leases and retention run here, not in a loop. */
+  /** Expired leases and sessions, dedup windows and retention run here, not in a loop. */
   async alarm() {
     const bus = this.#open();
     bus.configure({});
+    bus.tick();
     // This alarm is spent: the next one must be set whatever it is.
     this.#alarmMs = undefined;
     await this.#setAlarm(bus);
   }
 
-  /** One alarm, at the earliest time something is due. */
+  /** One alarm, at the earliest time housekeeping is due. */
   async #setAlarm(bus) {
-    const dueMs = bus.tick();
+    const dueMs = bus.nextTickMs();
     if (dueMs === this.#alarmMs) return;
     if (dueMs === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.max(dueMs, Date.now() + 1));

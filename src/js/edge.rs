@@ -199,14 +199,23 @@ impl EdgeBus {
         run().map_err(to_js)
     }
 
-    /// Runs what is due (retries, delays, lease expiry, retention) and returns when
-    /// the next thing is due (ms since the epoch), or `null`: the object's alarm.
-    pub fn tick(&self) -> JsResult {
-        let next = self.operate(|e, now| {
+    /// Runs the housekeeping that is due (lease and session expiry, dedup windows,
+    /// retention): the object's alarm.
+    pub fn tick(&self) -> std::result::Result<(), JsValue> {
+        self.operate(|e, now| {
             e.tick(now);
-            Ok(e.next_due_ms())
-        });
-        next.map(|due| due.map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64))).map_err(to_js)
+            Ok(())
+        })
+        .map_err(to_js)
+    }
+
+    /// When housekeeping is next due (ms since the epoch), or `null`: where the
+    /// object's alarm goes. Messages waiting to become deliverable need no alarm:
+    /// nothing happens to them until a `receive` asks.
+    #[wasm_bindgen(js_name = nextTickMs)]
+    pub fn next_tick_ms(&self) -> JsResult {
+        let engine = self.engine.try_borrow().map_err(|_| to_js(FerryError::storage("the bus was re-entered while it was changing")))?;
+        Ok(engine.next_tick_ms().map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64)))
     }
 }
 

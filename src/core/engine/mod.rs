@@ -415,19 +415,60 @@ impl Engine {
     /// delayed message becoming deliverable, a dedup id or a retained message
     /// expiring. The driver should poll and [`Engine::tick`] by then.
     pub fn next_due_ms(&self) -> Option<u64> {
-        let mut due: Option<u64> = None;
-        let mut consider = |t: u64| due = Some(due.map_or(t, |d: u64| d.min(t)));
+        let mut due = Earliest::default();
+        self.offer_tick_times(&mut due);
+        self.offer_deliverable_times(&mut due);
+        due.0
+    }
+
+    /// The earliest time [`Engine::tick`] has work: a session or lease expiring, a
+    /// dedup id or a retained message expiring. A driver that only delivers when
+    /// asked (a pull consumer's object) wakes for this alone.
+    pub fn next_tick_ms(&self) -> Option<u64> {
+        let mut due = Earliest::default();
+        self.offer_tick_times(&mut due);
+        due.0
+    }
+
+    fn offer_tick_times(&self, due: &mut Earliest) {
         for group in self.groups.values() {
             for member in group.members.values() {
-                consider(member.session_expires_ms);
+                due.offer(member.session_expires_ms);
             }
+            for gt in group.topics.values() {
+                for cs in gt.cursors.values() {
+                    for pending in cs.pending.values() {
+                        if let Pending::InFlight { deadline_ms, .. } = pending {
+                            due.offer(*deadline_ms);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((expires_ms, _, _)) = self.dedup_expiry.first() {
+            due.offer(*expires_ms);
+        }
+        for topic in self.topics.values() {
+            if let Some(retention_ms) = topic.config.retention_ms {
+                for partition in &topic.partitions {
+                    let low = partition.head.low;
+                    if let Some((timestamp_ms, _)) = partition.chunk_for(low).and_then(|c| c.times(low)) {
+                        due.offer(timestamp_ms.saturating_add(retention_ms));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retries after their backoff, and the next message of each partition with
+    /// nothing unsettled (it may be delayed).
+    fn offer_deliverable_times(&self, due: &mut Earliest) {
+        for group in self.groups.values() {
             for (topic, gt) in &group.topics {
                 for (p, cs) in &gt.cursors {
                     for pending in cs.pending.values() {
-                        match pending {
-                            Pending::InFlight { deadline_ms, .. } => consider(*deadline_ms),
-                            Pending::Waiting { due_ms, .. } => consider(*due_ms),
-                            Pending::Acked => {}
+                        if let Pending::Waiting { due_ms, .. } = pending {
+                            due.offer(*due_ms);
                         }
                     }
                     // The next new message matters only when nothing earlier is
@@ -435,26 +476,12 @@ impl Engine {
                     let unsettled = cs.pending.values().any(|pending| !matches!(pending, Pending::Acked));
                     if !unsettled && gt.record.owners.get(*p as usize).is_some_and(Option::is_some) {
                         if let Some((_, deliver_at_ms)) = self.partition(topic, *p).and_then(|s| s.chunk_for(cs.cursor.next)).and_then(|c| c.times(cs.cursor.next)) {
-                            consider(deliver_at_ms);
+                            due.offer(deliver_at_ms);
                         }
                     }
                 }
             }
         }
-        if let Some((expires_ms, _, _)) = self.dedup_expiry.first() {
-            consider(*expires_ms);
-        }
-        for topic in self.topics.values() {
-            if let Some(retention_ms) = topic.config.retention_ms {
-                for partition in &topic.partitions {
-                    let low = partition.head.low;
-                    if let Some((timestamp_ms, _)) = partition.chunk_for(low).and_then(|c| c.times(low)) {
-                        consider(timestamp_ms.saturating_add(retention_ms));
-                    }
-                }
-            }
-        }
-        due
     }
 
     /// Housekeeping due at `now_ms`: expires members whose session ran out (their
@@ -481,4 +508,14 @@ fn refuse_newer(schema_version: u32) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The earliest of the times offered to it.
+#[derive(Default)]
+struct Earliest(Option<u64>);
+
+impl Earliest {
+    fn offer(&mut self, ms: u64) {
+        self.0 = Some(self.0.map_or(ms, |earliest| earliest.min(ms)));
+    }
 }

@@ -374,6 +374,23 @@ fn a_retry_with_its_own_delay_replaces_the_backoff() {
 }
 
 #[test]
+fn housekeeping_is_due_for_leases_not_for_waiting_messages() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig::default()).unwrap();
+    let config = ConsumerConfig { session_timeout_ms: 3_600_000, ..no_jitter() };
+    join(&mut e, "g", "a", "t", &config);
+    e.send("t", &[msg("x"), msg("y")], T0).unwrap();
+    // A backlog is deliverable now, but tick has nothing to do before the session ends.
+    assert_eq!(e.next_due_ms(), Some(T0));
+    assert_eq!(e.next_tick_ms(), Some(T0 + 3_600_000));
+    let held = e.poll("g", "a", 1, T0).unwrap();
+    assert_eq!(e.next_tick_ms(), Some(T0 + config.ack_timeout_ms), "a lease runs out");
+    e.fail("g", "a", &held[0].receipt(), "no", T0);
+    assert_eq!(e.next_due_ms(), Some(T0 + 1000), "the retry after its backoff");
+    assert_eq!(e.next_tick_ms(), Some(T0 + 3_600_000), "waiting for a retry is not housekeeping");
+}
+
+#[test]
 fn reopening_from_records_rebuilds_the_same_bus() {
     let mut e = engine();
     let mut stored = std::collections::BTreeMap::new();
