@@ -15,8 +15,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Miniflare } from 'miniflare';
-import { bundleWorker, root } from '../tests/js/workerd.mjs';
+import { startWorker } from '../tests/js/workerd.mjs';
 
 const RUNS = 5;
 const WARM_UP_BATCHES = 5;
@@ -251,15 +250,8 @@ const median = (xs) => {
 };
 let fresh = 0;
 
-const { modules } = await bundleWorker(worker);
 const dir = await mkdtemp(join(tmpdir(), 'ferry-bench-workers-'));
-const mf = new Miniflare({
-  modules,
-  modulesRoot: root,
-  compatibilityDate: '2025-09-01',
-  durableObjects: { BUS: { className: 'Bus', useSQLite: true }, RAW: { className: 'RawObject', useSQLite: true } },
-  durableObjectsPersist: dir,
-});
+const mf = await startWorker(worker, { durableObjects: { RAW: { className: 'RawObject', useSQLite: true } }, persistTo: dir });
 
 async function step(path, query) {
   const response = await mf.dispatchFetch(`http://bench.test/${path}?${query}`, { signal: AbortSignal.timeout(120_000) });

@@ -35,7 +35,12 @@ pub struct Waiters(RefCell<Vec<Function>>);
 impl Waiters {
     /// A promise that resolves at the next [`Waiters::wake_all`].
     pub fn wait(&self) -> JsFuture {
-        JsFuture::from(Promise::new(&mut |resolve: Function, _reject: Function| self.0.borrow_mut().push(resolve)))
+        JsFuture::from(Promise::new(&mut |resolve: Function, _reject: Function| self.add(resolve)))
+    }
+
+    /// Calls `resolve` at the next [`Waiters::wake_all`].
+    pub fn add(&self, resolve: Function) {
+        self.0.borrow_mut().push(resolve);
     }
 
     pub fn wake_all(&self) {

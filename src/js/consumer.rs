@@ -20,6 +20,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::args;
 use super::bus::{operate, operate_unchecked, promise, read_cached, wake_consumers, Shared};
+use super::commit::Waiters;
 use super::locks::MemberLock;
 use crate::core::config::{check_name, ConsumerConfig, Ordering, RetryPolicy};
 use crate::core::limits::*;
@@ -36,7 +37,7 @@ extern "C" {
 /// Wakes sleeping consumer loops of one bus: new messages, finished handlers, stop.
 #[derive(Default)]
 pub struct Wakers {
-    resolvers: RefCell<Vec<Function>>,
+    sleepers: Waiters,
     /// Wake-ups so far: a loop busy with a commit when one came must not sleep after.
     wakes: Cell<u64>,
 }
@@ -44,9 +45,7 @@ pub struct Wakers {
 impl Wakers {
     pub fn wake_all(&self) {
         self.wakes.set(self.wakes.get() + 1);
-        for resolve in self.resolvers.take() {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        }
+        self.sleepers.wake_all();
     }
 
     /// Sleeps `ms` milliseconds, or less when woken.
@@ -54,7 +53,7 @@ impl Wakers {
         let mut handle = JsValue::UNDEFINED;
         let wait = Promise::new(&mut |resolve: Function, _reject: Function| {
             handle = set_timeout(&resolve, ms.max(0.0));
-            self.resolvers.borrow_mut().push(resolve);
+            self.sleepers.add(resolve);
         });
         let _ = JsFuture::from(wait).await;
         clear_timeout(&handle);

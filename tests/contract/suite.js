@@ -4,7 +4,7 @@
 // name no other case or run uses.
 import { assert } from './assert.js';
 
-async function rejectsWith(ferry, promise, code, field) {
+export async function rejectsWith(ferry, promise, code, field) {
   const e = await assert.rejects(promise, `expected ${code}`);
   assert.ok(e instanceof ferry.FerryError, `a FerryError, got ${e}`);
   assert.ok(e instanceof Error, 'a FerryError is an Error');
@@ -19,6 +19,17 @@ async function until(condition, timeoutMs = 5000) {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/** Consumer options every place must refuse, with the field the message names. */
+export const badConsumerOptions = [
+  [{}, 'groupId'],
+  [{ groupId: 'bad name' }, 'groupId'],
+  [{ groupId: 'g', retry: { maxAttempts: 0 } }, 'retry.maxAttempts'],
+  [{ groupId: 'g', retry: { multiplier: Infinity } }, 'retry.multiplier'],
+  [{ groupId: 'g', concurrency: 1.5 }, 'concurrency'],
+  [{ groupId: 'g', ordering: 'random' }, 'ordering'],
+  [{ groupId: 'g', ackTimeoutMs: -1 }, 'ackTimeoutMs'],
+];
 
 export const cases = [
   {
@@ -216,15 +227,7 @@ export const cases = [
     needs: 'run',
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('consumer-options') });
-      for (const [options, field] of [
-        [{}, 'groupId'],
-        [{ groupId: 'bad name' }, 'groupId'],
-        [{ groupId: 'g', retry: { maxAttempts: 0 } }, 'retry.maxAttempts'],
-        [{ groupId: 'g', retry: { multiplier: Infinity } }, 'retry.multiplier'],
-        [{ groupId: 'g', concurrency: 1.5 }, 'concurrency'],
-        [{ groupId: 'g', ordering: 'random' }, 'ordering'],
-        [{ groupId: 'g', ackTimeoutMs: -1 }, 'ackTimeoutMs'],
-      ]) {
+      for (const [options, field] of badConsumerOptions) {
         const e = assert.throws(() => bus.consumer(options), `consumer(${JSON.stringify(options)})`);
         assert.ok(e instanceof ferry.FerryError && e.code === 'INVALID_ARGUMENT' && e.message.includes(field), `${e.message} names ${field}`);
       }

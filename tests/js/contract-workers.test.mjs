@@ -4,9 +4,8 @@
 // cannot run there and are skipped; the edge-only cases below check what a Worker
 // uses instead: pull consumers with receive, ack and retry.
 import { test, before, after } from 'node:test';
-import { Miniflare } from 'miniflare';
 import { cases } from '../contract/suite.js';
-import { bundleWorker, root } from './workerd.mjs';
+import { startWorker } from './workerd.mjs';
 
 // Edge-only cases. They are written here but run inside the Worker: each one is
 // copied into the Worker's source as text (Function.prototype.toString), so it may
@@ -200,29 +199,10 @@ const edgeCases = [
 // backed by `connect()`; `/?case=<name>&run=<id>` runs one case and answers { ok }.
 const worker = `
 import { FerryObject, FerryError, connect } from 'ferry/workers';
-import { cases as contractCases } from './tests/contract/suite.js';
+import { badConsumerOptions, cases as contractCases, rejectsWith } from './tests/contract/suite.js';
 import { assert } from './tests/contract/assert.js';
 
 export class Bus extends FerryObject {}
-
-async function rejectsWith(ferry, promise, code, field) {
-  const e = await assert.rejects(promise, 'expected ' + code);
-  assert.ok(e instanceof ferry.FerryError, 'a FerryError, got ' + e);
-  assert.ok(e instanceof Error, 'a FerryError is an Error');
-  assert.equal(e.code, code, e.message);
-  if (field) assert.ok(e.message.includes(field), '"' + e.message + '" names ' + field);
-}
-
-// The bad consumer options of the contract suite's consumer-options case.
-const badConsumerOptions = [
-  [{}, 'groupId'],
-  [{ groupId: 'bad name' }, 'groupId'],
-  [{ groupId: 'g', retry: { maxAttempts: 0 } }, 'retry.maxAttempts'],
-  [{ groupId: 'g', retry: { multiplier: Infinity } }, 'retry.multiplier'],
-  [{ groupId: 'g', concurrency: 1.5 }, 'concurrency'],
-  [{ groupId: 'g', ordering: 'random' }, 'ordering'],
-  [{ groupId: 'g', ackTimeoutMs: -1 }, 'ackTimeoutMs'],
-];
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -306,13 +286,7 @@ export default {
 let mf;
 
 before(async () => {
-  const { modules } = await bundleWorker(worker);
-  mf = new Miniflare({
-    modules,
-    modulesRoot: root,
-    compatibilityDate: '2025-09-01',
-    durableObjects: { BUS: { className: 'Bus', useSQLite: true } },
-  });
+  mf = await startWorker(worker);
   await mf.ready;
 });
 

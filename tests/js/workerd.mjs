@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { Miniflare } from 'miniflare';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -43,4 +44,21 @@ export async function bundleWorker(source) {
   const modules = [{ type: 'ESModule', path: join(root, 'worker.js'), contents: result.outputFiles[0].text }];
   for (const [name, path] of wasm) modules.push({ type: 'CompiledWasm', path: join(root, name), contents: await readFile(path) });
   return { modules, inputs: Object.keys(result.metafile.inputs) };
+}
+
+/**
+ * Miniflare running the Worker `source` with `Bus` (its FerryObject subclass) bound
+ * as `BUS`, a SQLite-backed Durable Object. `durableObjects` adds classes, `bindings`
+ * variables; `persistTo` keeps Durable Object storage in a folder across instances.
+ */
+export async function startWorker(source, { durableObjects = {}, bindings = {}, persistTo = false } = {}) {
+  const { modules } = await bundleWorker(source);
+  return new Miniflare({
+    modules,
+    modulesRoot: root,
+    compatibilityDate: '2025-09-01',
+    durableObjects: { BUS: { className: 'Bus', useSQLite: true }, ...durableObjects },
+    bindings,
+    durableObjectsPersist: persistTo,
+  });
 }

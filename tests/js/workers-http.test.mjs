@@ -2,8 +2,7 @@
 // that no refused request stores anything.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Miniflare } from 'miniflare';
-import { bundleWorker, root } from './workerd.mjs';
+import { startWorker } from './workerd.mjs';
 
 const TOKEN = 'test-token-5f1c';
 
@@ -39,14 +38,7 @@ export default {
 let mf;
 
 before(async () => {
-  const { modules } = await bundleWorker(worker);
-  mf = new Miniflare({
-    modules,
-    modulesRoot: root,
-    compatibilityDate: '2025-09-01',
-    durableObjects: { BUS: { className: 'Bus', useSQLite: true } },
-    bindings: { FERRY_TOKEN: TOKEN },
-  });
+  mf = await startWorker(worker, { bindings: { FERRY_TOKEN: TOKEN } });
   assert.equal((await mf.dispatchFetch('http://shop.test/setup')).status, 200);
 });
 

@@ -5,8 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Miniflare } from 'miniflare';
-import { bundleWorker, root } from './workerd.mjs';
+import { startWorker } from './workerd.mjs';
 
 // Each path of the Worker runs one step against the bus and answers with what it saw.
 const worker = `
@@ -86,16 +85,7 @@ export default {
 };
 `;
 
-async function start(persistTo) {
-  const { modules } = await bundleWorker(worker);
-  return new Miniflare({
-    modules,
-    modulesRoot: root,
-    compatibilityDate: '2025-09-01',
-    durableObjects: { BUS: { className: 'Bus', useSQLite: true } },
-    durableObjectsPersist: persistTo,
-  });
-}
+const start = (persistTo) => startWorker(worker, { persistTo });
 
 async function step(mf, path) {
   const response = await mf.dispatchFetch(`http://ferry.test/${path}`, { signal: AbortSignal.timeout(15000) });
