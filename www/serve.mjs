@@ -37,7 +37,12 @@ export async function serve(port = 0) {
     }
   });
   await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+  // Closing drops the browsers' open connections, which would otherwise hold it open.
+  const close = () => new Promise((resolve) => {
+    server.close(resolve);
+    server.closeAllConnections();
+  });
+  return { url: `http://127.0.0.1:${server.address().port}`, close };
 }
 
 // `node www/serve.mjs [port]`: serves the demo and prints where to look.

@@ -28,7 +28,13 @@ async function startReceiver(port = 0) {
   const receiver = outboxReceiver();
   const http = createServer(receiver.handle);
   await new Promise((resolve) => http.listen(port, '127.0.0.1', resolve));
-  return { port: http.address().port, receiver, close: () => new Promise((r) => http.close(r)) };
+  // Stopping drops open connections too: a browser's keep-alive or half-sent request
+  // would otherwise hold close() open.
+  const close = () => new Promise((resolve) => {
+    http.close(resolve);
+    http.closeAllConnections();
+  });
+  return { port: http.address().port, receiver, close };
 }
 
 async function waitFor(condition, timeoutMs, what) {
