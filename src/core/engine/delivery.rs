@@ -57,7 +57,7 @@ impl Engine {
         let config = self.groups[group].members[member].config.clone();
         let mut owned: Vec<(Name, u32)> = Vec::new();
         for topic in &self.groups[group].members[member].topics {
-            owned.extend(self.owned_partitions(group, member, topic).into_iter().map(|p| (topic.clone(), p)));
+            owned.extend(self.owned_partitions(group, member, topic).into_iter().filter(|p| self.serves(topic, *p)).map(|p| (topic.clone(), p)));
         }
         if owned.is_empty() || max == 0 {
             return Ok(Vec::new());

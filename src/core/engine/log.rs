@@ -111,7 +111,7 @@ impl Engine {
         }
     }
 
-    fn check_message(&self, index: usize, m: &OutgoingMessage, partitions: u32) -> Result<()> {
+    pub(super) fn check_message(&self, index: usize, m: &OutgoingMessage, partitions: u32) -> Result<()> {
         let bytes = m.encoded_bytes();
         if bytes > self.config.max_message_bytes {
             return Err(FerryError::new(
@@ -144,7 +144,15 @@ impl Engine {
     /// the dedup window is not appended; its metadata says `duplicate` and points
     /// at the first one. Refused with `QUEUE_FULL` when a partition's unconsumed
     /// depth would pass the topic's `maxDepth`.
+    ///
+    /// In an engine serving one partition of a split bus ([`Engine::set_home`]),
+    /// messages for the topic's other partitions are only staged here for
+    /// forwarding: their ids and depth are the serving engines' concern.
     pub fn send(&mut self, topic: &str, messages: &[OutgoingMessage], now_ms: u64) -> Result<Vec<RecordMetadata>> {
+        self.send_with(topic, messages, now_ms, Depth::Checked)
+    }
+
+    pub(super) fn send_with(&mut self, topic: &str, messages: &[OutgoingMessage], now_ms: u64, depth: Depth) -> Result<Vec<RecordMetadata>> {
         check_name("topic", topic)?;
         if messages.is_empty() || messages.len() > SEND_BATCH_MAX {
             return Err(FerryError::invalid(format!("messages must hold 1 to {SEND_BATCH_MAX} messages, got {}", messages.len())));
@@ -162,7 +170,8 @@ impl Engine {
         let mut first_in_batch: HashMap<&str, usize> = HashMap::new();
         let mut results: Vec<(u32, u64, u64, bool)> = Vec::with_capacity(messages.len());
         for (index, m) in messages.iter().enumerate() {
-            let seen = m.id.as_deref().filter(|_| config.dedup_window_ms > 0).and_then(|id| {
+            let served = m.partition.is_none_or(|p| self.serves(topic, p));
+            let seen = m.id.as_deref().filter(|_| config.dedup_window_ms > 0 && served).and_then(|id| {
                 if let Some(&first) = first_in_batch.get(id) {
                     let (p, offset, ts, _) = results[first];
                     return Some((p, offset, ts));
@@ -191,8 +200,8 @@ impl Engine {
             next_offset[p as usize] += 1;
             results.push((p, offset, now_ms, false));
         }
-        if let Some(max_depth) = config.max_depth {
-            for p in 0..partitions {
+        if let (Some(max_depth), Depth::Checked) = (config.max_depth, depth) {
+            for p in (0..partitions).filter(|p| self.serves(topic, *p)) {
                 let depth = self.unconsumed_depth(topic, p);
                 let added = next_offset[p as usize] - self.partition(topic, p).map_or(0, |s| s.head.high);
                 if added > 0 && depth + added > max_depth {
@@ -232,7 +241,7 @@ impl Engine {
         }
         if config.dedup_window_ms > 0 {
             for (m, r) in messages.iter().zip(&results) {
-                if let (Some(id), false) = (&m.id, r.3) {
+                if let (Some(id), false, true) = (&m.id, r.3, self.serves(topic, r.0)) {
                     let entry = DedupEntry { partition: r.0, offset: r.1, timestamp_ms: now_ms, expires_ms: now_ms.saturating_add(config.dedup_window_ms) };
                     self.put(Key::Dedup(name.clone(), Name::from(id.as_str())), Some(Record::Dedup(entry)));
                 }
@@ -324,7 +333,7 @@ impl Engine {
 
     /// Moves a partition's first retained offset to `new_low`: drops whole chunks
     /// below it and moves every group's cursor that lagged behind.
-    fn advance_low(&mut self, topic: &Name, partition: u32, new_low: u64, expired: u64) {
+    pub(super) fn advance_low(&mut self, topic: &Name, partition: u32, new_low: u64, expired: u64) {
         let Some(state) = self.partition(topic, partition) else { return };
         let mut head = state.head;
         head.low = new_low;
@@ -365,7 +374,9 @@ impl Engine {
         let mut moves: Vec<(Name, u32, u64, u64)> = Vec::new();
         for (name, topic) in &self.topics {
             let Some(retention_ms) = topic.config.retention_ms else { continue };
-            for (p, state) in topic.partitions.iter().enumerate() {
+            // A partition served elsewhere holds only messages waiting to be
+            // forwarded there; its own engine applies retention to them.
+            for (p, state) in topic.partitions.iter().enumerate().filter(|(p, _)| self.serves(name, *p as u32)) {
                 let mut low = state.head.low;
                 while low < state.head.high {
                     match state.chunk_for(low).and_then(|c| c.times(low)) {
@@ -467,6 +478,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether a send may still be refused for passing the topic's `maxDepth`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Depth {
+    Checked,
+    /// The part of a send another engine already stored: refusing it now would
+    /// break the send's atomicity.
+    Unchecked,
 }
 
 pub(super) const DLQ_HEADER_PREFIX: &str = "ferry-dlq-";

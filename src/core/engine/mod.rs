@@ -29,6 +29,7 @@
 //! operation leaves no partial change behind.
 
 mod delivery;
+mod forward;
 mod group;
 mod log;
 mod stats;
@@ -43,6 +44,7 @@ use super::records::*;
 use super::rng::Rng;
 
 pub use delivery::{Delivery, Receipt};
+pub use forward::{forwarded_messages, Outbound};
 pub use group::Subscription;
 pub use log::{RecordMetadata, TopicInfo};
 pub use stats::{GroupPartitionStats, GroupStats, PartitionStats, Stats, TopicStats};
@@ -70,6 +72,10 @@ pub struct Engine {
     trim_due: FxHashSet<(Name, u32)>,
     /// Rotates where a poll starts, so one busy partition does not starve the others.
     poll_rotation: usize,
+    /// The one partition this engine serves when the bus is split over several
+    /// engines (one per partition at the edge); `None`: it serves the whole bus.
+    /// See [`Engine::set_home`].
+    home: Option<(Name, u32)>,
 }
 
 #[derive(Debug)]
@@ -139,6 +145,7 @@ impl Engine {
             txn: Txn::default(),
             trim_due: FxHashSet::default(),
             poll_rotation: 0,
+            home: None,
         };
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
         records.sort_by(|a, b| a.0.cmp(&b.0));
@@ -448,9 +455,9 @@ impl Engine {
         if let Some((expires_ms, _, _)) = self.dedup_expiry.first() {
             due.offer(*expires_ms);
         }
-        for topic in self.topics.values() {
+        for (name, topic) in &self.topics {
             if let Some(retention_ms) = topic.config.retention_ms {
-                for partition in &topic.partitions {
+                for partition in topic.partitions.iter().enumerate().filter(|(p, _)| self.serves(name, *p as u32)).map(|(_, s)| s) {
                     let low = partition.head.low;
                     if let Some((timestamp_ms, _)) = partition.chunk_for(low).and_then(|c| c.times(low)) {
                         due.offer(timestamp_ms.saturating_add(retention_ms));

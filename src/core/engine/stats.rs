@@ -1,4 +1,5 @@
 //! `bus.stats()`: depth, lag, in-flight and dead-lettered counts, shaped as `API.md`.
+//! An engine holding one partition of a split bus reports that partition alone.
 
 use super::*;
 
@@ -52,12 +53,14 @@ impl Engine {
         let topics = self
             .topics
             .iter()
+            .filter(|(name, _)| self.serves_topic(name))
             .map(|(name, t)| TopicStats {
                 topic: name.clone(),
                 partitions: t
                     .partitions
                     .iter()
                     .enumerate()
+                    .filter(|(p, _)| self.serves(name, *p as u32))
                     .map(|(p, s)| PartitionStats {
                         partition: p as u32,
                         low_offset: s.head.low,
@@ -70,10 +73,11 @@ impl Engine {
             .collect();
         let mut groups = Vec::new();
         for (group, state) in self.groups.iter().filter(|(g, _)| &***g != REDRIVE_GROUP) {
-            for (topic, gt) in &state.topics {
+            for (topic, gt) in state.topics.iter().filter(|(topic, _)| self.serves_topic(topic)) {
                 let partitions = gt
                     .cursors
                     .iter()
+                    .filter(|(p, _)| self.serves(topic, **p))
                     .map(|(p, cs)| {
                         let high = self.partition(topic, *p).map_or(0, |s| s.head.high);
                         let count = |f: fn(&Pending) -> bool| cs.pending.values().filter(|x| f(x)).count() as u64;

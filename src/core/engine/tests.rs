@@ -439,3 +439,76 @@ fn clock_going_backwards_does_not_panic() {
     let _ = e.next_due_ms();
     let _ = e.stats();
 }
+
+fn at(value: &str, partition: u32) -> OutgoingMessage {
+    OutgoingMessage { partition: Some(partition), ..msg(value) }
+}
+
+/// One engine per partition of `t` (2 partitions, maxDepth 1): what a split bus runs.
+fn split(home: u32) -> Engine {
+    let mut e = engine();
+    e.set_home("t", home);
+    e.create_topic("t", TopicConfig { max_depth: Some(1), ..TopicConfig::with_partitions(2) }).unwrap();
+    e
+}
+
+#[test]
+fn a_split_engine_stages_other_partitions_and_serves_its_own() {
+    let (mut home, mut other) = (split(0), split(1));
+    let ids = |m: OutgoingMessage, id: &str| OutgoingMessage { id: Some(id.into()), ..m };
+    // maxDepth 1 holds for the home partition only: the other's part is its engine's.
+    let meta = home.send("t", &[ids(at("a", 0), "x"), ids(at("b", 1), "y"), at("c", 1)], T0).unwrap();
+    assert_eq!(meta.iter().map(|m| (m.partition, m.offset)).collect::<Vec<_>>(), vec![(0, 0), (1, 0), (1, 1)]);
+    assert_eq!(home.send("t", &[at("d", 0)], T0).unwrap_err().code, ErrorCode::QueueFull);
+    commit(&mut home);
+
+    let out = home.outbound().unwrap();
+    assert_eq!(out.len(), 1);
+    assert!(out[0].send && out[0].partition == 1);
+    let part = forwarded_messages(&out[0].chunk, 1, T0).unwrap();
+    let values: Vec<_> = part.iter().map(|m| m.value.clone()).collect();
+    assert_eq!(values, vec![Value::string("b"), Value::string("c")]);
+    // The serving engine takes the part even past maxDepth, and owns its ids.
+    other.send("t", &[ids(at("z", 1), "y")], T0).unwrap();
+    let taken = other.send_forwarded("t", &part, T0).unwrap();
+    assert_eq!(taken.iter().map(|m| (m.offset, m.duplicate)).collect::<Vec<_>>(), vec![(0, true), (1, false)]);
+    home.forwarded("t", 1, out[0].chunk.end_offset());
+    commit(&mut home);
+    assert!(home.outbound().unwrap().is_empty());
+    // The home id is deduplicated here; the other's is not known here.
+    assert!(home.send("t", &[ids(at("again", 0), "x")], T0).unwrap()[0].duplicate);
+
+    // Consumers and stats see the home partition alone.
+    home.join("g", "m", &[Subscription::new("t", true)], &no_jitter(), T0).unwrap();
+    let d = home.poll("g", "m", 10, T0).unwrap();
+    assert_eq!(d.iter().map(|d| (d.partition, d.message.offset)).collect::<Vec<_>>(), vec![(0, 0)]);
+    let stats = home.stats();
+    assert_eq!(stats.topics.len(), 1);
+    assert_eq!(stats.topics[0].partitions.iter().map(|p| p.partition).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(stats.groups[0].partitions.iter().map(|p| p.partition).collect::<Vec<_>>(), vec![0]);
+}
+
+#[test]
+fn a_split_engine_forwards_dead_letters_as_they_are() {
+    let mut home = split(1);
+    let config = ConsumerConfig { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..no_jitter() };
+    home.join("g", "m", &[Subscription::new("t", true)], &config, T0).unwrap();
+    home.send("t", &[at("a", 1)], T0).unwrap();
+    let d = home.poll("g", "m", 10, T0).unwrap();
+    assert!(home.fail("g", "m", &d[0].receipt(), "boom", T0));
+    let out = home.outbound().unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!((&*out[0].topic, out[0].partition, out[0].send), ("t.dlq", 1, false));
+    let dead = out[0].chunk.message(0).unwrap().unwrap();
+    assert_eq!(dead.header("ferry-dlq-partition"), Some("1"));
+
+    let mut dlq = engine();
+    dlq.set_home("t.dlq", 1);
+    dlq.create_topic("t.dlq", TopicConfig::with_partitions(2)).unwrap();
+    let part = vec![OutgoingMessage { headers: dead.headers.clone(), id: Some("same".into()), ..at("a", 1) }];
+    // Dead letters are not deduplicated: the same message may be dead-lettered twice.
+    for offset in 0..2 {
+        assert_eq!(dlq.append_forwarded("t.dlq", 1, &part, T0).unwrap()[0].offset, offset);
+    }
+    assert_eq!(dlq.append_forwarded("t.dlq", 2, &part, T0).unwrap_err().code, ErrorCode::InvalidArgument);
+}
