@@ -1,10 +1,14 @@
-// `ferry/workers`: the bus in a Cloudflare Durable Object. FerryObject is the
-// object (bind it as a SQLite-backed class); connect() is the client a Worker
-// uses. The engine (its own build, with the Durable Object face) is imported as a
-// compiled module, as workerd requires, and instantiated on first use.
+// `ferry/workers`: the bus in Cloudflare Durable Objects. FerryObject is the
+// object class (bind it as a SQLite-backed class). One instance, named after the
+// bus, is its directory of topics; one instance serves each topic partition,
+// named `${bus}/${topic}/${partition}`, so a topic's throughput grows with its
+// partitions. connect() is the client a Worker uses: it routes each message with
+// the engine's partitioner and fans reads out over the partitions. The engine (its
+// own build, with the Durable Object face) is imported as a compiled module, as
+// workerd requires, and instantiated on first use.
 import { DurableObject } from 'cloudflare:workers';
 import wasmModule from '../dist/edge/ferry_bg.wasm';
-import { initSync, EdgeBus, checkConsumerOptions } from '../dist/edge/ferry.js';
+import { initSync, EdgeBus, checkConsumerOptions, pullPlan, routePublish, routeSend } from '../dist/edge/ferry.js';
 import { FerryError } from './error.js';
 
 export { FerryError };
@@ -18,30 +22,63 @@ function loadEngine() {
   }
 }
 
-// What a client may call on the object: the bus methods of API.md.
-const METHODS = new Set(['createTopic', 'topics', 'send', 'publish', 'stats', 'redrive', 'receive', 'ack', 'retry']);
+// What a client may call: the directory's methods, and a partition's.
+const DIRECTORY_METHODS = new Set(['createTopic', 'topics', 'topic', 'settings', 'redrive']);
+const PARTITION_METHODS = new Set(['send', 'publish', 'stats', 'redrive', 'receive', 'ack', 'retry', 'accept', 'checkRoom']);
+/** After a failed forward the object tries again this much later (ms), doubling up to the max. */
+const FORWARD_RETRY_MS = 1000;
+const FORWARD_RETRY_MS_MAX = 60000;
 
-/** The Durable Object holding one bus. Extend it and bind the subclass. */
+const objectName = (bus, topic, partition) => `${bus}/${topic}/${partition}`;
+/** The name of the bus a partition's object belongs to. */
+const busOf = (bus) => bus.name.slice(0, bus.name.length - `/${bus.home.topic}/${bus.home.partition}`.length);
+
+/** Runs `request` ({ options, topics, method, args }) in the object `name`; its error is thrown here. */
+async function callObject(namespace, name, request) {
+  const { value, error } = await namespace.get(namespace.idFromName(name)).call({ name, ...request });
+  if (error) throw new FerryError(error.code, error.message);
+  return value;
+}
+
+/** A Durable Object holding a bus's directory or one of its partitions. Extend it and bind the subclass. */
 export class FerryObject extends DurableObject {
   #bus = null;
+  #namespace = null;
   /** The alarm this instance last set (ms; null: none): setting it again is skipped. */
   #alarmMs = undefined;
+  /** The forwarding under way, which every call that needs it waits for. */
+  #forwarding = null;
+  /** When forwarding is tried again after a failure (ms), and the wait before that. */
+  #forwardDueMs = null;
+  #forwardRetryMs = 0;
+  #forwardError = null;
+  /** Directory settings of the topics this object forwards to, by name. */
+  #targets = new Map();
+  /** What the sends in progress wait for: by `${topic}/${partition}/${offset here}`, the metadata where it was taken. */
+  #awaited = new Map();
 
-  /** The bus, opened on first use. */
-  #open() {
+  /** The bus part, opened on first use: the first call names the object. */
+  #open(name) {
     loadEngine();
-    this.#bus ??= new EdgeBus(this.ctx.storage);
+    this.#bus ??= new EdgeBus(this.ctx.storage, name);
+    if (name !== undefined && name !== this.#bus.name) throw new FerryError('INVALID_ARGUMENT', `this object holds '${this.#bus.name}', not '${name}'`);
     return this.#bus;
   }
 
-  /** One RPC: `method` of the bus. Errors come back as data so their codes cross RPC. */
-  async call(options, method, args) {
+  /** One RPC from a client or another object. Errors come back as data so their codes cross RPC. */
+  async call({ name, options, topics, method, args = [] }) {
     try {
-      if (!METHODS.has(method)) throw new FerryError('INVALID_ARGUMENT', `unknown bus method '${method}'`);
-      const bus = this.#open();
+      const bus = this.#open(name);
+      const methods = bus.home ? PARTITION_METHODS : DIRECTORY_METHODS;
+      if (!methods.has(method)) throw new FerryError('INVALID_ARGUMENT', `unknown bus method '${method}'`);
       // Each client's own options (autoCreateTopics, maxMessageBytes) for its call.
-      bus.configure(options);
-      const value = bus[method](...args);
+      bus.configure(options, topics);
+      let value;
+      if (method === 'send') value = await this.#send(bus, topics, args);
+      else if (method === 'redrive' && bus.home) value = await this.#redrive(bus, options, args);
+      else value = bus[method](...args);
+      // Dead letters, redriven messages: they reach their partitions before the call returns.
+      await this.#forward(bus);
       await this.#setAlarm(bus);
       return { value };
     } catch (error) {
@@ -49,76 +86,272 @@ export class FerryObject extends DurableObject {
     }
   }
 
-  /** Expired leases and sessions, dedup windows and retention run here, not in a loop. */
+  /** Expired leases and sessions, dedup windows, retention and forwards left over run here, not in a loop. */
   async alarm() {
     const bus = this.#open();
     bus.configure({});
     bus.tick();
     // This alarm is spent: the next one must be set whatever it is.
     this.#alarmMs = undefined;
+    this.#forwardDueMs = null;
+    await this.#forward(bus);
     await this.#setAlarm(bus);
   }
 
-  /** One alarm, at the earliest time housekeeping is due. */
+  /** One alarm, at the earliest time housekeeping or a forward is due. */
   async #setAlarm(bus) {
-    const dueMs = bus.nextTickMs();
+    const tickMs = bus.nextTickMs();
+    const dueMs = tickMs === null ? this.#forwardDueMs : this.#forwardDueMs === null ? tickMs : Math.min(tickMs, this.#forwardDueMs);
     if (dueMs === this.#alarmMs) return;
     if (dueMs === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.max(dueMs, Date.now() + 1));
     this.#alarmMs = dueMs;
   }
+
+  /**
+   * A send coordinated here: stored whole in this partition's transaction (so it is
+   * atomic), then its other partitions' parts are forwarded and their metadata
+   * taken from where they landed. maxDepth of those partitions is asked first,
+   * since a stored part is no longer refused.
+   */
+  async #send(bus, topics, [record, partitions]) {
+    const { topic, partition: home } = bus.home;
+    const others = new Map();
+    for (const p of partitions) if (p !== home) others.set(p, (others.get(p) ?? 0) + 1);
+    if (others.size > 0 && topics?.[0]?.maxDepth != null) {
+      await Promise.all([...others].map(([p, count]) => callObject(this.#namespaceOf(bus), objectName(busOf(bus), topic, p), { topics, method: 'checkRoom', args: [count] })));
+    }
+    const results = bus.send(record, partitions);
+    if (others.size === 0) return results;
+    const keyOf = (r) => `${r.topic}/${r.partition}/${r.offset}`;
+    const mine = results.filter((r) => r.partition !== home).map(keyOf);
+    for (const key of mine) this.#awaited.set(key, null);
+    try {
+      await this.#forward(bus);
+      return results.map((r) => {
+        if (r.partition === home) return r;
+        const landed = this.#awaited.get(keyOf(r));
+        if (!landed) {
+          throw new FerryError('STORAGE', `the send is stored, but its part for partition ${r.partition} is not forwarded yet (${this.#forwardError?.message ?? 'no answer'}); it will be, without its metadata`);
+        }
+        return landed;
+      });
+    } finally {
+      for (const key of mine) this.#awaited.delete(key);
+    }
+  }
+
+  /** A redrive of this dead-letter partition: the topics it sends to are taken from the directory first. */
+  async #redrive(bus, options, args) {
+    bus.configure(options, await callObject(this.#namespaceOf(bus), busOf(bus), { method: 'settings' }));
+    return bus.redrive(...args);
+  }
+
+  /** Forwards what waits here for other partitions, one run at a time; a failure is retried by the alarm. */
+  #forward(bus) {
+    this.#forwarding ??= this.#forwardAll(bus).finally(() => {
+      this.#forwarding = null;
+    });
+    return this.#forwarding;
+  }
+
+  async #forwardAll(bus) {
+    try {
+      for (let out = bus.outbound(); out.length > 0; out = bus.outbound()) {
+        await Promise.all(out.map((entry) => this.#forwardOne(bus, entry)));
+      }
+      this.#forwardDueMs = null;
+      this.#forwardRetryMs = 0;
+      this.#forwardError = null;
+    } catch (error) {
+      this.#forwardRetryMs = Math.min(FORWARD_RETRY_MS_MAX, this.#forwardRetryMs * 2 || FORWARD_RETRY_MS);
+      this.#forwardDueMs = Date.now() + this.#forwardRetryMs;
+      this.#forwardError = error;
+    }
+  }
+
+  /** Hands one chunk to the partition that serves it, then drops it here. */
+  async #forwardOne(bus, { topic, partition, partitions, send, from, end, bytes }) {
+    const namespace = this.#namespaceOf(bus);
+    const busName = busOf(bus);
+    // A dead-letter topic is made on demand with the source's partition count.
+    let target = this.#targets.get(topic);
+    if (!target) {
+      target = await callObject(namespace, busName, { method: 'topic', args: [topic, partitions, true] });
+      this.#targets.set(topic, target);
+    }
+    // A dead-letter topic that existed with fewer partitions takes the rest modulo its count.
+    const to = partition < target.partitions ? partition : partition % target.partitions;
+    const source = `${bus.name}>${topic}/${partition}`;
+    const { skipped, results } = await callObject(namespace, objectName(busName, topic, to), { topics: [target], method: 'accept', args: [source, send, from, bytes] });
+    results.forEach((landed, i) => {
+      const key = `${topic}/${partition}/${from + skipped + i}`;
+      if (this.#awaited.has(key)) this.#awaited.set(key, landed);
+    });
+    bus.forwarded(topic, partition, end);
+  }
+
+  /**
+   * The namespace binding this class: the one whose id for this object's name is
+   * this object's id. Objects of a bus reach each other through it.
+   */
+  #namespaceOf(bus) {
+    if (this.#namespace) return this.#namespace;
+    for (const binding of Object.values(this.env ?? {})) {
+      if (typeof binding?.idFromName !== 'function') continue;
+      try {
+        if (binding.idFromName(bus.name).equals(this.ctx.id)) return (this.#namespace = binding);
+      } catch {
+        // Not a Durable Object namespace after all.
+      }
+    }
+    throw new FerryError('STORAGE', 'no binding in env holds this Durable Object class: bind it (durable_objects.bindings in wrangler.toml)');
+  }
 }
 
 /** A client for the bus `name` held by the Durable Object namespace `namespace`. */
-export function connect(namespace, { name = 'ferry', ...options } = {}) {
-  const stub = namespace.get(namespace.idFromName(name));
-  const call = async (method, ...args) => {
-    const { value, error } = await stub.call(options, method, args);
-    if (error) throw new FerryError(error.code, error.message);
-    return value;
+export function connect(namespace, options = {}) {
+  loadEngine();
+  const name = options?.name ?? 'ferry';
+  const call = (object, method, args, topics) => callObject(namespace, object, { options, topics, method, args });
+  const directory = (method, ...args) => call(name, method, args);
+  const partitionCall = (settings, partition, method, ...args) => call(objectName(name, settings.topic, partition), method, args, [settings]);
+
+  // Partition counts never change, so a topic's settings are fetched once. A
+  // topic auto-creation would make is only described until a send to it is
+  // stored (a refused send makes nothing); consumers make it at once.
+  const known = new Map();
+  const settings = async (topic, create = true) => {
+    if (known.has(topic)) return known.get(topic);
+    const found = await directory('topic', topic, undefined, create);
+    if (!found.missing) known.set(topic, found);
+    return found;
   };
+  const stored = async (found, result) => {
+    if (found.missing) await settings(found.topic);
+    return result;
+  };
+  // Where each topic's round-robin goes next; a client starts anywhere, so short-lived clients still spread.
+  const roundRobin = new Map();
+  const route = (topic, partitions, pick) => {
+    const routed = pick(roundRobin.get(topic) ?? Math.floor(Math.random() * partitions));
+    roundRobin.set(topic, routed.roundRobin);
+    return routed.partitions;
+  };
+
+  const send = async (record) => {
+    const topic = await settings(record?.topic, false);
+    const partitions = route(topic.topic, topic.partitions, (next) => routeSend(record, topic.partitions, next));
+    // One object coordinates the send: the partition of its first message.
+    return stored(topic, await partitionCall(topic, partitions[0], 'send', record, partitions));
+  };
+
   return {
-    createTopic: (topic, topicOptions) => call('createTopic', topic, topicOptions),
-    topics: () => call('topics'),
-    producer: () => ({ send: (record) => call('send', record) }),
-    publish: (topic, value, messageOptions) => call('publish', topic, value, messageOptions),
-    stats: () => call('stats'),
-    redrive: (redriveOptions) => call('redrive', redriveOptions),
+    createTopic: (topic, topicOptions) => directory('createTopic', topic, topicOptions),
+    topics: () => directory('topics'),
+    producer: () => ({ send }),
+    publish: async (topic, value, messageOptions) => {
+      const found = await settings(topic, false);
+      const [partition] = route(topic, found.partitions, (next) => routePublish(messageOptions, found.partitions, next));
+      return stored(found, await partitionCall(found, partition, 'publish', topic, value, messageOptions, partition));
+    },
+    stats: async () => {
+      const topics = await directory('settings');
+      const parts = await Promise.all(topics.map((topic) => Promise.all(Array.from({ length: topic.partitions }, (_, p) => partitionCall(topic, p, 'stats')))));
+      return mergeStats(topics, parts);
+    },
+    redrive: async (redriveOptions) => {
+      // The directory checks the options (and the topic, when it may not be made).
+      await directory('redrive', redriveOptions);
+      const from = (await directory('settings')).find((topic) => topic.topic === redriveOptions.from);
+      if (!from) return 0;
+      let left = redriveOptions.limit ?? Infinity;
+      let moved = 0;
+      for (let p = 0; p < from.partitions && left > 0; p++) {
+        const n = await partitionCall(from, p, 'redrive', { from: from.topic, ...(left === Infinity ? {} : { limit: left }) });
+        moved += n;
+        left -= n;
+      }
+      return moved;
+    },
     consumer: (consumerOptions) => {
-      loadEngine();
       checkConsumerOptions(consumerOptions);
-      return new PullConsumer(call, consumerOptions);
+      return new PullConsumer(consumerOptions, settings, partitionCall);
     },
   };
 }
 
+/** One `stats()` from each partition's own: `parts[t][p]` for topic `t` of `topics`. */
+function mergeStats(topics, parts) {
+  const groups = new Map();
+  const merged = topics.map((topic, t) => ({
+    topic: topic.topic,
+    partitions: parts[t].flatMap((stats) => stats.topics.find((s) => s.topic === topic.topic)?.partitions ?? []),
+  }));
+  for (const stats of parts.flat()) {
+    for (const g of stats.groups) {
+      const key = `${g.groupId}\n${g.topic}`;
+      const group = groups.get(key) ?? groups.set(key, { groupId: g.groupId, topic: g.topic, deadLettered: 0, partitions: [] }).get(key);
+      group.deadLettered += g.deadLettered;
+      group.partitions.push(...g.partitions);
+    }
+  }
+  const order = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+  const list = [...groups.values()].sort((a, b) => order(a.groupId, b.groupId) || order(a.topic, b.topic));
+  for (const group of list) group.partitions.sort((a, b) => a.partition - b.partition);
+  return { topics: merged, groups: list };
+}
+
 /** A consumer that pulls: `receive` leases messages, each settled by `ack` or `retry`. */
 class PullConsumer {
-  #call;
   #options;
+  #settings;
+  #partitionCall;
   #subscriptions = [];
+  /** Where the next receive starts among the partitions, so none is always last. */
+  #rotation = 0;
 
-  constructor(call, options) {
-    this.#call = call;
+  constructor(options, settings, partitionCall) {
     this.#options = options;
+    this.#settings = settings;
+    this.#partitionCall = partitionCall;
   }
 
   async subscribe(subscription) {
+    pullPlan([subscription]);
     this.#subscriptions.push(subscription);
   }
 
+  /**
+   * Asks every subscribed partition at once for a share of `max` (which also joins
+   * the group there), then, while fewer came, those not asked yet and those that
+   * filled their share for what is left. Each round either fills `max` or drops a
+   * partition that had less than its share, so the rounds end.
+   */
   async receive({ max } = {}) {
-    const groupId = this.#options?.groupId;
-    const received = await this.#call('receive', this.#options, this.#subscriptions, max);
-    return received.map(({ topic, partition, message }) => {
-      const receipt = [groupId, topic, partition, message.offset, message.attempt];
-      return {
-        topic,
-        partition,
-        ...message,
-        ack: () => this.#call('ack', ...receipt),
-        retry: (options) => this.#call('retry', ...receipt, options),
-      };
-    });
+    const plan = pullPlan(this.#subscriptions, max);
+    const targets = [];
+    for (const { topic, fromBeginning } of plan.subscriptions) {
+      const settings = await this.#settings(topic);
+      for (let p = 0; p < settings.partitions; p++) targets.push({ settings, p, subscription: { topic, fromBeginning } });
+    }
+    const start = this.#rotation++ % targets.length;
+    let asking = [...targets.slice(start), ...targets.slice(0, start)];
+    const received = [];
+    for (let first = true; asking.length > 0 && received.length < plan.max; first = false) {
+      const left = plan.max - received.length;
+      const shares = asking.map((_, i) => Math.floor(left / asking.length) + (i < left % asking.length ? 1 : 0));
+      const got = await Promise.all(asking.map((t, i) => (first || shares[i] > 0 ? this.#partitionCall(t.settings, t.p, 'receive', this.#options, t.subscription, shares[i]) : [])));
+      got.forEach((list) => received.push(...list));
+      const unasked = asking.filter((_, i) => shares[i] === 0);
+      asking = [...unasked, ...asking.filter((_, i) => shares[i] > 0 && got[i].length === shares[i])];
+    }
+    return received.map(({ topic, partition, message }) => this.#received(topic, partition, message));
+  }
+
+  #received(topic, partition, message) {
+    const receipt = [this.#options.groupId, topic, partition, message.offset, message.attempt];
+    const settle = async (method, ...args) => this.#partitionCall(await this.#settings(topic), partition, method, ...receipt, ...args);
+    return { topic, partition, ...message, ack: () => settle('ack'), retry: (options) => settle('retry', options) };
   }
 }

@@ -1,6 +1,15 @@
-//! The bus inside a Cloudflare Durable Object (`ferry/workers`): the same engine,
-//! on the object's SQLite storage ([`DurableStore`]), driven by the object's calls
-//! and its alarm instead of a run loop.
+//! The bus inside Cloudflare Durable Objects (`ferry/workers`): the same engine,
+//! on each object's SQLite storage ([`DurableStore`]), driven by the objects'
+//! calls and alarms instead of a run loop.
+//!
+//! A bus is split over objects so that a topic's throughput grows with its
+//! partitions: the object named `{bus}` is the directory (topics and their
+//! settings), and the object named `{bus}/{topic}/{partition}` serves that one
+//! partition ([`Engine::set_home`]): its log, its groups' cursors and leases, its
+//! dedup ids. What such an object appends to another partition (the rest of a
+//! send it coordinates, dead letters, redriven messages) waits in its storage
+//! until forwarded ([`EdgeBus::outbound`], [`EdgeBus::accept`]): a send is stored
+//! whole in one object's transaction, and so is atomic, before any of it moves.
 //!
 //! Every method is synchronous: the object runs one call at a time, its storage
 //! API is synchronous, and a call's writes are committed before it returns. A
@@ -9,7 +18,7 @@
 
 use std::cell::RefCell;
 
-use js_sys::{Array, Date, Object};
+use js_sys::{Array, Date, Object, Reflect, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::args;
@@ -17,10 +26,13 @@ use super::bus::{bus_config, messages, outgoing, parse_json, topic_config};
 use super::consumer::{consumer_config, payload, subscriptions};
 use super::error::to_js;
 use super::json;
-use crate::core::config::check_name;
+use crate::core::config::{check_name, TopicConfig};
+use crate::core::engine::forwarded_messages;
 use crate::core::limits::*;
+use crate::core::message::{Chunk, OutgoingMessage};
+use crate::core::murmur2::partition_for_key;
 use crate::core::{BusConfig, Engine, FerryError, Receipt, Result};
-use crate::store::durable::DurableStore;
+use crate::store::durable::{DurableStore, ForwardMark};
 
 /// The member a group's pulls and acks go through in one object: pulls come from
 /// any Worker invocation, so the group is one member that is never idle for long.
@@ -32,18 +44,45 @@ const RECEIVE_MAX: u64 = 100;
 pub struct EdgeBus {
     engine: RefCell<Engine>,
     store: DurableStore,
+    /// `{bus}` for the directory, `{bus}/{topic}/{partition}` for a partition.
+    name: String,
+    /// Topics the current call says exist ([`EdgeBus::configure`]): made here, if
+    /// missing, with the call's first commit, so a refused call makes none.
+    known: RefCell<Vec<(String, TopicConfig)>>,
+}
+
+/// The topic and partition the object named `name` serves; `None` for a directory.
+fn home_of(name: &str) -> Result<Option<(String, u32)>> {
+    let parts: Vec<&str> = name.split('/').collect();
+    match parts[..] {
+        [bus] => check_name("name", bus).map(|()| None),
+        [bus, topic, partition] => {
+            check_name("name", bus)?;
+            check_name("topic", topic)?;
+            let partition = partition.parse::<u32>().ok().filter(|p| *p < PARTITIONS_MAX).ok_or_else(|| FerryError::invalid(format!("object name '{name}' has no partition number")))?;
+            Ok(Some((topic.to_string(), partition)))
+        }
+        _ => Err(FerryError::invalid(format!("object name '{name}' is neither 'bus' nor 'bus/topic/partition'"))),
+    }
 }
 
 type JsResult = std::result::Result<JsValue, JsValue>;
 
 impl EdgeBus {
-    /// Runs `op` and commits its writes before returning; a failed commit undoes it.
+    /// Runs `op` and commits its writes before returning; a refused `op` or a
+    /// failed commit changes nothing.
     fn operate<T>(&self, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+        self.operate_forward(None, op)
+    }
+
+    /// [`EdgeBus::operate`], recording in the same transaction how far a forward was taken.
+    fn operate_forward<T>(&self, forward: Option<ForwardMark<'_>>, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
         let mut engine = self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
-        let out = op(&mut engine, Date::now() as u64);
+        let known = self.known.take();
+        let out = known.into_iter().try_for_each(|(name, settings)| engine.topic_or_create(&name, Some(settings)).map(|_| ())).and_then(|()| op(&mut engine, Date::now() as u64));
         let writes = engine.begin_commit();
-        let stored = self.store.commit(&writes);
-        engine.end_commit(stored.is_ok());
+        let stored = if out.is_ok() { self.store.commit(&writes, forward) } else { Ok(()) };
+        engine.end_commit(out.is_ok() && stored.is_ok());
         stored?;
         out
     }
@@ -60,14 +99,31 @@ impl EdgeBus {
 
 #[wasm_bindgen]
 impl EdgeBus {
-    /// Opens the bus kept in `storage` (a Durable Object's `ctx.storage`).
+    /// Opens the part of a bus kept in `storage` (a Durable Object's `ctx.storage`)
+    /// by the object named `name`: its first call names it; later ones, and its
+    /// alarm (`name` undefined), find the name it stored.
     #[wasm_bindgen(constructor)]
-    pub fn new(storage: JsValue) -> std::result::Result<EdgeBus, JsValue> {
+    pub fn new(storage: JsValue, name: Option<String>) -> std::result::Result<EdgeBus, JsValue> {
         let open = || -> Result<EdgeBus> {
             let store = DurableStore::open(storage)?;
+            let name = match (store.name()?, name) {
+                (Some(stored), Some(given)) if stored != given => {
+                    return Err(FerryError::storage(format!("this Durable Object holds '{stored}', not '{given}'")));
+                }
+                (Some(stored), _) => stored,
+                (None, Some(given)) => {
+                    home_of(&given)?;
+                    store.set_name(&given)?;
+                    given
+                }
+                (None, None) => return Err(FerryError::storage("this Durable Object was never used by a bus")),
+            };
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-            let engine = Engine::open(BusConfig::default(), seed, store.load()?)?;
-            let bus = EdgeBus { engine: RefCell::new(engine), store };
+            let mut engine = Engine::open(BusConfig::default(), seed, store.load()?)?;
+            if let Some((topic, partition)) = home_of(&name)? {
+                engine.set_home(&topic, partition);
+            }
+            let bus = EdgeBus { engine: RefCell::new(engine), store, name, known: RefCell::default() };
             // A new bus stores its schema version before anything else.
             bus.operate(|_, _| Ok(()))?;
             Ok(bus)
@@ -75,15 +131,81 @@ impl EdgeBus {
         open().map_err(to_js)
     }
 
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// `{ topic, partition }` this object serves, or `null` for the directory.
+    #[wasm_bindgen(getter)]
+    pub fn home(&self) -> JsResult {
+        let Some((topic, partition)) = home_of(&self.name).map_err(to_js)? else { return Ok(JsValue::NULL) };
+        let home = Object::new();
+        Reflect::set(&home, &JsValue::from_str("topic"), &JsValue::from_str(&topic))?;
+        Reflect::set(&home, &JsValue::from_str("partition"), &JsValue::from(partition))?;
+        Ok(home.into())
+    }
+
+    /// Every topic's settings, as [`EdgeBus::topic`] gives them, from the directory.
+    pub fn settings(&self) -> JsResult {
+        let run = || -> Result<JsValue> {
+            let engine = self.engine.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+            let list = Array::new();
+            for info in engine.topics() {
+                let config = engine.topic_config(&info.topic).unwrap_or_default();
+                list.push(&parse_json(&json::topic_config(&info.topic, &config))?);
+            }
+            Ok(list.into())
+        };
+        run().map_err(to_js)
+    }
+
     /// Takes the options of `connect()` for the calls that follow, checked as
     /// `Bus.open` checks them (`storage` and `durability` mean nothing here but must
     /// still be valid): each client's own `autoCreateTopics` and `maxMessageBytes`.
-    pub fn configure(&self, options: JsValue) -> JsResult {
+    /// `topics` lists settings (as [`EdgeBus::topic`] gives them) of topics the next
+    /// call needs here: a partition's own topic, where a redrive may send.
+    pub fn configure(&self, options: JsValue, topics: JsValue) -> JsResult {
         let run = || -> Result<JsValue> {
             let (config, _storage) = bus_config(args::options(&options, "options")?.as_ref())?;
-            let mut engine = self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
-            engine.set_config(config)?;
+            let mut known = Vec::new();
+            if !topics.is_undefined() {
+                for topic in args::array(&topics, "topics")?.iter() {
+                    let settings = args::options(&topic, "topics[]")?;
+                    known.push((args::string(&args::get(settings.as_ref(), "topic")?, "topic")?, topic_config(settings.as_ref())?));
+                }
+            }
+            self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?.set_config(config)?;
+            *self.known.borrow_mut() = known;
             Ok(JsValue::UNDEFINED)
+        };
+        run().map_err(to_js)
+    }
+
+    /// The settings of `name` (`{ topic, partitions, retentionMs, maxDepth,
+    /// dedupWindowMs }`), from the directory. A missing topic is created with
+    /// `partitions` when given (a dead-letter topic made on demand), else as
+    /// `autoCreateTopics` says when `create`; without `create` nothing is made and
+    /// a topic that would be is described with `missing: true`, for a send that
+    /// may yet be refused.
+    pub fn topic(&self, name: JsValue, partitions: JsValue, create: bool) -> JsResult {
+        let run = || -> Result<JsValue> {
+            let name = args::string(&name, "topic")?;
+            let missing = args::opt_integer(&partitions, "partitions", 1, u64::from(PARTITIONS_MAX))?.map(|p| TopicConfig::with_partitions(p as u32));
+            if !create && missing.is_none() {
+                let engine = self.engine.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+                check_name("topic", &name)?;
+                if engine.topic_config(&name).is_none() {
+                    if !engine.config().auto_create_topics {
+                        return Err(FerryError::unknown_topic(&name));
+                    }
+                    let described = parse_json(&json::topic_config(&name, &TopicConfig::default()))?;
+                    Reflect::set(&described, &JsValue::from_str("missing"), &JsValue::TRUE).map_err(|_| FerryError::storage("a result could not be built"))?;
+                    return Ok(described);
+                }
+            }
+            let config = self.operate(|e, _| e.topic_or_create(&name, missing))?;
+            parse_json(&json::topic_config(&name, &config))
         };
         run().map_err(to_js)
     }
@@ -102,23 +224,113 @@ impl EdgeBus {
         self.operate(|e, _| Ok(json::topics(&e.topics()))).and_then(|text| parse_json(&text)).map_err(to_js)
     }
 
-    /// `producer().send({ topic, messages })`.
-    pub fn send(&self, record: JsValue) -> JsResult {
+    /// `producer().send({ topic, messages })`, each message bound for its entry of
+    /// `partitions` ([`route_send`]): this object's own part is stored as a send,
+    /// the others' are stored with it and forwarded after.
+    pub fn send(&self, record: JsValue, partitions: Vec<u32>) -> JsResult {
         let run = || -> Result<JsValue> {
             let record = args::options(&record, "record")?;
             let topic = args::string(&args::get(record.as_ref(), "topic")?, "topic")?;
-            let messages = messages(record.as_ref())?;
+            let mut messages = messages(record.as_ref())?;
+            for (message, partition) in messages.iter_mut().zip(partitions) {
+                message.partition = Some(partition);
+            }
             parse_json(&json::metadata(&self.operate(|e, now| e.send(&topic, &messages, now))?))
         };
         run().map_err(to_js)
     }
 
-    pub fn publish(&self, topic: JsValue, value: JsValue, options: JsValue) -> JsResult {
+    pub fn publish(&self, topic: JsValue, value: JsValue, options: JsValue, partition: u32) -> JsResult {
         let run = || -> Result<JsValue> {
             let topic = args::string(&topic, "topic")?;
-            let message = outgoing(&value, args::options(&options, "options")?.as_ref(), "message")?;
+            let mut message = outgoing(&value, args::options(&options, "options")?.as_ref(), "message")?;
+            message.partition = Some(partition);
             let list = parse_json(&json::metadata(&self.operate(|e, now| e.send(&topic, std::slice::from_ref(&message), now))?))?;
             Ok(Array::from(&list).get(0))
+        };
+        run().map_err(to_js)
+    }
+
+    /// `QUEUE_FULL` when `added` more messages would pass this partition's
+    /// `maxDepth`: asked of the other partitions of a send before its coordinating
+    /// object stores it, since their part is not refused once stored.
+    #[wasm_bindgen(js_name = checkRoom)]
+    pub fn check_room(&self, added: u32) -> JsResult {
+        let run = || -> Result<JsValue> {
+            let Some((topic, partition)) = home_of(&self.name)? else { return Ok(JsValue::UNDEFINED) };
+            let engine = self.engine.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+            engine.check_room(&topic, partition, u64::from(added)).map(|()| JsValue::UNDEFINED)
+        };
+        run().map_err(to_js)
+    }
+
+    /// What waits here for other partitions: `[{ topic, partition, partitions,
+    /// send, from, end, bytes }]`, one chunk of the oldest messages of each (offsets
+    /// `from` to `end`); `partitions` is the topic's count here (a dead-letter topic
+    /// is made on demand with it); `send` says whether the receiver takes them as a
+    /// send ([`EdgeBus::accept`]).
+    pub fn outbound(&self) -> JsResult {
+        let run = || -> Result<JsValue> {
+            let engine = self.engine.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+            let list = Array::new();
+            for out in engine.outbound()? {
+                let item = Object::new();
+                for (field, value) in [
+                    ("topic", JsValue::from_str(&out.topic)),
+                    ("partition", JsValue::from(out.partition)),
+                    ("partitions", JsValue::from(out.partitions)),
+                    ("send", JsValue::from_bool(out.send)),
+                    ("from", JsValue::from_f64(out.chunk.base_offset as f64)),
+                    ("end", JsValue::from_f64(out.chunk.end_offset() as f64)),
+                    ("bytes", Uint8Array::from(out.chunk.bytes()).into()),
+                ] {
+                    Reflect::set(&item, &JsValue::from_str(field), &value).map_err(|_| FerryError::storage("an outbound entry could not be built"))?;
+                }
+                list.push(&item);
+            }
+            Ok(list.into())
+        };
+        run().map_err(to_js)
+    }
+
+    /// The messages of `partition` of `topic` before offset `end` reached the
+    /// object serving it: they are dropped here.
+    pub fn forwarded(&self, topic: String, partition: u32, end: f64) -> JsResult {
+        self.operate(|e, _| {
+            e.forwarded(&topic, partition, end as u64);
+            Ok(JsValue::UNDEFINED)
+        })
+        .map_err(to_js)
+    }
+
+    /// Takes messages another object forwards to this partition: `bytes` from its
+    /// [`EdgeBus::outbound`], whose offsets start at `from` in `source` (that object
+    /// and partition). Messages of `source` taken before are skipped, so a repeated
+    /// forward stores nothing twice. Resolves to `{ skipped, results }`, the
+    /// metadata of the messages stored.
+    pub fn accept(&self, source: String, send: bool, from: f64, bytes: Vec<u8>) -> JsResult {
+        let run = || -> Result<JsValue> {
+            let Some((topic, partition)) = home_of(&self.name)? else { return Err(FerryError::invalid("the directory takes no messages")) };
+            let chunk = Chunk::from_bytes(from as u64, &bytes)?;
+            let next = self.store.forwarded_next(&source)?;
+            let skipped = next.saturating_sub(chunk.base_offset).min(chunk.len());
+            let end = chunk.end_offset();
+            let results = if skipped == chunk.len() {
+                Vec::new()
+            } else {
+                self.operate_forward(Some(ForwardMark { source: &source, next: end }), |e, now| {
+                    let messages: Vec<OutgoingMessage> = forwarded_messages(&chunk, partition, now)?.split_off(skipped as usize);
+                    if send {
+                        e.send_forwarded(&topic, &messages, now)
+                    } else {
+                        e.append_forwarded(&topic, partition, &messages, now)
+                    }
+                })?
+            };
+            let out = Object::new();
+            Reflect::set(&out, &JsValue::from_str("skipped"), &JsValue::from_f64(skipped as f64)).map_err(|_| FerryError::storage("a result could not be built"))?;
+            Reflect::set(&out, &JsValue::from_str("results"), &parse_json(&json::metadata(&results))?).map_err(|_| FerryError::storage("a result could not be built"))?;
+            Ok(out.into())
         };
         run().map_err(to_js)
     }
@@ -137,9 +349,10 @@ impl EdgeBus {
         run().map_err(to_js)
     }
 
-    /// Leases up to `max` messages the group may handle now, each for the
-    /// consumer's `ackTimeoutMs`: `[{ topic, partition, message }]`. `subscribed`
-    /// holds the options of each `subscribe` call.
+    /// Leases up to `max` messages of this partition that the group may handle
+    /// now, each for the consumer's `ackTimeoutMs`: `[{ topic, partition, message }]`.
+    /// `subscribed` is one `{ topic, fromBeginning }` of [`pull_plan`];
+    /// `max` 0 joins the group here without leasing anything.
     pub fn receive(&self, consumer: JsValue, subscribed: JsValue, max: JsValue) -> JsResult {
         let run = || -> Result<JsValue> {
             let options: Option<Object> = args::options(&consumer, "options")?;
@@ -149,16 +362,8 @@ impl EdgeBus {
             // Leases bound each message's time; the pull member itself never times out
             // between the invocations that pull.
             config.session_timeout_ms = SESSION_TIMEOUT_MS_MAX;
-            // One entry per `subscribe` call of the client.
-            let calls = args::array(&subscribed, "subscriptions")?;
-            if calls.length() == 0 {
-                return Err(FerryError::invalid("subscribe to a topic before receive"));
-            }
-            let mut subscribed = Vec::new();
-            for call in calls.iter() {
-                subscribed.extend(subscriptions(&call)?);
-            }
-            let max = args::opt_integer(&max, "max", 1, RECEIVE_MAX)?.unwrap_or(10) as usize;
+            let subscribed = subscriptions(&subscribed)?;
+            let max = args::integer(&max, "max", 0, RECEIVE_MAX)? as usize;
             let deliveries = self.operate(|e, now| {
                 e.join(&group, PULL_MEMBER, &subscribed, &config, now)?;
                 e.poll(&group, PULL_MEMBER, max, now)
@@ -217,6 +422,99 @@ impl EdgeBus {
         let engine = self.engine.try_borrow().map_err(|_| to_js(FerryError::storage("the bus was re-entered while it was changing")))?;
         Ok(engine.next_tick_ms().map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64)))
     }
+}
+
+/// The partition of each message of `record` (`{ messages }`) in a topic of
+/// `partitions`, as `send` picks it: its `partition`, else Kafka's for its key,
+/// else (at the edge, so that a repeated id meets the first in the object that
+/// keeps ids) the same for its id, else round-robin from `round_robin`.
+/// Resolves to `{ partitions, roundRobin }`, the position after.
+#[wasm_bindgen(js_name = routeSend)]
+pub fn route_send(record: JsValue, partitions: u32, round_robin: u32) -> JsResult {
+    let run = || -> Result<JsValue> {
+        let record = args::options(&record, "record")?;
+        let list = args::array(&args::get(record.as_ref(), "messages")?, "messages")?;
+        let count = list.length() as usize;
+        if count == 0 || count > SEND_BATCH_MAX {
+            return Err(FerryError::invalid(format!("messages must hold 1 to {SEND_BATCH_MAX} messages, got {count}")));
+        }
+        let mut next = round_robin;
+        let mut routed = Vec::with_capacity(count);
+        for (i, item) in list.iter().enumerate() {
+            let field = format!("messages[{i}]");
+            let message = args::options(&item, &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be an object")))?;
+            routed.push(route(Some(&message), &field, partitions, &mut next)?);
+        }
+        routed_to_js(&routed, next)
+    };
+    run().map_err(to_js)
+}
+
+/// [`route_send`] for `publish(topic, value, options)`.
+#[wasm_bindgen(js_name = routePublish)]
+pub fn route_publish(options: JsValue, partitions: u32, round_robin: u32) -> JsResult {
+    let run = || -> Result<JsValue> {
+        let mut next = round_robin;
+        let partition = route(args::options(&options, "options")?.as_ref(), "options", partitions, &mut next)?;
+        routed_to_js(&[partition], next)
+    };
+    run().map_err(to_js)
+}
+
+fn route(message: Option<&Object>, field: &str, partitions: u32, round_robin: &mut u32) -> Result<u32> {
+    let explicit = args::opt_integer(&args::get(message, "partition")?, &format!("{field}.partition"), 0, u64::from(PARTITIONS_MAX) - 1)?;
+    if let Some(p) = explicit {
+        return match u32::try_from(p).ok().filter(|p| *p < partitions) {
+            Some(p) => Ok(p),
+            None => Err(FerryError::new(crate::core::ErrorCode::UnknownTopic, format!("{field}.partition {p} does not exist: the topic has {partitions} partition(s)"))),
+        };
+    }
+    let key = args::opt_string(&args::get(message, "key")?, &format!("{field}.key"))?;
+    let id = args::opt_string(&args::get(message, "id")?, &format!("{field}.id"))?;
+    Ok(match key.or(id) {
+        Some(key) => partition_for_key(&key, partitions),
+        None => {
+            let p = *round_robin % partitions;
+            *round_robin = round_robin.wrapping_add(1);
+            p
+        }
+    })
+}
+
+fn routed_to_js(partitions: &[u32], round_robin: u32) -> Result<JsValue> {
+    let out = Object::new();
+    let fail = |_| FerryError::storage("a route could not be built");
+    Reflect::set(&out, &JsValue::from_str("partitions"), &Uint32Array::from(partitions)).map_err(fail)?;
+    Reflect::set(&out, &JsValue::from_str("roundRobin"), &JsValue::from(round_robin)).map_err(fail)?;
+    Ok(out.into())
+}
+
+/// What a pull consumer's `receive({ max })` asks of the partitions, checked:
+/// `{ max, subscriptions: [{ topic, fromBeginning }] }` from `max` (1 to 100,
+/// default 10) and the options of each `subscribe` call.
+#[wasm_bindgen(js_name = pullPlan)]
+pub fn pull_plan(subscribed: JsValue, max: JsValue) -> JsResult {
+    let run = || -> Result<JsValue> {
+        let calls = args::array(&subscribed, "subscriptions")?;
+        if calls.length() == 0 {
+            return Err(FerryError::invalid("subscribe to a topic before receive"));
+        }
+        let max = args::opt_integer(&max, "max", 1, RECEIVE_MAX)?.unwrap_or(10);
+        let list = Array::new();
+        for call in calls.iter() {
+            for subscription in subscriptions(&call)? {
+                let item = Object::new();
+                Reflect::set(&item, &JsValue::from_str("topic"), &JsValue::from_str(&subscription.topic)).map_err(|_| FerryError::storage("a plan could not be built"))?;
+                Reflect::set(&item, &JsValue::from_str("fromBeginning"), &JsValue::from_bool(subscription.from_beginning)).map_err(|_| FerryError::storage("a plan could not be built"))?;
+                list.push(&item);
+            }
+        }
+        let plan = Object::new();
+        Reflect::set(&plan, &JsValue::from_str("max"), &JsValue::from_f64(max as f64)).map_err(|_| FerryError::storage("a plan could not be built"))?;
+        Reflect::set(&plan, &JsValue::from_str("subscriptions"), &list).map_err(|_| FerryError::storage("a plan could not be built"))?;
+        Ok(plan.into())
+    };
+    run().map_err(to_js)
 }
 
 /// Checks `bus.consumer(options)` where the client runs, so that bad options throw

@@ -6,6 +6,11 @@
 //! so a commit needs no queue: it is one `transactionSync`, whose callback rolls
 //! every write back when one fails. Only this object writes its storage, so the
 //! engine in memory is always what is stored.
+//!
+//! Two small tables sit beside the records: the object's name (`ferry_object`),
+//! which says what it serves, and how far each other object's forwarded messages
+//! were taken (`ferry_forwards`), written in the same transaction as what they
+//! brought so that a repeated forward is recognised.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,6 +23,15 @@ use crate::core::records::{Key, Record};
 use crate::core::{ErrorCode, FerryError, Write};
 
 const TABLE: &str = "ferry_records";
+const NAME_TABLE: &str = "ferry_object";
+const FORWARDS_TABLE: &str = "ferry_forwards";
+
+/// A forward taken by a commit: messages of `source` up to `next` (exclusive)
+/// are stored.
+pub struct ForwardMark<'a> {
+    pub source: &'a str,
+    pub next: u64,
+}
 
 pub struct DurableStore {
     /// `ctx.storage`.
@@ -48,7 +62,31 @@ impl DurableStore {
         })?;
         let store = DurableStore { storage, sql };
         store.exec(&format!("CREATE TABLE IF NOT EXISTS {TABLE} (k TEXT PRIMARY KEY, v BLOB NOT NULL)"), &[], "open")?;
+        store.exec(&format!("CREATE TABLE IF NOT EXISTS {NAME_TABLE} (name TEXT NOT NULL)"), &[], "open")?;
+        store.exec(&format!("CREATE TABLE IF NOT EXISTS {FORWARDS_TABLE} (source TEXT PRIMARY KEY, next INTEGER NOT NULL)"), &[], "open")?;
         Ok(store)
+    }
+
+    /// The rows of `query`.
+    fn rows(&self, query: &str, bindings: &[JsValue], what: &str) -> Result<Array, FerryError> {
+        let cursor = self.exec(query, bindings, what)?;
+        Ok(method(&cursor, "toArray")?.call0(&cursor).map_err(|e| storage_error(what, &e))?.unchecked_into())
+    }
+
+    /// The name the object was first used under, if it was.
+    pub fn name(&self) -> Result<Option<String>, FerryError> {
+        let rows = self.rows(&format!("SELECT name FROM {NAME_TABLE}"), &[], "read the object's name")?;
+        Ok(Reflect::get(&rows.get(0), &JsValue::from_str("name")).ok().and_then(|n| n.as_string()))
+    }
+
+    pub fn set_name(&self, name: &str) -> Result<(), FerryError> {
+        self.exec(&format!("INSERT INTO {NAME_TABLE} (name) VALUES (?)"), &[JsValue::from_str(name)], "store the object's name").map(|_| ())
+    }
+
+    /// The offset after the last message of `source` already taken (0: none).
+    pub fn forwarded_next(&self, source: &str) -> Result<u64, FerryError> {
+        let rows = self.rows(&format!("SELECT next FROM {FORWARDS_TABLE} WHERE source = ?"), &[JsValue::from_str(source)], "read forwards")?;
+        Ok(Reflect::get(&rows.get(0), &JsValue::from_str("next")).ok().and_then(|n| n.as_f64()).map_or(0, |n| n as u64))
     }
 
     /// `sql.exec(query, ...bindings)`.
@@ -62,8 +100,7 @@ impl DurableStore {
 
     /// Every stored record.
     pub fn load(&self) -> Result<Vec<(Key, Record)>, FerryError> {
-        let cursor = self.exec(&format!("SELECT k, v FROM {TABLE}"), &[], "load")?;
-        let rows: Array = method(&cursor, "toArray")?.call0(&cursor).map_err(|e| storage_error("load", &e))?.unchecked_into();
+        let rows = self.rows(&format!("SELECT k, v FROM {TABLE}"), &[], "load")?;
         let mut records = Vec::with_capacity(rows.length() as usize);
         for row in rows.iter() {
             let text = Reflect::get(&row, &JsValue::from_str("k")).ok().and_then(|k| k.as_string()).ok_or_else(|| FerryError::storage("corrupt key in storage"))?;
@@ -75,12 +112,16 @@ impl DurableStore {
         Ok(records)
     }
 
-    /// Stores `writes` atomically.
-    pub fn commit(&self, writes: &[Write]) -> Result<(), FerryError> {
-        if writes.is_empty() {
+    /// Stores `writes`, and the forward they take when there is one, atomically.
+    pub fn commit(&self, writes: &[Write], forward: Option<ForwardMark<'_>>) -> Result<(), FerryError> {
+        if writes.is_empty() && forward.is_none() {
             return Ok(());
         }
-        let mut statements = Vec::with_capacity(writes.len());
+        let mut statements = Vec::with_capacity(writes.len() + 1);
+        if let Some(mark) = forward {
+            let query = format!("INSERT OR REPLACE INTO {FORWARDS_TABLE} (source, next) VALUES (?, ?)");
+            statements.push(Array::of3(&JsValue::from_str(&query), &JsValue::from_str(mark.source), &JsValue::from_f64(mark.next as f64)));
+        }
         for (key, record) in writes {
             let text = JSON::stringify(&key_to_js(key)).map_err(|e| storage_error("commit", &e))?;
             statements.push(match record {

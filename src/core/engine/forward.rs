@@ -5,7 +5,7 @@
 //! until its driver has handed it to the engine serving that partition and called
 //! [`Engine::forwarded`].
 
-use super::log::{Append, Depth};
+use super::log::{self, Admission, Append};
 use super::*;
 use crate::core::config::{check_name, check_range};
 use crate::core::limits::*;
@@ -16,6 +16,8 @@ use crate::core::message::{Chunk, ChunkBuilder, OutgoingMessage};
 pub struct Outbound {
     pub topic: Name,
     pub partition: u32,
+    /// The topic's partition count in this engine.
+    pub partitions: u32,
     /// Parts of a send (the home topic's other partitions): the serving engine
     /// takes them as a send ([`Engine::send_forwarded`]), deduplicating ids.
     /// Otherwise dead letters or redriven messages, appended as they are
@@ -79,7 +81,7 @@ impl Engine {
                     let m = self.message_at(name, p, offset)?;
                     builder.push(m.timestamp_ms, m.deliver_at_ms - m.timestamp_ms, m.key.as_deref(), &m.value, &m.headers, m.id.as_deref());
                 }
-                out.push(Outbound { topic: name.clone(), partition: p, send: name == home, chunk: builder.finish() });
+                out.push(Outbound { topic: name.clone(), partition: p, partitions: topic.config.partitions, send: name == home, chunk: builder.finish() });
             }
         }
         Ok(out)
@@ -97,9 +99,10 @@ impl Engine {
     }
 
     /// Takes the part of a send that the engine coordinating it has already
-    /// stored: as [`Engine::send`], except that `maxDepth` no longer refuses it.
+    /// stored: as [`Engine::send`], except that neither `maxDepth` nor
+    /// `maxMessageBytes` refuses it any more.
     pub fn send_forwarded(&mut self, topic: &str, messages: &[OutgoingMessage], now_ms: u64) -> Result<Vec<RecordMetadata>> {
-        self.send_with(topic, messages, now_ms, Depth::Unchecked)
+        self.send_with(topic, messages, now_ms, Admission::Forwarded)
     }
 
     /// Appends dead letters or redriven messages forwarded from another engine to
@@ -114,12 +117,17 @@ impl Engine {
             return Err(FerryError::invalid(format!("messages must hold 1 to {SEND_BATCH_MAX} messages, got {}", messages.len())));
         }
         for (index, message) in messages.iter().enumerate() {
-            self.check_message(index, message, partitions)?;
+            self.check_message(index, message, partitions, Admission::Forwarded)?;
         }
         let appends: Vec<_> = messages
             .iter()
             .map(|m| Append { timestamp_ms: now_ms, delay_ms: m.delay_ms, key: m.key.as_deref(), value: &m.value, headers: &m.headers, id: m.id.as_deref() })
             .collect();
+        // Dead letters are kept until redriven (or consumed by every group), as
+        // where the dead-letter topic is made on demand.
+        if messages.iter().any(|m| m.headers.iter().any(|(k, _)| k == log::DLQ_TOPIC)) {
+            self.ensure_cursors(&Name::from(REDRIVE_GROUP), &name, true);
+        }
         let first = self.append(&name, partition, &appends);
         Ok((first..first + messages.len() as u64)
             .map(|offset| RecordMetadata { topic: name.clone(), partition, offset, timestamp_ms: now_ms, duplicate: false })

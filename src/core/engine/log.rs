@@ -62,6 +62,26 @@ impl Engine {
         Ok(true)
     }
 
+    /// The configuration of `topic`. A missing topic is created: with `missing`
+    /// when given (a dead-letter topic made on demand), else with defaults when
+    /// auto-creation is on; else it is `UNKNOWN_TOPIC`.
+    pub fn topic_or_create(&mut self, topic: &str, missing: Option<TopicConfig>) -> Result<TopicConfig> {
+        check_name("topic", topic)?;
+        if let Some(t) = self.topics.get(topic) {
+            return Ok(t.config.clone());
+        }
+        let config = match missing {
+            Some(config) => config,
+            None => TopicConfig::with_partitions(self.topic_partitions_or_auto(topic)?),
+        };
+        self.create_topic(topic, config.clone())?;
+        Ok(config)
+    }
+
+    pub fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
+        self.topics.get(topic).map(|t| t.config.clone())
+    }
+
     pub fn topics(&self) -> Vec<TopicInfo> {
         self.topics
             .iter()
@@ -111,9 +131,9 @@ impl Engine {
         }
     }
 
-    pub(super) fn check_message(&self, index: usize, m: &OutgoingMessage, partitions: u32) -> Result<()> {
+    pub(super) fn check_message(&self, index: usize, m: &OutgoingMessage, partitions: u32, admission: Admission) -> Result<()> {
         let bytes = m.encoded_bytes();
-        if bytes > self.config.max_message_bytes {
+        if admission == Admission::New && bytes > self.config.max_message_bytes {
             return Err(FerryError::new(
                 ErrorCode::MessageTooLarge,
                 format!("messages[{index}] is {bytes} bytes (key + value + headers); maxMessageBytes is {}", self.config.max_message_bytes),
@@ -149,17 +169,17 @@ impl Engine {
     /// messages for the topic's other partitions are only staged here for
     /// forwarding: their ids and depth are the serving engines' concern.
     pub fn send(&mut self, topic: &str, messages: &[OutgoingMessage], now_ms: u64) -> Result<Vec<RecordMetadata>> {
-        self.send_with(topic, messages, now_ms, Depth::Checked)
+        self.send_with(topic, messages, now_ms, Admission::New)
     }
 
-    pub(super) fn send_with(&mut self, topic: &str, messages: &[OutgoingMessage], now_ms: u64, depth: Depth) -> Result<Vec<RecordMetadata>> {
+    pub(super) fn send_with(&mut self, topic: &str, messages: &[OutgoingMessage], now_ms: u64, admission: Admission) -> Result<Vec<RecordMetadata>> {
         check_name("topic", topic)?;
         if messages.is_empty() || messages.len() > SEND_BATCH_MAX {
             return Err(FerryError::invalid(format!("messages must hold 1 to {SEND_BATCH_MAX} messages, got {}", messages.len())));
         }
         let partitions = self.topic_partitions_or_auto(topic)?;
         for (index, message) in messages.iter().enumerate() {
-            self.check_message(index, message, partitions)?;
+            self.check_message(index, message, partitions, admission)?;
         }
         let (config, heads) = match self.topics.get(topic) {
             Some(t) => (t.config.clone(), t.partitions.iter().map(|p| p.head.high).collect()),
@@ -200,16 +220,9 @@ impl Engine {
             next_offset[p as usize] += 1;
             results.push((p, offset, now_ms, false));
         }
-        if let (Some(max_depth), Depth::Checked) = (config.max_depth, depth) {
+        if admission == Admission::New {
             for p in (0..partitions).filter(|p| self.serves(topic, *p)) {
-                let depth = self.unconsumed_depth(topic, p);
-                let added = next_offset[p as usize] - self.partition(topic, p).map_or(0, |s| s.head.high);
-                if added > 0 && depth + added > max_depth {
-                    return Err(FerryError::new(
-                        ErrorCode::QueueFull,
-                        format!("partition {p} of topic '{topic}' holds {depth} unconsumed messages; {added} more would pass maxDepth {max_depth}"),
-                    ));
-                }
+                self.check_room(topic, p, next_offset[p as usize] - self.partition(topic, p).map_or(0, |s| s.head.high))?;
             }
         }
         if next_offset.iter().any(|&n| n > SAFE_INTEGER_MAX) {
@@ -251,6 +264,20 @@ impl Engine {
             .into_iter()
             .map(|(partition, offset, timestamp_ms, duplicate)| RecordMetadata { topic: name.clone(), partition, offset, timestamp_ms, duplicate })
             .collect())
+    }
+
+    /// `QUEUE_FULL` when `added` more messages would make the partition's
+    /// unconsumed depth pass its topic's `maxDepth`.
+    pub fn check_room(&self, topic: &str, partition: u32, added: u64) -> Result<()> {
+        let Some(max_depth) = self.topics.get(topic).and_then(|t| t.config.max_depth) else { return Ok(()) };
+        let depth = self.unconsumed_depth(topic, partition);
+        if added > 0 && depth + added > max_depth {
+            return Err(FerryError::new(
+                ErrorCode::QueueFull,
+                format!("partition {partition} of topic '{topic}' holds {depth} unconsumed messages; {added} more would pass maxDepth {max_depth}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Writes `appends` at the end of a partition, packed into chunks; returns the
@@ -480,13 +507,13 @@ impl Engine {
     }
 }
 
-/// Whether a send may still be refused for passing the topic's `maxDepth`.
+/// Whether a send may still be refused for its size or the topic's `maxDepth`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Depth {
-    Checked,
-    /// The part of a send another engine already stored: refusing it now would
-    /// break the send's atomicity.
-    Unchecked,
+pub(super) enum Admission {
+    New,
+    /// Messages another engine of a split bus already took, under its client's
+    /// `maxMessageBytes`: refusing them now would break the atomicity of their send.
+    Forwarded,
 }
 
 pub(super) const DLQ_HEADER_PREFIX: &str = "ferry-dlq-";
