@@ -25,6 +25,11 @@ function loadEngine() {
 // What a client may call: the directory's methods, and a partition's.
 const DIRECTORY_METHODS = new Set(['createTopic', 'topics', 'topic', 'settings', 'redrive']);
 const PARTITION_METHODS = new Set(['send', 'publish', 'stats', 'redrive', 'receive', 'ack', 'retry', 'accept', 'checkRoom']);
+// The calls that may leave messages for other partitions (dead letters, redriven
+// messages, a send's other parts), which return once those are forwarded. The
+// others never wait for a forward: objects forwarding to each other would wait
+// on each other for ever.
+const FORWARDING_METHODS = new Set(['send', 'redrive', 'receive', 'retry']);
 /** After a failed forward the object tries again this much later (ms), doubling up to the max. */
 const FORWARD_RETRY_MS = 1000;
 const FORWARD_RETRY_MS_MAX = 60000;
@@ -78,7 +83,8 @@ export class FerryObject extends DurableObject {
       else if (method === 'redrive' && bus.home) value = await this.#redrive(bus, options, args);
       else value = bus[method](...args);
       // Dead letters, redriven messages: they reach their partitions before the call returns.
-      await this.#forward(bus);
+      if (FORWARDING_METHODS.has(method)) await this.#forward(bus);
+      else if (bus.home) this.#forward(bus);
       await this.#setAlarm(bus);
       return { value };
     } catch (error) {
@@ -158,7 +164,11 @@ export class FerryObject extends DurableObject {
   async #forwardAll(bus) {
     try {
       for (let out = bus.outbound(); out.length > 0; out = bus.outbound()) {
-        await Promise.all(out.map((entry) => this.#forwardOne(bus, entry)));
+        const taken = await Promise.allSettled(out.map((entry) => this.#forwardOne(bus, entry)));
+        // What arrived is dropped here in one commit, even when another forward failed.
+        bus.forwarded(taken.flatMap((t, i) => (t.status === 'fulfilled' ? [out[i]] : [])));
+        const failed = taken.find((t) => t.status === 'rejected');
+        if (failed) throw failed.reason;
       }
       this.#forwardDueMs = null;
       this.#forwardRetryMs = 0;
@@ -170,7 +180,7 @@ export class FerryObject extends DurableObject {
     }
   }
 
-  /** Hands one chunk to the partition that serves it, then drops it here. */
+  /** Hands one chunk to the partition that serves it. */
   async #forwardOne(bus, { topic, partition, partitions, send, from, end, bytes }) {
     const namespace = this.#namespaceOf(bus);
     const busName = busOf(bus);
@@ -188,7 +198,6 @@ export class FerryObject extends DurableObject {
       const key = `${topic}/${partition}/${from + skipped + i}`;
       if (this.#awaited.has(key)) this.#awaited.set(key, landed);
     });
-    bus.forwarded(topic, partition, end);
   }
 
   /**

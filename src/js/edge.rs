@@ -293,14 +293,29 @@ impl EdgeBus {
         run().map_err(to_js)
     }
 
-    /// The messages of `partition` of `topic` before offset `end` reached the
-    /// object serving it: they are dropped here.
-    pub fn forwarded(&self, topic: String, partition: u32, end: f64) -> JsResult {
-        self.operate(|e, _| {
-            e.forwarded(&topic, partition, end as u64);
+    /// The entries of [`EdgeBus::outbound`] in `taken` reached the partitions that
+    /// serve them: their messages (before each one's `end`) are dropped here.
+    ///
+    /// The drop is stored with this object's next commit, not in one of its own:
+    /// until then a restart forwards them again, and the partitions that took them
+    /// skip them ([`EdgeBus::accept`]). A send spanning partitions so costs its
+    /// coordinating object one transaction, not two.
+    pub fn forwarded(&self, taken: JsValue) -> JsResult {
+        let run = || -> Result<JsValue> {
+            let mut done = Vec::new();
+            for entry in args::array(&taken, "taken")?.iter() {
+                let entry = args::options(&entry, "taken[]")?;
+                let topic = args::string(&args::get(entry.as_ref(), "topic")?, "topic")?;
+                let partition = args::integer(&args::get(entry.as_ref(), "partition")?, "partition", 0, u64::from(PARTITIONS_MAX) - 1)? as u32;
+                done.push((topic, partition, args::integer(&args::get(entry.as_ref(), "end")?, "end", 0, SAFE_INTEGER_MAX)?));
+            }
+            let mut engine = self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+            for (topic, partition, end) in &done {
+                engine.forwarded(topic, *partition, *end);
+            }
             Ok(JsValue::UNDEFINED)
-        })
-        .map_err(to_js)
+        };
+        run().map_err(to_js)
     }
 
     /// Takes messages another object forwards to this partition: `bytes` from its

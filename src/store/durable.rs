@@ -136,10 +136,7 @@ impl DurableStore {
         // `transactionSync(callback)` rolls every write back when the callback throws.
         let callback = Closure::once(move || -> Result<(), JsValue> {
             for statement in statements {
-                exec.apply(&sql, &statement).map_err(|e| {
-                    *failure.borrow_mut() = Some(e.clone());
-                    e
-                })?;
+                exec.apply(&sql, &statement).inspect_err(|e| *failure.borrow_mut() = Some(e.clone()))?;
             }
             Ok(())
         });

@@ -56,11 +56,11 @@ impl Engine {
     }
 
     pub(super) fn serves(&self, topic: &str, partition: u32) -> bool {
-        self.home.as_ref().is_none_or(|(t, p)| &**t == topic && *p == partition)
+        self.home.as_ref().map_or(true, |(t, p)| &**t == topic && *p == partition)
     }
 
     pub(super) fn serves_topic(&self, topic: &str) -> bool {
-        self.home.as_ref().is_none_or(|(t, _)| &**t == topic)
+        self.home.as_ref().map_or(true, |(t, _)| &**t == topic)
     }
 
     /// The oldest waiting messages of each partition this engine does not serve.

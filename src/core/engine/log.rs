@@ -190,7 +190,7 @@ impl Engine {
         let mut first_in_batch: HashMap<&str, usize> = HashMap::new();
         let mut results: Vec<(u32, u64, u64, bool)> = Vec::with_capacity(messages.len());
         for (index, m) in messages.iter().enumerate() {
-            let served = m.partition.is_none_or(|p| self.serves(topic, p));
+            let served = m.partition.map_or(true, |p| self.serves(topic, p));
             let seen = m.id.as_deref().filter(|_| config.dedup_window_ms > 0 && served).and_then(|id| {
                 if let Some(&first) = first_in_batch.get(id) {
                     let (p, offset, ts, _) = results[first];
