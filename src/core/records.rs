@@ -41,6 +41,9 @@ pub enum Key {
     /// committed. The engine tracks each on its own; storage keeps them inside
     /// their cursor's record ([`Record::GroupPartition`]).
     Pending(Name, Name, u32, u64),
+    /// How far the messages forwarded from one partition of another engine of a
+    /// split bus were taken here; the name says which engine and partition.
+    Forwarded(Name),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +61,8 @@ pub enum Record {
     /// How a cursor is stored: with every pending delivery of its partition, so a
     /// round of deliveries or acks rewrites one record, not one per message.
     GroupPartition { cursor: Cursor, pending: Vec<(u64, Pending)> },
+    /// The offset (in the sending engine) after the last forwarded message taken.
+    Forwarded(u64),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -168,6 +173,7 @@ impl Record {
             Record::Cursor(c) => encode_group_partition(&mut w, c, &[]),
             Record::GroupPartition { cursor, pending } => encode_group_partition(&mut w, cursor, pending),
             Record::Pending(p) => encode_pending(&mut w, p),
+            Record::Forwarded(next) => w.u64(*next),
         }
         w.buf
     }
@@ -244,6 +250,7 @@ impl Record {
                 Record::GroupPartition { cursor, pending }
             }
             Key::Pending(..) => Record::Pending(decode_pending(&mut r)?),
+            Key::Forwarded(_) => Record::Forwarded(r.u64()?),
         };
         if !r.is_empty() {
             return Err(FerryError::storage("corrupt record: trailing bytes"));
@@ -311,6 +318,7 @@ impl Key {
             Key::GroupTopic(g, t) => (6, vec![Str(g.clone()), Str(t.clone())]),
             Key::Cursor(g, t, p) => (7, vec![Str(g.clone()), Str(t.clone()), Num(u64::from(*p))]),
             Key::Pending(g, t, p, o) => (8, vec![Str(g.clone()), Str(t.clone()), Num(u64::from(*p)), Num(*o)]),
+            Key::Forwarded(source) => (9, vec![Str(source.clone())]),
         }
     }
 
@@ -329,6 +337,7 @@ impl Key {
             (6, [Str(g), Str(t)]) => Key::GroupTopic(g.clone(), t.clone()),
             (7, [Str(g), Str(t), Num(p)]) => Key::Cursor(g.clone(), t.clone(), p32(p)?),
             (8, [Str(g), Str(t), Num(p), Num(o)]) => Key::Pending(g.clone(), t.clone(), p32(p)?, *o),
+            (9, [Str(source)]) => Key::Forwarded(source.clone()),
             _ => return Err(bad()),
         })
     }
@@ -351,13 +360,14 @@ mod tests {
             Key::GroupTopic(n("g"), n("t")),
             Key::Cursor(n("g"), n("t"), 255),
             Key::Pending(n("g"), n("t"), 1, 7),
+            Key::Forwarded(n("bus/t/1>t.dlq/1")),
         ];
         for key in keys {
             let (kind, parts) = key.to_parts();
             assert_eq!(Key::from_parts(kind, &parts), Ok(key));
         }
         assert!(Key::from_parts(2, &[KeyPart::Str(n("t")), KeyPart::Num(1 << 33)]).is_err());
-        assert!(Key::from_parts(9, &[]).is_err());
+        assert!(Key::from_parts(10, &[]).is_err());
         assert!(Key::from_parts(1, &[KeyPart::Num(1)]).is_err());
     }
 }

@@ -27,12 +27,11 @@ use super::consumer::{consumer_config, payload, subscriptions};
 use super::error::to_js;
 use super::json;
 use crate::core::config::{check_name, TopicConfig};
-use crate::core::engine::forwarded_messages;
 use crate::core::limits::*;
-use crate::core::message::{Chunk, OutgoingMessage};
+use crate::core::message::Chunk;
 use crate::core::murmur2::partition_for_key;
 use crate::core::{BusConfig, Engine, FerryError, Receipt, Result};
-use crate::store::durable::{DurableStore, ForwardMark};
+use crate::store::durable::DurableStore;
 
 /// The member a group's pulls and acks go through in one object: pulls come from
 /// any Worker invocation, so the group is one member that is never idle for long.
@@ -72,16 +71,11 @@ impl EdgeBus {
     /// Runs `op` and commits its writes before returning; a refused `op` or a
     /// failed commit changes nothing.
     fn operate<T>(&self, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
-        self.operate_forward(None, op)
-    }
-
-    /// [`EdgeBus::operate`], recording in the same transaction how far a forward was taken.
-    fn operate_forward<T>(&self, forward: Option<ForwardMark<'_>>, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
         let mut engine = self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
         let known = self.known.take();
         let out = known.into_iter().try_for_each(|(name, settings)| engine.topic_or_create(&name, Some(settings)).map(|_| ())).and_then(|()| op(&mut engine, Date::now() as u64));
         let writes = engine.begin_commit();
-        let stored = if out.is_ok() { self.store.commit(&writes, forward) } else { Ok(()) };
+        let stored = if out.is_ok() { self.store.commit(&writes) } else { Ok(()) };
         engine.end_commit(out.is_ok() && stored.is_ok());
         stored?;
         out
@@ -318,33 +312,19 @@ impl EdgeBus {
         run().map_err(to_js)
     }
 
-    /// Takes messages another object forwards to this partition: `bytes` from its
-    /// [`EdgeBus::outbound`], whose offsets start at `from` in `source` (that object
-    /// and partition). Messages of `source` taken before are skipped, so a repeated
-    /// forward stores nothing twice. Resolves to `{ skipped, results }`, the
-    /// metadata of the messages stored.
+    /// Takes messages another object forwards to this partition: `bytes` of an
+    /// [`EdgeBus::outbound`] entry of the object and partition `source`, whose
+    /// offsets there start at `from` ([`Engine::accept`]). Resolves to
+    /// `{ skipped, results }`: how many it had taken before, and the metadata of
+    /// the others.
     pub fn accept(&self, source: String, send: bool, from: f64, bytes: Vec<u8>) -> JsResult {
         let run = || -> Result<JsValue> {
-            let Some((topic, partition)) = home_of(&self.name)? else { return Err(FerryError::invalid("the directory takes no messages")) };
             let chunk = Chunk::from_bytes(from as u64, &bytes)?;
-            let next = self.store.forwarded_next(&source)?;
-            let skipped = next.saturating_sub(chunk.base_offset).min(chunk.len());
-            let end = chunk.end_offset();
-            let results = if skipped == chunk.len() {
-                Vec::new()
-            } else {
-                self.operate_forward(Some(ForwardMark { source: &source, next: end }), |e, now| {
-                    let messages: Vec<OutgoingMessage> = forwarded_messages(&chunk, partition, now)?.split_off(skipped as usize);
-                    if send {
-                        e.send_forwarded(&topic, &messages, now)
-                    } else {
-                        e.append_forwarded(&topic, partition, &messages, now)
-                    }
-                })?
-            };
+            let (skipped, results) = self.operate(|e, now| e.accept(&source, &chunk, send, now))?;
             let out = Object::new();
-            Reflect::set(&out, &JsValue::from_str("skipped"), &JsValue::from_f64(skipped as f64)).map_err(|_| FerryError::storage("a result could not be built"))?;
-            Reflect::set(&out, &JsValue::from_str("results"), &parse_json(&json::metadata(&results))?).map_err(|_| FerryError::storage("a result could not be built"))?;
+            let fail = |_| FerryError::storage("a result could not be built");
+            Reflect::set(&out, &JsValue::from_str("skipped"), &JsValue::from_f64(skipped as f64)).map_err(fail)?;
+            Reflect::set(&out, &JsValue::from_str("results"), &parse_json(&json::metadata(&results))?).map_err(fail)?;
             Ok(out.into())
         };
         run().map_err(to_js)

@@ -7,10 +7,8 @@
 //! every write back when one fails. Only this object writes its storage, so the
 //! engine in memory is always what is stored.
 //!
-//! Two small tables sit beside the records: the object's name (`ferry_object`),
-//! which says what it serves, and how far each other object's forwarded messages
-//! were taken (`ferry_forwards`), written in the same transaction as what they
-//! brought so that a repeated forward is recognised.
+//! A small table beside the records holds the object's name (`ferry_object`),
+//! which says what part of a bus it serves.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -24,14 +22,6 @@ use crate::core::{ErrorCode, FerryError, Write};
 
 const TABLE: &str = "ferry_records";
 const NAME_TABLE: &str = "ferry_object";
-const FORWARDS_TABLE: &str = "ferry_forwards";
-
-/// A forward taken by a commit: messages of `source` up to `next` (exclusive)
-/// are stored.
-pub struct ForwardMark<'a> {
-    pub source: &'a str,
-    pub next: u64,
-}
 
 pub struct DurableStore {
     /// `ctx.storage`.
@@ -63,7 +53,6 @@ impl DurableStore {
         let store = DurableStore { storage, sql };
         store.exec(&format!("CREATE TABLE IF NOT EXISTS {TABLE} (k TEXT PRIMARY KEY, v BLOB NOT NULL)"), &[], "open")?;
         store.exec(&format!("CREATE TABLE IF NOT EXISTS {NAME_TABLE} (name TEXT NOT NULL)"), &[], "open")?;
-        store.exec(&format!("CREATE TABLE IF NOT EXISTS {FORWARDS_TABLE} (source TEXT PRIMARY KEY, next INTEGER NOT NULL)"), &[], "open")?;
         Ok(store)
     }
 
@@ -81,12 +70,6 @@ impl DurableStore {
 
     pub fn set_name(&self, name: &str) -> Result<(), FerryError> {
         self.exec(&format!("INSERT INTO {NAME_TABLE} (name) VALUES (?)"), &[JsValue::from_str(name)], "store the object's name").map(|_| ())
-    }
-
-    /// The offset after the last message of `source` already taken (0: none).
-    pub fn forwarded_next(&self, source: &str) -> Result<u64, FerryError> {
-        let rows = self.rows(&format!("SELECT next FROM {FORWARDS_TABLE} WHERE source = ?"), &[JsValue::from_str(source)], "read forwards")?;
-        Ok(Reflect::get(&rows.get(0), &JsValue::from_str("next")).ok().and_then(|n| n.as_f64()).map_or(0, |n| n as u64))
     }
 
     /// `sql.exec(query, ...bindings)`.
@@ -112,16 +95,12 @@ impl DurableStore {
         Ok(records)
     }
 
-    /// Stores `writes`, and the forward they take when there is one, atomically.
-    pub fn commit(&self, writes: &[Write], forward: Option<ForwardMark<'_>>) -> Result<(), FerryError> {
-        if writes.is_empty() && forward.is_none() {
+    /// Stores `writes` atomically.
+    pub fn commit(&self, writes: &[Write]) -> Result<(), FerryError> {
+        if writes.is_empty() {
             return Ok(());
         }
-        let mut statements = Vec::with_capacity(writes.len() + 1);
-        if let Some(mark) = forward {
-            let query = format!("INSERT OR REPLACE INTO {FORWARDS_TABLE} (source, next) VALUES (?, ?)");
-            statements.push(Array::of3(&JsValue::from_str(&query), &JsValue::from_str(mark.source), &JsValue::from_f64(mark.next as f64)));
-        }
+        let mut statements = Vec::with_capacity(writes.len());
         for (key, record) in writes {
             let text = JSON::stringify(&key_to_js(key)).map_err(|e| storage_error("commit", &e))?;
             statements.push(match record {

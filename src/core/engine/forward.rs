@@ -7,7 +7,7 @@
 
 use super::log::{self, Admission, Append};
 use super::*;
-use crate::core::config::{check_name, check_range};
+use crate::core::config::check_range;
 use crate::core::limits::*;
 use crate::core::message::{Chunk, ChunkBuilder, OutgoingMessage};
 
@@ -19,19 +19,18 @@ pub struct Outbound {
     /// The topic's partition count in this engine.
     pub partitions: u32,
     /// Parts of a send (the home topic's other partitions): the serving engine
-    /// takes them as a send ([`Engine::send_forwarded`]), deduplicating ids.
-    /// Otherwise dead letters or redriven messages, appended as they are
-    /// ([`Engine::append_forwarded`]).
+    /// takes them as a send, deduplicating ids ([`Engine::accept`]). Otherwise
+    /// dead letters or redriven messages, appended as they are.
     pub send: bool,
     /// The oldest waiting messages, as one chunk (at most a stored chunk's worth)
     /// whose offsets are this engine's: compact to hand over, and the same bytes
-    /// the log stores. [`forwarded_messages`] reads it back.
+    /// the log stores.
     pub chunk: Chunk,
 }
 
 /// The messages of an [`Outbound`] chunk as the serving engine takes them, bound
 /// for its `partition`; a delay counts from when they were first appended.
-pub fn forwarded_messages(chunk: &Chunk, partition: u32, now_ms: u64) -> Result<Vec<OutgoingMessage>> {
+pub(super) fn forwarded_messages(chunk: &Chunk, partition: u32, now_ms: u64) -> Result<Vec<OutgoingMessage>> {
     (chunk.base_offset..chunk.end_offset())
         .map(|offset| {
             let m = chunk.message(offset).unwrap_or_else(|| Err(FerryError::invalid("a forwarded chunk is cut short")))?;
@@ -98,26 +97,38 @@ impl Engine {
         self.advance_low(&name, partition, end, 0);
     }
 
-    /// Takes the part of a send that the engine coordinating it has already
-    /// stored: as [`Engine::send`], except that neither `maxDepth` nor
-    /// `maxMessageBytes` refuses it any more.
-    pub fn send_forwarded(&mut self, topic: &str, messages: &[OutgoingMessage], now_ms: u64) -> Result<Vec<RecordMetadata>> {
-        self.send_with(topic, messages, now_ms, Admission::Forwarded)
+    /// Takes the chunk of an [`Outbound`] another engine forwards to this one's
+    /// home partition: `source` names that engine and its partition, `send` is the
+    /// entry's. Messages of `source` taken before are skipped, so a repeated
+    /// forward stores nothing twice; resolves to how many were skipped and the
+    /// metadata of the others.
+    ///
+    /// Parts of a send are taken as [`Engine::send`] takes messages, except that
+    /// neither `maxDepth` nor `maxMessageBytes` refuses them any more (the engine
+    /// coordinating the send checked them, and has stored it). Dead letters and
+    /// redriven messages are appended as they are, as the engine that made them
+    /// would have: no dedup, no `maxDepth`.
+    pub fn accept(&mut self, source: &str, chunk: &Chunk, send: bool, now_ms: u64) -> Result<(u64, Vec<RecordMetadata>)> {
+        let Some((topic, partition)) = self.home.clone() else { return Err(FerryError::invalid("an engine serving the whole bus takes no forwarded messages")) };
+        let next = self.forwarded.get(source).copied().unwrap_or(0);
+        let skipped = next.saturating_sub(chunk.base_offset).min(chunk.len());
+        if skipped == chunk.len() {
+            return Ok((skipped, Vec::new()));
+        }
+        let messages = forwarded_messages(chunk, partition, now_ms)?.split_off(skipped as usize);
+        let results = if send { self.send_with(&topic, &messages, now_ms, Admission::Forwarded)? } else { self.append_as_made(&topic, partition, &messages, now_ms)? };
+        self.put(Key::Forwarded(Name::from(source)), Some(Record::Forwarded(chunk.end_offset())));
+        Ok((skipped, results))
     }
 
-    /// Appends dead letters or redriven messages forwarded from another engine to
-    /// `partition` of `topic` as they are: no dedup, no `maxDepth`, as the engine
-    /// that made them would have appended them.
-    pub fn append_forwarded(&mut self, topic: &str, partition: u32, messages: &[OutgoingMessage], now_ms: u64) -> Result<Vec<RecordMetadata>> {
-        check_name("topic", topic)?;
-        let Some(name) = self.topic_name(topic) else { return Err(FerryError::unknown_topic(topic)) };
-        let partitions = self.topics[topic].config.partitions;
-        check_range("partition", u64::from(partition), 0, u64::from(partitions) - 1)?;
-        if messages.is_empty() || messages.len() > SEND_BATCH_MAX {
+    fn append_as_made(&mut self, topic: &Name, partition: u32, messages: &[OutgoingMessage], now_ms: u64) -> Result<Vec<RecordMetadata>> {
+        let Some(config) = self.topic_config(topic) else { return Err(FerryError::unknown_topic(topic)) };
+        check_range("partition", u64::from(partition), 0, u64::from(config.partitions) - 1)?;
+        if messages.len() > SEND_BATCH_MAX {
             return Err(FerryError::invalid(format!("messages must hold 1 to {SEND_BATCH_MAX} messages, got {}", messages.len())));
         }
         for (index, message) in messages.iter().enumerate() {
-            self.check_message(index, message, partitions, Admission::Forwarded)?;
+            self.check_message(index, message, config.partitions, Admission::Forwarded)?;
         }
         let appends: Vec<_> = messages
             .iter()
@@ -126,11 +137,11 @@ impl Engine {
         // Dead letters are kept until redriven (or consumed by every group), as
         // where the dead-letter topic is made on demand.
         if messages.iter().any(|m| m.headers.iter().any(|(k, _)| k == log::DLQ_TOPIC)) {
-            self.ensure_cursors(&Name::from(REDRIVE_GROUP), &name, true);
+            self.ensure_cursors(&Name::from(REDRIVE_GROUP), topic, true);
         }
-        let first = self.append(&name, partition, &appends);
+        let first = self.append(topic, partition, &appends);
         Ok((first..first + messages.len() as u64)
-            .map(|offset| RecordMetadata { topic: name.clone(), partition, offset, timestamp_ms: now_ms, duplicate: false })
+            .map(|offset| RecordMetadata { topic: topic.clone(), partition, offset, timestamp_ms: now_ms, duplicate: false })
             .collect())
     }
 }

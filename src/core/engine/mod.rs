@@ -44,7 +44,7 @@ use super::records::*;
 use super::rng::Rng;
 
 pub use delivery::{Delivery, Receipt};
-pub use forward::{forwarded_messages, Outbound};
+pub use forward::Outbound;
 pub use group::Subscription;
 pub use log::{RecordMetadata, TopicInfo};
 pub use stats::{GroupPartitionStats, GroupStats, PartitionStats, Stats, TopicStats};
@@ -76,6 +76,8 @@ pub struct Engine {
     /// engines (one per partition at the edge); `None`: it serves the whole bus.
     /// See [`Engine::set_home`].
     home: Option<(Name, u32)>,
+    /// [`Key::Forwarded`]: by source, the offset after the last message taken.
+    forwarded: BTreeMap<Name, u64>,
 }
 
 #[derive(Debug)]
@@ -146,6 +148,7 @@ impl Engine {
             trim_due: FxHashSet::default(),
             poll_rotation: 0,
             home: None,
+            forwarded: BTreeMap::new(),
         };
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
         records.sort_by(|a, b| a.0.cmp(&b.0));
@@ -283,6 +286,7 @@ impl Engine {
             Key::GroupTopic(g, t) => self.groups.get(g)?.topics.get(t).map(|s| Record::GroupTopic(s.record.clone())),
             Key::Cursor(g, t, p) => self.cursor(g, t, *p).map(|c| Record::Cursor(c.cursor)),
             Key::Pending(g, t, p, o) => self.cursor(g, t, *p)?.pending.get(o).cloned().map(Record::Pending),
+            Key::Forwarded(source) => self.forwarded.get(source).copied().map(Record::Forwarded),
         }
     }
 
@@ -393,6 +397,12 @@ impl Engine {
                     }
                     Some(_) => return Err(mismatch()),
                 }
+            }
+            (Key::Forwarded(source), Some(Record::Forwarded(next))) => {
+                self.forwarded.insert(source.clone(), next);
+            }
+            (Key::Forwarded(source), None) => {
+                self.forwarded.remove(source);
             }
             (_, Some(_)) => return Err(mismatch()),
         }

@@ -465,13 +465,16 @@ fn a_split_engine_stages_other_partitions_and_serves_its_own() {
     let out = home.outbound().unwrap();
     assert_eq!(out.len(), 1);
     assert!(out[0].send && out[0].partition == 1);
-    let part = forwarded_messages(&out[0].chunk, 1, T0).unwrap();
+    let part = forward::forwarded_messages(&out[0].chunk, 1, T0).unwrap();
     let values: Vec<_> = part.iter().map(|m| m.value.clone()).collect();
     assert_eq!(values, vec![Value::string("b"), Value::string("c")]);
     // The serving engine takes the part even past maxDepth, and owns its ids.
     other.send("t", &[ids(at("z", 1), "y")], T0).unwrap();
-    let taken = other.send_forwarded("t", &part, T0).unwrap();
+    let (skipped, taken) = other.accept("t/0>t/1", &out[0].chunk, true, T0).unwrap();
+    assert_eq!(skipped, 0);
     assert_eq!(taken.iter().map(|m| (m.offset, m.duplicate)).collect::<Vec<_>>(), vec![(0, true), (1, false)]);
+    // A repeated forward (its source did not hear back) stores nothing twice.
+    assert_eq!(other.accept("t/0>t/1", &out[0].chunk, true, T0).unwrap(), (2, Vec::new()));
     home.forwarded("t", 1, out[0].chunk.end_offset());
     commit(&mut home);
     assert!(home.outbound().unwrap().is_empty());
@@ -505,10 +508,17 @@ fn a_split_engine_forwards_dead_letters_as_they_are() {
     let mut dlq = engine();
     dlq.set_home("t.dlq", 1);
     dlq.create_topic("t.dlq", TopicConfig::with_partitions(2)).unwrap();
-    let part = vec![OutgoingMessage { headers: dead.headers.clone(), id: Some("same".into()), ..at("a", 1) }];
-    // Dead letters are not deduplicated: the same message may be dead-lettered twice.
-    for offset in 0..2 {
-        assert_eq!(dlq.append_forwarded("t.dlq", 1, &part, T0).unwrap()[0].offset, offset);
+    // Dead letters are not deduplicated: the same message may be dead-lettered
+    // twice (here from two sources), each kept until redriven.
+    for (offset, source) in ["a/t/1>t.dlq/1", "b/t/1>t.dlq/1"].into_iter().enumerate() {
+        let (_, taken) = dlq.accept(source, &out[0].chunk, false, T0).unwrap();
+        assert_eq!(taken[0].offset, offset as u64);
     }
-    assert_eq!(dlq.append_forwarded("t.dlq", 2, &part, T0).unwrap_err().code, ErrorCode::InvalidArgument);
+    dlq.join("g", "m", &[Subscription::new("t.dlq", true)], &no_jitter(), T0).unwrap();
+    for d in dlq.poll("g", "m", 10, T0).unwrap() {
+        dlq.ack("g", "m", &d.receipt(), T0);
+    }
+    commit(&mut dlq);
+    assert_eq!(dlq.stats().topics[0].partitions[0].low_offset, 0, "kept for redrive");
+    assert_eq!(dlq.redrive("t.dlq", None, T0).unwrap(), 2);
 }
