@@ -32,27 +32,32 @@ export type {
 } from './index.js';
 
 /**
- * The Durable Object holding one bus, on its SQLite storage. Extend it and bind
- * the subclass as a SQLite-backed class (`new_sqlite_classes` in wrangler):
- * `export class Bus extends FerryObject {}`.
+ * A Durable Object holding part of a bus, on its SQLite storage: a bus's directory
+ * of topics (named after the bus) or one topic partition (`bus/topic/partition`).
+ * Extend it and bind the subclass as a SQLite-backed class (`new_sqlite_classes` in
+ * wrangler): `export class Bus extends FerryObject {}`. The binding must be in
+ * `env`: the objects of a bus reach each other through it.
  */
 export declare class FerryObject<Env = unknown> {
   constructor(ctx: any, env: Env);
   /** The object's state (`DurableObjectState`): its storage holds the bus. */
   protected ctx: any;
   protected env: Env;
-  /** Runs what is due (retries, delays, expired leases, retention) and sets the next alarm. */
+  /** Runs what is due (expired leases, retention, forwards to try again) and sets the next alarm. */
   alarm(): Promise<void>;
   /**
-   * The RPC that `connect()` clients make: `method` of the bus with `args`.
-   * Errors come back as data (`{ error: { code, message } }`) so their codes cross RPC.
+   * The RPC that `connect()` clients and the bus's other objects make: `method` of
+   * the object `name` with `args`. Errors come back as data
+   * (`{ error: { code, message } }`) so their codes cross RPC.
    * @internal Call the bus through `connect()`; do not override.
    */
-  call(
-    options: Omit<ConnectOptions, 'name'>,
-    method: string,
-    args: unknown[],
-  ): Promise<{ value?: unknown; error?: { code: string; message: string } }>;
+  call(request: {
+    name: string;
+    options?: ConnectOptions;
+    topics?: unknown[];
+    method: string;
+    args?: unknown[];
+  }): Promise<{ value?: unknown; error?: { code: string; message: string } }>;
 }
 
 /** A Durable Object namespace binding (`env.BUS`); a `DurableObjectNamespace` is one. */
@@ -62,7 +67,7 @@ export interface FerryNamespace {
 }
 
 export interface ConnectOptions {
-  /** The bus: one Durable Object per name. Default `"ferry"`. */
+  /** The bus: a directory object of this name and one object per topic partition. Default `"ferry"`. */
   name?: string;
   /** Default true. Each client's options apply to its own calls. */
   autoCreateTopics?: boolean;
