@@ -9,7 +9,8 @@ import { FerryObject, FerryError, connect, handleHttp } from 'ferry/workers';
 // The Durable Object that holds the bus; wrangler.toml binds it as BUS (SQLite-backed).
 export class Bus extends FerryObject {}
 
-// One bus, one Durable Object: the routes below and the /v1/ API all use this name.
+// One bus (a directory object and one object per topic partition): the routes below
+// and the /v1/ API all use this name.
 const BUS_NAME = 'shop';
 
 // Stands for the real work (a call to a warehouse, say). Throwing is a failed attempt:
