@@ -600,7 +600,8 @@ impl Model {
         }
         let target_topic = self.topics.get_mut(&dead_letter_topic).expect("dead-letter topic");
         let target = if p < target_topic.partitions.len() { p as u32 } else { target_topic.pick_partition(message.key.as_deref()) };
-        let mut headers = message.headers.clone();
+        // The message's own ferry-dlq-* headers give way to the new ones.
+        let mut headers: Vec<_> = message.headers.iter().filter(|(name, _)| !name.starts_with("ferry-dlq-")).cloned().collect();
         for (name, value) in [
             ("ferry-dlq-topic", topic.to_string()),
             ("ferry-dlq-partition", p.to_string()),

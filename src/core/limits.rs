@@ -27,6 +27,10 @@ pub const MESSAGE_BYTES_CEILING: u64 = 16 << 20;
 /// Headers per message: they are decoded on every delivery.
 pub const HEADERS_MAX: usize = 64;
 
+/// Headers a stored message may carry: a dead letter has its source's (any
+/// `ferry-dlq-*` among them replaced) plus the six `ferry-dlq-*` headers.
+pub const STORED_HEADERS_MAX: usize = HEADERS_MAX + 6;
+
 /// Bytes of an idempotency key (`id`): it is stored once per message in the dedup window.
 pub const MESSAGE_ID_BYTES_MAX: usize = 1024;
 

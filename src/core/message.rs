@@ -305,7 +305,7 @@ fn decode_body(r: &mut Reader<'_>) -> Result<Body> {
     let id = r.opt_str()?.map(str::to_owned);
     let value = r.bytes()?.to_vec();
     let count = r.u64()?;
-    if count > super::limits::HEADERS_MAX as u64 {
+    if count > super::limits::STORED_HEADERS_MAX as u64 {
         return Err(FerryError::storage("corrupt record: too many headers"));
     }
     let mut headers = Vec::with_capacity(count as usize);

@@ -1,7 +1,7 @@
 //! Deliveries: handing messages to members, acks, failed attempts with backoff,
 //! ack timeouts, and dead-lettering.
 
-use super::log::{Append, DLQ_PARTITION, DLQ_TOPIC};
+use super::log::{Append, DLQ_HEADER_PREFIX, DLQ_PARTITION, DLQ_TOPIC};
 use super::*;
 use crate::core::config::{ConsumerConfig, Ordering, TopicConfig};
 use crate::core::limits::*;
@@ -268,7 +268,9 @@ impl Engine {
         };
         let dlq_partitions = self.topics[&dlq].config.partitions;
         let target = if p < dlq_partitions { p } else { self.pick_partition(&dlq, message.key.as_deref()) };
-        let mut headers = message.headers.clone();
+        // A dead letter's own ferry-dlq-* headers (it failed again, from a
+        // dead-letter topic) give way to the new ones.
+        let mut headers: Vec<(String, String)> = message.headers.iter().filter(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX)).cloned().collect();
         headers.extend([
             (DLQ_TOPIC.to_string(), topic.to_string()),
             (DLQ_PARTITION.to_string(), p.to_string()),

@@ -131,6 +131,9 @@ impl Engine {
         }
     }
 
+    /// Checks a message as a send takes it. A forwarded one was checked (or made,
+    /// as a dead letter with its extra headers) by the engine that first took it:
+    /// only its partition is checked again.
     pub(super) fn check_message(&self, index: usize, m: &OutgoingMessage, partitions: u32, admission: Admission) -> Result<()> {
         let bytes = m.encoded_bytes();
         if admission == Admission::New && bytes > self.config.max_message_bytes {
@@ -146,6 +149,9 @@ impl Engine {
                     format!("messages[{index}].partition {p} does not exist: the topic has {partitions} partition(s)"),
                 ));
             }
+        }
+        if admission == Admission::Forwarded {
+            return Ok(());
         }
         check_range(&format!("messages[{index}].delayMs"), m.delay_ms, 0, DELAY_MS_MAX)?;
         if m.headers.len() > HEADERS_MAX {
@@ -511,8 +517,8 @@ impl Engine {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Admission {
     New,
-    /// Messages another engine of a split bus already took, under its client's
-    /// `maxMessageBytes`: refusing them now would break the atomicity of their send.
+    /// Messages another engine of a split bus already took (or made, as dead
+    /// letters): refusing them now would break their send's atomicity, or lose them.
     Forwarded,
 }
 

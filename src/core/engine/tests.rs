@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::core::config::{ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
+use crate::core::limits::HEADERS_MAX;
 use crate::core::message::{OutgoingMessage, Value};
 
 const T0: u64 = 1_700_000_000_000;
@@ -238,6 +239,30 @@ fn dead_letter_errors_are_cut_at_one_kib() {
     e.fail("g", "m", &d[0].receipt(), &"é".repeat(2000), T0);
     let dead = e.read_log("t.dlq", 0, 0, 1).unwrap();
     assert_eq!(dead[0].header("ferry-dlq-error").unwrap().len(), 1024);
+}
+
+#[test]
+fn a_dead_letter_of_a_message_with_every_header_is_stored_and_read_back() {
+    let mut e = engine();
+    let config = ConsumerConfig { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..ConsumerConfig::default() };
+    join(&mut e, "g", "m", "t", &config);
+    join(&mut e, "d", "m", "t.dlq", &config);
+    let mut full = msg("x");
+    full.headers = (0..HEADERS_MAX).map(|i| (format!("h{i}"), String::new())).collect();
+    e.send("t", &[full], T0).unwrap();
+    let d = e.poll("g", "m", 1, T0).unwrap();
+    e.fail("g", "m", &d[0].receipt(), "first", T0);
+    // It fails again from the dead-letter topic: the new ferry-dlq-* headers replace the old.
+    let d = e.poll("d", "m", 1, T0).unwrap();
+    e.fail("d", "m", &d[0].receipt(), "second", T0);
+    let dead = e.read_log("t.dlq.dlq", 0, 0, 1).unwrap();
+    assert_eq!(dead[0].headers.len(), HEADERS_MAX + 6);
+    assert_eq!((dead[0].header("ferry-dlq-topic"), dead[0].header("ferry-dlq-error")), (Some("t.dlq"), Some("second")));
+    // The chunks holding them decode: the bus reopens.
+    let writes = e.begin_commit();
+    let stored: Vec<(Key, Record)> = writes.into_iter().filter_map(|(k, r)| r.map(|r| (k.clone(), Record::decode(&k, &r.encode()).unwrap()))).collect();
+    let reopened = Engine::open(BusConfig::default(), 1, stored).unwrap();
+    assert_eq!(reopened.read_log("t.dlq.dlq", 0, 0, 1).unwrap(), dead);
 }
 
 #[test]
@@ -496,7 +521,10 @@ fn a_split_engine_forwards_dead_letters_as_they_are() {
     let mut home = split(1);
     let config = ConsumerConfig { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..no_jitter() };
     home.join("g", "m", &[Subscription::new("t", true)], &config, T0).unwrap();
-    home.send("t", &[at("a", 1)], T0).unwrap();
+    // As many headers as a send takes: the dead letter has six more.
+    let mut full = at("a", 1);
+    full.headers = (0..HEADERS_MAX).map(|i| (format!("h{i}"), String::new())).collect();
+    home.send("t", &[full], T0).unwrap();
     let d = home.poll("g", "m", 10, T0).unwrap();
     assert!(home.fail("g", "m", &d[0].receipt(), "boom", T0));
     let out = home.outbound().unwrap();
