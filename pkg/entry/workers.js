@@ -162,8 +162,13 @@ export class FerryObject extends DurableObject {
   }
 
   async #forwardAll(bus) {
+    let out = bus.outbound();
+    if (out.length === 0) return;
     try {
-      for (let out = bus.outbound(); out.length > 0; out = bus.outbound()) {
+      // Should the object stop before this run ends (a restart), its alarm resumes it.
+      this.#forwardDueMs = Date.now() + FORWARD_RETRY_MS;
+      await this.#setAlarm(bus);
+      for (; out.length > 0; out = bus.outbound()) {
         const taken = await Promise.allSettled(out.map((entry) => this.#forwardOne(bus, entry)));
         // What arrived is dropped here in one commit, even when another forward failed.
         bus.forwarded(taken.flatMap((t, i) => (t.status === 'fulfilled' ? [out[i]] : [])));
