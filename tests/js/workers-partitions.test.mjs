@@ -1,6 +1,7 @@
 // The edge bus spreads a topic's partitions over Durable Objects (one per bus, topic
 // and partition, plus the bus's topic directory) and still keeps its contract: Kafka's
-// partitions, per-key order, atomic sends, per-partition dead letters, merged stats.
+// partitions, per-key order, atomic sends, delays and ids across partitions,
+// per-partition dead letters, merged stats.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -307,6 +308,46 @@ test('a full partition rejects the whole send with QUEUE_FULL, on every partitio
     assert.deepEqual(stats.partitions.map((p) => p.highOffset), [0, 0, 0, 0, 0, 2, 0, 0]);
     const results = await step(mf, 'send', { topic: 'jobs', messages: spread.filter((m) => m.partition !== 5) });
     assert.deepEqual(results.map((r) => [r.partition, r.offset]), [0, 1, 2, 3, 4, 6, 7].map((p) => [p, 0]));
+  } finally {
+    await mf.dispose();
+  }
+});
+
+test('a delayed part of a send over many partitions waits its delayMs in the partition it is forwarded to', { timeout: 60000 }, async () => {
+  const mf = await start();
+  try {
+    await step(mf, 'createTopic', { topic: 'later', partitions: 4 });
+    // One message per partition; the first partition's object coordinates and forwards the rest.
+    const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    const messages = keys.map((key) => ({ key, value: key, delayMs: 1500 }));
+    const sent = await step(mf, 'send', { topic: 'later', messages });
+    assert.ok(new Set(sent.map((r) => r.partition)).size > 1, 'the send spans partitions');
+    const group = { groupId: 'patient', topics: ['later'] };
+    assert.deepEqual(await step(mf, 'receive', group), [], 'nothing before delayMs');
+    await new Promise((resolve) => setTimeout(resolve, 1700));
+    const got = await drainAll(mf, group);
+    assert.deepEqual(got.map((m) => m.value).sort(), keys);
+    for (const m of got) assert.equal(m.partition, sent[keys.indexOf(m.value)].partition, `${m.value} on its partition`);
+  } finally {
+    await mf.dispose();
+  }
+});
+
+test('a repeated id meets the first across partitions: keyless messages with an id are placed by it', { timeout: 60000 }, async () => {
+  const mf = await start();
+  try {
+    await step(mf, 'createTopic', { topic: 'outbox', partitions: 8 });
+    const messages = range(16).map((i) => ({ id: `msg-${i}`, value: i }));
+    const first = await step(mf, 'send', { topic: 'outbox', messages });
+    assert.ok(new Set(first.map((r) => r.partition)).size > 1, 'ids spread over partitions');
+    assert.ok(first.every((r) => !r.duplicate));
+    // The whole batch again, as an outbox retrying it would, and one by one.
+    const again = await step(mf, 'send', { topic: 'outbox', messages: [...messages].reverse() });
+    assert.deepEqual(again.reverse().map((r) => [r.partition, r.offset, r.duplicate]), first.map((r) => [r.partition, r.offset, true]));
+    const single = await step(mf, 'send', { topic: 'outbox', messages: [messages[5]] });
+    assert.deepEqual([single[0].partition, single[0].offset, single[0].duplicate], [first[5].partition, first[5].offset, true]);
+    const stats = topicStats(await step(mf, 'stats'), 'outbox');
+    assert.equal(stats.partitions.reduce((n, p) => n + p.highOffset, 0), 16, 'nothing stored twice');
   } finally {
     await mf.dispose();
   }
