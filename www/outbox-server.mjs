@@ -20,7 +20,13 @@ export function outboxReceiver(prefix = '') {
     }
     if (request.method === 'POST' && path === '/messages') {
       if (!state.online) return send(503, { error: 'offline' });
-      const message = JSON.parse(await readBody(request));
+      let message;
+      try {
+        message = JSON.parse(await readBody(request));
+      } catch {
+        return send(400, { error: 'the body is not JSON' });
+      }
+      if (typeof message?.id !== 'string') return send(400, { error: 'a message needs a string id' });
       if (received.has(message.id)) state.repeats += 1;
       else received.set(message.id, { ...message, receivedAt: Date.now() });
       return send(204);
