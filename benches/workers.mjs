@@ -49,8 +49,10 @@ export class RawObject extends DurableObject {
   read(after, max) {
     return this.ctx.storage.sql.exec('SELECT k, v FROM raw WHERE k > ? ORDER BY k LIMIT ?', after, max).toArray();
   }
-  delete(k) {
-    this.ctx.storage.transactionSync(() => this.ctx.storage.sql.exec('DELETE FROM raw WHERE k = ?', k));
+  delete(ks) {
+    this.ctx.storage.transactionSync(() => {
+      for (const k of ks) this.ctx.storage.sql.exec('DELETE FROM raw WHERE k = ?', k);
+    });
   }
   count() {
     return this.ctx.storage.sql.exec('SELECT count(*) AS n, count(DISTINCT v) AS d, min(length(v)) AS lo, max(length(v)) AS hi FROM raw').one();
@@ -134,7 +136,7 @@ const scenarios = {
       return { stored: await depth(ferry(env, p)) };
     },
   },
-  // 2. receive({ max: BATCH }) + ack() of each, ordering "none", from a topic filled in prepare.
+  // 2. receive({ max: BATCH }) + ack() of each, one by one or all at once, ordering "none", from a topic filled in prepare.
   consume: {
     async prepare(env, p) {
       const bus = ferry(env, p);
@@ -143,6 +145,7 @@ const scenarios = {
     },
     async run(env, p) {
       const n = Number(p.get('batches')) * BATCH;
+      const together = p.get('together') === '1';
       const consumer = await consumerOf(ferry(env, p));
       const seen = new Set();
       let receives = 0;
@@ -157,8 +160,9 @@ const scenarios = {
           if (seen.has(m.offset)) fail('offset ' + m.offset + ' delivered twice (attempt ' + m.attempt + ')');
           if (m.value !== value(m.offset) || m.attempt !== 1) fail('offset ' + m.offset + ': attempt ' + m.attempt + ', value ' + String(m.value).slice(0, 20));
           seen.add(m.offset);
-          await m.ack();
+          if (!together) await m.ack();
         }
+        if (together && (await Promise.all(received.map((m) => m.ack()))).some((acked) => !acked)) fail('an ack found its lease gone');
       }
       return { ms: Date.now() - start, n: seen.size, receives, short };
     },
@@ -186,7 +190,7 @@ const scenarios = {
     },
     verify: (env, p) => rawStub(env, p).count(),
   },
-  // A baseline for consume: read BATCH rows per call, then one call per row deleting it.
+  // The baselines of consume: read BATCH rows per call, then delete them one call per row, or all in one call.
   rawConsume: {
     async prepare(env, p) {
       const stub = rawStub(env, p);
@@ -200,6 +204,7 @@ const scenarios = {
     async run(env, p) {
       const stub = rawStub(env, p);
       const n = Number(p.get('batches')) * BATCH;
+      const together = p.get('together') === '1';
       let seen = 0;
       let after = -1;
       const start = Date.now();
@@ -208,10 +213,11 @@ const scenarios = {
         if (rows.length === 0) fail('raw read returned nothing after ' + seen);
         for (const row of rows) {
           if (row.v !== value(row.k)) fail('raw row ' + row.k);
-          await stub.delete(row.k);
+          if (!together) await stub.delete([row.k]);
           after = row.k;
           seen++;
         }
+        if (together) await stub.delete(rows.map((row) => row.k));
       }
       return { ms: Date.now() - start, n: seen };
     },
@@ -309,6 +315,14 @@ const kinds = {
       expect('consume: a receive after acking everything', again, 0);
       expect('consume: group after acking everything', [partition.committedOffset, partition.lag, partition.inFlight, partition.retrying], [n, 0, 0, 0]);
     }),
+  rawConsumeTogether: (batches) => measure('rawConsume', { batches, together: 1 }, (_, count) => expect('raw rows after consuming', count.n, 0)),
+  consumeTogether: (batches) =>
+    measure('consume', { batches, together: 1 }, (run, { again, partition }) => {
+      const n = batches * BATCH;
+      expect('consume, acks together: received', run.n, n);
+      expect('consume, acks together: a receive after acking everything', again, 0);
+      expect('consume, acks together: group after acking everything', [partition.committedOffset, partition.lag, partition.inFlight, partition.retrying], [n, 0, 0, 0]);
+    }),
   keyed1: (batches) =>
     measure('send', { batches, partitions: 1, keyed: 1, senders: SENDERS }, (run, verify) => {
       expect('keyed send, 1 partition: messages per partition', run.partitions, keyedSpread(batches * BATCH, 1));
@@ -361,6 +375,8 @@ try {
     const short = samples.consume.reduce((total, s) => total + s.short, 0);
     return `  ${ratio(n, rawConsume)}${short ? `  (${short} receives returned fewer than 100)` : ''}`;
   });
+  const rawTogether = line('raw ctx.storage.sql, read 100, then delete them in one call', 'rawConsumeTogether', () => '  (baseline)');
+  line('receive({ max: 100 }) + Promise.all of their ack()s', 'consumeTogether', (n) => `  ${ratio(n, rawTogether)}`);
   const one = line(`send, keyed, ${SENDERS} senders, batches of 100, 1-partition topic`, 'keyed1');
   line(`send, keyed, ${SENDERS} senders, batches of 100, 8-partition topic`, 'keyed8', (n) => `  ${ratio(n, one)} of 1 partition`);
   line(`send, ${SENDERS} senders each on its own partition of 8`, 'pinned8', (n) => `  ${ratio(n, one)} of 1 partition`);

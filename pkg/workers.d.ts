@@ -83,7 +83,10 @@ export type SubscribeOptions =
 export interface ReceivedMessage extends DeliveredMessage {
   topic: string;
   partition: number;
-  /** Acks it: the group's committed offset moves past it. `false` when its lease had run out. */
+  /**
+   * Acks it: the group's committed offset moves past it. `false` when its lease had run out.
+   * Acks and retries made together (`Promise.all`) reach each partition in one call.
+   */
   ack(): Promise<boolean>;
   /**
    * A failed attempt: redelivered after `delayMs`, else the consumer's backoff; dead-lettered

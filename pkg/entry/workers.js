@@ -24,12 +24,12 @@ function loadEngine() {
 
 // What a client may call: the directory's methods, and a partition's.
 const DIRECTORY_METHODS = new Set(['createTopic', 'topics', 'topic', 'settings', 'redrive']);
-const PARTITION_METHODS = new Set(['send', 'publish', 'stats', 'redrive', 'receive', 'ack', 'retry', 'accept', 'checkRoom']);
+const PARTITION_METHODS = new Set(['send', 'publish', 'stats', 'redrive', 'receive', 'settle', 'accept', 'checkRoom']);
 // The calls that may leave messages for other partitions (dead letters, redriven
 // messages, a send's other parts), which return once those are forwarded. The
 // others never wait for a forward: objects forwarding to each other would wait
 // on each other for ever.
-const FORWARDING_METHODS = new Set(['send', 'redrive', 'receive', 'retry']);
+const FORWARDING_METHODS = new Set(['send', 'redrive', 'receive', 'settle']);
 /** After a failed forward the object tries again this much later (ms), doubling up to the max. */
 const FORWARD_RETRY_MS = 1000;
 const FORWARD_RETRY_MS_MAX = 60000;
@@ -324,6 +324,8 @@ class PullConsumer {
   #subscriptions = [];
   /** Where the next receive starts among the partitions, so none is always last. */
   #rotation = 0;
+  /** Acks and retries not sent yet, by `${topic}/${partition}`. */
+  #settling = new Map();
 
   constructor(options, settings, partitionCall) {
     this.#options = options;
@@ -365,7 +367,45 @@ class PullConsumer {
 
   #received(topic, partition, message) {
     const receipt = [this.#options.groupId, topic, partition, message.offset, message.attempt];
-    const settle = async (method, ...args) => this.#partitionCall(await this.#settings(topic), partition, method, ...receipt, ...args);
-    return { topic, partition, ...message, ack: () => settle('ack'), retry: (options) => settle('retry', options) };
+    return {
+      topic,
+      partition,
+      ...message,
+      ack: () => this.#settle(topic, partition, ['ack', ...receipt]),
+      retry: (options) => this.#settle(topic, partition, ['retry', ...receipt, options]),
+    };
+  }
+
+  /**
+   * Queues an ack or retry. Those made in the same turn (`Promise.all` over a
+   * batch) go to each partition's object in one call and one commit; each still
+   * resolves, or rejects, on its own.
+   */
+  #settle(topic, partition, item) {
+    return new Promise((resolve, reject) => {
+      const key = `${topic}/${partition}`;
+      let batch = this.#settling.get(key);
+      if (!batch) {
+        batch = { topic, partition, items: [], waiters: [] };
+        this.#settling.set(key, batch);
+        queueMicrotask(() => this.#flush(key));
+      }
+      batch.items.push(item);
+      batch.waiters.push({ resolve, reject });
+    });
+  }
+
+  async #flush(key) {
+    const { topic, partition, items, waiters } = this.#settling.get(key);
+    this.#settling.delete(key);
+    try {
+      const results = await this.#partitionCall(await this.#settings(topic), partition, 'settle', items);
+      results.forEach((result, i) => {
+        if (typeof result === 'boolean') waiters[i].resolve(result);
+        else waiters[i].reject(new FerryError(result.error.code, result.error.message));
+      });
+    } catch (error) {
+      for (const waiter of waiters) waiter.reject(error);
+    }
   }
 }

@@ -50,6 +50,50 @@ pub struct EdgeBus {
     known: RefCell<Vec<(String, TopicConfig)>>,
 }
 
+/// `{ error: { code, message } }`: an error as plain data.
+fn error_data(error: &FerryError) -> JsValue {
+    let data = Object::new();
+    let inner = Object::new();
+    // Setting properties on fresh objects cannot fail.
+    let _ = Reflect::set(&inner, &JsValue::from_str("code"), &JsValue::from_str(error.code.as_str()));
+    let _ = Reflect::set(&inner, &JsValue::from_str("message"), &JsValue::from_str(&error.message));
+    let _ = Reflect::set(&data, &JsValue::from_str("error"), &inner);
+    data.into()
+}
+
+/// One item of [`EdgeBus::settle`], checked.
+struct Settle {
+    group: String,
+    receipt: Receipt,
+    /// `None`: an ack; else a failed attempt's error and its own delay, if any.
+    retry: Option<(String, Option<u64>)>,
+}
+
+impl Settle {
+    fn parse(item: &JsValue) -> Result<Settle> {
+        let item = args::array(item, "item")?;
+        let retry = match args::string(&item.get(0), "item[0]")?.as_str() {
+            "ack" => None,
+            "retry" => {
+                let options = args::options(&item.get(6), "options")?;
+                let error = args::opt_string(&args::get(options.as_ref(), "error")?, "error")?.unwrap_or_else(|| "retried".into());
+                Some((error, args::opt_integer(&args::get(options.as_ref(), "delayMs")?, "delayMs", 0, DELAY_MS_MAX)?))
+            }
+            other => return Err(FerryError::invalid(format!("a received message is settled by ack or retry, not '{other}'"))),
+        };
+        Ok(Settle {
+            group: args::string(&item.get(1), "groupId")?,
+            receipt: Receipt {
+                topic: args::string(&item.get(2), "topic")?.into(),
+                partition: args::integer(&item.get(3), "partition", 0, u64::from(PARTITIONS_MAX) - 1)? as u32,
+                offset: args::integer(&item.get(4), "offset", 0, SAFE_INTEGER_MAX)?,
+                attempt: args::integer(&item.get(5), "attempt", 1, u64::from(ATTEMPTS_MAX))? as u32,
+            },
+            retry,
+        })
+    }
+}
+
 /// The topic and partition the object named `name` serves; `None` for a directory.
 fn home_of(name: &str) -> Result<Option<(String, u32)>> {
     let parts: Vec<&str> = name.split('/').collect();
@@ -81,14 +125,6 @@ impl EdgeBus {
         out
     }
 
-    fn receipt(topic: &JsValue, partition: &JsValue, offset: &JsValue, attempt: &JsValue) -> Result<Receipt> {
-        Ok(Receipt {
-            topic: args::string(topic, "topic")?.into(),
-            partition: args::integer(partition, "partition", 0, u64::from(PARTITIONS_MAX) - 1)? as u32,
-            offset: args::integer(offset, "offset", 0, SAFE_INTEGER_MAX)?,
-            attempt: args::integer(attempt, "attempt", 1, u64::from(ATTEMPTS_MAX))? as u32,
-        })
-    }
 }
 
 #[wasm_bindgen]
@@ -368,33 +404,39 @@ impl EdgeBus {
         run().map_err(to_js)
     }
 
-    /// Acks a received message; `false` when its lease had run out.
-    pub fn ack(&self, group: JsValue, topic: JsValue, partition: JsValue, offset: JsValue, attempt: JsValue) -> JsResult {
+    /// Settles received messages in one commit: `items` holds `["ack", groupId,
+    /// topic, partition, offset, attempt]` or `["retry", ..., { delayMs, error }]`
+    /// (a failed attempt: retried after `delayMs`, else the backoff, or
+    /// dead-lettered after `maxAttempts`). Resolves to one entry per item:
+    /// `{ error: { code, message } }` when the item is malformed (as data, to cross
+    /// RPC), else `false` when the message's lease had run out, `true` when it was
+    /// settled.
+    pub fn settle(&self, items: JsValue) -> JsResult {
         let run = || -> Result<JsValue> {
-            let group = args::string(&group, "groupId")?;
-            let receipt = Self::receipt(&topic, &partition, &offset, &attempt)?;
-            Ok(JsValue::from_bool(self.operate(|e, now| Ok(e.ack(&group, PULL_MEMBER, &receipt, now)))?))
-        };
-        run().map_err(to_js)
-    }
-
-    /// A failed attempt of a received message: retried after `options.delayMs` or
-    /// else the backoff, or dead-lettered after `maxAttempts`; `false` when its
-    /// lease had run out.
-    pub fn retry(&self, group: JsValue, topic: JsValue, partition: JsValue, offset: JsValue, attempt: JsValue, options: JsValue) -> JsResult {
-        let run = || -> Result<JsValue> {
-            let group = args::string(&group, "groupId")?;
-            let receipt = Self::receipt(&topic, &partition, &offset, &attempt)?;
-            let options = args::options(&options, "options")?;
-            let error = args::opt_string(&args::get(options.as_ref(), "error")?, "error")?.unwrap_or_else(|| "retried".into());
-            let delay_ms = args::opt_integer(&args::get(options.as_ref(), "delayMs")?, "delayMs", 0, DELAY_MS_MAX)?;
-            let failed = self.operate(|e, now| {
-                Ok(match delay_ms {
-                    Some(delay_ms) => e.fail_after(&group, PULL_MEMBER, &receipt, &error, delay_ms, now),
-                    None => e.fail(&group, PULL_MEMBER, &receipt, &error, now),
-                })
+            let parsed: Vec<Result<Settle>> = args::array(&items, "items")?.iter().map(|item| Settle::parse(&item)).collect();
+            let settled = self.operate(|e, now| {
+                Ok(parsed
+                    .iter()
+                    .map(|item| {
+                        let item = item.as_ref().ok()?;
+                        let (group, receipt) = (&item.group, &item.receipt);
+                        Some(match &item.retry {
+                            None => e.ack(group, PULL_MEMBER, receipt, now),
+                            Some((error, Some(delay_ms))) => e.fail_after(group, PULL_MEMBER, receipt, error, *delay_ms, now),
+                            Some((error, None)) => e.fail(group, PULL_MEMBER, receipt, error, now),
+                        })
+                    })
+                    .collect::<Vec<_>>())
             })?;
-            Ok(JsValue::from_bool(failed))
+            Ok(parsed
+                .into_iter()
+                .zip(settled)
+                .map(|(item, done)| match (item, done) {
+                    (Err(error), _) => error_data(&error),
+                    (Ok(_), settled) => JsValue::from_bool(settled == Some(true)),
+                })
+                .collect::<Array>()
+                .into())
         };
         run().map_err(to_js)
     }

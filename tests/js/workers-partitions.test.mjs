@@ -37,6 +37,18 @@ const steps = {
     }
     return received.map(view);
   },
+  // One receive({ max }), then every message settled at once: acks, and one retry
+  // with a bad delayMs; each settlement's outcome, in order.
+  async settleTogether(bus, { groupId, topics, max = 10 }) {
+    const consumer = bus.consumer({ groupId, ordering: 'none' });
+    await consumer.subscribe({ topics, fromBeginning: true });
+    const received = await consumer.receive({ max });
+    const outcomes = await Promise.allSettled(received.map((m, i) => (i === 1 ? m.retry({ delayMs: -1 }) : m.ack())));
+    return {
+      values: received.map((m) => m.value),
+      outcomes: outcomes.map((o) => (o.status === 'fulfilled' ? o.value : o.reason instanceof FerryError ? o.reason.code : String(o.reason))),
+    };
+  },
   stats: (bus) => bus.stats(),
   topics: (bus) => bus.topics(),
   redrive: (bus, options) => bus.redrive(options),
@@ -348,6 +360,24 @@ test('a repeated id meets the first across partitions: keyless messages with an 
     assert.deepEqual([single[0].partition, single[0].offset, single[0].duplicate], [first[5].partition, first[5].offset, true]);
     const stats = topicStats(await step(mf, 'stats'), 'outbox');
     assert.equal(stats.partitions.reduce((n, p) => n + p.highOffset, 0), 16, 'nothing stored twice');
+  } finally {
+    await mf.dispose();
+  }
+});
+
+test('acks made together go to each partition in one call, each with its own outcome', { timeout: 60000 }, async () => {
+  const mf = await start();
+  try {
+    await step(mf, 'createTopic', { topic: 'batch', partitions: 2 });
+    await step(mf, 'send', { topic: 'batch', messages: range(20).map((i) => ({ value: i, partition: i % 2 })) });
+    const group = { groupId: 'fast', topics: ['batch'] };
+    const { values, outcomes } = await step(mf, 'settleTogether', { ...group, max: 10 });
+    assert.deepEqual(outcomes, [true, 'INVALID_ARGUMENT', ...Array(8).fill(true)], 'the bad retry alone is refused');
+    const stats = groupStats(await step(mf, 'stats'), 'fast', 'batch');
+    assert.equal(stats.partitions.reduce((n, p) => n + p.inFlight, 0), 1, 'the refused retry changed nothing: its message is still leased');
+    // Every ack took effect: the next receive brings exactly the other ten.
+    const rest = await step(mf, 'receive', { ...group, options: { ordering: 'none' }, max: 100 });
+    assert.deepEqual([...values, ...rest.map((m) => m.value)].sort((a, b) => a - b), range(20));
   } finally {
     await mf.dispose();
   }
