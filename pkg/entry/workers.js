@@ -35,8 +35,6 @@ const FORWARD_RETRY_MS = 1000;
 const FORWARD_RETRY_MS_MAX = 60000;
 
 const objectName = (bus, topic, partition) => `${bus}/${topic}/${partition}`;
-/** The name of the bus a partition's object belongs to. */
-const busOf = (bus) => bus.name.slice(0, bus.name.length - `/${bus.home.topic}/${bus.home.partition}`.length);
 
 /** Runs `request` ({ options, topics, method, args }) in the object `name`; its error is thrown here. */
 async function callObject(namespace, name, request) {
@@ -48,6 +46,9 @@ async function callObject(namespace, name, request) {
 /** A Durable Object holding a bus's directory or one of its partitions. Extend it and bind the subclass. */
 export class FerryObject extends DurableObject {
   #bus = null;
+  /** `{ topic, partition }` this object serves (null: the directory), and its bus's name. */
+  #home = null;
+  #busName = null;
   #namespace = null;
   /** The alarm this instance last set (ms; null: none): setting it again is skipped. */
   #alarmMs = undefined;
@@ -64,8 +65,12 @@ export class FerryObject extends DurableObject {
 
   /** The bus part, opened on first use: the first call names the object. */
   #open(name) {
-    loadEngine();
-    this.#bus ??= new EdgeBus(this.ctx.storage, name);
+    if (!this.#bus) {
+      loadEngine();
+      this.#bus = new EdgeBus(this.ctx.storage, name);
+      this.#home = this.#bus.home;
+      this.#busName = this.#home ? this.#bus.name.slice(0, -`/${this.#home.topic}/${this.#home.partition}`.length) : this.#bus.name;
+    }
     if (name !== undefined && name !== this.#bus.name) throw new FerryError('INVALID_ARGUMENT', `this object holds '${this.#bus.name}', not '${name}'`);
     return this.#bus;
   }
@@ -74,17 +79,17 @@ export class FerryObject extends DurableObject {
   async call({ name, options, topics, method, args = [] }) {
     try {
       const bus = this.#open(name);
-      const methods = bus.home ? PARTITION_METHODS : DIRECTORY_METHODS;
+      const methods = this.#home ? PARTITION_METHODS : DIRECTORY_METHODS;
       if (!methods.has(method)) throw new FerryError('INVALID_ARGUMENT', `unknown bus method '${method}'`);
       // Each client's own options (autoCreateTopics, maxMessageBytes) for its call.
       bus.configure(options, topics);
       let value;
       if (method === 'send') value = await this.#send(bus, topics, args);
-      else if (method === 'redrive' && bus.home) value = await this.#redrive(bus, options, args);
+      else if (method === 'redrive' && this.#home) value = await this.#redrive(bus, options, args);
       else value = bus[method](...args);
       // Dead letters, redriven messages: they reach their partitions before the call returns.
       if (FORWARDING_METHODS.has(method)) await this.#forward(bus);
-      else if (bus.home) this.#forward(bus);
+      else if (this.#home) this.#forward(bus);
       await this.#setAlarm(bus);
       return { value };
     } catch (error) {
@@ -121,11 +126,11 @@ export class FerryObject extends DurableObject {
    * since a stored part is no longer refused.
    */
   async #send(bus, topics, [record, partitions]) {
-    const { topic, partition: home } = bus.home;
+    const { topic, partition: home } = this.#home;
     const others = new Map();
     for (const p of partitions) if (p !== home) others.set(p, (others.get(p) ?? 0) + 1);
     if (others.size > 0 && topics?.[0]?.maxDepth != null) {
-      await Promise.all([...others].map(([p, count]) => callObject(this.#namespaceOf(bus), objectName(busOf(bus), topic, p), { topics, method: 'checkRoom', args: [count] })));
+      await Promise.all([...others].map(([p, count]) => callObject(this.#namespaceOf(bus), objectName(this.#busName, topic, p), { topics, method: 'checkRoom', args: [count] })));
     }
     const results = bus.send(record, partitions);
     if (others.size === 0) return results;
@@ -149,7 +154,7 @@ export class FerryObject extends DurableObject {
 
   /** A redrive of this dead-letter partition: the topics it sends to are taken from the directory first. */
   async #redrive(bus, options, args) {
-    bus.configure(options, await callObject(this.#namespaceOf(bus), busOf(bus), { method: 'settings' }));
+    bus.configure(options, await callObject(this.#namespaceOf(bus), this.#busName, { method: 'settings' }));
     return bus.redrive(...args);
   }
 
@@ -188,7 +193,7 @@ export class FerryObject extends DurableObject {
   /** Hands one chunk to the partition that serves it. */
   async #forwardOne(bus, { topic, partition, partitions, send, from, end, bytes }) {
     const namespace = this.#namespaceOf(bus);
-    const busName = busOf(bus);
+    const busName = this.#busName;
     // A dead-letter topic is made on demand with the source's partition count.
     let target = this.#targets.get(topic);
     if (!target) {
