@@ -63,7 +63,7 @@ struct Object {
 
 impl Object {
     fn open(name: String, topic: &str, partition: u32, stored: BTreeMap<Key, Record>, seed: u64) -> Object {
-        let mut engine = Engine::open(BusConfig::default(), seed, stored.clone().into_iter()).expect("stored records open");
+        let mut engine = Engine::open(BusConfig::default(), seed, stored.clone()).expect("stored records open");
         engine.set_home(topic, partition);
         Object { name, engine, stored, seed }
     }
