@@ -13,8 +13,9 @@
 //!
 //! Every method is synchronous: the object runs one call at a time, its storage
 //! API is synchronous, and a call's writes are committed before it returns. A
-//! Worker's consumers pull: `receive` leases messages to the group's one pull
-//! member in this object, and `ack` / `retry` settle them by receipt.
+//! Worker's consumers pull: `receive` leases a partition's messages to the
+//! group's one pull member in its object, and `settle` acks or retries them by
+//! receipt.
 
 use std::cell::RefCell;
 
@@ -270,6 +271,7 @@ impl EdgeBus {
         run().map_err(to_js)
     }
 
+    /// `publish(topic, value, options)`, bound for `partition` ([`route_publish`]).
     pub fn publish(&self, topic: JsValue, value: JsValue, options: JsValue, partition: u32) -> JsResult {
         let run = || -> Result<JsValue> {
             let topic = args::string(&topic, "topic")?;
