@@ -228,6 +228,18 @@ export class FerryObject extends DurableObject {
   }
 }
 
+/**
+ * Topic settings fetched from directories, by namespace and then `${bus}/${topic}`.
+ * A topic's partition count and settings never change once it exists, so the
+ * requests an isolate serves share them instead of each asking the directory.
+ */
+const knownTopics = new WeakMap();
+function knownTopicsOf(namespace) {
+  if (typeof namespace !== 'object' || namespace === null) return new Map();
+  if (!knownTopics.has(namespace)) knownTopics.set(namespace, new Map());
+  return knownTopics.get(namespace);
+}
+
 /** A client for the bus `name` held by the Durable Object namespace `namespace`. */
 export function connect(namespace, options = {}) {
   loadEngine();
@@ -236,14 +248,14 @@ export function connect(namespace, options = {}) {
   const directory = (method, ...args) => call(name, method, args);
   const partitionCall = (settings, partition, method, ...args) => call(objectName(name, settings.topic, partition), method, args, [settings]);
 
-  // Partition counts never change, so a topic's settings are fetched once. A
-  // topic auto-creation would make is only described until a send to it is
+  // A topic auto-creation would make is only described until a send to it is
   // stored (a refused send makes nothing); consumers make it at once.
-  const known = new Map();
+  const known = knownTopicsOf(namespace);
   const settings = async (topic, create = true) => {
-    if (known.has(topic)) return known.get(topic);
+    const key = `${name}/${topic}`;
+    if (known.has(key)) return known.get(key);
     const found = await directory('topic', topic, undefined, create);
-    if (!found.missing) known.set(topic, found);
+    if (!found.missing) known.set(key, found);
     return found;
   };
   const stored = async (found, result) => {
