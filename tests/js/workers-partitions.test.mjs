@@ -383,6 +383,44 @@ test('acks made together go to each partition in one call, each with its own out
   }
 });
 
+test('concurrent sends spanning partitions, from many requests at once: each message once, each sender\'s keys in order', { timeout: 60000 }, async () => {
+  const mf = await start();
+  try {
+    await step(mf, 'createTopic', { topic: 'busy', partitions: 8 });
+    // 8 requests at once, each sending 6 batches of 16 keyed messages (its own 8 keys,
+    // so every batch spans partitions and every object coordinates some).
+    const senders = range(8).map((sender) =>
+      (async () => {
+        const results = [];
+        for (let seq = 0; seq < 6; seq++) {
+          const messages = range(16).map((i) => {
+            const key = `s${sender}-k${i % 8}`;
+            return { key, value: { key, seq: seq * 2 + Math.floor(i / 8) } };
+          });
+          results.push(...(await step(mf, 'send', { topic: 'busy', messages })));
+        }
+        return results;
+      })(),
+    );
+    const sent = (await Promise.all(senders)).flat();
+    const offsets = new Map();
+    for (const r of sent) {
+      const list = offsets.get(r.partition) ?? [];
+      list.push(r.offset);
+      offsets.set(r.partition, list);
+    }
+    assert.equal(offsets.size, 8, 'every partition took some');
+    for (const [p, list] of offsets) {
+      assert.deepEqual([...list].sort((a, b) => a - b), range(list.length), `partition ${p}: offsets 0..n-1, each once`);
+    }
+    const received = await drainAll(mf, { groupId: 'all', topics: ['busy'], max: 100 });
+    assert.equal(received.length, 8 * 6 * 16, 'each message once');
+    assertPerKeyOrder(received);
+  } finally {
+    await mf.dispose();
+  }
+});
+
 test('dead letters keep their partition in T.dlq, and redrive brings them back to it once', { timeout: 60000 }, async () => {
   const mf = await start();
   try {
