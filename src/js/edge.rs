@@ -480,8 +480,8 @@ pub fn route_send(record: JsValue, partitions: u32, round_robin: u32) -> JsResul
         let mut next = round_robin;
         let mut routed = Vec::with_capacity(count);
         for (i, item) in list.iter().enumerate() {
-            let field = format!("messages[{i}]");
-            let message = args::options(&item, &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be an object")))?;
+            let field = || format!("messages[{i}]");
+            let message = named(|f| args::options(&item, f), field)?.ok_or_else(|| FerryError::invalid(format!("{} must be an object", field())))?;
             routed.push(route(Some(&message), &field, partitions, &mut next)?);
         }
         routed_to_js(&routed, next)
@@ -494,23 +494,23 @@ pub fn route_send(record: JsValue, partitions: u32, round_robin: u32) -> JsResul
 pub fn route_publish(options: JsValue, partitions: u32, round_robin: u32) -> JsResult {
     let run = || -> Result<JsValue> {
         let mut next = round_robin;
-        let partition = route(args::options(&options, "options")?.as_ref(), "options", partitions, &mut next)?;
+        let partition = route(args::options(&options, "options")?.as_ref(), &|| "options".to_string(), partitions, &mut next)?;
         routed_to_js(&[partition], next)
     };
     run().map_err(to_js)
 }
 
-fn route(message: Option<&Object>, field: &str, partitions: u32, round_robin: &mut u32) -> Result<u32> {
-    let explicit = args::opt_integer(&args::get(message, "partition")?, &format!("{field}.partition"), 0, u64::from(PARTITIONS_MAX) - 1)?;
+fn route(message: Option<&Object>, field: &dyn Fn() -> String, partitions: u32, round_robin: &mut u32) -> Result<u32> {
+    let explicit = named(|f| args::opt_integer(&args::get(message, "partition")?, f, 0, u64::from(PARTITIONS_MAX) - 1), || format!("{}.partition", field()))?;
     if let Some(p) = explicit {
         return match u32::try_from(p).ok().filter(|p| *p < partitions) {
             Some(p) => Ok(p),
-            None => Err(FerryError::new(crate::core::ErrorCode::UnknownTopic, format!("{field}.partition {p} does not exist: the topic has {partitions} partition(s)"))),
+            None => Err(FerryError::new(crate::core::ErrorCode::UnknownTopic, format!("{}.partition {p} does not exist: the topic has {partitions} partition(s)", field()))),
         };
     }
-    let key = args::opt_string(&args::get(message, "key")?, &format!("{field}.key"))?;
-    let id = args::opt_string(&args::get(message, "id")?, &format!("{field}.id"))?;
-    Ok(match key.or(id) {
+    let key = named(|f| args::opt_string(&args::get(message, "key")?, f), || format!("{}.key", field()))?;
+    let id = || named(|f| args::opt_string(&args::get(message, "id")?, f), || format!("{}.id", field()));
+    Ok(match key.map_or_else(id, |key| Ok(Some(key)))? {
         Some(key) => partition_for_key(&key, partitions),
         None => {
             let p = *round_robin % partitions;
@@ -518,6 +518,12 @@ fn route(message: Option<&Object>, field: &str, partitions: u32, round_robin: &m
             p
         }
     })
+}
+
+/// Runs `check` with no field name, and only when it fails again with `field()`
+/// so that the error names it: routing a batch builds no names for good input.
+fn named<T>(check: impl Fn(&str) -> Result<T>, field: impl FnOnce() -> String) -> Result<T> {
+    check("").or_else(|_| check(&field()))
 }
 
 fn routed_to_js(partitions: &[u32], round_robin: u32) -> Result<JsValue> {
