@@ -157,6 +157,12 @@ pub fn headers(value: &JsValue, field: &str) -> Result<Vec<(String, String)>> {
     Ok(headers)
 }
 
+/// Runs `check` with no field name, and only when it fails again with `field()`
+/// so that the error names it: checking a batch builds no names for good input.
+pub fn named<T>(check: impl Fn(&str) -> Result<T>, field: impl FnOnce() -> String) -> Result<T> {
+    check("").or_else(|_| check(&field()))
+}
+
 /// A JavaScript array.
 pub fn array(value: &JsValue, field: &str) -> Result<Array> {
     if !Array::is_array(value) {

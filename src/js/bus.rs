@@ -184,14 +184,15 @@ pub(super) fn topic_config(options: Option<&Object>) -> Result<TopicConfig> {
     })
 }
 
-/// One message of `send` (or the arguments of `publish`), checked.
-pub(super) fn outgoing(value: &JsValue, message: Option<&Object>, field: &str) -> Result<OutgoingMessage> {
-    let mut out = OutgoingMessage::new(args::value(value, &format!("{field}.value"))?);
-    out.key = args::opt_string(&args::get(message, "key")?, &format!("{field}.key"))?;
-    out.headers = args::headers(&args::get(message, "headers")?, &format!("{field}.headers"))?;
-    out.id = args::opt_string(&args::get(message, "id")?, &format!("{field}.id"))?;
-    out.delay_ms = args::opt_integer(&args::get(message, "delayMs")?, &format!("{field}.delayMs"), 0, DELAY_MS_MAX)?.unwrap_or(0);
-    out.partition = args::opt_integer(&args::get(message, "partition")?, &format!("{field}.partition"), 0, u64::from(PARTITIONS_MAX) - 1)?.map(|p| p as u32);
+/// One message of `send` (or the arguments of `publish`), checked; `field()`
+/// names it in an error.
+pub(super) fn outgoing(value: &JsValue, message: Option<&Object>, field: &dyn Fn() -> String) -> Result<OutgoingMessage> {
+    let mut out = OutgoingMessage::new(args::named(|f| args::value(value, f), || format!("{}.value", field()))?);
+    out.key = args::named(|f| args::opt_string(&args::get(message, "key")?, f), || format!("{}.key", field()))?;
+    out.headers = args::named(|f| args::headers(&args::get(message, "headers")?, f), || format!("{}.headers", field()))?;
+    out.id = args::named(|f| args::opt_string(&args::get(message, "id")?, f), || format!("{}.id", field()))?;
+    out.delay_ms = args::named(|f| args::opt_integer(&args::get(message, "delayMs")?, f, 0, DELAY_MS_MAX), || format!("{}.delayMs", field()))?.unwrap_or(0);
+    out.partition = args::named(|f| args::opt_integer(&args::get(message, "partition")?, f, 0, u64::from(PARTITIONS_MAX) - 1), || format!("{}.partition", field()))?.map(|p| p as u32);
     Ok(out)
 }
 
@@ -203,9 +204,9 @@ pub(super) fn messages(record: Option<&Object>) -> Result<Vec<OutgoingMessage>> 
     }
     (0..count)
         .map(|i| {
-            let field = format!("messages[{i}]");
+            let field = || format!("messages[{i}]");
             let item = list.get(i as u32);
-            let message = args::options(&item, &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be an object")))?;
+            let message = args::named(|f| args::options(&item, f), field)?.ok_or_else(|| FerryError::invalid(format!("{} must be an object", field())))?;
             outgoing(&args::get(Some(&message), "value")?, Some(&message), &field)
         })
         .collect()
@@ -277,7 +278,7 @@ impl Bus {
         let shared = self.shared.clone();
         promise(async move {
             let topic = args::string(&topic, "topic")?;
-            let message = outgoing(&value, args::options(&options, "options")?.as_ref(), "message")?;
+            let message = outgoing(&value, args::options(&options, "options")?.as_ref(), &|| "message".to_string())?;
             let results = operate_and_wake(&shared, move |e, now| e.send(&topic, std::slice::from_ref(&message), now)).await?;
             let list = parse_json(&json::metadata(&results))?;
             Ok(js_sys::Array::from(&list).get(0))

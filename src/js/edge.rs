@@ -275,7 +275,7 @@ impl EdgeBus {
     pub fn publish(&self, topic: JsValue, value: JsValue, options: JsValue, partition: u32) -> JsResult {
         let run = || -> Result<JsValue> {
             let topic = args::string(&topic, "topic")?;
-            let mut message = outgoing(&value, args::options(&options, "options")?.as_ref(), "message")?;
+            let mut message = outgoing(&value, args::options(&options, "options")?.as_ref(), &|| "message".to_string())?;
             message.partition = Some(partition);
             let list = parse_json(&json::metadata(&self.operate(|e, now| e.send(&topic, std::slice::from_ref(&message), now))?))?;
             Ok(Array::from(&list).get(0))
@@ -481,7 +481,7 @@ pub fn route_send(record: JsValue, partitions: u32, round_robin: u32) -> JsResul
         let mut routed = Vec::with_capacity(count);
         for (i, item) in list.iter().enumerate() {
             let field = || format!("messages[{i}]");
-            let message = named(|f| args::options(&item, f), field)?.ok_or_else(|| FerryError::invalid(format!("{} must be an object", field())))?;
+            let message = args::named(|f| args::options(&item, f), field)?.ok_or_else(|| FerryError::invalid(format!("{} must be an object", field())))?;
             routed.push(route(Some(&message), &field, partitions, &mut next)?);
         }
         routed_to_js(&routed, next)
@@ -501,15 +501,15 @@ pub fn route_publish(options: JsValue, partitions: u32, round_robin: u32) -> JsR
 }
 
 fn route(message: Option<&Object>, field: &dyn Fn() -> String, partitions: u32, round_robin: &mut u32) -> Result<u32> {
-    let explicit = named(|f| args::opt_integer(&args::get(message, "partition")?, f, 0, u64::from(PARTITIONS_MAX) - 1), || format!("{}.partition", field()))?;
+    let explicit = args::named(|f| args::opt_integer(&args::get(message, "partition")?, f, 0, u64::from(PARTITIONS_MAX) - 1), || format!("{}.partition", field()))?;
     if let Some(p) = explicit {
         return match u32::try_from(p).ok().filter(|p| *p < partitions) {
             Some(p) => Ok(p),
             None => Err(FerryError::new(crate::core::ErrorCode::UnknownTopic, format!("{}.partition {p} does not exist: the topic has {partitions} partition(s)", field()))),
         };
     }
-    let key = named(|f| args::opt_string(&args::get(message, "key")?, f), || format!("{}.key", field()))?;
-    let id = || named(|f| args::opt_string(&args::get(message, "id")?, f), || format!("{}.id", field()));
+    let key = args::named(|f| args::opt_string(&args::get(message, "key")?, f), || format!("{}.key", field()))?;
+    let id = || args::named(|f| args::opt_string(&args::get(message, "id")?, f), || format!("{}.id", field()));
     Ok(match key.map_or_else(id, |key| Ok(Some(key)))? {
         Some(key) => partition_for_key(&key, partitions),
         None => {
@@ -518,12 +518,6 @@ fn route(message: Option<&Object>, field: &dyn Fn() -> String, partitions: u32, 
             p
         }
     })
-}
-
-/// Runs `check` with no field name, and only when it fails again with `field()`
-/// so that the error names it: routing a batch builds no names for good input.
-fn named<T>(check: impl Fn(&str) -> Result<T>, field: impl FnOnce() -> String) -> Result<T> {
-    check("").or_else(|_| check(&field()))
 }
 
 fn routed_to_js(partitions: &[u32], round_robin: u32) -> Result<JsValue> {
