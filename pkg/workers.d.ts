@@ -3,17 +3,7 @@
 // They do not depend on @cloudflare/workers-types: FerryObject is declared against
 // the small part of a Durable Object it uses, and a namespace is anything with
 // `idFromName` and `get` (a `DurableObjectNamespace` is one).
-import type {
-  BusStats,
-  ConsumerOptions,
-  DeliveredMessage,
-  MessageOptions,
-  MessageValue,
-  Producer,
-  RecordMetadata,
-  TopicInfo,
-  TopicOptions,
-} from './index.js';
+import type { Bus, ConsumerOptions, DeliveredMessage } from './index.js';
 
 export { FerryError } from './index.js';
 export type {
@@ -103,15 +93,9 @@ export interface PullConsumer {
   receive(options?: { max?: number }): Promise<ReceivedMessage[]>;
 }
 
-/** The bus in a Durable Object, seen from a Worker: the `Bus` methods without `open` and `close`. */
-export interface FerryClient {
-  createTopic(name: string, options?: TopicOptions): Promise<boolean>;
-  topics(): Promise<TopicInfo[]>;
-  producer(): Producer;
+/** The bus in Durable Objects, seen from a Worker: the `Bus` methods without `open` and `close`, with consumers that pull. */
+export interface FerryClient extends Omit<Bus, 'close' | 'consumer'> {
   consumer(options: ConsumerOptions): PullConsumer;
-  publish(topic: string, value: MessageValue, options?: MessageOptions): Promise<RecordMetadata>;
-  stats(): Promise<BusStats>;
-  redrive(options: { from: string; limit?: number }): Promise<number>;
 }
 
 /** A client for the bus `name` held by the Durable Object namespace `namespace`. */

@@ -46,7 +46,7 @@ async function callObject(namespace, name, request) {
 /** A Durable Object holding a bus's directory or one of its partitions. Extend it and bind the subclass. */
 export class FerryObject extends DurableObject {
   #bus = null;
-  /** `{ topic, partition }` this object serves (null: the directory), and its bus's name. */
+  /** `{ bus, topic, partition }` this object serves (null: the directory), and its bus's name. */
   #home = null;
   #busName = null;
   #namespace = null;
@@ -54,7 +54,7 @@ export class FerryObject extends DurableObject {
   #alarmMs = undefined;
   /** The forwarding under way, which every call that needs it waits for. */
   #forwarding = null;
-  /** When forwarding is tried again after a failure (ms), and the wait before that. */
+  /** When the alarm looks at forwarding again (ms; null: no need), and the wait after a failure. */
   #forwardDueMs = null;
   #forwardRetryMs = 0;
   #forwardError = null;
@@ -69,7 +69,7 @@ export class FerryObject extends DurableObject {
       loadEngine();
       this.#bus = new EdgeBus(this.ctx.storage, name);
       this.#home = this.#bus.home;
-      this.#busName = this.#home ? this.#bus.name.slice(0, -`/${this.#home.topic}/${this.#home.partition}`.length) : this.#bus.name;
+      this.#busName = this.#home?.bus ?? this.#bus.name;
     }
     if (name !== undefined && name !== this.#bus.name) throw new FerryError('INVALID_ARGUMENT', `this object holds '${this.#bus.name}', not '${name}'`);
     return this.#bus;
@@ -170,17 +170,18 @@ export class FerryObject extends DurableObject {
     let out = bus.outbound();
     if (out.length === 0) return;
     try {
-      // Should the object stop before this run ends (a restart), its alarm resumes it.
-      this.#forwardDueMs = Date.now() + FORWARD_RETRY_MS;
+      // Should the object stop before this run ends (a restart), its alarm resumes
+      // it. The alarm is left set when the run succeeds (it finds nothing to do), so
+      // a stream of sends sets it about once per FORWARD_RETRY_MS, not twice per send.
+      this.#forwardDueMs ??= Date.now() + FORWARD_RETRY_MS;
       await this.#setAlarm(bus);
       for (; out.length > 0; out = bus.outbound()) {
         const taken = await Promise.allSettled(out.map((entry) => this.#forwardOne(bus, entry)));
-        // What arrived is dropped here in one commit, even when another forward failed.
+        // What arrived is dropped here (with the next commit), even when another forward failed.
         bus.forwarded(taken.flatMap((t, i) => (t.status === 'fulfilled' ? [out[i]] : [])));
         const failed = taken.find((t) => t.status === 'rejected');
         if (failed) throw failed.reason;
       }
-      this.#forwardDueMs = null;
       this.#forwardRetryMs = 0;
       this.#forwardError = null;
     } catch (error) {

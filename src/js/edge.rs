@@ -46,6 +46,8 @@ pub struct EdgeBus {
     store: DurableStore,
     /// `{bus}` for the directory, `{bus}/{topic}/{partition}` for a partition.
     name: String,
+    /// The topic and partition of `name`; `None` for the directory.
+    home: Option<(String, u32)>,
     /// Topics the current call says exist ([`EdgeBus::configure`]): made here, if
     /// missing, with the call's first commit, so a refused call makes none.
     known: RefCell<Vec<(String, TopicConfig)>>,
@@ -113,10 +115,19 @@ fn home_of(name: &str) -> Result<Option<(String, u32)>> {
 type JsResult = std::result::Result<JsValue, JsValue>;
 
 impl EdgeBus {
+    /// The engine; a call that re-enters the bus while it changes is refused.
+    fn engine(&self) -> Result<std::cell::Ref<'_, Engine>> {
+        self.engine.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))
+    }
+
+    fn engine_mut(&self) -> Result<std::cell::RefMut<'_, Engine>> {
+        self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))
+    }
+
     /// Runs `op` and commits its writes before returning; a refused `op` or a
     /// failed commit changes nothing.
     fn operate<T>(&self, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
-        let mut engine = self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+        let mut engine = self.engine_mut()?;
         let known = self.known.take();
         let out = known.into_iter().try_for_each(|(name, settings)| engine.topic_or_create(&name, Some(settings)).map(|_| ())).and_then(|()| op(&mut engine, Date::now() as u64));
         let writes = engine.begin_commit();
@@ -151,10 +162,11 @@ impl EdgeBus {
             };
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
             let mut engine = Engine::open(BusConfig::default(), seed, store.load()?)?;
-            if let Some((topic, partition)) = home_of(&name)? {
-                engine.set_home(&topic, partition);
+            let home = home_of(&name)?;
+            if let Some((topic, partition)) = &home {
+                engine.set_home(topic, *partition);
             }
-            let bus = EdgeBus { engine: RefCell::new(engine), store, name, known: RefCell::default() };
+            let bus = EdgeBus { engine: RefCell::new(engine), store, name, home, known: RefCell::default() };
             // A new bus stores its schema version before anything else.
             bus.operate(|_, _| Ok(()))?;
             Ok(bus)
@@ -167,20 +179,22 @@ impl EdgeBus {
         self.name.clone()
     }
 
-    /// `{ topic, partition }` this object serves, or `null` for the directory.
+    /// `{ bus, topic, partition }` this object serves, or `null` for the directory.
     #[wasm_bindgen(getter)]
     pub fn home(&self) -> JsResult {
-        let Some((topic, partition)) = home_of(&self.name).map_err(to_js)? else { return Ok(JsValue::NULL) };
+        let Some((topic, partition)) = &self.home else { return Ok(JsValue::NULL) };
+        let bus = self.name.split('/').next().unwrap_or_default();
         let home = Object::new();
-        Reflect::set(&home, &JsValue::from_str("topic"), &JsValue::from_str(&topic))?;
-        Reflect::set(&home, &JsValue::from_str("partition"), &JsValue::from(partition))?;
+        Reflect::set(&home, &JsValue::from_str("bus"), &JsValue::from_str(bus))?;
+        Reflect::set(&home, &JsValue::from_str("topic"), &JsValue::from_str(topic))?;
+        Reflect::set(&home, &JsValue::from_str("partition"), &JsValue::from(*partition))?;
         Ok(home.into())
     }
 
     /// Every topic's settings, as [`EdgeBus::topic`] gives them, from the directory.
     pub fn settings(&self) -> JsResult {
         let run = || -> Result<JsValue> {
-            let engine = self.engine.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+            let engine = self.engine()?;
             let list = Array::new();
             for info in engine.topics() {
                 let config = engine.topic_config(&info.topic).unwrap_or_default();
@@ -206,7 +220,7 @@ impl EdgeBus {
                     known.push((args::string(&args::get(settings.as_ref(), "topic")?, "topic")?, topic_config(settings.as_ref())?));
                 }
             }
-            self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?.set_config(config)?;
+            self.engine_mut()?.set_config(config)?;
             *self.known.borrow_mut() = known;
             Ok(JsValue::UNDEFINED)
         };
@@ -223,20 +237,16 @@ impl EdgeBus {
         let run = || -> Result<JsValue> {
             let name = args::string(&name, "topic")?;
             let missing = args::opt_integer(&partitions, "partitions", 1, u64::from(PARTITIONS_MAX))?.map(|p| TopicConfig::with_partitions(p as u32));
-            if !create && missing.is_none() {
-                let engine = self.engine.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
-                check_name("topic", &name)?;
-                if engine.topic_config(&name).is_none() {
-                    if !engine.config().auto_create_topics {
-                        return Err(FerryError::unknown_topic(&name));
-                    }
-                    let described = parse_json(&json::topic_config(&name, &TopicConfig::default()))?;
-                    Reflect::set(&described, &JsValue::from_str("missing"), &JsValue::TRUE).map_err(|_| FerryError::storage("a result could not be built"))?;
-                    return Ok(described);
-                }
+            let (config, exists) = if create || missing.is_some() {
+                (self.operate(|e, _| e.topic_or_create(&name, missing))?, true)
+            } else {
+                self.engine()?.topic_or_auto(&name)?
+            };
+            let described = parse_json(&json::topic_config(&name, &config))?;
+            if !exists {
+                Reflect::set(&described, &JsValue::from_str("missing"), &JsValue::TRUE).map_err(|_| FerryError::storage("a result could not be built"))?;
             }
-            let config = self.operate(|e, _| e.topic_or_create(&name, missing))?;
-            parse_json(&json::topic_config(&name, &config))
+            Ok(described)
         };
         run().map_err(to_js)
     }
@@ -289,9 +299,9 @@ impl EdgeBus {
     #[wasm_bindgen(js_name = checkRoom)]
     pub fn check_room(&self, added: u32) -> JsResult {
         let run = || -> Result<JsValue> {
-            let Some((topic, partition)) = home_of(&self.name)? else { return Ok(JsValue::UNDEFINED) };
-            let engine = self.engine.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
-            engine.check_room(&topic, partition, u64::from(added)).map(|()| JsValue::UNDEFINED)
+            let Some((topic, partition)) = &self.home else { return Ok(JsValue::UNDEFINED) };
+            let engine = self.engine()?;
+            engine.check_room(topic, *partition, u64::from(added)).map(|()| JsValue::UNDEFINED)
         };
         run().map_err(to_js)
     }
@@ -303,7 +313,7 @@ impl EdgeBus {
     /// send ([`EdgeBus::accept`]).
     pub fn outbound(&self) -> JsResult {
         let run = || -> Result<JsValue> {
-            let engine = self.engine.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+            let engine = self.engine()?;
             let list = Array::new();
             for out in engine.outbound()? {
                 let item = Object::new();
@@ -341,7 +351,7 @@ impl EdgeBus {
                 let partition = args::integer(&args::get(entry.as_ref(), "partition")?, "partition", 0, u64::from(PARTITIONS_MAX) - 1)? as u32;
                 done.push((topic, partition, args::integer(&args::get(entry.as_ref(), "end")?, "end", 0, SAFE_INTEGER_MAX)?));
             }
-            let mut engine = self.engine.try_borrow_mut().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
+            let mut engine = self.engine_mut()?;
             for (topic, partition, end) in &done {
                 engine.forwarded(topic, *partition, *end);
             }
@@ -458,7 +468,7 @@ impl EdgeBus {
     /// nothing happens to them until a `receive` asks.
     #[wasm_bindgen(js_name = nextTickMs)]
     pub fn next_tick_ms(&self) -> JsResult {
-        let engine = self.engine.try_borrow().map_err(|_| to_js(FerryError::storage("the bus was re-entered while it was changing")))?;
+        let engine = self.engine().map_err(to_js)?;
         Ok(engine.next_tick_ms().map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64)))
     }
 }

@@ -224,13 +224,20 @@ export const cases = [
   },
   {
     name: 'bad consumer options throw FerryError naming the field',
-    needs: 'run',
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('consumer-options') });
       for (const [options, field] of badConsumerOptions) {
         const e = assert.throws(() => bus.consumer(options), `consumer(${JSON.stringify(options)})`);
         assert.ok(e instanceof ferry.FerryError && e.code === 'INVALID_ARGUMENT' && e.message.includes(field), `${e.message} names ${field}`);
       }
+      await bus.close();
+    },
+  },
+  {
+    name: 'run before subscribe rejects with FerryError naming subscribe',
+    needs: 'run',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('run-unsubscribed') });
       const consumer = bus.consumer({ groupId: 'g' });
       const e = await assert.rejects(consumer.run({ eachMessage: () => {} }));
       assert.ok(e instanceof ferry.FerryError && /subscribe/.test(e.message), e.message);

@@ -73,6 +73,17 @@ export default {
 
 const start = (persistTo = false) => startWorker(worker, { persistTo });
 
+/** A test with a fresh Worker (its own Miniflare), disposed after. */
+const edgeTest = (name, body) =>
+  test(name, { timeout: 60000 }, async () => {
+    const mf = await start();
+    try {
+      await body(mf);
+    } finally {
+      await mf.dispose();
+    }
+  });
+
 /** Runs one step; resolves to its value, or to `{ error }` when it rejected with a FerryError. */
 async function call(mf, path, args = {}) {
   const response = await mf.dispatchFetch(`http://ferry.test/${path}`, {
@@ -276,260 +287,220 @@ test('each partition is its own Durable Object, beside the bus\'s topic director
   }
 });
 
-test('a send over many partitions is atomic: one bad message and none is stored', { timeout: 60000 }, async () => {
-  const mf = await start();
-  try {
-    await step(mf, 'createTopic', { topic: 'orders', partitions: 8 });
-    // 24 keyed messages over all 8 partitions.
-    const messages = range(24).map((i) => ({ key: `order-${i}`, value: `order ${i}` }));
-    const reference = await nodeReference('orders', 8, [messages]);
-    assert.equal(new Set(reference.map((r) => r.partition)).size, 8, 'the batch spans every partition');
-    const nothingStored = async (why) => {
-      const stats = topicStats(await step(mf, 'stats'), 'orders');
-      assert.deepEqual(stats.partitions.map((p) => [p.partition, p.highOffset]), range(8).map((p) => [p, 0]), why);
-    };
-
-    const tooLarge = messages.map((m, i) => (i === 13 ? { ...m, value: 'x'.repeat(2000) } : m));
-    assert.equal(await stepCode(mf, 'send', { connect: { maxMessageBytes: 1000 }, topic: 'orders', messages: tooLarge }), 'MESSAGE_TOO_LARGE');
-    await nothingStored('MESSAGE_TOO_LARGE stores nothing');
-
-    assert.equal(await stepCode(mf, 'send', { topic: 'orders', messages, undefinedAt: 11 }), 'INVALID_ARGUMENT');
-    await nothingStored('an undefined value stores nothing');
-
-    // A later good send starts every partition at offset 0.
-    const results = await step(mf, 'send', { topic: 'orders', messages });
-    assert.deepEqual(results.map((r) => [r.partition, r.offset]), reference.map((r) => [r.partition, r.offset]));
+edgeTest('a send over many partitions is atomic: one bad message and none is stored', async (mf) => {
+  await step(mf, 'createTopic', { topic: 'orders', partitions: 8 });
+  // 24 keyed messages over all 8 partitions.
+  const messages = range(24).map((i) => ({ key: `order-${i}`, value: `order ${i}` }));
+  const reference = await nodeReference('orders', 8, [messages]);
+  assert.equal(new Set(reference.map((r) => r.partition)).size, 8, 'the batch spans every partition');
+  const nothingStored = async (why) => {
     const stats = topicStats(await step(mf, 'stats'), 'orders');
-    assert.deepEqual(stats.partitions.map((p) => p.highOffset), countsByPartition(results, 8));
-    const received = await drain(mf, { groupId: 'audit', topics: ['orders'] }, messages.length);
-    assert.deepEqual(received.map((m) => m.value).sort(), messages.map((m) => m.value).sort(), 'only the good send is delivered');
-  } finally {
-    await mf.dispose();
-  }
+    assert.deepEqual(stats.partitions.map((p) => [p.partition, p.highOffset]), range(8).map((p) => [p, 0]), why);
+  };
+
+  const tooLarge = messages.map((m, i) => (i === 13 ? { ...m, value: 'x'.repeat(2000) } : m));
+  assert.equal(await stepCode(mf, 'send', { connect: { maxMessageBytes: 1000 }, topic: 'orders', messages: tooLarge }), 'MESSAGE_TOO_LARGE');
+  await nothingStored('MESSAGE_TOO_LARGE stores nothing');
+
+  assert.equal(await stepCode(mf, 'send', { topic: 'orders', messages, undefinedAt: 11 }), 'INVALID_ARGUMENT');
+  await nothingStored('an undefined value stores nothing');
+
+  // A later good send starts every partition at offset 0.
+  const results = await step(mf, 'send', { topic: 'orders', messages });
+  assert.deepEqual(results.map((r) => [r.partition, r.offset]), reference.map((r) => [r.partition, r.offset]));
+  const stats = topicStats(await step(mf, 'stats'), 'orders');
+  assert.deepEqual(stats.partitions.map((p) => p.highOffset), countsByPartition(results, 8));
+  const received = await drain(mf, { groupId: 'audit', topics: ['orders'] }, messages.length);
+  assert.deepEqual(received.map((m) => m.value).sort(), messages.map((m) => m.value).sort(), 'only the good send is delivered');
 });
 
-test('a full partition rejects the whole send with QUEUE_FULL, on every partition', { timeout: 60000 }, async () => {
-  const mf = await start();
-  try {
-    await step(mf, 'createTopic', { topic: 'jobs', partitions: 8, maxDepth: 2 });
-    await step(mf, 'send', { topic: 'jobs', messages: [{ value: 'a', partition: 5 }, { value: 'b', partition: 5 }] });
-    // Only partition 5's own object knows it is full.
-    const spread = range(8).map((p) => ({ value: `job ${p}`, partition: p }));
-    assert.equal(await stepCode(mf, 'send', { topic: 'jobs', messages: spread }), 'QUEUE_FULL');
-    const stats = topicStats(await step(mf, 'stats'), 'jobs');
-    assert.deepEqual(stats.partitions.map((p) => p.highOffset), [0, 0, 0, 0, 0, 2, 0, 0]);
-    const results = await step(mf, 'send', { topic: 'jobs', messages: spread.filter((m) => m.partition !== 5) });
-    assert.deepEqual(results.map((r) => [r.partition, r.offset]), [0, 1, 2, 3, 4, 6, 7].map((p) => [p, 0]));
-  } finally {
-    await mf.dispose();
-  }
+edgeTest('a full partition rejects the whole send with QUEUE_FULL, on every partition', async (mf) => {
+  await step(mf, 'createTopic', { topic: 'jobs', partitions: 8, maxDepth: 2 });
+  await step(mf, 'send', { topic: 'jobs', messages: [{ value: 'a', partition: 5 }, { value: 'b', partition: 5 }] });
+  // Only partition 5's own object knows it is full.
+  const spread = range(8).map((p) => ({ value: `job ${p}`, partition: p }));
+  assert.equal(await stepCode(mf, 'send', { topic: 'jobs', messages: spread }), 'QUEUE_FULL');
+  const stats = topicStats(await step(mf, 'stats'), 'jobs');
+  assert.deepEqual(stats.partitions.map((p) => p.highOffset), [0, 0, 0, 0, 0, 2, 0, 0]);
+  const results = await step(mf, 'send', { topic: 'jobs', messages: spread.filter((m) => m.partition !== 5) });
+  assert.deepEqual(results.map((r) => [r.partition, r.offset]), [0, 1, 2, 3, 4, 6, 7].map((p) => [p, 0]));
 });
 
-test('a delayed part of a send over many partitions waits its delayMs in the partition it is forwarded to', { timeout: 60000 }, async () => {
-  const mf = await start();
-  try {
-    await step(mf, 'createTopic', { topic: 'later', partitions: 4 });
-    // One message per partition; the first partition's object coordinates and forwards the rest.
-    const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
-    const messages = keys.map((key) => ({ key, value: key, delayMs: 1500 }));
-    const sent = await step(mf, 'send', { topic: 'later', messages });
-    assert.ok(new Set(sent.map((r) => r.partition)).size > 1, 'the send spans partitions');
-    const group = { groupId: 'patient', topics: ['later'] };
-    assert.deepEqual(await step(mf, 'receive', group), [], 'nothing before delayMs');
-    await new Promise((resolve) => setTimeout(resolve, 1700));
-    const got = await drainAll(mf, group);
-    assert.deepEqual(got.map((m) => m.value).sort(), keys);
-    for (const m of got) assert.equal(m.partition, sent[keys.indexOf(m.value)].partition, `${m.value} on its partition`);
-  } finally {
-    await mf.dispose();
-  }
+edgeTest('a delayed part of a send over many partitions waits its delayMs in the partition it is forwarded to', async (mf) => {
+  await step(mf, 'createTopic', { topic: 'later', partitions: 4 });
+  // One message per partition; the first partition's object coordinates and forwards the rest.
+  const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+  const messages = keys.map((key) => ({ key, value: key, delayMs: 1500 }));
+  const sent = await step(mf, 'send', { topic: 'later', messages });
+  assert.ok(new Set(sent.map((r) => r.partition)).size > 1, 'the send spans partitions');
+  const group = { groupId: 'patient', topics: ['later'] };
+  assert.deepEqual(await step(mf, 'receive', group), [], 'nothing before delayMs');
+  await new Promise((resolve) => setTimeout(resolve, 1700));
+  const got = await drainAll(mf, group);
+  assert.deepEqual(got.map((m) => m.value).sort(), keys);
+  for (const m of got) assert.equal(m.partition, sent[keys.indexOf(m.value)].partition, `${m.value} on its partition`);
 });
 
-test('a repeated id meets the first across partitions: keyless messages with an id are placed by it', { timeout: 60000 }, async () => {
-  const mf = await start();
-  try {
-    await step(mf, 'createTopic', { topic: 'outbox', partitions: 8 });
-    const messages = range(16).map((i) => ({ id: `msg-${i}`, value: i }));
-    const first = await step(mf, 'send', { topic: 'outbox', messages });
-    assert.ok(new Set(first.map((r) => r.partition)).size > 1, 'ids spread over partitions');
-    assert.ok(first.every((r) => !r.duplicate));
-    // The whole batch again, as an outbox retrying it would, and one by one.
-    const again = await step(mf, 'send', { topic: 'outbox', messages: [...messages].reverse() });
-    assert.deepEqual(again.reverse().map((r) => [r.partition, r.offset, r.duplicate]), first.map((r) => [r.partition, r.offset, true]));
-    const single = await step(mf, 'send', { topic: 'outbox', messages: [messages[5]] });
-    assert.deepEqual([single[0].partition, single[0].offset, single[0].duplicate], [first[5].partition, first[5].offset, true]);
-    const stats = topicStats(await step(mf, 'stats'), 'outbox');
-    assert.equal(stats.partitions.reduce((n, p) => n + p.highOffset, 0), 16, 'nothing stored twice');
-  } finally {
-    await mf.dispose();
-  }
+edgeTest('a repeated id meets the first across partitions: keyless messages with an id are placed by it', async (mf) => {
+  await step(mf, 'createTopic', { topic: 'outbox', partitions: 8 });
+  const messages = range(16).map((i) => ({ id: `msg-${i}`, value: i }));
+  const first = await step(mf, 'send', { topic: 'outbox', messages });
+  assert.ok(new Set(first.map((r) => r.partition)).size > 1, 'ids spread over partitions');
+  assert.ok(first.every((r) => !r.duplicate));
+  // The whole batch again, as an outbox retrying it would, and one by one.
+  const again = await step(mf, 'send', { topic: 'outbox', messages: [...messages].reverse() });
+  assert.deepEqual(again.reverse().map((r) => [r.partition, r.offset, r.duplicate]), first.map((r) => [r.partition, r.offset, true]));
+  const single = await step(mf, 'send', { topic: 'outbox', messages: [messages[5]] });
+  assert.deepEqual([single[0].partition, single[0].offset, single[0].duplicate], [first[5].partition, first[5].offset, true]);
+  const stats = topicStats(await step(mf, 'stats'), 'outbox');
+  assert.equal(stats.partitions.reduce((n, p) => n + p.highOffset, 0), 16, 'nothing stored twice');
 });
 
-test('acks made together go to each partition in one call, each with its own outcome', { timeout: 60000 }, async () => {
-  const mf = await start();
-  try {
-    await step(mf, 'createTopic', { topic: 'batch', partitions: 2 });
-    await step(mf, 'send', { topic: 'batch', messages: range(20).map((i) => ({ value: i, partition: i % 2 })) });
-    const group = { groupId: 'fast', topics: ['batch'] };
-    const { values, outcomes } = await step(mf, 'settleTogether', { ...group, max: 10 });
-    assert.deepEqual(outcomes, [true, 'INVALID_ARGUMENT', ...Array(8).fill(true)], 'the bad retry alone is refused');
-    const stats = groupStats(await step(mf, 'stats'), 'fast', 'batch');
-    assert.equal(stats.partitions.reduce((n, p) => n + p.inFlight, 0), 1, 'the refused retry changed nothing: its message is still leased');
-    // Every ack took effect: the next receive brings exactly the other ten.
-    const rest = await step(mf, 'receive', { ...group, options: { ordering: 'none' }, max: 100 });
-    assert.deepEqual([...values, ...rest.map((m) => m.value)].sort((a, b) => a - b), range(20));
-  } finally {
-    await mf.dispose();
-  }
+edgeTest('acks made together go to each partition in one call, each with its own outcome', async (mf) => {
+  await step(mf, 'createTopic', { topic: 'batch', partitions: 2 });
+  await step(mf, 'send', { topic: 'batch', messages: range(20).map((i) => ({ value: i, partition: i % 2 })) });
+  const group = { groupId: 'fast', topics: ['batch'] };
+  const { values, outcomes } = await step(mf, 'settleTogether', { ...group, max: 10 });
+  assert.deepEqual(outcomes, [true, 'INVALID_ARGUMENT', ...Array(8).fill(true)], 'the bad retry alone is refused');
+  const stats = groupStats(await step(mf, 'stats'), 'fast', 'batch');
+  assert.equal(stats.partitions.reduce((n, p) => n + p.inFlight, 0), 1, 'the refused retry changed nothing: its message is still leased');
+  // Every ack took effect: the next receive brings exactly the other ten.
+  const rest = await step(mf, 'receive', { ...group, options: { ordering: 'none' }, max: 100 });
+  assert.deepEqual([...values, ...rest.map((m) => m.value)].sort((a, b) => a - b), range(20));
 });
 
-test('concurrent sends spanning partitions, from many requests at once: each message once, each sender\'s keys in order', { timeout: 60000 }, async () => {
-  const mf = await start();
-  try {
-    await step(mf, 'createTopic', { topic: 'busy', partitions: 8 });
-    // 8 requests at once, each sending 6 batches of 16 keyed messages (its own 8 keys,
-    // so every batch spans partitions and every object coordinates some).
-    const senders = range(8).map((sender) =>
-      (async () => {
-        const results = [];
-        for (let seq = 0; seq < 6; seq++) {
-          const messages = range(16).map((i) => {
-            const key = `s${sender}-k${i % 8}`;
-            return { key, value: { key, seq: seq * 2 + Math.floor(i / 8) } };
-          });
-          results.push(...(await step(mf, 'send', { topic: 'busy', messages })));
-        }
-        return results;
-      })(),
-    );
-    const sent = (await Promise.all(senders)).flat();
-    const offsets = new Map();
-    for (const r of sent) {
-      const list = offsets.get(r.partition) ?? [];
-      list.push(r.offset);
-      offsets.set(r.partition, list);
-    }
-    assert.equal(offsets.size, 8, 'every partition took some');
-    for (const [p, list] of offsets) {
-      assert.deepEqual([...list].sort((a, b) => a - b), range(list.length), `partition ${p}: offsets 0..n-1, each once`);
-    }
-    const received = await drainAll(mf, { groupId: 'all', topics: ['busy'], max: 100 });
-    assert.equal(received.length, 8 * 6 * 16, 'each message once');
-    assertPerKeyOrder(received);
-  } finally {
-    await mf.dispose();
-  }
-});
-
-test('dead letters keep their partition in T.dlq, and redrive brings them back to it once', { timeout: 60000 }, async () => {
-  const mf = await start();
-  try {
-    await step(mf, 'createTopic', { topic: 'pay', partitions: 4 });
-    const messages = range(12).map((i) => ({ key: `cust-${i}`, value: `charge-${i}`, headers: { trace: `t-${i}` } }));
-    const sent = await step(mf, 'send', { topic: 'pay', messages });
-    const origin = new Map(sent.map((r, i) => [messages[i].value, { ...messages[i], partition: r.partition, offset: r.offset }]));
-    assert.deepEqual([...new Set(sent.map((r) => r.partition))].sort(), [0, 1, 2, 3], 'the messages span every partition');
-
-    // Every attempt fails, and one attempt is all there is.
-    const billing = { groupId: 'billing', topics: ['pay'], options: { retry: { maxAttempts: 1 } } };
-    const failed = await drain(mf, billing, messages.length, { settle: 'retry', error: 'card declined' });
-    assert.ok(failed.every((m) => m.attempt === 1));
-
-    const stats = await step(mf, 'stats');
-    assert.equal(groupStats(stats, 'billing', 'pay').deadLettered, messages.length);
-    assert.deepEqual(groupStats(stats, 'billing', 'pay').partitions.map((p) => p.lag), [0, 0, 0, 0], 'dead-lettering acks the source');
-    assert.equal(topicStats(stats, 'pay.dlq').partitions.length, 4, 'the dead-letter topic has the source\'s partition count');
-
-    const letters = await drain(mf, { groupId: 'ops', topics: ['pay.dlq'] }, messages.length);
-    for (const m of letters) {
-      const source = origin.get(m.value);
-      assert.ok(source, `${m.value} was sent`);
-      assert.equal(m.partition, source.partition, `${m.value} is dead-lettered on its partition`);
-      assert.equal(m.key, source.key);
-      assert.deepEqual(m.headers, {
-        trace: source.headers.trace,
-        'ferry-dlq-topic': 'pay',
-        'ferry-dlq-partition': String(source.partition),
-        'ferry-dlq-offset': String(source.offset),
-        'ferry-dlq-group': 'billing',
-        'ferry-dlq-attempts': '1',
-        'ferry-dlq-error': 'card declined',
-      });
-    }
-    assert.deepEqual(letters.map((m) => m.value).sort(), [...origin.keys()].sort());
-
-    assert.equal(await step(mf, 'redrive', { from: 'pay.dlq' }), messages.length);
-    assert.equal(await step(mf, 'redrive', { from: 'pay.dlq' }), 0, 'a message is moved once');
-
-    // A new group reads each one again, on its partition after the originals. (The
-    // originals are gone once billing, the only group then, committed past them; if
-    // some are still retained the new group may read them too, where they were.)
-    const counts = countsByPartition(sent, 4);
-    const all = await drainAll(mf, { groupId: 'recheck', topics: ['pay'] });
-    const redriven = all.filter((m) => m.offset >= counts[m.partition]);
-    for (const m of all.filter((m) => m.offset < counts[m.partition])) {
-      assert.deepEqual([m.partition, m.offset], [origin.get(m.value).partition, origin.get(m.value).offset], `${m.value} is an original`);
-    }
-    assert.equal(redriven.length, messages.length, `every redriven message: ${JSON.stringify(all.map((m) => [m.partition, m.offset, m.value]))}`);
-    for (const m of redriven) {
-      const source = origin.get(m.value);
-      assert.equal(m.partition, source.partition, `${m.value} is redriven to its partition`);
-      assert.deepEqual([m.key, m.headers, m.attempt], [source.key, source.headers, 1], 'ferry-dlq-* headers dropped, user headers kept');
-    }
-    assert.deepEqual(redriven.map((m) => m.value).sort(), [...origin.keys()].sort());
-    const after = topicStats(await step(mf, 'stats'), 'pay');
-    assert.deepEqual(after.partitions.map((p) => p.highOffset), counts.map((n) => 2 * n));
-  } finally {
-    await mf.dispose();
-  }
-});
-
-test('stats merge the partitions: each topic once, one entry per group and topic, partitions in order', { timeout: 60000 }, async () => {
-  const mf = await start();
-  try {
-    await step(mf, 'createTopic', { topic: 'events', partitions: 8 });
-    await step(mf, 'createTopic', { topic: 'other', partitions: 3 });
-    const events = await sendAll(mf, 'events', batches(keyedMessages(32, 2), [20, 44]));
-    const other = await step(mf, 'send', { topic: 'other', messages: range(9).map((i) => ({ value: i })) });
-
-    // g2 acks two rounds of events and leaves a third leased; then g1 reads both topics
-    // to the end (from what is retained: what g2, the only group then, acked is gone).
-    let acked = 0;
-    for (let round = 0; round < 2; round++) acked += (await step(mf, 'receive', { groupId: 'g2', topics: ['events'] })).length;
-    const leased = (await step(mf, 'receive', { groupId: 'g2', topics: ['events'], settle: 'none' })).length;
-    assert.ok(acked > 0 && leased > 0, `g2 acked ${acked}, leased ${leased}`);
-    const g1 = await drainAll(mf, { groupId: 'g1', topics: ['events', 'other'] });
-    assert.ok(g1.length >= events.length - acked + other.length, `g1 read ${g1.length} of ${events.length} + ${other.length}, g2 acked ${acked}`);
-
-    const stats = await step(mf, 'stats');
-    const topics = stats.topics.map((t) => t.topic);
-    assert.deepEqual([...topics].sort(), ['events', 'other'], `each topic once: ${topics}`);
-    const high = {};
-    for (const [topic, n, sent] of [['events', 8, events], ['other', 3, other]]) {
-      const t = topicStats(stats, topic);
-      assert.deepEqual(t.partitions.map((p) => p.partition), range(n), `${topic}'s partitions in order`);
-      assert.deepEqual(t.partitions.map((p) => p.highOffset), countsByPartition(sent, n));
-      high[topic] = t.partitions.map((p) => p.highOffset);
-    }
-    const groups = stats.groups.map((g) => `${g.groupId}/${g.topic}`);
-    assert.deepEqual([...groups].sort(), ['g1/events', 'g1/other', 'g2/events'], `one entry per group and topic: ${groups}`);
-    for (const g of stats.groups) {
-      assert.deepEqual(g.partitions.map((p) => p.partition), range(high[g.topic].length), `${g.groupId}/${g.topic}: partitions in order`);
-      for (const p of g.partitions) {
-        assert.equal(p.lag, high[g.topic][p.partition] - p.committedOffset, `${g.groupId}/${g.topic}/${p.partition}: lag = highOffset - committedOffset`);
+edgeTest('concurrent sends spanning partitions, from many requests at once: each message once, each sender\'s keys in order', async (mf) => {
+  await step(mf, 'createTopic', { topic: 'busy', partitions: 8 });
+  // 8 requests at once, each sending 6 batches of 16 keyed messages (its own 8 keys,
+  // so every batch spans partitions and every object coordinates some).
+  const senders = range(8).map((sender) =>
+    (async () => {
+      const results = [];
+      for (let seq = 0; seq < 6; seq++) {
+        const messages = range(16).map((i) => {
+          const key = `s${sender}-k${i % 8}`;
+          return { key, value: { key, seq: seq * 2 + Math.floor(i / 8) } };
+        });
+        results.push(...(await step(mf, 'send', { topic: 'busy', messages })));
       }
-    }
-    assert.ok(groupStats(stats, 'g1', 'events').partitions.every((p) => p.lag === 0));
-    assert.ok(groupStats(stats, 'g1', 'other').partitions.every((p) => p.lag === 0));
-    const g2 = groupStats(stats, 'g2', 'events');
-    assert.equal(g2.partitions.reduce((n, p) => n + p.committedOffset, 0), acked);
-    assert.equal(g2.partitions.reduce((n, p) => n + p.inFlight, 0), leased);
-
-    const listed = await step(mf, 'topics');
-    assert.deepEqual(listed.map((t) => [t.topic, t.partitions]).sort(), [['events', 8], ['other', 3]]);
-  } finally {
-    await mf.dispose();
+      return results;
+    })(),
+  );
+  const sent = (await Promise.all(senders)).flat();
+  const offsets = new Map();
+  for (const r of sent) {
+    const list = offsets.get(r.partition) ?? [];
+    list.push(r.offset);
+    offsets.set(r.partition, list);
   }
+  assert.equal(offsets.size, 8, 'every partition took some');
+  for (const [p, list] of offsets) {
+    assert.deepEqual([...list].sort((a, b) => a - b), range(list.length), `partition ${p}: offsets 0..n-1, each once`);
+  }
+  const received = await drainAll(mf, { groupId: 'all', topics: ['busy'], max: 100 });
+  assert.equal(received.length, 8 * 6 * 16, 'each message once');
+  assertPerKeyOrder(received);
+});
+
+edgeTest('dead letters keep their partition in T.dlq, and redrive brings them back to it once', async (mf) => {
+  await step(mf, 'createTopic', { topic: 'pay', partitions: 4 });
+  const messages = range(12).map((i) => ({ key: `cust-${i}`, value: `charge-${i}`, headers: { trace: `t-${i}` } }));
+  const sent = await step(mf, 'send', { topic: 'pay', messages });
+  const origin = new Map(sent.map((r, i) => [messages[i].value, { ...messages[i], partition: r.partition, offset: r.offset }]));
+  assert.deepEqual([...new Set(sent.map((r) => r.partition))].sort(), [0, 1, 2, 3], 'the messages span every partition');
+
+  // Every attempt fails, and one attempt is all there is.
+  const billing = { groupId: 'billing', topics: ['pay'], options: { retry: { maxAttempts: 1 } } };
+  const failed = await drain(mf, billing, messages.length, { settle: 'retry', error: 'card declined' });
+  assert.ok(failed.every((m) => m.attempt === 1));
+
+  const stats = await step(mf, 'stats');
+  assert.equal(groupStats(stats, 'billing', 'pay').deadLettered, messages.length);
+  assert.deepEqual(groupStats(stats, 'billing', 'pay').partitions.map((p) => p.lag), [0, 0, 0, 0], 'dead-lettering acks the source');
+  assert.equal(topicStats(stats, 'pay.dlq').partitions.length, 4, 'the dead-letter topic has the source\'s partition count');
+
+  const letters = await drain(mf, { groupId: 'ops', topics: ['pay.dlq'] }, messages.length);
+  for (const m of letters) {
+    const source = origin.get(m.value);
+    assert.ok(source, `${m.value} was sent`);
+    assert.equal(m.partition, source.partition, `${m.value} is dead-lettered on its partition`);
+    assert.equal(m.key, source.key);
+    assert.deepEqual(m.headers, {
+      trace: source.headers.trace,
+      'ferry-dlq-topic': 'pay',
+      'ferry-dlq-partition': String(source.partition),
+      'ferry-dlq-offset': String(source.offset),
+      'ferry-dlq-group': 'billing',
+      'ferry-dlq-attempts': '1',
+      'ferry-dlq-error': 'card declined',
+    });
+  }
+  assert.deepEqual(letters.map((m) => m.value).sort(), [...origin.keys()].sort());
+
+  assert.equal(await step(mf, 'redrive', { from: 'pay.dlq' }), messages.length);
+  assert.equal(await step(mf, 'redrive', { from: 'pay.dlq' }), 0, 'a message is moved once');
+
+  // A new group reads each one again, on its partition after the originals. (The
+  // originals are gone once billing, the only group then, committed past them; if
+  // some are still retained the new group may read them too, where they were.)
+  const counts = countsByPartition(sent, 4);
+  const all = await drainAll(mf, { groupId: 'recheck', topics: ['pay'] });
+  const redriven = all.filter((m) => m.offset >= counts[m.partition]);
+  for (const m of all.filter((m) => m.offset < counts[m.partition])) {
+    assert.deepEqual([m.partition, m.offset], [origin.get(m.value).partition, origin.get(m.value).offset], `${m.value} is an original`);
+  }
+  assert.equal(redriven.length, messages.length, `every redriven message: ${JSON.stringify(all.map((m) => [m.partition, m.offset, m.value]))}`);
+  for (const m of redriven) {
+    const source = origin.get(m.value);
+    assert.equal(m.partition, source.partition, `${m.value} is redriven to its partition`);
+    assert.deepEqual([m.key, m.headers, m.attempt], [source.key, source.headers, 1], 'ferry-dlq-* headers dropped, user headers kept');
+  }
+  assert.deepEqual(redriven.map((m) => m.value).sort(), [...origin.keys()].sort());
+  const after = topicStats(await step(mf, 'stats'), 'pay');
+  assert.deepEqual(after.partitions.map((p) => p.highOffset), counts.map((n) => 2 * n));
+});
+
+edgeTest('stats merge the partitions: each topic once, one entry per group and topic, partitions in order', async (mf) => {
+  await step(mf, 'createTopic', { topic: 'events', partitions: 8 });
+  await step(mf, 'createTopic', { topic: 'other', partitions: 3 });
+  const events = await sendAll(mf, 'events', batches(keyedMessages(32, 2), [20, 44]));
+  const other = await step(mf, 'send', { topic: 'other', messages: range(9).map((i) => ({ value: i })) });
+
+  // g2 acks two rounds of events and leaves a third leased; then g1 reads both topics
+  // to the end (from what is retained: what g2, the only group then, acked is gone).
+  let acked = 0;
+  for (let round = 0; round < 2; round++) acked += (await step(mf, 'receive', { groupId: 'g2', topics: ['events'] })).length;
+  const leased = (await step(mf, 'receive', { groupId: 'g2', topics: ['events'], settle: 'none' })).length;
+  assert.ok(acked > 0 && leased > 0, `g2 acked ${acked}, leased ${leased}`);
+  const g1 = await drainAll(mf, { groupId: 'g1', topics: ['events', 'other'] });
+  assert.ok(g1.length >= events.length - acked + other.length, `g1 read ${g1.length} of ${events.length} + ${other.length}, g2 acked ${acked}`);
+
+  const stats = await step(mf, 'stats');
+  const topics = stats.topics.map((t) => t.topic);
+  assert.deepEqual([...topics].sort(), ['events', 'other'], `each topic once: ${topics}`);
+  const high = {};
+  for (const [topic, n, sent] of [['events', 8, events], ['other', 3, other]]) {
+    const t = topicStats(stats, topic);
+    assert.deepEqual(t.partitions.map((p) => p.partition), range(n), `${topic}'s partitions in order`);
+    assert.deepEqual(t.partitions.map((p) => p.highOffset), countsByPartition(sent, n));
+    high[topic] = t.partitions.map((p) => p.highOffset);
+  }
+  const groups = stats.groups.map((g) => `${g.groupId}/${g.topic}`);
+  assert.deepEqual([...groups].sort(), ['g1/events', 'g1/other', 'g2/events'], `one entry per group and topic: ${groups}`);
+  for (const g of stats.groups) {
+    assert.deepEqual(g.partitions.map((p) => p.partition), range(high[g.topic].length), `${g.groupId}/${g.topic}: partitions in order`);
+    for (const p of g.partitions) {
+      assert.equal(p.lag, high[g.topic][p.partition] - p.committedOffset, `${g.groupId}/${g.topic}/${p.partition}: lag = highOffset - committedOffset`);
+    }
+  }
+  assert.ok(groupStats(stats, 'g1', 'events').partitions.every((p) => p.lag === 0));
+  assert.ok(groupStats(stats, 'g1', 'other').partitions.every((p) => p.lag === 0));
+  const g2 = groupStats(stats, 'g2', 'events');
+  assert.equal(g2.partitions.reduce((n, p) => n + p.committedOffset, 0), acked);
+  assert.equal(g2.partitions.reduce((n, p) => n + p.inFlight, 0), leased);
+
+  const listed = await step(mf, 'topics');
+  assert.deepEqual(listed.map((t) => [t.topic, t.partitions]).sort(), [['events', 8], ['other', 3]]);
 });
 
 test('with 8 partitions a restart keeps every position: the group receives exactly the rest, per key in order', { timeout: 60000 }, async () => {

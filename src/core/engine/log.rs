@@ -66,16 +66,24 @@ impl Engine {
     /// when given (a dead-letter topic made on demand), else with defaults when
     /// auto-creation is on; else it is `UNKNOWN_TOPIC`.
     pub fn topic_or_create(&mut self, topic: &str, missing: Option<TopicConfig>) -> Result<TopicConfig> {
-        check_name("topic", topic)?;
-        if let Some(t) = self.topics.get(topic) {
-            return Ok(t.config.clone());
-        }
-        let config = match missing {
-            Some(config) => config,
-            None => TopicConfig::with_partitions(self.topic_partitions_or_auto(topic)?),
+        let (config, exists) = match missing {
+            Some(config) if !self.topics.contains_key(topic) => (config, false),
+            _ => self.topic_or_auto(topic)?,
         };
-        self.create_topic(topic, config.clone())?;
+        if !exists {
+            self.create_topic(topic, config.clone())?;
+        }
         Ok(config)
+    }
+
+    /// The configuration of `topic` and `true`; for a missing topic, that of the
+    /// topic auto-creation would make and `false` (`UNKNOWN_TOPIC` when it is off).
+    pub fn topic_or_auto(&self, topic: &str) -> Result<(TopicConfig, bool)> {
+        check_name("topic", topic)?;
+        match self.topics.get(topic) {
+            Some(t) => Ok((t.config.clone(), true)),
+            None => Ok((TopicConfig::with_partitions(self.topic_partitions_or_auto(topic)?), false)),
+        }
     }
 
     pub fn topic_config(&self, topic: &str) -> Option<TopicConfig> {

@@ -188,10 +188,6 @@ impl Engine {
 
     /// Replaces the options that shape operations (`autoCreateTopics`,
     /// `maxMessageBytes`): a bus at the edge takes each caller's own.
-    pub fn config(&self) -> &BusConfig {
-        &self.config
-    }
-
     pub fn set_config(&mut self, config: BusConfig) -> Result<()> {
         config.check()?;
         self.config = config;
