@@ -902,6 +902,7 @@ fn consumer_config(ordering: Ordering) -> impl Strategy<Value = ConsumerConfig> 
             heartbeat_interval_ms: 50,
             ordering,
             concurrency: 1,
+            batch_size_max: 100,
         })
 }
 

@@ -718,6 +718,7 @@ impl Simulation {
                 GroupOrdering::Mixed => Ordering::None,
             },
             concurrency: self.rng.between(1, 4) as u32,
+            batch_size_max: 100,
         }
     }
 

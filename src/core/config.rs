@@ -146,6 +146,9 @@ pub struct ConsumerConfig {
     pub heartbeat_interval_ms: u64,
     pub ordering: Ordering,
     pub concurrency: u32,
+    /// `maxBatchSize`: under partition ordering, how many consecutive messages of
+    /// one partition a poll may lease as one run.
+    pub batch_size_max: u32,
 }
 
 impl Default for ConsumerConfig {
@@ -158,6 +161,7 @@ impl Default for ConsumerConfig {
             heartbeat_interval_ms: 3_000,
             ordering: Ordering::Partition,
             concurrency: 1,
+            batch_size_max: BATCH_SIZE_DEFAULT,
         }
     }
 }
@@ -171,7 +175,8 @@ impl ConsumerConfig {
         check_range("ackTimeoutMs", self.ack_timeout_ms, ACK_TIMEOUT_MS_MIN, ACK_TIMEOUT_MS_MAX)?;
         check_range("sessionTimeoutMs", self.session_timeout_ms, SESSION_TIMEOUT_MS_MIN, SESSION_TIMEOUT_MS_MAX)?;
         check_range("heartbeatIntervalMs", self.heartbeat_interval_ms, 1, self.session_timeout_ms.saturating_sub(1).max(1))?;
-        check_range("concurrency", u64::from(self.concurrency), 1, u64::from(CONCURRENCY_MAX))
+        check_range("concurrency", u64::from(self.concurrency), 1, u64::from(CONCURRENCY_MAX))?;
+        check_range("maxBatchSize", u64::from(self.batch_size_max), 1, u64::from(BATCH_SIZE_MAX))
     }
 
     /// Where messages of `topic` go once they fail every attempt.
@@ -228,6 +233,8 @@ mod tests {
         assert!(ConsumerConfig::default().check().is_ok());
         let bad = [
             ConsumerConfig { concurrency: 0, ..Default::default() },
+            ConsumerConfig { batch_size_max: 0, ..Default::default() },
+            ConsumerConfig { batch_size_max: BATCH_SIZE_MAX + 1, ..Default::default() },
             ConsumerConfig { ack_timeout_ms: 0, ..Default::default() },
             ConsumerConfig { retry: RetryPolicy { max_attempts: 0, ..Default::default() }, ..Default::default() },
             ConsumerConfig { retry: RetryPolicy { multiplier: f64::NAN, ..Default::default() }, ..Default::default() },

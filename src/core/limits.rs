@@ -95,8 +95,17 @@ pub const CHUNK_BYTES_MAX: usize = 1 << 20;
 /// storage transaction.
 pub const REDRIVE_LIMIT_MAX: u64 = 10_000;
 
-/// Deliveries handed out by one poll.
-pub const POLL_MAX: usize = 1000;
+/// Deliveries handed out by one poll: each is decoded and leased in one commit.
+pub const POLL_MAX: usize = 10_000;
+
+/// `maxBatchSize`, the longest run: the messages of a run are leased in one commit
+/// and kept, one entry each, in their partition's cursor record, which every
+/// commit of the run rewrites; 1,000 keeps that record near 20 KB.
+pub const BATCH_SIZE_MAX: u32 = 1000;
+
+/// `maxBatchSize` by default: Cloudflare Queues' largest batch; a run this long
+/// already makes its commit cost a hundredth per message.
+pub const BATCH_SIZE_DEFAULT: u32 = 100;
 
 /// Commits whose changed keys a shared store keeps: a context up to this many
 /// commits behind catches up by reading only what changed; one further behind

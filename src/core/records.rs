@@ -14,7 +14,12 @@ use super::message::{Chunk, Name};
 
 /// The schema written by this version of ferry; a store holding a newer one is
 /// refused with `INCOMPATIBLE_STORAGE`.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// - 1: the first layout.
+/// - 2: runs: a pending delivery may be [`Pending::Leased`], and a member's
+///   settings end with `maxBatchSize`. Every record of version 1 reads as it is,
+///   so opening a version-1 bus only rewrites this number.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Where a record lives. The derived order puts parents before children (a topic
 /// before its partitions, a group's topic before its cursors), so records applied
@@ -115,6 +120,11 @@ pub enum Pending {
     Waiting { failed: u32, due_ms: u64, error: Option<String> },
     /// Settled, waiting for lower offsets before the committed offset can move past it.
     Acked,
+    /// Part of a run leased to `member` behind the run's message in flight: its
+    /// handler has not started, so no attempt is counted for it yet. It becomes
+    /// [`Pending::InFlight`] when the message before it is acked; `acked` when the
+    /// member acked it early, to be settled then.
+    Leased { member: Name, attempt: u32, acked: bool },
 }
 
 impl Record {
@@ -162,6 +172,7 @@ impl Record {
                     Ordering::None => 1,
                 });
                 w.u64(u64::from(c.concurrency));
+                w.u64(u64::from(c.batch_size_max));
             }
             Record::GroupTopic(g) => {
                 w.u64(g.dead_lettered);
@@ -222,6 +233,8 @@ impl Record {
                     heartbeat_interval_ms: r.u64()?,
                     ordering: if r.u8()? == 0 { Ordering::Partition } else { Ordering::None },
                     concurrency: r.u32()?,
+                    // Members stored by schema version 1 have no run length.
+                    batch_size_max: if r.is_empty() { super::limits::BATCH_SIZE_DEFAULT } else { r.u32()? },
                 };
                 Record::Member(Box::new(MemberRecord { topics, config, session_expires_ms }))
             }
@@ -284,6 +297,12 @@ fn encode_pending(w: &mut Writer, pending: &Pending) {
             w.opt_str(error.as_deref());
         }
         Pending::Acked => w.u8(2),
+        Pending::Leased { member, attempt, acked } => {
+            w.u8(3);
+            w.str(member);
+            w.u64(u64::from(*attempt));
+            w.u8(u8::from(*acked));
+        }
     }
 }
 
@@ -292,6 +311,7 @@ fn decode_pending(r: &mut Reader<'_>) -> Result<Pending> {
         0 => Pending::InFlight { member: Name::from(r.str()?), attempt: r.u32()?, deadline_ms: r.u64()? },
         1 => Pending::Waiting { failed: r.u32()?, due_ms: r.u64()?, error: r.opt_str()?.map(str::to_owned) },
         2 => Pending::Acked,
+        3 => Pending::Leased { member: Name::from(r.str()?), attempt: r.u32()?, acked: r.u8()? != 0 },
         tag => return Err(FerryError::storage(format!("corrupt record: pending state {tag}"))),
     })
 }

@@ -4,8 +4,10 @@
 //! Every public operation of [`Bus`] is one engine operation followed by one
 //! commit, so it returns only once its writes are stored. [`Bus::run_once`] is
 //! one round of the consumer loop: housekeeping and heartbeats, the handlers for
-//! the deliveries polled last round, then one commit holding both their acks and
-//! failures and the leases of the next round's deliveries. A lease is therefore
+//! the deliveries polled last round (under partition ordering a run of up to
+//! `maxBatchSize` messages per partition, handled in order), then one commit
+//! holding both their acks and failures and the leases of the next round's
+//! deliveries. A lease is therefore
 //! always stored before its message is handled, with one commit per round.
 //!
 //! # Shutdown
@@ -23,7 +25,8 @@ pub use block_on::block_on;
 pub use clock::{Clock, ManualClock, SystemClock};
 
 use crate::core::{
-    BusConfig, ConsumerConfig, Delivery, Engine, ErrorCode, FerryError, OutgoingMessage, RecordMetadata, Result, Stats, Subscription, TopicConfig, TopicInfo,
+    BusConfig, ConsumerConfig, Delivery, Engine, ErrorCode, FerryError, Name, Ordering, OutgoingMessage, PollLimit, RecordMetadata, Result, Stats, Subscription, TopicConfig,
+    TopicInfo,
 };
 use crate::store::Store;
 
@@ -186,17 +189,29 @@ impl<S: Store, C: Clock> Bus<S, C> {
     }
 
     /// Calls the handlers for `batches` and settles each delivery with the engine
-    /// (not committed yet); returns how many the engine counted.
+    /// (not committed yet); returns how many the engine counted. A run's messages
+    /// are handled in order, and a failure ends its run: the engine gave the rest
+    /// back.
     fn handle(&mut self, batches: Vec<Batch>) -> usize {
         let mut settled = 0;
         for (index, deliveries) in batches {
             let Some(consumer) = self.consumers.get_mut(index).and_then(Option::as_mut) else { continue };
+            let runs = consumer.config.ordering == Ordering::Partition;
+            let mut failed_run: Option<(Name, u32)> = None;
             for delivery in deliveries {
+                if failed_run.as_ref().is_some_and(|(topic, p)| *topic == delivery.topic && *p == delivery.partition) {
+                    continue;
+                }
                 let outcome = (consumer.handler)(&delivery);
                 let now_ms = self.clock.now_ms();
                 let counted = match outcome {
                     Ok(()) => self.engine.ack(&consumer.group, &consumer.member, &delivery.receipt(), now_ms),
-                    Err(reason) => self.engine.fail(&consumer.group, &consumer.member, &delivery.receipt(), &reason, now_ms),
+                    Err(reason) => {
+                        if runs {
+                            failed_run = Some((delivery.topic.clone(), delivery.partition));
+                        }
+                        self.engine.fail(&consumer.group, &consumer.member, &delivery.receipt(), &reason, now_ms)
+                    }
                 };
                 settled += usize::from(counted);
             }
@@ -229,7 +244,8 @@ impl<S: Store, C: Clock> Bus<S, C> {
         let mut next = Vec::new();
         for (index, consumer) in self.consumers.iter().enumerate() {
             if let Some(c) = consumer {
-                let deliveries = self.engine.poll(&c.group, &c.member, c.config.concurrency as usize, now_ms)?;
+                let limit = PollLimit::runs(c.config.concurrency as usize, c.config.batch_size_max as usize);
+                let deliveries = self.engine.poll(&c.group, &c.member, limit, now_ms)?;
                 if !deliveries.is_empty() {
                     next.push((index, deliveries));
                 }

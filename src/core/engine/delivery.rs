@@ -33,6 +33,13 @@ pub(super) enum Wait {
     Ms(u64),
 }
 
+/// How a member holds a message it was handed.
+#[derive(Clone, Copy)]
+enum Held {
+    InFlight,
+    Leased,
+}
+
 /// Identifies one delivery of one message, to settle it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Receipt {
@@ -42,98 +49,146 @@ pub struct Receipt {
     pub attempt: u32,
 }
 
+/// How much one [`Engine::poll`] may hand out. A plain number `n` is `n` messages
+/// in at most `n` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollLimit {
+    /// Messages in all (at most [`POLL_MAX`]).
+    pub messages: usize,
+    /// Runs: under partition ordering, partitions that hand out a run each; under
+    /// `Ordering::None`, messages (each is a run of its own).
+    pub runs: usize,
+}
+
+impl PollLimit {
+    /// `runs` runs of up to `run_messages` each: a run loop with `runs` free slots.
+    pub fn runs(runs: usize, run_messages: usize) -> PollLimit {
+        PollLimit { messages: runs.saturating_mul(run_messages), runs }
+    }
+}
+
+impl From<usize> for PollLimit {
+    fn from(messages: usize) -> PollLimit {
+        PollLimit { messages, runs: messages }
+    }
+}
+
 impl Engine {
-    /// Hands `member` of `group` up to `max` messages it may handle now, from the
-    /// partitions it owns, and leases each for the member's `ackTimeoutMs`.
+    /// Hands `member` of `group` what it may handle now from the partitions it
+    /// owns, within `limit`. Deliveries come grouped by partition, each
+    /// partition's in offset order.
     ///
-    /// With `ordering: Partition` a partition hands out nothing while an earlier
-    /// offset is unsettled (in flight, waiting for a retry, or delayed); with
-    /// `Ordering::None` messages pass each other, within
-    /// [`UNSETTLED_WINDOW_MAX`] of the committed offset. Empty when the member is not
-    /// in the group (see [`Engine::heartbeat`]).
-    pub fn poll(&mut self, group: &str, member: &str, max: usize, now_ms: u64) -> Result<Vec<Delivery>> {
-        let max = max.min(POLL_MAX);
+    /// With `ordering: Partition` a partition hands out a *run*: up to the member's
+    /// `maxBatchSize` consecutive offsets from its first unsettled one, stopping at
+    /// one that is not deliverable yet (a retry waiting for its backoff, a delayed
+    /// message); nothing while an earlier offset is in flight. The run's first
+    /// message is in flight at once, leased for `ackTimeoutMs`; each later one is
+    /// [`Pending::Leased`] and goes in flight, with a lease of its own, when the one
+    /// before it is acked (see [`Engine::ack`]). With `Ordering::None` messages pass
+    /// each other, each in flight at once, within [`UNSETTLED_WINDOW_MAX`] of the
+    /// committed offset. Empty when the member is not in the group (see
+    /// [`Engine::heartbeat`]).
+    pub fn poll(&mut self, group: &str, member: &str, limit: impl Into<PollLimit>, now_ms: u64) -> Result<Vec<Delivery>> {
+        let limit = limit.into();
+        let max = limit.messages.min(POLL_MAX);
         let Some((group_name, member_name)) = self.member_names(group, member) else { return Ok(Vec::new()) };
         let config = self.groups[group].members[member].config.clone();
         let mut owned: Vec<(Name, u32)> = Vec::new();
         for topic in &self.groups[group].members[member].topics {
             owned.extend(self.owned_partitions(group, member, topic).into_iter().filter(|p| self.serves(topic, *p)).map(|p| (topic.clone(), p)));
         }
-        if owned.is_empty() || max == 0 {
+        if owned.is_empty() || max == 0 || limit.runs == 0 {
             return Ok(Vec::new());
         }
         self.poll_rotation = self.poll_rotation.wrapping_add(1);
         let start = self.poll_rotation % owned.len();
         owned.rotate_left(start);
 
-        // Pick and decode first, so a corrupt log refuses the poll with nothing changed.
-        let mut picks: Vec<(Name, u32, Message, u32, bool)> = Vec::new();
+        // Pick and decode first, so a corrupt log refuses the poll with nothing
+        // changed. A pick is `(topic, partition, message, attempt, is_new, in_flight)`.
+        let mut picks: Vec<(Name, u32, Message, u32, bool, bool)> = Vec::new();
+        let mut runs = 0;
         for (topic, p) in owned {
             let remaining = max - picks.len();
-            if remaining == 0 {
+            if remaining == 0 || runs == limit.runs {
                 break;
             }
-            for (offset, failed, is_new) in self.deliverable(group, &topic, p, config.ordering, remaining, now_ms) {
+            let found = match config.ordering {
+                Ordering::Partition => self.deliverable_run(group, &topic, p, remaining.min(config.batch_size_max as usize), now_ms),
+                Ordering::None => self.deliverable_any(group, &topic, p, remaining.min(limit.runs - runs), now_ms),
+            };
+            runs += match config.ordering {
+                Ordering::Partition => usize::from(!found.is_empty()),
+                Ordering::None => found.len(),
+            };
+            for (i, (offset, failed, is_new)) in found.into_iter().enumerate() {
                 let message = self.message_at(&topic, p, offset)?;
-                picks.push((topic.clone(), p, message, failed + 1, is_new));
+                let in_flight = i == 0 || config.ordering == Ordering::None;
+                picks.push((topic.clone(), p, message, failed + 1, is_new, in_flight));
             }
         }
 
         let deadline_ms = now_ms.saturating_add(config.ack_timeout_ms);
         let mut deliveries = Vec::with_capacity(picks.len());
-        for (topic, p, message, attempt, is_new) in picks {
+        for (topic, p, message, attempt, is_new, in_flight) in picks {
             let offset = message.offset;
             if is_new {
                 self.record_fetch(&group_name, &topic, p, offset, now_ms);
             }
-            let lease = Pending::InFlight { member: member_name.clone(), attempt, deadline_ms };
+            let lease = if in_flight {
+                Pending::InFlight { member: member_name.clone(), attempt, deadline_ms }
+            } else {
+                Pending::Leased { member: member_name.clone(), attempt, acked: false }
+            };
             self.put(Key::Pending(group_name.clone(), topic.clone(), p, offset), Some(Record::Pending(lease)));
             deliveries.push(Delivery { topic, partition: p, attempt, message });
         }
         Ok(deliveries)
     }
 
-    /// Offsets of one partition that may be handed out now, as
-    /// `(offset, failed attempts so far, never handed out before)`.
-    fn deliverable(&self, group: &str, topic: &str, p: u32, ordering: Ordering, max: usize, now_ms: u64) -> Vec<(u64, u32, bool)> {
+    /// Under partition ordering, the run one partition may hand out now, at most
+    /// `max` long, as `(offset, failed attempts so far, never handed out before)`:
+    /// consecutive offsets from the first unsettled one, each a retry that is due
+    /// or a new message whose delay has passed.
+    fn deliverable_run(&self, group: &str, topic: &str, p: u32, max: usize, now_ms: u64) -> Vec<(u64, u32, bool)> {
         let (Some(cs), Some(state)) = (self.cursor(group, topic, p), self.partition(topic, p)) else { return Vec::new() };
         let mut out = Vec::new();
-        let due = |pending: &Pending| matches!(pending, Pending::Waiting { due_ms, .. } if *due_ms <= now_ms);
-        let failed_of = |pending: &Pending| if let Pending::Waiting { failed, .. } = pending { *failed } else { 0 };
-        match ordering {
-            Ordering::Partition => {
-                match cs.pending.iter().find(|(_, pending)| !matches!(pending, Pending::Acked)) {
-                    Some((offset, pending)) => {
-                        if due(pending) {
-                            out.push((*offset, failed_of(pending), false));
-                        }
-                    }
-                    None => {
-                        let next = cs.cursor.next;
-                        if next < state.head.high && state.chunk_for(next).and_then(|c| c.times(next)).is_some_and(|(_, at)| at <= now_ms) {
-                            out.push((next, 0, true));
-                        }
-                    }
+        let mut offset = cs.pending.iter().find(|(_, pending)| !matches!(pending, Pending::Acked)).map_or(cs.cursor.next, |(offset, _)| *offset);
+        while out.len() < max {
+            match cs.pending.get(&offset) {
+                Some(Pending::Waiting { failed, due_ms, .. }) if *due_ms <= now_ms => out.push((offset, *failed, false)),
+                Some(_) => break,
+                None if offset >= cs.cursor.next && offset < state.head.high && deliverable_at(state, offset, now_ms) => out.push((offset, 0, true)),
+                None => break,
+            }
+            offset += 1;
+        }
+        out
+    }
+
+    /// Under `Ordering::None`, up to `max` offsets of one partition that may be
+    /// handed out now, as [`Engine::deliverable_run`] gives them: retries that are
+    /// due, then new messages whose delay has passed.
+    fn deliverable_any(&self, group: &str, topic: &str, p: u32, max: usize, now_ms: u64) -> Vec<(u64, u32, bool)> {
+        let (Some(cs), Some(state)) = (self.cursor(group, topic, p), self.partition(topic, p)) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (offset, pending) in &cs.pending {
+            if out.len() >= max {
+                return out;
+            }
+            if let Pending::Waiting { failed, due_ms, .. } = pending {
+                if *due_ms <= now_ms {
+                    out.push((*offset, *failed, false));
                 }
             }
-            Ordering::None => {
-                for (offset, pending) in &cs.pending {
-                    if out.len() >= max {
-                        return out;
-                    }
-                    if due(pending) {
-                        out.push((*offset, failed_of(pending), false));
-                    }
-                }
-                let window_end = cs.cursor.committed.saturating_add(UNSETTLED_WINDOW_MAX).min(state.head.high);
-                let mut next = cs.cursor.next;
-                while next < window_end && out.len() < max {
-                    if state.chunk_for(next).and_then(|c| c.times(next)).is_some_and(|(_, at)| at <= now_ms) {
-                        out.push((next, 0, true));
-                    }
-                    next += 1;
-                }
+        }
+        let window_end = cs.cursor.committed.saturating_add(UNSETTLED_WINDOW_MAX).min(state.head.high);
+        let mut next = cs.cursor.next;
+        while next < window_end && out.len() < max {
+            if deliverable_at(state, next, now_ms) {
+                out.push((next, 0, true));
             }
+            next += 1;
         }
         out
     }
@@ -155,49 +210,123 @@ impl Engine {
         self.put(Key::Cursor(group.clone(), topic.clone(), p), Some(Record::Cursor(cursor)));
     }
 
-    /// The in-flight lease `receipt` names, if it is still the member's.
-    /// `(group, topic)` names when the lease is still the member's and has not run
-    /// out: a result that comes after `ackTimeoutMs` is ignored even before a tick
-    /// has counted the timeout.
-    fn lease(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> Option<(Name, Name)> {
+    /// How `receipt`'s message is held by `member`, with the `(group, topic)`
+    /// names, when it still is: in flight with a lease that has not run out (a
+    /// result that comes after `ackTimeoutMs` is ignored even before a tick has
+    /// counted the timeout), or leased behind the message in flight of its run.
+    fn lease(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> Option<(Name, Name, Held)> {
         let (g, state) = self.groups.get_key_value(group)?;
         let (topic, gt) = state.topics.get_key_value(&*receipt.topic)?;
-        match gt.cursors.get(&receipt.partition)?.pending.get(&receipt.offset)? {
-            Pending::InFlight { member: holder, attempt, deadline_ms } if **holder == *member && *attempt == receipt.attempt && now_ms < *deadline_ms => {
-                Some((g.clone(), topic.clone()))
-            }
-            _ => None,
-        }
+        let held = match gt.cursors.get(&receipt.partition)?.pending.get(&receipt.offset)? {
+            Pending::InFlight { member: holder, attempt, deadline_ms } if **holder == *member && *attempt == receipt.attempt && now_ms < *deadline_ms => Held::InFlight,
+            Pending::Leased { member: holder, attempt, .. } if **holder == *member && *attempt == receipt.attempt => Held::Leased,
+            _ => return None,
+        };
+        Some((g.clone(), topic.clone(), held))
     }
 
     /// Settles a delivery as handled: the group's committed offset moves past it
-    /// once every earlier offset is settled too. `false` (and nothing changes) when
-    /// the lease is no longer the member's: it ran out (`now_ms` is at or past its
-    /// deadline) or the member was removed, and the message was or will be
-    /// delivered again.
+    /// once every earlier offset is settled too, and the next message of its run
+    /// goes in flight, leased for `ackTimeoutMs` from `now_ms`. A message acked
+    /// before the earlier ones of its run settle is held as acked and settles when
+    /// its turn comes (if the run is given up first, it is delivered again).
+    /// `false` (and nothing changes) when the lease is no longer the member's: it
+    /// ran out (`now_ms` is at or past its deadline) or the member was removed, and
+    /// the message was or will be delivered again.
     pub fn ack(&mut self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
-        let Some((g, topic)) = self.lease(group, member, receipt, now_ms) else { return false };
-        self.settle(&g, &topic, receipt.partition, receipt.offset);
+        let Some((g, topic, held)) = self.lease(group, member, receipt, now_ms) else { return false };
+        let (p, offset) = (receipt.partition, receipt.offset);
+        match held {
+            Held::InFlight => {
+                self.settle(&g, &topic, p, offset);
+                self.advance_run(&g, &topic, p, offset + 1, now_ms);
+            }
+            Held::Leased => {
+                let early = Pending::Leased { member: Name::from(member), attempt: receipt.attempt, acked: true };
+                self.put(Key::Pending(g, topic, p, offset), Some(Record::Pending(early)));
+            }
+        }
         true
     }
 
     /// Settles a delivery as failed: retried after the member's backoff, or
-    /// dead-lettered once it has failed `maxAttempts` times. `false` as for
+    /// dead-lettered once it has failed `maxAttempts` times; the rest of its run
+    /// comes back, no attempt counted, after it settles. A message of a run that
+    /// is not in flight yet cannot fail before its turn: failing it gives it and
+    /// the rest of the run back, no attempt counted. `false` as for
     /// [`Engine::ack`].
     pub fn fail(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, now_ms: u64) -> bool {
-        let Some((g, topic)) = self.lease(group, member, receipt, now_ms) else { return false };
-        let config = self.groups[group].members.get(member).map(|m| m.config.clone()).unwrap_or_default();
-        self.failed_attempt(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, error, &config, now_ms, Wait::Backoff);
-        true
+        self.fail_waiting(group, member, receipt, error, Wait::Backoff, now_ms)
     }
 
     /// [`Engine::fail`], with the next attempt due after `delay_ms` instead of the
     /// member's backoff (a pull consumer's `retry({ delayMs })`).
     pub fn fail_after(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, delay_ms: u64, now_ms: u64) -> bool {
-        let Some((g, topic)) = self.lease(group, member, receipt, now_ms) else { return false };
-        let config = self.groups[group].members.get(member).map(|m| m.config.clone()).unwrap_or_default();
-        self.failed_attempt(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, error, &config, now_ms, Wait::Ms(delay_ms));
+        self.fail_waiting(group, member, receipt, error, Wait::Ms(delay_ms), now_ms)
+    }
+
+    fn fail_waiting(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, wait: Wait, now_ms: u64) -> bool {
+        let Some((g, topic, held)) = self.lease(group, member, receipt, now_ms) else { return false };
+        match held {
+            Held::InFlight => {
+                let config = self.groups[group].members.get(member).map(|m| m.config.clone()).unwrap_or_default();
+                self.failed_attempt(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, error, &config, now_ms, wait);
+            }
+            Held::Leased => self.release_run(&g, &topic, receipt.partition, receipt.offset, now_ms),
+        }
         true
+    }
+
+    /// Gives back a delivery whose handler never started, with the rest of its
+    /// run, no attempt counted: they are handed out again at once (a consumer
+    /// stopping between two messages of a run). `false` as for [`Engine::ack`].
+    pub fn release(&mut self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
+        let Some((g, topic, _)) = self.lease(group, member, receipt, now_ms) else { return false };
+        self.give_back(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, now_ms);
+        self.release_run(&g, &topic, receipt.partition, receipt.offset + 1, now_ms);
+        true
+    }
+
+    /// After the message before `offset` settled: settles the run's messages acked
+    /// early, then puts its next message in flight, leased from `now_ms`.
+    fn advance_run(&mut self, group: &Name, topic: &Name, p: u32, mut offset: u64, now_ms: u64) {
+        loop {
+            let Some(Pending::Leased { member, attempt, acked }) = self.cursor(group, topic, p).and_then(|cs| cs.pending.get(&offset)).cloned() else { return };
+            if acked {
+                self.settle(group, topic, p, offset);
+                offset += 1;
+                continue;
+            }
+            let ack_timeout_ms = self.groups.get(group).and_then(|g| g.members.get(&member)).map_or(ConsumerConfig::default().ack_timeout_ms, |m| m.config.ack_timeout_ms);
+            let lease = Pending::InFlight { member, attempt, deadline_ms: now_ms.saturating_add(ack_timeout_ms) };
+            self.put(Key::Pending(group.clone(), topic.clone(), p, offset), Some(Record::Pending(lease)));
+            return;
+        }
+    }
+
+    /// Gives back the messages of a run from `from` on that are leased and not in
+    /// flight: each waits, due at once, with its attempts unchanged. Under
+    /// partition ordering they are handed out again once every earlier offset
+    /// settles.
+    fn release_run(&mut self, group: &Name, topic: &Name, p: u32, from: u64, now_ms: u64) {
+        let Some(cs) = self.cursor(group, topic, p) else { return };
+        let mut released = Vec::new();
+        for (offset, pending) in cs.pending.range(from..) {
+            match pending {
+                Pending::Leased { attempt, .. } if *offset == from + released.len() as u64 => released.push((*offset, *attempt)),
+                _ => break,
+            }
+        }
+        for (offset, attempt) in released {
+            self.give_back(group, topic, p, offset, attempt, now_ms);
+        }
+    }
+
+    /// Puts a message handed out for its `attempt`-th delivery back, due at once,
+    /// as if that delivery never happened.
+    fn give_back(&mut self, group: &Name, topic: &Name, p: u32, offset: u64, attempt: u32, now_ms: u64) {
+        let waiting = Pending::Waiting { failed: attempt.saturating_sub(1), due_ms: now_ms, error: None };
+        self.put(Key::Pending(group.clone(), topic.clone(), p, offset), Some(Record::Pending(waiting)));
     }
 
     /// Marks an offset settled and moves the committed offset over every settled
@@ -227,6 +356,7 @@ impl Engine {
     /// last one allowed, else waiting as `wait` says.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn failed_attempt(&mut self, group: &Name, topic: &Name, p: u32, offset: u64, attempt: u32, error: &str, config: &ConsumerConfig, now_ms: u64, wait: Wait) {
+        self.release_run(group, topic, p, offset + 1, now_ms);
         if attempt >= config.retry.max_attempts {
             self.dead_letter(group, topic, p, offset, attempt, error, config, now_ms);
             self.settle(group, topic, p, offset);
@@ -319,4 +449,9 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_string()
+}
+
+/// Whether the message at `offset` (which the partition holds) is past its delay.
+fn deliverable_at(state: &PartitionState, offset: u64, now_ms: u64) -> bool {
+    state.chunk_for(offset).and_then(|c| c.times(offset)).is_some_and(|(_, at)| at <= now_ms)
 }

@@ -43,7 +43,7 @@ use super::message::{Chunk, Name};
 use super::records::*;
 use super::rng::Rng;
 
-pub use delivery::{Delivery, Receipt};
+pub use delivery::{Delivery, PollLimit, Receipt};
 pub use forward::Outbound;
 pub use group::Subscription;
 pub use log::{RecordMetadata, TopicInfo};
@@ -158,7 +158,8 @@ impl Engine {
         for (key, record) in records {
             engine.write(&key, Some(record))?;
         }
-        if engine.schema_version.is_none() {
+        // A new bus writes its version; an older one is migrated (see SCHEMA_VERSION).
+        if engine.schema_version != Some(SCHEMA_VERSION) {
             engine.put(Key::Meta, Some(Record::Meta { schema_version: SCHEMA_VERSION }));
         }
         Ok(engine)
@@ -249,8 +250,9 @@ impl Engine {
                 let restored = self.write(&key, old);
                 debug_assert!(restored.is_ok(), "{restored:?}");
             }
-            // A new bus whose first commit failed still owes storage its schema version.
-            if self.schema_version.is_none() {
+            // A new or older bus whose first commit failed still owes storage its
+            // schema version.
+            if self.schema_version != Some(SCHEMA_VERSION) {
                 self.put(Key::Meta, Some(Record::Meta { schema_version: SCHEMA_VERSION }));
             }
         }
@@ -478,22 +480,30 @@ impl Engine {
     }
 
     /// Retries after their backoff, and the next message of each partition with
-    /// nothing unsettled (it may be delayed).
+    /// nothing unsettled (it may be delayed). Under partition ordering only a
+    /// partition's first unsettled offset can be due: what waits behind it (the
+    /// rest of a run given back) follows it.
     fn offer_deliverable_times(&self, due: &mut Earliest) {
         for group in self.groups.values() {
             for (topic, gt) in &group.topics {
                 for (p, cs) in &gt.cursors {
-                    for pending in cs.pending.values() {
+                    let owner = gt.record.owners.get(*p as usize).and_then(Option::as_ref);
+                    let ordering = owner.and_then(|o| group.members.get(o)).map_or(super::config::Ordering::Partition, |m| m.config.ordering);
+                    let mut unsettled = cs.pending.values().filter(|pending| !matches!(pending, Pending::Acked)).peekable();
+                    if unsettled.peek().is_none() {
+                        // The next new message matters only when nothing earlier is
+                        // unsettled: otherwise that earlier message's time governs.
+                        if owner.is_some() {
+                            if let Some((_, deliver_at_ms)) = self.partition(topic, *p).and_then(|s| s.chunk_for(cs.cursor.next)).and_then(|c| c.times(cs.cursor.next)) {
+                                due.offer(deliver_at_ms);
+                            }
+                        }
+                        continue;
+                    }
+                    let governing = if ordering == super::config::Ordering::Partition { 1 } else { usize::MAX };
+                    for pending in unsettled.take(governing) {
                         if let Pending::Waiting { due_ms, .. } = pending {
                             due.offer(*due_ms);
-                        }
-                    }
-                    // The next new message matters only when nothing earlier is
-                    // unsettled: otherwise that earlier message's time governs.
-                    let unsettled = cs.pending.values().any(|pending| !matches!(pending, Pending::Acked));
-                    if !unsettled && gt.record.owners.get(*p as usize).is_some_and(Option::is_some) {
-                        if let Some((_, deliver_at_ms)) = self.partition(topic, *p).and_then(|s| s.chunk_for(cs.cursor.next)).and_then(|c| c.times(cs.cursor.next)) {
-                            due.offer(deliver_at_ms);
                         }
                     }
                 }

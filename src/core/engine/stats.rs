@@ -85,7 +85,7 @@ impl Engine {
                             partition: *p,
                             committed_offset: cs.cursor.committed,
                             lag: high.saturating_sub(cs.cursor.committed),
-                            in_flight: count(|x| matches!(x, Pending::InFlight { .. })),
+                            in_flight: count(|x| matches!(x, Pending::InFlight { .. } | Pending::Leased { .. })),
                             retrying: count(|x| matches!(x, Pending::Waiting { failed, .. } if *failed > 0)),
                             owner: gt.record.owners.get(*p as usize).cloned().flatten(),
                         }

@@ -31,14 +31,13 @@ fn send_poll_ack_moves_the_committed_offset() {
     let meta = e.send("t", &[msg("a"), msg("b")], T0).unwrap();
     assert_eq!(meta.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![0, 1]);
     let d = e.poll("g", "m1", 10, T0).unwrap();
-    assert_eq!(d.len(), 1, "partition ordering hands out one at a time");
+    assert_eq!(d.len(), 2, "partition ordering hands out a run");
     assert_eq!(d[0].message.value, Value::string("a"));
-    assert_eq!(d[0].attempt, 1);
+    assert_eq!((d[0].attempt, d[1].attempt, d[1].message.offset), (1, 1, 1));
     assert!(e.poll("g", "m1", 10, T0).unwrap().is_empty());
     assert!(e.ack("g", "m1", &d[0].receipt(), T0));
-    let d = e.poll("g", "m1", 10, T0).unwrap();
-    assert_eq!(d[0].message.offset, 1);
-    assert!(e.ack("g", "m1", &d[0].receipt(), T0));
+    assert!(e.poll("g", "m1", 10, T0).unwrap().is_empty(), "the rest of the run is the member's");
+    assert!(e.ack("g", "m1", &d[1].receipt(), T0));
     commit(&mut e);
     let stats = e.stats();
     let gp = &stats.groups[0].partitions[0];
@@ -197,10 +196,12 @@ fn failures_back_off_exponentially_then_dead_letter() {
     for attempt in 1..=5 {
         assert!(e.heartbeat("g", "m", now));
         let d = e.poll("g", "m", 10, now).unwrap();
-        assert_eq!(d.len(), 1, "attempt {attempt} at +{}: {:?}", now - T0, e.stats());
-        assert_eq!((d.len(), d[0].attempt, d[0].message.offset), (1, attempt, 0));
-        assert!(e.poll("g", "m", 10, now).unwrap().is_empty(), "offset 1 waits for offset 0");
+        assert_eq!(d.len(), 2, "attempt {attempt} at +{}: {:?}", now - T0, e.stats());
+        assert_eq!((d[0].attempt, d[0].message.offset), (attempt, 0));
+        assert_eq!((d[1].attempt, d[1].message.offset), (1, 1), "the rest of the run counts no attempt");
+        assert!(e.poll("g", "m", 10, now).unwrap().is_empty());
         assert!(e.fail("g", "m", &d[0].receipt(), "boom", now));
+        assert!(!e.ack("g", "m", &d[1].receipt(), now), "a failure gives the rest of the run back");
         if attempt < 5 {
             let due = e.next_due_ms().unwrap();
             waits.push(due - now);
@@ -227,6 +228,137 @@ fn failures_back_off_exponentially_then_dead_letter() {
         assert_eq!(m.header(name), Some(value), "{name}");
     }
     assert_eq!(settle_all(&mut e, "g", "m", now), vec![1], "the partition moves on");
+}
+
+/// `(offset, attempt)` of each delivery.
+fn offsets_attempts(d: &[Delivery]) -> Vec<(u64, u32)> {
+    d.iter().map(|d| (d.message.offset, d.attempt)).collect()
+}
+
+#[test]
+fn a_failure_in_a_run_gives_back_the_rest_without_an_attempt() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("0"), msg("1"), msg("2"), msg("3"), msg("4")], T0).unwrap();
+    let run = e.poll("g", "m", 10, T0).unwrap();
+    assert_eq!(offsets_attempts(&run), vec![(0, 1), (1, 1), (2, 1), (3, 1), (4, 1)]);
+    assert!(e.ack("g", "m", &run[0].receipt(), T0));
+    assert!(e.ack("g", "m", &run[1].receipt(), T0));
+    assert!(e.fail("g", "m", &run[2].receipt(), "boom", T0));
+    assert!(!e.ack("g", "m", &run[3].receipt(), T0), "given back");
+    let gp = &e.stats().groups[0].partitions[0];
+    assert_eq!((gp.committed_offset, gp.in_flight, gp.retrying), (2, 0, 1));
+    assert!(e.poll("g", "m", 10, T0 + 999).unwrap().is_empty(), "3 and 4 wait for 2");
+    let again = e.poll("g", "m", 10, T0 + 1000).unwrap();
+    assert_eq!(offsets_attempts(&again), vec![(2, 2), (3, 1), (4, 1)]);
+}
+
+#[test]
+fn a_member_lost_in_a_run_counts_an_attempt_for_its_message_in_flight_only() {
+    let mut e = engine();
+    join(&mut e, "g", "a", "t", &no_jitter());
+    e.send("t", &[msg("0"), msg("1"), msg("2"), msg("3")], T0).unwrap();
+    let run = e.poll("g", "a", 10, T0).unwrap();
+    assert!(e.ack("g", "a", &run[0].receipt(), T0 + 5));
+    join(&mut e, "g", "b", "t", &no_jitter());
+    e.evict("g", "a", T0 + 6);
+    let again = e.poll("g", "b", 10, T0 + 6).unwrap();
+    assert_eq!(offsets_attempts(&again), vec![(1, 2), (2, 1), (3, 1)], "1 was in flight; 2 and 3 had not started");
+}
+
+#[test]
+fn an_ack_timeout_in_a_run_runs_from_when_each_message_goes_in_flight() {
+    let mut e = engine();
+    let config = ConsumerConfig { ack_timeout_ms: 100, ..no_jitter() };
+    join(&mut e, "g", "m", "t", &config);
+    e.send("t", &[msg("0"), msg("1"), msg("2")], T0).unwrap();
+    let run = e.poll("g", "m", 10, T0).unwrap();
+    assert!(e.ack("g", "m", &run[0].receipt(), T0 + 90));
+    e.tick(T0 + 150);
+    assert!(e.ack("g", "m", &run[1].receipt(), T0 + 180), "in flight from T0 + 90");
+    e.tick(T0 + 280);
+    assert!(!e.ack("g", "m", &run[2].receipt(), T0 + 280), "in flight from T0 + 180: its lease ran out");
+    let again = e.poll("g", "m", 10, T0 + 1280).unwrap();
+    assert_eq!(offsets_attempts(&again), vec![(2, 2)]);
+}
+
+#[test]
+fn acks_ahead_of_a_run_settle_in_order() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("0"), msg("1"), msg("2"), msg("3")], T0).unwrap();
+    let run = e.poll("g", "m", 10, T0).unwrap();
+    assert!(e.ack("g", "m", &run[2].receipt(), T0));
+    assert!(e.ack("g", "m", &run[1].receipt(), T0));
+    assert_eq!(e.stats().groups[0].partitions[0].committed_offset, 0, "nothing passes offset 0");
+    assert!(e.ack("g", "m", &run[0].receipt(), T0));
+    let gp = &e.stats().groups[0].partitions[0];
+    assert_eq!((gp.committed_offset, gp.in_flight), (3, 1));
+    assert!(e.ack("g", "m", &run[3].receipt(), T0));
+    assert_eq!(e.stats().groups[0].partitions[0].committed_offset, 4);
+}
+
+#[test]
+fn a_run_stops_at_a_delay_and_at_its_length() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &ConsumerConfig { batch_size_max: 2, ..no_jitter() });
+    e.send("t", &[msg("0"), msg("1"), msg("2"), msg("3").with_delay_ms(50), msg("4")], T0).unwrap();
+    let first = e.poll("g", "m", 10, T0).unwrap();
+    assert_eq!(offsets_attempts(&first), vec![(0, 1), (1, 1)], "maxBatchSize");
+    settle(&mut e, "m", &first);
+    let second = e.poll("g", "m", 10, T0).unwrap();
+    assert_eq!(offsets_attempts(&second), vec![(2, 1)], "3 is delayed and holds the rest");
+    settle(&mut e, "m", &second);
+    assert!(e.poll("g", "m", 10, T0 + 49).unwrap().is_empty());
+    assert_eq!(offsets_attempts(&e.poll("g", "m", 10, T0 + 50).unwrap()), vec![(3, 1), (4, 1)]);
+}
+
+#[test]
+fn a_poll_limit_counts_runs_and_messages() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig::with_partitions(4)).unwrap();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    let sends: Vec<OutgoingMessage> = (0..4).flat_map(|p| (0..3).map(move |i| at(&format!("{p}/{i}"), p))).collect();
+    e.send("t", &sends, T0).unwrap();
+    let two_runs = e.poll("g", "m", PollLimit::runs(2, 10), T0).unwrap();
+    assert_eq!(two_runs.len(), 6);
+    let partitions: BTreeSet<u32> = two_runs.iter().map(|d| d.partition).collect();
+    assert_eq!(partitions.len(), 2);
+    assert_eq!(e.poll("g", "m", 4, T0).unwrap().len(), 4, "a number is messages in all");
+}
+
+#[test]
+fn a_released_run_comes_back_with_its_attempts() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("0"), msg("1"), msg("2")], T0).unwrap();
+    let run = e.poll("g", "m", 10, T0).unwrap();
+    assert!(e.ack("g", "m", &run[0].receipt(), T0));
+    assert!(e.release("g", "m", &run[1].receipt(), T0));
+    assert_eq!(offsets_attempts(&e.poll("g", "m", 10, T0).unwrap()), vec![(1, 1), (2, 1)]);
+}
+
+#[test]
+fn a_version_one_bus_is_migrated() {
+    let mut e = engine();
+    e.send("t", &[msg("a")], T0).unwrap();
+    let mut records: Vec<(Key, Record)> = e.begin_commit().into_iter().filter_map(|(k, r)| Some((k, r?))).collect();
+    e.end_commit(true);
+    for (key, record) in &mut records {
+        if *key == Key::Meta {
+            *record = Record::Meta { schema_version: 1 };
+        }
+    }
+    let mut reopened = Engine::open(BusConfig::default(), 1, records).unwrap();
+    let writes = reopened.begin_commit();
+    assert_eq!(writes, vec![(Key::Meta, Some(Record::Meta { schema_version: SCHEMA_VERSION }))]);
+    assert_eq!(reopened.read_log("t", 0, 0, 10).unwrap().len(), 1);
+}
+
+fn settle(e: &mut Engine, member: &str, deliveries: &[Delivery]) {
+    for d in deliveries {
+        assert!(e.ack("g", member, &d.receipt(), T0));
+    }
 }
 
 #[test]
