@@ -108,6 +108,11 @@ export interface ConsumerOptions {
   heartbeatIntervalMs?: number;
   ordering?: 'partition' | 'none';
   concurrency?: number;
+  /**
+   * Under "partition" ordering, the most consecutive messages of one partition a
+   * consumer leases at a time (a run, one `eachBatch` batch): 1 to 1000. Default 100.
+   */
+  maxBatchSize?: number;
 }
 
 export interface DeliveredMessage {
@@ -127,12 +132,46 @@ export interface EachMessagePayload {
   message: DeliveredMessage;
 }
 
+/** A run of consecutive messages of one partition, in offset order (KafkaJS's `Batch`). */
+export interface Batch {
+  topic: string;
+  partition: number;
+  messages: DeliveredMessage[];
+  /** The partition's next offset to be written. */
+  highWatermark: number;
+  isEmpty(): boolean;
+  firstOffset(): number | null;
+  lastOffset(): number;
+}
+
+export interface EachBatchPayload {
+  batch: Batch;
+  /** Acks every message of the batch up to and including `offset`, in order. */
+  resolveOffset(offset: number | string): void;
+  /** Renews the member's session; resolves once stored. */
+  heartbeat(): Promise<void>;
+  /** Stores what `resolveOffset` acked so far (the same as `heartbeat`). */
+  commitOffsetsIfNecessary(): Promise<void>;
+  /** False once the consumer is stopping: end the batch early. */
+  isRunning(): boolean;
+  /** True once the partition moved to another member or the batch passed its ack timeout. */
+  isStale(): boolean;
+}
+
+export type RunOptions =
+  | { eachMessage: (payload: EachMessagePayload) => Promise<void> | void }
+  | {
+      eachBatch: (payload: EachBatchPayload) => Promise<void> | void;
+      /** Ack the whole batch when `eachBatch` resolves. Default true; when false, what is left unresolved comes back. */
+      eachBatchAutoResolve?: boolean;
+    };
+
 export interface Consumer {
   /** This member's id in its group: the `owner` that `bus.stats()` shows for its partitions. */
   readonly memberId: string;
   subscribe(options: { topic: string; fromBeginning?: boolean } | { topics: string[]; fromBeginning?: boolean }): Promise<void>;
-  /** Resolves once the consumer joined its group. */
-  run(options: { eachMessage: (payload: EachMessagePayload) => Promise<void> | void }): Promise<void>;
+  /** Resolves once the consumer joined its group. Takes exactly one of `eachMessage` and `eachBatch`. */
+  run(options: RunOptions): Promise<void>;
   stop(): Promise<void>;
 }
 

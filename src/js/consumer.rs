@@ -1,15 +1,21 @@
 //! `bus.consumer(options)`: a member of a consumer group whose `run` loop hands
-//! messages to `eachMessage`, acks what resolves, fails what throws or rejects,
-//! and counts a handler still running after `ackTimeoutMs` as a failed attempt.
+//! messages to `eachMessage` (or runs of them to `eachBatch`), acks what resolves,
+//! fails what throws or rejects, and counts a handler still running after
+//! `ackTimeoutMs` as a failed attempt.
 //!
 //! # Loop and shutdown
 //!
 //! `run` joins the group, then loops: housekeeping and heartbeat when due, a poll
-//! for as many messages as `concurrency` leaves room for (committed before any
+//! for as many runs as `concurrency` leaves room for (committed before any
 //! handler starts, so a lease is stored before its message is handled), one task
-//! per delivery, and a sleep until something is due, a handler finishes, or this
-//! context stores new messages. `stop` ends the loop, waits for handlers in flight
-//! (up to `ackTimeoutMs`), and leaves the group at once.
+//! per run, and a sleep until something is due, a run finishes, or this context
+//! stores new messages. Under partition ordering a run is up to `maxBatchSize`
+//! consecutive messages of one partition, handled in order: each ack is queued
+//! without waiting for its commit, so a run's acks share a few commits, the last
+//! of them with the next poll. A failure ends the run (the engine gives the rest
+//! back, no attempt counted). `stop` ends the loop, lets each run finish the
+//! message it is handling (up to `ackTimeoutMs`), gives the rest back, and leaves
+//! the group at once.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -24,7 +30,7 @@ use super::commit::Waiters;
 use super::locks::MemberLock;
 use crate::core::config::{check_name, ConsumerConfig, Ordering, RetryPolicy};
 use crate::core::limits::*;
-use crate::core::{Delivery, FerryError, Result, Subscription, ValueKind};
+use crate::core::{Delivery, FerryError, PollLimit, Receipt, Result, Subscription, ValueKind};
 
 #[wasm_bindgen]
 extern "C" {
@@ -86,6 +92,7 @@ pub(super) fn consumer_config(options: Option<&Object>) -> Result<ConsumerConfig
             .unwrap_or(d.heartbeat_interval_ms),
         ordering,
         concurrency: args::opt_integer(&args::get(options, "concurrency")?, "concurrency", 1, u64::from(CONCURRENCY_MAX))?.map_or(d.concurrency, |n| n as u32),
+        batch_size_max: args::opt_integer(&args::get(options, "maxBatchSize")?, "maxBatchSize", 1, u64::from(BATCH_SIZE_MAX))?.map_or(d.batch_size_max, |n| n as u32),
     };
     config.check()?;
     Ok(config)
@@ -99,37 +106,50 @@ pub(super) struct State {
     subscriptions: RefCell<Vec<Subscription>>,
     running: Cell<bool>,
     stopped: Cell<bool>,
-    /// Handler calls holding a slot of `concurrency`.
+    /// Runs being handled, each holding slots of `concurrency`.
     slots: RefCell<Vec<Rc<Slot>>>,
     /// The member's Web Lock, while it runs in a context that has them.
     lock: RefCell<Option<Rc<MemberLock>>>,
 }
 
-/// One handler call's hold on a slot: until it settles, or its ack timeout passes.
-/// One sweep over the slots replaces a timer per message.
+/// One run's hold on slots of `concurrency`: until it ends, or the message it is
+/// handling passes its ack timeout. One sweep over the slots replaces a timer per
+/// message.
 struct Slot {
-    give_up_at_ms: f64,
+    /// When the message being handled passes `ackTimeoutMs`.
+    give_up_at_ms: Cell<f64>,
     held: Cell<bool>,
+    /// Slots taken: one per run under partition ordering (one per partition), one
+    /// per message otherwise.
+    weight: u32,
+}
+
+impl Slot {
+    /// A message of the run starts now: its ack timeout runs from here.
+    fn start_message(&self, ack_timeout_ms: u64) {
+        self.give_up_at_ms.set(js_sys::Date::now() + ack_timeout_ms as f64);
+    }
 }
 
 impl State {
     fn in_flight(&self) -> u32 {
-        self.slots.borrow().len() as u32
+        self.slots.borrow().iter().map(|slot| slot.weight).sum()
     }
 
-    /// Takes a slot for a handler call starting now.
-    fn take_slot(&self, now_ms: f64) -> Rc<Slot> {
-        let slot = Rc::new(Slot { give_up_at_ms: now_ms + self.config.ack_timeout_ms as f64, held: Cell::new(true) });
+    /// Takes slots for a run whose first message starts now.
+    fn take_slot(&self, weight: u32) -> Rc<Slot> {
+        let slot = Rc::new(Slot { give_up_at_ms: Cell::new(0.0), held: Cell::new(true), weight });
+        slot.start_message(self.config.ack_timeout_ms);
         self.slots.borrow_mut().push(slot.clone());
         slot
     }
 
-    /// Gives back the slots of handlers past their ack timeout (and of settled ones).
-    /// Such a handler is a failed attempt that the engine counts when its lease runs
+    /// Gives back the slots of runs past their ack timeout (and of ended ones). Such
+    /// a handler is a failed attempt that the engine counts when its lease runs
     /// out; whatever it does later is ignored.
     fn sweep_slots(&self, now_ms: f64) {
         self.slots.borrow_mut().retain(|slot| {
-            if now_ms >= slot.give_up_at_ms {
+            if now_ms >= slot.give_up_at_ms.get() {
                 slot.held.set(false);
             }
             slot.held.get()
@@ -138,7 +158,51 @@ impl State {
 
     /// When the next held slot's ack timeout passes.
     fn next_give_up_ms(&self) -> f64 {
-        self.slots.borrow().iter().map(|slot| slot.give_up_at_ms).fold(f64::MAX, f64::min)
+        self.slots.borrow().iter().map(|slot| slot.give_up_at_ms.get()).fold(f64::MAX, f64::min)
+    }
+
+    /// Queues the ack of a message whose handler resolved at `finished_ms`; the
+    /// next message of its run goes in flight from then. Not awaited: a run's acks
+    /// share commits, and a lost one means a redelivery (at least once).
+    fn ack(&self, shared: &Shared, receipt: Receipt, finished_ms: u64) {
+        let (group, member) = (self.group.clone(), self.member.clone());
+        let _ = operate(shared, move |e, _| Ok(e.ack(&group, &member, &receipt, finished_ms)));
+    }
+
+    /// Queues a failed attempt; the rest of its run comes back after it settles.
+    fn fail(&self, shared: &Shared, receipt: Receipt, error: String, finished_ms: u64) {
+        let (group, member) = (self.group.clone(), self.member.clone());
+        let _ = operate(shared, move |e, _| Ok(e.fail(&group, &member, &receipt, &error, finished_ms)));
+    }
+
+    /// Queues giving back a message whose handler never started, with the rest of
+    /// its run, no attempt counted.
+    fn release(&self, shared: &Shared, receipt: Receipt) {
+        let (group, member) = (self.group.clone(), self.member.clone());
+        let _ = operate(shared, move |e, now| Ok(e.release(&group, &member, &receipt, now)));
+    }
+}
+
+/// The handler `run` was given.
+#[derive(Clone)]
+enum Handler {
+    EachMessage(Function),
+    /// `eachBatch`, and `eachBatchAutoResolve`.
+    EachBatch(Function, bool),
+}
+
+impl Handler {
+    /// `run`'s options: exactly one of `eachMessage` and `eachBatch`.
+    fn from_options(options: Option<&Object>) -> Result<Handler> {
+        let function = |value: JsValue, field: &str| value.dyn_into::<Function>().map_err(|_| FerryError::invalid(format!("{field} must be a function")));
+        let (each_message, each_batch) = (args::get(options, "eachMessage")?, args::get(options, "eachBatch")?);
+        let auto_resolve = args::opt_bool(&args::get(options, "eachBatchAutoResolve")?, "eachBatchAutoResolve")?.unwrap_or(true);
+        match (each_message.is_undefined(), each_batch.is_undefined()) {
+            (false, true) => Ok(Handler::EachMessage(function(each_message, "eachMessage")?)),
+            (true, false) => Ok(Handler::EachBatch(function(each_batch, "eachBatch")?, auto_resolve)),
+            (true, true) => Err(FerryError::invalid("run needs eachMessage or eachBatch, a function")),
+            (false, false) => Err(FerryError::invalid("run takes one of eachMessage and eachBatch, not both")),
+        }
     }
 }
 
@@ -195,13 +259,13 @@ impl Consumer {
         })
     }
 
-    /// `consumer.run({ eachMessage })`: resolves once the consumer joined its group.
+    /// `consumer.run({ eachMessage })` or `consumer.run({ eachBatch,
+    /// eachBatchAutoResolve })`: resolves once the consumer joined its group.
     pub fn run(&self, options: JsValue) -> Promise {
         let (shared, state) = (self.shared.clone(), self.state.clone());
         promise(async move {
             let options = args::options(&options, "options")?;
-            let handler = args::get(options.as_ref(), "eachMessage")?;
-            let handler: Function = handler.dyn_into().map_err(|_| FerryError::invalid("eachMessage must be a function"))?;
+            let handler = Handler::from_options(options.as_ref())?;
             if state.running.get() || state.stopped.get() {
                 return Err(FerryError::invalid("run was called already"));
             }
@@ -327,15 +391,17 @@ async fn watch_members(shared: Shared, state: Rc<State>) {
     }
 }
 
-async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
+async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
     let wakers = shared.wakers.clone();
     let mut heartbeat_due_ms = 0.0;
     let mut tick_due_ms = 0.0;
+    let ordered = state.config.ordering == Ordering::Partition;
     while !state.stopped.get() {
         let wakes_before = wakers.wakes.get();
         let now_ms = js_sys::Date::now();
         state.sweep_slots(now_ms);
         let free = state.config.concurrency.saturating_sub(state.in_flight()) as usize;
+        let limit = if ordered { PollLimit::runs(free, state.config.batch_size_max as usize) } else { PollLimit::from(free) };
         let (tick_due, heartbeat_due) = (now_ms >= tick_due_ms, now_ms >= heartbeat_due_ms);
         let member = state.clone();
         let polled = operate(&shared, move |e, now| {
@@ -350,7 +416,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
             if free == 0 {
                 return Ok(Vec::new());
             }
-            e.poll(group, id, free, now)
+            e.poll(group, id, limit, now)
         })
         .await;
         if now_ms >= tick_due_ms {
@@ -366,14 +432,17 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
         }
         let deliveries = polled.unwrap_or_default();
         let idle = deliveries.is_empty();
-        for delivery in deliveries {
-            let slot = state.take_slot(js_sys::Date::now());
-            spawn_local(handle(shared.clone(), state.clone(), handler.clone(), delivery, slot));
+        for run in runs(deliveries, ordered || matches!(handler, Handler::EachBatch(..))) {
+            let slot = state.take_slot(if ordered { 1 } else { run.len() as u32 });
+            match &handler {
+                Handler::EachMessage(f) => spawn_local(handle_run(shared.clone(), state.clone(), f.clone(), run, slot)),
+                Handler::EachBatch(f, auto_resolve) => spawn_local(handle_batch(shared.clone(), state.clone(), f.clone(), *auto_resolve, run, slot)),
+            }
         }
         // Nothing to hand out, or every slot taken: sleep until something is due (a
         // retry, a lease, an ack timeout, the heartbeat); an append (here or in another
-        // context) or a finishing handler wakes the loop, also one that came while
-        // this round was committing.
+        // context) or a run ending wakes the loop, also one that came while this
+        // round was committing.
         let woken = wakers.wakes.get() != wakes_before;
         if !woken && (idle || state.in_flight() >= state.config.concurrency) {
             let next_due = read_cached(&shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
@@ -383,30 +452,162 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Function) {
     }
 }
 
-/// Runs `eachMessage` for one delivery and settles it with the engine, unless its
-/// slot was given back (ack timeout) first.
-async fn handle(shared: Shared, state: Rc<State>, handler: Function, delivery: Delivery, slot: Rc<Slot>) {
-    let outcome = match handler.call1(&JsValue::UNDEFINED, &payload(&delivery)) {
-        Err(thrown) => Err(thrown),
-        Ok(returned) => JsFuture::from(Promise::resolve(&returned)).await.map(|_| ()),
-    };
-    if !slot.held.replace(false) {
-        return;
+/// Splits a poll's deliveries (grouped by partition, in offset order) into what
+/// one task handles: each partition's messages together when `by_partition`, else
+/// one message each.
+fn runs(deliveries: Vec<Delivery>, by_partition: bool) -> Vec<Vec<Delivery>> {
+    let mut runs: Vec<Vec<Delivery>> = Vec::new();
+    for delivery in deliveries {
+        match runs.last_mut() {
+            Some(run) if by_partition && run[0].topic == delivery.topic && run[0].partition == delivery.partition => run.push(delivery),
+            _ => runs.push(vec![delivery]),
+        }
     }
-    let receipt = delivery.receipt();
-    let (group, member) = (state.group.clone(), state.member.clone());
-    let settled = operate(&shared, move |e, now| {
-        match outcome {
-            Ok(()) => e.ack(&group, &member, &receipt, now),
-            Err(error) => e.fail(&group, &member, &receipt, &error_message(&error), now),
-        };
-        Ok(())
-    });
-    // The settlement is queued: the slot is free, and the loop's next poll runs
-    // after it, in the same commit when it comes in time.
+    runs
+}
+
+/// Ends a run's hold on its slots and wakes the loop to poll again.
+fn end_run(shared: &Shared, state: &State, slot: &Slot) {
+    slot.held.set(false);
     state.sweep_slots(js_sys::Date::now());
     shared.wakers.wake_all();
-    let _ = settled.await;
+}
+
+/// Runs `eachMessage` for each message of a run in turn and settles each with the
+/// engine. The run ends at a failure, when its slot was given back (an ack
+/// timeout), or at `stop` (the rest is given back unhandled).
+async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Vec<Delivery>, slot: Rc<Slot>) {
+    for delivery in run {
+        if !slot.held.get() {
+            // The message before passed its ack timeout: the engine counts it and
+            // gives this one back when that lease runs out.
+            return;
+        }
+        if state.stopped.get() {
+            state.release(&shared, delivery.receipt());
+            break;
+        }
+        slot.start_message(state.config.ack_timeout_ms);
+        let outcome = call(&handler, &payload(&delivery)).await;
+        if !slot.held.get() {
+            return;
+        }
+        let finished_ms = js_sys::Date::now() as u64;
+        match outcome {
+            Ok(_) => state.ack(&shared, delivery.receipt(), finished_ms),
+            Err(error) => {
+                state.fail(&shared, delivery.receipt(), error_message(&error), finished_ms);
+                break;
+            }
+        }
+    }
+    end_run(&shared, &state, &slot);
+}
+
+/// Calls a handler and waits for what it returns to settle.
+async fn call(handler: &Function, argument: &JsValue) -> std::result::Result<JsValue, JsValue> {
+    match handler.call1(&JsValue::UNDEFINED, argument) {
+        Err(thrown) => Err(thrown),
+        Ok(returned) => JsFuture::from(Promise::resolve(&returned)).await,
+    }
+}
+
+/// How far an `eachBatch` call has resolved its batch.
+struct BatchProgress {
+    deliveries: Vec<Delivery>,
+    /// Messages resolved (and their acks queued) so far, from the first.
+    resolved: Cell<usize>,
+}
+
+impl BatchProgress {
+    /// Acks, in order, every message up to and including `offset` not yet resolved.
+    fn resolve_through(&self, shared: &Shared, state: &State, slot: &Slot, offset: u64) {
+        let finished_ms = js_sys::Date::now() as u64;
+        while let Some(delivery) = self.deliveries.get(self.resolved.get()).filter(|d| d.message.offset <= offset) {
+            state.ack(shared, delivery.receipt(), finished_ms);
+            self.resolved.set(self.resolved.get() + 1);
+        }
+        slot.start_message(state.config.ack_timeout_ms);
+    }
+
+    fn first_unresolved(&self) -> Option<&Delivery> {
+        self.deliveries.get(self.resolved.get())
+    }
+}
+
+/// Runs `eachBatch` for a run: `resolveOffset` acks, and a resolved call acks the
+/// rest when `eachBatchAutoResolve`, else gives the unresolved rest back; a throw
+/// fails the first unresolved message (and the engine gives the rest back).
+async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_resolve: bool, run: Vec<Delivery>, slot: Rc<Slot>) {
+    let (topic, partition) = (run[0].topic.clone(), run[0].partition);
+    let last_offset = run[run.len() - 1].message.offset;
+    let high_watermark = read_cached(&shared, |e| e.high_offset(&topic, partition)).ok().flatten().unwrap_or(last_offset + 1);
+    let messages: js_sys::Array = run.iter().map(|d| message_payload(&d.message, d.attempt)).collect();
+    let progress = Rc::new(BatchProgress { deliveries: run, resolved: Cell::new(0) });
+
+    let resolve_offset = {
+        let (shared, state, slot, progress) = (shared.clone(), state.clone(), slot.clone(), progress.clone());
+        Closure::<dyn Fn(JsValue)>::new(move |offset: JsValue| {
+            if let Some(offset) = offset.as_f64().or_else(|| offset.as_string().and_then(|s| s.parse().ok())) {
+                if slot.held.get() && offset >= 0.0 {
+                    progress.resolve_through(&shared, &state, &slot, offset as u64);
+                }
+            }
+        })
+    };
+    let heartbeat = {
+        let (shared, state) = (shared.clone(), state.clone());
+        Closure::<dyn Fn() -> Promise>::new(move || {
+            let (shared, state) = (shared.clone(), state.clone());
+            promise(async move {
+                let (group, member) = (state.group.clone(), state.member.clone());
+                operate(&shared, move |e, now| Ok(e.heartbeat(&group, &member, now))).await?;
+                Ok(JsValue::UNDEFINED)
+            })
+        })
+    };
+    let is_running = {
+        let state = state.clone();
+        Closure::<dyn Fn() -> bool>::new(move || !state.stopped.get())
+    };
+    let is_stale = {
+        let (shared, state, slot, topic) = (shared.clone(), state.clone(), slot.clone(), topic.clone());
+        Closure::<dyn Fn() -> bool>::new(move || {
+            let owned = read_cached(&shared, |e| e.owned_partitions(&state.group, &state.member, &topic).contains(&partition)).unwrap_or(false);
+            !slot.held.get() || !owned
+        })
+    };
+    let argument = make_batch_payload(
+        &topic,
+        partition,
+        messages,
+        high_watermark as f64,
+        resolve_offset.as_ref().unchecked_ref(),
+        heartbeat.as_ref().unchecked_ref(),
+        is_running.as_ref().unchecked_ref(),
+        is_stale.as_ref().unchecked_ref(),
+    );
+    let outcome = call(&handler, &argument).await;
+    if slot.held.get() {
+        let finished_ms = js_sys::Date::now() as u64;
+        match outcome {
+            Ok(_) => {
+                if auto_resolve {
+                    progress.resolve_through(&shared, &state, &slot, last_offset);
+                }
+                // What the call left unresolved was never handled: it comes back as it was.
+                if let Some(first) = progress.first_unresolved() {
+                    state.release(&shared, first.receipt());
+                }
+            }
+            Err(error) => {
+                if let Some(first) = progress.first_unresolved() {
+                    state.fail(&shared, first.receipt(), error_message(&error), finished_ms);
+                }
+            }
+        }
+    }
+    end_run(&shared, &state, &slot);
 }
 
 /// The text of what a handler threw, for `ferry-dlq-error`.
@@ -417,10 +618,25 @@ fn error_message(error: &JsValue) -> String {
     error.as_string().unwrap_or_else(|| js_sys::JSON::stringify(error).ok().and_then(|s| s.as_string()).unwrap_or_else(|| "handler failed".into()))
 }
 
-#[wasm_bindgen(inline_js = "export function payload(topic, partition, key, value, names, values, offset, timestamp, id, attempt) {
+#[wasm_bindgen(inline_js = "function message(key, value, names, values, offset, timestamp, id, attempt) {
   const headers = {};
   for (let i = 0; i < names.length; i++) headers[names[i]] = values[i];
-  return { topic, partition, message: { key: key ?? null, value, headers, offset, timestamp, id: id ?? null, attempt } };
+  return { key: key ?? null, value, headers, offset, timestamp, id: id ?? null, attempt };
+}
+export function messagePayload(key, value, names, values, offset, timestamp, id, attempt) {
+  return message(key, value, names, values, offset, timestamp, id, attempt);
+}
+export function payload(topic, partition, key, value, names, values, offset, timestamp, id, attempt) {
+  return { topic, partition, message: message(key, value, names, values, offset, timestamp, id, attempt) };
+}
+export function batchPayload(topic, partition, messages, highWatermark, resolveOffset, heartbeat, isRunning, isStale) {
+  const batch = {
+    topic, partition, messages, highWatermark,
+    isEmpty: () => messages.length === 0,
+    firstOffset: () => messages.length ? messages[0].offset : null,
+    lastOffset: () => messages.length ? messages[messages.length - 1].offset : highWatermark - 1,
+  };
+  return { batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary: heartbeat };
 }")]
 extern "C" {
     /// Builds `eachMessage`'s argument in one call: property names cross from wasm
@@ -439,16 +655,54 @@ extern "C" {
         id: Option<String>,
         attempt: u32,
     ) -> JsValue;
+
+    /// One message of an `eachBatch` batch, as `eachMessage` sees it.
+    #[wasm_bindgen(js_name = messagePayload)]
+    #[allow(clippy::too_many_arguments)]
+    fn make_message_payload(
+        key: Option<String>,
+        value: JsValue,
+        names: Vec<String>,
+        values: Vec<String>,
+        offset: f64,
+        timestamp: f64,
+        id: Option<String>,
+        attempt: u32,
+    ) -> JsValue;
+
+    /// `eachBatch`'s argument, KafkaJS's shape.
+    #[wasm_bindgen(js_name = batchPayload)]
+    #[allow(clippy::too_many_arguments)]
+    fn make_batch_payload(
+        topic: &str,
+        partition: u32,
+        messages: js_sys::Array,
+        high_watermark: f64,
+        resolve_offset: &Function,
+        heartbeat: &Function,
+        is_running: &Function,
+        is_stale: &Function,
+    ) -> JsValue;
+}
+
+/// A message's value as the consumer gets it.
+fn value_of(message: &crate::core::Message) -> JsValue {
+    match message.value.kind {
+        ValueKind::String => JsValue::from_str(&message.value.text()),
+        ValueKind::Bytes => Uint8Array::from(message.value.bytes.as_slice()).into(),
+        ValueKind::Json => JSON::parse(&message.value.text()).unwrap_or(JsValue::NULL),
+    }
 }
 
 /// `{ topic, partition, message: { key, value, headers, offset, timestamp, id, attempt } }`.
 pub(super) fn payload(delivery: &Delivery) -> JsValue {
     let m = &delivery.message;
-    let value = match m.value.kind {
-        ValueKind::String => JsValue::from_str(&m.value.text()),
-        ValueKind::Bytes => Uint8Array::from(m.value.bytes.as_slice()).into(),
-        ValueKind::Json => JSON::parse(&m.value.text()).unwrap_or(JsValue::NULL),
-    };
     let (names, values) = m.headers.iter().cloned().unzip();
-    make_payload(&delivery.topic, delivery.partition, m.key.clone(), value, names, values, m.offset as f64, m.timestamp_ms as f64, m.id.clone(), delivery.attempt)
+    make_payload(&delivery.topic, delivery.partition, m.key.clone(), value_of(m), names, values, m.offset as f64, m.timestamp_ms as f64, m.id.clone(), delivery.attempt)
+}
+
+/// `{ key, value, headers, offset, timestamp, id, attempt }`.
+fn message_payload(m: &crate::core::Message, attempt: u32) -> JsValue {
+    let (names, values) = m.headers.iter().cloned().unzip();
+    make_message_payload(m.key.clone(), value_of(m), names, values, m.offset as f64, m.timestamp_ms as f64, m.id.clone(), attempt)
 }

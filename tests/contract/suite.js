@@ -29,6 +29,8 @@ export const badConsumerOptions = [
   [{ groupId: 'g', concurrency: 1.5 }, 'concurrency'],
   [{ groupId: 'g', ordering: 'random' }, 'ordering'],
   [{ groupId: 'g', ackTimeoutMs: -1 }, 'ackTimeoutMs'],
+  [{ groupId: 'g', maxBatchSize: 0 }, 'maxBatchSize'],
+  [{ groupId: 'g', maxBatchSize: 1001 }, 'maxBatchSize'],
 ];
 
 export const cases = [
@@ -241,6 +243,95 @@ export const cases = [
       const consumer = bus.consumer({ groupId: 'g' });
       const e = await assert.rejects(consumer.run({ eachMessage: () => {} }));
       assert.ok(e instanceof ferry.FerryError && /subscribe/.test(e.message), e.message);
+      await bus.close();
+    },
+  },
+  {
+    name: 'a failure in the middle of a run retries it, then the rest comes back in order with no attempt counted',
+    needs: 'run',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('run-failure') });
+      const handled = [];
+      const consumer = bus.consumer({ groupId: 'g', retry: { initialBackoffMs: 20, jitter: false } });
+      await consumer.subscribe({ topic: 'run', fromBeginning: true });
+      await bus.producer().send({ topic: 'run', messages: ['0', '1', '2', '3', '4'].map((value) => ({ value })) });
+      await consumer.run({
+        eachMessage: async ({ message }) => {
+          handled.push(`${message.value}#${message.attempt}`);
+          if (message.value === '2' && message.attempt === 1) throw new Error('once');
+        },
+      });
+      await until(() => handled.length === 6);
+      assert.deepEqual(handled, ['0#1', '1#1', '2#1', '2#2', '3#1', '4#1']);
+      await until(async () => (await bus.stats()).groups[0].partitions[0].committedOffset === 5);
+      await bus.close();
+    },
+  },
+  {
+    name: 'eachBatch gets runs of one partition in order; resolveOffset acks, a throw fails the first unresolved message',
+    needs: 'run',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('each-batch') });
+      await bus.producer().send({ topic: 'b', messages: ['0', '1', '2', '3', '4'].map((value) => ({ key: 'k', value })) });
+      const batches = [];
+      const consumer = bus.consumer({ groupId: 'g', maxBatchSize: 4, retry: { initialBackoffMs: 20, jitter: false } });
+      await consumer.subscribe({ topic: 'b', fromBeginning: true });
+      await consumer.run({
+        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+          batches.push(batch.messages.map((m) => `${m.value}#${m.attempt}`));
+          assert.equal(batch.topic, 'b');
+          assert.equal(batch.highWatermark, 5);
+          assert.equal(batch.firstOffset(), batch.messages[0].offset);
+          assert.ok(isRunning() && !isStale());
+          await heartbeat();
+          if (batches.length === 1) {
+            resolveOffset(batch.messages[1].offset);
+            throw new Error('third failed');
+          }
+        },
+      });
+      await until(() => batches.flat().length >= 7);
+      assert.deepEqual(batches, [['0#1', '1#1', '2#1', '3#1'], ['2#2', '3#1', '4#1']]);
+      await until(async () => (await bus.stats()).groups[0].partitions[0].committedOffset === 5);
+      await bus.close();
+    },
+  },
+  {
+    name: 'eachBatchAutoResolve false: what eachBatch leaves unresolved comes back as it was',
+    needs: 'run',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('each-batch-manual') });
+      await bus.producer().send({ topic: 'b', messages: ['0', '1', '2'].map((value) => ({ value })) });
+      const batches = [];
+      const consumer = bus.consumer({ groupId: 'g' });
+      await consumer.subscribe({ topic: 'b', fromBeginning: true });
+      await consumer.run({
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch, resolveOffset }) => {
+          batches.push(batch.messages.map((m) => `${m.value}#${m.attempt}`));
+          resolveOffset(batch.messages[0].offset);
+        },
+      });
+      await until(() => batches.length === 3);
+      assert.deepEqual(batches, [['0#1', '1#1', '2#1'], ['1#1', '2#1'], ['2#1']]);
+      await bus.close();
+    },
+  },
+  {
+    name: 'run takes exactly one of eachMessage and eachBatch',
+    needs: 'run',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('run-handlers') });
+      for (const [options, field] of [
+        [{}, 'eachMessage'],
+        [{ eachMessage: () => {}, eachBatch: () => {} }, 'eachBatch'],
+        [{ eachBatch: 'no' }, 'eachBatch'],
+        [{ eachMessage: () => {}, eachBatchAutoResolve: 'yes' }, 'eachBatchAutoResolve'],
+      ]) {
+        const consumer = bus.consumer({ groupId: 'g' });
+        await consumer.subscribe({ topic: 't' });
+        await rejectsWith(ferry, consumer.run(options), 'INVALID_ARGUMENT', field);
+      }
       await bus.close();
     },
   },

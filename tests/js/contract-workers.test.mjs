@@ -13,29 +13,37 @@ import { startWorker } from './workerd.mjs';
 // `sleep`, `untilReceived`, `drain` and `badConsumerOptions` (below).
 const edgeCases = [
   {
-    name: 'receive and ack: "partition" ordering hands out one message per partition until it is acked',
+    name: 'receive and ack: "partition" ordering hands out whole runs, in order per partition, held until acked',
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('receive-ack') });
       await bus.createTopic('orders', { partitions: 2 });
       // Kafka's partitioner puts order-1 on partition 0 and order-2 on partition 1.
       const messages = ['a', 'b', 'c', 'd', 'e', 'f'].map((value, i) => ({ key: `order-${(i % 2) + 1}`, value, id: `id-${value}`, headers: { n: String(i) } }));
       await bus.producer().send({ topic: 'orders', messages });
-      const consumer = bus.consumer({ groupId: 'fulfilment' });
+      const consumer = bus.consumer({ groupId: 'fulfilment', retry: { initialBackoffMs: 0, jitter: false } });
       await consumer.subscribe({ topic: 'orders', fromBeginning: true });
-      const at = (batch) => batch.map((m) => [m.partition, m.offset, m.value, m.attempt]).sort();
+      const at = (batch) => batch.map((m) => [m.partition, m.offset, m.value, m.attempt]);
+      const ofPartition = (batch, p) => batch.filter((m) => m.partition === p);
 
       const first = await consumer.receive({ max: 10 });
-      assert.deepEqual(at(first), [[0, 0, 'a', 1], [1, 0, 'b', 1]], 'the head of each partition');
-      const [a] = first.filter((m) => m.partition === 0);
+      assert.deepEqual(at(ofPartition(first, 0)), [[0, 0, 'a', 1], [0, 1, 'c', 1], [0, 2, 'e', 1]], 'partition 0, in order');
+      assert.deepEqual(at(ofPartition(first, 1)), [[1, 0, 'b', 1], [1, 1, 'd', 1], [1, 2, 'f', 1]], 'partition 1, in order');
+      const [a, c] = ofPartition(first, 0);
       for (const field of ['topic', 'partition', 'offset', 'key', 'value', 'headers', 'timestamp', 'id', 'attempt']) assert.ok(field in a, `a received message has ${field}`);
       assert.deepEqual([a.topic, a.key, a.id, a.headers], ['orders', 'order-1', 'id-a', { n: '0' }]);
       assert.equal(typeof a.timestamp, 'number');
-      assert.deepEqual(await consumer.receive({ max: 10 }), [], 'both partitions are held until their message is acked');
+      assert.deepEqual(await consumer.receive({ max: 10 }), [], 'both runs are held until they are settled');
 
-      await a.ack();
-      assert.deepEqual(at(await consumer.receive({ max: 10 })), [[0, 1, 'c', 1]], 'acking partition 0 frees only partition 0');
-      for (const m of first) if (m.partition === 1) await m.ack();
-      assert.deepEqual(at(await consumer.receive({ max: 10 })), [[1, 1, 'd', 1]], 'then partition 1; partition 0 still waits for c');
+      // c fails after a is acked: c is a failed attempt, e comes back behind it
+      // with no attempt counted, and acking e now is refused (it was given back).
+      const [, , e] = ofPartition(first, 0);
+      assert.equal(await a.ack(), true);
+      assert.equal(await c.retry({ error: 'out of stock' }), true);
+      assert.equal(await e.ack(), false, 'the rest of a failed run is given back');
+      assert.deepEqual(at(await consumer.receive({ max: 10 })), [[0, 1, 'c', 2], [0, 2, 'e', 1]], 'the failed message first, then the rest');
+      for (const m of ofPartition(first, 1)) assert.equal(await m.ack(), true);
+      const fulfilment = (await bus.stats()).groups.find((g) => g.groupId === 'fulfilment');
+      assert.deepEqual(fulfilment.partitions.map((p) => [p.committedOffset, p.inFlight]), [[1, 2], [3, 0]]);
 
       // Ordering "none": messages are independent, several of one partition at once.
       // (Its own topic: "orders" already dropped a and b, which every group had acked.)
@@ -55,6 +63,23 @@ const edgeCases = [
       const group = (await bus.stats()).groups.find((g) => g.groupId === 'audit');
       assert.deepEqual(group.partitions.map((p) => [p.partition, p.committedOffset, p.lag, p.inFlight]), [[0, 3, 0, 0], [1, 3, 0, 0]]);
       assert.deepEqual(await audit.receive(), [], 'an acked message is never handed to the same group again');
+    },
+  },
+  {
+    name: 'receive({ max: 100 }) returns 100 messages of one partition in order; acks made together settle them in one call',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('receive-100') });
+      await bus.producer().send({ topic: 'jobs', messages: Array.from({ length: 150 }, (_, i) => ({ value: `job-${i}` })) });
+      const consumer = bus.consumer({ groupId: 'runners' });
+      await consumer.subscribe({ topic: 'jobs', fromBeginning: true });
+      const received = await consumer.receive({ max: 100 });
+      assert.deepEqual(received.map((m) => m.offset), Array.from({ length: 100 }, (_, i) => i));
+      assert.ok(received.every((m) => m.attempt === 1 && m.partition === 0));
+      assert.deepEqual(await Promise.all(received.map((m) => m.ack())), received.map(() => true));
+      const rest = await consumer.receive({ max: 100 });
+      assert.deepEqual([rest.length, rest[0].offset], [50, 100]);
+      const [runners] = (await bus.stats()).groups;
+      assert.deepEqual(runners.partitions.map((p) => [p.committedOffset, p.inFlight]), [[100, 50]]);
     },
   },
   {

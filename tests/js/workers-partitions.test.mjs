@@ -26,15 +26,19 @@ const steps = {
     if (undefinedAt !== undefined) messages[undefinedAt] = { ...messages[undefinedAt], value: undefined };
     return bus.producer().send({ topic, messages });
   },
-  // One receive({ max }) of the group, each message then acked, retried or left leased.
+  // One receive({ max }) of the group, each message then acked or left leased; or,
+  // with settle 'retry', the first of each partition's run retried, the rest of
+  // the run left alone (a retry gives it back), and only those returned.
   async receive(bus, { groupId, topics, fromBeginning = true, options = {}, max = 10, settle = 'ack', error }) {
     const consumer = bus.consumer({ groupId, ...options });
     await consumer.subscribe({ topics, fromBeginning });
     const received = await consumer.receive({ max });
-    for (const m of received) {
-      if (settle === 'ack') await m.ack();
-      else if (settle === 'retry') await m.retry({ error });
+    if (settle === 'retry') {
+      const heads = received.filter((m, i) => i === 0 || received[i - 1].partition !== m.partition);
+      for (const m of heads) if (!(await m.retry({ error }))) throw new Error('the retry of ' + m.value + ', first of its run, was refused');
+      return heads.map(view);
     }
+    if (settle === 'ack') for (const m of received) await m.ack();
     return received.map(view);
   },
   // One receive({ max }), then every message settled at once: acks, and one retry

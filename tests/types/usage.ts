@@ -32,6 +32,7 @@ async function everyName(): Promise<void> {
     heartbeatIntervalMs: 3000,
     ordering: 'none',
     concurrency: 4,
+    maxBatchSize: 100,
   });
   await consumer.subscribe({ topics: ['t'], fromBeginning: true });
   await consumer.run({
@@ -42,6 +43,22 @@ async function everyName(): Promise<void> {
     },
   });
   await consumer.stop();
+  const batches = bus.consumer({ groupId: 'b' });
+  await batches.subscribe({ topic: 't' });
+  await batches.run({
+    eachBatchAutoResolve: false,
+    eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
+      for (const message of batch.messages) {
+        if (!isRunning() || isStale()) break;
+        resolveOffset(message.offset);
+        await heartbeat();
+      }
+      await commitOffsetsIfNecessary();
+      const high: number = batch.highWatermark;
+      const first: number | null = batch.firstOffset();
+      void [high, first, batch.lastOffset(), batch.isEmpty(), batch.topic, batch.partition];
+    },
+  });
   const stats: BusStats = await bus.stats();
   const owner: string | null = stats.groups[0].partitions[0].owner;
   const mine: boolean = owner === consumer.memberId;
@@ -67,6 +84,8 @@ async function mistakesAreTypeErrors(bus: Bus): Promise<void> {
   await bus.publish('t', 'v', { headers: { a: 1 } });
   // @ts-expect-error storage is "indexeddb" or "memory"
   await Bus.open({ storage: 'disk' });
+  // @ts-expect-error run takes eachMessage or eachBatch
+  await bus.consumer({ groupId: 'g' }).run({ eachBatchAutoResolve: true });
   // @ts-expect-error memberId is read-only
   bus.consumer({ groupId: 'g' }).memberId = 'someone-else';
 }

@@ -334,6 +334,11 @@ impl Engine {
         self.partition_mut(topic, partition)?.chunks.remove(&base).map(ChunkBuilder::resume)
     }
 
+    /// The next offset to be written in a partition (Kafka's high watermark).
+    pub fn high_offset(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.partition(topic, partition).map(|s| s.head.high)
+    }
+
     /// Reads up to `max` retained messages of a partition from `offset` on.
     pub fn read_log(&self, topic: &str, partition: u32, offset: u64, max: usize) -> Result<Vec<Message>> {
         let Some(state) = self.partition(topic, partition) else {
