@@ -38,6 +38,9 @@ extern "C" {
     fn set_timeout(handler: &Function, timeout_ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(handle: &JsValue);
+    /// JavaScript's `Number(value)`: reads a number or a numeric string.
+    #[wasm_bindgen(js_name = Number)]
+    fn to_number(value: &JsValue) -> f64;
 }
 
 /// Wakes sleeping consumer loops of one bus: new messages, finished handlers, stop.
@@ -512,6 +515,12 @@ async fn call(handler: &Function, argument: &JsValue) -> std::result::Result<JsV
     }
 }
 
+/// What `eachBatch`'s functions ask of its batch, as `batchPayload` numbers them.
+const BATCH_RESOLVE_OFFSET: u32 = 0;
+const BATCH_HEARTBEAT: u32 = 1;
+const BATCH_IS_RUNNING: u32 = 2;
+const BATCH_IS_STALE: u32 = 3;
+
 /// How far an `eachBatch` call has resolved its batch.
 struct BatchProgress {
     deliveries: Vec<Delivery>,
@@ -545,48 +554,37 @@ async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_
     let messages: js_sys::Array = run.iter().map(|d| message_payload(&d.message, d.attempt)).collect();
     let progress = Rc::new(BatchProgress { deliveries: run, resolved: Cell::new(0) });
 
-    let resolve_offset = {
-        let (shared, state, slot, progress) = (shared.clone(), state.clone(), slot.clone(), progress.clone());
-        Closure::<dyn Fn(JsValue)>::new(move |offset: JsValue| {
-            if let Some(offset) = offset.as_f64().or_else(|| offset.as_string().and_then(|s| s.parse().ok())) {
-                if slot.held.get() && offset >= 0.0 {
+    // One closure answers all four of the batch's functions (BatchCall): every
+    // closure type costs kilobytes of glue.
+    let control = {
+        let (shared, state, slot, progress, topic) = (shared.clone(), state.clone(), slot.clone(), progress.clone(), topic.clone());
+        Closure::<dyn Fn(u32, JsValue) -> JsValue>::new(move |call: u32, argument: JsValue| match call {
+            BATCH_RESOLVE_OFFSET => {
+                // KafkaJS passes offsets as strings: JavaScript's Number() reads both.
+                let offset = to_number(&argument);
+                if offset >= 0.0 && slot.held.get() {
                     progress.resolve_through(&shared, &state, &slot, offset as u64);
                 }
+                JsValue::UNDEFINED
             }
-        })
-    };
-    let heartbeat = {
-        let (shared, state) = (shared.clone(), state.clone());
-        Closure::<dyn Fn() -> Promise>::new(move || {
-            let (shared, state) = (shared.clone(), state.clone());
-            promise(async move {
+            BATCH_HEARTBEAT => {
                 let (group, member) = (state.group.clone(), state.member.clone());
-                operate(&shared, move |e, now| Ok(e.heartbeat(&group, &member, now))).await?;
-                Ok(JsValue::UNDEFINED)
-            })
+                let stored = operate(&shared, move |e, now| Ok(e.heartbeat(&group, &member, now)));
+                promise(async move {
+                    stored.await?;
+                    Ok(JsValue::UNDEFINED)
+                })
+                .into()
+            }
+            BATCH_IS_RUNNING => JsValue::from_bool(!state.stopped.get()),
+            BATCH_IS_STALE => {
+                let owned = read_cached(&shared, |e| e.owned_partitions(&state.group, &state.member, &topic).contains(&partition)).unwrap_or(false);
+                JsValue::from_bool(!slot.held.get() || !owned)
+            }
+            _ => JsValue::UNDEFINED,
         })
     };
-    let is_running = {
-        let state = state.clone();
-        Closure::<dyn Fn() -> bool>::new(move || !state.stopped.get())
-    };
-    let is_stale = {
-        let (shared, state, slot, topic) = (shared.clone(), state.clone(), slot.clone(), topic.clone());
-        Closure::<dyn Fn() -> bool>::new(move || {
-            let owned = read_cached(&shared, |e| e.owned_partitions(&state.group, &state.member, &topic).contains(&partition)).unwrap_or(false);
-            !slot.held.get() || !owned
-        })
-    };
-    let argument = make_batch_payload(
-        &topic,
-        partition,
-        messages,
-        high_watermark as f64,
-        resolve_offset.as_ref().unchecked_ref(),
-        heartbeat.as_ref().unchecked_ref(),
-        is_running.as_ref().unchecked_ref(),
-        is_stale.as_ref().unchecked_ref(),
-    );
+    let argument = make_batch_payload(&topic, partition, messages, high_watermark as f64, control.as_ref().unchecked_ref());
     let outcome = call(&handler, &argument).await;
     if slot.held.get() {
         let finished_ms = js_sys::Date::now() as u64;
@@ -618,18 +616,19 @@ fn error_message(error: &JsValue) -> String {
     error.as_string().unwrap_or_else(|| js_sys::JSON::stringify(error).ok().and_then(|s| s.as_string()).unwrap_or_else(|| "handler failed".into()))
 }
 
-#[wasm_bindgen(inline_js = "function message(key, value, names, values, offset, timestamp, id, attempt) {
+#[wasm_bindgen(inline_js = "export function message(key, value, names, values, offset, timestamp, id, attempt) {
   const headers = {};
   for (let i = 0; i < names.length; i++) headers[names[i]] = values[i];
   return { key: key ?? null, value, headers, offset, timestamp, id: id ?? null, attempt };
 }
-export function messagePayload(key, value, names, values, offset, timestamp, id, attempt) {
-  return message(key, value, names, values, offset, timestamp, id, attempt);
+export function messagePayload(topic, partition, message) {
+  return { topic, partition, message };
 }
-export function payload(topic, partition, key, value, names, values, offset, timestamp, id, attempt) {
-  return { topic, partition, message: message(key, value, names, values, offset, timestamp, id, attempt) };
-}
-export function batchPayload(topic, partition, messages, highWatermark, resolveOffset, heartbeat, isRunning, isStale) {
+export function batchPayload(topic, partition, messages, highWatermark, control) {
+  const heartbeat = () => control(1);
+  const resolveOffset = (offset) => { control(0, offset); };
+  const isRunning = () => control(2);
+  const isStale = () => control(3);
   const batch = {
     topic, partition, messages, highWatermark,
     isEmpty: () => messages.length === 0,
@@ -639,13 +638,11 @@ export function batchPayload(topic, partition, messages, highWatermark, resolveO
   return { batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary: heartbeat };
 }")]
 extern "C" {
-    /// Builds `eachMessage`'s argument in one call: property names cross from wasm
-    /// as text, which costs more per message than the message itself.
-    #[wasm_bindgen(js_name = payload)]
+    /// Builds a delivered message in one call: property names cross from wasm as
+    /// text, which costs more per message than the message itself.
+    #[wasm_bindgen(js_name = message)]
     #[allow(clippy::too_many_arguments)]
-    fn make_payload(
-        topic: &str,
-        partition: u32,
+    fn make_message(
         key: Option<String>,
         value: JsValue,
         names: Vec<String>,
@@ -656,33 +653,14 @@ extern "C" {
         attempt: u32,
     ) -> JsValue;
 
-    /// One message of an `eachBatch` batch, as `eachMessage` sees it.
+    /// `eachMessage`'s argument.
     #[wasm_bindgen(js_name = messagePayload)]
-    #[allow(clippy::too_many_arguments)]
-    fn make_message_payload(
-        key: Option<String>,
-        value: JsValue,
-        names: Vec<String>,
-        values: Vec<String>,
-        offset: f64,
-        timestamp: f64,
-        id: Option<String>,
-        attempt: u32,
-    ) -> JsValue;
+    fn make_message_payload(topic: &str, partition: u32, message: JsValue) -> JsValue;
 
-    /// `eachBatch`'s argument, KafkaJS's shape.
+    /// `eachBatch`'s argument, KafkaJS's shape; its functions call `control` with
+    /// a `BATCH_*` number.
     #[wasm_bindgen(js_name = batchPayload)]
-    #[allow(clippy::too_many_arguments)]
-    fn make_batch_payload(
-        topic: &str,
-        partition: u32,
-        messages: js_sys::Array,
-        high_watermark: f64,
-        resolve_offset: &Function,
-        heartbeat: &Function,
-        is_running: &Function,
-        is_stale: &Function,
-    ) -> JsValue;
+    fn make_batch_payload(topic: &str, partition: u32, messages: js_sys::Array, high_watermark: f64, control: &Function) -> JsValue;
 }
 
 /// A message's value as the consumer gets it.
@@ -694,15 +672,13 @@ fn value_of(message: &crate::core::Message) -> JsValue {
     }
 }
 
-/// `{ topic, partition, message: { key, value, headers, offset, timestamp, id, attempt } }`.
+/// `{ topic, partition, message }`, `eachMessage`'s argument.
 pub(super) fn payload(delivery: &Delivery) -> JsValue {
-    let m = &delivery.message;
-    let (names, values) = m.headers.iter().cloned().unzip();
-    make_payload(&delivery.topic, delivery.partition, m.key.clone(), value_of(m), names, values, m.offset as f64, m.timestamp_ms as f64, m.id.clone(), delivery.attempt)
+    make_message_payload(&delivery.topic, delivery.partition, message_payload(&delivery.message, delivery.attempt))
 }
 
 /// `{ key, value, headers, offset, timestamp, id, attempt }`.
 fn message_payload(m: &crate::core::Message, attempt: u32) -> JsValue {
     let (names, values) = m.headers.iter().cloned().unzip();
-    make_message_payload(m.key.clone(), value_of(m), names, values, m.offset as f64, m.timestamp_ms as f64, m.id.clone(), attempt)
+    make_message(m.key.clone(), value_of(m), names, values, m.offset as f64, m.timestamp_ms as f64, m.id.clone(), attempt)
 }
