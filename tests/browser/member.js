@@ -8,9 +8,11 @@ import { Bus } from '/pkg/entry/browser.js';
  * Joins `groupId` on `topic` of bus `bus` and hands `report` a record of every
  * message it handled. The handler awaits `report` before it resolves, so a message
  * is reported before it is acked: a message the group committed is never missing
- * from the reports. Resolves, once the member joined, to a function that stops it.
+ * from the reports. With `hangAtOffset`, the first attempt at that offset is
+ * reported and then never ends (a context about to die mid-run). Resolves, once
+ * the member joined, to a function that stops it.
  */
-export async function startMember({ bus: name, topic, groupId, label, options = {} }, report) {
+export async function startMember({ bus: name, topic, groupId, label, options = {}, hangAtOffset }, report) {
   const bus = await Bus.open({ name });
   const consumer = bus.consumer({ groupId, ...options });
   await consumer.subscribe({ topic, fromBeginning: true });
@@ -22,6 +24,7 @@ export async function startMember({ bus: name, topic, groupId, label, options = 
       const { offset, key, value, attempt } = message;
       // [start, end] is the handler's work; it resolves, and is acked, only later.
       await report({ bus: name, groupId, member: label, partition, offset, key, value, attempt, start, end: Date.now() });
+      if (offset === hangAtOffset && attempt === 1) await new Promise(() => {});
     },
   });
   return () => bus.close();

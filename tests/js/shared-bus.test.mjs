@@ -373,6 +373,42 @@ test('a partition moves to the other member page within a second of its owner cl
   assert.deepEqual(partitionOrderViolations(records, new Map([[owner, closedAt]])).slice(0, 10), []);
 });
 
+test('a page closed in the middle of a run: its message in flight comes back with one more attempt, the rest of the run as it was', async () => {
+  const bus = newBus('mid-run');
+  const topic = 'run';
+  await createTopic(host, bus, topic, 1);
+  const [a, b, producer] = await Promise.all([openPage(), openPage(), openPage()]);
+  const member = (label, hangAtOffset) => ({ bus, topic, groupId: 'runs', label, hangAtOffset, options: { ackTimeoutMs: 60_000 } });
+  await startPageMember(a, member('a', 3));
+  await startPageMember(b, member('b'));
+  const sent = sentBy('producer', await producePage(producer, { bus, topic, from: 'producer', count: 10, batch: 10 }));
+  const records = reports.get(bus);
+  const committed = () => host.evaluate(async (bus) => {
+    const b = await window.ferry.Bus.open({ name: bus });
+    const stats = await b.stats();
+    await b.close();
+    return stats.groups[0].partitions[0].committedOffset;
+  }, bus);
+  // One member holds the partition's run of 10; it handles 0 to 2 and hangs at 3.
+  await until(() => records.some((r) => r.offset === 3), 10_000, 'the run to reach offset 3');
+  const owner = records.find((r) => r.offset === 3).member;
+  const survivor = owner === 'a' ? 'b' : 'a';
+  if (owner === 'b') throw new Error('b took the partition first: its member has no hang');
+  for (let stored = await committed(); stored < 3; stored = await committed()) await sleep(20);
+
+  const closedAt = Date.now();
+  await a.close();
+  await until(() => records.some((r) => r.member === survivor && r.offset === 9), 15_000, `${survivor} to finish the run`);
+  await stopPageMember(b);
+  await Promise.all([b, producer].map((page) => page.close()));
+
+  const after = records.filter((r) => r.member === survivor).map((r) => [r.offset, r.attempt]);
+  assert.deepEqual(after, [[3, 2], [4, 1], [5, 1], [6, 1], [7, 1], [8, 1], [9, 1]], 'only the message in flight counts an attempt');
+  assert.deepEqual(records.filter((r) => r.member === owner).map((r) => r.offset), [0, 1, 2, 3]);
+  assertAllHandled(sent, records);
+  assert.deepEqual(partitionOrderViolations(records, new Map([[owner, closedAt]])).slice(0, 10), []);
+});
+
 test('two groups in two pages each get every message a third page produces', async () => {
   const bus = newBus('fan-out');
   const topic = 'events';
