@@ -130,10 +130,16 @@ impl Engine {
 
         let deadline_ms = now_ms.saturating_add(config.ack_timeout_ms);
         let mut deliveries = Vec::with_capacity(picks.len());
+        // The last new offset handed out of each partition: its fetch position moves
+        // once, past all of them.
+        let mut fetched: Vec<(Name, u32, u64)> = Vec::new();
         for (topic, p, message, attempt, is_new, in_flight) in picks {
             let offset = message.offset;
             if is_new {
-                self.record_fetch(&group_name, &topic, p, offset, now_ms);
+                match fetched.last_mut() {
+                    Some((t, q, last)) if *t == topic && *q == p => *last = offset,
+                    _ => fetched.push((topic.clone(), p, offset)),
+                }
             }
             let lease = if in_flight {
                 Pending::InFlight { member: member_name.clone(), attempt, deadline_ms }
@@ -142,6 +148,9 @@ impl Engine {
             };
             self.put(Key::Pending(group_name.clone(), topic.clone(), p, offset), Some(Record::Pending(lease)));
             deliveries.push(Delivery { topic, partition: p, attempt, message });
+        }
+        for (topic, p, last) in fetched {
+            self.record_fetch(&group_name, &topic, p, last, now_ms);
         }
         Ok(deliveries)
     }
@@ -193,8 +202,9 @@ impl Engine {
         out
     }
 
-    /// Moves the fetch position past a newly handed-out `offset`; delayed messages
-    /// skipped on the way (ordering "none") wait in a record of their own.
+    /// Moves the fetch position past the newly handed-out offsets up to `offset`
+    /// (each already has its lease); delayed messages skipped on the way (ordering
+    /// "none") wait in a record of their own.
     fn record_fetch(&mut self, group: &Name, topic: &Name, p: u32, offset: u64, now_ms: u64) {
         let Some(cs) = self.cursor(group, topic, p) else { return };
         let mut cursor = cs.cursor;
