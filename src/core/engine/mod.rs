@@ -18,6 +18,29 @@
 //! The engine never reads a clock, never awaits and never touches storage; its only
 //! randomness (retry jitter) comes from the seed given to `open`.
 //!
+//! # Runs
+//!
+//! Under partition ordering a poll leases a *run* per partition: up to the
+//! member's `maxBatchSize` consecutive offsets from the first unsettled one, in one
+//! commit. The rules a driver relies on:
+//!
+//! - The run's first message is in flight ([`Pending::InFlight`], leased for
+//!   `ackTimeoutMs`); the others are leased behind it ([`Pending::Leased`]), with no
+//!   attempt counted. Acking the message in flight puts the next one in flight,
+//!   leased from the ack's `now_ms`: the handler of a run's messages runs one after
+//!   another, and `ackTimeoutMs` runs from when each starts.
+//! - Acks are settled in offset order. One made ahead of its turn is held and
+//!   settles when the messages before it have; the committed offset never passes
+//!   an unsettled one. A driver queues a run's acks and commits them together
+//!   with its next poll.
+//! - When the message in flight fails (the handler failed, its lease ran out, or
+//!   its member was lost), that is one failed attempt for it alone; the rest of the
+//!   run is given back ([`Engine::release`] does the same without a failure),
+//!   waiting with its attempts unchanged, and is handed out again once the failed
+//!   message settles (Pub/Sub's rule for ordering keys).
+//! - A message not deliverable yet (a retry in its backoff, a delayed message)
+//!   ends a run and holds the partition.
+//!
 //! # State is records
 //!
 //! Every change is a record written through [`Engine::put`], which applies it to the
