@@ -20,6 +20,15 @@ try {
   console.log(`  send, batches of 100                                    ${fmt(r.sendBatches100)} msg/s  ${ratio(r.sendBatches100, r.rawIndexedDb)}`);
   console.log(`  1,000 concurrent single-message sends (group commit)    ${fmt(r.concurrentSends1000)} msg/s  ${ratio(r.concurrentSends1000, r.rawIndexedDb)}`);
   console.log(`  consume + ack, one consumer (ordering none, 100 at once) ${fmt(r.consumeAck)} msg/s`);
+  const count = r.consumeMessages.toLocaleString('en-US');
+  console.log(`  consume + ack, one page, ${count} messages on ${r.consumePartitions} partitions (each line a fresh copy of the same messages)`);
+  const consumeLine = (label, key, note) => {
+    const repeats = r[`${key}Repeats`] ? `  (${r[`${key}Repeats`]} repeated deliveries)` : '';
+    console.log(`    ${label.padEnd(55)}${fmt(r[key])} msg/s  ${note}${repeats}`);
+  };
+  consumeLine('ordering "none", concurrency 100, eachMessage', 'consumeNone8', '(baseline)');
+  consumeLine('ordering "partition", concurrency 8, eachMessage', 'consumePartition8', `${ratio(r.consumePartition8, r.consumeNone8)} (floor >= 0.70x)`);
+  consumeLine('ordering "partition", concurrency 8, eachBatch', 'consumeBatch8', `${ratio(r.consumeBatch8, r.consumeNone8)}  (${r.consumeBatch8PerBatch.toFixed(1)} messages per batch)`);
   console.log(`  import to open bus                                      ${r.importToOpenMs.toFixed(1).padStart(10)} ms`);
   const dist = new URL('../pkg/dist/', import.meta.url);
   const gz = async (file) => gzipSync(await readFile(new URL(file, dist)), { level: 9 }).length;

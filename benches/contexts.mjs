@@ -1,16 +1,19 @@
 // Runs www/bench-contexts.html in several pages of one headless Chromium context
 // sharing a bus, and prints what crossing contexts costs: latency beside a raw
 // BroadcastChannel round trip between the same pages, throughput of 4 consumer
-// pages beside 1, and failover after a closed tab. Figures only: nothing here
-// fails on timing. `node benches/contexts.mjs` after `make pkg`.
+// pages beside 1 (ferry's ordered and unordered consumers, and beside them a job
+// queue on Dexie that the same pages share, www/dexie-queue.js), and failover after
+// a closed tab. Figures only: nothing here fails on timing; it fails when a message
+// is lost, altered, misplaced or, under partition ordering, handled out of order.
+// `node benches/contexts.mjs` after `make pkg`.
 import { serve } from '../www/serve.mjs';
 import { launch } from '../tests/js/chromium.mjs';
 
 const LATENCY_MESSAGES = 1000;
 const WARM_UP = 50;
-const THROUGHPUT_MESSAGES = 1000;
+const THROUGHPUT_MESSAGES = 5000;
 const THROUGHPUT_PARTITIONS = 8;
-const THROUGHPUT_RUNS = 3;
+const THROUGHPUT_RUNS = 5;
 const FAILOVER_RUNS = 10;
 const FLOW_PARTITIONS = 2;
 // The browser alone takes tens of milliseconds to release a closed page's locks,
@@ -69,41 +72,109 @@ async function latency(a, b) {
 }
 
 /**
- * Once every preloaded message was handled in one of `pages` (duplicates across
- * pages not counted), their progress; else null.
+ * The consumers the throughput case compares, each on THROUGHPUT_MESSAGES preloaded
+ * 256-byte messages: `preload(page, name)` resolves to the keys stored, `prepare`
+ * readies one page's consumer; `ordered` ones must handle each partition in order.
  */
+const CONSUMERS = {
+  ordered: {
+    label: 'ferry, default ordering ("partition"), concurrency 8',
+    ordered: true,
+    preload: (page, name) => call(page, 'preload', name, 'work', THROUGHPUT_PARTITIONS, THROUGHPUT_MESSAGES),
+    // No `ordering`: the default is what is measured.
+    prepare: (page, name) => call(page, 'prepareMember', name, 'work', { groupId: 'work', concurrency: 8 }),
+  },
+  unordered: {
+    label: 'ferry, ordering "none", concurrency 100',
+    ordered: false,
+    preload: (page, name) => call(page, 'preload', name, 'work', THROUGHPUT_PARTITIONS, THROUGHPUT_MESSAGES),
+    prepare: (page, name) => call(page, 'prepareMember', name, 'work', { groupId: 'work', ordering: 'none', concurrency: 100 }),
+  },
+  dexie: {
+    label: 'Dexie job queue, claims of 100 (unordered)',
+    ordered: false,
+    preload: (page, name) => call(page, 'preloadJobs', name, THROUGHPUT_MESSAGES),
+    prepare: (page, name) => call(page, 'prepareJobWorker', name),
+  },
+};
+
+/** Once every preloaded message was handled in one of `pages` (duplicates across pages not counted), their progress and when each message was first handled; else null. */
 async function allHandled(pages) {
   const progress = await Promise.all(pages.map((p) => call(p, 'progress')));
   if (sum(progress.map((p) => p.handled)) < THROUGHPUT_MESSAGES) return null;
-  const keys = new Set((await Promise.all(pages.map((p) => call(p, 'handledKeys')))).flat());
-  return keys.size >= THROUGHPUT_MESSAGES ? progress : null;
+  const handled = await firstHandled(pages);
+  return handled.size >= THROUGHPUT_MESSAGES ? { progress, handled } : null;
+}
+
+/** Key -> when it was first handled in any of `pages`. */
+async function firstHandled(pages) {
+  const handled = new Map();
+  for (const entries of await Promise.all(pages.map((p) => call(p, 'handledKeys')))) {
+    for (const [key, at] of entries) handled.set(key, Math.min(at, handled.get(key) ?? Infinity));
+  }
+  return handled;
 }
 
 /**
- * Messages per second for one group spread over `pages`, from the first start to
- * the last message handled, and how many deliveries were repeats.
+ * Throws unless exactly the `stored` keys were handled, each with its own value,
+ * and (when `ordered`) each partition's offsets first handled in offset order.
  */
-async function throughput(pages) {
-  const bus = unique('throughput');
-  await call(pages[0], 'preload', bus, 'work', THROUGHPUT_PARTITIONS, THROUGHPUT_MESSAGES);
-  const options = { groupId: 'work', ordering: 'partition', concurrency: 8 };
-  await Promise.all(pages.map((p) => call(p, 'prepareMember', bus, 'work', options)));
-  const starts = await Promise.all(pages.map((p, i) => call(p, 'startMember', `page${i}`, null)));
-  const progress = await until('every preloaded message handled', () => allHandled(pages), 20);
-  const ms = Math.max(...progress.map((p) => p.lastAt)) - Math.min(...starts);
-  await Promise.all(pages.map((p) => call(p, 'reset')));
-  return { rate: (THROUGHPUT_MESSAGES / ms) * 1000, repeats: sum(progress.map((p) => p.deliveries)) - THROUGHPUT_MESSAGES };
+function checkHandled(what, stored, { progress, handled }, ordered) {
+  const wrong = progress.flatMap((p) => p.wrong);
+  if (wrong.length) throw new Error(`${what}: delivered with another message's value: ${wrong.join(' ')}`);
+  const unknown = [...handled.keys()].filter((key) => !stored.has(key));
+  if (unknown.length || handled.size !== stored.size) throw new Error(`${what}: handled ${handled.size} of ${stored.size} stored, ${unknown.length} never stored: ${unknown.slice(0, 10).join(' ')}`);
+  if (!ordered) return;
+  const byPartition = new Map();
+  for (const [key, at] of handled) {
+    const [partition, offset] = key.split(':').map(Number);
+    byPartition.set(partition, [...(byPartition.get(partition) ?? []), { offset, at }]);
+  }
+  for (const [partition, list] of byPartition) {
+    list.sort((a, b) => a.offset - b.offset);
+    const early = list.find((e, i) => i > 0 && e.at < list[i - 1].at);
+    if (early) throw new Error(`${what}: partition ${partition} offset ${early.offset} first handled before the offset ahead of it`);
+  }
 }
 
-/** Median rate of 1 and of 4 consumer pages, runs interleaved so drift hits both alike. */
+/**
+ * Messages per second for `consumer` spread over `pages`, from the first start to
+ * the last message handled, and how many deliveries were repeats.
+ */
+async function throughput(consumer, pages) {
+  const name = unique('throughput');
+  const stored = new Set(await consumer.preload(pages[0], name));
+  await Promise.all(pages.map((p) => consumer.prepare(p, name)));
+  const starts = await Promise.all(pages.map((p, i) => call(p, 'startMember', `page${i}`, null)));
+  const firstStart = Math.min(...starts.map((s) => s.startedAt));
+  const result = await until(`every preloaded message handled (${consumer.label}, ${pages.length} pages)`, () => allHandled(pages), 20);
+  await Promise.all(pages.map((p) => call(p, 'reset')));
+  checkHandled(`${consumer.label}, ${pages.length} pages`, stored, result, consumer.ordered);
+  const ms = Math.max(...result.progress.map((p) => p.lastAt)) - firstStart;
+  // How much of it the pages spent starting (ferry: joining the group, rebalancing as the others join).
+  const startingMs = Math.max(...starts.map((s) => s.runningAt)) - firstStart;
+  return { rate: (THROUGHPUT_MESSAGES / ms) * 1000, ms, startingMs, repeats: sum(result.progress.map((p) => p.deliveries)) - THROUGHPUT_MESSAGES };
+}
+
+/**
+ * Median rate of 1 and of 4 consumer pages for each of CONSUMERS, runs interleaved
+ * so that drift over the process hits them all alike.
+ */
 async function throughputs(pages) {
-  const runs = { one: [], four: [] };
+  const runs = Object.fromEntries(Object.keys(CONSUMERS).map((name) => [name, { one: [], four: [] }]));
   for (let i = 0; i < THROUGHPUT_RUNS; i++) {
-    runs.one.push(await throughput(pages.slice(0, 1)));
-    runs.four.push(await throughput(pages.slice(0, 4)));
+    for (const [name, consumer] of Object.entries(CONSUMERS)) {
+      runs[name].one.push(await throughput(consumer, pages.slice(0, 1)));
+      runs[name].four.push(await throughput(consumer, pages.slice(0, 4)));
+    }
   }
-  const summary = (rs) => ({ rate: median(rs.map((r) => r.rate)), repeats: sum(rs.map((r) => r.repeats)) });
-  return { one: summary(runs.one), four: summary(runs.four) };
+  const summary = (rs) => ({
+    rate: median(rs.map((r) => r.rate)),
+    ms: median(rs.map((r) => r.ms)),
+    startingMs: median(rs.map((r) => r.startingMs)),
+    repeats: sum(rs.map((r) => r.repeats)),
+  });
+  return Object.fromEntries(Object.entries(runs).map(([name, r]) => [name, { one: summary(r.one), four: summary(r.four) }]));
 }
 
 /** The pages' clock minus Node's, from the exchange with the shortest round trip. */
@@ -193,15 +264,29 @@ async function failovers(context, url, producer) {
 function report(lat, tput, fail) {
   const ms = (n) => `${n.toFixed(2).padStart(6)} ms`;
   const rate = (n) => Math.round(n).toLocaleString('en-US').padStart(8);
+  const x = (n, base) => `${(n / base).toFixed(2)}x`;
   console.log('ferry across pages of one headless Chromium context (IndexedDB bus, BroadcastChannel wake-ups, Web Locks failover)');
   console.log(`  latency, page A publish -> page B eachMessage, 1-partition topic, ${LATENCY_MESSAGES.toLocaleString('en-US')} messages one at a time`);
   console.log(`    raw BroadcastChannel round trip A -> B -> A  p50 ${ms(lat.roundTrip.p50)}  p99 ${ms(lat.roundTrip.p99)}  (baseline)`);
   console.log(`    ferry publish -> eachMessage                 p50 ${ms(lat.ferry.p50)}  p99 ${ms(lat.ferry.p99)}  (target p50 <= 3 ms, p99 <= 15 ms)`);
-  console.log(`  throughput, ${THROUGHPUT_MESSAGES.toLocaleString('en-US')} preloaded 256-byte messages, ${THROUGHPUT_PARTITIONS} partitions, one group (ordering partition, concurrency 8), median of ${THROUGHPUT_RUNS} runs`);
-  console.log(`    1 consumer page   ${rate(tput.one.rate)} msg/s  (baseline)`);
-  console.log(`    4 consumer pages  ${rate(tput.four.rate)} msg/s  ${(tput.four.rate / tput.one.rate).toFixed(2)}x`);
-  const repeats = tput.one.repeats + tput.four.repeats;
-  if (repeats > 0) console.log(`    (${repeats} deliveries were repeats of a message already handled)`);
+  console.log(
+    `  throughput, ${THROUGHPUT_MESSAGES.toLocaleString('en-US')} preloaded 256-byte messages (ferry: ${THROUGHPUT_PARTITIONS} partitions), ` +
+      `one group of 1 or 4 consumer pages, median of ${THROUGHPUT_RUNS} runs each; every message checked handled, repeats counted`,
+  );
+  const column = 54;
+  console.log(`    ${''.padEnd(column)}        1 page       4 pages  4 vs 1`);
+  for (const [name, { label }] of Object.entries(CONSUMERS)) {
+    const { one, four } = tput[name];
+    const floor = name === 'ordered' ? '  (floor >= 1.00x)' : '';
+    const repeats = one.repeats + four.repeats;
+    const starting = (r) => `${Math.round(r.startingMs)} of ${Math.round(r.ms)} ms`;
+    console.log(`    ${label.padEnd(column)}${rate(one.rate)} msg/s${rate(four.rate)} msg/s  ${x(four.rate, one.rate)}${floor}  ${repeats} repeats  (starting took ${starting(one)}, 4 pages ${starting(four)})`);
+  }
+  for (const name of ['ordered', 'unordered']) {
+    const [ferry, dexie] = [tput[name], tput.dexie];
+    const label = `ferry ${name === 'ordered' ? '"partition"' : '"none"'} vs the Dexie queue`;
+    console.log(`    ${label.padEnd(column)}${x(ferry.one.rate, dexie.one.rate).padStart(14)}${x(ferry.four.rate, dexie.four.rate).padStart(14)}`);
+  }
   const spread = (xs) => `median ${ms(median(xs))}  (min ${ms(Math.min(...xs)).trim()}, max ${ms(Math.max(...xs)).trim()})`;
   console.log(`  failover, 2 member pages, ${FLOW_PARTITIONS} partitions, a message to each every ${FLOW_INTERVAL_MS} ms; close the page owning partition 0, ${FAILOVER_RUNS} runs`);
   console.log(`    close -> a raw Web Lock it held granted in another page  ${spread(fail.map((r) => r.lockMs))}  (baseline)`);

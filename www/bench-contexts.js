@@ -4,8 +4,13 @@
 // time comes from clock(), which the pages of one browser share, so a figure may
 // start in one page and end in another.
 import { Bus } from 'ferry';
+import { DexieQueue } from './dexie-queue.js';
 
-const VALUE = 'v'.repeat(256);
+const VALUE_BYTES = 256;
+/** The 256-byte value of the message or job `key`, so that each delivery can be checked against its place. */
+const labelled = (key) => `${key}-`.padEnd(VALUE_BYTES, 'v');
+/** The key of a message by where it must be: partition and offset. */
+const messageKey = (partition, offset) => `${partition}:${offset}`;
 
 /** Milliseconds since the epoch with sub-millisecond resolution, the same in every page. */
 const clock = () => performance.timeOrigin + performance.now();
@@ -91,20 +96,39 @@ async function publishOneAtATime(busName, topic, reportTo, count, warmUp) {
   return samples.slice(warmUp);
 }
 
-// --- Consumer group members (throughput, failover) ---------------------------
+// --- Consumers: ferry's group members and the Dexie queue's workers --------------
 
+/**
+ * This page's consumer: `start(record, label)` runs it, calling record(key, value,
+ * where) for each delivery; what it handled (key -> when first), its deliveries and
+ * the keys whose value was not theirs.
+ */
 let member = null;
+
+const newMember = (start) => ({ start, handled: new Map(), deliveries: 0, lastAt: 0, wrong: [], log: null });
 
 /** Opens the bus and subscribes a consumer, without running it yet. */
 async function prepareMember(busName, topic, options) {
   const bus = await openBus(busName);
   const consumer = bus.consumer(options);
   await consumer.subscribe({ topic, fromBeginning: true });
-  member = { consumer, handled: new Set(), deliveries: 0, lastAt: 0, log: null };
+  member = newMember((record) =>
+    consumer.run({
+      eachMessage: async ({ partition, message }) =>
+        record(messageKey(partition, message.offset), message.value, { partition, offset: message.offset }),
+    }),
+  );
+}
+
+/** Opens the Dexie queue `name` and makes its worker this page's consumer, without starting it yet. */
+async function prepareJobWorker(name) {
+  const queue = keep(await DexieQueue.open(name));
+  member = newMember((record, label) => queue.work(label, (job) => record(job.key, job.value)));
 }
 
 /**
- * Runs the prepared consumer; resolves to the time it was started. With `logTo`,
+ * Starts the prepared consumer; resolves to when it was started and when it was
+ * running (for ferry, once it joined its group). With `logTo`,
  * every delivery is also told to the page collecting on that channel, so that what
  * a page handled just before it was closed is not lost with it.
  */
@@ -112,31 +136,65 @@ async function startMember(label, logTo) {
   const m = member;
   m.log = logTo ? keep(new BroadcastChannel(logTo)) : null;
   const startedAt = clock();
-  await m.consumer.run({
-    eachMessage: async ({ partition, message }) => {
-      const at = clock();
-      m.deliveries++;
-      m.handled.add(`${partition}:${message.offset}`);
-      m.lastAt = at;
-      m.log?.postMessage({ label, partition, offset: message.offset, at });
-    },
-  });
-  return startedAt;
+  await m.start((key, value, where) => {
+    const at = clock();
+    m.deliveries++;
+    if (value !== labelled(key)) m.wrong.push(key);
+    if (!m.handled.has(key)) m.handled.set(key, at);
+    m.lastAt = at;
+    m.log?.postMessage({ label, ...where, at });
+  }, label);
+  return { startedAt, runningAt: clock() };
 }
 
-const progress = () => ({ handled: member.handled.size, deliveries: member.deliveries, lastAt: member.lastAt });
+const progress = () => ({ handled: member.handled.size, deliveries: member.deliveries, lastAt: member.lastAt, wrong: member.wrong.slice(0, 10) });
+/** [key, when first handled] of everything this page's consumer handled. */
 const handledKeys = () => [...member.handled];
 
 // --- Preload and flow (producer side) ------------------------------------------
 
-/** Stores `count` messages of 256 bytes in a new topic, spread round-robin. */
+/**
+ * Calls `store(items)` with `count` items made by `item(i)`, 100 at a time (a send
+ * or one transaction each); resolves to the keys of all of them.
+ */
+async function inHundreds(count, item, store) {
+  const keys = [];
+  for (let i = 0; i < count; i += 100) {
+    const items = [];
+    for (let j = i; j < Math.min(count, i + 100); j++) items.push(item(j));
+    await store(items);
+    keys.push(...items.map((it) => it.key));
+  }
+  return keys;
+}
+
+/**
+ * Stores `count` labelled messages in a new topic, pinned round-robin to its
+ * partitions; resolves to their keys (partition:offset).
+ */
 async function preload(busName, topic, partitions, count) {
   const bus = await Bus.open({ name: busName });
   await bus.createTopic(topic, { partitions });
   const producer = bus.producer();
-  const batch = Array.from({ length: 100 }, () => ({ value: VALUE }));
-  for (let sent = 0; sent < count; sent += batch.length) await producer.send({ topic, messages: batch.slice(0, count - sent) });
+  const message = (i) => {
+    const partition = i % partitions;
+    const key = messageKey(partition, Math.floor(i / partitions));
+    return { key, partition, value: labelled(key) };
+  };
+  // The bench's key stays out of the message: ferry would take it for a partitioning key.
+  const send = (items) => producer.send({ topic, messages: items.map(({ partition, value }) => ({ partition, value })) });
+  const keys = await inHundreds(count, message, send);
   await bus.close();
+  return keys;
+}
+
+/** Stores `count` labelled jobs in the Dexie queue `name`; resolves to their keys. */
+async function preloadJobs(name, count) {
+  const queue = await DexieQueue.open(name);
+  const job = (i) => ({ key: `job:${i}`, value: labelled(`job:${i}`) });
+  const keys = await inHundreds(count, job, (jobs) => queue.add(jobs));
+  await queue.close();
+  return keys;
 }
 
 let flow = null;
@@ -150,11 +208,12 @@ async function startFlow(busName, topic, partitions, intervalMs, logFrom) {
   await bus.createTopic(topic, { partitions });
   const log = [];
   keep(new BroadcastChannel(logFrom)).onmessage = ({ data }) => log.push(data);
-  const messages = Array.from({ length: partitions }, (_, partition) => ({ value: VALUE, partition }));
   const f = { bus, log, running: true, sent: 0 };
   f.done = (async () => {
     const producer = bus.producer();
     while (f.running) {
+      // Send n puts offset n on every partition.
+      const messages = Array.from({ length: partitions }, (_, partition) => ({ value: labelled(messageKey(partition, f.sent)), partition }));
       await producer.send({ topic, messages });
       f.sent++;
       await sleep(intervalMs);
@@ -211,10 +270,12 @@ window.contexts = {
   reportLatency,
   publishOneAtATime,
   prepareMember,
+  prepareJobWorker,
   startMember,
   progress,
   handledKeys,
   preload,
+  preloadJobs,
   startFlow,
   stopFlow,
   owners,
