@@ -183,7 +183,7 @@ impl Record {
             }
             Record::Cursor(c) => encode_group_partition(&mut w, c, &[]),
             Record::GroupPartition { cursor, pending } => encode_group_partition(&mut w, cursor, pending),
-            Record::Pending(p) => encode_pending(&mut w, p),
+            Record::Pending(p) => encode_pending(&mut w, p, None),
             Record::Forwarded(next) => w.u64(*next),
         }
         w.buf
@@ -257,12 +257,16 @@ impl Record {
                     return Err(FerryError::storage("corrupt record: more pending deliveries than offsets"));
                 }
                 let mut pending = Vec::with_capacity(count as usize);
+                let mut previous_member: Option<Name> = None;
                 for _ in 0..count {
-                    pending.push((r.u64()?, decode_pending(&mut r)?));
+                    let offset = r.u64()?;
+                    let decoded = decode_pending(&mut r, previous_member.as_ref())?;
+                    previous_member = member_of(&decoded).cloned().or(previous_member);
+                    pending.push((offset, decoded));
                 }
                 Record::GroupPartition { cursor, pending }
             }
-            Key::Pending(..) => Record::Pending(decode_pending(&mut r)?),
+            Key::Pending(..) => Record::Pending(decode_pending(&mut r, None)?),
             Key::Forwarded(_) => Record::Forwarded(r.u64()?),
         };
         if !r.is_empty() {
@@ -276,13 +280,26 @@ fn encode_group_partition(w: &mut Writer, cursor: &Cursor, pending: &[(u64, Pend
     w.u64(cursor.committed);
     w.u64(cursor.next);
     w.u64(pending.len() as u64);
+    let mut previous_member: Option<&Name> = None;
     for (offset, p) in pending {
         w.u64(*offset);
-        encode_pending(w, p);
+        encode_pending(w, p, previous_member);
+        previous_member = member_of(p).or(previous_member);
     }
 }
 
-fn encode_pending(w: &mut Writer, pending: &Pending) {
+/// The member holding a pending delivery, if one does.
+fn member_of(pending: &Pending) -> Option<&Name> {
+    match pending {
+        Pending::InFlight { member, .. } | Pending::Leased { member, .. } => Some(member),
+        Pending::Waiting { .. } | Pending::Acked => None,
+    }
+}
+
+/// Tag 4 is a leased delivery whose member is the one named last in its record:
+/// a run's messages are all one member's, so the name is stored (and decoded into
+/// a string) once per run, not once per message.
+fn encode_pending(w: &mut Writer, pending: &Pending, previous_member: Option<&Name>) {
     match pending {
         Pending::InFlight { member, attempt, deadline_ms } => {
             w.u8(0);
@@ -298,20 +315,28 @@ fn encode_pending(w: &mut Writer, pending: &Pending) {
         }
         Pending::Acked => w.u8(2),
         Pending::Leased { member, attempt, acked } => {
-            w.u8(3);
-            w.str(member);
+            if previous_member == Some(member) {
+                w.u8(4);
+            } else {
+                w.u8(3);
+                w.str(member);
+            }
             w.u64(u64::from(*attempt));
             w.u8(u8::from(*acked));
         }
     }
 }
 
-fn decode_pending(r: &mut Reader<'_>) -> Result<Pending> {
+fn decode_pending(r: &mut Reader<'_>, previous_member: Option<&Name>) -> Result<Pending> {
     Ok(match r.u8()? {
         0 => Pending::InFlight { member: Name::from(r.str()?), attempt: r.u32()?, deadline_ms: r.u64()? },
         1 => Pending::Waiting { failed: r.u32()?, due_ms: r.u64()?, error: r.opt_str()?.map(str::to_owned) },
         2 => Pending::Acked,
         3 => Pending::Leased { member: Name::from(r.str()?), attempt: r.u32()?, acked: r.u8()? != 0 },
+        4 => {
+            let member = previous_member.cloned().ok_or_else(|| FerryError::storage("corrupt record: a leased delivery names no member"))?;
+            Pending::Leased { member, attempt: r.u32()?, acked: r.u8()? != 0 }
+        }
         tag => return Err(FerryError::storage(format!("corrupt record: pending state {tag}"))),
     })
 }
@@ -366,6 +391,31 @@ impl Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_names_its_member_once() {
+        let m = |s: &str| Name::from(s);
+        let leased = |member: &str| Pending::Leased { member: m(member), attempt: 1, acked: false };
+        let pending = vec![
+            (10, Pending::InFlight { member: m("member-a"), attempt: 2, deadline_ms: 99 }),
+            (11, leased("member-a")),
+            (12, Pending::Leased { member: m("member-a"), attempt: 1, acked: true }),
+            (13, Pending::Waiting { failed: 0, due_ms: 5, error: None }),
+            (14, leased("member-a")),
+            (15, leased("member-b")),
+        ];
+        let record = Record::GroupPartition { cursor: Cursor { committed: 10, next: 16 }, pending };
+        let bytes = record.encode();
+        assert_eq!(bytes.windows(8).filter(|w| *w == b"member-a").count(), 1);
+        assert_eq!(Record::decode(&Key::Cursor(m("g"), m("t"), 0), &bytes), Ok(record));
+        let orphan = Record::GroupPartition { cursor: Cursor { committed: 0, next: 1 }, pending: vec![(0, leased("x"))] }.encode();
+        let mut corrupt = orphan.clone();
+        // Its one entry's tag, after the one-byte varints committed, next, count and offset.
+        assert_eq!(corrupt[4], 3);
+        corrupt[4] = 4;
+        let refused = Record::decode(&Key::Cursor(m("g"), m("t"), 0), &corrupt).unwrap_err();
+        assert!(refused.message.contains("names no member"), "{refused}");
+    }
 
     #[test]
     fn keys_round_trip_through_parts() {

@@ -10,10 +10,10 @@
 //! handler starts, so a lease is stored before its message is handled), one task
 //! per run, and a sleep until something is due, a run finishes, or this context
 //! stores new messages. Under partition ordering a run is up to `maxBatchSize`
-//! consecutive messages of one partition, handled in order: each ack is queued
-//! without waiting for its commit, so a run's acks share a few commits, the last
-//! of them with the next poll. A failure ends the run (the engine gives the rest
-//! back, no attempt counted). `stop` ends the loop, lets each run finish the
+//! consecutive messages of one partition, handled in order; its acks go to the
+//! engine together when it ends (see [`Settlements`]), in the same commit as the
+//! next poll when they come in time. A failure ends the run (the engine gives the
+//! rest back, no attempt counted). `stop` ends the loop, lets each run finish the
 //! message it is handling (up to `ackTimeoutMs`), gives the rest back, and leaves
 //! the group at once.
 
@@ -125,6 +125,8 @@ struct Slot {
     /// Slots taken: one per run under partition ordering (one per partition), one
     /// per message otherwise.
     weight: u32,
+    /// The run's acks not handed to the engine yet.
+    settlements: Settlements,
 }
 
 impl Slot {
@@ -141,7 +143,7 @@ impl State {
 
     /// Takes slots for a run whose first message starts now.
     fn take_slot(&self, weight: u32) -> Rc<Slot> {
-        let slot = Rc::new(Slot { give_up_at_ms: Cell::new(0.0), held: Cell::new(true), weight });
+        let slot = Rc::new(Slot { give_up_at_ms: Cell::new(0.0), held: Cell::new(true), weight, settlements: Settlements::default() });
         slot.start_message(self.config.ack_timeout_ms);
         self.slots.borrow_mut().push(slot.clone());
         slot
@@ -149,40 +151,106 @@ impl State {
 
     /// Gives back the slots of runs past their ack timeout (and of ended ones). Such
     /// a handler is a failed attempt that the engine counts when its lease runs
-    /// out; whatever it does later is ignored.
-    fn sweep_slots(&self, now_ms: f64) {
+    /// out; whatever it does later is ignored, but the acks of its run before it
+    /// are handed to the engine now.
+    fn sweep_slots(&self, shared: &Shared, now_ms: f64) {
         self.slots.borrow_mut().retain(|slot| {
-            if now_ms >= slot.give_up_at_ms.get() {
-                slot.held.set(false);
+            if now_ms >= slot.give_up_at_ms.get() && slot.held.replace(false) {
+                slot.settlements.flush(shared, self, None);
             }
             slot.held.get()
         });
     }
 
-    /// When the next held slot's ack timeout passes.
+    /// When the next held slot's ack timeout passes, or its acks are due to be
+    /// handed to the engine.
     fn next_give_up_ms(&self) -> f64 {
-        self.slots.borrow().iter().map(|slot| slot.give_up_at_ms.get()).fold(f64::MAX, f64::min)
+        let wait_ms = self.ack_wait_ms();
+        self.slots.borrow().iter().map(|slot| slot.give_up_at_ms.get().min(slot.settlements.due_at_ms(wait_ms))).fold(f64::MAX, f64::min)
     }
 
-    /// Queues the ack of a message whose handler resolved at `finished_ms`; the
-    /// next message of its run goes in flight from then. Not awaited: a run's acks
-    /// share commits, and a lost one means a redelivery (at least once).
-    fn ack(&self, shared: &Shared, receipt: Receipt, finished_ms: u64) {
-        let (group, member) = (self.group.clone(), self.member.clone());
-        let _ = operate(shared, move |e, _| Ok(e.ack(&group, &member, &receipt, finished_ms)));
+    /// Hands the engine the acks of runs whose handler is taking long: the loop
+    /// does it at its heartbeat and when they are due, so acks never wait behind a
+    /// slow message for longer than [`State::ack_wait_ms`].
+    fn flush_due_settlements(&self, shared: &Shared) {
+        for slot in self.slots.borrow().iter() {
+            if slot.settlements.due(self) {
+                slot.settlements.flush(shared, self, None);
+            }
+        }
     }
 
-    /// Queues a failed attempt; the rest of its run comes back after it settles.
-    fn fail(&self, shared: &Shared, receipt: Receipt, error: String, finished_ms: u64) {
-        let (group, member) = (self.group.clone(), self.member.clone());
-        let _ = operate(shared, move |e, _| Ok(e.fail(&group, &member, &receipt, &error, finished_ms)));
+    /// How long a run's acks may wait to be handed to the engine: the engine's
+    /// lease of the message in flight must be renewed (by the acks before it) well
+    /// before other contexts could see it run out, and a heartbeat's worth of acks
+    /// is what a crash may lose.
+    fn ack_wait_ms(&self) -> f64 {
+        (self.config.heartbeat_interval_ms.min(self.config.ack_timeout_ms / 2)) as f64
+    }
+}
+
+/// What ends a run's settlements, after its acks.
+enum Last {
+    /// A failed attempt, with the handler's error and when it ended.
+    Fail(Receipt, String, u64),
+    /// A message whose handler never started, given back with the rest of its run.
+    Release(Receipt),
+}
+
+/// A run's acks not handed to the engine yet. They go to it together, in order, in
+/// one operation: at the end of the run, before a failure or a release, or when
+/// the oldest has waited [`State::ack_wait_ms`]. So a run costs about one commit,
+/// not one per message; a crash loses the acks still here, and those messages
+/// are handled again (at least once).
+#[derive(Default)]
+struct Settlements {
+    /// `(receipt, when its handler resolved)`.
+    acks: RefCell<Vec<(Receipt, u64)>>,
+    since_ms: Cell<f64>,
+}
+
+impl Settlements {
+    fn ack(&self, receipt: Receipt, finished_ms: u64) {
+        let mut acks = self.acks.borrow_mut();
+        if acks.is_empty() {
+            self.since_ms.set(js_sys::Date::now());
+        }
+        acks.push((receipt, finished_ms));
     }
 
-    /// Queues giving back a message whose handler never started, with the rest of
-    /// its run, no attempt counted.
-    fn release(&self, shared: &Shared, receipt: Receipt) {
-        let (group, member) = (self.group.clone(), self.member.clone());
-        let _ = operate(shared, move |e, now| Ok(e.release(&group, &member, &receipt, now)));
+    /// When the acks are due to be handed over (`f64::MAX` with none waiting).
+    fn due_at_ms(&self, wait_ms: f64) -> f64 {
+        if self.acks.borrow().is_empty() {
+            f64::MAX
+        } else {
+            self.since_ms.get() + wait_ms
+        }
+    }
+
+    /// Whether the acks have waited long enough to be handed over now.
+    fn due(&self, state: &State) -> bool {
+        js_sys::Date::now() >= self.due_at_ms(state.ack_wait_ms())
+    }
+
+    /// Queues the acks, then `last`, as one operation on the engine. Not awaited:
+    /// the loop's next poll joins the same commit when it comes in time.
+    fn flush(&self, shared: &Shared, state: &State, last: Option<Last>) {
+        let acks = self.acks.take();
+        if acks.is_empty() && last.is_none() {
+            return;
+        }
+        let (group, member) = (state.group.clone(), state.member.clone());
+        let _ = operate(shared, move |e, now| {
+            for (receipt, finished_ms) in &acks {
+                e.ack(&group, &member, receipt, *finished_ms);
+            }
+            match last {
+                Some(Last::Fail(receipt, error, finished_ms)) => e.fail(&group, &member, &receipt, &error, finished_ms),
+                Some(Last::Release(receipt)) => e.release(&group, &member, &receipt, now),
+                None => true,
+            };
+            Ok(())
+        });
     }
 }
 
@@ -337,7 +405,7 @@ pub(super) async fn stop(shared: &Shared, state: &Rc<State>) -> Result<()> {
     let give_up_at = js_sys::Date::now() + state.config.ack_timeout_ms as f64;
     loop {
         let now_ms = js_sys::Date::now();
-        state.sweep_slots(now_ms);
+        state.sweep_slots(shared, now_ms);
         if state.in_flight() == 0 || now_ms >= give_up_at {
             break;
         }
@@ -402,7 +470,8 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
     while !state.stopped.get() {
         let wakes_before = wakers.wakes.get();
         let now_ms = js_sys::Date::now();
-        state.sweep_slots(now_ms);
+        state.flush_due_settlements(&shared);
+        state.sweep_slots(&shared, now_ms);
         let free = state.config.concurrency.saturating_sub(state.in_flight()) as usize;
         let limit = if ordered { PollLimit::runs(free, state.config.batch_size_max as usize) } else { PollLimit::from(free) };
         let (tick_due, heartbeat_due) = (now_ms >= tick_due_ms, now_ms >= heartbeat_due_ms);
@@ -472,7 +541,7 @@ fn runs(deliveries: Vec<Delivery>, by_partition: bool) -> Vec<Vec<Delivery>> {
 /// Ends a run's hold on its slots and wakes the loop to poll again.
 fn end_run(shared: &Shared, state: &State, slot: &Slot) {
     slot.held.set(false);
-    state.sweep_slots(js_sys::Date::now());
+    state.sweep_slots(shared, js_sys::Date::now());
     shared.wakers.wake_all();
 }
 
@@ -480,30 +549,36 @@ fn end_run(shared: &Shared, state: &State, slot: &Slot) {
 /// engine. The run ends at a failure, when its slot was given back (an ack
 /// timeout), or at `stop` (the rest is given back unhandled).
 async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Vec<Delivery>, slot: Rc<Slot>) {
+    let settlements = &slot.settlements;
+    let mut last = None;
     for delivery in run {
         if !slot.held.get() {
             // The message before passed its ack timeout: the engine counts it and
             // gives this one back when that lease runs out.
-            return;
+            break;
         }
         if state.stopped.get() {
-            state.release(&shared, delivery.receipt());
+            last = Some(Last::Release(delivery.receipt()));
             break;
+        }
+        if settlements.due(&state) {
+            settlements.flush(&shared, &state, None);
         }
         slot.start_message(state.config.ack_timeout_ms);
         let outcome = call(&handler, &payload(&delivery)).await;
         if !slot.held.get() {
-            return;
+            break;
         }
         let finished_ms = js_sys::Date::now() as u64;
         match outcome {
-            Ok(_) => state.ack(&shared, delivery.receipt(), finished_ms),
+            Ok(_) => settlements.ack(delivery.receipt(), finished_ms),
             Err(error) => {
-                state.fail(&shared, delivery.receipt(), error_message(&error), finished_ms);
+                last = Some(Last::Fail(delivery.receipt(), error_message(&error), finished_ms));
                 break;
             }
         }
     }
+    settlements.flush(&shared, &state, last);
     end_run(&shared, &state, &slot);
 }
 
@@ -524,7 +599,7 @@ const BATCH_IS_STALE: u32 = 3;
 /// How far an `eachBatch` call has resolved its batch.
 struct BatchProgress {
     deliveries: Vec<Delivery>,
-    /// Messages resolved (and their acks queued) so far, from the first.
+    /// Messages resolved so far, from the first.
     resolved: Cell<usize>,
 }
 
@@ -533,8 +608,11 @@ impl BatchProgress {
     fn resolve_through(&self, shared: &Shared, state: &State, slot: &Slot, offset: u64) {
         let finished_ms = js_sys::Date::now() as u64;
         while let Some(delivery) = self.deliveries.get(self.resolved.get()).filter(|d| d.message.offset <= offset) {
-            state.ack(shared, delivery.receipt(), finished_ms);
+            slot.settlements.ack(delivery.receipt(), finished_ms);
             self.resolved.set(self.resolved.get() + 1);
+        }
+        if slot.settlements.due(state) {
+            slot.settlements.flush(shared, state, None);
         }
         slot.start_message(state.config.ack_timeout_ms);
     }
@@ -568,6 +646,9 @@ async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_
                 JsValue::UNDEFINED
             }
             BATCH_HEARTBEAT => {
+                // What was resolved so far is stored with the heartbeat
+                // (KafkaJS's commitOffsetsIfNecessary is this call too).
+                slot.settlements.flush(&shared, &state, None);
                 let (group, member) = (state.group.clone(), state.member.clone());
                 let stored = operate(&shared, move |e, now| Ok(e.heartbeat(&group, &member, now)));
                 promise(async move {
@@ -586,25 +667,19 @@ async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_
     };
     let argument = make_batch_payload(&topic, partition, messages, high_watermark as f64, control.as_ref().unchecked_ref());
     let outcome = call(&handler, &argument).await;
+    let mut last = None;
     if slot.held.get() {
         let finished_ms = js_sys::Date::now() as u64;
-        match outcome {
-            Ok(_) => {
-                if auto_resolve {
-                    progress.resolve_through(&shared, &state, &slot, last_offset);
-                }
-                // What the call left unresolved was never handled: it comes back as it was.
-                if let Some(first) = progress.first_unresolved() {
-                    state.release(&shared, first.receipt());
-                }
-            }
-            Err(error) => {
-                if let Some(first) = progress.first_unresolved() {
-                    state.fail(&shared, first.receipt(), error_message(&error), finished_ms);
-                }
-            }
+        if outcome.is_ok() && auto_resolve {
+            progress.resolve_through(&shared, &state, &slot, last_offset);
         }
+        last = progress.first_unresolved().map(|first| match outcome {
+            Err(error) => Last::Fail(first.receipt(), error_message(&error), finished_ms),
+            // What the call left unresolved was never handled: it comes back as it was.
+            Ok(_) => Last::Release(first.receipt()),
+        });
     }
+    slot.settlements.flush(&shared, &state, last);
     end_run(&shared, &state, &slot);
 }
 

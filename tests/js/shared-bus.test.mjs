@@ -378,7 +378,8 @@ test('a page closed in the middle of a run: its message in flight comes back wit
   const topic = 'run';
   await createTopic(host, bus, topic, 1);
   const [a, b, producer] = await Promise.all([openPage(), openPage(), openPage()]);
-  const member = (label, hangAtOffset) => ({ bus, topic, groupId: 'runs', label, hangAtOffset, options: { ackTimeoutMs: 60_000 } });
+  // A short heartbeat: the acks before a slow message are stored within one.
+  const member = (label, hangAtOffset) => ({ bus, topic, groupId: 'runs', label, hangAtOffset, options: { ackTimeoutMs: 60_000, heartbeatIntervalMs: 100 } });
   await startPageMember(a, member('a', 3));
   await startPageMember(b, member('b'));
   const sent = sentBy('producer', await producePage(producer, { bus, topic, from: 'producer', count: 10, batch: 10 }));
@@ -394,7 +395,11 @@ test('a page closed in the middle of a run: its message in flight comes back wit
   const owner = records.find((r) => r.offset === 3).member;
   const survivor = owner === 'a' ? 'b' : 'a';
   if (owner === 'b') throw new Error('b took the partition first: its member has no hang');
-  for (let stored = await committed(); stored < 3; stored = await committed()) await sleep(20);
+  const deadline = Date.now() + 10_000;
+  for (let stored = await committed(); stored < 3; stored = await committed()) {
+    if (Date.now() > deadline) throw new Error(`the acks of offsets 0 to 2 were not stored: committed offset ${stored}`);
+    await sleep(20);
+  }
 
   const closedAt = Date.now();
   await a.close();
