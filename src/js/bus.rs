@@ -67,6 +67,20 @@ pub(super) fn wake_consumers(shared: &Shared) {
     }
 }
 
+/// Closes the database and the wake-up channel of a bus closing (or whose open
+/// failed): either would keep a Node process alive.
+fn release(shared: &Shared) {
+    if let Ok(core) = shared.core.try_borrow() {
+        if let BusStore::IndexedDb(store) = core.store() {
+            store.close();
+        }
+    }
+    if let Some(channel) = &shared.channel {
+        channel.set_onmessage(None);
+        channel.close();
+    }
+}
+
 /// The channel named after the bus, where the context has `BroadcastChannel`;
 /// a message on it wakes this context's consumers.
 fn wake_channel(name: &str, wakers: &Rc<Wakers>) -> Option<BroadcastChannel> {
@@ -221,13 +235,15 @@ impl Bus {
             let (config, storage) = bus_config(options.as_ref())?;
             let wakers: Rc<Wakers> = Rc::default();
             let name = storage.shared_name().map(String::from);
-            let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
             let store = match storage {
                 StorageChoice::Memory => BusStore::Memory(MemoryStore::new()),
                 StorageChoice::IndexedDb { name, durability } => BusStore::IndexedDb(IndexedDbStore::open(&name, durability).await?),
             };
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
             let committer = Committer::open(config, seed, store).await?;
+            // Opened only once the bus is: an open channel holds Node's event loop,
+            // so a refused open must leave none behind.
+            let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
             let shared = Rc::new(Inner {
                 core: Rc::new(RefCell::new(committer)),
                 closed: Cell::new(false),
@@ -237,7 +253,10 @@ impl Bus {
                 channel,
             });
             // A new bus stores its schema version before anything else.
-            operate(&shared, |_, _| Ok(())).await?;
+            if let Err(refused) = operate(&shared, |_, _| Ok(())).await {
+                release(&shared);
+                return Err(refused);
+            }
             Ok(Bus { shared }.into())
         })
     }
@@ -316,15 +335,7 @@ impl Bus {
             for state in running {
                 consumer::stop(&shared, &state).await?;
             }
-            if let Ok(core) = shared.core.try_borrow() {
-                if let BusStore::IndexedDb(store) = core.store() {
-                    store.close();
-                }
-            }
-            if let Some(channel) = &shared.channel {
-                channel.set_onmessage(None);
-                channel.close();
-            }
+            release(&shared);
             Ok(JsValue::UNDEFINED)
         })
     }
