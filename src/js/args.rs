@@ -136,6 +136,13 @@ pub fn value(value: &JsValue, field: &str) -> Result<Value> {
     if value.is_undefined() || value.is_function() || value.is_symbol() || value.is_bigint() {
         return Err(invalid(field, "a string, a Uint8Array or a JSON-serialisable value", value));
     }
+    // A value is delivered deep-equal to what was sent, or refused: JSON would turn
+    // NaN into null, a Date into a string, a Map or an ArrayBuffer into {}.
+    if let Some(part) = unfaithful(value).as_string() {
+        return Err(FerryError::invalid(format!(
+            "{field}{part}: JSON would not give it back as it is; send plain objects, arrays, strings, finite numbers, booleans and null, or bytes as a Uint8Array"
+        )));
+    }
     let text = JSON::stringify(value)
         .map_err(|_| FerryError::invalid(format!("{field} is not JSON-serialisable (a cycle or a BigInt inside)")))?
         .as_string()
@@ -143,9 +150,50 @@ pub fn value(value: &JsValue, field: &str) -> Result<Value> {
     Ok(Value::json(text))
 }
 
-/// `headers`: an object of string values.
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = "export function unfaithful(value) {
+  const holding = new Set();
+  const walk = (v, path) => {
+    switch (typeof v) {
+      case 'string': case 'boolean': return null;
+      case 'number': return Number.isFinite(v) ? null : `${path} is ${v}`;
+      case 'object': break;
+      default: return `${path} is ${typeof v === 'undefined' ? 'undefined' : 'a ' + typeof v}`;
+    }
+    if (v === null) return null;
+    if (holding.has(v)) return `${path} is a cycle`;
+    const proto = Object.getPrototypeOf(v);
+    const array = Array.isArray(v);
+    if (!array && proto !== Object.prototype && proto !== null) return `${path} is a ${v.constructor?.name ?? 'non-plain object'}`;
+    if (!array && typeof v.toJSON === 'function') return `${path} has a toJSON method`;
+    holding.add(v);
+    let bad = null;
+    if (array) {
+      for (let i = 0; i < v.length && !bad; i++) bad = walk(v[i], `${path}[${i}]`);
+    } else {
+      for (const key of Object.keys(v)) {
+        // JSON drops an undefined property, as a deep-equal comparison ignores it.
+        if (v[key] !== undefined) bad = walk(v[key], `${path}.${key}`);
+        if (bad) break;
+      }
+    }
+    holding.delete(v);
+    return bad;
+  };
+  return walk(value, '');
+}")]
+extern "C" {
+    /// Where in `value` the first part JSON would not give back as it was is, with
+    /// why (`.items[2] is NaN`; empty for the value itself), or `null` when none is.
+    fn unfaithful(value: &JsValue) -> JsValue;
+}
+
+/// `headers`: a plain object of string values (a `Map` would read as empty).
 pub fn headers(value: &JsValue, field: &str) -> Result<Vec<(String, String)>> {
     let Some(object) = options(value, field)? else { return Ok(Vec::new()) };
+    let prototype = Object::get_prototype_of(value);
+    if !(prototype.is_null() || prototype == Object::get_prototype_of(&Object::new())) {
+        return Err(FerryError::invalid(format!("{field} must be a plain object of strings, got {}", String::from(prototype.constructor().name()))));
+    }
     let mut headers = Vec::new();
     for entry in Object::entries(&object).iter() {
         let pair: Array = entry.unchecked_into();

@@ -335,4 +335,44 @@ export const cases = [
       await bus.close();
     },
   },
+  {
+    name: 'values JSON would not give back as they were are refused naming the field, and headers must be a plain object',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('faithful-values') });
+      const refused = [
+        [NaN, 'messages[1].value is NaN'],
+        [{ total: Infinity }, 'messages[1].value.total is Infinity'],
+        [[1, -Infinity], 'messages[1].value[1] is -Infinity'],
+        [new Date(0), 'messages[1].value is a Date'],
+        [{ at: new Date(0) }, 'messages[1].value.at is a Date'],
+        [new ArrayBuffer(2), 'messages[1].value is a ArrayBuffer'],
+        [new DataView(new ArrayBuffer(2)), 'messages[1].value is a DataView'],
+        [new Error('boom'), 'messages[1].value is a Error'],
+        [/x/, 'messages[1].value is a RegExp'],
+        [new Int16Array([1, 2]), 'messages[1].value is a Int16Array'],
+        [{ list: [new Map([['a', 1]])] }, 'messages[1].value.list[0] is a Map'],
+        [[undefined], 'messages[1].value[0] is undefined'],
+      ];
+      for (const [value, field] of refused) {
+        await rejectsWith(ferry, bus.producer().send({ topic: 'v', messages: [{ value: 'ok' }, { value }] }), 'INVALID_ARGUMENT', field);
+      }
+      await rejectsWith(ferry, bus.publish('v', 'x', { headers: new Map([['trace', 't1']]) }), 'INVALID_ARGUMENT', 'headers must be a plain object');
+      assert.deepEqual((await bus.stats()).topics, [], 'nothing was stored');
+      await bus.close();
+    },
+  },
+  {
+    name: 'what JSON keeps is delivered deep-equal; an undefined property is dropped, as JSON.stringify drops it',
+    needs: 'run',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('kept-values') });
+      const kept = { n: -0.5, nested: { list: [1, 'two', null, true, { deep: [] }] }, empty: {} };
+      await bus.publish('v', { ...kept, dropped: undefined }, { headers: Object.assign(Object.create(null), { trace: 't1' }) });
+      const consumer = bus.consumer({ groupId: 'g' });
+      await consumer.subscribe({ topic: 'v', fromBeginning: true });
+      const got = await new Promise((resolve) => consumer.run({ eachMessage: ({ message }) => resolve(message) }));
+      assert.deepEqual([got.value, got.headers], [kept, { trace: 't1' }]);
+      await bus.close();
+    },
+  },
 ];
