@@ -89,7 +89,12 @@ export interface ReceivedMessage extends DeliveredMessage {
 export interface PullConsumer {
   /** Before `receive`. A group with no committed position starts at the end unless `fromBeginning`. */
   subscribe(options: SubscribeOptions): Promise<void>;
-  /** Leases up to `max` (1 to 100, default 10) messages the group may handle now. */
+  /**
+   * Leases up to `max` (1 to 100, default 10) messages the group may handle now. Under
+   * "partition" ordering they come as runs, in offset order per partition: settle a
+   * partition's messages in order, and after a `retry` leave the rest of its run
+   * (their `ack()` resolves `false`; they come again after the retried one).
+   */
   receive(options?: { max?: number }): Promise<ReceivedMessage[]>;
 }
 

@@ -36,10 +36,10 @@ export default {
       }
 
       if (url.pathname === '/work' && request.method === 'GET') {
-        // Orders are independent, so ordering "none": one receive may take several
-        // orders of a partition (the default, "partition", hands out one per partition
-        // until it is acked). fromBeginning: the group starts with the orders placed
-        // before its first receive.
+        // Orders are independent, so ordering "none": a failed order does not hold
+        // back the ones after it (with the default, "partition", a retry gives the
+        // rest of its partition's run back). fromBeginning: the group starts with
+        // the orders placed before its first receive.
         const consumer = bus.consumer({ groupId: 'fulfilment', retry: { maxAttempts: 5 }, ordering: 'none' });
         await consumer.subscribe({ topic: 'order.placed', fromBeginning: true });
         const handled = [];
