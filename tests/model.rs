@@ -2,26 +2,40 @@
 //!
 //! Random operation sequences run against the engine and against a plain model of
 //! `API.md` written here: a `Vec` of messages per partition and, per group and
-//! partition, a committed offset plus the offsets in flight or waiting. Every
-//! result (metadata, error codes, deliveries, ack/fail outcomes), the stats and the
-//! retained log must agree after every operation.
+//! partition, a committed offset plus the offsets in flight, leased or waiting.
+//! Every result (metadata, error codes, deliveries with their attempts,
+//! ack/fail/release outcomes), the stats, the retained log and every stored
+//! cursor with its pending deliveries must agree after every operation; at the
+//! end, consumers that ack everything must drain every partition they own.
+//!
+//! Under partition ordering a poll hands out runs, as the engine documents them:
+//! consecutive offsets of a partition from its first unsettled one, up to
+//! `maxBatchSize`, the first in flight and the rest leased behind it. Acks ahead
+//! of their turn settle when it comes; a failure, a lease running out or a lost
+//! member counts an attempt for the message in flight only and gives the rest of
+//! its run back, as does `release`, which counts none. The model checks itself
+//! too: a group settles a partition's offsets in order, and each leased message
+//! sits right behind its run's message in flight.
 //!
 //! The model follows the engine only where `API.md` leaves the choice open: the
 //! sticky assignment function; consumed messages trimmed at the commit; a lost
 //! member's in-flight messages count as a failed attempt, redelivered at once;
 //! a dead letter lands in its source partition, or by key / round-robin when the
 //! dead-letter topic has fewer partitions; created dead-letter topics keep their
-//! messages until redriven; a failed commit does not rewind round-robin.
+//! messages until redriven; a failed commit does not rewind round-robin; when
+//! retention removes a run's message in flight, the rest of the run is given back
+//! as when that message's lease runs out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ferry::core::assign::sticky_assign;
 use ferry::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, TopicStats};
+use ferry::core::limits::POLL_MAX;
 use ferry::core::murmur2::partition_for_key;
-use ferry::core::records::Record;
+use ferry::core::records::{Cursor, Key, Pending, Record};
 use ferry::core::{
-    BusConfig, ConsumerConfig, Engine, ErrorCode, FerryError, Message, Name, Ordering, OutgoingMessage, Receipt, RecordMetadata, RetryPolicy, Stats, Subscription,
-    TopicConfig, TopicInfo, Value, ValueKind,
+    BusConfig, ConsumerConfig, Engine, ErrorCode, FerryError, Message, Name, Ordering, OutgoingMessage, PollLimit, Receipt, RecordMetadata, RetryPolicy, Stats,
+    Subscription, TopicConfig, TopicInfo, Value, ValueKind,
 };
 use ferry::runtime::block_on;
 use ferry::store::{MemoryStore, Store};
@@ -44,6 +58,10 @@ const KEYS: [&str; 4] = ["k0", "k1", "k2", "order-42"];
 const IDS: [&str; 3] = ["id-0", "id-1", "id-2"];
 const CUSTOM_DEAD_LETTER_TOPIC: &str = "dead";
 const DLQ_ERROR_BYTES: usize = 1024;
+/// The final drain's rounds: past the longest lease (30 s) of a delivery whose
+/// ack was rolled back, and every backoff and delay.
+const DRAIN_ROUNDS_MAX: usize = 40;
+const DRAIN_ROUND_MS: u64 = 1_000;
 
 // ---------------------------------------------------------------------------
 // The model
@@ -168,9 +186,51 @@ impl TopicModel {
 #[derive(Clone, Debug, PartialEq)]
 enum Slot {
     InFlight { member: String, attempt: u32, deadline_ms: u64 },
-    /// `failed` 0: a delayed message skipped by an unordered group.
-    Waiting { failed: u32, due_ms: u64 },
+    /// Behind its run's message in flight: no handler started, no attempt counted
+    /// yet; `acked` when the member acked it ahead of its turn.
+    Leased { member: String, attempt: u32, acked: bool },
+    /// `failed` 0: a delayed message skipped by an unordered group, or a first
+    /// delivery given back. `error` is the failure's, none when given back.
+    Waiting { failed: u32, due_ms: u64, error: Option<Expected> },
     Acked,
+}
+
+impl Slot {
+    /// When a waiting delivery is due.
+    fn due_ms(&self) -> Option<u64> {
+        match self {
+            Slot::Waiting { due_ms, .. } => Some(*due_ms),
+            _ => None,
+        }
+    }
+
+    /// Whether the engine's pending delivery is this one.
+    fn matches(&self, pending: &Pending) -> bool {
+        match (self, pending) {
+            (Slot::InFlight { member, attempt, deadline_ms }, Pending::InFlight { member: m, attempt: a, deadline_ms: d }) => {
+                **m == *member && (a, d) == (attempt, deadline_ms)
+            }
+            (Slot::Leased { member, attempt, acked }, Pending::Leased { member: m, attempt: a, acked: k }) => **m == *member && (a, k) == (attempt, acked),
+            (Slot::Waiting { failed, due_ms, error }, Pending::Waiting { failed: f, due_ms: d, error: e }) => {
+                (f, d) == (failed, due_ms)
+                    && match (error, e) {
+                        (Some(want), Some(got)) => want.matches(got),
+                        (want, got) => want.is_none() && got.is_none(),
+                    }
+            }
+            (Slot::Acked, Pending::Acked) => true,
+            _ => false,
+        }
+    }
+}
+
+/// How a member holds a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    /// Its handler runs, within its lease.
+    InFlight,
+    /// Behind its run's message in flight.
+    Leased,
 }
 
 #[derive(Clone, Debug)]
@@ -193,6 +253,22 @@ impl CursorModel {
             self.committed += 1;
         }
         self.next = self.next.max(self.committed);
+    }
+
+    /// Puts back a delivery for its `attempt`-th time as if it never happened:
+    /// due at once, no attempt counted.
+    fn give_back(&mut self, offset: u64, attempt: u32, now_ms: u64) {
+        self.unsettled.insert(offset, Slot::Waiting { failed: attempt - 1, due_ms: now_ms, error: None });
+    }
+
+    /// Gives back the messages from `from` on that are leased behind their run's
+    /// message in flight.
+    fn give_back_run(&mut self, from: u64, now_ms: u64) {
+        let mut offset = from;
+        while let Some(&Slot::Leased { attempt, .. }) = self.unsettled.get(&offset) {
+            self.give_back(offset, attempt, now_ms);
+            offset += 1;
+        }
     }
 }
 
@@ -218,6 +294,9 @@ struct GroupModel {
 
 /// What one partition may hand out now, as `(offset, failed attempts so far)`.
 type Candidates = Vec<(String, u32, Vec<(u64, u32)>)>;
+
+/// One delivery: `(topic, partition, offset, attempt)`.
+type Handout = (String, u32, u64, u32);
 
 #[derive(Clone, Debug)]
 struct Model {
@@ -475,7 +554,7 @@ impl Model {
     }
 
     /// Per partition the member owns, in the order of its subscriptions, what it
-    /// may be handed now.
+    /// may be handed now: under partition ordering the longest run it could give.
     fn candidates(&self, group: &str, member: &str, now_ms: u64) -> Candidates {
         let Some(state) = self.groups.get(group) else { return Vec::new() };
         let Some(record) = state.members.get(member) else { return Vec::new() };
@@ -493,18 +572,27 @@ impl Model {
 
     fn deliverable(&self, cursor: &CursorModel, partition: &PartitionModel, ordering: Ordering, now_ms: u64) -> Vec<(u64, u32)> {
         let due_retry = |slot: &Slot| match slot {
-            Slot::Waiting { failed, due_ms } if *due_ms <= now_ms => Some(*failed),
+            Slot::Waiting { failed, due_ms, .. } if *due_ms <= now_ms => Some(*failed),
             _ => None,
         };
         let is_due = |offset: u64| partition.log[offset as usize].deliver_at_ms <= now_ms;
         match ordering {
-            // The first unsettled offset holds the partition: in flight, waiting for
-            // its retry, or not yet due.
-            Ordering::Partition => match cursor.unsettled.iter().find(|(_, slot)| **slot != Slot::Acked) {
-                Some((offset, slot)) => due_retry(slot).map(|failed| (*offset, failed)).into_iter().collect(),
-                None if cursor.next < partition.high() && is_due(cursor.next) => vec![(cursor.next, 0)],
-                None => Vec::new(),
-            },
+            // A run: consecutive offsets from the first unsettled one, each a retry
+            // that is due or a new message past its delay, up to the first that is
+            // neither (in flight, leased, waiting, delayed, or the end).
+            Ordering::Partition => {
+                let first = cursor.unsettled.iter().find(|(_, slot)| **slot != Slot::Acked).map_or(cursor.next, |(offset, _)| *offset);
+                let mut run = Vec::new();
+                for offset in first.. {
+                    let failed = match cursor.unsettled.get(&offset) {
+                        Some(slot) => due_retry(slot),
+                        None => (offset >= cursor.next && offset < partition.high() && is_due(offset)).then_some(0),
+                    };
+                    let Some(failed) = failed else { break };
+                    run.push((offset, failed));
+                }
+                run
+            }
             Ordering::None => {
                 let retries = cursor.unsettled.iter().filter_map(|(offset, slot)| due_retry(slot).map(|failed| (*offset, failed)));
                 let fresh = (cursor.next..partition.high()).filter(|&offset| is_due(offset)).map(|offset| (offset, 0));
@@ -513,13 +601,46 @@ impl Model {
         }
     }
 
-    /// Records what a poll handed out: `(topic, partition, offset, attempt)`.
-    fn handed_out(&mut self, group: &str, member: &str, deliveries: &[(String, u32, u64, u32)], now_ms: u64) {
+    /// What a poll within `limit` hands out when the engine starts at the
+    /// `start`-th of `candidates`: each partition in turn gives a run, at most
+    /// `maxBatchSize` long, that counts as one, or (unordered) messages that count
+    /// a run each, until the messages or the runs are used up.
+    fn poll_from(candidates: &Candidates, config: &ConsumerConfig, limit: PollLimit, start: usize) -> Vec<Handout> {
+        let max = limit.messages.min(POLL_MAX);
+        let mut out = Vec::new();
+        let mut runs = 0;
+        for i in 0..candidates.len() {
+            let remaining = max - out.len();
+            if remaining == 0 || runs == limit.runs {
+                break;
+            }
+            let (topic, p, offsets) = &candidates[(start + i) % candidates.len()];
+            let (take, counted) = match config.ordering {
+                Ordering::Partition => {
+                    let take = offsets.len().min(remaining).min(config.batch_size_max as usize);
+                    (take, usize::from(take > 0))
+                }
+                Ordering::None => {
+                    let take = offsets.len().min(remaining).min(limit.runs - runs);
+                    (take, take)
+                }
+            };
+            runs += counted;
+            out.extend(offsets[..take].iter().map(|(offset, failed)| (topic.clone(), *p, *offset, failed + 1)));
+        }
+        out
+    }
+
+    /// Records what a poll handed out: the first delivery of each partition's run
+    /// is in flight, the rest leased behind it; unordered, each is in flight.
+    fn handed_out(&mut self, group: &str, member: &str, deliveries: &[Handout], now_ms: u64) {
         if deliveries.is_empty() {
             return;
         }
         let state = self.groups.get_mut(group).expect("group");
-        let deadline_ms = now_ms + state.members[member].config.ack_timeout_ms;
+        let config = &state.members[member].config;
+        let (deadline_ms, runs) = (now_ms + config.ack_timeout_ms, config.ordering == Ordering::Partition);
+        let mut previous: Option<(&str, u32)> = None;
         for (topic, p, offset, attempt) in deliveries {
             let log = &self.topics[topic].partitions[*p as usize].log;
             let cursor = &mut state.topics.get_mut(topic).expect("group topic").cursors[*p as usize];
@@ -527,45 +648,104 @@ impl Model {
                 // Delayed messages an unordered group passed wait until they are due.
                 for skipped in cursor.next..*offset {
                     let due_ms = log[skipped as usize].deliver_at_ms.max(now_ms);
-                    cursor.unsettled.entry(skipped).or_insert(Slot::Waiting { failed: 0, due_ms });
+                    cursor.unsettled.entry(skipped).or_insert(Slot::Waiting { failed: 0, due_ms, error: None });
                 }
                 cursor.next = offset + 1;
             }
-            cursor.unsettled.insert(*offset, Slot::InFlight { member: member.to_string(), attempt: *attempt, deadline_ms });
+            let (member, attempt) = (member.to_string(), *attempt);
+            let slot = if runs && previous == Some((topic.as_str(), *p)) {
+                Slot::Leased { member, attempt, acked: false }
+            } else {
+                Slot::InFlight { member, attempt, deadline_ms }
+            };
+            cursor.unsettled.insert(*offset, slot);
+            previous = Some((topic.as_str(), *p));
         }
     }
 
-    /// The member holds the delivery while its lease has not run out.
-    fn holds_lease(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
-        let slot = self
-            .groups
-            .get(group)
-            .and_then(|g| g.topics.get(&*receipt.topic))
-            .and_then(|gt| gt.cursors.get(receipt.partition as usize))
-            .and_then(|cursor| cursor.unsettled.get(&receipt.offset));
-        matches!(slot, Some(Slot::InFlight { member: holder, attempt, deadline_ms }) if holder == member && *attempt == receipt.attempt && now_ms < *deadline_ms)
+    fn cursor_mut(&mut self, group: &str, topic: &str, p: usize) -> &mut CursorModel {
+        &mut self.groups.get_mut(group).expect("group").topics.get_mut(topic).expect("group topic").cursors[p]
     }
 
+    fn slot(&self, group: &str, topic: &str, p: usize, offset: u64) -> Option<&Slot> {
+        self.groups.get(group)?.topics.get(topic)?.cursors.get(p)?.unsettled.get(&offset)
+    }
+
+    /// How `member` holds `receipt`'s delivery, if it still does: in flight with a
+    /// lease that has not run out, or leased behind its run's message in flight.
+    fn held(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> Option<Held> {
+        match self.slot(group, &receipt.topic, receipt.partition as usize, receipt.offset)? {
+            Slot::InFlight { member: holder, attempt, deadline_ms } if holder == member && *attempt == receipt.attempt && now_ms < *deadline_ms => {
+                Some(Held::InFlight)
+            }
+            Slot::Leased { member: holder, attempt, .. } if holder == member && *attempt == receipt.attempt => Some(Held::Leased),
+            _ => None,
+        }
+    }
+
+    /// An ack in flight settles and moves its run on; one ahead of its turn waits
+    /// for it.
     fn ack(&mut self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
-        if !self.holds_lease(group, member, receipt, now_ms) {
-            return false;
+        let (topic, p, offset) = (&*receipt.topic, receipt.partition as usize, receipt.offset);
+        match self.held(group, member, receipt, now_ms) {
+            None => return false,
+            Some(Held::InFlight) => {
+                self.settle(group, topic, p, offset);
+                self.advance_run(group, topic, p, offset + 1, now_ms);
+            }
+            Some(Held::Leased) => {
+                let early = Slot::Leased { member: member.to_string(), attempt: receipt.attempt, acked: true };
+                self.cursor_mut(group, topic, p).unsettled.insert(offset, early);
+            }
         }
-        self.settle(group, &receipt.topic, receipt.partition as usize, receipt.offset);
         true
     }
 
+    /// A failed attempt when in flight; a message leased behind its run's message
+    /// in flight cannot fail before its turn: it and the rest of its run are given
+    /// back.
     fn fail(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, now_ms: u64) -> bool {
-        if !self.holds_lease(group, member, receipt, now_ms) {
+        let (topic, p, offset) = (&*receipt.topic, receipt.partition as usize, receipt.offset);
+        match self.held(group, member, receipt, now_ms) {
+            None => return false,
+            Some(Held::InFlight) => {
+                let config = self.groups[group].members[member].config.clone();
+                let error = Expected::Exact(prefix_of_bytes(error, DLQ_ERROR_BYTES));
+                self.failed_attempt(group, topic, p, offset, receipt.attempt, error, &config, now_ms, true);
+            }
+            Some(Held::Leased) => self.cursor_mut(group, topic, p).give_back_run(offset, now_ms),
+        }
+        true
+    }
+
+    /// Gives back a delivery whose handler never started, with the rest of its run.
+    fn release(&mut self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
+        if self.held(group, member, receipt, now_ms).is_none() {
             return false;
         }
-        let config = self.groups[group].members[member].config.clone();
-        let error = Expected::Exact(prefix_of_bytes(error, DLQ_ERROR_BYTES));
-        self.failed_attempt(group, &receipt.topic, receipt.partition as usize, receipt.offset, receipt.attempt, error, &config, now_ms, true);
+        let cursor = self.cursor_mut(group, &receipt.topic, receipt.partition as usize);
+        cursor.give_back(receipt.offset, receipt.attempt, now_ms);
+        cursor.give_back_run(receipt.offset + 1, now_ms);
         true
+    }
+
+    /// After the message before `offset` settled: the run's messages acked ahead of
+    /// their turn settle, then its next message goes in flight, its lease running
+    /// from now.
+    fn advance_run(&mut self, group: &str, topic: &str, p: usize, mut offset: u64, now_ms: u64) {
+        while let Some(Slot::Leased { member, attempt, acked }) = self.slot(group, topic, p, offset).cloned() {
+            if !acked {
+                let deadline_ms = now_ms + self.groups[group].members[&member].config.ack_timeout_ms;
+                self.cursor_mut(group, topic, p).unsettled.insert(offset, Slot::InFlight { member, attempt, deadline_ms });
+                return;
+            }
+            self.settle(group, topic, p, offset);
+            offset += 1;
+        }
     }
 
     fn settle(&mut self, group: &str, topic: &str, p: usize, offset: u64) {
-        let cursor = &mut self.groups.get_mut(group).expect("group").topics.get_mut(topic).expect("group topic").cursors[p];
+        let cursor = self.cursor_mut(group, topic, p);
         if offset != cursor.committed {
             cursor.unsettled.insert(offset, Slot::Acked);
             return;
@@ -576,16 +756,18 @@ impl Model {
         self.trim_due.insert((topic.to_string(), p));
     }
 
+    /// A failed attempt of a message in flight; the rest of its run is given back.
     #[allow(clippy::too_many_arguments)]
     fn failed_attempt(&mut self, group: &str, topic: &str, p: usize, offset: u64, attempt: u32, error: Expected, config: &ConsumerConfig, now_ms: u64, backoff: bool) {
+        self.cursor_mut(group, topic, p).give_back_run(offset + 1, now_ms);
         if attempt >= config.retry.max_attempts {
             self.dead_letter(group, topic, p, offset, attempt, error, config, now_ms);
             self.settle(group, topic, p, offset);
             return;
         }
         let wait_ms = if backoff { backoff_ms(&config.retry, attempt) } else { 0 };
-        let cursor = &mut self.groups.get_mut(group).expect("group").topics.get_mut(topic).expect("group topic").cursors[p];
-        cursor.unsettled.insert(offset, Slot::Waiting { failed: attempt, due_ms: now_ms + wait_ms });
+        let waiting = Slot::Waiting { failed: attempt, due_ms: now_ms + wait_ms, error: Some(error) };
+        self.cursor_mut(group, topic, p).unsettled.insert(offset, waiting);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -662,6 +844,13 @@ impl Model {
         }
         for (topic, p, new_low, expired) in retention_moves {
             self.advance_low(&topic, p, new_low, expired);
+            // A run whose message in flight expired gives the rest back, as when
+            // that message's lease runs out: nothing else would ever move it on.
+            for group in self.groups.values_mut() {
+                if let Some(gt) = group.topics.get_mut(&topic) {
+                    gt.cursors[p].give_back_run(new_low, now_ms);
+                }
+            }
         }
     }
 
@@ -741,7 +930,7 @@ impl Model {
                             partition: p as u32,
                             committed_offset: cursor.committed,
                             lag: self.topics[topic].partitions[p].high() - cursor.committed,
-                            in_flight: count(&|slot| matches!(slot, Slot::InFlight { .. })),
+                            in_flight: count(&|slot| matches!(slot, Slot::InFlight { .. } | Slot::Leased { .. })),
                             retrying: count(&|slot| matches!(slot, Slot::Waiting { failed, .. } if *failed > 0)),
                             owner: gt.owners[p].clone(),
                         }
@@ -751,6 +940,30 @@ impl Model {
             }
         }
         Stats { topics, groups }
+    }
+
+    /// The latest a driver sleeping until `next_due_ms` may wake: when a retry or a
+    /// given-back run of a partition with an owner is due (under partition
+    /// ordering only its first unsettled offset holds it), or, with nothing
+    /// unsettled, when its next message's delay ends.
+    fn wake_by_ms(&self) -> Option<u64> {
+        let mut wake_by_ms = None::<u64>;
+        for state in self.groups.values() {
+            for (topic, gt) in &state.topics {
+                for (p, cursor) in gt.cursors.iter().enumerate() {
+                    let Some(owner) = gt.owners[p].as_deref() else { continue };
+                    let governing = if state.members[owner].config.ordering == Ordering::Partition { 1 } else { usize::MAX };
+                    let mut unsettled = cursor.unsettled.values().filter(|slot| **slot != Slot::Acked).peekable();
+                    let partition = &self.topics[topic].partitions[p];
+                    let due = match unsettled.peek() {
+                        None => partition.log.get(cursor.next as usize).map(|m| m.deliver_at_ms),
+                        Some(_) => unsettled.take(governing).filter_map(Slot::due_ms).min(),
+                    };
+                    wake_by_ms = wake_by_ms.into_iter().chain(due).min();
+                }
+            }
+        }
+        wake_by_ms
     }
 
     fn topic_infos(&self) -> Vec<TopicInfo> {
@@ -776,13 +989,17 @@ struct MessageSpec {
     header: Option<(&'static str, &'static str)>,
 }
 
-/// Which unsettled delivery an ack or fail is for.
+/// Which unsettled delivery an ack, fail or release is for.
 #[derive(Clone, Debug)]
 enum Pick {
     /// The last one handed out: acking it before earlier ones leaves acked offsets
-    /// above an unsettled one in unordered groups.
+    /// above an unsettled one in unordered groups, and acks it ahead of its turn
+    /// when it ends a run.
     Newest,
     Any(usize),
+    /// One the model has leased behind its run's message in flight (any, when there
+    /// are none): acked ahead of its turn, failed or released before it starts.
+    Leased(usize),
 }
 
 /// Which member an operation is for.
@@ -799,11 +1016,13 @@ enum Op {
     CreateTopic { name: &'static str, config: TopicConfig },
     Send { topic: &'static str, messages: Vec<MessageSpec> },
     Join { group: usize, member: usize, subscriptions: Vec<(&'static str, bool)> },
-    Poll { who: Who, max: usize },
+    Poll { who: Who, limit: PollLimit },
     /// Settles one of the deliveries handed out so far (stale ones included), as
     /// the member that got it or, with `as_other_member`, as the other one.
     Ack { pick: Pick, as_other_member: bool },
     Fail { pick: Pick, long_error: bool },
+    /// A consumer stopping gives back a delivery whose handler never started.
+    Release { pick: Pick },
     Leave { who: Who },
     Heartbeat { who: Who },
     /// The clock moves on; with `heartbeat_first` every member heartbeats at the
@@ -842,7 +1061,17 @@ fn topic_config() -> impl Strategy<Value = TopicConfig> {
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
-    prop_oneof![Just(Pick::Newest), any::<usize>().prop_map(Pick::Any)]
+    prop_oneof![2 => Just(Pick::Newest), 2 => any::<usize>().prop_map(Pick::Any), 1 => any::<usize>().prop_map(Pick::Leased)]
+}
+
+/// Plain numbers (messages, each in a run of its own at most) and a run loop's
+/// free slots with a run length that may be under `maxBatchSize`.
+fn poll_limit() -> impl Strategy<Value = PollLimit> {
+    prop_oneof![
+        4 => (1usize..=3).prop_map(PollLimit::from),
+        1 => Just(PollLimit::from(50)),
+        2 => (1usize..=3, 1usize..=4).prop_map(|(runs, run_messages)| PollLimit::runs(runs, run_messages)),
+    ]
 }
 
 fn who() -> impl Strategy<Value = Who> {
@@ -858,9 +1087,10 @@ fn basic_op() -> impl Strategy<Value = Op> {
             .prop_map(|(topic, messages)| Op::Send { topic, messages }),
         3 => (group, member, prop::collection::vec((topic_name(), prop::bool::weighted(0.7)), 1..=2))
             .prop_map(|(group, member, subscriptions)| Op::Join { group, member, subscriptions }),
-        8 => (who(), prop_oneof![4 => 1usize..=3, 1 => Just(50)]).prop_map(|(who, max)| Op::Poll { who, max }),
+        8 => (who(), poll_limit()).prop_map(|(who, limit)| Op::Poll { who, limit }),
         6 => (pick(), prop::bool::weighted(0.1)).prop_map(|(pick, as_other_member)| Op::Ack { pick, as_other_member }),
         3 => (pick(), prop::bool::weighted(0.2)).prop_map(|(pick, long_error)| Op::Fail { pick, long_error }),
+        1 => pick().prop_map(|pick| Op::Release { pick }),
         1 => who().prop_map(|who| Op::Leave { who }),
         1 => who().prop_map(|who| Op::Heartbeat { who }),
         3 => (prop_oneof![8 => select(vec![0u64, 1, 100, 500, 1_000, 2_500, 3_000]), 1 => Just(20_000)], prop::bool::weighted(0.7))
@@ -883,9 +1113,11 @@ fn ops(max_len: usize) -> impl Strategy<Value = Vec<Op>> {
     })
 }
 
-/// Exact backoffs (no jitter) so the model can predict every retry time.
+/// Exact backoffs (no jitter) so the model can predict every retry time; runs
+/// short enough for their length and the poll limits to cut them.
 fn consumer_config(ordering: Ordering) -> impl Strategy<Value = ConsumerConfig> {
     (
+        select(vec![1u32, 2, 3, 100]),
         1u32..=3,
         select(vec![100u64, 1_000]),
         select(vec![1u32, 2, 3]),
@@ -894,16 +1126,20 @@ fn consumer_config(ordering: Ordering) -> impl Strategy<Value = ConsumerConfig> 
         select(vec![3_000u64, 10_000]),
         prop::option::weighted(0.2, Just(CUSTOM_DEAD_LETTER_TOPIC)),
     )
-        .prop_map(move |(max_attempts, initial_backoff_ms, multiplier, max_backoff_ms, ack_timeout_ms, session_timeout_ms, dead_letter_topic)| ConsumerConfig {
-            retry: RetryPolicy { max_attempts, initial_backoff_ms, multiplier: f64::from(multiplier), max_backoff_ms, jitter: false },
-            dead_letter_topic: dead_letter_topic.map(String::from),
-            ack_timeout_ms,
-            session_timeout_ms,
-            heartbeat_interval_ms: 50,
-            ordering,
-            concurrency: 1,
-            batch_size_max: 100,
-        })
+        .prop_map(
+            move |(batch_size_max, max_attempts, initial_backoff_ms, multiplier, max_backoff_ms, ack_timeout_ms, session_timeout_ms, dead_letter_topic)| {
+                ConsumerConfig {
+                    retry: RetryPolicy { max_attempts, initial_backoff_ms, multiplier: f64::from(multiplier), max_backoff_ms, jitter: false },
+                    dead_letter_topic: dead_letter_topic.map(String::from),
+                    ack_timeout_ms,
+                    session_timeout_ms,
+                    heartbeat_interval_ms: 50,
+                    ordering,
+                    concurrency: 1,
+                    batch_size_max,
+                }
+            },
+        )
 }
 
 fn group_configs() -> impl Strategy<Value = [ConsumerConfig; 3]> {
@@ -943,6 +1179,9 @@ struct Harness {
     /// With a store: an engine that only ever sees each commit's stored records (as
     /// another context of a shared bus does) and must stay the live one.
     follower: Option<Engine>,
+    /// Every cursor as the last commit that wrote it stored it, with its pending
+    /// deliveries, keyed `Key::Cursor`: the model must hold the same.
+    stored_cursors: BTreeMap<Key, (Cursor, Vec<(u64, Pending)>)>,
 }
 
 impl Harness {
@@ -960,6 +1199,7 @@ impl Harness {
             values_sent: 0,
             store,
             follower,
+            stored_cursors: BTreeMap::new(),
         };
         harness.commit();
         harness
@@ -999,6 +1239,12 @@ impl Harness {
             let stored = writes.iter().map(|(key, record)| (key.clone(), record.as_ref().map(|r| Record::decode(key, &r.encode()).expect("decode")))).collect();
             follower.apply_stored(stored).expect("apply stored records");
         }
+        for (key, record) in writes {
+            match record {
+                Some(Record::GroupPartition { cursor, pending }) => self.stored_cursors.insert(key, (cursor, pending)),
+                _ => self.stored_cursors.remove(&key),
+            };
+        }
         self.engine.end_commit(true);
     }
 
@@ -1026,19 +1272,25 @@ impl Harness {
             .collect()
     }
 
+    /// `(group, member)` indices of the members in their groups now.
+    fn live_members(&self) -> Vec<(usize, usize)> {
+        let mut live = Vec::new();
+        for (g, group) in GROUPS.iter().enumerate() {
+            for (m, member) in MEMBERS.iter().enumerate() {
+                if self.model.groups.get(*group).is_some_and(|state| state.members.contains_key(*member)) {
+                    live.push((g, m));
+                }
+            }
+        }
+        live
+    }
+
     /// `(group, member)` indices.
     fn resolve(&self, who: &Who) -> (usize, usize) {
         match who {
             Who::Named(group, member) => (*group, *member),
             Who::Live(pick) => {
-                let mut live = Vec::new();
-                for (g, group) in GROUPS.iter().enumerate() {
-                    for (m, member) in MEMBERS.iter().enumerate() {
-                        if self.model.groups.get(*group).is_some_and(|state| state.members.contains_key(*member)) {
-                            live.push((g, m));
-                        }
-                    }
-                }
+                let live = self.live_members();
                 if live.is_empty() {
                     (pick % GROUPS.len(), pick / GROUPS.len() % MEMBERS.len())
                 } else {
@@ -1054,9 +1306,20 @@ impl Harness {
         if self.receipts.is_empty() {
             return (0, 0, Receipt { topic: Name::from("a"), partition: 0, offset: 0, attempt: 1 });
         }
+        let leased: Vec<usize> = match pick {
+            Pick::Leased(_) => (0..self.receipts.len())
+                .filter(|&i| {
+                    let (group, member, receipt) = &self.receipts[i];
+                    self.model.held(GROUPS[*group], MEMBERS[*member], receipt, self.now_ms) == Some(Held::Leased)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let index = match pick {
             Pick::Newest => self.receipts.len() - 1,
             Pick::Any(n) => n % self.receipts.len(),
+            Pick::Leased(n) if leased.is_empty() => n % self.receipts.len(),
+            Pick::Leased(n) => leased[n % leased.len()],
         };
         if keep {
             self.receipts[index].clone()
@@ -1083,9 +1346,9 @@ impl Harness {
                 let got = code(self.engine.join(GROUPS[*group], MEMBERS[*member], &subs, config, now_ms));
                 prop_assert_eq!(got, self.model.join(GROUPS[*group], MEMBERS[*member], subscriptions, config, now_ms));
             }
-            Op::Poll { who, max } => {
+            Op::Poll { who, limit } => {
                 let (group, member) = self.resolve(who);
-                self.poll(group, member, *max)?;
+                self.poll(group, member, *limit)?;
             }
             Op::Ack { pick, as_other_member } => {
                 let (group, member, receipt) = self.pick_receipt(pick, *as_other_member);
@@ -1099,6 +1362,11 @@ impl Harness {
                 let error = if *long_error { "é".repeat(600) } else { "boom".to_string() };
                 let got = self.engine.fail(GROUPS[group], MEMBERS[member], &receipt, &error, now_ms);
                 prop_assert_eq!(got, self.model.fail(GROUPS[group], MEMBERS[member], &receipt, &error, now_ms), "fail of {:?}", receipt);
+            }
+            Op::Release { pick } => {
+                let (group, member, receipt) = self.pick_receipt(pick, false);
+                let got = self.engine.release(GROUPS[group], MEMBERS[member], &receipt, now_ms);
+                prop_assert_eq!(got, self.model.release(GROUPS[group], MEMBERS[member], &receipt, now_ms), "release of {:?}", receipt);
             }
             Op::Leave { who } => {
                 let (group, member) = self.resolve(who);
@@ -1133,26 +1401,17 @@ impl Harness {
     }
 
     /// The engine starts each poll at a rotating partition, so the poll must match
-    /// the model's candidates taken greedily from some starting partition.
-    fn poll(&mut self, group: usize, member: usize, max: usize) -> Result<(), TestCaseError> {
+    /// what the model hands out from some starting partition.
+    fn poll(&mut self, group: usize, member: usize, limit: PollLimit) -> Result<(), TestCaseError> {
         let (group_name, member_name) = (GROUPS[group], MEMBERS[member]);
         let candidates = self.model.candidates(group_name, member_name, self.now_ms);
-        let deliveries = self.engine.poll(group_name, member_name, max, self.now_ms).map_err(|e| TestCaseError::fail(format!("poll refused: {e}")))?;
-        let got: Vec<(String, u32, u64, u32)> = deliveries.iter().map(|d| (d.topic.to_string(), d.partition, d.message.offset, d.attempt)).collect();
-        let greedy_from = |start: usize| {
-            let mut out = Vec::new();
-            for i in 0..candidates.len() {
-                let (topic, p, offsets) = &candidates[(start + i) % candidates.len()];
-                for (offset, failed) in offsets {
-                    if out.len() < max {
-                        out.push((topic.clone(), *p, *offset, failed + 1));
-                    }
-                }
-            }
-            out
+        let deliveries = self.engine.poll(group_name, member_name, limit, self.now_ms).map_err(|e| TestCaseError::fail(format!("poll refused: {e}")))?;
+        let got: Vec<Handout> = deliveries.iter().map(|d| (d.topic.to_string(), d.partition, d.message.offset, d.attempt)).collect();
+        let allowed = match self.model.groups.get(group_name).and_then(|g| g.members.get(member_name)) {
+            Some(record) if !candidates.is_empty() => (0..candidates.len()).any(|start| Model::poll_from(&candidates, &record.config, limit, start) == got),
+            _ => got.is_empty(),
         };
-        let allowed = if candidates.is_empty() { got.is_empty() } else { (0..candidates.len()).any(|start| greedy_from(start) == got) };
-        prop_assert!(allowed, "poll of {}/{} (max {}) at {} handed out {:?}; the model has {:?}", group_name, member_name, max, self.now_ms, got, candidates);
+        prop_assert!(allowed, "poll of {}/{} ({:?}) at {} handed out {:?}; the model has {:?}", group_name, member_name, limit, self.now_ms, got, candidates);
         for d in &deliveries {
             let stored = &self.model.topics[&*d.topic].partitions[d.partition as usize].log[d.message.offset as usize];
             prop_assert!(stored.matches(d.message.offset, &d.message), "delivered {:?}, the model stored {:?}", d, stored);
@@ -1162,9 +1421,46 @@ impl Harness {
         Ok(())
     }
 
+    /// Faults stop and every member acks what it is handed, each run in order, until
+    /// nothing is left to hand out, with a heartbeat and a tick each round: every
+    /// partition with an owner must end consumed, each of its messages acked or
+    /// dead-lettered.
+    fn drain(&mut self) -> Result<(), TestCaseError> {
+        for _ in 0..DRAIN_ROUNDS_MAX {
+            if self.drained() {
+                return Ok(());
+            }
+            self.run(&Op::AdvanceAndTick { ms: DRAIN_ROUND_MS, heartbeat_first: true })?;
+            for (group, member) in self.live_members() {
+                loop {
+                    // Oldest first: stale receipts, then each run's messages in order.
+                    while !self.receipts.is_empty() {
+                        self.run(&Op::Ack { pick: Pick::Any(0), as_other_member: false })?;
+                    }
+                    self.run(&Op::Poll { who: Who::Named(group, member), limit: PollLimit::from(POLL_MAX) })?;
+                    if self.receipts.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        prop_assert!(self.drained(), "consumers that ack everything did not drain the bus: {:?}", self.engine.stats().groups);
+        Ok(())
+    }
+
+    fn drained(&self) -> bool {
+        self.model.stats().groups.iter().flat_map(|g| &g.partitions).all(|gp| gp.owner.is_none() || gp.lag == 0)
+    }
+
     fn check_state(&self) -> Result<(), TestCaseError> {
+        self.check_runs()?;
+        self.check_stored_cursors()?;
         prop_assert_eq!(self.engine.stats(), self.model.stats());
         prop_assert_eq!(self.engine.topics(), self.model.topic_infos());
+        if let Some(wake_by_ms) = self.model.wake_by_ms() {
+            let due_ms = self.engine.next_due_ms();
+            prop_assert!(due_ms.is_some_and(|d| d <= wake_by_ms), "next due at {:?}, yet the model has work due at {}", due_ms, wake_by_ms);
+        }
         for (name, topic) in &self.model.topics {
             for (p, partition) in topic.partitions.iter().enumerate() {
                 let got = self.engine.read_log(name, p as u32, 0, usize::MAX).map_err(|e| TestCaseError::fail(format!("read_log {name}/{p}: {e}")))?;
@@ -1172,6 +1468,54 @@ impl Harness {
                 for (message, offset) in got.iter().zip(partition.low..) {
                     let stored = &partition.log[offset as usize];
                     prop_assert!(stored.matches(offset, message), "{}/{} holds {:?}, the model {:?}", name, p, message, stored);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the model promises of every partition: a group under partition ordering
+    /// settles its offsets in order (none is acked above an unsettled one) and has
+    /// in flight only its first unsettled offset; a leased message sits right
+    /// behind a message of its run, in flight or leased, of the same member.
+    fn check_runs(&self) -> Result<(), TestCaseError> {
+        for (g, group) in GROUPS.iter().enumerate() {
+            let Some(state) = self.model.groups.get(*group) else { continue };
+            let ordered = self.configs[g].ordering == Ordering::Partition;
+            for (topic, gt) in &state.topics {
+                for (p, cursor) in gt.cursors.iter().enumerate() {
+                    let first = cursor.unsettled.keys().next();
+                    for (offset, slot) in &cursor.unsettled {
+                        let where_ = || format!("{group} on {topic}/{p}@{offset}");
+                        let ahead = offset.checked_sub(1).and_then(|o| cursor.unsettled.get(&o));
+                        match slot {
+                            Slot::Leased { member, .. } => {
+                                let behind_its_run = matches!(ahead, Some(Slot::InFlight { member: m, .. } | Slot::Leased { member: m, .. }) if m == member);
+                                prop_assert!(behind_its_run, "{} is leased to {} behind {:?}, no message of its run", where_(), member, ahead);
+                            }
+                            Slot::Acked => prop_assert!(!ordered, "{} is acked ahead of an unsettled offset", where_()),
+                            Slot::InFlight { .. } => prop_assert!(!ordered || first == Some(offset), "{} is in flight behind an unsettled offset", where_()),
+                            Slot::Waiting { .. } => {}
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every cursor the engine stored holds the model's positions and pending
+    /// deliveries: attempts, leases and their deadlines, early acks, retry times.
+    fn check_stored_cursors(&self) -> Result<(), TestCaseError> {
+        for (group, state) in &self.model.groups {
+            for (topic, gt) in &state.topics {
+                for (p, cursor) in gt.cursors.iter().enumerate() {
+                    let key = Key::Cursor(Name::from(group.as_str()), Name::from(topic.as_str()), p as u32);
+                    let Some((stored, pending)) = self.stored_cursors.get(&key) else { return Err(TestCaseError::fail(format!("{key:?} was never stored"))) };
+                    prop_assert_eq!(*stored, Cursor { committed: cursor.committed, next: cursor.next }, "{} on {}/{}", group, topic, p);
+                    let same = pending.len() == cursor.unsettled.len()
+                        && pending.iter().zip(&cursor.unsettled).all(|((offset, pending), (at, slot))| offset == at && slot.matches(pending));
+                    prop_assert!(same, "{} on {}/{} stored {:?}; the model has {:?}", group, topic, p, pending, cursor.unsettled);
                 }
             }
         }
@@ -1217,7 +1561,7 @@ fn run_case(auto_create_topics: bool, configs: [ConsumerConfig; 3], ops: &[Op], 
     for op in ops {
         harness.run(op)?;
     }
-    Ok(())
+    harness.drain()
 }
 
 fn config(cases: u32) -> Config {
@@ -1264,16 +1608,17 @@ fn message(value: &str) -> OutgoingMessage {
     OutgoingMessage::new(Value::string(value))
 }
 
-/// An engine with a topic, a group, a message in flight and one waiting, so that a
-/// refused call has state it could damage.
+/// An engine with a topic, a group, a message in flight, one leased behind it and
+/// one waiting, so that a refused call has state it could damage.
 fn busy_engine(bus_config: BusConfig) -> Engine {
     let mut engine = Engine::open(bus_config, 1, Vec::new()).expect("open");
     engine.create_topic("t", TopicConfig::with_partitions(2)).expect("create");
     engine.join("g", "m1", &[Subscription::new("t", true)], &ConsumerConfig::default(), T0).expect("join");
     engine.send("t", &[message("a").with_partition(0), message("b").with_partition(0), message("c").with_partition(1)], T0).expect("send");
     let deliveries = engine.poll("g", "m1", 10, T0).expect("poll");
-    assert_eq!(deliveries.len(), 2);
-    assert!(engine.fail("g", "m1", &deliveries[0].receipt(), "boom", T0));
+    assert_eq!(deliveries.len(), 3, "a run of two in partition 0, one in partition 1");
+    let lone = deliveries.iter().find(|d| d.partition == 1).expect("partition 1's run");
+    assert!(engine.fail("g", "m1", &lone.receipt(), "boom", T0));
     let _ = engine.begin_commit();
     engine.end_commit(true);
     engine
@@ -1452,6 +1797,7 @@ fn garbage_to_infallible_calls_changes_nothing() {
         for receipt in &bogus {
             assert!(!engine.ack(&name, "m1", receipt, T0));
             assert!(!engine.fail("g", &name, receipt, &"e".repeat(1 << 20), u64::MAX));
+            assert!(!engine.release(&name, "m1", receipt, T0));
         }
     }
     assert!(engine.members("").is_empty());
@@ -1522,4 +1868,23 @@ fn redrive_from_a_topic_without_dead_letters_changes_nothing() {
     engine.end_commit(true);
     assert_eq!(engine.stats().topics[0].partitions[0].low_offset, 1, "consumed by its only group");
     engine.send("orders", &[message("2"), message("3")], T0).expect("within maxDepth once consumed");
+}
+
+/// Retention removing a run's message in flight: the rest of the run must not stay
+/// leased behind a message that is gone (nothing would move it on, and the
+/// partition would hand out nothing, even to another member, until retention
+/// removed those too): it is given back, its attempts unchanged.
+#[test]
+fn retention_removing_a_run_s_message_in_flight_gives_the_rest_back() {
+    let mut engine = Engine::open(BusConfig::default(), 1, Vec::new()).expect("open");
+    engine.create_topic("t", TopicConfig { retention_ms: Some(2_000), ..TopicConfig::default() }).expect("create");
+    engine.join("g", "m", &[Subscription::new("t", true)], &ConsumerConfig::default(), T0).expect("join");
+    engine.send("t", &[message("old")], T0).expect("send");
+    engine.send("t", &[message("newer"), message("newest")], T0 + 1_000).expect("send");
+    assert_eq!(engine.poll("g", "m", 10, T0 + 1_000).expect("poll").len(), 3, "one run");
+    engine.heartbeat("g", "m", T0 + 2_000);
+    engine.tick(T0 + 2_000);
+    let again = engine.poll("g", "m", 10, T0 + 2_000).expect("poll");
+    let handed: Vec<(u64, u32)> = again.iter().map(|d| (d.message.offset, d.attempt)).collect();
+    assert_eq!(handed, vec![(1, 1), (2, 1)], "{:?}", engine.stats().groups[0].partitions[0]);
 }

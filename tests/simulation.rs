@@ -10,19 +10,34 @@
 //! 1. nothing whose send was acknowledged is lost: it is readable at its offset,
 //!    unless every group reading it settled it or retention removed it;
 //! 2. acknowledged offsets of a partition are exactly `0..highOffset`;
-//! 3. with `ordering: "partition"` a group is handed offset n+1 only after n is
-//!    settled;
+//! 3. with `ordering: "partition"` a group is handed a run: consecutive offsets
+//!    from its first unsettled one, at most `maxBatchSize`, one run per partition
+//!    and poll, within the poll's limit; it settles offset n+1 only after n (an
+//!    ack ahead of its turn waits for it), and only its first unsettled offset is
+//!    in flight;
 //! 4. a partition has one owner per group, a member subscribed to it, owners are
 //!    balanced, and only the owner is handed its messages;
 //! 5. a handler settles successfully only a delivery it still holds;
+//! 6. a delivery's attempt is one more than the times the message was its run's
+//!    message in flight when it failed, its lease ran out or its member was lost
+//!    (what was leased behind it counts none), and so are a dead letter's
+//!    `ferry-dlq-attempts`;
 //!
 //! besides what follows from the model: duplicates by `id` within the window,
-//! attempts counted and backoffs kept, dead letters exactly when attempts run out,
-//! members removed exactly when their session ends, and the stored records opening
-//! to the same bus. At the end of each seed, once faults stop and every member stays
-//! live, every message ends acked or dead-lettered in every group that subscribed
-//! before it was sent, with each dead letter in `${topic}.dlq` carrying its
-//! `ferry-dlq-*` headers.
+//! backoffs kept, dead letters exactly when attempts run out, members removed
+//! exactly when their session ends, every pending delivery the engine stores (its
+//! lease, deadline, early ack, failed attempts) being the model's, and the stored
+//! records opening to the same bus. At the end of each seed, once faults stop and
+//! every member stays live, every message ends acked or dead-lettered in every
+//! group that subscribed before it was sent, with each dead letter in
+//! `${topic}.dlq` carrying its `ferry-dlq-*` headers.
+//!
+//! Members handle runs as the drivers do: a run's messages in order, acked one by
+//! one (a commit may hold several acks), the run stopping at its first failure;
+//! now and then a run's acks go out in another order, as a pull consumer's settled
+//! together may. Members crash mid-run, contexts crash before their acks are
+//! stored, and a stopping member gives back with `release` what it has not
+//! started.
 //!
 //! `FERRY_SIM_SEEDS` (default 1000) seeds run from `FERRY_SIM_SEED` (default 0); a
 //! failure prints its seed and the command that replays it. `FERRY_SIM_TRACE=1`
@@ -35,11 +50,11 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Mutex;
 
 use ferry::core::config::{BusConfig, ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
-use ferry::core::engine::{Engine, Receipt, Stats, Subscription};
-use ferry::core::limits::CHUNK_MESSAGES_MAX;
+use ferry::core::engine::{Delivery, Engine, PollLimit, Receipt, Stats, Subscription};
+use ferry::core::limits::{CHUNK_MESSAGES_MAX, POLL_MAX};
 use ferry::core::message::{Message, OutgoingMessage, Value};
 use ferry::core::murmur2::partition_for_key;
-use ferry::core::records::Key;
+use ferry::core::records::{Key, Pending, Record};
 use ferry::core::rng::Rng;
 use ferry::core::ErrorCode;
 use ferry::runtime::block_on;
@@ -50,7 +65,10 @@ use ferry::store::{FaultyStore, MemoryStore, Store};
 /// - 11, 16, 23: retention moved a group's committed offset onto an offset already
 ///   acked, and nothing moved it further: the group lagged forever.
 /// - 6, 7: a new bus whose first commit failed never stored its schema version.
-const REGRESSION_SEEDS: &[u64] = &[11, 16, 23, 6, 7];
+/// - 53, 80: retention removed a run's message in flight and left the rest of the
+///   run leased behind nothing: the partition handed out nothing until retention
+///   removed those too.
+const REGRESSION_SEEDS: &[u64] = &[11, 16, 23, 6, 7, 53, 80];
 
 const START_MS: u64 = 1_700_000_000_000;
 const STEPS_MIN: u64 = 200;
@@ -180,6 +198,7 @@ struct GroupModel {
     cursors: HashMap<(usize, u32), CursorModel>,
 }
 
+#[derive(Clone)]
 struct CursorModel {
     /// The first offset the model does not know as settled; the group must settle
     /// every message from where it started on.
@@ -188,11 +207,14 @@ struct CursorModel {
     offsets: BTreeMap<u64, OffsetState>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 struct OffsetState {
+    /// Failed attempts: each time the message was its run's message in flight
+    /// when it failed, its lease ran out or its member was lost.
     failures: u32,
     lease: Option<Lease>,
-    /// A redelivery after a failed attempt comes no earlier than this.
+    /// A redelivery after a failed attempt or a give-back comes no earlier than
+    /// this.
     not_before_ms: u64,
     settled: Option<Settled>,
 }
@@ -201,7 +223,98 @@ struct OffsetState {
 struct Lease {
     member: String,
     attempt: u32,
-    deadline_ms: u64,
+    /// When the lease of the message in flight runs out; `None` while it waits
+    /// leased behind its run's message in flight (its handler has not started).
+    deadline_ms: Option<u64>,
+    /// Acked ahead of its turn: it settles when the message before it does.
+    acked_early: bool,
+}
+
+/// How a handler settles a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Ack,
+    Fail,
+    /// Gives it back, with the rest of its run, before its handler starts.
+    Release,
+}
+
+impl OffsetState {
+    /// Back as if the delivery never happened: due at once, no attempt counted.
+    fn give_back(&mut self, now_ms: u64) {
+        self.lease = None;
+        self.not_before_ms = now_ms;
+    }
+}
+
+impl CursorModel {
+    fn state(&mut self, offset: u64) -> &mut OffsetState {
+        self.offsets.entry(offset).or_default()
+    }
+
+    /// Whether `member` holds `receipt`'s delivery: in flight with a lease that has
+    /// not run out (even before a tick counts the timeout), or leased behind its
+    /// run's message in flight.
+    fn holds(&self, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
+        let lease = self.offsets.get(&receipt.offset).and_then(|s| s.lease.as_ref());
+        lease.is_some_and(|l| l.member == member && l.attempt == receipt.attempt && l.deadline_ms.map_or(true, |deadline_ms| now_ms < deadline_ms))
+    }
+
+    /// An ack the engine took. In flight, the message settles and its run moves on:
+    /// what was acked ahead of its turn settles, then the next message goes in
+    /// flight with a lease from now. Ahead of its turn, the ack waits for it.
+    fn ack(&mut self, offset: u64, now_ms: u64, ack_timeout_ms: impl Fn(&str) -> u64) {
+        let state = self.state(offset);
+        let lease = state.lease.as_mut().expect("the engine took an ack of a delivery the model has leased");
+        if lease.deadline_ms.is_none() {
+            lease.acked_early = true;
+            return;
+        }
+        state.lease = None;
+        state.settled = Some(Settled::Acked);
+        for next in offset + 1.. {
+            let Some(state) = self.offsets.get_mut(&next) else { return };
+            match state.lease.as_mut() {
+                Some(lease) if lease.deadline_ms.is_none() && !lease.acked_early => {
+                    lease.deadline_ms = Some(now_ms.saturating_add(ack_timeout_ms(&lease.member)));
+                    return;
+                }
+                Some(lease) if lease.deadline_ms.is_none() => {
+                    state.lease = None;
+                    state.settled = Some(Settled::Acked);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Gives back the messages from `from` on that are leased behind their run's
+    /// message in flight.
+    fn give_back_run(&mut self, from: u64, now_ms: u64) {
+        for offset in from.. {
+            match self.offsets.get_mut(&offset) {
+                Some(state) if state.lease.as_ref().is_some_and(|l| l.deadline_ms.is_none()) => state.give_back(now_ms),
+                _ => return,
+            }
+        }
+    }
+
+    /// A failed attempt of the message in flight at `offset`, as the engine counts
+    /// it: the rest of its run is given back; the message is dead-lettered after
+    /// the last attempt allowed (true), else redelivered after the backoff (at once
+    /// when `backoff` is false).
+    fn failed_attempt(&mut self, offset: u64, attempt: u32, retry: &RetryPolicy, now_ms: u64, backoff: bool) -> bool {
+        self.give_back_run(offset + 1, now_ms);
+        let state = self.state(offset);
+        state.failures = attempt;
+        state.lease = None;
+        if attempt >= retry.max_attempts {
+            state.settled = Some(Settled::DeadLettered { confirmed: false });
+            return true;
+        }
+        state.not_before_ms = if backoff { now_ms.saturating_add(shortest_backoff_ms(retry, attempt)) } else { now_ms };
+        false
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,8 +337,10 @@ struct SimMember {
     in_engine: bool,
     session_expires_ms: u64,
     last_heartbeat_ms: u64,
-    /// Deliveries its handlers are working on.
-    held: Vec<Receipt>,
+    /// Runs its handlers are working on: each one partition's deliveries in
+    /// offset order, the next to handle first (under `ordering: "none"`, one
+    /// delivery each).
+    held: Vec<Vec<Receipt>>,
 }
 
 /// What a step did, applied to the model only once its commit succeeded.
@@ -251,17 +366,19 @@ enum Effect {
         member: String,
         now_ms: u64,
     },
+    /// A run: its first delivery in flight until `deadline_ms`, the rest leased
+    /// behind it.
     Delivered {
         group: usize,
         member: String,
-        receipt: Receipt,
+        run: Vec<Receipt>,
         deadline_ms: u64,
     },
     Settled {
         group: usize,
         member: String,
         receipt: Receipt,
-        failed: bool,
+        outcome: Outcome,
         now_ms: u64,
     },
     Left {
@@ -300,6 +417,9 @@ struct Simulation {
     /// `(topic, partition)` whose log or head a commit wrote since the last check.
     logs_written: HashSet<(String, u32)>,
     reread_all_logs: bool,
+    /// Per `(group, topic, partition)`, the pending deliveries as the last commit
+    /// that wrote them stored them.
+    stored_pending: HashMap<(String, String, u32), Vec<(u64, Pending)>>,
 }
 
 impl Simulation {
@@ -332,6 +452,7 @@ impl Simulation {
             dead_letters_expected: 0,
             logs_written: HashSet::new(),
             reread_all_logs: true,
+            stored_pending: HashMap::new(),
         };
         sim.set_up();
         sim
@@ -451,6 +572,7 @@ impl Simulation {
         self.forget_departed_members();
         self.advance_clock();
         let mut effects = Vec::new();
+        let mut crash_before_commit = false;
         let retry = if self.rng.chance(1, 2) { self.failed_send.take() } else { None };
         if let Some((topic, messages)) = retry {
             self.trace(|| format!("retry the failed send of {} message(s) to {}", messages.len(), self.topics[topic].name));
@@ -470,8 +592,15 @@ impl Simulation {
                     if let Some(member) = self.pick_member(|m| m.alive) {
                         let room = (self.members[member].config.concurrency as usize).saturating_sub(self.members[member].held.len());
                         if room > 0 {
-                            let max = if self.rng.chance(1, 2) { room } else { self.rng.between(1, room as u64) as usize };
-                            self.poll(member, max, &mut effects);
+                            let runs = if self.rng.chance(1, 2) { room } else { self.rng.between(1, room as u64) as usize };
+                            // A run loop's free slots, as the drivers ask; now and then a
+                            // plain number, as a pull consumer's receive asks.
+                            let limit = if self.rng.chance(1, 4) {
+                                PollLimit::from(runs)
+                            } else {
+                                PollLimit::runs(runs, self.members[member].config.batch_size_max as usize)
+                            };
+                            self.poll(member, limit, &mut effects);
                         }
                     }
                 }
@@ -480,10 +609,11 @@ impl Simulation {
                     if let Some(member) = self.pick_member(|m| m.alive && !m.held.is_empty()) {
                         for _ in 0..self.rng.between(1, self.members[member].held.len() as u64) {
                             let index = self.rng.between(0, self.members[member].held.len() as u64 - 1) as usize;
-                            let receipt = self.members[member].held.swap_remove(index);
-                            let fails = self.rng.chance(self.handler_failures_per_mille, 1000);
-                            self.settle(member, receipt, fails, &mut effects);
+                            let run = self.members[member].held.swap_remove(index);
+                            self.handle_run(member, run, &mut effects);
                         }
+                        // Now and then the context dies with those acks not yet stored.
+                        crash_before_commit = self.rng.chance(1, 25);
                     }
                 }
                 620..=739 => self.heartbeats(&mut effects),
@@ -505,6 +635,10 @@ impl Simulation {
                 }
                 920..=934 => {
                     if let Some(member) = self.pick_member(|m| m.alive && m.in_engine) {
+                        // Half the members stop between two messages of their runs.
+                        if self.rng.chance(1, 2) {
+                            self.stop_runs(member, &mut effects);
+                        }
                         self.leave(member, &mut effects);
                     }
                 }
@@ -524,7 +658,7 @@ impl Simulation {
             }
         }
         // Rarely the context dies after the operations, before their commit.
-        if self.rng.chance(3, 1000) {
+        if crash_before_commit || self.rng.chance(3, 1000) {
             self.trace(|| "the context crashes before committing".to_string());
             self.reopen();
         } else {
@@ -718,7 +852,7 @@ impl Simulation {
                 GroupOrdering::Mixed => Ordering::None,
             },
             concurrency: self.rng.between(1, 4) as u32,
-            batch_size_max: 100,
+            batch_size_max: [1, 2, 3, 5, 100][self.rng.between(0, 4) as usize],
         }
     }
 
@@ -796,120 +930,200 @@ impl Simulation {
         effects.push(Effect::Left { member: id, now_ms: self.now_ms });
     }
 
-    fn poll(&mut self, member: usize, max: usize, effects: &mut Vec<Effect>) {
+    fn poll(&mut self, member: usize, limit: PollLimit, effects: &mut Vec<Effect>) {
         let stats = self.engine.stats();
         let group = self.members[member].group;
         let id = self.members[member].id.clone();
         let group_name = self.groups[group].name.clone();
-        let deliveries = match self.engine.poll(&group_name, &id, max, self.now_ms) {
+        let config = self.members[member].config.clone();
+        let deliveries = match self.engine.poll(&group_name, &id, limit, self.now_ms) {
             Ok(deliveries) => deliveries,
             Err(e) => self.violation(format!("poll by {id} failed: {e:?}")),
         };
         self.trace(|| {
-            format!("poll {id} max {max}: {:?}", deliveries.iter().map(|d| (d.topic.to_string(), d.partition, d.message.offset, d.attempt)).collect::<Vec<_>>())
+            let handed: Vec<_> = deliveries.iter().map(|d| (d.topic.to_string(), d.partition, d.message.offset, d.attempt)).collect();
+            format!("poll {id} {limit:?}: {handed:?}")
         });
-        if deliveries.len() > max {
-            self.violation(format!("poll of at most {max} handed out {}", deliveries.len()));
+        if deliveries.len() > limit.messages.min(POLL_MAX) {
+            self.violation(format!("poll of at most {} message(s) handed out {}", limit.messages, deliveries.len()));
         }
         if !self.members[member].in_engine && !deliveries.is_empty() {
             self.violation(format!("{id} is not in its group, yet was handed {} message(s)", deliveries.len()));
         }
+        // Under partition ordering a partition's deliveries are one run; else each
+        // delivery is a run of its own.
+        let mut runs: Vec<Vec<&Delivery>> = Vec::new();
+        for delivery in &deliveries {
+            match runs.last_mut() {
+                Some(run) if config.ordering == Ordering::Partition && (&run[0].topic, run[0].partition) == (&delivery.topic, delivery.partition) => {
+                    run.push(delivery)
+                }
+                _ => runs.push(vec![delivery]),
+            }
+        }
+        if runs.len() > limit.runs {
+            self.violation(format!("poll of at most {} run(s) handed out {}", limit.runs, runs.len()));
+        }
         let mut partitions_handed: HashSet<(usize, u32)> = HashSet::new();
         let mut offsets_handed: HashSet<(usize, u32, u64)> = HashSet::new();
-        for delivery in &deliveries {
-            let (p, offset) = (delivery.partition, delivery.message.offset);
-            let Some(topic) = self.topic_index(&delivery.topic).filter(|t| self.members[member].topics.contains(t)) else {
-                self.violation(format!("{id} was handed a message of {}, which it does not subscribe to", delivery.topic))
-            };
-            let owner = stats
-                .groups
-                .iter()
-                .find(|g| *g.group_id == group_name && *g.topic == *delivery.topic)
-                .and_then(|g| g.partitions.get(p as usize))
-                .and_then(|gp| gp.owner.clone());
-            if owner.as_deref() != Some(id.as_str()) {
-                self.violation(format!("{id} was handed {}/{p}@{offset}, a partition owned by {owner:?}", delivery.topic));
+        for run in &runs {
+            if run.len() > config.batch_size_max as usize {
+                self.violation(format!("a run of {} message(s) is longer than maxBatchSize {}", run.len(), config.batch_size_max));
             }
-            let Some(sent) = self.topics[topic].logs.get(p as usize).and_then(|log| log.get(offset as usize)) else {
-                self.violation(format!("{id} was handed {}/{p}@{offset}, which no acknowledged send wrote", delivery.topic))
-            };
-            if let Some(difference) = difference(sent, &delivery.message) {
-                self.violation(format!("{id} was handed {}/{p}@{offset} with {difference}", delivery.topic));
-            }
-            // Only a first delivery: a clock that went back may make a retry's backoff
-            // end before the delay does, by the clock's reading.
-            if delivery.attempt == 1 && delivery.message.deliver_at_ms > self.now_ms {
-                self.violation(format!("{}/{p}@{offset} handed out before its delay ended at {}", delivery.topic, delivery.message.deliver_at_ms));
-            }
-            if !offsets_handed.insert((topic, p, offset)) {
-                self.violation(format!("one poll handed {}/{p}@{offset} twice", delivery.topic));
-            }
-            let ordering = self.groups[group].ordering;
-            let Some(cursor) = self.groups[group].cursors.get(&(topic, p)) else {
-                self.violation(format!("group {group_name} reads {}/{p} without a position", delivery.topic))
-            };
-            if offset < cursor.prefix {
-                self.violation(format!("{}/{p}@{offset} handed to {group_name} again, though settled (committed {})", delivery.topic, cursor.prefix));
-            }
-            let state = cursor.offsets.get(&offset);
-            if let Some(settled) = state.and_then(|s| s.settled) {
-                self.violation(format!("{}/{p}@{offset} handed to {group_name} again, though {settled:?}", delivery.topic));
-            }
-            if let Some(lease) = state.and_then(|s| s.lease.as_ref()) {
-                self.violation(format!("{}/{p}@{offset} handed to {id} while {lease:?} still holds it", delivery.topic));
-            }
-            let failures = state.map_or(0, |s| s.failures);
-            if delivery.attempt != failures + 1 {
-                self.violation(format!("{}/{p}@{offset} handed out as attempt {} after {failures} failed attempt(s)", delivery.topic, delivery.attempt));
-            }
-            let not_before_ms = state.map_or(0, |s| s.not_before_ms);
-            if self.now_ms < not_before_ms {
-                self.violation(format!("{}/{p}@{offset} redelivered before its backoff ended at {not_before_ms}", delivery.topic));
-            }
-            if ordering == GroupOrdering::Partition {
-                if offset != cursor.prefix {
-                    self.violation(format!("ordering: {group_name} was handed {}/{p}@{offset} while offset {} is unsettled", delivery.topic, cursor.prefix));
+            for (place, delivery) in run.iter().enumerate() {
+                self.check_delivery(member, &stats, delivery, &mut offsets_handed);
+                let (topic, p, offset) = (self.topic_index(&delivery.topic).expect("checked above"), delivery.partition, delivery.message.offset);
+                if place > 0 && offset != run[place - 1].message.offset + 1 {
+                    self.violation(format!("a run of {}/{p} goes from offset {} to {offset}", delivery.topic, run[place - 1].message.offset));
                 }
-                if !partitions_handed.insert((topic, p)) {
-                    self.violation(format!("ordering: one poll handed {group_name} two messages of {}/{p}", delivery.topic));
+                if place == 0 && config.ordering == Ordering::Partition && !partitions_handed.insert((topic, p)) {
+                    self.violation(format!("ordering: one poll handed {id} two runs of {}/{p}", delivery.topic));
+                }
+                let prefix = self.groups[group].cursors[&(topic, p)].prefix;
+                if place == 0 && self.groups[group].ordering == GroupOrdering::Partition && offset != prefix {
+                    self.violation(format!("ordering: {group_name} was handed {}/{p}@{offset} while offset {prefix} is unsettled", delivery.topic));
                 }
             }
         }
-        let deadline_ms = self.now_ms.saturating_add(self.members[member].config.ack_timeout_ms);
-        for delivery in deliveries {
-            effects.push(Effect::Delivered { group, member: id.clone(), receipt: delivery.receipt(), deadline_ms });
+        let deadline_ms = self.now_ms.saturating_add(config.ack_timeout_ms);
+        for run in runs {
+            effects.push(Effect::Delivered { group, member: id.clone(), run: run.iter().map(|d| d.receipt()).collect(), deadline_ms });
         }
     }
 
-    /// Whether the model has `receipt` as `member`'s current lease.
-    fn holds(&self, group: usize, member: &str, receipt: &Receipt) -> bool {
+    /// What holds for every delivery: to the owner of a partition its member
+    /// subscribes to, as sent, past its delay, unsettled and not held by anyone,
+    /// after its backoff, its attempt one more than its failed attempts.
+    fn check_delivery(&self, member: usize, stats: &Stats, delivery: &Delivery, offsets_handed: &mut HashSet<(usize, u32, u64)>) {
+        let id = &self.members[member].id;
+        let group_name = &self.groups[self.members[member].group].name;
+        let (p, offset) = (delivery.partition, delivery.message.offset);
+        let Some(topic) = self.topic_index(&delivery.topic).filter(|t| self.members[member].topics.contains(t)) else {
+            self.violation(format!("{id} was handed a message of {}, which it does not subscribe to", delivery.topic))
+        };
+        let owner = stats
+            .groups
+            .iter()
+            .find(|g| *g.group_id == **group_name && *g.topic == *delivery.topic)
+            .and_then(|g| g.partitions.get(p as usize))
+            .and_then(|gp| gp.owner.clone());
+        if owner.as_deref() != Some(id.as_str()) {
+            self.violation(format!("{id} was handed {}/{p}@{offset}, a partition owned by {owner:?}", delivery.topic));
+        }
+        let Some(sent) = self.topics[topic].logs.get(p as usize).and_then(|log| log.get(offset as usize)) else {
+            self.violation(format!("{id} was handed {}/{p}@{offset}, which no acknowledged send wrote", delivery.topic))
+        };
+        if let Some(difference) = difference(sent, &delivery.message) {
+            self.violation(format!("{id} was handed {}/{p}@{offset} with {difference}", delivery.topic));
+        }
+        if !offsets_handed.insert((topic, p, offset)) {
+            self.violation(format!("one poll handed {}/{p}@{offset} twice", delivery.topic));
+        }
+        let Some(cursor) = self.groups[self.members[member].group].cursors.get(&(topic, p)) else {
+            self.violation(format!("group {group_name} reads {}/{p} without a position", delivery.topic))
+        };
+        if offset < cursor.prefix {
+            self.violation(format!("{}/{p}@{offset} handed to {group_name} again, though settled (committed {})", delivery.topic, cursor.prefix));
+        }
+        let state = cursor.offsets.get(&offset);
+        // Only a first delivery: a clock that went back may make a retry's backoff,
+        // or the give-back of a run, end before the delay does, by its reading.
+        if state.is_none() && delivery.message.deliver_at_ms > self.now_ms {
+            self.violation(format!("{}/{p}@{offset} handed out before its delay ended at {}", delivery.topic, delivery.message.deliver_at_ms));
+        }
+        if let Some(settled) = state.and_then(|s| s.settled) {
+            self.violation(format!("{}/{p}@{offset} handed to {group_name} again, though {settled:?}", delivery.topic));
+        }
+        if let Some(lease) = state.and_then(|s| s.lease.as_ref()) {
+            self.violation(format!("{}/{p}@{offset} handed to {id} while {lease:?} still holds it", delivery.topic));
+        }
+        let failures = state.map_or(0, |s| s.failures);
+        if delivery.attempt != failures + 1 {
+            self.violation(format!("{}/{p}@{offset} handed out as attempt {} after {failures} failed attempt(s)", delivery.topic, delivery.attempt));
+        }
+        let not_before_ms = state.map_or(0, |s| s.not_before_ms);
+        if self.now_ms < not_before_ms {
+            self.violation(format!("{}/{p}@{offset} redelivered before its backoff ended at {not_before_ms}", delivery.topic));
+        }
+    }
+
+    /// Whether the model has `receipt` as `member`'s delivery once the settles the
+    /// step made so far are applied: the engine takes them one after another (a
+    /// step settles or polls, never both).
+    fn holds(&self, group: usize, member: &str, receipt: &Receipt, effects: &[Effect]) -> bool {
         let Some(topic) = self.topic_index(&receipt.topic) else { return false };
         let Some(cursor) = self.groups[group].cursors.get(&(topic, receipt.partition)) else { return false };
-        let lease = cursor.offsets.get(&receipt.offset).and_then(|s| s.lease.as_ref());
-        // A lease that ran out is no longer held, even before a tick counts the timeout.
-        lease.is_some_and(|l| l.member == member && l.attempt == receipt.attempt && self.now_ms < l.deadline_ms)
+        let mut cursor = cursor.clone();
+        for effect in effects {
+            if let Effect::Settled { group: g, member, receipt: settled, outcome, now_ms } = effect {
+                if *g == group && (&settled.topic, settled.partition) == (&receipt.topic, receipt.partition) {
+                    settle_in(&mut cursor, &self.members, member, settled, *outcome, *now_ms);
+                }
+            }
+        }
+        cursor.holds(member, receipt, self.now_ms)
     }
 
-    fn settle(&mut self, member: usize, receipt: Receipt, fails: bool, effects: &mut Vec<Effect>) {
+    /// A handler works through the start of a run in order, acking each message
+    /// (one commit then holds several acks) and stopping the run at its first
+    /// failure: the engine gave the rest back. What it has not reached stays held.
+    /// Now and then the acks go out in another order, as a pull consumer's settled
+    /// together may.
+    fn handle_run(&mut self, member: usize, mut run: Vec<Receipt>, effects: &mut Vec<Effect>) {
+        let rest = run.split_off(self.rng.between(1, run.len() as u64) as usize);
+        let mut outcomes = Vec::new();
+        for receipt in run {
+            let fails = self.rng.chance(self.handler_failures_per_mille, 1000);
+            outcomes.push((receipt, if fails { Outcome::Fail } else { Outcome::Ack }));
+            if fails {
+                break;
+            }
+        }
+        let failed = outcomes.last().is_some_and(|(_, outcome)| *outcome == Outcome::Fail);
+        if self.rng.chance(1, 8) {
+            for i in (1..outcomes.len()).rev() {
+                outcomes.swap(i, self.rng.between(0, i as u64) as usize);
+            }
+        }
+        for (receipt, outcome) in outcomes {
+            self.settle(member, receipt, outcome, effects);
+        }
+        if !failed && !rest.is_empty() {
+            self.members[member].held.push(rest);
+        }
+    }
+
+    /// A member stopping: each handler finishes the message it is on, or a few,
+    /// and gives back the next one and the rest of its run.
+    fn stop_runs(&mut self, member: usize, effects: &mut Vec<Effect>) {
+        for mut run in std::mem::take(&mut self.members[member].held) {
+            let rest = run.split_off(self.rng.between(0, run.len() as u64 - 1) as usize);
+            for receipt in run {
+                self.settle(member, receipt, Outcome::Ack, effects);
+            }
+            self.settle(member, rest[0].clone(), Outcome::Release, effects);
+        }
+    }
+
+    fn settle(&mut self, member: usize, receipt: Receipt, outcome: Outcome, effects: &mut Vec<Effect>) {
         let group = self.members[member].group;
         let id = self.members[member].id.clone();
-        let expected = self.holds(group, &id, &receipt);
+        let expected = self.holds(group, &id, &receipt, effects);
         let group_name = &self.groups[group].name;
-        let done = if fails {
-            self.engine.fail(group_name, &id, &receipt, &format!("handler of {id} failed"), self.now_ms)
-        } else {
-            self.engine.ack(group_name, &id, &receipt, self.now_ms)
+        let done = match outcome {
+            Outcome::Ack => self.engine.ack(group_name, &id, &receipt, self.now_ms),
+            Outcome::Fail => self.engine.fail(group_name, &id, &receipt, &format!("handler of {id} failed"), self.now_ms),
+            Outcome::Release => self.engine.release(group_name, &id, &receipt, self.now_ms),
         };
-        self.trace(|| format!("{} {id} {receipt:?}: {done}", if fails { "fail" } else { "ack" }));
+        self.trace(|| format!("{outcome:?} {id} {receipt:?}: {done}"));
         if done != expected {
             self.violation(format!(
-                "{} by {id} of {receipt:?} returned {done}, but the model says the member {} the delivery",
-                if fails { "fail" } else { "ack" },
+                "{outcome:?} by {id} of {receipt:?} returned {done}, but the model says the member {} the delivery",
                 if expected { "holds" } else { "does not hold" }
             ));
         }
         if done {
-            effects.push(Effect::Settled { group, member: id, receipt, failed: fails, now_ms: self.now_ms });
+            effects.push(Effect::Settled { group, member: id, receipt, outcome, now_ms: self.now_ms });
         }
     }
 
@@ -921,7 +1135,7 @@ impl Simulation {
         }
         let index = self.rng.between(0, self.void_receipts.len() as u64 - 1) as usize;
         let (group, id, receipt) = self.void_receipts.swap_remove(index);
-        let expected = self.holds(group, &id, &receipt);
+        let expected = self.holds(group, &id, &receipt, effects);
         let done = self.engine.ack(&self.groups[group].name, &id, &receipt, self.now_ms);
         self.trace(|| format!("ack of voided {receipt:?} by {id}: {done}"));
         if done != expected {
@@ -931,7 +1145,7 @@ impl Simulation {
             ));
         }
         if done {
-            effects.push(Effect::Settled { group, member: id, receipt, failed: false, now_ms: self.now_ms });
+            effects.push(Effect::Settled { group, member: id, receipt, outcome: Outcome::Ack, now_ms: self.now_ms });
         }
     }
 
@@ -960,9 +1174,15 @@ impl Simulation {
         let writes = self.engine.begin_commit();
         let stored = block_on(self.store.commit(&writes)).is_ok();
         self.engine.end_commit(stored);
-        for (key, _) in &writes {
-            if let Key::Chunk(topic, p, _) | Key::Partition(topic, p) = key {
-                self.logs_written.insert((topic.to_string(), *p));
+        for (key, record) in &writes {
+            match (key, record) {
+                (Key::Chunk(topic, p, _) | Key::Partition(topic, p), _) => {
+                    self.logs_written.insert((topic.to_string(), *p));
+                }
+                (Key::Cursor(group, topic, p), Some(Record::GroupPartition { pending, .. })) if stored => {
+                    self.stored_pending.insert((group.to_string(), topic.to_string(), *p), pending.clone());
+                }
+                _ => {}
             }
         }
         if !stored {
@@ -998,22 +1218,22 @@ impl Simulation {
                     m.last_heartbeat_ms = now_ms;
                 }
             }
-            Effect::Delivered { group, member, receipt, deadline_ms } => {
-                let topic = self.topic_index(&receipt.topic).expect("checked at poll");
-                let state = self.offset_state(group, topic, receipt.partition, receipt.offset);
-                state.lease = Some(Lease { member: member.clone(), attempt: receipt.attempt, deadline_ms });
+            Effect::Delivered { group, member, run, deadline_ms } => {
+                let topic = self.topic_index(&run[0].topic).expect("checked at poll");
+                let cursor = self.groups[group].cursors.get_mut(&(topic, run[0].partition)).expect("a delivered partition has a cursor");
+                for (place, receipt) in run.iter().enumerate() {
+                    let deadline_ms = (place == 0).then_some(deadline_ms);
+                    cursor.state(receipt.offset).lease = Some(Lease { member: member.clone(), attempt: receipt.attempt, deadline_ms, acked_early: false });
+                }
                 if let Some(index) = self.member_index(&member).filter(|&i| self.members[i].alive) {
-                    self.members[index].held.push(receipt);
+                    self.members[index].held.push(run);
                 }
             }
-            Effect::Settled { group, member, receipt, failed, now_ms } => {
+            Effect::Settled { group, member, receipt, outcome, now_ms } => {
                 let topic = self.topic_index(&receipt.topic).expect("checked at settle");
-                let config = self.member_index(&member).map(|i| self.members[i].config.clone()).expect("a member that settled is in the model");
-                self.offset_state(group, topic, receipt.partition, receipt.offset).lease = None;
-                if failed {
-                    self.failed_attempt(group, topic, receipt.partition, receipt.offset, receipt.attempt, &config, now_ms, true);
-                } else {
-                    self.offset_state(group, topic, receipt.partition, receipt.offset).settled = Some(Settled::Acked);
+                let cursor = self.groups[group].cursors.get_mut(&(topic, receipt.partition)).expect("a settled partition has a cursor");
+                if settle_in(cursor, &self.members, &member, &receipt, outcome, now_ms) {
+                    self.dead_letters_expected += 1;
                 }
             }
             Effect::Left { member, now_ms } => self.remove_member(&member, now_ms),
@@ -1026,16 +1246,19 @@ impl Simulation {
     fn void(&mut self, effect: Effect) {
         match effect {
             Effect::SendDone { topic, messages } => self.failed_send = Some((topic, messages)),
-            Effect::Delivered { group, member, receipt, .. } => {
-                if self.void_receipts.len() < VOID_RECEIPTS_MAX {
-                    self.void_receipts.push((group, member, receipt));
+            Effect::Delivered { group, member, run, .. } => {
+                for receipt in run {
+                    if self.void_receipts.len() < VOID_RECEIPTS_MAX {
+                        self.void_receipts.push((group, member.clone(), receipt));
+                    }
                 }
             }
             Effect::Settled { member, receipt, .. } => {
-                // Half the handlers settle again once storage recovers.
+                // Half the handlers settle again once storage recovers, each message
+                // on its own: the rest of its run may be handled first.
                 if let Some(index) = self.member_index(&member).filter(|&i| self.members[i].alive) {
-                    if self.rng.chance(1, 2) && !self.members[index].held.contains(&receipt) {
-                        self.members[index].held.push(receipt);
+                    if self.rng.chance(1, 2) && !self.members[index].held.iter().flatten().any(|held| *held == receipt) {
+                        self.members[index].held.push(vec![receipt]);
                     }
                 }
             }
@@ -1044,28 +1267,17 @@ impl Simulation {
         }
     }
 
-    fn offset_state(&mut self, group: usize, topic: usize, partition: u32, offset: u64) -> &mut OffsetState {
-        let cursor = self.groups[group].cursors.get_mut(&(topic, partition)).expect("a delivered partition has a cursor");
-        cursor.offsets.entry(offset).or_default()
-    }
-
-    /// A failed attempt, as the engine counts it: dead-lettered after the last one
-    /// allowed, else redelivered after the backoff (at once when `backoff` is false).
+    /// A failed attempt of a message in flight, as the engine counts it.
     #[allow(clippy::too_many_arguments)]
     fn failed_attempt(&mut self, group: usize, topic: usize, partition: u32, offset: u64, attempt: u32, config: &ConsumerConfig, now_ms: u64, backoff: bool) {
-        let dead_letter = attempt >= config.retry.max_attempts;
-        let state = self.offset_state(group, topic, partition, offset);
-        state.failures = attempt;
-        state.lease = None;
-        if dead_letter {
-            state.settled = Some(Settled::DeadLettered { confirmed: false });
+        let cursor = self.groups[group].cursors.get_mut(&(topic, partition)).expect("a delivered partition has a cursor");
+        if cursor.failed_attempt(offset, attempt, &config.retry, now_ms, backoff) {
             self.dead_letters_expected += 1;
-        } else {
-            state.not_before_ms = if backoff { now_ms.saturating_add(shortest_backoff_ms(&config.retry, attempt)) } else { now_ms };
         }
     }
 
-    /// A member leaves its group: what it had in flight counts as a failed attempt.
+    /// A member leaves its group: what it had in flight counts as a failed attempt,
+    /// and the rest of its runs comes back.
     fn remove_member(&mut self, id: &str, now_ms: u64) {
         let Some(index) = self.member_index(id) else { return };
         if !self.members[index].in_engine {
@@ -1073,7 +1285,7 @@ impl Simulation {
         }
         let group = self.members[index].group;
         let config = self.members[index].config.clone();
-        for (topic, partition, offset, attempt) in self.leases_of(group, |lease| lease.member == id) {
+        for (topic, partition, offset, attempt) in self.leases_of(group, |lease| lease.member == id && lease.deadline_ms.is_some()) {
             self.failed_attempt(group, topic, partition, offset, attempt, &config, now_ms, false);
         }
         let member = &mut self.members[index];
@@ -1102,7 +1314,7 @@ impl Simulation {
             let mut leases: Vec<(usize, u32, u64, u32, String)> = Vec::new();
             for (&(topic, partition), cursor) in &self.groups[group].cursors {
                 for (&offset, state) in &cursor.offsets {
-                    if let Some(lease) = state.lease.as_ref().filter(|l| l.deadline_ms <= now_ms) {
+                    if let Some(lease) = state.lease.as_ref().filter(|l| l.deadline_ms.is_some_and(|deadline_ms| deadline_ms <= now_ms)) {
                         leases.push((topic, partition, offset, lease.attempt, lease.member.clone()));
                     }
                 }
@@ -1138,7 +1350,62 @@ impl Simulation {
         self.check_logs(&stats);
         self.read_dead_letters(&stats);
         self.check_groups(&stats);
+        self.check_stored_pending();
         self.check_members();
+    }
+
+    /// Every pending delivery the engine stored is the model's: in flight with its
+    /// member, attempt and deadline; leased behind its run's message in flight,
+    /// acked early or not; waiting after the failed attempts the model counted,
+    /// due no sooner than it allows; or settled above an unsettled offset. A
+    /// leased message sits right behind a message of its run, of the same member.
+    /// Under partition ordering nothing is settled above an unsettled offset and
+    /// only the first unsettled offset is in flight.
+    fn check_stored_pending(&self) {
+        for ((group_name, topic_name, p), pending) in &self.stored_pending {
+            // The redrive position of a dead-letter topic is no group's.
+            let (Some(group), Some(topic)) = (self.groups.iter().position(|g| g.name == *group_name), self.topic_index(topic_name)) else { continue };
+            let Some(cursor) = self.groups[group].cursors.get(&(topic, *p)) else {
+                self.violation(format!("{group_name} stored deliveries of {topic_name}/{p}, which it reads without a position"))
+            };
+            let ordered = self.groups[group].ordering == GroupOrdering::Partition;
+            let mut ahead: Option<(u64, &Pending)> = None;
+            for (place, (offset, stored)) in pending.iter().enumerate() {
+                let state = cursor.offsets.get(offset);
+                let lease = state.and_then(|s| s.lease.as_ref());
+                let leased = |member: &str, attempt: u32, deadline_ms: Option<u64>, acked_early: bool| {
+                    lease.is_some_and(|l| l.member == member && l.attempt == attempt && l.deadline_ms == deadline_ms && l.acked_early == acked_early)
+                };
+                let agrees = match stored {
+                    Pending::InFlight { member, attempt, deadline_ms } => leased(member, *attempt, Some(*deadline_ms), false),
+                    Pending::Leased { member, attempt, acked } => leased(member, *attempt, None, *acked),
+                    Pending::Waiting { failed, due_ms, .. } => {
+                        let state = state.cloned().unwrap_or_default();
+                        state.lease.is_none() && state.settled.is_none() && state.failures == *failed && *due_ms >= state.not_before_ms
+                    }
+                    Pending::Acked => state.is_some_and(|s| s.settled.is_some()),
+                };
+                let where_ = || format!("{group_name} on {topic_name}/{p}@{offset}");
+                if !agrees {
+                    self.violation(format!("{}: stored {stored:?}; the model has {state:?}", where_()));
+                }
+                if let Pending::Leased { member, .. } = stored {
+                    let behind_its_run =
+                        matches!(ahead, Some((o, Pending::InFlight { member: m, .. } | Pending::Leased { member: m, .. })) if o + 1 == *offset && m == member);
+                    if !behind_its_run {
+                        self.violation(format!("{} is leased to {member} behind {ahead:?}: nothing of its run is in flight before it", where_()));
+                    }
+                }
+                match stored {
+                    Pending::Acked if ordered => self.violation(format!("ordering: {} is acked ahead of an unsettled offset", where_())),
+                    Pending::InFlight { .. } if ordered && place > 0 => {
+                        self.violation(format!("ordering: {} is in flight behind an unsettled offset", where_()))
+                    }
+                    _ => {}
+                }
+                ahead = Some((*offset, stored));
+            }
+        }
     }
 
     /// The engine's state must be the fold of what it stored: another context opening
@@ -1355,6 +1622,10 @@ impl Simulation {
                             if cursor.prefix < ps.low_offset {
                                 cursor.offsets = cursor.offsets.split_off(&ps.low_offset);
                                 cursor.prefix = ps.low_offset;
+                                // A run whose message in flight expired gives the rest
+                                // back, as when that message's lease runs out (this
+                                // step's tick removed it).
+                                cursor.give_back_run(ps.low_offset, self.now_ms);
                                 advance_over_settled(cursor);
                             }
                         }
@@ -1485,18 +1756,18 @@ impl Simulation {
                     let held_before = self.members[member].held.len();
                     let room = (self.members[member].config.concurrency as usize).saturating_sub(held_before);
                     if room > 0 {
-                        self.poll(member, room, &mut effects);
+                        self.poll(member, PollLimit::runs(room, self.members[member].config.batch_size_max as usize), &mut effects);
                     }
                     self.commit(effects);
                     self.check();
-                    let held: Vec<Receipt> = std::mem::take(&mut self.members[member].held);
+                    let held = std::mem::take(&mut self.members[member].held);
                     if held.is_empty() {
                         break;
                     }
                     self.next_step();
                     let mut effects = Vec::new();
-                    for receipt in held {
-                        self.settle(member, receipt, false, &mut effects);
+                    for receipt in held.into_iter().flatten() {
+                        self.settle(member, receipt, Outcome::Ack, &mut effects);
                     }
                     self.commit(effects);
                     self.check();
@@ -1536,6 +1807,25 @@ fn difference(sent: &Sent, message: &Message) -> Option<String> {
         return Some(format!("times {:?} instead of {:?}", (message.timestamp_ms, message.deliver_at_ms), (sent.timestamp_ms, deliver_at_ms)));
     }
     None
+}
+
+/// Applies a settle the engine took to the cursor of its partition; true when it
+/// dead-lettered the message.
+fn settle_in(cursor: &mut CursorModel, members: &[SimMember], member: &str, receipt: &Receipt, outcome: Outcome, now_ms: u64) -> bool {
+    let config = |id: &str| &members.iter().find(|m| m.id == id).expect("a member holding a delivery is in the model").config;
+    let offset = receipt.offset;
+    let in_flight = cursor.offsets.get(&offset).and_then(|s| s.lease.as_ref()).is_some_and(|l| l.deadline_ms.is_some());
+    match outcome {
+        Outcome::Ack => cursor.ack(offset, now_ms, |id| config(id).ack_timeout_ms),
+        Outcome::Fail if in_flight => return cursor.failed_attempt(offset, receipt.attempt, &config(member).retry, now_ms, true),
+        // Before its turn a message cannot fail: it and the rest of its run come back.
+        Outcome::Fail => cursor.give_back_run(offset, now_ms),
+        Outcome::Release => {
+            cursor.state(offset).give_back(now_ms);
+            cursor.give_back_run(offset + 1, now_ms);
+        }
+    }
+    false
 }
 
 /// Moves the model's position over offsets it knows are settled.
