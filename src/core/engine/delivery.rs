@@ -61,7 +61,8 @@ pub struct PollLimit {
 }
 
 impl PollLimit {
-    /// `runs` runs of up to `run_messages` each: a run loop with `runs` free slots.
+    /// `runs` runs and `runs × run_messages` messages in all: a run loop with `runs`
+    /// free slots passes its `maxBatchSize` (a run is never longer than that).
     pub fn runs(runs: usize, run_messages: usize) -> PollLimit {
         PollLimit { messages: runs.saturating_mul(run_messages), runs }
     }
@@ -318,7 +319,7 @@ impl Engine {
     /// flight: each waits, due at once, with its attempts unchanged. Under
     /// partition ordering they are handed out again once every earlier offset
     /// settles.
-    fn release_run(&mut self, group: &Name, topic: &Name, p: u32, from: u64, now_ms: u64) {
+    pub(super) fn release_run(&mut self, group: &Name, topic: &Name, p: u32, from: u64, now_ms: u64) {
         let Some(cs) = self.cursor(group, topic, p) else { return };
         let mut released = Vec::new();
         for (offset, pending) in cs.pending.range(from..) {

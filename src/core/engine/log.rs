@@ -437,6 +437,12 @@ impl Engine {
         }
         for (topic, p, low, expired) in moves {
             self.advance_low(&topic, p, low, expired);
+            // A run whose message in flight was removed gives the rest back, no
+            // attempt counted, or nothing would ever hand it out again.
+            let groups: Vec<Name> = self.groups.keys().cloned().collect();
+            for group in groups {
+                self.release_run(&group, &topic, p, low, now_ms);
+            }
         }
     }
 
