@@ -110,7 +110,7 @@ export interface ConsumerOptions {
   concurrency?: number;
   /**
    * Under "partition" ordering, the most consecutive messages of one partition a
-   * consumer leases at a time (a run, one `eachBatch` batch): 1 to 1000. Default 100.
+   * consumer leases at a time (a run, one `eachBatch` batch): 1 to 1000. Default 500.
    */
   maxBatchSize?: number;
 }
