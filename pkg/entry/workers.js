@@ -351,8 +351,19 @@ class PullConsumer {
     this.#partitionCall = partitionCall;
   }
 
+  /**
+   * Joins the group in every partition of the topics at once, as `run` does in the
+   * browser: the group's start is fixed now, so a message sent between `subscribe`
+   * and the first `receive` is the group's (with `fromBeginning: false` too).
+   */
   async subscribe(subscription) {
-    pullPlan([subscription]);
+    const plan = pullPlan([subscription]);
+    const joins = [];
+    for (const { topic, fromBeginning } of plan.subscriptions) {
+      const settings = await this.#settings(topic);
+      for (let p = 0; p < settings.partitions; p++) joins.push(this.#partitionCall(settings, p, 'receive', this.#options, { topic, fromBeginning }, 0));
+    }
+    await Promise.all(joins);
     this.#subscriptions.push(subscription);
   }
 

@@ -159,11 +159,8 @@ const edgeCases = [
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('fan-out') });
       const groups = ['billing', 'shipping'].map((groupId) => bus.consumer({ groupId }));
-      for (const c of groups) {
-        await c.subscribe({ topic: 'v' });
-        // Without a run loop, a group joins (and starts at the end) on its first receive.
-        assert.deepEqual(await c.receive(), []);
-      }
+      // subscribe joins the group in every partition: it starts at the end from then.
+      for (const c of groups) await c.subscribe({ topic: 'v' });
       await bus.publish('v', 'text');
       await bus.publish('v', new Uint8Array([0, 255]));
       await bus.publish('v', { a: [1, null, 'x'] });
@@ -177,6 +174,20 @@ const edgeCases = [
         const g = stats.groups.find((g) => g.groupId === groupId);
         assert.deepEqual(g.partitions.map((p) => [p.committedOffset, p.lag]), [[3, 0]], groupId);
       }
+    },
+  },
+  {
+    name: 'a message sent between subscribe({ fromBeginning: false }) and the first receive is the group\'s',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('subscribe-start') });
+      await bus.createTopic('news', { partitions: 3 });
+      await bus.producer().send({ topic: 'news', messages: [0, 1, 2].map((partition) => ({ value: 'before', partition })) });
+      const consumer = bus.consumer({ groupId: 'readers' });
+      await consumer.subscribe({ topic: 'news', fromBeginning: false });
+      await bus.producer().send({ topic: 'news', messages: [0, 1, 2].map((partition) => ({ value: `after-${partition}`, partition })) });
+      const got = await consumer.receive({ max: 10 });
+      assert.deepEqual(got.map((m) => m.value).sort(), ['after-0', 'after-1', 'after-2']);
+      assert.ok(got.every((m) => m.offset === 1), 'each partition from where it ended at subscribe');
     },
   },
   {
