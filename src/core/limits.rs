@@ -108,6 +108,11 @@ pub const BATCH_SIZE_MAX: u32 = 1000;
 /// group keep up (`benches/contexts.mjs`: 4 pages ran 2x faster at 500 than at 100).
 pub const BATCH_SIZE_DEFAULT: u32 = 500;
 
+/// How often [`crate::core::Engine::housekeep`] runs the housekeeping at most: the
+/// resolution of `ackTimeoutMs` and `sessionTimeoutMs` (the smallest `ackTimeoutMs`
+/// allowed is this), and often enough for retention without a tick per operation.
+pub const HOUSEKEEPING_INTERVAL_MS: u64 = ACK_TIMEOUT_MS_MIN;
+
 /// Commits whose changed keys a shared store keeps: a context up to this many
 /// commits behind catches up by reading only what changed; one further behind
 /// (asleep, or a new tab) reads the whole bus once.

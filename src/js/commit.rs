@@ -194,6 +194,7 @@ async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
         *ran.borrow_mut() = committer.open.take();
         let queue = std::mem::take(&mut committer.queue);
         let now = now_ms();
+        committer.engine.housekeep(now);
         for op in queue {
             op(&mut committer.engine, now);
         }

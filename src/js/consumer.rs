@@ -465,7 +465,6 @@ async fn watch_members(shared: Shared, state: Rc<State>) {
 async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
     let wakers = shared.wakers.clone();
     let mut heartbeat_due_ms = 0.0;
-    let mut tick_due_ms = 0.0;
     let ordered = state.config.ordering == Ordering::Partition;
     while !state.stopped.get() {
         let wakes_before = wakers.wakes.get();
@@ -474,13 +473,12 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
         state.sweep_slots(&shared, now_ms);
         let free = state.config.concurrency.saturating_sub(state.in_flight()) as usize;
         let limit = if ordered { PollLimit::runs(free, state.config.batch_size_max as usize) } else { PollLimit::from(free) };
-        let (tick_due, heartbeat_due) = (now_ms >= tick_due_ms, now_ms >= heartbeat_due_ms);
+        // Housekeeping runs with every commit (Engine::housekeep): the loop's round
+        // is one when it is due.
+        let heartbeat_due = now_ms >= heartbeat_due_ms;
         let member = state.clone();
         let polled = operate(&shared, move |e, now| {
             let (group, id) = (&member.group, &member.member);
-            if tick_due {
-                e.tick(now);
-            }
             if heartbeat_due && !e.heartbeat(group, id, now) {
                 // The session ran out (this context stalled): join again.
                 e.join(group, id, &member.subscriptions.borrow(), &member.config, now)?;
@@ -491,9 +489,6 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
             e.poll(group, id, limit, now)
         })
         .await;
-        if now_ms >= tick_due_ms {
-            tick_due_ms = now_ms + ACK_TIMEOUT_MS_MIN as f64;
-        }
         if now_ms >= heartbeat_due_ms {
             heartbeat_due_ms = now_ms + state.config.heartbeat_interval_ms as f64;
         }

@@ -129,7 +129,9 @@ impl EdgeBus {
     fn operate<T>(&self, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
         let mut engine = self.engine_mut()?;
         let known = self.known.take();
-        let out = known.into_iter().try_for_each(|(name, settings)| engine.topic_or_create(&name, Some(settings)).map(|_| ())).and_then(|()| op(&mut engine, Date::now() as u64));
+        let now_ms = Date::now() as u64;
+        engine.housekeep(now_ms);
+        let out = known.into_iter().try_for_each(|(name, settings)| engine.topic_or_create(&name, Some(settings)).map(|_| ())).and_then(|()| op(&mut engine, now_ms));
         let writes = engine.begin_commit();
         let stored = if out.is_ok() { self.store.commit(&writes) } else { Ok(()) };
         engine.end_commit(out.is_ok() && stored.is_ok());

@@ -42,9 +42,6 @@ async fn commit<S: Store>(engine: &mut Engine, store: &S) -> Result<()> {
     stored
 }
 
-/// How often housekeeping runs at most: the resolution of `ackTimeoutMs` and
-/// `sessionTimeoutMs` (the smallest `ackTimeoutMs` allowed is this).
-const TICK_INTERVAL_MS: u64 = crate::core::limits::ACK_TIMEOUT_MS_MIN;
 
 /// Deliveries leased for a consumer (by index) and not handled yet.
 type Batch = (usize, Vec<Delivery>);
@@ -75,8 +72,6 @@ pub struct Bus<S: Store, C: Clock> {
     consumers: Vec<Option<Consumer>>,
     /// Distinguishes this bus's members from other contexts' in member ids.
     context_id: u64,
-    /// When housekeeping ([`Engine::tick`]) runs next.
-    tick_due_ms: u64,
     /// Deliveries whose leases are stored, for the next round's handlers.
     leased: Vec<Batch>,
     closed: bool,
@@ -87,7 +82,7 @@ impl<S: Store, C: Clock> Bus<S, C> {
     pub fn open(store: S, clock: C, config: BusConfig, seed: u64) -> Result<Self> {
         let records = block_on(store.load())?;
         let engine = Engine::open(config, seed, records)?;
-        let mut bus = Bus { engine, store, clock, consumers: Vec::new(), context_id: seed, tick_due_ms: 0, leased: Vec::new(), closed: false };
+        let mut bus = Bus { engine, store, clock, consumers: Vec::new(), context_id: seed, leased: Vec::new(), closed: false };
         bus.commit()?;
         Ok(bus)
     }
@@ -109,8 +104,13 @@ impl<S: Store, C: Clock> Bus<S, C> {
     fn operation<T>(&mut self, f: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
         self.check_open()?;
         let now_ms = self.clock.now_ms();
-        let out = f(&mut self.engine, now_ms)?;
-        self.commit()?;
+        self.engine.housekeep(now_ms);
+        let out = f(&mut self.engine, now_ms);
+        // Housekeeping is stored even when the operation refuses; the refusal is
+        // what the caller hears.
+        let stored = self.commit();
+        let out = out?;
+        stored?;
         Ok(out)
     }
 
@@ -225,13 +225,10 @@ impl<S: Store, C: Clock> Bus<S, C> {
         let leased = std::mem::take(&mut self.leased);
         let settled = self.handle(leased);
         let now_ms = self.clock.now_ms();
-        // Housekeeping (timeouts, retention) scans every lease: run it at a timer's
+        // Housekeeping (timeouts, retention) scans every lease: it runs at a timer's
         // resolution, not on every round. Retries and delays need no tick: polls
         // see them.
-        if now_ms >= self.tick_due_ms || now_ms + TICK_INTERVAL_MS < self.tick_due_ms {
-            self.engine.tick(now_ms);
-            self.tick_due_ms = now_ms + TICK_INTERVAL_MS;
-        }
+        self.engine.housekeep(now_ms);
         for consumer in self.consumers.iter_mut().flatten() {
             if consumer.heartbeat_due_ms <= now_ms {
                 consumer.heartbeat_due_ms = now_ms.saturating_add(consumer.config.heartbeat_interval_ms);

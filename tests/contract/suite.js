@@ -375,4 +375,16 @@ export const cases = [
       await bus.close();
     },
   },
+  {
+    name: 'messages past retentionMs are dropped and counted by the next operation, with no consumer running',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('retention-idle') });
+      await bus.createTopic('short', { partitions: 1, retentionMs: 200 });
+      await bus.producer().send({ topic: 'short', messages: [{ value: 'a' }, { value: 'b' }] });
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const [partition] = (await bus.stats()).topics.find((t) => t.topic === 'short').partitions;
+      assert.deepEqual([partition.lowOffset, partition.highOffset, partition.depth, partition.expired], [2, 2, 0, 2]);
+      await bus.close();
+    },
+  },
 ];

@@ -3,17 +3,18 @@
 //! # How a driver uses it
 //!
 //! 1. Open it from the stored records: [`Engine::open`].
-//! 2. Call operations ([`Engine::send`], [`Engine::join`], [`Engine::poll`],
-//!    [`Engine::ack`], [`Engine::fail`], [`Engine::tick`], ...), each with the
-//!    current time. An operation either refuses (a [`FerryError`], nothing changed)
+//! 2. Call [`Engine::housekeep`], then operations ([`Engine::send`],
+//!    [`Engine::join`], [`Engine::poll`], [`Engine::ack`], [`Engine::fail`], ...),
+//!    each with the current time. An operation either refuses (a [`FerryError`], nothing changed)
 //!    or changes the engine and returns its result. Several operations may run
 //!    before one commit: that is group commit.
 //! 3. Take the writes with [`Engine::begin_commit`], store them atomically, and
 //!    report the outcome with [`Engine::end_commit`]. On failure the engine undoes
 //!    every operation since the last commit, and their callers must be told they
 //!    failed: results are only true once their commit succeeded.
-//! 4. Sleep until [`Engine::next_due_ms`] (or until new work arrives) and call
-//!    [`Engine::tick`] then: it expires sessions, leases and retention.
+//! 4. Sleep until [`Engine::next_due_ms`] (or until new work arrives) and commit
+//!    again then: housekeeping ([`Engine::tick`]) expires sessions, leases and
+//!    retention.
 //!
 //! The engine never reads a clock, never awaits and never touches storage; its only
 //! randomness (retry jitter) comes from the seed given to `open`.
@@ -62,6 +63,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::config::BusConfig;
 use super::error::{ErrorCode, FerryError, Result};
 use super::fxhash::{FxHashMap, FxHashSet};
+use super::limits::HOUSEKEEPING_INTERVAL_MS;
 use super::message::{Chunk, Name};
 use super::records::*;
 use super::rng::Rng;
@@ -101,6 +103,8 @@ pub struct Engine {
     home: Option<(Name, u32)>,
     /// [`Key::Forwarded`]: by source, the offset after the last message taken.
     forwarded: BTreeMap<Name, u64>,
+    /// When [`Engine::housekeep`] next runs the housekeeping.
+    housekeeping_due_ms: u64,
 }
 
 #[derive(Debug)]
@@ -172,6 +176,7 @@ impl Engine {
             poll_rotation: 0,
             home: None,
             forwarded: BTreeMap::new(),
+            housekeeping_due_ms: 0,
         };
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
         records.sort_by(|a, b| a.0.cmp(&b.0));
@@ -543,6 +548,17 @@ impl Engine {
         self.expire_leases(now_ms);
         self.expire_dedup(now_ms);
         self.expire_retention(now_ms);
+    }
+
+    /// [`Engine::tick`], when [`HOUSEKEEPING_INTERVAL_MS`] has passed since it last
+    /// ran here (or the clock went back). Drivers call it first in every commit, so
+    /// what comes due (messages past `retentionMs` above all) is done by the next
+    /// operation, whether or not a consumer runs.
+    pub fn housekeep(&mut self, now_ms: u64) {
+        if now_ms >= self.housekeeping_due_ms || now_ms.saturating_add(HOUSEKEEPING_INTERVAL_MS) < self.housekeeping_due_ms {
+            self.tick(now_ms);
+            self.housekeeping_due_ms = now_ms.saturating_add(HOUSEKEEPING_INTERVAL_MS);
+        }
     }
 }
 
