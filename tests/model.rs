@@ -395,6 +395,11 @@ impl Model {
             if m.partition.is_some_and(|p| p >= partitions) {
                 return Err(ErrorCode::UnknownTopic);
             }
+            // ferry-* headers are the bus's own: a forged ferry-dlq-topic would let
+            // redrive move (and drop) what is no dead letter.
+            if m.headers.iter().any(|(name, _)| name.starts_with("ferry-")) {
+                return Err(ErrorCode::InvalidArgument);
+            }
         }
         let highs_before: Vec<u64> = state.partitions.iter().map(PartitionModel::high).collect();
         let window_ms = state.config.dedup_window_ms;
@@ -778,7 +783,11 @@ impl Model {
         let dead_letter_topic = dead_letter_topic_for(config, topic);
         if !self.topics.contains_key(&dead_letter_topic) {
             self.topics.insert(dead_letter_topic.clone(), TopicModel::new(TopicConfig::with_partitions(source_partitions as u32)));
-            self.redriven.insert(dead_letter_topic.clone(), vec![0; source_partitions]);
+        }
+        // A topic used as it is is redriven from where its dead letters start.
+        if !self.redriven.contains_key(&dead_letter_topic) {
+            let ends = self.topics[&dead_letter_topic].partitions.iter().map(|p| p.high()).collect();
+            self.redriven.insert(dead_letter_topic.clone(), ends);
         }
         let target_topic = self.topics.get_mut(&dead_letter_topic).expect("dead-letter topic");
         let target = if p < target_topic.partitions.len() { p as u32 } else { target_topic.pick_partition(message.key.as_deref()) };
@@ -862,26 +871,25 @@ impl Model {
         let Some(source) = self.topics.get(from) else {
             return if self.auto_create_topics { Ok(0) } else { Err(ErrorCode::UnknownTopic) };
         };
+        // Only a topic the bus dead-lettered into is redriven.
+        if !self.redriven.contains_key(from) {
+            return Err(ErrorCode::InvalidArgument);
+        }
         let mut moves: Vec<(StoredMessage, String)> = Vec::new();
         let mut positions = Vec::new();
         for (p, partition) in source.partitions.iter().enumerate() {
             let start = self.redriven.get(from).map_or(0, |cursors| cursors[p]).max(partition.low);
             let mut end = start;
+            // It stops at a message that is not a dead letter: never dropped unmoved.
             while end < partition.high() && (moves.len() as u64) < limit {
                 let message = &partition.log[end as usize];
+                let Some(target) = message.exact_header("ferry-dlq-topic").filter(|t| valid_name(t)) else { break };
+                moves.push((message.clone(), target.to_string()));
                 end += 1;
-                if let Some(target) = message.exact_header("ferry-dlq-topic").filter(|t| valid_name(t)) {
-                    moves.push((message.clone(), target.to_string()));
-                }
             }
             if end > start {
                 positions.push((p, end));
             }
-        }
-        // Redrive consumes dead letters; a topic that has none to give (any topic
-        // named by mistake) must keep trimming and counting depth by its groups alone.
-        if moves.is_empty() && !self.redriven.contains_key(from) {
-            return Ok(0);
         }
         if !self.auto_create_topics && moves.iter().any(|(_, target)| !self.topics.contains_key(target)) {
             return Err(ErrorCode::UnknownTopic);
@@ -894,8 +902,6 @@ impl Model {
             let headers = message.headers.iter().filter(|(name, _)| !name.starts_with("ferry-dlq-")).cloned().collect();
             state.partitions[p as usize].append(StoredMessage { timestamp_ms: now_ms, deliver_at_ms: now_ms, headers, ..message });
         }
-        let lows: Vec<u64> = self.topics[from].partitions.iter().map(|p| p.low).collect();
-        self.redriven.entry(from.to_string()).or_insert(lows);
         for (p, end) in positions {
             self.redriven.get_mut(from).expect("redrive position")[p] = end;
             self.trim(from, p);
@@ -1448,6 +1454,27 @@ impl Harness {
         Ok(())
     }
 
+    /// Without `retentionMs`, a message is removed only once every group of its topic
+    /// committed past it, and a topic no group reads keeps everything, unless it is a
+    /// dead-letter topic whose messages redrive moved: no operation (a redrive of an
+    /// ordinary topic, a forged `ferry-dlq-topic` header) loses an unconsumed message.
+    fn check_nothing_unconsumed_lost(&self) -> Result<(), TestCaseError> {
+        let stats = self.engine.stats();
+        for topic in stats.topics.iter().filter(|t| self.model.topics.get(&*t.topic).is_some_and(|m| m.config.retention_ms.is_none())) {
+            for partition in &topic.partitions {
+                let readers = stats.groups.iter().filter(|g| g.topic == topic.topic).filter_map(|g| g.partitions.iter().find(|gp| gp.partition == partition.partition));
+                match readers.map(|gp| gp.committed_offset).min() {
+                    Some(committed) => prop_assert!(partition.low_offset <= committed, "{}/{}: low {} passed a group's committed {}", topic.topic, partition.partition, partition.low_offset, committed),
+                    None if !self.model.redriven.contains_key(&*topic.topic) => {
+                        prop_assert_eq!(partition.low_offset, 0, "{}/{}: messages no group read were removed", topic.topic, partition.partition)
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn drained(&self) -> bool {
         self.model.stats().groups.iter().flat_map(|g| &g.partitions).all(|gp| gp.owner.is_none() || gp.lag == 0)
     }
@@ -1455,6 +1482,7 @@ impl Harness {
     fn check_state(&self) -> Result<(), TestCaseError> {
         self.check_runs()?;
         self.check_stored_cursors()?;
+        self.check_nothing_unconsumed_lost()?;
         prop_assert_eq!(self.engine.stats(), self.model.stats());
         prop_assert_eq!(self.engine.topics(), self.model.topic_infos());
         if let Some(wake_by_ms) = self.model.wake_by_ms() {
@@ -1848,8 +1876,8 @@ fn retention_cut_below_an_acked_offset_commits_it() {
     assert_eq!(engine.stats().groups[0].partitions[0].committed_offset, 2);
 }
 
-/// Redrive from a topic holding no dead letters changes nothing: it must not
-/// trim a log no group consumed, nor hold one back from trimming.
+/// Redrive from a topic holding no dead letters is refused and changes nothing: it
+/// must not trim a log no group consumed, nor hold one back from trimming.
 #[test]
 fn redrive_from_a_topic_without_dead_letters_changes_nothing() {
     let mut engine = Engine::open(BusConfig::default(), 1, Vec::new()).expect("open");
@@ -1858,7 +1886,7 @@ fn redrive_from_a_topic_without_dead_letters_changes_nothing() {
     let _ = engine.begin_commit();
     engine.end_commit(true);
     let before = engine.stats();
-    assert_eq!(engine.redrive("orders", None, T0), Ok(0));
+    assert_eq!(engine.redrive("orders", None, T0).map_err(|e| e.code), Err(ErrorCode::InvalidArgument), "not a dead-letter topic");
     assert!(!engine.has_writes());
     assert_eq!(engine.stats(), before);
     engine.join("g", "m", &[Subscription::new("orders", true)], &ConsumerConfig::default(), T0).expect("join");

@@ -1,7 +1,7 @@
 // The API.md contract, one suite for every place the package runs: Node on the
 // memory store, a Chromium page and a Chromium module service worker on IndexedDB.
 // Each case gets the package (`{ Bus, FerryError }`) and `env.name(label)`, a bus
-// name no other case or run uses.
+// name no other case or run uses; `env.edge` is true in workerd, through `connect`.
 import { assert } from './assert.js';
 
 export async function rejectsWith(ferry, promise, code, field) {
@@ -384,6 +384,21 @@ export const cases = [
       await new Promise((resolve) => setTimeout(resolve, 400));
       const [partition] = (await bus.stats()).topics.find((t) => t.topic === 'short').partitions;
       assert.deepEqual([partition.lowOffset, partition.highOffset, partition.depth, partition.expired], [2, 2, 0, 2]);
+      await bus.close();
+    },
+  },
+  {
+    name: 'redrive never moves or drops messages of a topic that is not a dead-letter topic; ferry-* headers are refused on send',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('redrive-ordinary') });
+      const forged = { value: 'x', headers: { 'ferry-dlq-topic': 'elsewhere' } };
+      await rejectsWith(ferry, bus.producer().send({ topic: 'orders', messages: [{ value: 'ok' }, forged] }), 'INVALID_ARGUMENT', 'messages[1].headers.ferry-dlq-topic');
+      await bus.producer().send({ topic: 'orders', messages: ['1', '2', '3', '4', '5'].map((value) => ({ value })) });
+      // The edge's directory cannot tell a dead-letter topic: there, nothing is moved.
+      if (env.edge) assert.equal(await bus.redrive({ from: 'orders' }), 0);
+      else await rejectsWith(ferry, bus.redrive({ from: 'orders' }), 'INVALID_ARGUMENT', 'not a dead-letter topic');
+      const [partition] = (await bus.stats()).topics.find((t) => t.topic === 'orders').partitions;
+      assert.deepEqual([partition.lowOffset, partition.highOffset], [0, 5], 'every message is still there for every group');
       await bus.close();
     },
   },

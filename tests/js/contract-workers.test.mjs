@@ -300,7 +300,7 @@ export default {
       },
     };
     try {
-      await found.run(ferry, { name: (label) => label + '-' + run });
+      await found.run(ferry, { name: (label) => label + '-' + run, edge: true });
       return Response.json({ ok: true });
     } catch (e) {
       return Response.json({ ok: false, error: String(e?.stack ?? e) });

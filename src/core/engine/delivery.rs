@@ -402,11 +402,12 @@ impl Engine {
                 let name = Name::from(dead_letter_topic.as_str());
                 let partitions = self.topics.get(&**topic).map_or(1, |t| t.config.partitions);
                 self.insert_topic(name.clone(), TopicConfig::with_partitions(partitions));
-                // Dead letters are kept until redriven (or consumed by every group).
-                self.ensure_cursors(&Name::from(REDRIVE_GROUP), &name, true);
                 name
             }
         };
+        // Dead letters are kept until redriven (or consumed by every group): a topic
+        // used as it is gets a redrive position from its end, before its first.
+        self.ensure_cursors(&Name::from(REDRIVE_GROUP), &dlq, false);
         let dlq_partitions = self.topics[&dlq].config.partitions;
         let target = if p < dlq_partitions { p } else { self.pick_partition(&dlq, message.key.as_deref()) };
         // A dead letter's own ferry-dlq-* headers (it failed again, from a

@@ -135,9 +135,9 @@ impl Engine {
             .map(|m| Append { timestamp_ms: now_ms, delay_ms: m.delay_ms, key: m.key.as_deref(), value: &m.value, headers: &m.headers, id: m.id.as_deref() })
             .collect();
         // Dead letters are kept until redriven (or consumed by every group), as
-        // where the dead-letter topic is made on demand.
+        // where they are made: the redrive position starts before the first.
         if messages.iter().any(|m| m.headers.iter().any(|(k, _)| k == log::DLQ_TOPIC)) {
-            self.ensure_cursors(&Name::from(REDRIVE_GROUP), topic, true);
+            self.ensure_cursors(&Name::from(REDRIVE_GROUP), topic, false);
         }
         let first = self.append(topic, partition, &appends);
         Ok((first..first + messages.len() as u64)

@@ -165,6 +165,12 @@ impl Engine {
         if m.headers.len() > HEADERS_MAX {
             return Err(FerryError::invalid(format!("messages[{index}].headers has {} entries; at most {HEADERS_MAX}", m.headers.len())));
         }
+        // Redrive trusts a `ferry-dlq-topic` header to say where a dead letter goes.
+        if let Some((name, _)) = m.headers.iter().find(|(name, _)| name.starts_with(RESERVED_HEADER_PREFIX)) {
+            return Err(FerryError::invalid(format!(
+                "messages[{index}].headers.{name}: header names starting with \"{RESERVED_HEADER_PREFIX}\" are the bus's own (a dead letter's ferry-dlq-* headers)"
+            )));
+        }
         if let Some(id) = &m.id {
             check_range(&format!("messages[{index}].id length"), id.len() as u64, 1, MESSAGE_ID_BYTES_MAX as u64)?;
         }
@@ -458,14 +464,21 @@ impl Engine {
     /// Moves dead letters of the dead-letter topic `from` back to the topic each came
     /// from (key, value and user headers kept, `ferry-dlq-*` dropped), at most
     /// `limit` of them (default and ceiling [`REDRIVE_LIMIT_MAX`]). Each dead letter
-    /// is moved once: the topic keeps a redrive cursor.
+    /// is moved once: the topic keeps a redrive cursor. Refused for a topic that is
+    /// not a dead-letter topic; stops at a message that is not a dead letter.
     pub fn redrive(&mut self, from: &str, limit: Option<u64>, now_ms: u64) -> Result<u64> {
-        check_name("from", from)?;
-        let limit = limit.unwrap_or(REDRIVE_LIMIT_MAX);
-        check_range("limit", limit, 1, REDRIVE_LIMIT_MAX)?;
-        let Some(source) = self.topic_name(from) else {
-            return if self.config.auto_create_topics { Ok(0) } else { Err(FerryError::unknown_topic(from)) };
-        };
+        let limit = self.check_redrive(from, limit)?;
+        let Some(source) = self.topic_name(from) else { return Ok(0) };
+        // A dead-letter topic is one the bus dead-lettered into: it has a redrive
+        // position. Any other topic's messages are not the bus's to move. (A
+        // partition of a split bus may just hold no dead letters yet.)
+        if !self.groups.get(REDRIVE_GROUP).is_some_and(|g| g.topics.contains_key(from)) {
+            return if self.home.is_some() {
+                Ok(0)
+            } else {
+                Err(FerryError::invalid(format!("from: '{from}' is not a dead-letter topic (none of its messages was dead-lettered)")))
+            };
+        }
         // Read and decode everything first: a corrupt record refuses the call whole.
         let mut moves: Vec<(u32, u64, Message, Name)> = Vec::new();
         let mut cursors: Vec<(u32, u64)> = Vec::new();
@@ -474,22 +487,17 @@ impl Engine {
             let Some(state) = self.partition(from, p) else { continue };
             let start = self.cursor(REDRIVE_GROUP, from, p).map_or(0, |c| c.cursor.committed).max(state.head.low);
             let mut end = start;
+            // The position never passes a message that is not a dead letter (one sent
+            // to this topic directly): redrive must not drop what it did not move.
             while end < state.head.high && (moves.len() as u64) < limit {
                 let message = self.message_at(from, p, end)?;
+                let Some(target) = message.header(DLQ_TOPIC).filter(|t| check_name("ferry-dlq-topic", t).is_ok()).map(Name::from) else { break };
+                moves.push((p, end, message, target));
                 end += 1;
-                if let Some(target) = message.header(DLQ_TOPIC).filter(|t| check_name("ferry-dlq-topic", t).is_ok()) {
-                    let target = Name::from(target);
-                    moves.push((p, end - 1, message, target));
-                }
             }
             if end > start {
                 cursors.push((p, end));
             }
-        }
-        // A topic with no dead letters (any topic named by mistake) gets no redrive
-        // cursor: as the only reader it would trim the log, else pin it forever.
-        if moves.is_empty() && !self.groups.get(REDRIVE_GROUP).is_some_and(|g| g.topics.contains_key(from)) {
-            return Ok(0);
         }
         for (_, _, _, target) in &moves {
             if !self.topics.contains_key(target) {
@@ -508,13 +516,24 @@ impl Engine {
             let append = Append { timestamp_ms: now_ms, delay_ms: 0, key: message.key.as_deref(), value: &message.value, headers: &headers, id: message.id.as_deref() };
             self.append(&target, p, &[append]);
         }
-        self.ensure_cursors(&Name::from(REDRIVE_GROUP), &source, true);
         for (p, end) in cursors {
             let cursor = Cursor { committed: end, next: end };
             self.put(Key::Cursor(Name::from(REDRIVE_GROUP), source.clone(), p), Some(Record::Cursor(cursor)));
             self.trim_consumed(&source, p);
         }
         Ok(moved)
+    }
+
+    /// Checks what [`Engine::redrive`] is given without moving anything (where it is
+    /// done elsewhere: the directory of a split bus); the limit to use.
+    pub fn check_redrive(&self, from: &str, limit: Option<u64>) -> Result<u64> {
+        check_name("from", from)?;
+        let limit = limit.unwrap_or(REDRIVE_LIMIT_MAX);
+        check_range("limit", limit, 1, REDRIVE_LIMIT_MAX)?;
+        if !self.config.auto_create_topics && !self.topics.contains_key(from) {
+            return Err(FerryError::unknown_topic(from));
+        }
+        Ok(limit)
     }
 
     /// The key's partition, or the next round-robin one.
@@ -541,6 +560,8 @@ pub(super) enum Admission {
     Forwarded,
 }
 
+/// Header names a send may not use: the bus writes them.
+pub(super) const RESERVED_HEADER_PREFIX: &str = "ferry-";
 pub(super) const DLQ_HEADER_PREFIX: &str = "ferry-dlq-";
 pub(super) const DLQ_TOPIC: &str = "ferry-dlq-topic";
 pub(super) const DLQ_PARTITION: &str = "ferry-dlq-partition";

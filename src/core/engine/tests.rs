@@ -362,6 +362,32 @@ fn settle(e: &mut Engine, member: &str, deliveries: &[Delivery]) {
 }
 
 #[test]
+fn redrive_moves_only_dead_letters_and_never_drops_what_it_did_not_move() {
+    let mut e = engine();
+    let forged = msg("forged").with_header("ferry-dlq-topic", "elsewhere");
+    let refused = e.send("orders", &[msg("a"), forged], T0).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidArgument);
+    assert!(refused.message.contains("messages[1].headers.ferry-dlq-topic"), "{refused}");
+    e.send("orders", &[msg("a"), msg("b")], T0).unwrap();
+    let not_dead = e.redrive("orders", None, T0).unwrap_err();
+    assert_eq!(not_dead.code, ErrorCode::InvalidArgument);
+    assert!(not_dead.message.contains("not a dead-letter topic"), "{not_dead}");
+    assert_eq!(e.stats().topics[0].partitions[0].low_offset, 0, "nothing was dropped");
+
+    // A dead-letter topic holding a message sent to it directly: redrive stops there.
+    join(&mut e, "g", "m", "orders", &ConsumerConfig { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..no_jitter() });
+    let run = e.poll("g", "m", 1, T0).unwrap();
+    assert!(e.fail("g", "m", &run[0].receipt(), "boom", T0));
+    e.send("orders.dlq", &[msg("sent here")], T0).unwrap();
+    let run = e.poll("g", "m", 1, T0).unwrap();
+    assert!(e.fail("g", "m", &run[0].receipt(), "boom", T0));
+    assert_eq!(e.redrive("orders.dlq", None, T0), Ok(1), "the first dead letter; the rest waits behind the plain message");
+    assert_eq!(e.redrive("orders.dlq", None, T0), Ok(0));
+    let kept: Vec<String> = e.read_log("orders.dlq", 0, 0, 10).unwrap().iter().map(|m| m.value.text().to_string()).collect();
+    assert_eq!(kept, vec!["sent here", "b"]);
+}
+
+#[test]
 fn dead_letter_errors_are_cut_at_one_kib() {
     let mut e = engine();
     let config = ConsumerConfig { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..ConsumerConfig::default() };
