@@ -27,6 +27,7 @@ export interface BusOptions {
 
 export interface TopicOptions {
   partitions?: number;
+  /** `null` (default): kept until every group committed past; a number: kept until that old, consumed or not (Kafka's rule). */
   retentionMs?: number | null;
   maxDepth?: number | null;
   dedupWindowMs?: number;

@@ -458,8 +458,11 @@ impl Model {
     }
 
     /// With no retention limit a message is dropped once everything reading it
-    /// committed past it.
+    /// committed past it; with one, only once it is that old (Kafka's rule).
     fn trim(&mut self, topic: &str, p: usize) {
+        if self.topics[topic].config.retention_ms.is_some() {
+            return;
+        }
         let Some(min) = self.min_committed(topic, p) else { return };
         let partition = &self.topics[topic].partitions[p];
         if min > partition.low {
@@ -847,7 +850,9 @@ impl Model {
             for (p, partition) in topic.partitions.iter().enumerate() {
                 let new_low = (partition.low..partition.high()).find(|&o| partition.log[o as usize].timestamp_ms + retention_ms > now_ms).unwrap_or(partition.high());
                 if new_low > partition.low {
-                    retention_moves.push((name.clone(), p, new_low, new_low - partition.low));
+                    // Expired: what some group had not consumed when it was removed.
+                    let consumed = self.min_committed(name, p).unwrap_or(partition.low).clamp(partition.low, new_low);
+                    retention_moves.push((name.clone(), p, new_low, new_low - consumed));
                 }
             }
         }

@@ -1326,15 +1326,19 @@ impl Simulation {
                 self.failed_attempt(group, topic, partition, offset, attempt, &config, now_ms, true);
             }
         }
-        for topic in &mut self.topics {
+        for (index, topic) in self.topics.iter_mut().enumerate() {
             topic.dedup.retain(|_, d| d.expires_ms > now_ms);
             // Retention removes from the low end up to the first message still young
-            // enough; logs are trimmed only at commits, so the low is the last check's.
+            // enough, consumed or not; logs are trimmed only at commits, so the low is
+            // the last check's. Expired counts what some group had not consumed.
             if let Some(retention_ms) = topic.config.retention_ms {
                 for (p, log) in topic.logs.iter().enumerate() {
                     let low = topic.lows[p] as usize;
                     let removed = log[low.min(log.len())..].iter().take_while(|sent| sent.timestamp_ms + retention_ms <= now_ms).count();
-                    topic.expired[p] += removed as u64;
+                    let new_low = (low + removed) as u64;
+                    let committed = self.groups.iter().filter_map(|g| g.cursors.get(&(index, p as u32))).map(committed_offset).min();
+                    let consumed = committed.unwrap_or(low as u64).clamp(low as u64, new_low);
+                    topic.expired[p] += new_low - consumed;
                 }
             }
         }
@@ -1826,6 +1830,16 @@ fn settle_in(cursor: &mut CursorModel, members: &[SimMember], member: &str, rece
         }
     }
     false
+}
+
+/// Where the group's committed offset is: the model's position, past the offsets
+/// it knows are settled.
+fn committed_offset(cursor: &CursorModel) -> u64 {
+    let mut offset = cursor.prefix;
+    while cursor.offsets.get(&offset).is_some_and(|s| s.settled.is_some()) {
+        offset += 1;
+    }
+    offset
 }
 
 /// Moves the model's position over offsets it knows are settled.

@@ -402,4 +402,27 @@ export const cases = [
       await bus.close();
     },
   },
+  {
+    name: 'with retentionMs a consumed message is kept until it is that old, so a new group replays it',
+    needs: 'run',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('replay') });
+      await bus.createTopic('events', { partitions: 1, retentionMs: 3_600_000 });
+      await bus.producer().send({ topic: 'events', messages: ['a', 'b', 'c'].map((value) => ({ value })) });
+      const read = async (groupId) => {
+        const seen = [];
+        const consumer = bus.consumer({ groupId });
+        await consumer.subscribe({ topic: 'events', fromBeginning: true });
+        await consumer.run({ eachMessage: ({ message }) => { seen.push(message.value); } });
+        await until(async () => seen.length === 3 && (await bus.stats()).groups.find((g) => g.groupId === groupId).partitions[0].committedOffset === 3);
+        await consumer.stop();
+        return seen;
+      };
+      assert.deepEqual(await read('first'), ['a', 'b', 'c']);
+      const [kept] = (await bus.stats()).topics.find((t) => t.topic === 'events').partitions;
+      assert.deepEqual([kept.lowOffset, kept.depth, kept.expired], [0, 3, 0], 'consumed, and kept');
+      assert.deepEqual(await read('later'), ['a', 'b', 'c'], 'a new group replays what is retained');
+      await bus.close();
+    },
+  },
 ];

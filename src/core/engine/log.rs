@@ -376,7 +376,12 @@ impl Engine {
     }
 
     /// Drops what every group of the topic has committed past.
+    /// With `retentionMs` a message is kept until it is that old, consumed or not
+    /// (Kafka's rule), so that a new group can replay it.
     pub(super) fn trim_consumed(&mut self, topic: &Name, partition: u32) {
+        if self.serves(topic, partition) && self.topics.get(topic).is_some_and(|t| t.config.retention_ms.is_some()) {
+            return;
+        }
         let (Some(min), Some(state)) = (self.min_committed(topic, partition), self.partition(topic, partition)) else { return };
         if min > state.head.low {
             self.advance_low(topic, partition, min.min(state.head.high), 0);
@@ -437,7 +442,9 @@ impl Engine {
                     }
                 }
                 if low > state.head.low {
-                    moves.push((name.clone(), p as u32, low, low - state.head.low));
+                    // `expired` counts what some group had not consumed yet.
+                    let consumed = self.min_committed(name, p as u32).unwrap_or(state.head.low).clamp(state.head.low, low);
+                    moves.push((name.clone(), p as u32, low, low - consumed));
                 }
             }
         }
