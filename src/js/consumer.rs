@@ -174,9 +174,7 @@ impl State {
     /// slow message for longer than [`State::ack_wait_ms`].
     fn flush_due_settlements(&self, shared: &Shared) {
         for slot in self.slots.borrow().iter() {
-            if slot.settlements.due(self) {
-                slot.settlements.flush(shared, self, None);
-            }
+            slot.settlements.flush_if_due(shared, self);
         }
     }
 
@@ -227,9 +225,11 @@ impl Settlements {
         }
     }
 
-    /// Whether the acks have waited long enough to be handed over now.
-    fn due(&self, state: &State) -> bool {
-        js_sys::Date::now() >= self.due_at_ms(state.ack_wait_ms())
+    /// Hands the acks over when they have waited [`State::ack_wait_ms`].
+    fn flush_if_due(&self, shared: &Shared, state: &State) {
+        if js_sys::Date::now() >= self.due_at_ms(state.ack_wait_ms()) {
+            self.flush(shared, state, None);
+        }
     }
 
     /// Queues the acks, then `last`, as one operation on the engine. Not awaited:
@@ -556,9 +556,7 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
             last = Some(Last::Release(delivery.receipt()));
             break;
         }
-        if settlements.due(&state) {
-            settlements.flush(&shared, &state, None);
-        }
+        settlements.flush_if_due(&shared, &state);
         slot.start_message(state.config.ack_timeout_ms);
         let outcome = call(&handler, &payload(&delivery)).await;
         if !slot.held.get() {
@@ -606,9 +604,7 @@ impl BatchProgress {
             slot.settlements.ack(delivery.receipt(), finished_ms);
             self.resolved.set(self.resolved.get() + 1);
         }
-        if slot.settlements.due(state) {
-            slot.settlements.flush(shared, state, None);
-        }
+        slot.settlements.flush_if_due(shared, state);
         slot.start_message(state.config.ack_timeout_ms);
     }
 

@@ -34,10 +34,10 @@ pub(super) enum Wait {
 }
 
 /// How a member holds a message it was handed.
-#[derive(Clone, Copy)]
 enum Held {
     InFlight,
-    Leased,
+    /// Leased behind its run's message in flight, to this member (its stored name).
+    Leased(Name),
 }
 
 /// Identifies one delivery of one message, to settle it.
@@ -115,12 +115,16 @@ impl Engine {
                 break;
             }
             let found = match config.ordering {
-                Ordering::Partition => self.deliverable_run(group, &topic, p, remaining.min(config.batch_size_max as usize), now_ms),
-                Ordering::None => self.deliverable_any(group, &topic, p, remaining.min(limit.runs - runs), now_ms),
-            };
-            runs += match config.ordering {
-                Ordering::Partition => usize::from(!found.is_empty()),
-                Ordering::None => found.len(),
+                Ordering::Partition => {
+                    let run = self.deliverable_run(group, &topic, p, remaining.min(config.batch_size_max as usize), now_ms);
+                    runs += usize::from(!run.is_empty());
+                    run
+                }
+                Ordering::None => {
+                    let each = self.deliverable_any(group, &topic, p, remaining.min(limit.runs - runs), now_ms);
+                    runs += each.len();
+                    each
+                }
             };
             for (i, (offset, failed, is_new)) in found.into_iter().enumerate() {
                 let message = self.message_at(&topic, p, offset)?;
@@ -230,7 +234,7 @@ impl Engine {
         let (topic, gt) = state.topics.get_key_value(&*receipt.topic)?;
         let held = match gt.cursors.get(&receipt.partition)?.pending.get(&receipt.offset)? {
             Pending::InFlight { member: holder, attempt, deadline_ms } if **holder == *member && *attempt == receipt.attempt && now_ms < *deadline_ms => Held::InFlight,
-            Pending::Leased { member: holder, attempt, .. } if **holder == *member && *attempt == receipt.attempt => Held::Leased,
+            Pending::Leased { member: holder, attempt, .. } if **holder == *member && *attempt == receipt.attempt => Held::Leased(holder.clone()),
             _ => return None,
         };
         Some((g.clone(), topic.clone(), held))
@@ -252,8 +256,8 @@ impl Engine {
                 self.settle(&g, &topic, p, offset);
                 self.advance_run(&g, &topic, p, offset + 1, now_ms);
             }
-            Held::Leased => {
-                let early = Pending::Leased { member: Name::from(member), attempt: receipt.attempt, acked: true };
+            Held::Leased(holder) => {
+                let early = Pending::Leased { member: holder, attempt: receipt.attempt, acked: true };
                 self.put(Key::Pending(g, topic, p, offset), Some(Record::Pending(early)));
             }
         }
@@ -267,23 +271,24 @@ impl Engine {
     /// the rest of the run back, no attempt counted. `false` as for
     /// [`Engine::ack`].
     pub fn fail(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, now_ms: u64) -> bool {
-        self.fail_waiting(group, member, receipt, error, Wait::Backoff, now_ms)
+        self.fail_with(group, member, receipt, error, Wait::Backoff, now_ms)
     }
 
     /// [`Engine::fail`], with the next attempt due after `delay_ms` instead of the
     /// member's backoff (a pull consumer's `retry({ delayMs })`).
     pub fn fail_after(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, delay_ms: u64, now_ms: u64) -> bool {
-        self.fail_waiting(group, member, receipt, error, Wait::Ms(delay_ms), now_ms)
+        self.fail_with(group, member, receipt, error, Wait::Ms(delay_ms), now_ms)
     }
 
-    fn fail_waiting(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, wait: Wait, now_ms: u64) -> bool {
+    /// [`Engine::fail`] with the next attempt due after `wait`.
+    fn fail_with(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, wait: Wait, now_ms: u64) -> bool {
         let Some((g, topic, held)) = self.lease(group, member, receipt, now_ms) else { return false };
         match held {
             Held::InFlight => {
                 let config = self.groups[group].members.get(member).map(|m| m.config.clone()).unwrap_or_default();
                 self.failed_attempt(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, error, &config, now_ms, wait);
             }
-            Held::Leased => self.release_run(&g, &topic, receipt.partition, receipt.offset, now_ms),
+            Held::Leased(_) => self.release_run(&g, &topic, receipt.partition, receipt.offset, now_ms),
         }
         true
     }
