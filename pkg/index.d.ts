@@ -173,8 +173,20 @@ export interface Consumer {
   subscribe(options: { topic: string; fromBeginning?: boolean } | { topics: string[]; fromBeginning?: boolean }): Promise<void>;
   /** Resolves once the consumer joined its group. Takes exactly one of `eachMessage` and `eachBatch`. */
   run(options: RunOptions): Promise<void>;
+  /**
+   * Moves the group's position in one partition (KafkaJS's `seek`, stored when it resolves, to
+   * the offset the group consumes next). An offset below `lowOffset` goes to `lowOffset`; one
+   * past `highOffset` is refused. `timestamp` (ms) goes to the first message sent at or after
+   * it, or to the end. Before `run` or while running: the partition's deliveries in flight are
+   * abandoned, no attempt counted. Offsets may be numbers or KafkaJS's decimal strings.
+   */
+  seek(target: SeekTarget): Promise<number>;
   stop(): Promise<void>;
 }
+
+export type SeekTarget =
+  | { topic: string; partition: number; offset: number | string }
+  | { topic: string; partition: number; timestamp: number | string };
 
 export declare class Bus {
   static open(options?: BusOptions): Promise<Bus>;

@@ -3,7 +3,7 @@
 // They do not depend on @cloudflare/workers-types: FerryObject is declared against
 // the small part of a Durable Object it uses, and a namespace is anything with
 // `idFromName` and `get` (a `DurableObjectNamespace` is one).
-import type { Bus, ConsumerOptions, DeliveredMessage } from './index.js';
+import type { Bus, ConsumerOptions, DeliveredMessage, SeekTarget } from './index.js';
 
 export { FerryError } from './index.js';
 export type {
@@ -96,6 +96,11 @@ export interface PullConsumer {
    * (their `ack()` resolves `false`; they come again after the retried one).
    */
   receive(options?: { max?: number }): Promise<ReceivedMessage[]>;
+  /**
+   * As `Consumer.seek` in the browser: moves the group's position in one partition. Messages of
+   * that partition received before it and not settled are abandoned (their `ack()` resolves `false`).
+   */
+  seek(target: SeekTarget): Promise<number>;
 }
 
 /** The bus in Durable Objects, seen from a Worker: the `Bus` methods without `open` and `close`, with consumers that pull. */

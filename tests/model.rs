@@ -1315,7 +1315,7 @@ impl Harness {
     /// nothing when there are none.
     fn pick_receipt(&mut self, pick: &Pick, keep: bool) -> (usize, usize, Receipt) {
         if self.receipts.is_empty() {
-            return (0, 0, Receipt { topic: Name::from("a"), partition: 0, offset: 0, attempt: 1 });
+            return (0, 0, Receipt { topic: Name::from("a"), partition: 0, offset: 0, attempt: 1, generation: 0 });
         }
         let leased: Vec<usize> = match pick {
             Pick::Leased(_) => (0..self.receipts.len())
@@ -1545,7 +1545,7 @@ impl Harness {
                 for (p, cursor) in gt.cursors.iter().enumerate() {
                     let key = Key::Cursor(Name::from(group.as_str()), Name::from(topic.as_str()), p as u32);
                     let Some((stored, pending)) = self.stored_cursors.get(&key) else { return Err(TestCaseError::fail(format!("{key:?} was never stored"))) };
-                    prop_assert_eq!(*stored, Cursor { committed: cursor.committed, next: cursor.next }, "{} on {}/{}", group, topic, p);
+                    prop_assert_eq!(*stored, Cursor { committed: cursor.committed, next: cursor.next, generation: 0 }, "{} on {}/{}", group, topic, p);
                     let same = pending.len() == cursor.unsettled.len()
                         && pending.iter().zip(&cursor.unsettled).all(|((offset, pending), (at, slot))| offset == at && slot.matches(pending));
                     prop_assert!(same, "{} on {}/{} stored {:?}; the model has {:?}", group, topic, p, pending, cursor.unsettled);
@@ -1818,9 +1818,9 @@ fn garbage_to_infallible_calls_changes_nothing() {
     let mut engine = busy_engine(BusConfig::default());
     let before = engine.stats();
     let bogus = [
-        Receipt { topic: Name::from(""), partition: u32::MAX, offset: u64::MAX, attempt: 0 },
-        Receipt { topic: Name::from("t"), partition: 0, offset: 0, attempt: u32::MAX },
-        Receipt { topic: Name::from("t"), partition: 0, offset: u64::MAX, attempt: 1 },
+        Receipt { topic: Name::from(""), partition: u32::MAX, offset: u64::MAX, attempt: 0, generation: 0 },
+        Receipt { topic: Name::from("t"), partition: 0, offset: 0, attempt: u32::MAX, generation: 0 },
+        Receipt { topic: Name::from("t"), partition: 0, offset: u64::MAX, attempt: 1, generation: 0 },
     ];
     for name in bad_names().into_iter().chain(["g".to_string(), "nobody".to_string()]) {
         assert_eq!(engine.poll(&name, &name, usize::MAX, T0).expect("poll of an unknown member"), Vec::new());

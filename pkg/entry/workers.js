@@ -8,7 +8,7 @@
 // workerd requires, and instantiated on first use.
 import { DurableObject } from 'cloudflare:workers';
 import wasmModule from '../dist/edge/ferry_bg.wasm';
-import { initSync, EdgeBus, checkConsumerOptions, pullPlan, routePublish, routeSend } from '../dist/edge/ferry.js';
+import { initSync, EdgeBus, checkConsumerOptions, pullPlan, routePublish, routeSend, seekPartition } from '../dist/edge/ferry.js';
 import { FerryError } from './error.js';
 
 export { FerryError };
@@ -24,7 +24,7 @@ function loadEngine() {
 
 // What a client may call: the directory's methods, and a partition's.
 const DIRECTORY_METHODS = new Set(['createTopic', 'topics', 'topic', 'settings', 'redrive']);
-const PARTITION_METHODS = new Set(['send', 'publish', 'stats', 'redrive', 'receive', 'settle', 'accept', 'checkRoom']);
+const PARTITION_METHODS = new Set(['send', 'publish', 'stats', 'redrive', 'receive', 'settle', 'seek', 'accept', 'checkRoom']);
 // The calls that may leave messages for other partitions (dead letters, redriven
 // messages, a send's other parts), which return once those are forwarded. The
 // others never wait for a forward: objects forwarding to each other would wait
@@ -391,11 +391,23 @@ class PullConsumer {
       const unasked = asking.filter((_, i) => shares[i] === 0);
       asking = [...unasked, ...asking.filter((_, i) => shares[i] > 0 && got[i].length === shares[i])];
     }
-    return received.map(({ topic, partition, message }) => this.#received(topic, partition, message));
+    return received.map(({ topic, partition, message, generation }) => this.#received(topic, partition, message, generation));
   }
 
-  #received(topic, partition, message) {
-    const receipt = [this.#options.groupId, topic, partition, message.offset, message.attempt];
+  /**
+   * Moves the group's position in one partition (KafkaJS's seek), in that
+   * partition's object; resolves to the offset the group consumes next. Messages
+   * of that partition received before and not settled are abandoned: their ack()
+   * resolves false.
+   */
+  async seek(target) {
+    seekPartition(target);
+    const settings = await this.#settings(target.topic);
+    return this.#partitionCall(settings, seekPartition(target, settings.partitions), 'seek', this.#options.groupId, target);
+  }
+
+  #received(topic, partition, message, generation) {
+    const receipt = [this.#options.groupId, topic, partition, message.offset, message.attempt, generation];
     return {
       topic,
       partition,

@@ -15,6 +15,6 @@ pub mod records;
 pub mod rng;
 
 pub use config::{BusConfig, ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
-pub use engine::{Delivery, Engine, PollLimit, Receipt, RecordMetadata, Stats, Subscription, TopicInfo, Write};
+pub use engine::{Delivery, Engine, PollLimit, Receipt, RecordMetadata, SeekTo, Stats, Subscription, TopicInfo, Write};
 pub use error::{ErrorCode, FerryError, Result};
 pub use message::{Message, Name, OutgoingMessage, Value, ValueKind};

@@ -17,9 +17,12 @@ use super::message::{Chunk, Name};
 ///
 /// - 1: the first layout.
 /// - 2: runs: a pending delivery may be [`Pending::Leased`], and a member's
-///   settings end with `maxBatchSize`. Every record of version 1 reads as it is,
-///   so opening a version-1 bus only rewrites this number.
-pub const SCHEMA_VERSION: u32 = 2;
+///   settings end with `maxBatchSize`.
+/// - 3: seek: a group's position ends with its [`Cursor::generation`].
+///
+/// Every record of an earlier version reads as it is (what it lacks takes its
+/// default), so opening an older bus only rewrites this number.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Where a record lives. The derived order puts parents before children (a topic
 /// before its partitions, a group's topic before its cursors), so records applied
@@ -110,6 +113,17 @@ pub struct Cursor {
     /// The next offset never handed out; offsets in `committed..next` have a
     /// `Pending` record each.
     pub next: u64,
+    /// How many times [`crate::core::Engine::seek`] moved this position: a
+    /// delivery made before a seek carries the old number, so it settles nothing
+    /// even when the same offset is handed out again.
+    pub generation: u32,
+}
+
+impl Cursor {
+    /// A position where nothing is pending: the group next consumes `offset`.
+    pub fn at(offset: u64) -> Cursor {
+        Cursor { committed: offset, next: offset, generation: 0 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,7 +265,7 @@ impl Record {
                 Record::GroupTopic(GroupTopicRecord { owners, dead_lettered })
             }
             Key::Cursor(..) => {
-                let cursor = Cursor { committed: r.u64()?, next: r.u64()? };
+                let mut cursor = Cursor { committed: r.u64()?, next: r.u64()?, generation: 0 };
                 let count = r.u64()?;
                 if count > cursor.next.saturating_sub(cursor.committed) {
                     return Err(FerryError::storage("corrupt record: more pending deliveries than offsets"));
@@ -263,6 +277,10 @@ impl Record {
                     let decoded = decode_pending(&mut r, previous_member.as_ref())?;
                     previous_member = member_of(&decoded).cloned().or(previous_member);
                     pending.push((offset, decoded));
+                }
+                // Positions stored before schema version 3 have no generation.
+                if !r.is_empty() {
+                    cursor.generation = r.u32()?;
                 }
                 Record::GroupPartition { cursor, pending }
             }
@@ -286,6 +304,7 @@ fn encode_group_partition(w: &mut Writer, cursor: &Cursor, pending: &[(u64, Pend
         encode_pending(w, p, previous_member);
         previous_member = member_of(p).or(previous_member);
     }
+    w.u64(u64::from(cursor.generation));
 }
 
 /// The member holding a pending delivery, if one does.
@@ -404,17 +423,26 @@ mod tests {
             (14, leased("member-a")),
             (15, leased("member-b")),
         ];
-        let record = Record::GroupPartition { cursor: Cursor { committed: 10, next: 16 }, pending };
+        let record = Record::GroupPartition { cursor: Cursor { committed: 10, next: 16, generation: 7 }, pending };
         let bytes = record.encode();
         assert_eq!(bytes.windows(8).filter(|w| *w == b"member-a").count(), 1);
         assert_eq!(Record::decode(&Key::Cursor(m("g"), m("t"), 0), &bytes), Ok(record));
-        let orphan = Record::GroupPartition { cursor: Cursor { committed: 0, next: 1 }, pending: vec![(0, leased("x"))] }.encode();
+        let orphan = Record::GroupPartition { cursor: Cursor { committed: 0, next: 1, generation: 0 }, pending: vec![(0, leased("x"))] }.encode();
         let mut corrupt = orphan.clone();
         // Its one entry's tag, after the one-byte varints committed, next, count and offset.
         assert_eq!(corrupt[4], 3);
         corrupt[4] = 4;
         let refused = Record::decode(&Key::Cursor(m("g"), m("t"), 0), &corrupt).unwrap_err();
         assert!(refused.message.contains("names no member"), "{refused}");
+    }
+
+    #[test]
+    fn a_position_stored_before_seek_existed_has_generation_0() {
+        let stored = Record::GroupPartition { cursor: Cursor { committed: 4, next: 6, generation: 2 }, pending: Vec::new() }.encode();
+        // Schema version 2 ended the record after its pending deliveries.
+        let version_2 = &stored[..stored.len() - 1];
+        let key = Key::Cursor(Name::from("g"), Name::from("t"), 0);
+        assert_eq!(Record::decode(&key, version_2), Ok(Record::GroupPartition { cursor: Cursor { committed: 4, next: 6, generation: 0 }, pending: Vec::new() }));
     }
 
     #[test]

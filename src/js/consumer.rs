@@ -30,7 +30,7 @@ use super::commit::Waiters;
 use super::locks::MemberLock;
 use crate::core::config::{check_name, ConsumerConfig, Ordering, RetryPolicy};
 use crate::core::limits::*;
-use crate::core::{Delivery, FerryError, PollLimit, Receipt, Result, Subscription, ValueKind};
+use crate::core::{Delivery, FerryError, PollLimit, Receipt, Result, SeekTo, Subscription, ValueKind};
 
 #[wasm_bindgen]
 extern "C" {
@@ -361,6 +361,23 @@ impl Consumer {
         })
     }
 
+    /// `consumer.seek({ topic, partition, offset })` or `{ topic, partition,
+    /// timestamp }`: moves the group's position in that partition, stored when
+    /// the promise resolves (to the offset the group consumes next). Works before
+    /// `run` and while running: the partition's deliveries in flight are
+    /// abandoned, no attempt counted; a handler already running finishes, but its
+    /// result counts for nothing and the rest of its run is not handed to it.
+    pub fn seek(&self, options: JsValue) -> Promise {
+        let (shared, state) = (self.shared.clone(), self.state.clone());
+        promise(async move {
+            let (topic, partition, to) = seek_options(&options)?;
+            let group = state.group.clone();
+            let offset = operate(&shared, move |e, _| e.seek(&group, &topic, partition, to)).await?;
+            wake_consumers(&shared);
+            Ok(JsValue::from_f64(offset as f64))
+        })
+    }
+
     /// `consumer.stop()`: no new deliveries; waits for handlers in flight (up to
     /// `ackTimeoutMs`), then gives the partitions up.
     pub fn stop(&self) -> Promise {
@@ -393,6 +410,36 @@ pub(super) fn subscriptions(options: &JsValue) -> Result<Vec<Subscription>> {
             Ok(Subscription::new(topic, from_beginning))
         })
         .collect()
+}
+
+/// `seek`'s `{ topic, partition, offset }` or `{ topic, partition, timestamp }`, checked.
+pub(super) fn seek_options(options: &JsValue) -> Result<(String, u32, SeekTo)> {
+    let options = args::options(options, "options")?;
+    let options = options.as_ref();
+    let topic = args::string(&args::get(options, "topic")?, "topic")?;
+    check_name("topic", &topic)?;
+    let partition = args::integer(&args::get(options, "partition")?, "partition", 0, u64::from(PARTITIONS_MAX) - 1)? as u32;
+    let (offset, timestamp) = (args::get(options, "offset")?, args::get(options, "timestamp")?);
+    let to = match (offset.is_undefined(), timestamp.is_undefined()) {
+        (false, true) => SeekTo::Offset(position(&offset, "offset")?),
+        (true, false) => SeekTo::Timestamp(position(&timestamp, "timestamp")?),
+        (true, true) => return Err(FerryError::invalid("seek needs an offset or a timestamp")),
+        (false, false) => return Err(FerryError::invalid("seek takes one of offset and timestamp, not both")),
+    };
+    Ok((topic, partition, to))
+}
+
+/// A non-negative integer given as a number, or as KafkaJS gives offsets: a string
+/// of decimal digits.
+fn position(value: &JsValue, field: &str) -> Result<u64> {
+    match value.as_string() {
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= SAFE_INTEGER_MAX)
+            .ok_or_else(|| FerryError::invalid(format!("{field} must be a non-negative integer, got \"{text}\""))),
+        None => args::integer(value, field, 0, SAFE_INTEGER_MAX),
+    }
 }
 
 /// Stops a consumer (also used by `bus.close()`).
@@ -556,6 +603,10 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
             last = Some(Last::Release(delivery.receipt()));
             break;
         }
+        if !holds(&shared, &state, &delivery) {
+            // A seek (here or in another context) abandoned the run.
+            break;
+        }
         settlements.flush_if_due(&shared, &state);
         slot.start_message(state.config.ack_timeout_ms);
         let outcome = call(&handler, &payload(&delivery)).await;
@@ -573,6 +624,13 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
     }
     settlements.flush(&shared, &state, last);
     end_run(&shared, &state, &slot);
+}
+
+/// Whether this member still holds a delivery: a seek of its partition or the
+/// loss of its lease means its result would count for nothing.
+fn holds(shared: &Shared, state: &State, delivery: &Delivery) -> bool {
+    // The bus busy changing (it never is between two messages): the settle will tell.
+    read_cached(shared, |e| e.holds(&state.group, &state.member, &delivery.receipt(), js_sys::Date::now() as u64)).unwrap_or(true)
 }
 
 /// Calls a handler and waits for what it returns to settle.
@@ -651,7 +709,8 @@ async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_
             BATCH_IS_RUNNING => JsValue::from_bool(!state.stopped.get()),
             BATCH_IS_STALE => {
                 let owned = read_cached(&shared, |e| e.owned_partitions(&state.group, &state.member, &topic).contains(&partition)).unwrap_or(false);
-                JsValue::from_bool(!slot.held.get() || !owned)
+                let held = progress.first_unresolved().map_or(true, |first| holds(&shared, &state, first));
+                JsValue::from_bool(!slot.held.get() || !owned || !held)
             }
             _ => JsValue::UNDEFINED,
         })

@@ -24,7 +24,7 @@ use wasm_bindgen::prelude::*;
 
 use super::args;
 use super::bus::{bus_config, messages, outgoing, parse_json, topic_config};
-use super::consumer::{consumer_config, payload, subscriptions};
+use super::consumer::{consumer_config, payload, seek_options, subscriptions};
 use super::error::to_js;
 use super::json;
 use crate::core::config::{check_name, TopicConfig};
@@ -78,7 +78,7 @@ impl Settle {
         let retry = match args::string(&item.get(0), "item[0]")?.as_str() {
             "ack" => None,
             "retry" => {
-                let options = args::options(&item.get(6), "options")?;
+                let options = args::options(&item.get(7), "options")?;
                 let error = args::opt_string(&args::get(options.as_ref(), "error")?, "error")?.unwrap_or_else(|| "retried".into());
                 Some((error, args::opt_integer(&args::get(options.as_ref(), "delayMs")?, "delayMs", 0, DELAY_MS_MAX)?))
             }
@@ -91,6 +91,7 @@ impl Settle {
                 partition: args::integer(&item.get(3), "partition", 0, u64::from(PARTITIONS_MAX) - 1)? as u32,
                 offset: args::integer(&item.get(4), "offset", 0, SAFE_INTEGER_MAX)?,
                 attempt: args::integer(&item.get(5), "attempt", 1, u64::from(ATTEMPTS_MAX))? as u32,
+                generation: args::integer(&item.get(6), "generation", 0, u64::from(u32::MAX))? as u32,
             },
             retry,
         })
@@ -401,7 +402,8 @@ impl EdgeBus {
     }
 
     /// Leases up to `max` messages of this partition that the group may handle
-    /// now, each for the consumer's `ackTimeoutMs`: `[{ topic, partition, message }]`.
+    /// now, each for the consumer's `ackTimeoutMs`: `[{ topic, partition, message,
+    /// generation }]` (`generation` goes back with the receipt: see [`Engine::seek`]).
     /// `subscribed` is one `{ topic, fromBeginning }` of [`pull_plan`];
     /// `max` 0 joins the group here without leasing anything.
     pub fn receive(&self, consumer: JsValue, subscribed: JsValue, max: JsValue) -> JsResult {
@@ -419,13 +421,31 @@ impl EdgeBus {
                 e.join(&group, PULL_MEMBER, &subscribed, &config, now)?;
                 e.poll(&group, PULL_MEMBER, max, now)
             })?;
-            Ok(deliveries.iter().map(payload).collect::<Array>().into())
+            let received = Array::new();
+            for delivery in &deliveries {
+                let item = payload(delivery);
+                Reflect::set(&item, &JsValue::from_str("generation"), &JsValue::from(delivery.generation)).map_err(|_| FerryError::storage("a message could not be handed over"))?;
+                received.push(&item);
+            }
+            Ok(received.into())
+        };
+        run().map_err(to_js)
+    }
+
+    /// Moves `group`'s position in this partition: `target` is `consumer.seek`'s
+    /// `{ topic, partition, offset }` or `{ topic, partition, timestamp }`.
+    /// Resolves to the offset the group consumes next.
+    pub fn seek(&self, group: JsValue, target: JsValue) -> JsResult {
+        let run = || -> Result<JsValue> {
+            let group = args::string(&group, "groupId")?;
+            let (topic, partition, to) = seek_options(&target)?;
+            Ok(JsValue::from_f64(self.operate(|e, _| e.seek(&group, &topic, partition, to))? as f64))
         };
         run().map_err(to_js)
     }
 
     /// Settles received messages in one commit: `items` holds `["ack", groupId,
-    /// topic, partition, offset, attempt]` or `["retry", ..., { delayMs, error }]`
+    /// topic, partition, offset, attempt, generation]` or `["retry", ..., { delayMs, error }]`
     /// (a failed attempt: retried after `delayMs`, else the backoff, or
     /// dead-lettered after `maxAttempts`). Resolves to one entry per item:
     /// `{ error: { code, message } }` when the item is malformed (as data, to cross
@@ -572,6 +592,23 @@ pub fn pull_plan(subscribed: JsValue, max: JsValue) -> JsResult {
         Ok(plan.into())
     };
     run().map_err(to_js)
+}
+
+/// Checks `consumer.seek(target)` where the client runs, and gives the partition
+/// whose object moves the position; with the topic's `partitions` count, a
+/// partition past it is `UNKNOWN_TOPIC`.
+#[wasm_bindgen(js_name = seekPartition)]
+pub fn seek_partition(target: JsValue, partitions: Option<u32>) -> std::result::Result<u32, JsValue> {
+    let check = || -> Result<u32> {
+        let (topic, partition, _) = seek_options(&target)?;
+        match partitions {
+            Some(count) if partition >= count => {
+                Err(FerryError::new(crate::core::ErrorCode::UnknownTopic, format!("partition {partition} of topic '{topic}' does not exist: the topic has {count} partition(s)")))
+            }
+            _ => Ok(partition),
+        }
+    };
+    check().map_err(to_js)
 }
 
 /// Checks `bus.consumer(options)` where the client runs, so that bad options throw

@@ -425,4 +425,73 @@ export const cases = [
       await bus.close();
     },
   },
+  {
+    name: "seek moves the group's position as stats shows: below lowOffset to lowOffset, by timestamp to the first sent then or later; bad targets are refused naming the field",
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('seek') });
+      await bus.createTopic('events', { partitions: 2, retentionMs: 3_600_000 });
+      const [a] = await bus.producer().send({ topic: 'events', messages: [{ value: 'a', partition: 0 }] });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const [b, c] = await bus.producer().send({ topic: 'events', messages: [{ value: 'b', partition: 0 }, { value: 'c', partition: 0 }] });
+      const consumer = bus.consumer({ groupId: 'replayer' });
+      const position = async (topic) => (await bus.stats()).groups.find((g) => g.groupId === 'replayer' && g.topic === topic).partitions.find((p) => p.partition === 0).committedOffset;
+      const seek = (target) => consumer.seek({ topic: 'events', partition: 0, ...target });
+
+      assert.equal(await seek({ offset: 2 }), 2);
+      assert.equal(await position('events'), 2, "a seek is stored as the group's committed offset, before any run");
+      assert.equal(await seek({ offset: '1' }), 1, 'offsets may be strings, as KafkaJS gives them');
+      assert.equal(await seek({ offset: 3 }), 3, 'highOffset is the end');
+      assert.equal(await seek({ timestamp: b.timestamp }), b.timestamp > a.timestamp ? 1 : 0, 'the first message sent at or after the time');
+      assert.equal(await seek({ timestamp: c.timestamp + 1 }), 3, 'none sent that late: the end');
+      assert.equal(await seek({ timestamp: 0 }), 0);
+
+      await rejectsWith(ferry, seek({ offset: 4 }), 'INVALID_ARGUMENT', 'highOffset 3');
+      for (const offset of [-1, 1.5, 'x', null]) await rejectsWith(ferry, seek({ offset }), 'INVALID_ARGUMENT', 'offset');
+      await rejectsWith(ferry, seek({ timestamp: 'soon' }), 'INVALID_ARGUMENT', 'timestamp');
+      await rejectsWith(ferry, seek({}), 'INVALID_ARGUMENT', 'offset');
+      await rejectsWith(ferry, seek({ offset: 0, timestamp: 0 }), 'INVALID_ARGUMENT', 'timestamp');
+      await rejectsWith(ferry, consumer.seek({ topic: 'events', partition: 2, offset: 0 }), 'UNKNOWN_TOPIC', 'partition 2');
+      await rejectsWith(ferry, consumer.seek({ topic: 'events', partition: -1, offset: 0 }), 'INVALID_ARGUMENT', 'partition');
+      await rejectsWith(ferry, consumer.seek({ topic: 'bad name', partition: 0, offset: 0 }), 'INVALID_ARGUMENT', 'topic');
+      await rejectsWith(ferry, consumer.seek('events'), 'INVALID_ARGUMENT', 'options');
+      assert.equal(await position('events'), 0, 'a refused seek changes nothing');
+
+      // Without retentionMs a message goes once every group has committed past it.
+      await bus.producer().send({ topic: 'jobs', messages: ['x', 'y', 'z'].map((value) => ({ value })) });
+      assert.equal(await consumer.seek({ topic: 'jobs', partition: 0, offset: 2 }), 2);
+      const [jobs] = (await bus.stats()).topics.find((t) => t.topic === 'jobs').partitions;
+      assert.equal(jobs.lowOffset, 2, 'skipped by the only group: dropped');
+      assert.equal(await consumer.seek({ topic: 'jobs', partition: 0, offset: 0 }), 2, 'below lowOffset goes to lowOffset');
+      await bus.close();
+    },
+  },
+  {
+    name: 'seek while running replays from there: the run in flight is abandoned, its result ignored, no attempt counted',
+    needs: 'run',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('seek-running') });
+      await bus.createTopic('events', { partitions: 1, retentionMs: 3_600_000 });
+      await bus.producer().send({ topic: 'events', messages: ['a', 'b', 'c', 'd', 'e'].map((value) => ({ value })) });
+      let open;
+      const gate = new Promise((resolve) => (open = resolve));
+      const seen = [];
+      const consumer = bus.consumer({ groupId: 'replayer' });
+      await consumer.subscribe({ topic: 'events', fromBeginning: true });
+      await consumer.run({
+        eachMessage: async ({ message }) => {
+          seen.push([message.value, message.attempt]);
+          if (seen.length === 3) await gate;
+        },
+      });
+      await until(() => seen.length === 3);
+      assert.equal(await consumer.seek({ topic: 'events', partition: 0, offset: 0 }), 0);
+      open();
+      const committed = async () => (await bus.stats()).groups.find((g) => g.groupId === 'replayer').partitions[0].committedOffset;
+      await until(async () => (await committed()) === 5);
+      await consumer.stop();
+      const values = ['a', 'b', 'c', 'a', 'b', 'c', 'd', 'e'];
+      assert.deepEqual(seen, values.map((value) => [value, 1]), 'c finishes, d and e of that run are not handed out, and all comes again from a');
+      await bus.close();
+    },
+  },
 ];

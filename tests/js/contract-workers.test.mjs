@@ -191,6 +191,52 @@ const edgeCases = [
     },
   },
   {
+    name: 'seek abandons what was received from that partition: its ack resolves false, and receive replays from the offset with attempt 1',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('seek-received') });
+      await bus.createTopic('events', { partitions: 2, retentionMs: 3_600_000 });
+      await bus.producer().send({ topic: 'events', messages: ['a', 'b', 'c'].flatMap((value) => [0, 1].map((partition) => ({ value: `${value}${partition}`, partition }))) });
+      const consumer = bus.consumer({ groupId: 'replayer', retry: { initialBackoffMs: 0 } });
+      await consumer.subscribe({ topic: 'events', fromBeginning: true });
+      const first = await consumer.receive({ max: 10 });
+      const ofPartition = (batch, p) => batch.filter((m) => m.partition === p);
+      const [a0, b0] = ofPartition(first, 0);
+      assert.equal(await a0.ack(), true);
+      assert.equal(await b0.retry(), true);
+      for (const m of ofPartition(first, 1)) assert.equal(await m.ack(), true);
+      assert.equal(await consumer.seek({ topic: 'events', partition: 1, offset: 1 }), 1);
+      assert.equal(await consumer.seek({ topic: 'events', partition: 0, offset: 0 }), 0);
+      const again = await consumer.receive({ max: 10 });
+      const at = (batch) => batch.map((m) => [m.value, m.attempt]);
+      assert.deepEqual(at(ofPartition(again, 0)), [['a0', 1], ['b0', 1], ['c0', 1]], 'the retry waiting is forgotten: attempt 1');
+      assert.deepEqual(at(ofPartition(again, 1)), [['b1', 1], ['c1', 1]]);
+      const [, , c0] = ofPartition(first, 0);
+      assert.equal(await c0.ack(), false, 'received before the seek: settles nothing');
+      await Promise.all(again.map((m) => m.ack()));
+      const replayer = (await bus.stats()).groups.find((g) => g.groupId === 'replayer');
+      assert.deepEqual(replayer.partitions.map((p) => [p.committedOffset, p.inFlight, p.retrying]), [[3, 0, 0], [3, 0, 0]]);
+      await rejectsWith(ferry, consumer.seek({ topic: 'events', partition: 2, offset: 0 }), 'UNKNOWN_TOPIC', 'partition 2');
+      await rejectsWith(ferry, consumer.seek({ topic: 'events', partition: 0 }), 'INVALID_ARGUMENT', 'offset');
+    },
+  },
+  {
+    name: 'pull consumers replay too: with retentionMs a new group with fromBeginning receives what another group consumed',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('replay-pull') });
+      await bus.createTopic('events', { partitions: 2, retentionMs: 3_600_000 });
+      await bus.producer().send({ topic: 'events', messages: ['a', 'b', 'c', 'd'].map((value, i) => ({ value, partition: i % 2 })) });
+      const read = async (groupId) => {
+        const consumer = bus.consumer({ groupId });
+        await consumer.subscribe({ topic: 'events', fromBeginning: true });
+        return (await drain(consumer, 4)).map((m) => m.value).sort();
+      };
+      assert.deepEqual(await read('first'), ['a', 'b', 'c', 'd']);
+      const partitions = (await bus.stats()).topics.find((t) => t.topic === 'events').partitions;
+      assert.deepEqual(partitions.map((p) => [p.lowOffset, p.depth]), [[0, 2], [0, 2]], 'consumed, and kept');
+      assert.deepEqual(await read('later'), ['a', 'b', 'c', 'd'], 'a new group replays what is retained');
+    },
+  },
+  {
     name: 'receive({ max }) takes 1 to 100: 0 and 101 reject with INVALID_ARGUMENT naming max',
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('receive-max') });

@@ -15,12 +15,14 @@ pub struct Delivery {
     pub partition: u32,
     /// Counts from 1.
     pub attempt: u32,
+    /// The group position's [`Cursor::generation`] when it was handed out.
+    pub generation: u32,
     pub message: Message,
 }
 
 impl Delivery {
     pub fn receipt(&self) -> Receipt {
-        Receipt { topic: self.topic.clone(), partition: self.partition, offset: self.message.offset, attempt: self.attempt }
+        Receipt { topic: self.topic.clone(), partition: self.partition, offset: self.message.offset, attempt: self.attempt, generation: self.generation }
     }
 }
 
@@ -47,6 +49,9 @@ pub struct Receipt {
     pub partition: u32,
     pub offset: u64,
     pub attempt: u32,
+    /// The delivery's [`Delivery::generation`]: after a [`Engine::seek`] of its
+    /// partition the receipt settles nothing.
+    pub generation: u32,
 }
 
 /// How much one [`Engine::poll`] may hand out. A plain number `n` is `n` messages
@@ -152,7 +157,8 @@ impl Engine {
                 Pending::Leased { member: member_name.clone(), attempt, acked: false }
             };
             self.put(Key::Pending(group_name.clone(), topic.clone(), p, offset), Some(Record::Pending(lease)));
-            deliveries.push(Delivery { topic, partition: p, attempt, message });
+            let generation = self.cursor(&group_name, &topic, p).map_or(0, |cs| cs.cursor.generation);
+            deliveries.push(Delivery { topic, partition: p, attempt, generation, message });
         }
         for (topic, p, last) in fetched {
             self.record_fetch(&group_name, &topic, p, last, now_ms);
@@ -228,16 +234,24 @@ impl Engine {
     /// How `receipt`'s message is held by `member`, with the `(group, topic)`
     /// names, when it still is: in flight with a lease that has not run out (a
     /// result that comes after `ackTimeoutMs` is ignored even before a tick has
-    /// counted the timeout), or leased behind the message in flight of its run.
+    /// counted the timeout), or leased behind the message in flight of its run;
+    /// and no [`Engine::seek`] of its partition came since it was handed out.
     fn lease(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> Option<(Name, Name, Held)> {
         let (g, state) = self.groups.get_key_value(group)?;
         let (topic, gt) = state.topics.get_key_value(&*receipt.topic)?;
-        let held = match gt.cursors.get(&receipt.partition)?.pending.get(&receipt.offset)? {
+        let cs = gt.cursors.get(&receipt.partition).filter(|cs| cs.cursor.generation == receipt.generation)?;
+        let held = match cs.pending.get(&receipt.offset)? {
             Pending::InFlight { member: holder, attempt, deadline_ms } if **holder == *member && *attempt == receipt.attempt && now_ms < *deadline_ms => Held::InFlight,
             Pending::Leased { member: holder, attempt, .. } if **holder == *member && *attempt == receipt.attempt => Held::Leased(holder.clone()),
             _ => return None,
         };
         Some((g.clone(), topic.clone(), held))
+    }
+
+    /// Whether `member` still holds `receipt`'s delivery, so that its handler's
+    /// result will count: a run loop asks before it starts each message of a run.
+    pub fn holds(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
+        self.lease(group, member, receipt, now_ms).is_some()
     }
 
     /// Settles a delivery as handled: the group's committed offset moves past it

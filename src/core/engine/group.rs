@@ -16,6 +16,16 @@ pub struct Subscription {
     pub from_beginning: bool,
 }
 
+/// Where [`Engine::seek`] moves a group's position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeekTo {
+    /// This offset.
+    Offset(u64),
+    /// The first offset whose message was sent at or after this time (ms since the
+    /// Unix epoch), or the partition's end when none was.
+    Timestamp(u64),
+}
+
 impl Subscription {
     pub fn new(topic: impl Into<String>, from_beginning: bool) -> Self {
         Subscription { topic: topic.into(), from_beginning }
@@ -83,7 +93,7 @@ impl Engine {
         for (p, head) in heads.iter().enumerate() {
             if self.cursor(group, topic, p as u32).is_none() {
                 let start = if from_beginning { head.low } else { head.high };
-                let cursor = Cursor { committed: start, next: start };
+                let cursor = Cursor::at(start);
                 self.put(Key::Cursor(group.clone(), topic.clone(), p as u32), Some(Record::Cursor(cursor)));
             }
         }
@@ -178,6 +188,57 @@ impl Engine {
         for (topic, record) in changes {
             self.put(Key::GroupTopic(group.clone(), topic), Some(Record::GroupTopic(record)));
         }
+    }
+
+    /// Moves `group`'s position in partition `partition` of `topic` (KafkaJS's
+    /// `seek`, which commits it): the group next consumes the returned offset.
+    /// An offset below the partition's first retained one goes to that one; one
+    /// past its end is refused with `INVALID_ARGUMENT`. Whatever was pending there
+    /// is abandoned with no attempt counted: the message in flight, the rest of its
+    /// run, retries waiting and acks held early. Their receipts settle nothing from
+    /// now on, even when the same offsets are handed out again (the position's
+    /// [`Cursor::generation`] moves). A group that has no position in the topic
+    /// yet gets this one; its other partitions start where its first subscription
+    /// says. A missing topic is `UNKNOWN_TOPIC`, or made when `autoCreateTopics` is
+    /// on, as a subscription would.
+    pub fn seek(&mut self, group: &str, topic: &str, partition: u32, to: SeekTo) -> Result<u64> {
+        check_name("groupId", group)?;
+        let (config, _) = self.topic_or_auto(topic)?;
+        if partition >= config.partitions {
+            return Err(FerryError::new(ErrorCode::UnknownTopic, format!("partition {partition} of topic '{topic}' does not exist")));
+        }
+        // A topic not made yet is empty.
+        let state = self.partition(topic, partition);
+        let (low, high) = state.map_or((0, 0), |s| (s.head.low, s.head.high));
+        let offset = match to {
+            SeekTo::Offset(offset) if offset > high => {
+                return Err(FerryError::invalid(format!("offset {offset} is past the end of partition {partition} of topic '{topic}' (highOffset {high})")));
+            }
+            SeekTo::Offset(offset) => offset.max(low),
+            SeekTo::Timestamp(timestamp_ms) => (low..high)
+                .find(|o| state.and_then(|s| s.chunk_for(*o)).and_then(|c| c.times(*o)).is_some_and(|(sent_ms, _)| sent_ms >= timestamp_ms))
+                .unwrap_or(high),
+        };
+        // Everything is checked: a missing topic is made as a subscription makes it.
+        self.topic_or_create(topic, None)?;
+        let topic = self.ensure_topic(topic);
+        let group = self.groups.get_key_value(group).map_or_else(|| Name::from(group), |(name, _)| name.clone());
+        if self.groups.get(&group).and_then(|g| g.topics.get(&topic)).is_none() {
+            let partitions = self.topics[&topic].partitions.len();
+            let record = GroupTopicRecord { owners: vec![None; partitions], dead_lettered: 0 };
+            self.put(Key::GroupTopic(group.clone(), topic.clone()), Some(Record::GroupTopic(record)));
+        }
+        let (generation, abandoned) = match self.cursor(&group, &topic, partition) {
+            Some(cs) => (cs.cursor.generation.wrapping_add(1), cs.pending.keys().copied().collect()),
+            None => (0, Vec::new()),
+        };
+        for o in abandoned {
+            self.put(Key::Pending(group.clone(), topic.clone(), partition, o), None);
+        }
+        let cursor = Cursor { generation, ..Cursor::at(offset) };
+        self.put(Key::Cursor(group, topic.clone(), partition), Some(Record::Cursor(cursor)));
+        self.trim_due.insert((topic, partition));
+        Ok(offset)
     }
 
     /// The partitions of `topic` that `member` of `group` owns.

@@ -415,7 +415,7 @@ impl Engine {
                     committed += 1;
                 }
                 let cleared = cs.pending.range(..committed).map(|(o, _)| *o).collect();
-                Some((g.clone(), Cursor { committed, next: cs.cursor.next.max(committed) }, cleared))
+                Some((g.clone(), Cursor { committed, next: cs.cursor.next.max(committed), ..cs.cursor }, cleared))
             })
             .collect();
         for (group, moved, cleared) in behind {
@@ -524,7 +524,7 @@ impl Engine {
             self.append(&target, p, &[append]);
         }
         for (p, end) in cursors {
-            let cursor = Cursor { committed: end, next: end };
+            let cursor = Cursor::at(end);
             self.put(Key::Cursor(Name::from(REDRIVE_GROUP), source.clone(), p), Some(Record::Cursor(cursor)));
             self.trim_consumed(&source, p);
         }

@@ -70,7 +70,7 @@ use super::rng::Rng;
 
 pub use delivery::{Delivery, PollLimit, Receipt};
 pub use forward::Outbound;
-pub use group::Subscription;
+pub use group::{SeekTo, Subscription};
 pub use log::{RecordMetadata, TopicInfo};
 pub use stats::{GroupPartitionStats, GroupStats, PartitionStats, Stats, TopicStats};
 

@@ -708,3 +708,112 @@ fn a_split_engine_forwards_dead_letters_as_they_are() {
     assert_eq!(dlq.stats().topics[0].partitions[0].low_offset, 0, "kept for redrive");
     assert_eq!(dlq.redrive("t.dlq", None, T0).unwrap(), 2);
 }
+
+fn retained(retention_ms: u64) -> TopicConfig {
+    TopicConfig { retention_ms: Some(retention_ms), ..TopicConfig::with_partitions(1) }
+}
+
+#[test]
+fn seek_back_replays_and_forward_skips() {
+    let mut e = engine();
+    e.create_topic("t", retained(3_600_000)).unwrap();
+    e.send("t", &["a", "b", "c", "d"].map(msg), T0).unwrap();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    assert_eq!(settle_all(&mut e, "g", "m", T0), vec![0, 1, 2, 3]);
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Offset(1)), Ok(1));
+    assert_eq!(settle_all(&mut e, "g", "m", T0), vec![1, 2, 3], "consumed messages come again, attempt 1");
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Offset(3)), Ok(3));
+    commit(&mut e);
+    assert_eq!(e.stats().groups[0].partitions[0].committed_offset, 3, "a seek commits");
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Offset(4)), Ok(4), "the end is a position");
+    let past = e.seek("g", "t", 0, SeekTo::Offset(5)).unwrap_err();
+    assert_eq!(past.code, ErrorCode::InvalidArgument);
+    assert!(past.message.contains("offset 5") && past.message.contains("highOffset 4"), "{past}");
+    assert_eq!(e.seek("g", "t", 3, SeekTo::Offset(0)).unwrap_err().code, ErrorCode::UnknownTopic);
+    assert_eq!(e.seek("g", "new", 0, SeekTo::Offset(0)), Ok(0), "made as a subscription makes it");
+    assert_eq!(e.seek("g", "other", 1, SeekTo::Offset(0)).unwrap_err().code, ErrorCode::UnknownTopic, "one partition by default");
+    assert_eq!(e.seek("g", "other", 0, SeekTo::Offset(1)).unwrap_err().code, ErrorCode::InvalidArgument);
+    assert!(!e.topics().iter().any(|t| &*t.topic == "other"), "a refused seek makes no topic");
+    let mut strict = Engine::open(BusConfig { auto_create_topics: false, ..BusConfig::default() }, 1, Vec::new()).unwrap();
+    commit(&mut strict);
+    assert_eq!(strict.seek("g", "nope", 0, SeekTo::Offset(0)).unwrap_err().code, ErrorCode::UnknownTopic);
+    assert!(!strict.has_writes(), "a refused seek changes nothing");
+}
+
+#[test]
+fn seek_below_the_retained_goes_to_the_first_retained() {
+    let mut e = engine();
+    e.send("t", &["a", "b", "c"].map(msg), T0).unwrap();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    settle_all(&mut e, "g", "m", T0);
+    e.send("t", &[msg("d")], T0).unwrap();
+    commit(&mut e);
+    assert_eq!(e.stats().topics[0].partitions[0].low_offset, 3, "without retentionMs consumed messages go");
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Offset(0)), Ok(3));
+}
+
+#[test]
+fn seek_abandons_what_was_pending_without_counting_an_attempt() {
+    let mut e = engine();
+    e.create_topic("t", retained(3_600_000)).unwrap();
+    e.send("t", &["a", "b", "c"].map(msg), T0).unwrap();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    let run = e.poll("g", "m", 10, T0).unwrap();
+    assert!(e.fail("g", "m", &run[0].receipt(), "boom", T0));
+    let retry = e.poll("g", "m", 10, T0 + 1000).unwrap();
+    assert_eq!((retry[0].message.offset, retry[0].attempt, retry.len()), (0, 2, 3));
+    assert!(e.ack("g", "m", &retry[2].receipt(), T0 + 1000), "an ack held early");
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Offset(0)), Ok(0));
+    let again = e.poll("g", "m", 10, T0 + 1000).unwrap();
+    assert_eq!(again.iter().map(|d| (d.message.offset, d.attempt)).collect::<Vec<_>>(), vec![(0, 1), (1, 1), (2, 1)]);
+    // The same offsets, attempts and member as before the seek: the old receipts still settle nothing.
+    let stale = Receipt { attempt: 1, ..retry[1].receipt() };
+    assert!(!e.ack("g", "m", &stale, T0 + 1000));
+    assert!(!e.holds("g", "m", &retry[0].receipt(), T0 + 1000));
+    assert!(e.holds("g", "m", &again[0].receipt(), T0 + 1000));
+    assert!(e.ack("g", "m", &again[0].receipt(), T0 + 1000));
+    commit(&mut e);
+    let gp = &e.stats().groups[0].partitions[0];
+    assert_eq!((gp.committed_offset, gp.in_flight, gp.retrying), (1, 2, 0));
+}
+
+#[test]
+fn seek_by_time_goes_to_the_first_message_sent_then_or_later() {
+    let mut e = engine();
+    e.create_topic("t", retained(3_600_000)).unwrap();
+    for (i, value) in ["a", "b", "c"].into_iter().enumerate() {
+        e.send("t", &[msg(value)], T0 + 100 * i as u64).unwrap();
+    }
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Timestamp(T0 + 50)), Ok(1));
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Timestamp(T0 + 100)), Ok(1));
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Timestamp(0)), Ok(0));
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Timestamp(T0 + 201)), Ok(3), "none that late: the end");
+}
+
+#[test]
+fn a_group_that_sought_before_joining_starts_its_other_partitions_as_subscribed() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig { retention_ms: Some(3_600_000), ..TopicConfig::with_partitions(2) }).unwrap();
+    e.send("t", &[at("a", 0), at("b", 0), at("c", 1)], T0).unwrap();
+    assert_eq!(e.seek("g", "t", 0, SeekTo::Offset(1)), Ok(1));
+    join(&mut e, "g", "m", "t", &no_jitter());
+    let mut got: Vec<(u32, u64)> = e.poll("g", "m", 10, T0).unwrap().iter().map(|d| (d.partition, d.message.offset)).collect();
+    got.sort();
+    assert_eq!(got, vec![(0, 1), (1, 0)]);
+}
+
+#[test]
+fn a_seek_survives_reopening() {
+    let mut e = engine();
+    e.create_topic("t", retained(3_600_000)).unwrap();
+    e.send("t", &["a", "b"].map(msg), T0).unwrap();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    let run = e.poll("g", "m", 10, T0).unwrap();
+    e.seek("g", "t", 0, SeekTo::Offset(1)).unwrap();
+    let writes = e.begin_commit();
+    e.end_commit(true);
+    let records = writes.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)));
+    let reopened = Engine::open(BusConfig::default(), 1, records).unwrap();
+    assert!(!reopened.holds("g", "m", &run[1].receipt(), T0));
+    assert_eq!(reopened.stats(), e.stats());
+}
