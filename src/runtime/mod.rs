@@ -25,8 +25,8 @@ pub use block_on::block_on;
 pub use clock::{Clock, ManualClock, SystemClock};
 
 use crate::core::{
-    BusConfig, ConsumerConfig, Delivery, Engine, ErrorCode, FerryError, Name, Ordering, OutgoingMessage, PollLimit, RecordMetadata, Result, Stats, Subscription, TopicConfig,
-    TopicInfo,
+    BusConfig, ConsumerConfig, Delivery, Engine, ErrorCode, FerryError, Name, Ordering, OutgoingMessage, PollLimit, RecordMetadata, Result, SeekTo, Stats, Subscription,
+    TopicConfig, TopicInfo,
 };
 use crate::store::Store;
 
@@ -164,6 +164,46 @@ impl<S: Store, C: Clock> Bus<S, C> {
         let heartbeat_due_ms = self.clock.now_ms().saturating_add(config.heartbeat_interval_ms);
         self.consumers.push(Some(Consumer { group: group.to_string(), member, subscriptions, config, handler: Box::new(handler), heartbeat_due_ms }));
         Ok(ConsumerId(self.consumers.len() - 1))
+    }
+
+    /// Moves the position of consumer `id`'s group in one partition (KafkaJS's
+    /// `seek`, stored when it returns; see [`Engine::seek`]): the group next
+    /// consumes the returned offset. The group's deliveries of that partition
+    /// leased and not handled yet are abandoned, no attempt counted.
+    ///
+    /// ```
+    /// use ferry::core::{BusConfig, ConsumerConfig, OutgoingMessage, SeekTo, Subscription, TopicConfig, Value};
+    /// use ferry::runtime::{Bus, ManualClock};
+    /// use ferry::store::MemoryStore;
+    /// use std::{cell::RefCell, rc::Rc};
+    ///
+    /// let mut bus = Bus::open(MemoryStore::new(), ManualClock::new(1_000), BusConfig::default(), 1)?;
+    /// bus.create_topic("events", TopicConfig { retention_ms: Some(3_600_000), ..TopicConfig::with_partitions(1) })?;
+    /// bus.send("events", &["a", "b", "c"].map(|v| OutgoingMessage::new(Value::string(v))))?;
+    /// let seen = Rc::new(RefCell::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let id = bus.subscribe("replay", vec![Subscription::new("events", true)], ConsumerConfig::default(), move |d| {
+    ///     log.borrow_mut().push(d.message.offset);
+    ///     Ok(())
+    /// })?;
+    /// bus.run_until(1_000, |bus| bus.stats().unwrap().groups[0].partitions[0].committed_offset == 3)?;
+    /// assert_eq!(bus.seek(id, "events", 0, SeekTo::Offset(1))?, 1);
+    /// bus.run_until(1_000, |bus| bus.stats().unwrap().groups[0].partitions[0].committed_offset == 3)?;
+    /// assert_eq!(*seen.borrow(), [0, 1, 2, 1, 2]);
+    /// # Ok::<(), ferry::core::FerryError>(())
+    /// ```
+    pub fn seek(&mut self, id: ConsumerId, topic: &str, partition: u32, to: SeekTo) -> Result<u64> {
+        let Some(group) = self.consumers.get(id.0).and_then(Option::as_ref).map(|c| c.group.clone()) else {
+            return Err(FerryError::invalid("seek: the consumer was stopped"));
+        };
+        let offset = self.operation(|e, _| e.seek(&group, topic, partition, to))?;
+        let consumers = &self.consumers;
+        for (index, deliveries) in &mut self.leased {
+            if consumers.get(*index).and_then(Option::as_ref).is_some_and(|c| c.group == group) {
+                deliveries.retain(|d| !(*d.topic == *topic && d.partition == partition));
+            }
+        }
+        Ok(offset)
     }
 
     /// Takes a consumer out of its group once the deliveries it holds are handled;
