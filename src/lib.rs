@@ -12,6 +12,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod core;
+pub mod edge;
 #[cfg(target_arch = "wasm32")]
 mod js;
 pub mod runtime;

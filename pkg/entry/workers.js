@@ -8,7 +8,7 @@
 // workerd requires, and instantiated on first use.
 import { DurableObject } from 'cloudflare:workers';
 import wasmModule from '../dist/edge/ferry_bg.wasm';
-import { initSync, EdgeBus, checkConsumerOptions, pullPlan, routePublish, routeSend, seekPartition } from '../dist/edge/ferry.js';
+import { initSync, EdgeObject, checkConsumerOptions, pullPlan, routePublish, routeSend, seekPartition } from '../dist/edge/ferry.js';
 import { FerryError } from './error.js';
 
 export { FerryError };
@@ -22,19 +22,10 @@ function loadEngine() {
   }
 }
 
-// What a client may call: the directory's methods, and a partition's.
-const DIRECTORY_METHODS = new Set(['createTopic', 'topics', 'topic', 'settings', 'redrive']);
-const PARTITION_METHODS = new Set(['send', 'publish', 'stats', 'redrive', 'receive', 'settle', 'seek', 'accept', 'checkRoom']);
-// The calls that may leave messages for other partitions (dead letters, redriven
-// messages, a send's other parts), which return once those are forwarded. The
-// others never wait for a forward: objects forwarding to each other would wait
-// on each other for ever.
-const FORWARDING_METHODS = new Set(['send', 'redrive', 'receive', 'settle']);
-/** After a failed forward the object tries again this much later (ms), doubling up to the max. */
-const FORWARD_RETRY_MS = 1000;
-const FORWARD_RETRY_MS_MAX = 60000;
-
 const objectName = (bus, topic, partition) => `${bus}/${topic}/${partition}`;
+
+/** An error as data, so that its code crosses RPC. */
+const errorData = (error) => ({ error: { code: error.code ?? 'STORAGE', message: String(error.message ?? error) } });
 
 /** Runs `request` ({ options, topics, method, args }) in the object `name`; its error is thrown here. */
 async function callObject(namespace, name, request) {
@@ -43,184 +34,82 @@ async function callObject(namespace, name, request) {
   return value;
 }
 
-/** A Durable Object holding a bus's directory or one of its partitions. Extend it and bind the subclass. */
+/**
+ * A Durable Object holding a bus's directory or one of its partitions. Extend it
+ * and bind the subclass. It carries what the engine's protocol (EdgeObject)
+ * decides: calls in, calls to other objects out, answers, and the alarm.
+ */
 export class FerryObject extends DurableObject {
-  #bus = null;
-  /** `{ bus, topic, partition }` this object serves (null: the directory), and its bus's name. */
-  #home = null;
-  #busName = null;
+  #object = null;
   #namespace = null;
-  /** The alarm this instance last set (ms; null: none): setting it again is skipped. */
-  #alarmMs = undefined;
-  /** The forwarding under way, which every call that needs it waits for. */
-  #forwarding = null;
-  /** When the alarm looks at forwarding again (ms; null: no need), and the wait after a failure. */
-  #forwardDueMs = null;
-  #forwardRetryMs = 0;
-  #forwardError = null;
-  /** Directory settings of the topics this object forwards to, by name. */
-  #targets = new Map();
-  /** What the sends in progress wait for: by `${topic}/${partition}/${offset here}`, the metadata where it was taken. */
-  #awaited = new Map();
+  #nextCall = 0;
+  /** Resolvers of the calls waiting for their answer, by call id. */
+  #answers = new Map();
 
-  /** The bus part, opened on first use: the first call names the object. */
+  /** The protocol, opened on first use: the first call names the object. */
   #open(name) {
-    if (!this.#bus) {
+    if (!this.#object) {
       loadEngine();
-      this.#bus = new EdgeBus(this.ctx.storage, name);
-      this.#home = this.#bus.home;
-      this.#busName = this.#home?.bus ?? this.#bus.name;
+      this.#object = new EdgeObject(this.ctx.storage, name);
     }
-    if (name !== undefined && name !== this.#bus.name) throw new FerryError('INVALID_ARGUMENT', `this object holds '${this.#bus.name}', not '${name}'`);
-    return this.#bus;
+    if (name !== undefined && name !== this.#object.name) throw new FerryError('INVALID_ARGUMENT', `this object holds '${this.#object.name}', not '${name}'`);
+    return this.#object;
   }
 
   /** One RPC from a client or another object. Errors come back as data so their codes cross RPC. */
-  async call({ name, options, topics, method, args = [] }) {
+  async call(request) {
     try {
-      const bus = this.#open(name);
-      const methods = this.#home ? PARTITION_METHODS : DIRECTORY_METHODS;
-      if (!methods.has(method)) throw new FerryError('INVALID_ARGUMENT', `unknown bus method '${method}'`);
-      // Each client's own options (autoCreateTopics, maxMessageBytes) for its call.
-      bus.configure(options, topics);
-      let value;
-      if (method === 'send') value = await this.#send(bus, topics, args);
-      else if (method === 'redrive' && this.#home) value = await this.#redrive(bus, options, args);
-      else value = bus[method](...args);
-      // Dead letters, redriven messages: they reach their partitions before the call returns.
-      if (FORWARDING_METHODS.has(method)) await this.#forward(bus);
-      else if (this.#home) this.#forward(bus);
-      await this.#setAlarm(bus);
-      return { value };
+      const object = this.#open(request.name);
+      const id = this.#nextCall++;
+      const answer = new Promise((resolve) => this.#answers.set(id, resolve));
+      object.handleCall(id, request, Date.now());
+      await this.#pump(object);
+      return await answer;
     } catch (error) {
-      return { error: { code: error.code ?? 'STORAGE', message: String(error.message ?? error) } };
+      return errorData(error);
     }
   }
 
-  /** Expired leases and sessions, dedup windows, retention and forwards left over run here, not in a loop. */
   async alarm() {
-    const bus = this.#open();
-    bus.configure({});
-    bus.tick();
-    // This alarm is spent: the next one must be set whatever it is.
-    this.#alarmMs = undefined;
-    this.#forwardDueMs = null;
-    await this.#forward(bus);
-    await this.#setAlarm(bus);
+    const object = this.#open();
+    object.handleAlarm(Date.now());
+    await this.#pump(object);
   }
 
-  /** One alarm, at the earliest time housekeeping or a forward is due. */
-  async #setAlarm(bus) {
-    const tickMs = bus.nextTickMs();
-    const dueMs = tickMs === null ? this.#forwardDueMs : this.#forwardDueMs === null ? tickMs : Math.min(tickMs, this.#forwardDueMs);
-    if (dueMs === this.#alarmMs) return;
-    if (dueMs === null) await this.ctx.storage.deleteAlarm();
-    else await this.ctx.storage.setAlarm(Math.max(dueMs, Date.now() + 1));
-    this.#alarmMs = dueMs;
-  }
-
-  /**
-   * A send coordinated here: stored whole in this partition's transaction (so it is
-   * atomic), then its other partitions' parts are forwarded and their metadata
-   * taken from where they landed. maxDepth of those partitions is asked first,
-   * since a stored part is no longer refused.
-   */
-  async #send(bus, topics, [record, partitions]) {
-    const { topic, partition: home } = this.#home;
-    const others = new Map();
-    for (const p of partitions) if (p !== home) others.set(p, (others.get(p) ?? 0) + 1);
-    if (others.size > 0 && topics?.[0]?.maxDepth != null) {
-      await Promise.all([...others].map(([p, count]) => callObject(this.#namespaceOf(bus), objectName(this.#busName, topic, p), { topics, method: 'checkRoom', args: [count] })));
+  /** Makes the calls the protocol hands out, gives the answers it has, and sets the alarm it asks for. */
+  async #pump(object) {
+    for (let out = object.pollTransmit(); out !== undefined; out = object.pollTransmit()) this.#transmit(object, out);
+    for (let done = object.pollResult(); done !== undefined; done = object.pollResult()) {
+      const { id, ...answer } = done;
+      this.#answers.get(id)?.(answer);
+      this.#answers.delete(id);
     }
-    const results = bus.send(record, partitions);
-    if (others.size === 0) return results;
-    const keyOf = (r) => `${r.topic}/${r.partition}/${r.offset}`;
-    const mine = results.filter((r) => r.partition !== home).map(keyOf);
-    for (const key of mine) this.#awaited.set(key, null);
+    const alarm = object.pollAlarm();
+    if (alarm === null) await this.ctx.storage.deleteAlarm();
+    else if (alarm !== undefined) await this.ctx.storage.setAlarm(Math.max(alarm, Date.now() + 1));
+  }
+
+  async #transmit(object, { id, request }) {
+    let outcome;
     try {
-      await this.#forward(bus);
-      return results.map((r) => {
-        if (r.partition === home) return r;
-        const landed = this.#awaited.get(keyOf(r));
-        if (!landed) {
-          throw new FerryError('STORAGE', `the send is stored, but its part for partition ${r.partition} is not forwarded yet (${this.#forwardError?.message ?? 'no answer'}); it will be, without its metadata`);
-        }
-        return landed;
-      });
-    } finally {
-      for (const key of mine) this.#awaited.delete(key);
-    }
-  }
-
-  /** A redrive of this dead-letter partition: the topics it sends to are taken from the directory first. */
-  async #redrive(bus, options, args) {
-    bus.configure(options, await callObject(this.#namespaceOf(bus), this.#busName, { method: 'settings' }));
-    return bus.redrive(...args);
-  }
-
-  /** Forwards what waits here for other partitions, one run at a time; a failure is retried by the alarm. */
-  #forward(bus) {
-    this.#forwarding ??= this.#forwardAll(bus).finally(() => {
-      this.#forwarding = null;
-    });
-    return this.#forwarding;
-  }
-
-  async #forwardAll(bus) {
-    let out = bus.outbound();
-    if (out.length === 0) return;
-    try {
-      // Should the object stop before this run ends (a restart), its alarm resumes
-      // it. The alarm is left set when the run succeeds (it finds nothing to do), so
-      // a stream of sends sets it about once per FORWARD_RETRY_MS, not twice per send.
-      this.#forwardDueMs ??= Date.now() + FORWARD_RETRY_MS;
-      await this.#setAlarm(bus);
-      for (; out.length > 0; out = bus.outbound()) {
-        const taken = await Promise.allSettled(out.map((entry) => this.#forwardOne(bus, entry)));
-        // What arrived is dropped here (with the next commit), even when another forward failed.
-        bus.forwarded(taken.flatMap((t, i) => (t.status === 'fulfilled' ? [out[i]] : [])));
-        const failed = taken.find((t) => t.status === 'rejected');
-        if (failed) throw failed.reason;
-      }
-      this.#forwardRetryMs = 0;
-      this.#forwardError = null;
+      outcome = { value: await callObject(this.#namespaceOf(object), request.name, request) };
     } catch (error) {
-      this.#forwardRetryMs = Math.min(FORWARD_RETRY_MS_MAX, this.#forwardRetryMs * 2 || FORWARD_RETRY_MS);
-      this.#forwardDueMs = Date.now() + this.#forwardRetryMs;
-      this.#forwardError = error;
+      outcome = errorData(error);
     }
-  }
-
-  /** Hands one chunk to the partition that serves it. */
-  async #forwardOne(bus, { topic, partition, partitions, send, from, end, bytes }) {
-    const namespace = this.#namespaceOf(bus);
-    const busName = this.#busName;
-    // A dead-letter topic is made on demand with the source's partition count.
-    let target = this.#targets.get(topic);
-    if (!target) {
-      target = await callObject(namespace, busName, { method: 'topic', args: [topic, partitions, true] });
-      this.#targets.set(topic, target);
-    }
-    // A dead-letter topic that existed with fewer partitions takes the rest modulo its count.
-    const to = partition < target.partitions ? partition : partition % target.partitions;
-    const source = `${bus.name}>${topic}/${partition}`;
-    const { skipped, results } = await callObject(namespace, objectName(busName, topic, to), { topics: [target], method: 'accept', args: [source, send, from, bytes] });
-    results.forEach((landed, i) => {
-      const key = `${topic}/${partition}/${from + skipped + i}`;
-      if (this.#awaited.has(key)) this.#awaited.set(key, landed);
-    });
+    object.handleTransmitResult(id, outcome, Date.now());
+    await this.#pump(object);
   }
 
   /**
    * The namespace binding this class: the one whose id for this object's name is
    * this object's id. Objects of a bus reach each other through it.
    */
-  #namespaceOf(bus) {
+  #namespaceOf(object) {
     if (this.#namespace) return this.#namespace;
     for (const binding of Object.values(this.env ?? {})) {
       if (typeof binding?.idFromName !== 'function') continue;
       try {
-        if (binding.idFromName(bus.name).equals(this.ctx.id)) return (this.#namespace = binding);
+        if (binding.idFromName(object.name).equals(this.ctx.id)) return (this.#namespace = binding);
       } catch {
         // Not a Durable Object namespace after all.
       }

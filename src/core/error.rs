@@ -32,6 +32,13 @@ impl ErrorCode {
             ErrorCode::Closed => "CLOSED",
         }
     }
+
+    /// The code [`ErrorCode::as_str`] gives as `text`, read back (an error that
+    /// crossed between Durable Objects as data).
+    pub fn parse(text: &str) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        [InvalidArgument, TopicConflict, UnknownTopic, MessageTooLarge, QueueFull, QuotaExceeded, Storage, IncompatibleStorage, Closed].into_iter().find(|code| code.as_str() == text)
+    }
 }
 
 /// A refused operation. Whatever refused it changed nothing.

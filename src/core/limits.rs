@@ -117,3 +117,17 @@ pub const HOUSEKEEPING_INTERVAL_MS: u64 = ACK_TIMEOUT_MS_MIN;
 /// commits behind catches up by reading only what changed; one further behind
 /// (asleep, or a new tab) reads the whole bus once.
 pub const CHANGE_LOG_COMMITS: u64 = 1024;
+
+/// Messages one edge `receive` may return (API.md: `max` is 1 to 100): a Worker
+/// invocation handles them within its own time limit.
+pub const RECEIVE_MAX: u64 = 100;
+/// `receive()` without `max`.
+pub const RECEIVE_DEFAULT: u64 = 10;
+/// After a failed forward between Durable Objects, the first wait before the
+/// next try (ms); it doubles after each failure up to
+/// [`FORWARD_RETRY_MS_MAX`]. A second is long enough not to hammer an object
+/// that is restarting, short enough that a send's parts arrive soon after.
+pub const FORWARD_RETRY_MS: u64 = 1_000;
+/// The longest wait between forward tries (ms): a partition object that is down
+/// for long is tried once a minute.
+pub const FORWARD_RETRY_MS_MAX: u64 = 60_000;

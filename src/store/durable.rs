@@ -17,6 +17,7 @@ use js_sys::{Array, Function, Reflect, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
 
 use super::js_keys::{key_from_js, key_to_js};
+use super::Store;
 use crate::core::records::{Key, Record};
 use crate::core::{ErrorCode, FerryError, Write};
 
@@ -82,7 +83,7 @@ impl DurableStore {
     }
 
     /// Every stored record.
-    pub fn load(&self) -> Result<Vec<(Key, Record)>, FerryError> {
+    fn load_now(&self) -> Result<Vec<(Key, Record)>, FerryError> {
         let rows = self.rows(&format!("SELECT k, v FROM {TABLE}"), &[], "load")?;
         let mut records = Vec::with_capacity(rows.length() as usize);
         for row in rows.iter() {
@@ -96,7 +97,7 @@ impl DurableStore {
     }
 
     /// Stores `writes` atomically.
-    pub fn commit(&self, writes: &[Write]) -> Result<(), FerryError> {
+    fn commit_now(&self, writes: &[Write]) -> Result<(), FerryError> {
         if writes.is_empty() {
             return Ok(());
         }
@@ -124,5 +125,16 @@ impl DurableStore {
             (_, Some(error)) | (Err(error), None) => Err(storage_error("commit", &error)),
             (Ok(_), None) => Ok(()),
         }
+    }
+}
+
+/// Synchronous underneath: both futures are ready at once.
+impl Store for DurableStore {
+    async fn load(&self) -> Result<Vec<(Key, Record)>, FerryError> {
+        self.load_now()
+    }
+
+    async fn commit(&self, writes: &[Write]) -> Result<(), FerryError> {
+        self.commit_now(writes)
     }
 }

@@ -21,6 +21,11 @@ mod memory;
 pub use faulty::FaultyStore;
 pub use memory::MemoryStore;
 
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
 use crate::core::records::{Key, Record};
 use crate::core::{FerryError, Write};
 
@@ -36,4 +41,20 @@ pub trait Store {
 
     /// Stores `writes` atomically: after an error, nothing of them is stored.
     async fn commit(&self, writes: &[Write]) -> Result<(), FerryError>;
+}
+
+/// The outcome of a store's future that is ready at once: what the synchronous
+/// backends give (memory, a Durable Object's `transactionSync`), for the drivers
+/// that run synchronously (a Durable Object's protocol, the native runtime). A
+/// future that would wait is a `STORAGE` error, never a block.
+pub fn ready<T>(future: impl Future<Output = Result<T, FerryError>>) -> Result<T, FerryError> {
+    struct Never;
+    impl Wake for Never {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Never));
+    match pin!(future).poll(&mut Context::from_waker(&waker)) {
+        Poll::Ready(outcome) => outcome,
+        Poll::Pending => Err(FerryError::storage("this store waits, and the driver using it cannot")),
+    }
 }
