@@ -17,6 +17,14 @@
 //! too: a group settles a partition's offsets in order, and each leased message
 //! sits right behind its run's message in flight.
 //!
+//! A seek moves a group's position in one partition (below the first retained
+//! offset, within, at the end, past it; to a time; while a run is in flight,
+//! leased or waiting; before the group ever joined): the model computes where it
+//! lands, drops everything pending there with no attempt counted, and moves the
+//! position's generation on. Every delivery carries its generation; receipts from
+//! before a seek, some of them for offsets, attempts and members handed out again
+//! since, must settle nothing, and `holds` must say so.
+//!
 //! The model follows the engine only where `API.md` leaves the choice open: the
 //! sticky assignment function; consumed messages trimmed at the commit; a lost
 //! member's in-flight messages count as a failed attempt, redelivered at once;
@@ -24,7 +32,8 @@
 //! dead-letter topic has fewer partitions; created dead-letter topics keep their
 //! messages until redriven; a failed commit does not rewind round-robin; when
 //! retention removes a run's message in flight, the rest of the run is given back
-//! as when that message's lease runs out.
+//! as when that message's lease runs out; a group that seeks before it joins has
+//! a position in that partition alone until then.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -35,7 +44,7 @@ use ferry::core::murmur2::partition_for_key;
 use ferry::core::records::{Cursor, Key, Pending, Record};
 use ferry::core::{
     BusConfig, ConsumerConfig, Engine, ErrorCode, FerryError, Message, Name, Ordering, OutgoingMessage, PollLimit, Receipt, RecordMetadata, RetryPolicy, Stats,
-    Subscription, TopicConfig, TopicInfo, Value, ValueKind,
+    SeekTo, Subscription, TopicConfig, TopicInfo, Value, ValueKind,
 };
 use ferry::runtime::block_on;
 use ferry::store::{MemoryStore, Store};
@@ -53,6 +62,8 @@ const BAD_NAMES: [&str; 4] = ["", "a b", "ü", "a/b"];
 const REDRIVE_SOURCES: [&str; 6] = ["a.dlq", "b.dlq", "c.dlq", "dead", "a", "a b"];
 /// The last group consumes with `ordering: "none"`, the others with `"partition"`.
 const GROUPS: [&str; 3] = ["g1", "g2", "unordered"];
+/// A group that seeks and never joins: its positions hold back what trimming drops.
+const SEEK_ONLY_GROUP: &str = "archive";
 const MEMBERS: [&str; 2] = ["m1", "m2"];
 const KEYS: [&str; 4] = ["k0", "k1", "k2", "order-42"];
 const IDS: [&str; 3] = ["id-0", "id-1", "id-2"];
@@ -239,11 +250,14 @@ struct CursorModel {
     /// Offsets from here on were never handed out.
     next: u64,
     unsettled: BTreeMap<u64, Slot>,
+    /// How many seeks moved this position: a receipt from an earlier generation
+    /// holds nothing, even when its offset, attempt and member are handed out again.
+    generation: u32,
 }
 
 impl CursorModel {
     fn at(offset: u64) -> Self {
-        CursorModel { committed: offset, next: offset, unsettled: BTreeMap::new() }
+        CursorModel { committed: offset, next: offset, unsettled: BTreeMap::new(), generation: 0 }
     }
 
     /// Moves the committed offset over offsets already acked.
@@ -276,7 +290,15 @@ impl CursorModel {
 struct GroupTopicModel {
     owners: Vec<Option<Name>>,
     dead_lettered: u64,
-    cursors: Vec<CursorModel>,
+    /// By partition: a group that sought before it joined has a position only in
+    /// the partitions it sought; joining gives it the others.
+    cursors: BTreeMap<usize, CursorModel>,
+}
+
+impl GroupTopicModel {
+    fn new(partitions: usize) -> Self {
+        GroupTopicModel { owners: vec![None; partitions], dead_lettered: 0, cursors: BTreeMap::new() }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -447,7 +469,7 @@ impl Model {
     /// The lowest committed offset over everything that reads a partition: the
     /// groups of its topic and, for a dead-letter topic, its redrive position.
     fn min_committed(&self, topic: &str, p: usize) -> Option<u64> {
-        let groups = self.groups.values().filter_map(|g| g.topics.get(topic)).map(|gt| gt.cursors[p].committed);
+        let groups = self.groups.values().filter_map(|g| g.topics.get(topic)?.cursors.get(&p)).map(|cursor| cursor.committed);
         groups.chain(self.redriven.get(topic).map(|cursors| cursors[p])).min()
     }
 
@@ -476,8 +498,7 @@ impl Model {
         partition.low = new_low;
         partition.expired += expired;
         for group in self.groups.values_mut() {
-            let Some(gt) = group.topics.get_mut(topic) else { continue };
-            let cursor = &mut gt.cursors[p];
+            let Some(cursor) = group.topics.get_mut(topic).and_then(|gt| gt.cursors.get_mut(&p)) else { continue };
             if cursor.committed < new_low {
                 cursor.unsettled.retain(|&offset, _| offset >= new_low);
                 cursor.committed = new_low;
@@ -506,10 +527,12 @@ impl Model {
         let mut topics: Vec<String> = Vec::new();
         for (topic, from_beginning) in subscriptions {
             let state = self.topics.entry(topic.to_string()).or_insert_with(|| TopicModel::new(TopicConfig::default()));
-            let cursors = state.partitions.iter().map(|p| CursorModel::at(if *from_beginning { p.low } else { p.high() })).collect();
-            let owners = vec![None; state.partitions.len()];
             let group_state = self.groups.entry(group.to_string()).or_default();
-            group_state.topics.entry(topic.to_string()).or_insert(GroupTopicModel { owners, dead_lettered: 0, cursors });
+            let gt = group_state.topics.entry(topic.to_string()).or_insert_with(|| GroupTopicModel::new(state.partitions.len()));
+            // A partition the group sought in keeps that position.
+            for (p, partition) in state.partitions.iter().enumerate() {
+                gt.cursors.entry(p).or_insert_with(|| CursorModel::at(if *from_beginning { partition.low } else { partition.high() }));
+            }
             if !topics.iter().any(|t| t == topic) {
                 topics.push(topic.to_string());
             }
@@ -540,7 +563,7 @@ impl Model {
         let Some(record) = self.groups.get(group).and_then(|g| g.members.get(member)).cloned() else { return };
         let mut in_flight = Vec::new();
         for (topic, gt) in &self.groups[group].topics {
-            for (p, cursor) in gt.cursors.iter().enumerate() {
+            for (&p, cursor) in &gt.cursors {
                 for (offset, slot) in &cursor.unsettled {
                     if let Slot::InFlight { member: holder, attempt, .. } = slot {
                         if holder == member {
@@ -571,7 +594,7 @@ impl Model {
             let gt = &state.topics[topic];
             for (p, owner) in gt.owners.iter().enumerate() {
                 if owner.as_deref() == Some(member) {
-                    out.push((topic.clone(), p as u32, self.deliverable(&gt.cursors[p], &self.topics[topic].partitions[p], record.config.ordering, now_ms)));
+                    out.push((topic.clone(), p as u32, self.deliverable(&gt.cursors[&p], &self.topics[topic].partitions[p], record.config.ordering, now_ms)));
                 }
             }
         }
@@ -651,7 +674,7 @@ impl Model {
         let mut previous: Option<(&str, u32)> = None;
         for (topic, p, offset, attempt) in deliveries {
             let log = &self.topics[topic].partitions[*p as usize].log;
-            let cursor = &mut state.topics.get_mut(topic).expect("group topic").cursors[*p as usize];
+            let cursor = state.topics.get_mut(topic).and_then(|gt| gt.cursors.get_mut(&(*p as usize))).expect("cursor");
             if *offset >= cursor.next {
                 // Delayed messages an unordered group passed wait until they are due.
                 for skipped in cursor.next..*offset {
@@ -672,16 +695,24 @@ impl Model {
     }
 
     fn cursor_mut(&mut self, group: &str, topic: &str, p: usize) -> &mut CursorModel {
-        &mut self.groups.get_mut(group).expect("group").topics.get_mut(topic).expect("group topic").cursors[p]
+        self.groups.get_mut(group).and_then(|g| g.topics.get_mut(topic)).and_then(|gt| gt.cursors.get_mut(&p)).expect("cursor")
+    }
+
+    fn generation(&self, group: &str, topic: &str, p: usize) -> Option<u32> {
+        Some(self.groups.get(group)?.topics.get(topic)?.cursors.get(&p)?.generation)
     }
 
     fn slot(&self, group: &str, topic: &str, p: usize, offset: u64) -> Option<&Slot> {
-        self.groups.get(group)?.topics.get(topic)?.cursors.get(p)?.unsettled.get(&offset)
+        self.groups.get(group)?.topics.get(topic)?.cursors.get(&p)?.unsettled.get(&offset)
     }
 
     /// How `member` holds `receipt`'s delivery, if it still does: in flight with a
-    /// lease that has not run out, or leased behind its run's message in flight.
+    /// lease that has not run out, or leased behind its run's message in flight;
+    /// and handed out since the last seek of its partition.
     fn held(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> Option<Held> {
+        if self.generation(group, &receipt.topic, receipt.partition as usize)? != receipt.generation {
+            return None;
+        }
         match self.slot(group, &receipt.topic, receipt.partition as usize, receipt.offset)? {
             Slot::InFlight { member: holder, attempt, deadline_ms } if holder == member && *attempt == receipt.attempt && now_ms < *deadline_ms => {
                 Some(Held::InFlight)
@@ -735,6 +766,37 @@ impl Model {
         cursor.give_back(receipt.offset, receipt.attempt, now_ms);
         cursor.give_back_run(receipt.offset + 1, now_ms);
         true
+    }
+
+    /// Moves `group`'s position in a partition: below the first retained offset
+    /// goes there, past the end is refused, a time goes to the first retained
+    /// message sent then or later (else the end). Everything pending there is
+    /// dropped, no attempt counted, and the generation moves on. A group with no
+    /// position there gets one in that partition alone; a missing topic is made
+    /// as a subscription makes it.
+    fn seek(&mut self, group: &str, topic: &str, partition: u32, to: SeekTo) -> Result<u64, ErrorCode> {
+        if !valid_name(group) || !valid_name(topic) {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let default = TopicModel::new(TopicConfig::default());
+        let state = match self.topics.get(topic) {
+            Some(state) => state,
+            None if self.auto_create_topics => &default,
+            None => return Err(ErrorCode::UnknownTopic),
+        };
+        let Some(log) = state.partitions.get(partition as usize) else { return Err(ErrorCode::UnknownTopic) };
+        let offset = match to {
+            SeekTo::Offset(offset) if offset > log.high() => return Err(ErrorCode::InvalidArgument),
+            SeekTo::Offset(offset) => offset.max(log.low),
+            SeekTo::Timestamp(ms) => (log.low..log.high()).find(|&o| log.log[o as usize].timestamp_ms >= ms).unwrap_or(log.high()),
+        };
+        let state = self.topics.entry(topic.to_string()).or_insert(default);
+        let gt = self.groups.entry(group.to_string()).or_default().topics.entry(topic.to_string()).or_insert_with(|| GroupTopicModel::new(state.partitions.len()));
+        let p = partition as usize;
+        let generation = gt.cursors.get(&p).map_or(0, |cursor| cursor.generation + 1);
+        gt.cursors.insert(p, CursorModel { generation, ..CursorModel::at(offset) });
+        self.trim_due.insert((topic.to_string(), p));
+        Ok(offset)
     }
 
     /// After the message before `offset` settled: the run's messages acked ahead of
@@ -828,7 +890,7 @@ impl Model {
         let mut expired_leases = Vec::new();
         for (group, state) in &self.groups {
             for (topic, gt) in &state.topics {
-                for (p, cursor) in gt.cursors.iter().enumerate() {
+                for (&p, cursor) in &gt.cursors {
                     for (offset, slot) in &cursor.unsettled {
                         if let Slot::InFlight { member, attempt, deadline_ms } = slot {
                             if *deadline_ms <= now_ms {
@@ -861,8 +923,8 @@ impl Model {
             // A run whose message in flight expired gives the rest back, as when
             // that message's lease runs out: nothing else would ever move it on.
             for group in self.groups.values_mut() {
-                if let Some(gt) = group.topics.get_mut(&topic) {
-                    gt.cursors[p].give_back_run(new_low, now_ms);
+                if let Some(cursor) = group.topics.get_mut(&topic).and_then(|gt| gt.cursors.get_mut(&p)) {
+                    cursor.give_back_run(new_low, now_ms);
                 }
             }
         }
@@ -934,8 +996,7 @@ impl Model {
                 let partitions = gt
                     .cursors
                     .iter()
-                    .enumerate()
-                    .map(|(p, cursor)| {
+                    .map(|(&p, cursor)| {
                         let count = |f: &dyn Fn(&Slot) -> bool| cursor.unsettled.values().filter(|slot| f(slot)).count() as u64;
                         GroupPartitionStats {
                             partition: p as u32,
@@ -961,7 +1022,7 @@ impl Model {
         let mut wake_by_ms = None::<u64>;
         for state in self.groups.values() {
             for (topic, gt) in &state.topics {
-                for (p, cursor) in gt.cursors.iter().enumerate() {
+                for (&p, cursor) in &gt.cursors {
                     let Some(owner) = gt.owners[p].as_deref() else { continue };
                     let governing = if state.members[owner].config.ordering == Ordering::Partition { 1 } else { usize::MAX };
                     let mut unsettled = cursor.unsettled.values().filter(|slot| **slot != Slot::Acked).peekable();
@@ -1011,6 +1072,29 @@ enum Pick {
     /// One the model has leased behind its run's message in flight (any, when there
     /// are none): acked ahead of its turn, failed or released before it starts.
     Leased(usize),
+    /// One from before a seek of its partition (any, when there are none), at best
+    /// one whose offset, attempt and member were handed out again since.
+    Stale(usize),
+}
+
+/// Where a seek goes, relative to the partition as the model has it when the
+/// seek runs (generated operations cannot know its offsets).
+#[derive(Clone, Debug)]
+enum SeekSpec {
+    /// This far below the first retained offset (the first itself when it is 0).
+    BelowLow(u64),
+    /// One of the retained offsets or the end, by index.
+    Within(usize),
+    AtHigh,
+    /// This far past the end, plus one: refused.
+    PastHigh(u64),
+    /// This far from the group's committed offset: into or behind a run in
+    /// flight, retries waiting, or what it consumed.
+    FromCommitted(i64),
+    /// The time a retained message (by index) was sent, plus this.
+    SentAt(usize, i64),
+    /// The clock now, plus this; or a time before any message was sent.
+    Now(i64),
 }
 
 /// Which member an operation is for.
@@ -1034,6 +1118,10 @@ enum Op {
     Fail { pick: Pick, long_error: bool },
     /// A consumer stopping gives back a delivery whose handler never started.
     Release { pick: Pick },
+    /// With `held` (and deliveries unsettled), the partition of one of them instead
+    /// of the one named, by the group it was handed to: a driver seeking while a
+    /// run is in flight, leased, or waiting to be retried.
+    Seek { group: &'static str, topic: &'static str, partition: u32, held: Option<usize>, to: SeekSpec },
     Leave { who: Who },
     Heartbeat { who: Who },
     /// The clock moves on; with `heartbeat_first` every member heartbeats at the
@@ -1072,7 +1160,29 @@ fn topic_config() -> impl Strategy<Value = TopicConfig> {
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
-    prop_oneof![2 => Just(Pick::Newest), 2 => any::<usize>().prop_map(Pick::Any), 1 => any::<usize>().prop_map(Pick::Leased)]
+    prop_oneof![
+        2 => Just(Pick::Newest),
+        2 => any::<usize>().prop_map(Pick::Any),
+        1 => any::<usize>().prop_map(Pick::Leased),
+        2 => any::<usize>().prop_map(Pick::Stale),
+    ]
+}
+
+fn seek_spec() -> impl Strategy<Value = SeekSpec> {
+    prop_oneof![
+        1 => (0u64..3).prop_map(SeekSpec::BelowLow),
+        3 => any::<usize>().prop_map(SeekSpec::Within),
+        1 => Just(SeekSpec::AtHigh),
+        1 => prop_oneof![3 => 0u64..3, 1 => Just(u64::MAX - 1)].prop_map(SeekSpec::PastHigh),
+        4 => (-3i64..=2).prop_map(SeekSpec::FromCommitted),
+        2 => (any::<usize>(), -1i64..=1).prop_map(|(index, delta)| SeekSpec::SentAt(index, delta)),
+        1 => select(vec![i64::MIN, -1_000, 0, 1]).prop_map(SeekSpec::Now),
+    ]
+}
+
+/// The groups that consume, now and then one that only ever seeks, or a bad name.
+fn seek_group() -> impl Strategy<Value = &'static str> {
+    prop_oneof![12 => select(GROUPS.to_vec()), 2 => Just(SEEK_ONLY_GROUP), 1 => select(BAD_NAMES.to_vec())]
 }
 
 /// Plain numbers (messages, each in a run of its own at most) and a run loop's
@@ -1102,6 +1212,8 @@ fn basic_op() -> impl Strategy<Value = Op> {
         6 => (pick(), prop::bool::weighted(0.1)).prop_map(|(pick, as_other_member)| Op::Ack { pick, as_other_member }),
         3 => (pick(), prop::bool::weighted(0.2)).prop_map(|(pick, long_error)| Op::Fail { pick, long_error }),
         1 => pick().prop_map(|pick| Op::Release { pick }),
+        2 => (seek_group(), topic_name(), prop_oneof![12 => Just(0u32), 2 => 1u32..=3, 1 => Just(4)], prop::option::weighted(0.6, any::<usize>()), seek_spec())
+            .prop_map(|(group, topic, partition, held, to)| Op::Seek { group, topic, partition, held, to }),
         1 => who().prop_map(|who| Op::Leave { who }),
         1 => who().prop_map(|who| Op::Heartbeat { who }),
         3 => (prop_oneof![8 => select(vec![0u64, 1, 100, 500, 1_000, 2_500, 3_000]), 1 => Just(20_000)], prop::bool::weighted(0.7))
@@ -1317,20 +1429,42 @@ impl Harness {
         if self.receipts.is_empty() {
             return (0, 0, Receipt { topic: Name::from("a"), partition: 0, offset: 0, attempt: 1, generation: 0 });
         }
-        let leased: Vec<usize> = match pick {
-            Pick::Leased(_) => (0..self.receipts.len())
+        let matching = |matches: &dyn Fn(&str, &str, &Receipt) -> bool| -> Vec<usize> {
+            (0..self.receipts.len())
                 .filter(|&i| {
                     let (group, member, receipt) = &self.receipts[i];
-                    self.model.held(GROUPS[*group], MEMBERS[*member], receipt, self.now_ms) == Some(Held::Leased)
+                    matches(GROUPS[*group], MEMBERS[*member], receipt)
                 })
-                .collect(),
-            _ => Vec::new(),
+                .collect()
+        };
+        let preferred = match pick {
+            Pick::Leased(_) => matching(&|group, member, receipt| self.model.held(group, member, receipt, self.now_ms) == Some(Held::Leased)),
+            Pick::Stale(_) => {
+                let current = |group: &str, receipt: &Receipt| self.model.generation(group, &receipt.topic, receipt.partition as usize);
+                let stale = matching(&|group, _, receipt| current(group, receipt).is_some_and(|generation| generation != receipt.generation));
+                // The same delivery handed out again since: only the generation tells them apart.
+                let shadowing: Vec<usize> = stale
+                    .iter()
+                    .copied()
+                    .filter(|&i| {
+                        let (group, member, receipt) = &self.receipts[i];
+                        let again = Receipt { generation: current(GROUPS[*group], receipt).unwrap_or_default(), ..receipt.clone() };
+                        self.model.held(GROUPS[*group], MEMBERS[*member], &again, self.now_ms).is_some()
+                    })
+                    .collect();
+                if shadowing.is_empty() {
+                    stale
+                } else {
+                    shadowing
+                }
+            }
+            Pick::Newest | Pick::Any(_) => Vec::new(),
         };
         let index = match pick {
             Pick::Newest => self.receipts.len() - 1,
             Pick::Any(n) => n % self.receipts.len(),
-            Pick::Leased(n) if leased.is_empty() => n % self.receipts.len(),
-            Pick::Leased(n) => leased[n % leased.len()],
+            Pick::Leased(n) | Pick::Stale(n) if preferred.is_empty() => n % self.receipts.len(),
+            Pick::Leased(n) | Pick::Stale(n) => preferred[n % preferred.len()],
         };
         if keep {
             self.receipts[index].clone()
@@ -1364,11 +1498,13 @@ impl Harness {
             Op::Ack { pick, as_other_member } => {
                 let (group, member, receipt) = self.pick_receipt(pick, *as_other_member);
                 let member = if *as_other_member { 1 - member } else { member };
+                self.check_holds(group, member, &receipt)?;
                 let got = self.engine.ack(GROUPS[group], MEMBERS[member], &receipt, now_ms);
                 prop_assert_eq!(got, self.model.ack(GROUPS[group], MEMBERS[member], &receipt, now_ms), "ack of {:?}", receipt);
             }
             Op::Fail { pick, long_error } => {
                 let (group, member, receipt) = self.pick_receipt(pick, false);
+                self.check_holds(group, member, &receipt)?;
                 // Past 1 KiB, in two-byte characters, so the cut must respect them.
                 let error = if *long_error { "é".repeat(600) } else { "boom".to_string() };
                 let got = self.engine.fail(GROUPS[group], MEMBERS[member], &receipt, &error, now_ms);
@@ -1376,8 +1512,23 @@ impl Harness {
             }
             Op::Release { pick } => {
                 let (group, member, receipt) = self.pick_receipt(pick, false);
+                self.check_holds(group, member, &receipt)?;
                 let got = self.engine.release(GROUPS[group], MEMBERS[member], &receipt, now_ms);
                 prop_assert_eq!(got, self.model.release(GROUPS[group], MEMBERS[member], &receipt, now_ms), "release of {:?}", receipt);
+            }
+            Op::Seek { group, topic, partition, held, to } => {
+                let (group, topic, partition) = match held.filter(|_| !self.receipts.is_empty()) {
+                    Some(n) => {
+                        let (group, _, receipt) = &self.receipts[n % self.receipts.len()];
+                        (GROUPS[*group], &*receipt.topic, receipt.partition)
+                    }
+                    None => (*group, *topic, *partition),
+                };
+                let to = self.seek_to(group, topic, partition, to);
+                let got = code(self.engine.seek(group, topic, partition, to));
+                let refused = got.is_err();
+                prop_assert_eq!(got, self.model.seek(group, topic, partition, to), "seek by {} of {}/{} to {:?}", group, topic, partition, to);
+                prop_assert!(!refused || !self.engine.has_writes(), "a refused seek wrote something");
             }
             Op::Leave { who } => {
                 let (group, member) = self.resolve(who);
@@ -1411,6 +1562,35 @@ impl Harness {
         Ok(())
     }
 
+    /// Whether the engine says a receipt still counts, as a run loop asks before
+    /// each message of a run, must be whether the model has it held.
+    fn check_holds(&self, group: usize, member: usize, receipt: &Receipt) -> Result<(), TestCaseError> {
+        let (group, member) = (GROUPS[group], MEMBERS[member]);
+        let held = self.model.held(group, member, receipt, self.now_ms).is_some();
+        prop_assert_eq!(self.engine.holds(group, member, receipt, self.now_ms), held, "holds of {:?} by {}/{}", receipt, group, member);
+        Ok(())
+    }
+
+    /// The position a seek spec names in the partition as the model has it now
+    /// (an empty one when the topic or partition does not exist).
+    fn seek_to(&self, group: &str, topic: &str, partition: u32, spec: &SeekSpec) -> SeekTo {
+        let empty = PartitionModel::default();
+        let log = self.model.topics.get(topic).and_then(|t| t.partitions.get(partition as usize)).unwrap_or(&empty);
+        let retained = log.high() - log.low;
+        let committed = self.model.groups.get(group).and_then(|g| g.topics.get(topic)?.cursors.get(&(partition as usize))).map_or(log.low, |c| c.committed);
+        match *spec {
+            SeekSpec::BelowLow(by) => SeekTo::Offset(log.low.saturating_sub(by + 1)),
+            SeekSpec::Within(index) => SeekTo::Offset(log.low + index as u64 % (retained + 1)),
+            SeekSpec::AtHigh => SeekTo::Offset(log.high()),
+            SeekSpec::PastHigh(by) => SeekTo::Offset(log.high().saturating_add(by + 1)),
+            SeekSpec::FromCommitted(delta) => SeekTo::Offset(committed.saturating_add_signed(delta)),
+            SeekSpec::SentAt(index, delta) if retained > 0 => {
+                SeekTo::Timestamp(log.log[(log.low + index as u64 % retained) as usize].timestamp_ms.saturating_add_signed(delta))
+            }
+            SeekSpec::SentAt(_, delta) | SeekSpec::Now(delta) => SeekTo::Timestamp(self.now_ms.saturating_add_signed(delta)),
+        }
+    }
+
     /// The engine starts each poll at a rotating partition, so the poll must match
     /// what the model hands out from some starting partition.
     fn poll(&mut self, group: usize, member: usize, limit: PollLimit) -> Result<(), TestCaseError> {
@@ -1426,6 +1606,8 @@ impl Harness {
         for d in &deliveries {
             let stored = &self.model.topics[&*d.topic].partitions[d.partition as usize].log[d.message.offset as usize];
             prop_assert!(stored.matches(d.message.offset, &d.message), "delivered {:?}, the model stored {:?}", d, stored);
+            let generation = self.model.generation(group_name, &d.topic, d.partition as usize);
+            prop_assert_eq!(Some(d.generation), generation, "generation of {:?}", d);
             self.receipts.push((group, member, d.receipt()));
         }
         self.model.handed_out(group_name, member_name, &got, self.now_ms);
@@ -1459,10 +1641,14 @@ impl Harness {
         Ok(())
     }
 
-    /// Without `retentionMs`, a message is removed only once every group of its topic
-    /// committed past it, and a topic no group reads keeps everything, unless it is a
-    /// dead-letter topic whose messages redrive moved: no operation (a redrive of an
-    /// ordinary topic, a forged `ferry-dlq-topic` header) loses an unconsumed message.
+    /// Without `retentionMs`, a message is removed only once every group with a
+    /// position in its partition committed past it, and a partition no group has a
+    /// position in keeps everything, unless it is a dead-letter topic's whose
+    /// messages redrive moved: no operation (a redrive of an ordinary topic, a forged
+    /// `ferry-dlq-topic` header) loses an unconsumed message. A seek forward commits
+    /// past messages the group never handled, on purpose: for trimming, "consumed"
+    /// is "committed past", as the engine counts it, however the group got there;
+    /// and a group that sought before joining has a position in that partition only.
     fn check_nothing_unconsumed_lost(&self) -> Result<(), TestCaseError> {
         let stats = self.engine.stats();
         for topic in stats.topics.iter().filter(|t| self.model.topics.get(&*t.topic).is_some_and(|m| m.config.retention_ms.is_none())) {
@@ -1516,7 +1702,7 @@ impl Harness {
             let Some(state) = self.model.groups.get(*group) else { continue };
             let ordered = self.configs[g].ordering == Ordering::Partition;
             for (topic, gt) in &state.topics {
-                for (p, cursor) in gt.cursors.iter().enumerate() {
+                for (p, cursor) in &gt.cursors {
                     let first = cursor.unsettled.keys().next();
                     for (offset, slot) in &cursor.unsettled {
                         let where_ = || format!("{group} on {topic}/{p}@{offset}");
@@ -1542,10 +1728,11 @@ impl Harness {
     fn check_stored_cursors(&self) -> Result<(), TestCaseError> {
         for (group, state) in &self.model.groups {
             for (topic, gt) in &state.topics {
-                for (p, cursor) in gt.cursors.iter().enumerate() {
+                for (&p, cursor) in &gt.cursors {
                     let key = Key::Cursor(Name::from(group.as_str()), Name::from(topic.as_str()), p as u32);
                     let Some((stored, pending)) = self.stored_cursors.get(&key) else { return Err(TestCaseError::fail(format!("{key:?} was never stored"))) };
-                    prop_assert_eq!(*stored, Cursor { committed: cursor.committed, next: cursor.next, generation: 0 }, "{} on {}/{}", group, topic, p);
+                    let expected = Cursor { committed: cursor.committed, next: cursor.next, generation: cursor.generation };
+                    prop_assert_eq!(*stored, expected, "{} on {}/{}", group, topic, p);
                     let same = pending.len() == cursor.unsettled.len()
                         && pending.iter().zip(&cursor.unsettled).all(|((offset, pending), (at, slot))| offset == at && slot.matches(pending));
                     prop_assert!(same, "{} on {}/{} stored {:?}; the model has {:?}", group, topic, p, pending, cursor.unsettled);
