@@ -5,7 +5,11 @@
 //!   current time as an argument and hands back what to store and what to deliver.
 //! - [`store`] is where the bus lives: a small async trait and its backends.
 //! - [`runtime`] drives the engine against a store and a clock.
-//! - `js` (WebAssembly only) is the JavaScript face: `import { Bus } from 'ferry'`.
+//! - [`edge`] is the bus split over Cloudflare Durable Objects, as sans-IO state
+//!   machines.
+//! - `js` (WebAssembly only) is the browser face, `import { Bus } from 'ferry'`;
+//!   `edge::face` the Durable Object face (`ferry/workers`, its own build);
+//!   `interop` the JavaScript values both take and give.
 // wasm-bindgen's generated glue is the only unsafe code, and it lives in `js`.
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 // The README's examples run as doc tests.
@@ -14,6 +18,8 @@
 pub mod core;
 pub mod edge;
 #[cfg(target_arch = "wasm32")]
+mod interop;
+#[cfg(all(target_arch = "wasm32", not(feature = "edge")))]
 mod js;
 pub mod runtime;
 pub mod store;

@@ -9,18 +9,17 @@ use std::collections::{HashMap, HashSet};
 use js_sys::{Array, Object, Reflect, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::args;
-use super::bus::{bus_config, messages, outgoing, parse_json, topic_config};
-use super::consumer::{consumer_config, payload, seek_options, subscriptions};
-use super::error::to_js;
-use super::json;
+use super::object::{home_of, Alarm, CallId, EdgeObject as EdgeProtocol, Transmit, TransmitId};
+use super::protocol::{Call, Context, Reply, SettleItem};
+use crate::interop::delivered::payload;
+use crate::interop::error::{error_data, to_js};
+use crate::interop::options::{bus_options, consumer_config, messages, outgoing, seek_options, subscriptions, topic_config};
+use crate::interop::{args, json, parse_json};
 use crate::core::config::{check_name, TopicConfig};
 use crate::core::limits::*;
 use crate::core::message::Chunk;
 use crate::core::murmur2::partition_for_key;
 use crate::core::{ErrorCode, FerryError, Receipt, RecordMetadata, Result};
-use crate::edge::object::{home_of, Alarm, CallId, EdgeObject as EdgeProtocol, Transmit, TransmitId};
-use crate::edge::protocol::{Call, Context, Reply, SettleItem};
 use crate::store::durable::DurableStore;
 
 type JsResult = std::result::Result<JsValue, JsValue>;
@@ -35,17 +34,6 @@ pub struct EdgeObject {
     publishes: HashSet<CallId>,
     /// The call each transmit out makes: what its answer is read back as.
     transmitted: HashMap<TransmitId, &'static str>,
-}
-
-/// `{ error: { code, message } }`: an error as plain data, to cross RPC.
-fn error_data(error: &FerryError) -> JsValue {
-    let data = Object::new();
-    let inner = Object::new();
-    // Setting properties on fresh objects cannot fail.
-    let _ = Reflect::set(&inner, &JsValue::from_str("code"), &JsValue::from_str(error.code.as_str()));
-    let _ = Reflect::set(&inner, &JsValue::from_str("message"), &JsValue::from_str(&error.message));
-    let _ = Reflect::set(&data, &JsValue::from_str("error"), &inner);
-    data.into()
 }
 
 /// `{ field: value, ... }`.
@@ -83,11 +71,11 @@ fn settle_item(item: &JsValue) -> Result<SettleItem> {
     })
 }
 
-/// A request's `options` and `topics`: `connect()`'s options, checked as `Bus.open`
-/// checks them (`storage` and `durability` mean nothing here but must still be
-/// valid), and the settings of topics the call needs, as `topic` describes them.
+/// A request's `options` and `topics`: `connect()`'s options (the engine's count;
+/// where the bus lives means nothing here), and the settings of topics the call
+/// needs, as `topic` describes them.
 fn context_of(request: Option<&Object>) -> Result<Context> {
-    let (config, _storage) = bus_config(args::options(&args::get(request, "options")?, "options")?.as_ref())?;
+    let (config, _placement) = bus_options(args::options(&args::get(request, "options")?, "options")?.as_ref())?;
     let mut topics = Vec::new();
     let listed = args::get(request, "topics")?;
     if !listed.is_undefined() {

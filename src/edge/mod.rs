@@ -11,9 +11,12 @@
 //! partition's messages to the group's one pull member in its object, and
 //! `settle` acks or retries them by receipt.
 //!
-//! Nothing here touches JavaScript: the face (`js/edge.rs`) converts, and
+//! Nothing here touches JavaScript but the face (`face.rs`, the `ferry/workers`
+//! build), which converts, and
 //! `pkg/entry/workers.js` carries calls between objects. So the simulation
 //! (`tests/split.rs`) drives the same code the objects run.
 
+#[cfg(all(target_arch = "wasm32", feature = "edge"))]
+mod face;
 pub mod object;
 pub mod protocol;

@@ -7,18 +7,18 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Date, Object, Promise, JSON};
+use js_sys::{Date, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::args;
 use super::commit::{self, BusStore, Committer, SharedCommitter};
 use super::consumer::{self, Consumer, State, Wakers};
-use super::error::to_js;
-use super::json;
-use crate::core::config::{BusConfig, TopicConfig};
-use crate::core::limits::*;
-use crate::core::{Engine, ErrorCode, FerryError, OutgoingMessage, Result};
+use crate::core::config::BusConfig;
+use crate::core::limits::REDRIVE_LIMIT_MAX;
+use crate::core::{Engine, ErrorCode, FerryError, Result};
+use crate::interop::error::to_js;
+use crate::interop::options::{bus_options, messages, outgoing, topic_config};
+use crate::interop::{args, json, parse_json};
 use crate::store::indexeddb::{Durability, IndexedDbStore};
 use crate::store::MemoryStore;
 use web_sys::BroadcastChannel;
@@ -121,10 +121,6 @@ fn boxed_promise(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Js
     future_to_promise(async move { f.await.map_err(to_js) })
 }
 
-pub(super) fn parse_json(text: &str) -> Result<JsValue> {
-    JSON::parse(text).map_err(|_| FerryError::storage("a result could not be handed to JavaScript"))
-}
-
 fn check_open(shared: &Shared) -> Result<()> {
     if shared.closed.get() {
         return Err(FerryError::new(ErrorCode::Closed, "the bus was closed"));
@@ -159,71 +155,11 @@ impl StorageChoice {
 }
 
 pub(super) fn bus_config(options: Option<&Object>) -> Result<(BusConfig, StorageChoice)> {
-    let name = args::opt_string(&args::get(options, "name")?, "name")?.unwrap_or_else(|| "ferry".into());
-    crate::core::config::check_name("name", &name)?;
-    let durability = match args::opt_string(&args::get(options, "durability")?, "durability")?.as_deref() {
-        None | Some("relaxed") => Durability::Relaxed,
-        Some("strict") => Durability::Strict,
-        Some(other) => return Err(FerryError::invalid(format!("durability must be \"relaxed\" or \"strict\", got \"{other}\""))),
-    };
-    let has_indexeddb = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB")).is_ok_and(|f| !f.is_undefined() && !f.is_null());
-    let storage = match args::opt_string(&args::get(options, "storage")?, "storage")?.as_deref() {
-        None if has_indexeddb => StorageChoice::IndexedDb { name, durability },
-        None | Some("memory") => StorageChoice::Memory,
-        Some("indexeddb") => StorageChoice::IndexedDb { name, durability },
-        Some(other) => return Err(FerryError::invalid(format!("storage must be \"indexeddb\" or \"memory\", got \"{other}\""))),
-    };
-    Ok((engine_config(options)?, storage))
-}
-
-/// The options that shape the engine itself, wherever the bus lives.
-fn engine_config(options: Option<&Object>) -> Result<BusConfig> {
-    let mut config = BusConfig::default();
-    if let Some(auto) = args::opt_bool(&args::get(options, "autoCreateTopics")?, "autoCreateTopics")? {
-        config.auto_create_topics = auto;
-    }
-    if let Some(bytes) = args::opt_integer(&args::get(options, "maxMessageBytes")?, "maxMessageBytes", 1, MESSAGE_BYTES_CEILING)? {
-        config.max_message_bytes = bytes;
-    }
-    Ok(config)
-}
-
-pub(super) fn topic_config(options: Option<&Object>) -> Result<TopicConfig> {
-    let defaults = TopicConfig::default();
-    Ok(TopicConfig {
-        partitions: args::opt_integer(&args::get(options, "partitions")?, "partitions", 1, u64::from(PARTITIONS_MAX))?.map_or(defaults.partitions, |p| p as u32),
-        retention_ms: args::opt_integer(&args::get(options, "retentionMs")?, "retentionMs", 1, RETENTION_MS_MAX)?,
-        max_depth: args::opt_integer(&args::get(options, "maxDepth")?, "maxDepth", 1, SAFE_INTEGER_MAX)?,
-        dedup_window_ms: args::opt_integer(&args::get(options, "dedupWindowMs")?, "dedupWindowMs", 0, RETENTION_MS_MAX)?.unwrap_or(defaults.dedup_window_ms),
-    })
-}
-
-/// One message of `send` (or the arguments of `publish`), checked; `field()`
-/// names it in an error.
-pub(super) fn outgoing(value: &JsValue, message: Option<&Object>, field: &dyn Fn() -> String) -> Result<OutgoingMessage> {
-    let mut out = OutgoingMessage::new(args::named(|f| args::value(value, f), || format!("{}.value", field()))?);
-    out.key = args::named(|f| args::opt_string(&args::get(message, "key")?, f), || format!("{}.key", field()))?;
-    out.headers = args::named(|f| args::headers(&args::get(message, "headers")?, f), || format!("{}.headers", field()))?;
-    out.id = args::named(|f| args::opt_string(&args::get(message, "id")?, f), || format!("{}.id", field()))?;
-    out.delay_ms = args::named(|f| args::opt_integer(&args::get(message, "delayMs")?, f, 0, DELAY_MS_MAX), || format!("{}.delayMs", field()))?.unwrap_or(0);
-    out.partition = args::named(|f| args::opt_integer(&args::get(message, "partition")?, f, 0, u64::from(PARTITIONS_MAX) - 1), || format!("{}.partition", field()))?.map(|p| p as u32);
-    Ok(out)
-}
-
-pub(super) fn messages(record: Option<&Object>) -> Result<Vec<OutgoingMessage>> {
-    let list = args::array(&args::get(record, "messages")?, "messages")?;
-    let count = list.length() as usize;
-    if count == 0 || count > SEND_BATCH_MAX {
-        return Err(FerryError::invalid(format!("messages must hold 1 to {SEND_BATCH_MAX} messages, got {count}")));
-    }
-    (0..count)
-        .map(|i| {
-            let field = || format!("messages[{i}]");
-            let item = list.get(i as u32);
-            let message = args::named(|f| args::options(&item, f), field)?.ok_or_else(|| FerryError::invalid(format!("{} must be an object", field())))?;
-            outgoing(&args::get(Some(&message), "value")?, Some(&message), &field)
-        })
-        .collect()
+    let (config, placement) = bus_options(options)?;
+    let durability = if placement.strict { Durability::Strict } else { Durability::Relaxed };
+    let has_indexeddb = || js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB")).is_ok_and(|f| !f.is_undefined() && !f.is_null());
+    let storage = if placement.indexeddb.unwrap_or_else(has_indexeddb) { StorageChoice::IndexedDb { name: placement.name, durability } } else { StorageChoice::Memory };
+    Ok((config, storage))
 }
 
 #[wasm_bindgen]

@@ -20,17 +20,19 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Function, Object, Promise, Uint8Array, JSON};
+use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use super::args;
 use super::bus::{operate, operate_unchecked, promise, read_cached, wake_consumers, Shared};
 use super::commit::Waiters;
 use super::locks::MemberLock;
-use crate::core::config::{check_name, ConsumerConfig, Ordering, RetryPolicy};
+use crate::core::config::{check_name, ConsumerConfig, Ordering};
 use crate::core::limits::*;
-use crate::core::{Delivery, FerryError, PollLimit, Receipt, Result, SeekTo, Subscription, ValueKind};
+use crate::core::{Delivery, FerryError, PollLimit, Receipt, Result, Subscription};
+use crate::interop::args;
+use crate::interop::delivered::{message_payload, payload};
+use crate::interop::options::{consumer_config, seek_options, subscriptions};
 
 #[wasm_bindgen]
 extern "C" {
@@ -67,38 +69,6 @@ impl Wakers {
         let _ = JsFuture::from(wait).await;
         clear_timeout(&handle);
     }
-}
-
-pub(super) fn consumer_config(options: Option<&Object>) -> Result<ConsumerConfig> {
-    let d = ConsumerConfig::default();
-    let retry = args::options(&args::get(options, "retry")?, "retry")?;
-    let r = retry.as_ref();
-    let policy = RetryPolicy {
-        max_attempts: args::opt_integer(&args::get(r, "maxAttempts")?, "retry.maxAttempts", 1, u64::from(ATTEMPTS_MAX))?.map_or(d.retry.max_attempts, |n| n as u32),
-        initial_backoff_ms: args::opt_integer(&args::get(r, "initialBackoffMs")?, "retry.initialBackoffMs", 0, BACKOFF_MS_MAX)?.unwrap_or(d.retry.initial_backoff_ms),
-        multiplier: args::opt_number(&args::get(r, "multiplier")?, "retry.multiplier", 1.0, BACKOFF_MULTIPLIER_MAX)?.unwrap_or(d.retry.multiplier),
-        max_backoff_ms: args::opt_integer(&args::get(r, "maxBackoffMs")?, "retry.maxBackoffMs", 0, BACKOFF_MS_MAX)?.unwrap_or(d.retry.max_backoff_ms),
-        jitter: args::opt_bool(&args::get(r, "jitter")?, "retry.jitter")?.unwrap_or(d.retry.jitter),
-    };
-    let ordering = match args::opt_string(&args::get(options, "ordering")?, "ordering")?.as_deref() {
-        None | Some("partition") => Ordering::Partition,
-        Some("none") => Ordering::None,
-        Some(other) => return Err(FerryError::invalid(format!("ordering must be \"partition\" or \"none\", got \"{other}\""))),
-    };
-    let config = ConsumerConfig {
-        retry: policy,
-        dead_letter_topic: args::opt_string(&args::get(options, "deadLetterTopic")?, "deadLetterTopic")?,
-        ack_timeout_ms: args::opt_integer(&args::get(options, "ackTimeoutMs")?, "ackTimeoutMs", ACK_TIMEOUT_MS_MIN, ACK_TIMEOUT_MS_MAX)?.unwrap_or(d.ack_timeout_ms),
-        session_timeout_ms: args::opt_integer(&args::get(options, "sessionTimeoutMs")?, "sessionTimeoutMs", SESSION_TIMEOUT_MS_MIN, SESSION_TIMEOUT_MS_MAX)?
-            .unwrap_or(d.session_timeout_ms),
-        heartbeat_interval_ms: args::opt_integer(&args::get(options, "heartbeatIntervalMs")?, "heartbeatIntervalMs", 1, SESSION_TIMEOUT_MS_MAX)?
-            .unwrap_or(d.heartbeat_interval_ms),
-        ordering,
-        concurrency: args::opt_integer(&args::get(options, "concurrency")?, "concurrency", 1, u64::from(CONCURRENCY_MAX))?.map_or(d.concurrency, |n| n as u32),
-        batch_size_max: args::opt_integer(&args::get(options, "maxBatchSize")?, "maxBatchSize", 1, u64::from(BATCH_SIZE_MAX))?.map_or(d.batch_size_max, |n| n as u32),
-    };
-    config.check()?;
-    Ok(config)
 }
 
 /// What one consumer's loop and handlers share.
@@ -386,59 +356,6 @@ impl Consumer {
             stop(&shared, &state).await?;
             Ok(JsValue::UNDEFINED)
         })
-    }
-}
-
-/// `{ topic, fromBeginning }` or `{ topics: [...], fromBeginning }`, checked.
-pub(super) fn subscriptions(options: &JsValue) -> Result<Vec<Subscription>> {
-    let options = args::options(options, "options")?;
-    let from_beginning = args::opt_bool(&args::get(options.as_ref(), "fromBeginning")?, "fromBeginning")?.unwrap_or(false);
-    let topics_value = args::get(options.as_ref(), "topics")?;
-    let topics: Vec<String> = if topics_value.is_undefined() {
-        vec![args::string(&args::get(options.as_ref(), "topic")?, "topic")?]
-    } else {
-        let list = args::array(&topics_value, "topics")?;
-        if list.length() as usize > SUBSCRIPTIONS_MAX {
-            return Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics")));
-        }
-        (0..list.length()).map(|i| args::string(&list.get(i), &format!("topics[{i}]"))).collect::<Result<_>>()?
-    };
-    topics
-        .into_iter()
-        .map(|topic| {
-            check_name("topic", &topic)?;
-            Ok(Subscription::new(topic, from_beginning))
-        })
-        .collect()
-}
-
-/// `seek`'s `{ topic, partition, offset }` or `{ topic, partition, timestamp }`, checked.
-pub(super) fn seek_options(options: &JsValue) -> Result<(String, u32, SeekTo)> {
-    let options = args::options(options, "options")?;
-    let options = options.as_ref();
-    let topic = args::string(&args::get(options, "topic")?, "topic")?;
-    check_name("topic", &topic)?;
-    let partition = args::integer(&args::get(options, "partition")?, "partition", 0, u64::from(PARTITIONS_MAX) - 1)? as u32;
-    let (offset, timestamp) = (args::get(options, "offset")?, args::get(options, "timestamp")?);
-    let to = match (offset.is_undefined(), timestamp.is_undefined()) {
-        (false, true) => SeekTo::Offset(position(&offset, "offset")?),
-        (true, false) => SeekTo::Timestamp(position(&timestamp, "timestamp")?),
-        (true, true) => return Err(FerryError::invalid("seek needs an offset or a timestamp")),
-        (false, false) => return Err(FerryError::invalid("seek takes one of offset and timestamp, not both")),
-    };
-    Ok((topic, partition, to))
-}
-
-/// A non-negative integer given as a number, or as KafkaJS gives offsets: a string
-/// of decimal digits.
-fn position(value: &JsValue, field: &str) -> Result<u64> {
-    match value.as_string() {
-        Some(text) => text
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n <= SAFE_INTEGER_MAX)
-            .ok_or_else(|| FerryError::invalid(format!("{field} must be a non-negative integer, got \"{text}\""))),
-        None => args::integer(value, field, 0, SAFE_INTEGER_MAX),
     }
 }
 
@@ -741,15 +658,7 @@ fn error_message(error: &JsValue) -> String {
     error.as_string().unwrap_or_else(|| js_sys::JSON::stringify(error).ok().and_then(|s| s.as_string()).unwrap_or_else(|| "handler failed".into()))
 }
 
-#[wasm_bindgen(inline_js = "export function message(key, value, names, values, offset, timestamp, id, attempt) {
-  const headers = {};
-  for (let i = 0; i < names.length; i++) headers[names[i]] = values[i];
-  return { key: key ?? null, value, headers, offset, timestamp, id: id ?? null, attempt };
-}
-export function messagePayload(topic, partition, message) {
-  return { topic, partition, message };
-}
-export function batchPayload(topic, partition, messages, highWatermark, control) {
+#[wasm_bindgen(inline_js = "export function batchPayload(topic, partition, messages, highWatermark, control) {
   const heartbeat = () => control(1);
   const resolveOffset = (offset) => { control(0, offset); };
   const isRunning = () => control(2);
@@ -763,47 +672,8 @@ export function batchPayload(topic, partition, messages, highWatermark, control)
   return { batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary: heartbeat };
 }")]
 extern "C" {
-    /// Builds a delivered message in one call: property names cross from wasm as
-    /// text, which costs more per message than the message itself.
-    #[wasm_bindgen(js_name = message)]
-    #[allow(clippy::too_many_arguments)]
-    fn make_message(
-        key: Option<String>,
-        value: JsValue,
-        names: Vec<String>,
-        values: Vec<String>,
-        offset: f64,
-        timestamp: f64,
-        id: Option<String>,
-        attempt: u32,
-    ) -> JsValue;
-
-    /// `eachMessage`'s argument.
-    #[wasm_bindgen(js_name = messagePayload)]
-    fn make_message_payload(topic: &str, partition: u32, message: JsValue) -> JsValue;
-
     /// `eachBatch`'s argument, KafkaJS's shape; its functions call `control` with
     /// a `BATCH_*` number.
     #[wasm_bindgen(js_name = batchPayload)]
     fn make_batch_payload(topic: &str, partition: u32, messages: js_sys::Array, high_watermark: f64, control: &Function) -> JsValue;
-}
-
-/// A message's value as the consumer gets it.
-fn value_of(message: &crate::core::Message) -> JsValue {
-    match message.value.kind {
-        ValueKind::String => JsValue::from_str(&message.value.text()),
-        ValueKind::Bytes => Uint8Array::from(message.value.bytes.as_slice()).into(),
-        ValueKind::Json => JSON::parse(&message.value.text()).unwrap_or(JsValue::NULL),
-    }
-}
-
-/// `{ topic, partition, message }`, `eachMessage`'s argument.
-pub(super) fn payload(delivery: &Delivery) -> JsValue {
-    make_message_payload(&delivery.topic, delivery.partition, message_payload(&delivery.message, delivery.attempt))
-}
-
-/// `{ key, value, headers, offset, timestamp, id, attempt }`.
-fn message_payload(m: &crate::core::Message, attempt: u32) -> JsValue {
-    let (names, values) = m.headers.iter().cloned().unzip();
-    make_message(m.key.clone(), value_of(m), names, values, m.offset as f64, m.timestamp_ms as f64, m.id.clone(), attempt)
 }

@@ -12,7 +12,7 @@
 #[cfg(all(target_arch = "wasm32", feature = "edge"))]
 pub mod durable;
 mod faulty;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "edge")))]
 pub mod indexeddb;
 #[cfg(target_arch = "wasm32")]
 mod js_keys;

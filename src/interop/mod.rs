@@ -1,0 +1,22 @@
+//! JavaScript values in and out, for both faces of the package (the browser's in
+//! `js`, the edge's in `edge::face`): arguments read and checked, results built,
+//! and the one place engine errors become JavaScript values ([`error`]).
+//!
+//! Nothing a caller passes may panic: every value read from JavaScript goes through
+//! [`args`], which answers a wrong type or range with `INVALID_ARGUMENT` naming the
+//! field.
+
+pub mod args;
+pub mod delivered;
+pub mod error;
+pub mod json;
+pub mod options;
+
+use wasm_bindgen::JsValue;
+
+use crate::core::{FerryError, Result};
+
+pub fn parse_json(text: &str) -> Result<JsValue> {
+    js_sys::JSON::parse(text).map_err(|_| FerryError::storage("a result could not be handed to JavaScript"))
+}
+
