@@ -34,10 +34,11 @@ node_modules/.package-lock.json: package.json
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js >= 20 first" >&2; exit 1; }
 	npm install --no-audit --no-fund
 
-# Debian's Chromium for the browser tests (playwright-core drives it; it never
-# downloads a browser of its own).
+# Debian's Chromium and Firefox ESR for the browser tests (playwright-core drives
+# Chromium, puppeteer-core Firefox; neither ever downloads a browser of its own).
 setup-browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update && apt-get install -y chromium chromium-driver; }
+	@command -v firefox-esr >/dev/null || { apt-get update && apt-get install -y firefox-esr; }
 
 ## The orders demo in the browser: builds the package, serves www/ on 127.0.0.1
 ## and prints where to look. (`cargo run --example orders` runs it natively.)

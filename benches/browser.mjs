@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { serve } from '../www/serve.mjs';
-import { launch } from '../tests/js/chromium.mjs';
+import { launch } from '../tests/js/browsers.mjs';
 
 const server = await serve();
 const browser = await launch();

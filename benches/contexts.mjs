@@ -7,7 +7,7 @@
 // is lost, altered, misplaced or, under partition ordering, handled out of order.
 // `node benches/contexts.mjs` after `make pkg`.
 import { serve } from '../www/serve.mjs';
-import { launch } from '../tests/js/chromium.mjs';
+import { launch } from '../tests/js/browsers.mjs';
 
 const LATENCY_MESSAGES = 1000;
 const WARM_UP = 50;

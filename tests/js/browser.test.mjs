@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from '../../www/serve.mjs';
-import { launch, openTestPage } from './chromium.mjs';
+import { launch, openTestPage } from './browsers.mjs';
 
 let server;
 let browser;

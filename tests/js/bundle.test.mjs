@@ -9,7 +9,7 @@ import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'vite';
-import { launch } from './chromium.mjs';
+import { launch } from './browsers.mjs';
 
 const PKG = fileURLToPath(new URL('../../pkg/', import.meta.url));
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { serve } from '../../www/serve.mjs';
 import { outboxReceiver } from '../../www/outbox-server.mjs';
-import { launch, openTestPage } from './chromium.mjs';
+import { launch, openTestPage } from './browsers.mjs';
 
 const MESSAGES = 12;
 

@@ -1,17 +1,18 @@
-// Many contexts, one bus: pages, a dedicated worker and a module service worker of
-// one origin share a bus through IndexedDB. The members of a group split its
-// partitions and take over at once from a page that is closed or crashes (Web
-// Locks), every group gets every message, and producers in several contexts get
-// gapless offsets.
+// Many contexts, one bus, in each browser engine (tests/js/browsers.mjs): pages, a
+// dedicated worker and a module service worker of one origin share a bus through
+// IndexedDB. The members of a group split its partitions and take over at once
+// from a page that is closed or crashes (Web Locks), every group gets every
+// message, and producers in several contexts get gapless offsets.
 //
 // Each member reports every message it handled, before acking it
 // (tests/browser/member.js), so the reports hold every message its group
 // committed; ordering and exclusivity are read off the handlers' start and end
 // times, all taken from the one system clock of this machine.
-import { test, before, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { serve } from '../../www/serve.mjs';
-import { launch, openTestPage } from './chromium.mjs';
+import { ENGINES, crash, launch, openTestPage } from './browsers.mjs';
 
 const run = `${process.pid}-${Date.now()}`;
 // Messages of the shared-work run; FERRY_SHARED_BUS_MESSAGES sets another count (a
@@ -33,33 +34,64 @@ const KEYS = ['key-1', 'key-5', 'key-0', 'key-4', 'key-25', 'key-32', 'key-3', '
 const MEMBER_OPTIONS = { concurrency: 2, maxBatchSize: 16, retry: { maxAttempts: 1000 } };
 
 let server;
+// The browser of the engine whose tests run now (one engine at a time), its context
+// and its host page.
 let browser;
 let context;
 /** A page never closed: it hosts the dedicated workers and registers the service worker. */
 let host;
 /** Handled-message records by bus name, filled by the members' reports. */
 const reports = new Map();
+/** Where pages post the members' reports. */
+let reportServer;
 
 before(async () => {
   server = await serve();
-  browser = await launch();
-  context = await browser.newContext();
-  await context.exposeFunction('ferryReport', (record) => reports.get(record.bus)?.push(record));
-  host = await openPage();
-  await host.evaluate(async () => {
-    await navigator.serviceWorker.register('/tests/browser/member-sw.js', { type: 'module', scope: '/tests/browser/' });
-    await navigator.serviceWorker.ready;
-    window.members = {};
-  });
+  reportServer = await serveReports();
 });
 
 after(async () => {
-  await browser?.close();
+  await reportServer?.close();
   await server?.close();
 });
 
-function openPage() {
-  return openTestPage(context, server.url);
+/**
+ * An HTTP server on another port of 127.0.0.1 that stores the record each POST
+ * carries in `reports`, then answers: a page's report resolves once the record is
+ * here. Plain HTTP rather than the drivers' exposeFunction, which puppeteer runs
+ * over WebDriver BiDi in some 60 ms a call (2 ms in playwright's Chromium): that
+ * made the Firefox runs many times slower than the bus.
+ */
+async function serveReports() {
+  const http = createServer(async (request, response) => {
+    let body = '';
+    for await (const chunk of request.setEncoding('utf8')) body += chunk;
+    const record = JSON.parse(body);
+    reports.get(record.bus)?.push(record);
+    // A text/plain POST needs no preflight, only this header, to cross origins.
+    response.writeHead(204, { 'access-control-allow-origin': '*' }).end();
+  });
+  await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${http.address().port}/`,
+    // Keep-alive connections of the browsers would otherwise hold close() open.
+    close: () => new Promise((resolve) => {
+      http.close(resolve);
+      http.closeAllConnections();
+    }),
+  };
+}
+
+/** A test page whose `window.ferryReport(record)` posts to the report server. */
+async function openPage() {
+  const page = await openTestPage(context, server.url);
+  await page.evaluate((url) => {
+    window.ferryReport = async (record) => {
+      const response = await fetch(url, { method: 'POST', body: JSON.stringify(record) });
+      if (!response.ok) throw new Error(`report refused: ${response.status}`);
+    };
+  }, reportServer.url);
+  return page;
 }
 
 /** A bus name no other test or run uses, with an empty list for its reports. */
@@ -136,16 +168,6 @@ function produceInWorker(config) {
     worker.terminate();
     return sent;
   }, config);
-}
-
-/** Crashes the renderer of `page`, as a tab that dies would, then drops the page. */
-async function crash(page) {
-  const cdp = await context.newCDPSession(page);
-  const crashed = new Promise((resolve) => page.once('crash', resolve));
-  // Page.crash never answers: the renderer is gone before it can.
-  cdp.send('Page.crash').catch(() => {});
-  await crashed;
-  await page.close();
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -257,35 +279,12 @@ async function produceFromTwoPages({ bus, topic }, count, pauseMs) {
   return metadata.flatMap((m, i) => sentBy(froms[i], m, KEYS));
 }
 
-test('three pages, a dedicated worker and a service worker share the work of one group', async () => {
-  const work = await sharedWork('shared-work');
-  const memberPages = await Promise.all([openPage(), openPage(), openPage()]);
-  await Promise.all([
-    ...memberPages.map((page, i) => startPageMember(page, work.member(`page-${i}`))),
-    startWorkerMember(work.member('worker')),
-    startServiceWorkerMember(work.member('service-worker')),
-  ]);
-  const started = Date.now();
-  const sent = await produceFromTwoPages(work, MESSAGES, 0);
-  const records = reports.get(work.bus);
-  await until(() => distinct(records) >= sent.length, handledTimeoutMs(sent.length), 'every message handled');
-  console.log(`shared work: ${sent.length} messages handled in ${Date.now() - started} ms, by member ${JSON.stringify(countBy(records, (r) => r.member))}`);
-  await Promise.all([...memberPages.map(stopPageMember), stopHostedMember('worker'), stopHostedMember('service-worker')]);
-  await Promise.all(memberPages.map((page) => page.close()));
-
-  assertAllHandled(sent, records);
-  assert.deepEqual(partitionOrderViolations(records).slice(0, 10), []);
-  assert.equal(records.length, sent.length, 'with no member killed, no message is handled twice');
-  // Each of the five owned some of the 8 partitions, and every partition got work.
-  assert.deepEqual(Object.keys(countBy(records, (r) => r.member)).sort(), ['page-0', 'page-1', 'page-2', 'service-worker', 'worker']);
-});
-
 /**
- * Closes or crashes member pages and opens new ones, one step at a time after a
- * random pause, until `finished()` or the run's time is up; keeps 1 to 4 member
- * pages. Resolves to the kills, label -> when.
+ * Closes or crashes member pages of `engine` and opens new ones, one step at a
+ * time after a random pause, until `finished()` or the run's time is up; keeps 1
+ * to 4 member pages. Resolves to the kills, label -> when.
  */
-async function chaos(memberPages, startMember, random, finished) {
+async function chaos(engine, memberPages, startMember, random, finished) {
   const kills = new Map();
   const steps = [];
   const started = Date.now();
@@ -305,162 +304,203 @@ async function chaos(memberPages, startMember, random, finished) {
     const [{ page, label }] = memberPages.splice(Math.floor(random() * memberPages.length), 1);
     const how = roll < 1 / 3 ? 'closed' : 'crashed';
     kills.set(label, Date.now());
-    await (how === 'closed' ? page.close() : crash(page));
+    if (how === 'crashed') await crash(engine, page);
+    await page.close();
     steps.push(`+${kills.get(label) - started} ms ${how} ${label}`);
   }
-  console.log(`chaos: ${steps.join(', ')}`);
+  console.log(`${engine} chaos: ${steps.join(', ')}`);
   return kills;
 }
 
-test('chaos: member pages closed, crashed and opened while the group works lose nothing', async () => {
-  const work = await sharedWork('chaos');
-  const startMember = (page, label) => startPageMember(page, work.member(label));
-  const memberPages = await Promise.all(
-    ['page-0', 'page-1', 'page-2'].map(async (label) => {
-      const page = await openPage();
-      await startMember(page, label);
-      return { page, label };
-    }),
-  );
-  await Promise.all([startWorkerMember(work.member('worker')), startServiceWorkerMember(work.member('service-worker'))]);
-  const records = reports.get(work.bus);
-  console.log(`chaos: seed ${CHAOS_SEED} (FERRY_CHAOS_SEED replays another)`);
-  // The chaos goes on until every message was handled, so that every kill hits a
-  // group at work; the producers pause between sends so that messages keep coming.
-  const [sent, kills] = await Promise.all([
-    produceFromTwoPages(work, CHAOS_MESSAGES, 100),
-    chaos(memberPages, startMember, prng(CHAOS_SEED), () => distinct(records) >= CHAOS_MESSAGES),
-  ]);
-  await until(() => distinct(records) >= sent.length, handledTimeoutMs(sent.length), 'every message handled');
-  await Promise.all([...memberPages.map(({ page }) => stopPageMember(page)), stopHostedMember('worker'), stopHostedMember('service-worker')]);
-  await Promise.all(memberPages.map(({ page }) => page.close()));
+for (const engine of ENGINES) {
+  describe(engine, () => {
+    before(async () => {
+      browser = await launch(engine);
+      context = await browser.newContext();
+      host = await openPage();
+      await host.evaluate(async () => {
+        await navigator.serviceWorker.register('/tests/browser/member-sw.js', { type: 'module', scope: '/tests/browser/' });
+        await navigator.serviceWorker.ready;
+        window.members = {};
+      });
+    });
 
-  // A killed member loses at most the acks of the runs it held, one per slot.
-  const twice = records.length - distinct(records);
-  const bound = kills.size * MEMBER_OPTIONS.concurrency * MEMBER_OPTIONS.maxBatchSize;
-  console.log(`chaos: ${sent.length} messages, ${kills.size} members killed, ${twice} handled twice (at most ${bound}), ${records.filter((r) => r.attempt > 1).length} redelivered`);
-  assert.ok(kills.size >= 3, `only ${kills.size} members killed before the group was done: too few to tell anything`);
-  assertAllHandled(sent, records);
-  assert.deepEqual(partitionOrderViolations(records, kills).slice(0, 10), []);
-  assert.ok(twice <= bound, `${twice} messages handled twice, more than ${kills.size} kills x concurrency ${MEMBER_OPTIONS.concurrency} x maxBatchSize ${MEMBER_OPTIONS.maxBatchSize}`);
-});
+    after(() => browser?.close());
 
-test('a partition moves to the other member page within a second of its owner closing', async () => {
-  const bus = newBus('failover');
-  const topic = 'stream';
-  await createTopic(host, bus, topic, 2);
-  const [a, b, producer] = await Promise.all([openPage(), openPage(), openPage()]);
-  const member = (label) => ({ bus, topic, groupId: 'failover', label });
-  await Promise.all([startPageMember(a, member('a')), startPageMember(b, member('b'))]);
-  // A steady stream into both partitions, so that the owner is closed mid-stream.
-  const producing = producePage(producer, { bus, topic, from: 'producer', count: 400, batch: 2, pauseMs: 10 });
-  const records = reports.get(bus);
-  await until(() => records.length >= 10, 10_000, 'the stream to flow');
-  const { partition, member: owner } = records[0];
-  const survivor = owner === 'a' ? 'b' : 'a';
+    test(`${engine}: three pages, a dedicated worker and a service worker share the work of one group`, async () => {
+      const work = await sharedWork('shared-work');
+      const memberPages = await Promise.all([openPage(), openPage(), openPage()]);
+      await Promise.all([
+        ...memberPages.map((page, i) => startPageMember(page, work.member(`page-${i}`))),
+        startWorkerMember(work.member('worker')),
+        startServiceWorkerMember(work.member('service-worker')),
+      ]);
+      const started = Date.now();
+      const sent = await produceFromTwoPages(work, MESSAGES, 0);
+      const records = reports.get(work.bus);
+      await until(() => distinct(records) >= sent.length, handledTimeoutMs(sent.length), 'every message handled');
+      console.log(`${engine} shared work: ${sent.length} messages handled in ${Date.now() - started} ms, by member ${JSON.stringify(countBy(records, (r) => r.member))}`);
+      await Promise.all([...memberPages.map(stopPageMember), stopHostedMember('worker'), stopHostedMember('service-worker')]);
+      await Promise.all(memberPages.map((page) => page.close()));
 
-  const closedAt = Date.now();
-  await (owner === 'a' ? a : b).close();
-  const takenOver = () => records.find((r) => r.partition === partition && r.member === survivor && r.start >= closedAt);
-  await until(takenOver, 15_000, `${survivor} to handle partition ${partition}`);
-  const failoverMs = takenOver().start - closedAt;
-  console.log(`failover: partition ${partition} went from ${owner} to ${survivor} ${failoverMs} ms after close()`);
-  await producing;
-  await stopPageMember(owner === 'a' ? b : a);
-  await Promise.all([a, b, producer].filter((page) => !page.isClosed()).map((page) => page.close()));
+      assertAllHandled(sent, records);
+      assert.deepEqual(partitionOrderViolations(records).slice(0, 10), []);
+      assert.equal(records.length, sent.length, 'with no member killed, no message is handled twice');
+      // Each of the five owned some of the 8 partitions, and every partition got work.
+      assert.deepEqual(Object.keys(countBy(records, (r) => r.member)).sort(), ['page-0', 'page-1', 'page-2', 'service-worker', 'worker']);
+    });
 
-  assert.ok(failoverMs <= 1000, `failover took ${failoverMs} ms`);
-  assert.deepEqual(partitionOrderViolations(records, new Map([[owner, closedAt]])).slice(0, 10), []);
-});
+    test(`${engine}: chaos: member pages closed, crashed and opened while the group works lose nothing`, async () => {
+      const work = await sharedWork('chaos');
+      const startMember = (page, label) => startPageMember(page, work.member(label));
+      const memberPages = await Promise.all(
+        ['page-0', 'page-1', 'page-2'].map(async (label) => {
+          const page = await openPage();
+          await startMember(page, label);
+          return { page, label };
+        }),
+      );
+      await Promise.all([startWorkerMember(work.member('worker')), startServiceWorkerMember(work.member('service-worker'))]);
+      const records = reports.get(work.bus);
+      console.log(`${engine} chaos: seed ${CHAOS_SEED} (FERRY_CHAOS_SEED replays another)`);
+      // The chaos goes on until every message was handled, so that every kill hits a
+      // group at work; the producers pause between sends so that messages keep coming.
+      const [sent, kills] = await Promise.all([
+        produceFromTwoPages(work, CHAOS_MESSAGES, 100),
+        chaos(engine, memberPages, startMember, prng(CHAOS_SEED), () => distinct(records) >= CHAOS_MESSAGES),
+      ]);
+      await until(() => distinct(records) >= sent.length, handledTimeoutMs(sent.length), 'every message handled');
+      await Promise.all([...memberPages.map(({ page }) => stopPageMember(page)), stopHostedMember('worker'), stopHostedMember('service-worker')]);
+      await Promise.all(memberPages.map(({ page }) => page.close()));
 
-test('a page closed in the middle of a run: its message in flight comes back with one more attempt, the rest of the run as it was', async () => {
-  const bus = newBus('mid-run');
-  const topic = 'run';
-  await createTopic(host, bus, topic, 1);
-  const [a, b, producer] = await Promise.all([openPage(), openPage(), openPage()]);
-  // A short heartbeat: the acks before a slow message are stored within one.
-  const member = (label, hangAtOffset) => ({ bus, topic, groupId: 'runs', label, hangAtOffset, options: { ackTimeoutMs: 60_000, heartbeatIntervalMs: 100 } });
-  await startPageMember(a, member('a', 3));
-  await startPageMember(b, member('b'));
-  const sent = sentBy('producer', await producePage(producer, { bus, topic, from: 'producer', count: 10, batch: 10 }));
-  const records = reports.get(bus);
-  const committed = () => host.evaluate(async (bus) => {
-    const b = await window.ferry.Bus.open({ name: bus });
-    const stats = await b.stats();
-    await b.close();
-    return stats.groups[0].partitions[0].committedOffset;
-  }, bus);
-  // One member holds the partition's run of 10; it handles 0 to 2 and hangs at 3.
-  await until(() => records.some((r) => r.offset === 3), 10_000, 'the run to reach offset 3');
-  const owner = records.find((r) => r.offset === 3).member;
-  const survivor = owner === 'a' ? 'b' : 'a';
-  if (owner === 'b') throw new Error('b took the partition first: its member has no hang');
-  const deadline = Date.now() + 10_000;
-  for (let stored = await committed(); stored < 3; stored = await committed()) {
-    if (Date.now() > deadline) throw new Error(`the acks of offsets 0 to 2 were not stored: committed offset ${stored}`);
-    await sleep(20);
-  }
+      // A killed member loses at most the acks of the runs it held, one per slot.
+      const twice = records.length - distinct(records);
+      const bound = kills.size * MEMBER_OPTIONS.concurrency * MEMBER_OPTIONS.maxBatchSize;
+      console.log(`${engine} chaos: ${sent.length} messages, ${kills.size} members killed, ${twice} handled twice (at most ${bound}), ${records.filter((r) => r.attempt > 1).length} redelivered`);
+      assert.ok(kills.size >= 3, `only ${kills.size} members killed before the group was done: too few to tell anything`);
+      assertAllHandled(sent, records);
+      assert.deepEqual(partitionOrderViolations(records, kills).slice(0, 10), []);
+      assert.ok(twice <= bound, `${twice} messages handled twice, more than ${kills.size} kills x concurrency ${MEMBER_OPTIONS.concurrency} x maxBatchSize ${MEMBER_OPTIONS.maxBatchSize}`);
+    });
 
-  const closedAt = Date.now();
-  await a.close();
-  await until(() => records.some((r) => r.member === survivor && r.offset === 9), 15_000, `${survivor} to finish the run`);
-  await stopPageMember(b);
-  await Promise.all([b, producer].map((page) => page.close()));
+    test(`${engine}: a partition moves to the other member page within a second of its owner closing`, async () => {
+      const bus = newBus('failover');
+      const topic = 'stream';
+      await createTopic(host, bus, topic, 2);
+      const [a, b, producer] = await Promise.all([openPage(), openPage(), openPage()]);
+      const member = (label) => ({ bus, topic, groupId: 'failover', label });
+      await Promise.all([startPageMember(a, member('a')), startPageMember(b, member('b'))]);
+      // A steady stream into both partitions, so that the owner is closed mid-stream.
+      const producing = producePage(producer, { bus, topic, from: 'producer', count: 400, batch: 2, pauseMs: 10 });
+      const records = reports.get(bus);
+      await until(() => records.length >= 10, 10_000, 'the stream to flow');
+      const { partition, member: owner } = records[0];
+      const survivor = owner === 'a' ? 'b' : 'a';
 
-  const after = records.filter((r) => r.member === survivor).map((r) => [r.offset, r.attempt]);
-  assert.deepEqual(after, [[3, 2], [4, 1], [5, 1], [6, 1], [7, 1], [8, 1], [9, 1]], 'only the message in flight counts an attempt');
-  assert.deepEqual(records.filter((r) => r.member === owner).map((r) => r.offset), [0, 1, 2, 3]);
-  assertAllHandled(sent, records);
-  assert.deepEqual(partitionOrderViolations(records, new Map([[owner, closedAt]])).slice(0, 10), []);
-});
+      const closedAt = Date.now();
+      await (owner === 'a' ? a : b).close();
+      const takenOver = () => records.find((r) => r.partition === partition && r.member === survivor && r.start >= closedAt);
+      await until(takenOver, 15_000, `${survivor} to handle partition ${partition}`);
+      const failoverMs = takenOver().start - closedAt;
+      console.log(`${engine} failover: partition ${partition} went from ${owner} to ${survivor} ${failoverMs} ms after close()`);
+      await producing;
+      await stopPageMember(owner === 'a' ? b : a);
+      await Promise.all([a, b, producer].filter((page) => !page.isClosed()).map((page) => page.close()));
 
-test('two groups in two pages each get every message a third page produces', async () => {
-  const bus = newBus('fan-out');
-  const topic = 'events';
-  await createTopic(host, bus, topic, 4);
-  const [billing, shipping, producer] = await Promise.all([openPage(), openPage(), openPage()]);
-  await Promise.all([
-    startPageMember(billing, { bus, topic, groupId: 'billing', label: 'billing' }),
-    startPageMember(shipping, { bus, topic, groupId: 'shipping', label: 'shipping' }),
-  ]);
-  const sent = sentBy('producer', await producePage(producer, { bus, topic, from: 'producer', count: 200, batch: 20, keys: KEYS }), KEYS);
-  const records = reports.get(bus);
-  const ofGroup = (groupId) => records.filter((r) => r.groupId === groupId);
-  await until(() => distinct(ofGroup('billing')) >= sent.length && distinct(ofGroup('shipping')) >= sent.length, 30_000, 'both groups to handle everything');
-  await Promise.all([billing, shipping].map(stopPageMember));
-  await Promise.all([billing, shipping, producer].map((page) => page.close()));
+      assert.ok(failoverMs <= 1000, `failover took ${failoverMs} ms`);
+      assert.deepEqual(partitionOrderViolations(records, new Map([[owner, closedAt]])).slice(0, 10), []);
+    });
 
-  for (const groupId of ['billing', 'shipping']) {
-    assertAllHandled(sent, ofGroup(groupId));
-    assert.equal(ofGroup(groupId).length, sent.length, `${groupId} handled a message twice`);
-  }
-});
+    test(`${engine}: a page closed in the middle of a run: its message in flight comes back with one more attempt, the rest of the run as it was`, async () => {
+      const bus = newBus('mid-run');
+      const topic = 'run';
+      await createTopic(host, bus, topic, 1);
+      const [a, b, producer] = await Promise.all([openPage(), openPage(), openPage()]);
+      // A short heartbeat: the acks before a slow message are stored within one.
+      const member = (label, hangAtOffset) => ({ bus, topic, groupId: 'runs', label, hangAtOffset, options: { ackTimeoutMs: 60_000, heartbeatIntervalMs: 100 } });
+      await startPageMember(a, member('a', 3));
+      await startPageMember(b, member('b'));
+      const sent = sentBy('producer', await producePage(producer, { bus, topic, from: 'producer', count: 10, batch: 10 }));
+      const records = reports.get(bus);
+      const committed = () => host.evaluate(async (bus) => {
+        const b = await window.ferry.Bus.open({ name: bus });
+        const stats = await b.stats();
+        await b.close();
+        return stats.groups[0].partitions[0].committedOffset;
+      }, bus);
+      // One member holds the partition's run of 10; it handles 0 to 2 and hangs at 3.
+      await until(() => records.some((r) => r.offset === 3), 10_000, 'the run to reach offset 3');
+      const owner = records.find((r) => r.offset === 3).member;
+      const survivor = owner === 'a' ? 'b' : 'a';
+      if (owner === 'b') throw new Error('b took the partition first: its member has no hang');
+      const deadline = Date.now() + 10_000;
+      for (let stored = await committed(); stored < 3; stored = await committed()) {
+        if (Date.now() > deadline) throw new Error(`the acks of offsets 0 to 2 were not stored: committed offset ${stored}`);
+        await sleep(20);
+      }
 
-test('three pages and a dedicated worker sending at once to one partition get gapless offsets', async () => {
-  const bus = newBus('producers');
-  const topic = 'log';
-  const count = 150;
-  const pages = await Promise.all([openPage(), openPage(), openPage()]);
-  // Different batch sizes, so that the contexts' sends interleave unevenly.
-  const metadata = await Promise.all([
-    ...pages.map((page, i) => producePage(page, { bus, topic, from: `page-${i}`, count, batch: [1, 7, 30][i] })),
-    produceInWorker({ bus, topic, from: 'worker', count, batch: 3 }),
-  ]);
-  const sent = metadata.flatMap((m, i) => sentBy(i < 3 ? `page-${i}` : 'worker', m));
-  assert.deepEqual(
-    sent.map((m) => m.offset).sort((x, y) => x - y),
-    Array.from({ length: 4 * count }, (_, i) => i),
-    'offsets 0 to n-1, each once',
-  );
-  assert.ok(sent.every((m) => m.partition === 0 && !m.duplicate));
+      const closedAt = Date.now();
+      await a.close();
+      await until(() => records.some((r) => r.member === survivor && r.offset === 9), 15_000, `${survivor} to finish the run`);
+      await stopPageMember(b);
+      await Promise.all([b, producer].map((page) => page.close()));
 
-  await startPageMember(pages[0], { bus, topic, groupId: 'audit', label: 'audit' });
-  const records = reports.get(bus);
-  await until(() => distinct(records) >= sent.length, 30_000, 'everything read back');
-  await stopPageMember(pages[0]);
-  await Promise.all(pages.map((page) => page.close()));
+      const after = records.filter((r) => r.member === survivor).map((r) => [r.offset, r.attempt]);
+      assert.deepEqual(after, [[3, 2], [4, 1], [5, 1], [6, 1], [7, 1], [8, 1], [9, 1]], 'only the message in flight counts an attempt');
+      assert.deepEqual(records.filter((r) => r.member === owner).map((r) => r.offset), [0, 1, 2, 3]);
+      assertAllHandled(sent, records);
+      assert.deepEqual(partitionOrderViolations(records, new Map([[owner, closedAt]])).slice(0, 10), []);
+    });
 
-  assertAllHandled(sent, records);
-  assert.equal(records.length, sent.length, 'a message read back twice');
-  assert.deepEqual(partitionOrderViolations(records), []);
-});
+    test(`${engine}: two groups in two pages each get every message a third page produces`, async () => {
+      const bus = newBus('fan-out');
+      const topic = 'events';
+      await createTopic(host, bus, topic, 4);
+      const [billing, shipping, producer] = await Promise.all([openPage(), openPage(), openPage()]);
+      await Promise.all([
+        startPageMember(billing, { bus, topic, groupId: 'billing', label: 'billing' }),
+        startPageMember(shipping, { bus, topic, groupId: 'shipping', label: 'shipping' }),
+      ]);
+      const sent = sentBy('producer', await producePage(producer, { bus, topic, from: 'producer', count: 200, batch: 20, keys: KEYS }), KEYS);
+      const records = reports.get(bus);
+      const ofGroup = (groupId) => records.filter((r) => r.groupId === groupId);
+      await until(() => distinct(ofGroup('billing')) >= sent.length && distinct(ofGroup('shipping')) >= sent.length, 30_000, 'both groups to handle everything');
+      await Promise.all([billing, shipping].map(stopPageMember));
+      await Promise.all([billing, shipping, producer].map((page) => page.close()));
+
+      for (const groupId of ['billing', 'shipping']) {
+        assertAllHandled(sent, ofGroup(groupId));
+        assert.equal(ofGroup(groupId).length, sent.length, `${groupId} handled a message twice`);
+      }
+    });
+
+    test(`${engine}: three pages and a dedicated worker sending at once to one partition get gapless offsets`, async () => {
+      const bus = newBus('producers');
+      const topic = 'log';
+      const count = 150;
+      const pages = await Promise.all([openPage(), openPage(), openPage()]);
+      // Different batch sizes, so that the contexts' sends interleave unevenly.
+      const metadata = await Promise.all([
+        ...pages.map((page, i) => producePage(page, { bus, topic, from: `page-${i}`, count, batch: [1, 7, 30][i] })),
+        produceInWorker({ bus, topic, from: 'worker', count, batch: 3 }),
+      ]);
+      const sent = metadata.flatMap((m, i) => sentBy(i < 3 ? `page-${i}` : 'worker', m));
+      assert.deepEqual(
+        sent.map((m) => m.offset).sort((x, y) => x - y),
+        Array.from({ length: 4 * count }, (_, i) => i),
+        'offsets 0 to n-1, each once',
+      );
+      assert.ok(sent.every((m) => m.partition === 0 && !m.duplicate));
+
+      await startPageMember(pages[0], { bus, topic, groupId: 'audit', label: 'audit' });
+      const records = reports.get(bus);
+      await until(() => distinct(records) >= sent.length, 30_000, 'everything read back');
+      await stopPageMember(pages[0]);
+      await Promise.all(pages.map((page) => page.close()));
+
+      assertAllHandled(sent, records);
+      assert.equal(records.length, sent.length, 'a message read back twice');
+      assert.deepEqual(partitionOrderViolations(records), []);
+    });
+  });
+}
