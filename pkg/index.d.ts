@@ -1,4 +1,4 @@
-// Types of the public API (API.md).
+// Types of the public API (pkg/README.md).
 
 export type FerryErrorCode =
   | 'INVALID_ARGUMENT'

@@ -1,4 +1,4 @@
-// Types of `ferry/workers` (API.md, "Cloudflare Workers: ferry/workers").
+// Types of `ferry/workers` (pkg/README.md, "Cloudflare Workers: ferry/workers").
 //
 // They do not depend on @cloudflare/workers-types: FerryObject is declared against
 // the small part of a Durable Object it uses, and a namespace is anything with

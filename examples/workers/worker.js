@@ -1,4 +1,4 @@
-// ferry on Cloudflare Workers (API.md, "Cloudflare Workers: ferry/workers"):
+// ferry on Cloudflare Workers (pkg/README.md, "Cloudflare Workers: ferry/workers"):
 //
 //   POST /orders   publishes the JSON order in the body on `order.placed`
 //   GET  /work     the `fulfilment` group pulls up to 10 orders, acks each one it
@@ -59,7 +59,7 @@ export default {
 
       return Response.json({ error: 'not found' }, { status: 404 });
     } catch (e) {
-      // The bus's refusals (API.md's codes) as JSON, like handleHttp's.
+      // The bus's refusals (the contract's codes) as JSON, like handleHttp's.
       if (e instanceof FerryError) {
         const status = { MESSAGE_TOO_LARGE: 413, QUEUE_FULL: 429, STORAGE: 500 }[e.code] ?? 400;
         return Response.json({ error: { code: e.code, message: e.message } }, { status });

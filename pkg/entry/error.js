@@ -1,6 +1,6 @@
 // FerryError, shared by every entry of the package (`ferry` and `ferry/workers`).
 
-/** Every rejection and throw of ferry: an Error with a `code` from API.md. */
+/** Every rejection and throw of ferry: an Error with a `code` from pkg/README.md. */
 export class FerryError extends Error {
   constructor(code, message) {
     super(message);

@@ -1,13 +1,11 @@
-// handleHttp(): the bus over HTTP, for forwarding from browsers and other services.
+// serveHttp(), behind handleHttp(): the bus over HTTP, for forwarding from browsers
+// and other services.
 //
-// Two routes (API.md): `POST /v1/topics/{topic}/messages` and `GET /v1/stats`. Every
-// error answers `{ "error": { "code", "message" } }` with a code from API.md's table.
+// Two routes (pkg/README.md): `POST /v1/topics/{topic}/messages` and `GET /v1/stats`. Every
+// error answers `{ "error": { "code", "message" } }` with a code from the contract's table.
 // A refused request stores nothing: every check runs before the one `send`, and
 // `send` itself is atomic.
 //
-// connect comes from workers.js, which re-exports this module: a circular import,
-// fine because connect is only used inside a function, after both modules ran.
-import { connect } from './workers.js';
 import { FerryError } from './error.js';
 
 // How each FerryError code of the bus becomes an HTTP status.
@@ -23,7 +21,7 @@ const STATUS_OF_CODE = {
   CLOSED: 503,
 };
 
-// The HTTP-only refusals have no code of their own in API.md; each takes the closest:
+// The HTTP-only refusals have no code of their own in pkg/README.md; each takes the closest:
 // 401 (credentials), 404 (path) and 405 (method) are all a wrong argument of the
 // request, INVALID_ARGUMENT; 413 over maxBodyBytes is MESSAGE_TOO_LARGE.
 class Refusal extends Error {
@@ -36,15 +34,11 @@ class Refusal extends Error {
 const SEND_PATH = /^\/v1\/topics\/([^/]*)\/messages$/;
 
 /**
- * Serves `request` from the bus `name` in `namespace` (see API.md). Other options
- * (`autoCreateTopics`, `maxMessageBytes`) go to `connect` as they are, and so apply
- * to this request's calls.
+ * Serves `request` from `client` (what `connect` gives, made only once the request
+ * is authorized): `handleHttp` in workers.js passes it. `maxBodyBytes` is checked
+ * there.
  */
-export async function handleHttp(request, namespace, { token, name = 'ferry', maxBodyBytes = 1048576, ...busOptions } = {}) {
-  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
-    // A deployment mistake, not the caller's: thrown, as every other bad argument of the API.
-    throw new FerryError('INVALID_ARGUMENT', `maxBodyBytes must be a positive integer, got ${maxBodyBytes}`);
-  }
+export async function serveHttp(request, client, { token, maxBodyBytes }) {
   try {
     // Credentials first, so a caller without them learns nothing, not even which paths exist.
     if (!(await authorized(request, token))) {
@@ -52,7 +46,7 @@ export async function handleHttp(request, namespace, { token, name = 'ferry', ma
     }
     const { serve, method } = route(new URL(request.url).pathname);
     if (request.method !== method) throw new Refusal(405, 'INVALID_ARGUMENT', `${request.method} is not allowed here; use ${method}`, { Allow: method });
-    return Response.json(await serve(request, connect(namespace, { name, ...busOptions }), maxBodyBytes));
+    return Response.json(await serve(request, client(), maxBodyBytes));
   } catch (error) {
     return errorResponse(error);
   }
@@ -158,7 +152,7 @@ function errorResponse(error) {
   if (error instanceof Refusal) {
     return errorJson(error.status, error.code, error.message, error.headers);
   }
-  // E.g. the Durable Object could not be reached. API.md's STORAGE names the underlying error.
+  // E.g. the Durable Object could not be reached. the contract's STORAGE names the underlying error.
   return errorJson(500, 'STORAGE', `${error?.name ?? 'Error'}: ${error?.message ?? String(error)}`);
 }
 

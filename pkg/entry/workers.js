@@ -8,11 +8,11 @@
 // workerd requires, and instantiated on first use.
 import { DurableObject } from 'cloudflare:workers';
 import wasmModule from '../dist/edge/ferry_bg.wasm';
-import { initSync, EdgeObject, checkConsumerOptions, pullPlan, routePublish, routeSend, seekPartition } from '../dist/edge/ferry.js';
+import { initSync, EdgeObject, checkConsumerOptions, checkHttpOptions, pullPlan, routePublish, routeSend, seekPartition } from '../dist/edge/ferry.js';
 import { FerryError } from './error.js';
 
 export { FerryError };
-export { handleHttp } from './workers-http.js';
+import { serveHttp } from './workers-http.js';
 
 let engineReady = false;
 function loadEngine() {
@@ -338,4 +338,16 @@ class PullConsumer {
       for (const waiter of waiters) waiter.reject(error);
     }
   }
+}
+
+/**
+ * Serves `request` from the bus `name` in `namespace` over HTTP (see pkg/README.md).
+ * Other options (`autoCreateTopics`, `maxMessageBytes`) go to `connect` as they
+ * are, and so apply to this request's calls.
+ */
+export async function handleHttp(request, namespace, { token, name = 'ferry', maxBodyBytes, ...busOptions } = {}) {
+  loadEngine();
+  // A deployment mistake, not the caller's: thrown, as every other bad argument of the API.
+  const checked = checkHttpOptions(maxBodyBytes);
+  return serveHttp(request, () => connect(namespace, { name, ...busOptions }), { token, maxBodyBytes: checked });
 }

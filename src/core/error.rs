@@ -1,9 +1,9 @@
-//! The error every fallible engine operation returns: a code from `API.md` and a
+//! The error every fallible engine operation returns: a code from pkg/README.md and a
 //! message that names the offending field or value.
 
 use std::fmt;
 
-/// The error codes of `API.md`, one per way an operation can be refused.
+/// The error codes of pkg/README.md, one per way an operation can be refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     InvalidArgument,

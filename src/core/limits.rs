@@ -1,7 +1,7 @@
 //! Every limit of the bus, in one place, each with the reason for its value.
 //!
 //! A limit is checked where input enters the engine; past it the caller gets an
-//! `INVALID_ARGUMENT` (or the more specific code `API.md` names) and nothing changes.
+//! `INVALID_ARGUMENT` (or the more specific code pkg/README.md names) and nothing changes.
 
 /// Topic and group names: Kafka's limit, so names port both ways.
 pub const NAME_LEN_MAX: usize = 249;
@@ -44,7 +44,7 @@ pub const RETENTION_MS_MAX: u64 = 10 * 365 * 24 * 3_600_000;
 /// Largest offset or count handed to JavaScript: numbers there are exact up to 2^53.
 pub const SAFE_INTEGER_MAX: u64 = (1 << 53) - 1;
 
-/// `retry.maxAttempts`: 1 to 1000 (`API.md`).
+/// `retry.maxAttempts`: 1 to 1000 (pkg/README.md).
 pub const ATTEMPTS_MAX: u32 = 1000;
 
 /// `retry.initialBackoffMs` and `retry.maxBackoffMs`: one week; a retry later than
@@ -75,7 +75,7 @@ pub const GROUPS_MAX: usize = 10_000;
 /// Topics one consumer subscribes to.
 pub const SUBSCRIPTIONS_MAX: usize = 100;
 
-/// `ferry-dlq-error`: the failure's message, at most 1 KiB (`API.md`).
+/// `ferry-dlq-error`: the failure's message, at most 1 KiB (pkg/README.md).
 pub const DLQ_ERROR_BYTES_MAX: usize = 1024;
 
 /// With `ordering: "none"`, how far past the committed offset a group may hand out
@@ -84,7 +84,8 @@ pub const DLQ_ERROR_BYTES_MAX: usize = 1024;
 pub const UNSETTLED_WINDOW_MAX: u64 = 10_000;
 
 /// Messages per stored log chunk: a chunk is one storage record, and packing about a
-/// hundred messages per record is what makes IndexedDB fast (see DESIGN.md).
+/// hundred messages per record is what makes IndexedDB fast: its cost is per
+/// request and per transaction far more than per byte.
 pub const CHUNK_MESSAGES_MAX: usize = 512;
 
 /// Bytes per stored log chunk before a new one starts (a single larger message
@@ -118,7 +119,7 @@ pub const HOUSEKEEPING_INTERVAL_MS: u64 = ACK_TIMEOUT_MS_MIN;
 /// (asleep, or a new tab) reads the whole bus once.
 pub const CHANGE_LOG_COMMITS: u64 = 1024;
 
-/// Messages one edge `receive` may return (API.md: `max` is 1 to 100): a Worker
+/// Messages one edge `receive` may return (pkg/README.md: `max` is 1 to 100): a Worker
 /// invocation handles them within its own time limit.
 pub const RECEIVE_MAX: u64 = 100;
 /// `receive()` without `max`.
@@ -131,3 +132,7 @@ pub const FORWARD_RETRY_MS: u64 = 1_000;
 /// The longest wait between forward tries (ms): a partition object that is down
 /// for long is tried once a minute.
 pub const FORWARD_RETRY_MS_MAX: u64 = 60_000;
+
+/// `handleHttp`'s `maxBodyBytes` by default: 1 MiB, a request of many messages
+/// well within a Worker's memory.
+pub const HTTP_BODY_BYTES_DEFAULT: u64 = 1 << 20;

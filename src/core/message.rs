@@ -9,7 +9,7 @@ use super::error::{FerryError, Result};
 /// A topic, group or member name, shared cheaply between records and keys.
 pub type Name = Arc<str>;
 
-/// How a value was given, so it is delivered the same way (`API.md`: a string as a
+/// How a value was given, so it is delivered the same way (pkg/README.md: a string as a
 /// string, a `Uint8Array` as bytes, anything else as JSON).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ValueKind {

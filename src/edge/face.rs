@@ -473,3 +473,10 @@ pub fn check_consumer_options(options: JsValue) -> std::result::Result<(), JsVal
     };
     check().map_err(to_js)
 }
+
+/// `handleHttp`'s `maxBodyBytes`, checked; its default when undefined.
+#[wasm_bindgen(js_name = checkHttpOptions)]
+pub fn check_http_options(max_body_bytes: JsValue) -> std::result::Result<f64, JsValue> {
+    let checked = args::opt_integer(&max_body_bytes, "maxBodyBytes", 1, SAFE_INTEGER_MAX).map_err(to_js)?;
+    Ok(checked.unwrap_or(HTTP_BODY_BYTES_DEFAULT) as f64)
+}

@@ -1,5 +1,5 @@
 //! The options and arguments of the API, read from JavaScript and checked: each
-//! wrong type or range is `INVALID_ARGUMENT` naming the field (`API.md`).
+//! wrong type or range is `INVALID_ARGUMENT` naming the field (pkg/README.md).
 
 use js_sys::Object;
 use wasm_bindgen::prelude::*;

@@ -1,4 +1,4 @@
-//! `Bus` and `Producer` as JavaScript sees them (`API.md`).
+//! `Bus` and `Producer` as JavaScript sees them (pkg/README.md).
 //!
 //! Each method returns a `Promise` that settles once its writes are stored: the
 //! operation runs on the engine, then shares a commit with whatever else started

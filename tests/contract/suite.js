@@ -1,4 +1,4 @@
-// The API.md contract, one suite for every place the package runs: Node on the
+// The pkg/README.md contract, one suite for every place the package runs: Node on the
 // memory store, a Chromium page and a Chromium module service worker on IndexedDB.
 // Each case gets the package (`{ Bus, FerryError }`) and `env.name(label)`, a bus
 // name no other case or run uses; `env.edge` is true in workerd, through `connect`.

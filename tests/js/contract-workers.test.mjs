@@ -381,7 +381,7 @@ async function runCase(name) {
   if (!body.ok) throw new Error(body.error);
 }
 
-// Contract cases where ferry's edge differs from API.md: run, reported, not failing the file.
+// Contract cases where ferry's edge differs from pkg/README.md: run, reported, not failing the file.
 
 for (const { name, needs } of cases) {
   const skip = needs === 'run' && 'needs a consumer.run loop, which a Worker does not have (the edge-only cases cover receive/ack/retry)';

@@ -78,7 +78,7 @@ export default {
 };
 `;
 
-test('in workerd the workerd entry loads the engine, and a bus produces, consumes and fails as in API.md', { timeout: 20000 }, async () => {
+test('in workerd the workerd entry loads the engine, and a bus produces, consumes and fails as in pkg/README.md', { timeout: 20000 }, async () => {
   const { modules, inputs } = await bundleWorker(worker);
   assert.ok(inputs.includes('pkg/entry/workerd.js'), `the workerd entry is bundled: ${inputs.join(', ')}`);
   const mf = new Miniflare({ modules, modulesRoot: root, compatibilityDate: '2025-09-01' });

@@ -6,7 +6,7 @@ import { startWorker } from './workerd.mjs';
 
 const TOKEN = 'test-token-5f1c';
 
-// The Worker of API.md: /v1/ paths go to handleHttp. The host picks the bus:
+// The Worker of pkg/README.md: /v1/ paths go to handleHttp. The host picks the bus:
 // "shop" as a deployment would have it, "strict" opened with autoCreateTopics off
 // and 1 KiB messages, "open" a deployment that forgot its token. /setup makes, with
 // connect(), a topic with a maxDepth on "shop" and a topic on "strict".

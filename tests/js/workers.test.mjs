@@ -142,7 +142,7 @@ test('retry is a failed attempt: backoff, then dead-lettered after maxAttempts',
   }
 });
 
-test('bad calls reject with a FerryError and its code from API.md', { timeout: 30000 }, async () => {
+test('bad calls reject with a FerryError and its code from pkg/README.md', { timeout: 30000 }, async () => {
   const mf = await start(false);
   try {
     await step(mf, 'send');

@@ -1,5 +1,5 @@
-// Compiled with `tsc --strict --noEmit`: the declarations type every name of API.md,
-// and the KafkaJS example from MISSION.md type-checks unchanged.
+// Compiled with `tsc --strict --noEmit`: the declarations type every name of pkg/README.md,
+// and the KafkaJS example of pkg/README.md type-checks unchanged.
 import { Bus, FerryError, type BusStats, type RecordMetadata } from 'ferry';
 
 interface Order {

@@ -1,5 +1,5 @@
 // Compiled with `tsc --strict --noEmit`: the declarations of `ferry/workers` type
-// every name of its API.md section, without @cloudflare/workers-types.
+// every name of its pkg/README.md section, without @cloudflare/workers-types.
 import {
   FerryObject,
   FerryError,
@@ -41,7 +41,7 @@ export class AuditedBus extends FerryObject<Env> {
 
 declare function fulfil(order: Order): Promise<void>;
 
-// API.md's example, typed.
+// the contract's example, typed.
 const worker = {
   async fetch(request: Request, env: Env): Promise<Response> {
     if (new URL(request.url).pathname.startsWith('/v1/')) return handleHttp(request, env.BUS, { token: env.FERRY_TOKEN });

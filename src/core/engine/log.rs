@@ -9,7 +9,7 @@ use crate::core::limits::*;
 use crate::core::message::{ChunkBuilder, Message, OutgoingMessage, Value};
 use crate::core::murmur2::partition_for_key;
 
-/// Where a sent message was stored (`RecordMetadata` in `API.md`).
+/// Where a sent message was stored (`RecordMetadata` in pkg/README.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordMetadata {
     pub topic: Name,

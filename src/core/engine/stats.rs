@@ -1,4 +1,4 @@
-//! `bus.stats()`: depth, lag, in-flight and dead-lettered counts, shaped as `API.md`.
+//! `bus.stats()`: depth, lag, in-flight and dead-lettered counts, shaped as pkg/README.md.
 //! An engine holding one partition of a split bus reports that partition alone.
 
 use super::*;
