@@ -47,14 +47,15 @@ demo: pkg
 
 ## The npm package: wasm engine + JavaScript glue in pkg/dist.
 ## `ferry/workers` gets its own build (feature `edge`) in pkg/dist/edge, so pages
-## never download the Durable Object face.
+## never download the Durable Object face; its files have names of their own
+## (ferry_edge*), since bundlers such as wrangler name wasm modules by file.
 pkg: setup-wasm setup-npm
 	$(CARGO) build --target $(WASM_TARGET) --profile wasm
 	wasm-bindgen --target web --out-dir pkg/dist --out-name ferry target/$(WASM_TARGET)/wasm/ferry.wasm
 	$(WASM_OPT) pkg/dist/ferry_bg.wasm -o pkg/dist/ferry_bg.wasm
 	$(CARGO) build --target $(WASM_TARGET) --profile wasm --features edge
-	wasm-bindgen --target web --out-dir pkg/dist/edge --out-name ferry target/$(WASM_TARGET)/wasm/ferry.wasm
-	$(WASM_OPT) pkg/dist/edge/ferry_bg.wasm -o pkg/dist/edge/ferry_bg.wasm
+	wasm-bindgen --target web --out-dir pkg/dist/edge --out-name ferry_edge target/$(WASM_TARGET)/wasm/ferry.wasm
+	$(WASM_OPT) pkg/dist/edge/ferry_edge_bg.wasm -o pkg/dist/edge/ferry_edge_bg.wasm
 	@printf 'pkg/dist: ferry_bg.wasm %s bytes (%s gzipped), ferry.js %s bytes (%s gzipped)\n' \
 		$$(wc -c < pkg/dist/ferry_bg.wasm) $$(gzip -9c pkg/dist/ferry_bg.wasm | wc -c) \
 		$$(wc -c < pkg/dist/ferry.js) $$(gzip -9c pkg/dist/ferry.js | wc -c)

@@ -7,8 +7,8 @@
 // own build, with the Durable Object face) is imported as a compiled module, as
 // workerd requires, and instantiated on first use.
 import { DurableObject } from 'cloudflare:workers';
-import wasmModule from '../dist/edge/ferry_bg.wasm';
-import { initSync, EdgeObject, checkConsumerOptions, checkHttpOptions, pullPlan, routePublish, routeSend, seekPartition } from '../dist/edge/ferry.js';
+import wasmModule from '../dist/edge/ferry_edge_bg.wasm';
+import { initSync, EdgeObject, checkConsumerOptions, checkHttpOptions, pullPlan, routePublish, routeSend, seekPartition } from '../dist/edge/ferry_edge.js';
 import { FerryError } from './error.js';
 
 export { FerryError };

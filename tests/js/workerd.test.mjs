@@ -110,3 +110,43 @@ test('in workerd the workerd entry loads the engine, and a bus produces, consume
     await mf.dispose();
   }
 });
+
+// A Worker using both entries: the bus in memory of 'ferry' beside the Durable
+// Objects of 'ferry/workers'. Bundled as wrangler does, wasm modules are named by
+// their file, so the two engines must not share a file name.
+const both = `
+import { Bus } from 'ferry';
+import { FerryObject, connect } from 'ferry/workers';
+
+export class BusObject extends FerryObject {}
+
+export default {
+  async fetch(request, env) {
+    try {
+      const local = await Bus.open({ name: 'local' });
+      const here = await local.publish('t', 'in memory');
+      await local.close();
+      const edge = connect(env.BUS, { name: 'edge' });
+      const there = await edge.publish('t', 'in a Durable Object');
+      return Response.json({ here: here.offset, there: there.offset });
+    } catch (e) {
+      return new Response(String(e?.stack ?? e), { status: 500 });
+    }
+  },
+};
+`;
+
+test('a Worker importing both ferry and ferry/workers bundles two engines under their own names, and both run', { timeout: 20000 }, async () => {
+  const { modules } = await bundleWorker(both);
+  const engines = modules.filter((m) => m.type === 'CompiledWasm').map((m) => m.path.slice(root.length));
+  assert.equal(engines.length, 2, `two wasm modules: ${engines.join(', ')}`);
+  const mf = new Miniflare({ modules, modulesRoot: root, compatibilityDate: '2025-09-01', durableObjects: { BUS: { className: 'BusObject', useSQLite: true } } });
+  try {
+    const response = await mf.dispatchFetch('http://ferry.test/', { signal: AbortSignal.timeout(15000) });
+    const body = await response.text();
+    assert.equal(response.status, 200, body);
+    assert.deepEqual(JSON.parse(body), { here: 0, there: 0 });
+  } finally {
+    await mf.dispose();
+  }
+});
