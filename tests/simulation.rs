@@ -8,16 +8,21 @@
 //! after every step the engine is checked against it:
 //!
 //! 1. nothing whose send was acknowledged is lost: it is readable at its offset,
-//!    unless every group reading it settled it or retention removed it;
+//!    unless every group reading it committed past it (settled it, or sought past
+//!    it) or retention removed it;
 //! 2. acknowledged offsets of a partition are exactly `0..highOffset`;
-//! 3. with `ordering: "partition"` a group is handed a run: consecutive offsets
-//!    from its first unsettled one, at most `maxBatchSize`, one run per partition
-//!    and poll, within the poll's limit; it settles offset n+1 only after n (an
-//!    ack ahead of its turn waits for it), and only its first unsettled offset is
-//!    in flight;
+//! 3. with `ordering: "partition"`, within one generation of a partition (a seek
+//!    starts the next: a seek back hands settled offsets out again, so the order
+//!    holds between two seeks, not across them), a group is handed a run:
+//!    consecutive offsets from its first unsettled one, at most `maxBatchSize`,
+//!    one run per partition and poll, within the poll's limit; it settles offset
+//!    n+1 only after n (an ack ahead of its turn waits for it), and only its first
+//!    unsettled offset is in flight;
 //! 4. a partition has one owner per group, a member subscribed to it, owners are
 //!    balanced, and only the owner is handed its messages;
-//! 5. a handler settles successfully only a delivery it still holds;
+//! 5. a handler settles successfully only a delivery it still holds, one handed
+//!    out since the last seek of its partition (a seek abandons the rest without
+//!    counting an attempt), and `holds` says whether it does;
 //! 6. a delivery's attempt is one more than the times the message was its run's
 //!    message in flight when it failed, its lease ran out or its member was lost
 //!    (what was leased behind it counts none), and so are a dead letter's
@@ -28,16 +33,20 @@
 //! exactly when their session ends, every pending delivery the engine stores (its
 //! lease, deadline, early ack, failed attempts) being the model's, and the stored
 //! records opening to the same bus. At the end of each seed, once faults stop and
-//! every member stays live, every message ends acked or dead-lettered in every
-//! group that subscribed before it was sent, with each dead letter in
-//! `${topic}.dlq` carrying its `ferry-dlq-*` headers.
+//! every member stays live, every message ends acked or dead-lettered, at least
+//! once since the group's last seek of its partition, in every group that
+//! subscribed before it was sent and did not seek past it, with each dead letter
+//! in `${topic}.dlq` carrying its `ferry-dlq-*` headers.
 //!
 //! Members handle runs as the drivers do: a run's messages in order, acked one by
-//! one (a commit may hold several acks), the run stopping at its first failure;
+//! one (a commit may hold several acks), the run stopping at its first failure or
+//! at a message its member no longer holds (the run loop asks before each);
 //! now and then a run's acks go out in another order, as a pull consumer's settled
 //! together may. Members crash mid-run, contexts crash before their acks are
 //! stored, and a stopping member gives back with `release` what it has not
-//! started.
+//! started. Now and then a driver seeks its group's position in a partition: back,
+//! forward, to the end, past it (refused), or to a time, with runs there in
+//! flight, leased or waiting.
 //!
 //! `FERRY_SIM_SEEDS` (default 1000) seeds run from `FERRY_SIM_SEED` (default 0); a
 //! failure prints its seed and the command that replays it. `FERRY_SIM_TRACE=1`
@@ -50,7 +59,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Mutex;
 
 use ferry::core::config::{BusConfig, ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
-use ferry::core::engine::{Delivery, Engine, PollLimit, Receipt, Stats, Subscription};
+use ferry::core::engine::{Delivery, Engine, PollLimit, Receipt, SeekTo, Stats, Subscription};
 use ferry::core::limits::{CHUNK_MESSAGES_MAX, POLL_MAX};
 use ferry::core::message::{Message, OutgoingMessage, Value};
 use ferry::core::murmur2::partition_for_key;
@@ -201,10 +210,13 @@ struct GroupModel {
 #[derive(Clone)]
 struct CursorModel {
     /// The first offset the model does not know as settled; the group must settle
-    /// every message from where it started on.
+    /// every message from where it started, or last sought, on.
     prefix: u64,
     /// What the model knows of offsets from `prefix` on.
     offsets: BTreeMap<u64, OffsetState>,
+    /// How many seeks moved the position: deliveries carry it, and one made
+    /// before a seek settles nothing, even when its offset comes again.
+    generation: u32,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -254,9 +266,9 @@ impl CursorModel {
 
     /// Whether `member` holds `receipt`'s delivery: in flight with a lease that has
     /// not run out (even before a tick counts the timeout), or leased behind its
-    /// run's message in flight.
+    /// run's message in flight; and handed out since the last seek.
     fn holds(&self, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
-        let lease = self.offsets.get(&receipt.offset).and_then(|s| s.lease.as_ref());
+        let lease = self.offsets.get(&receipt.offset).and_then(|s| s.lease.as_ref()).filter(|_| receipt.generation == self.generation);
         lease.is_some_and(|l| l.member == member && l.attempt == receipt.attempt && l.deadline_ms.map_or(true, |deadline_ms| now_ms < deadline_ms))
     }
 
@@ -385,6 +397,13 @@ enum Effect {
         member: String,
         now_ms: u64,
     },
+    /// The group's position in the partition moved to `offset`.
+    Sought {
+        group: usize,
+        topic: usize,
+        partition: u32,
+        offset: u64,
+    },
     Ticked {
         now_ms: u64,
     },
@@ -417,9 +436,9 @@ struct Simulation {
     /// `(topic, partition)` whose log or head a commit wrote since the last check.
     logs_written: HashSet<(String, u32)>,
     reread_all_logs: bool,
-    /// Per `(group, topic, partition)`, the pending deliveries as the last commit
-    /// that wrote them stored them.
-    stored_pending: HashMap<(String, String, u32), Vec<(u64, Pending)>>,
+    /// Per `(group, topic, partition)`, the position's generation and pending
+    /// deliveries as the last commit that wrote them stored them.
+    stored_pending: HashMap<(String, String, u32), (u32, Vec<(u64, Pending)>)>,
 }
 
 impl Simulation {
@@ -654,7 +673,7 @@ impl Simulation {
                     self.trace(|| "the whole context crashes".to_string());
                     self.reopen();
                 }
-                _ => self.tick(&mut effects),
+                _ => self.seek(&mut effects),
             }
         }
         // Rarely the context dies after the operations, before their commit.
@@ -1025,6 +1044,9 @@ impl Simulation {
         if offset < cursor.prefix {
             self.violation(format!("{}/{p}@{offset} handed to {group_name} again, though settled (committed {})", delivery.topic, cursor.prefix));
         }
+        if delivery.generation != cursor.generation {
+            self.violation(format!("{}/{p}@{offset} handed out in generation {}; the model has {}", delivery.topic, delivery.generation, cursor.generation));
+        }
         let state = cursor.offsets.get(&offset);
         // Only a first delivery: a clock that went back may make a retry's backoff,
         // or the give-back of a run, end before the delay does, by its reading.
@@ -1066,13 +1088,22 @@ impl Simulation {
 
     /// A handler works through the start of a run in order, acking each message
     /// (one commit then holds several acks) and stopping the run at its first
-    /// failure: the engine gave the rest back. What it has not reached stays held.
-    /// Now and then the acks go out in another order, as a pull consumer's settled
-    /// together may.
+    /// failure: the engine gave the rest back. Before each message after the first
+    /// (whose handler was running already) the run loop asks whether its member
+    /// still holds it, and drops the run when not (a seek abandoned it, or its
+    /// lease ran out). What it has not reached stays held. Now and then the run is
+    /// a pull consumer's: its acks go out together in another order, no question
+    /// asked.
     fn handle_run(&mut self, member: usize, mut run: Vec<Receipt>, effects: &mut Vec<Effect>) {
         let rest = run.split_off(self.rng.between(1, run.len() as u64) as usize);
+        let pulled = self.rng.chance(1, 8);
         let mut outcomes = Vec::new();
+        let mut abandoned = false;
         for receipt in run {
+            if !pulled && !outcomes.is_empty() && !self.still_holds(member, &receipt, effects) {
+                abandoned = true;
+                break;
+            }
             let fails = self.rng.chance(self.handler_failures_per_mille, 1000);
             outcomes.push((receipt, if fails { Outcome::Fail } else { Outcome::Ack }));
             if fails {
@@ -1080,7 +1111,7 @@ impl Simulation {
             }
         }
         let failed = outcomes.last().is_some_and(|(_, outcome)| *outcome == Outcome::Fail);
-        if self.rng.chance(1, 8) {
+        if pulled {
             for i in (1..outcomes.len()).rev() {
                 outcomes.swap(i, self.rng.between(0, i as u64) as usize);
             }
@@ -1088,8 +1119,60 @@ impl Simulation {
         for (receipt, outcome) in outcomes {
             self.settle(member, receipt, outcome, effects);
         }
-        if !failed && !rest.is_empty() {
+        if !failed && !abandoned && !rest.is_empty() && (pulled || self.still_holds(member, &rest[0], effects)) {
             self.members[member].held.push(rest);
+        }
+    }
+
+    /// What a run loop asks before it starts a message: the engine's answer must
+    /// be the model's.
+    fn still_holds(&self, member: usize, receipt: &Receipt, effects: &[Effect]) -> bool {
+        let (group, id) = (self.members[member].group, &self.members[member].id);
+        let held = self.engine.holds(&self.groups[group].name, id, receipt, self.now_ms);
+        if held != self.holds(group, id, receipt, effects) {
+            self.violation(format!("holds of {receipt:?} by {id} says {held}; the model says otherwise"));
+        }
+        held
+    }
+
+    /// A driver moves its group's position in a partition: back over what it
+    /// settled (below the first retained offset too), forward over what it has
+    /// not, to the end, past it (refused, nothing changes), or to a time, while
+    /// runs there may be in flight, leased or waiting.
+    fn seek(&mut self, effects: &mut Vec<Effect>) {
+        let group = self.rng.between(0, self.groups.len() as u64 - 1) as usize;
+        let topics = &self.groups[group].topics;
+        let topic = topics[self.rng.between(0, topics.len() as u64 - 1) as usize];
+        let partition = self.rng.between(0, u64::from(self.topics[topic].config.partitions) - 1) as u32;
+        let (group_name, topic_name) = (self.groups[group].name.clone(), self.topics[topic].name.clone());
+        let log = &self.topics[topic].logs[partition as usize];
+        let (low, high) = (self.topics[topic].lows[partition as usize], log.len() as u64);
+        let committed = self.groups[group].cursors[&(topic, partition)].prefix;
+        let to = match self.rng.between(0, 9) {
+            0..=2 => SeekTo::Offset(committed.saturating_sub(self.rng.between(1, 30))),
+            3..=5 => SeekTo::Offset((committed + self.rng.between(1, 10)).min(high)),
+            6 => SeekTo::Offset(high),
+            7 => SeekTo::Offset(high + self.rng.between(1, 3)),
+            _ if low < high => SeekTo::Timestamp((log[self.rng.between(low, high - 1) as usize].timestamp_ms + 1).saturating_sub(self.rng.between(0, 2))),
+            _ => SeekTo::Timestamp(self.now_ms),
+        };
+        // The clock goes back now and then, so the first message sent at or after a
+        // time is not always the last of those sent before it.
+        let expected = match to {
+            SeekTo::Offset(offset) if offset > high => Err(ErrorCode::InvalidArgument),
+            SeekTo::Offset(offset) => Ok(offset.max(low)),
+            SeekTo::Timestamp(ms) => Ok((low..high).find(|&o| log[o as usize].timestamp_ms >= ms).unwrap_or(high)),
+        };
+        let wrote_before = self.engine.has_writes();
+        let got = self.engine.seek(&group_name, &topic_name, partition, to).map_err(|e| e.code);
+        self.trace(|| format!("{group_name} seeks {topic_name}/{partition} (committed {committed}, {low}..{high}) to {to:?}: {got:?}"));
+        if got != expected {
+            self.violation(format!("seek of {group_name} in {topic_name}/{partition} ({low}..{high}) to {to:?} returned {got:?}, expected {expected:?}"));
+        }
+        match got {
+            Ok(offset) => effects.push(Effect::Sought { group, topic, partition, offset }),
+            Err(_) if self.engine.has_writes() != wrote_before => self.violation(format!("a refused seek of {topic_name}/{partition} wrote something")),
+            Err(_) => {}
         }
     }
 
@@ -1179,8 +1262,8 @@ impl Simulation {
                 (Key::Chunk(topic, p, _) | Key::Partition(topic, p), _) => {
                     self.logs_written.insert((topic.to_string(), *p));
                 }
-                (Key::Cursor(group, topic, p), Some(Record::GroupPartition { pending, .. })) if stored => {
-                    self.stored_pending.insert((group.to_string(), topic.to_string(), *p), pending.clone());
+                (Key::Cursor(group, topic, p), Some(Record::GroupPartition { cursor, pending })) if stored => {
+                    self.stored_pending.insert((group.to_string(), topic.to_string(), *p), (cursor.generation, pending.clone()));
                 }
                 _ => {}
             }
@@ -1237,6 +1320,11 @@ impl Simulation {
                 }
             }
             Effect::Left { member, now_ms } => self.remove_member(&member, now_ms),
+            Effect::Sought { group, topic, partition, offset } => {
+                let cursor = self.groups[group].cursors.get_mut(&(topic, partition)).expect("a sought partition has a cursor");
+                // Everything pending is abandoned, no attempt counted.
+                *cursor = CursorModel { prefix: offset, offsets: BTreeMap::new(), generation: cursor.generation + 1 };
+            }
             Effect::Ticked { now_ms } => self.apply_tick(now_ms),
             Effect::SendDone { .. } => {}
         }
@@ -1262,8 +1350,13 @@ impl Simulation {
                     }
                 }
             }
-            Effect::Sent { .. } | Effect::DedupRecorded { .. } | Effect::Joined(_) | Effect::Heartbeat { .. } | Effect::Left { .. } | Effect::Ticked { .. } => {
-            }
+            Effect::Sent { .. }
+            | Effect::DedupRecorded { .. }
+            | Effect::Joined(_)
+            | Effect::Heartbeat { .. }
+            | Effect::Left { .. }
+            | Effect::Sought { .. }
+            | Effect::Ticked { .. } => {}
         }
     }
 
@@ -1366,12 +1459,15 @@ impl Simulation {
     /// Under partition ordering nothing is settled above an unsettled offset and
     /// only the first unsettled offset is in flight.
     fn check_stored_pending(&self) {
-        for ((group_name, topic_name, p), pending) in &self.stored_pending {
+        for ((group_name, topic_name, p), (generation, pending)) in &self.stored_pending {
             // The redrive position of a dead-letter topic is no group's.
             let (Some(group), Some(topic)) = (self.groups.iter().position(|g| g.name == *group_name), self.topic_index(topic_name)) else { continue };
             let Some(cursor) = self.groups[group].cursors.get(&(topic, *p)) else {
                 self.violation(format!("{group_name} stored deliveries of {topic_name}/{p}, which it reads without a position"))
             };
+            if *generation != cursor.generation {
+                self.violation(format!("{group_name} stored its position in {topic_name}/{p} at generation {generation}; the model has {}", cursor.generation));
+            }
             let ordered = self.groups[group].ordering == GroupOrdering::Partition;
             let mut ahead: Option<(u64, &Pending)> = None;
             for (place, (offset, stored)) in pending.iter().enumerate() {
@@ -1603,7 +1699,7 @@ impl Simulation {
                             group_stats.group_id, group_stats.topic, gp.partition, gp.committed_offset
                         ));
                     }
-                    self.groups[group].cursors.insert(key, CursorModel { prefix: start, offsets: BTreeMap::new() });
+                    self.groups[group].cursors.insert(key, CursorModel { prefix: start, offsets: BTreeMap::new(), generation: 0 });
                 }
                 advance_over_settled(self.groups[group].cursors.get_mut(&key).expect("inserted above"));
             }
@@ -1677,8 +1773,9 @@ impl Simulation {
         }
     }
 
-    /// An acknowledged message left the log: every group reading it must have settled
-    /// it, or retention must have removed it.
+    /// An acknowledged message left the log: every group reading it must have
+    /// committed past it (settled it, or sought past it), or retention must have
+    /// removed it.
     fn check_removal(&self, topic: usize, p: u32, offset: u64) {
         let model = &self.topics[topic];
         let sent = &model.logs[p as usize][offset as usize];
@@ -1721,7 +1818,8 @@ impl Simulation {
 
     /// Faults stop, every group keeps a live member, and consumers run (handlers now
     /// always ack) until nothing is left to deliver; then every message must be
-    /// settled in every group responsible for it.
+    /// settled in every group responsible for it: from where the group started, or
+    /// last sought, on.
     fn drain(&mut self) {
         self.store.fail_randomly(0);
         for _ in 0..DRAIN_ROUNDS_MAX {
