@@ -179,6 +179,11 @@ impl<S: Store> EdgeObject<S> {
         };
         // A new bus stores its schema version before anything else.
         object.operate(0, |_, _| Ok(()))?;
+        // When what waits here for forwarding was due is not stored, and the first
+        // alarm this object sets replaces the one it had: it goes at once.
+        if object.engine.outbound().map_or(true, |entries| !entries.is_empty()) {
+            object.forwarding.due_ms = Some(0);
+        }
         Ok(object)
     }
 
@@ -362,9 +367,10 @@ impl<S: Store> EdgeObject<S> {
             e.tick(now);
             Ok(())
         })?;
-        // This alarm is spent: the next one must be set whatever it is.
+        // This alarm is spent: the next one must be set whatever it is. A round
+        // under way keeps one, to be resumed should the object stop before it ends.
         self.alarm = None;
-        self.forwarding.due_ms = None;
+        self.forwarding.due_ms = self.forwarding.outstanding.map(|_| now_ms + FORWARD_RETRY_MS);
         self.forward(now_ms);
         Ok(())
     }
@@ -576,5 +582,50 @@ fn settle(engine: &mut Engine, item: &SettleItem, now_ms: u64) -> bool {
         None => engine.ack(&item.group, PULL_MEMBER, &item.receipt, now_ms),
         Some((error, Some(delay_ms))) => engine.fail_after(&item.group, PULL_MEMBER, &item.receipt, error, *delay_ms, now_ms),
         Some((error, None)) => engine.fail(&item.group, PULL_MEMBER, &item.receipt, error, now_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::message::{OutgoingMessage, Value};
+    use crate::store::MemoryStore;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    /// Object `b/t/0` of a topic with two partitions, holding a message for
+    /// partition 1 whose forward (the directory's description of `t` first) is
+    /// under way.
+    fn forwarding(store: &MemoryStore) -> EdgeObject<MemoryStore> {
+        let mut object = EdgeObject::open(store.clone(), "b/t/0".into(), 0).unwrap();
+        let context = Context { config: BusConfig::default(), topics: vec![("t".into(), TopicConfig::with_partitions(2))] };
+        let messages = vec![OutgoingMessage { partition: Some(1), ..OutgoingMessage::new(Value::string("a")) }];
+        object.handle_call(0, context, Call::Send { topic: "t".into(), messages }, NOW);
+        let asked = object.poll_transmit().unwrap();
+        assert!(matches!(asked.call, Call::Topic { .. }), "{asked:?}");
+        assert!(!object.engine().outbound().unwrap().is_empty());
+        object
+    }
+
+    #[test]
+    fn a_reopened_object_rings_at_once_for_what_waits_to_be_forwarded() {
+        let store = MemoryStore::new();
+        drop(forwarding(&store));
+        // Its first alarm replaces the one it had; nothing says when that was.
+        let mut reopened = EdgeObject::open(store, "b/t/0".into(), 0).unwrap();
+        assert_eq!(reopened.poll_alarm(), Some(Alarm::At(0)));
+    }
+
+    #[test]
+    fn an_alarm_during_a_forward_round_keeps_the_next_one() {
+        let store = MemoryStore::new();
+        let mut object = forwarding(&store);
+        assert_eq!(object.poll_alarm(), Some(Alarm::At(NOW + FORWARD_RETRY_MS)));
+        // The directory has not answered when the alarm rings: should the object
+        // stop now, the next alarm resumes the round.
+        let rang = NOW + 2 * FORWARD_RETRY_MS;
+        object.handle_alarm(rang).unwrap();
+        assert!(object.poll_transmit().is_none());
+        assert_eq!(object.poll_alarm(), Some(Alarm::At(rang + FORWARD_RETRY_MS)));
     }
 }
