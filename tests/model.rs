@@ -1130,6 +1130,9 @@ enum Op {
     Redrive { from: &'static str, limit: Option<u64> },
     /// The operation, then a commit that fails: the engine must be as before.
     RolledBack(Box<Op>),
+    /// Operations whose writes share one commit, as a driver's group commit has a
+    /// seek share it with other consumers' polls and acks.
+    Together(Vec<Op>),
 }
 
 fn topic_name() -> impl Strategy<Value = &'static str> {
@@ -1180,6 +1183,11 @@ fn seek_spec() -> impl Strategy<Value = SeekSpec> {
     ]
 }
 
+fn seek_op() -> impl Strategy<Value = Op> {
+    (seek_group(), topic_name(), prop_oneof![12 => Just(0u32), 2 => 1u32..=3, 1 => Just(4)], prop::option::weighted(0.6, any::<usize>()), seek_spec())
+        .prop_map(|(group, topic, partition, held, to)| Op::Seek { group, topic, partition, held, to })
+}
+
 /// The groups that consume, now and then one that only ever seeks, or a bad name.
 fn seek_group() -> impl Strategy<Value = &'static str> {
     prop_oneof![12 => select(GROUPS.to_vec()), 2 => Just(SEEK_ONLY_GROUP), 1 => select(BAD_NAMES.to_vec())]
@@ -1212,8 +1220,7 @@ fn basic_op() -> impl Strategy<Value = Op> {
         6 => (pick(), prop::bool::weighted(0.1)).prop_map(|(pick, as_other_member)| Op::Ack { pick, as_other_member }),
         3 => (pick(), prop::bool::weighted(0.2)).prop_map(|(pick, long_error)| Op::Fail { pick, long_error }),
         1 => pick().prop_map(|pick| Op::Release { pick }),
-        2 => (seek_group(), topic_name(), prop_oneof![12 => Just(0u32), 2 => 1u32..=3, 1 => Just(4)], prop::option::weighted(0.6, any::<usize>()), seek_spec())
-            .prop_map(|(group, topic, partition, held, to)| Op::Seek { group, topic, partition, held, to }),
+        2 => seek_op(),
         1 => who().prop_map(|who| Op::Leave { who }),
         1 => who().prop_map(|who| Op::Heartbeat { who }),
         3 => (prop_oneof![8 => select(vec![0u64, 1, 100, 500, 1_000, 2_500, 3_000]), 1 => Just(20_000)], prop::bool::weighted(0.7))
@@ -1223,7 +1230,13 @@ fn basic_op() -> impl Strategy<Value = Op> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![20 => basic_op(), 1 => basic_op().prop_map(|op| Op::RolledBack(Box::new(op)))]
+    let together = prop::collection::vec(prop_oneof![1 => seek_op(), 2 => basic_op()], 2..=4).prop_map(Op::Together);
+    prop_oneof![
+        20 => basic_op(),
+        1 => basic_op().prop_map(|op| Op::RolledBack(Box::new(op))),
+        1 => together.clone(),
+        1 => together.prop_map(|op| Op::RolledBack(Box::new(op))),
+    ]
 }
 
 /// Topics are usually auto-created with the defaults by the first send or join;
@@ -1525,10 +1538,11 @@ impl Harness {
                     None => (*group, *topic, *partition),
                 };
                 let to = self.seek_to(group, topic, partition, to);
+                let before = (self.engine.stats(), self.engine.has_writes());
                 let got = code(self.engine.seek(group, topic, partition, to));
                 let refused = got.is_err();
                 prop_assert_eq!(got, self.model.seek(group, topic, partition, to), "seek by {} of {}/{} to {:?}", group, topic, partition, to);
-                prop_assert!(!refused || !self.engine.has_writes(), "a refused seek wrote something");
+                prop_assert!(!refused || (self.engine.stats(), self.engine.has_writes()) == before, "a refused seek changed something");
             }
             Op::Leave { who } => {
                 let (group, member) = self.resolve(who);
@@ -1558,6 +1572,11 @@ impl Harness {
                 prop_assert_eq!(got, self.model.redrive(from, *limit, now_ms));
             }
             Op::RolledBack(inner) => self.apply(inner)?,
+            Op::Together(ops) => {
+                for op in ops {
+                    self.apply(op)?;
+                }
+            }
         }
         Ok(())
     }
@@ -1758,8 +1777,13 @@ impl Harness {
         self.check_same_bus(self.follower.as_ref().expect("follower"))
     }
 
-    /// `reopened` answers every read as the live engine does.
+    /// `reopened` answers every read as the live engine does, `holds` of every
+    /// receipt handed out included (so the generations survived).
     fn check_same_bus(&self, reopened: &Engine) -> Result<(), TestCaseError> {
+        for (group, member, receipt) in &self.receipts {
+            let (group, member) = (GROUPS[*group], MEMBERS[*member]);
+            prop_assert_eq!(reopened.holds(group, member, receipt, self.now_ms), self.engine.holds(group, member, receipt, self.now_ms), "holds of {:?}", receipt);
+        }
         prop_assert_eq!(reopened.stats(), self.engine.stats());
         prop_assert_eq!(reopened.topics(), self.engine.topics());
         prop_assert_eq!(logs(reopened), logs(&self.engine));
