@@ -34,7 +34,7 @@
 //! time from what is stored, and checks it lies between the deadline and now.
 //!
 //! After every call and alarm, an object holding messages for others has its
-//! alarm set. Then faults stop, and the client makes no more calls: alarms alone
+//! alarm set, within the longest backoff (a minute). Then faults stop, and the client makes no more calls: alarms alone
 //! must forward everything left. Then the group consumes everything, and:
 //!
 //! 1. every message of a stored send (one answered with metadata, or with the
@@ -49,6 +49,16 @@
 //!    at its partition (modulo the topic's partitions), exactly once, with its
 //!    `ferry-dlq-*` headers; no other message is;
 //! 4. the group settled every message, acked or dead-lettered.
+//!
+//! Then, with faults again (objects restarting while the client waits), the client
+//! redrives the dead-letter topic as `connect()`'s does, each call made again
+//! until it succeeds; once faults stop, alarms alone forward what it moved, the
+//! group consumes it, and:
+//!
+//! 5. every dead letter was moved back once, to the partition it came from, and
+//!    handed to the group there again; no other message was; the redrives
+//!    answered as many as there were dead letters (when no answer was lost), and
+//!    redrive moves nothing more.
 //!
 //! `FERRY_SIM_SEEDS` (default 300) seeds run from `FERRY_SIM_SEED` (default 0).
 
@@ -403,6 +413,8 @@ enum Asked {
     /// A settle at partition `p`, and what each item answers, when it was stored.
     Settle { p: u32, expected: Option<Vec<bool>> },
     Stats,
+    /// A call the client awaits before making its next.
+    Awaited,
 }
 
 /// A send and what became of it.
@@ -433,6 +445,8 @@ struct Sim {
     dlq_partitions: u32,
     asked: HashMap<u64, Asked>,
     next_ask: u64,
+    /// Answers to [`Asked::Awaited`] calls, by call.
+    awaited: HashMap<u64, Option<Result<Reply, FerryError>>>,
     sends: Vec<Sent>,
     next_value: u64,
     /// Per key, its sends not answered yet.
@@ -470,6 +484,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         dlq_partitions: dlq_partitions.unwrap_or(partitions),
         asked: HashMap::new(),
         next_ask: 0,
+        awaited: HashMap::new(),
         sends: Vec::new(),
         next_value: 0,
         sending: HashMap::new(),
@@ -492,11 +507,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
                 let p = sim.net.rng.between(0, u64::from(partitions) - 1) as u32;
                 sim.consume(p).map(|_| ())
             }
-            8 => {
-                let victim = sim.net.rng.between(0, sim.net.nodes.len() as u64 - 1) as usize;
-                sim.net.restart(victim);
-                sim.after()
-            }
+            8 => sim.restart_one(),
             _ => {
                 sim.net.now += sim.net.rng.between(0, 2_000);
                 Ok(())
@@ -508,7 +519,16 @@ fn run_seed(seed: u64) -> Result<(), String> {
     sim.net.set_faults(false);
     sim.forward_on_alarms().map_err(|e| format!("after faults stopped: {e}"))?;
     sim.drain().map_err(|e| format!("draining: {e}"))?;
-    sim.check_end()
+    sim.check_end()?;
+
+    // 5: the dead letters go back, once each, while faults last.
+    let dead_letters = sim.consumer.dead_lettered.clone();
+    sim.net.set_faults(true);
+    let moved = sim.redrive().map_err(|e| format!("redriving: {e}"))?;
+    sim.net.set_faults(false);
+    sim.forward_on_alarms().map_err(|e| format!("after redriving: {e}"))?;
+    sim.drain().map_err(|e| format!("draining what was redriven: {e}"))?;
+    sim.check_redriven(&dead_letters, &moved)
 }
 
 impl Sim {
@@ -585,14 +605,18 @@ impl Sim {
         }
         for (id, answer) in std::mem::take(&mut self.net.answers) {
             let asked = self.asked.remove(&id).ok_or_else(|| format!("an answer to call {id}, which the client did not make"))?;
-            self.answered(asked, answer)?;
+            self.answered(id, asked, answer)?;
         }
         Ok(())
     }
 
-    fn answered(&mut self, asked: Asked, answer: Option<Result<Reply, FerryError>>) -> Result<(), String> {
+    fn answered(&mut self, id: u64, asked: Asked, answer: Option<Result<Reply, FerryError>>) -> Result<(), String> {
         match asked {
             Asked::Setup | Asked::Stats => Ok(()),
+            Asked::Awaited => {
+                self.awaited.insert(id, answer);
+                Ok(())
+            }
             Asked::Send(i) => self.send_answered(i, answer),
             Asked::Receive { p, run } => self.consumer.received(p, run, answer),
             Asked::Settle { p, expected } => self.consumer.settled(p, expected, answer),
@@ -805,6 +829,96 @@ impl Sim {
             }
             self.net.now = self.net.now.max(next);
         }
+    }
+
+    fn restart_one(&mut self) -> Result<(), String> {
+        let victim = self.net.rng.between(0, self.net.nodes.len() as u64 - 1) as usize;
+        self.net.restart(victim);
+        self.after()
+    }
+
+    /// Makes a call the client awaits: the clock moves on until it is answered,
+    /// objects restarting meanwhile while faults last.
+    fn request(&mut self, n: usize, context: Context, call: Call) -> Result<Option<Result<Reply, FerryError>>, String> {
+        let id = self.ask(Asked::Awaited);
+        let method = call.method();
+        self.net.call(n, Caller::Client(id), context, call)?;
+        for _ in 0..EVENTS_MAX {
+            self.after()?;
+            if let Some(answer) = self.awaited.remove(&id) {
+                return Ok(answer);
+            }
+            let next = self.net.next_time().ok_or_else(|| format!("{method} at {} waits, yet nothing is in flight and no alarm is set", self.net.nodes[n].name))?;
+            self.net.now = self.net.now.max(next);
+            self.run_due()?;
+            if self.net.faults && self.net.rng.chance(1, 8) {
+                self.restart_one()?;
+            }
+        }
+        Err(format!("{method} at {} was not answered after {EVENTS_MAX} rounds of events", self.net.nodes[n].name))
+    }
+
+    /// Makes a call again until it succeeds: its reply, and whether an answer was
+    /// lost on the way (so what a call that failed did is not known).
+    fn request_until_done(&mut self, n: usize, context: Context, call: Call) -> Result<(Reply, bool), String> {
+        let mut lost = false;
+        for _ in 0..1_000 {
+            match self.request(n, context.clone(), call.clone())? {
+                Some(Ok(reply)) => return Ok((reply, lost)),
+                Some(Err(_)) => {}
+                None => lost = true,
+            }
+        }
+        Err(format!("{} at {} failed 1,000 times", call.method(), self.net.nodes[n].name))
+    }
+
+    /// Redrives the dead-letter topic as `connect()`'s client does, each call
+    /// made again until it succeeds: the directory checks the call and lists the
+    /// topics, then each partition of the dead-letter topic moves its dead letters
+    /// (asking the directory for the topics' settings) back to the partitions they
+    /// came from. Resolves to how many each partition moved, `None` where an
+    /// answer was lost.
+    fn redrive(&mut self) -> Result<Vec<Option<u64>>, String> {
+        let directory = self.net.nodes.len() - 1;
+        let call = Call::Redrive { from: DLQ.into(), limit: None };
+        self.request_until_done(directory, Context::default(), call.clone())?;
+        let (Reply::Settings(topics), _) = self.request_until_done(directory, Context::default(), Call::Settings)? else {
+            return Err("the directory did not list the topics".into());
+        };
+        // Made on demand, it is missing when nothing was dead-lettered.
+        let Some((_, dlq)) = topics.into_iter().find(|(name, _)| name == DLQ) else { return Ok(Vec::new()) };
+        let context = Context { config: BusConfig::default(), topics: vec![(DLQ.to_string(), dlq.clone())] };
+        (0..dlq.partitions)
+            .map(|p| match self.request_until_done(self.net.by_name[&object_name(BUS, DLQ, p)], context.clone(), call.clone())? {
+                (Reply::Count(count), lost) => Ok((!lost).then_some(count)),
+                (other, _) => Err(format!("a redrive at partition {p} answered {other:?}")),
+            })
+            .collect()
+    }
+
+    /// 5: every dead letter was moved back once, to the partition it came from,
+    /// and handed to the group there again; no other message was; redrive moves
+    /// nothing more.
+    fn check_redriven(&mut self, dead_letters: &HashSet<String>, moved: &[Option<u64>]) -> Result<(), String> {
+        if self.consumer.dead_lettered != *dead_letters {
+            return Err("messages were dead-lettered while no consumer retried".into());
+        }
+        let total: Option<u64> = moved.iter().copied().sum();
+        if total.is_some_and(|total| total != dead_letters.len() as u64) {
+            return Err(format!("the partitions of {DLQ} redrove {moved:?} of {} dead letters", dead_letters.len()));
+        }
+        for (value, places) in &self.consumer.handed {
+            let copies = if dead_letters.contains(value) { 2 } else { 1 };
+            let partitions: BTreeSet<u32> = places.iter().map(|(p, _)| *p).collect();
+            if places.len() != copies || partitions.len() != 1 {
+                return Err(format!("{value} (a dead letter: {}) was handed out at {places:?}", copies == 2));
+            }
+        }
+        let again = self.redrive()?;
+        if again.iter().any(|moved| *moved != Some(0)) {
+            return Err(format!("a second redrive moved {again:?}"));
+        }
+        Ok(())
     }
 
     /// The group consumes everything, until nothing moves and nothing waits for
