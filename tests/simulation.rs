@@ -260,6 +260,12 @@ impl OffsetState {
 }
 
 impl CursorModel {
+    /// The position moves to `offset` in the next generation; everything pending
+    /// is abandoned, no attempt counted.
+    fn seek(&mut self, offset: u64) {
+        *self = CursorModel { prefix: offset, offsets: BTreeMap::new(), generation: self.generation + 1 };
+    }
+
     fn state(&mut self, offset: u64) -> &mut OffsetState {
         self.offsets.entry(offset).or_default()
     }
@@ -433,6 +439,9 @@ struct Simulation {
     void_receipts: Vec<(usize, String, Receipt)>,
     /// Dead letters the model expects and has not read from a dead-letter topic yet.
     dead_letters_expected: u64,
+    /// `(group, topic, partition, offset, attempts)` of expected dead letters whose
+    /// offsets a seek in the same commit dropped from the model's cursor.
+    dead_letters_sought_past: Vec<(usize, usize, u32, u64, u32)>,
     /// `(topic, partition)` whose log or head a commit wrote since the last check.
     logs_written: HashSet<(String, u32)>,
     reread_all_logs: bool,
@@ -469,6 +478,7 @@ impl Simulation {
             failed_send: None,
             void_receipts: Vec::new(),
             dead_letters_expected: 0,
+            dead_letters_sought_past: Vec::new(),
             logs_written: HashSet::new(),
             reread_all_logs: true,
             stored_pending: HashMap::new(),
@@ -626,7 +636,20 @@ impl Simulation {
                 400..=619 => {
                     // Handlers finishing together settle in one commit, as the runtime does.
                     if let Some(member) = self.pick_member(|m| m.alive && !m.held.is_empty()) {
-                        for _ in 0..self.rng.between(1, self.members[member].held.len() as u64) {
+                        let runs = self.rng.between(1, self.members[member].held.len() as u64);
+                        // Now and then a seek of one of those runs' partitions comes while
+                        // they finish, in the same commit: what is settled after it counts
+                        // for nothing, and the run loops stop.
+                        let seek = self.rng.chance(1, 8).then(|| {
+                            let held = &self.members[member].held;
+                            let receipt = &held[self.rng.between(0, held.len() as u64 - 1) as usize][0];
+                            let topic = self.topic_index(&receipt.topic).expect("a held delivery's topic");
+                            (self.rng.between(0, runs - 1), (self.members[member].group, topic, receipt.partition))
+                        });
+                        for i in 0..runs {
+                            if let Some((_, target)) = seek.filter(|(at, _)| *at == i) {
+                                self.seek(Some(target), &mut effects);
+                            }
                             let index = self.rng.between(0, self.members[member].held.len() as u64 - 1) as usize;
                             let run = self.members[member].held.swap_remove(index);
                             self.handle_run(member, run, &mut effects);
@@ -673,7 +696,7 @@ impl Simulation {
                     self.trace(|| "the whole context crashes".to_string());
                     self.reopen();
                 }
-                _ => self.seek(&mut effects),
+                _ => self.seek(None, &mut effects),
             }
         }
         // Rarely the context dies after the operations, before their commit.
@@ -1077,10 +1100,14 @@ impl Simulation {
         let Some(cursor) = self.groups[group].cursors.get(&(topic, receipt.partition)) else { return false };
         let mut cursor = cursor.clone();
         for effect in effects {
-            if let Effect::Settled { group: g, member, receipt: settled, outcome, now_ms } = effect {
-                if *g == group && (&settled.topic, settled.partition) == (&receipt.topic, receipt.partition) {
+            match effect {
+                Effect::Settled { group: g, member, receipt: settled, outcome, now_ms }
+                    if *g == group && (&settled.topic, settled.partition) == (&receipt.topic, receipt.partition) =>
+                {
                     settle_in(&mut cursor, &self.members, member, settled, *outcome, *now_ms);
                 }
+                Effect::Sought { group: g, topic: t, partition, offset } if (*g, *t, *partition) == (group, topic, receipt.partition) => cursor.seek(*offset),
+                _ => {}
             }
         }
         cursor.holds(member, receipt, self.now_ms)
@@ -1135,15 +1162,18 @@ impl Simulation {
         held
     }
 
-    /// A driver moves its group's position in a partition: back over what it
-    /// settled (below the first retained offset too), forward over what it has
-    /// not, to the end, past it (refused, nothing changes), or to a time, while
-    /// runs there may be in flight, leased or waiting.
-    fn seek(&mut self, effects: &mut Vec<Effect>) {
-        let group = self.rng.between(0, self.groups.len() as u64 - 1) as usize;
-        let topics = &self.groups[group].topics;
-        let topic = topics[self.rng.between(0, topics.len() as u64 - 1) as usize];
-        let partition = self.rng.between(0, u64::from(self.topics[topic].config.partitions) - 1) as u32;
+    /// A driver moves its group's position in a partition (`target`'s, else one
+    /// of a random group's): back over what it settled (below the first retained
+    /// offset too), forward over what it has not, to the end, past it (refused,
+    /// nothing changes), or to a time, while runs there may be in flight, leased
+    /// or waiting.
+    fn seek(&mut self, target: Option<(usize, usize, u32)>, effects: &mut Vec<Effect>) {
+        let (group, topic, partition) = target.unwrap_or_else(|| {
+            let group = self.rng.between(0, self.groups.len() as u64 - 1) as usize;
+            let topics = &self.groups[group].topics;
+            let topic = topics[self.rng.between(0, topics.len() as u64 - 1) as usize];
+            (group, topic, self.rng.between(0, u64::from(self.topics[topic].config.partitions) - 1) as u32)
+        });
         let (group_name, topic_name) = (self.groups[group].name.clone(), self.topics[topic].name.clone());
         let log = &self.topics[topic].logs[partition as usize];
         let (low, high) = (self.topics[topic].lows[partition as usize], log.len() as u64);
@@ -1322,8 +1352,12 @@ impl Simulation {
             Effect::Left { member, now_ms } => self.remove_member(&member, now_ms),
             Effect::Sought { group, topic, partition, offset } => {
                 let cursor = self.groups[group].cursors.get_mut(&(topic, partition)).expect("a sought partition has a cursor");
-                // Everything pending is abandoned, no attempt counted.
-                *cursor = CursorModel { prefix: offset, offsets: BTreeMap::new(), generation: cursor.generation + 1 };
+                for (&dead, state) in &cursor.offsets {
+                    if state.settled == Some(Settled::DeadLettered { confirmed: false }) {
+                        self.dead_letters_sought_past.push((group, topic, partition, dead, state.failures));
+                    }
+                }
+                cursor.seek(offset);
             }
             Effect::Ticked { now_ms } => self.apply_tick(now_ms),
             Effect::SendDone { .. } => {}
@@ -1608,7 +1642,11 @@ impl Simulation {
             }
         }
         if self.dead_letters_expected > 0 {
-            let mut missing = Vec::new();
+            let mut missing: Vec<String> = self
+                .dead_letters_sought_past
+                .iter()
+                .map(|&(group, topic, p, offset, _)| format!("{}/{p}@{offset} of {}", self.topics[topic].name, self.groups[group].name))
+                .collect();
             for group in &self.groups {
                 for (&(topic, p), cursor) in &group.cursors {
                     for (offset, state) in &cursor.offsets {
@@ -1658,6 +1696,11 @@ impl Simulation {
         let Some(group) = self.groups.iter().position(|g| g.name == group_name) else {
             self.violation(format!("dead letter names unknown group {group_name}"))
         };
+        if let Some(index) = self.dead_letters_sought_past.iter().position(|d| *d == (group, topic, p, offset, attempts)) {
+            self.dead_letters_sought_past.swap_remove(index);
+            self.dead_letters_expected -= 1;
+            return;
+        }
         let state = self.groups[group].cursors.get_mut(&(topic, p)).and_then(|c| c.offsets.get_mut(&offset));
         match state {
             Some(state) if state.settled == Some(Settled::DeadLettered { confirmed: false }) && state.failures == attempts => {
