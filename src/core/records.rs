@@ -147,12 +147,7 @@ impl Record {
         let mut w = Writer::default();
         match self {
             Record::Meta { schema_version } => w.u64(u64::from(*schema_version)),
-            Record::Topic(c) => {
-                w.u64(u64::from(c.partitions));
-                w.opt_u64(c.retention_ms);
-                w.opt_u64(c.max_depth);
-                w.u64(c.dedup_window_ms);
-            }
+            Record::Topic(c) => encode_topic_config(&mut w, c),
             Record::Partition(h) => {
                 w.u64(h.low);
                 w.u64(h.high);
@@ -171,22 +166,7 @@ impl Record {
                 for t in &m.topics {
                     w.str(t);
                 }
-                let c = &m.config;
-                w.u64(u64::from(c.retry.max_attempts));
-                w.u64(c.retry.initial_backoff_ms);
-                w.u64(c.retry.multiplier.to_bits());
-                w.u64(c.retry.max_backoff_ms);
-                w.u8(u8::from(c.retry.jitter));
-                w.opt_str(c.dead_letter_topic.as_deref());
-                w.u64(c.ack_timeout_ms);
-                w.u64(c.session_timeout_ms);
-                w.u64(c.heartbeat_interval_ms);
-                w.u8(match c.ordering {
-                    Ordering::Partition => 0,
-                    Ordering::None => 1,
-                });
-                w.u64(u64::from(c.concurrency));
-                w.u64(u64::from(c.batch_size_max));
+                encode_consumer_config(&mut w, &m.config);
             }
             Record::GroupTopic(g) => {
                 w.u64(g.dead_lettered);
@@ -208,12 +188,7 @@ impl Record {
         let mut r = Reader::new(bytes);
         let record = match key {
             Key::Meta => Record::Meta { schema_version: r.u32()? },
-            Key::Topic(_) => Record::Topic(TopicConfig {
-                partitions: r.u32()?,
-                retention_ms: r.opt_u64()?,
-                max_depth: r.opt_u64()?,
-                dedup_window_ms: r.u64()?,
-            }),
+            Key::Topic(_) => Record::Topic(decode_topic_config(&mut r)?),
             Key::Partition(..) => Record::Partition(PartitionHead { low: r.u64()?, high: r.u64()?, expired: r.u64()? }),
             Key::Chunk(_, _, base) => return Ok(Record::Chunk(Chunk::from_bytes(*base, bytes)?)),
             Key::Dedup(..) => Record::Dedup(DedupEntry {
@@ -232,24 +207,7 @@ impl Record {
                 for _ in 0..count {
                     topics.push(Name::from(r.str()?));
                 }
-                let retry = RetryPolicy {
-                    max_attempts: r.u32()?,
-                    initial_backoff_ms: r.u64()?,
-                    multiplier: f64::from_bits(r.u64()?),
-                    max_backoff_ms: r.u64()?,
-                    jitter: r.u8()? != 0,
-                };
-                let config = ConsumerConfig {
-                    retry,
-                    dead_letter_topic: r.opt_str()?.map(str::to_owned),
-                    ack_timeout_ms: r.u64()?,
-                    session_timeout_ms: r.u64()?,
-                    heartbeat_interval_ms: r.u64()?,
-                    ordering: if r.u8()? == 0 { Ordering::Partition } else { Ordering::None },
-                    concurrency: r.u32()?,
-                    // Members stored by schema version 1 have no run length.
-                    batch_size_max: if r.is_empty() { super::limits::BATCH_SIZE_DEFAULT } else { r.u32()? },
-                };
+                let config = decode_consumer_config(&mut r)?;
                 Record::Member(Box::new(MemberRecord { topics, config, session_expires_ms }))
             }
             Key::GroupTopic(..) => {
@@ -292,6 +250,61 @@ impl Record {
         }
         Ok(record)
     }
+}
+
+/// A topic's settings, as stored and as they cross between Durable Objects.
+pub(crate) fn encode_topic_config(w: &mut Writer, c: &TopicConfig) {
+    w.u64(u64::from(c.partitions));
+    w.opt_u64(c.retention_ms);
+    w.opt_u64(c.max_depth);
+    w.u64(c.dedup_window_ms);
+}
+
+pub(crate) fn decode_topic_config(r: &mut Reader<'_>) -> Result<TopicConfig> {
+    Ok(TopicConfig { partitions: r.u32()?, retention_ms: r.opt_u64()?, max_depth: r.opt_u64()?, dedup_window_ms: r.u64()? })
+}
+
+/// A consumer's settings, as a member record stores them and as a pull
+/// consumer's receive carries them.
+pub(crate) fn encode_consumer_config(w: &mut Writer, c: &ConsumerConfig) {
+    w.u64(u64::from(c.retry.max_attempts));
+    w.u64(c.retry.initial_backoff_ms);
+    w.u64(c.retry.multiplier.to_bits());
+    w.u64(c.retry.max_backoff_ms);
+    w.u8(u8::from(c.retry.jitter));
+    w.opt_str(c.dead_letter_topic.as_deref());
+    w.u64(c.ack_timeout_ms);
+    w.u64(c.session_timeout_ms);
+    w.u64(c.heartbeat_interval_ms);
+    w.u8(match c.ordering {
+        Ordering::Partition => 0,
+        Ordering::None => 1,
+    });
+    w.u64(u64::from(c.concurrency));
+    w.u64(u64::from(c.batch_size_max));
+}
+
+/// What [`encode_consumer_config`] wrote; settings stored by schema version 1 end
+/// before `maxBatchSize`, so `r` must hold nothing after them.
+pub(crate) fn decode_consumer_config(r: &mut Reader<'_>) -> Result<ConsumerConfig> {
+    let retry = RetryPolicy {
+        max_attempts: r.u32()?,
+        initial_backoff_ms: r.u64()?,
+        multiplier: f64::from_bits(r.u64()?),
+        max_backoff_ms: r.u64()?,
+        jitter: r.u8()? != 0,
+    };
+    Ok(ConsumerConfig {
+        retry,
+        dead_letter_topic: r.opt_str()?.map(str::to_owned),
+        ack_timeout_ms: r.u64()?,
+        session_timeout_ms: r.u64()?,
+        heartbeat_interval_ms: r.u64()?,
+        ordering: if r.u8()? == 0 { Ordering::Partition } else { Ordering::None },
+        concurrency: r.u32()?,
+        // Members stored by schema version 1 have no run length.
+        batch_size_max: if r.is_empty() { super::limits::BATCH_SIZE_DEFAULT } else { r.u32()? },
+    })
 }
 
 fn encode_group_partition(w: &mut Writer, cursor: &Cursor, pending: &[(u64, Pending)]) {

@@ -16,7 +16,9 @@
 //! `pkg/entry/workers.js` carries calls between objects. So the simulation
 //! (`tests/split.rs`) drives the same code the objects run.
 
+pub mod client;
 #[cfg(all(target_arch = "wasm32", feature = "edge"))]
 mod face;
 pub mod object;
 pub mod protocol;
+pub mod wire;

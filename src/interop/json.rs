@@ -3,8 +3,6 @@
 
 use std::fmt::Write;
 
-#[cfg(feature = "edge")]
-use crate::core::config::TopicConfig;
 use crate::core::engine::{RecordMetadata, Stats, TopicInfo};
 
 /// Appends `text` as a JSON string literal.
@@ -65,20 +63,6 @@ pub fn topics(list: &[TopicInfo]) -> String {
         opt_number(out, t.max_depth);
         out.push('}');
     });
-    out
-}
-
-/// `{ topic, partitions, retentionMs, maxDepth, dedupWindowMs }`: all of a topic's
-/// settings, as `createTopic` takes them.
-#[cfg(feature = "edge")]
-pub fn topic_config(topic: &str, config: &TopicConfig) -> String {
-    let mut out = String::from("{\"topic\":");
-    string(&mut out, topic);
-    let _ = write!(out, ",\"partitions\":{},\"retentionMs\":", config.partitions);
-    opt_number(&mut out, config.retention_ms);
-    out.push_str(",\"maxDepth\":");
-    opt_number(&mut out, config.max_depth);
-    let _ = write!(out, ",\"dedupWindowMs\":{}}}", config.dedup_window_ms);
     out
 }
 
