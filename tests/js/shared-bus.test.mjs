@@ -137,12 +137,17 @@ function startWorkerMember(config) {
   }, config);
 }
 
-/** Starts a member in the service worker; resolves once it joined. */
+/** Starts a member in the service worker, kept alive (member-sw.js); resolves once it joined. */
 function startServiceWorkerMember(config) {
   return host.evaluate(async (config) => {
     const { startMemberIn } = await import('/tests/browser/member.js');
     const registration = await navigator.serviceWorker.ready;
-    window.members[config.label] = await startMemberIn(registration.active, config, window.ferryReport);
+    const stop = await startMemberIn(registration.active, config, window.ferryReport);
+    const keepAlive = setInterval(() => registration.active.postMessage('keep-alive'), 10_000);
+    window.members[config.label] = async () => {
+      clearInterval(keepAlive);
+      await stop();
+    };
   }, config);
 }
 
