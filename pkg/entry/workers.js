@@ -69,12 +69,12 @@ export class FerryObject extends DurableObject {
 
   /** Makes the calls the protocol hands out, gives the answers it has, and sets the alarm it asks for. */
   async #pump(object) {
-    for (let out = object.pollTransmit(); out !== undefined; out = object.pollTransmit()) this.#transmit(object, out);
-    for (let done = object.pollResult(); done !== undefined; done = object.pollResult()) {
-      this.#answers.get(done.id)?.({ bytes: done.bytes });
-      this.#answers.delete(done.id);
+    const { transmits, results, alarm } = object.poll();
+    for (const out of transmits) this.#transmit(object, out);
+    for (const { id, bytes } of results) {
+      this.#answers.get(id)?.({ bytes });
+      this.#answers.delete(id);
     }
-    const alarm = object.pollAlarm();
     if (alarm === null) await this.ctx.storage.deleteAlarm();
     else if (alarm !== undefined) await this.ctx.storage.setAlarm(Math.max(alarm, Date.now() + 1));
   }
@@ -168,12 +168,13 @@ class Client {
   }
 
   #pump() {
-    for (let out = this.#client.pollTransmit(); out !== undefined; out = this.#client.pollTransmit()) this.#transmit(out);
-    for (let done = this.#client.pollDone(); done !== undefined; done = this.#client.pollDone()) {
-      const waiter = this.#waiting.get(done.id);
-      this.#waiting.delete(done.id);
-      if ('error' in done) waiter?.reject(done.error);
-      else waiter?.resolve(done.value);
+    const { transmits, done } = this.#client.poll();
+    for (const out of transmits) this.#transmit(out);
+    for (const { id, value, error } of done) {
+      const waiter = this.#waiting.get(id);
+      this.#waiting.delete(id);
+      if (error !== undefined) waiter?.reject(error);
+      else waiter?.resolve(value);
     }
   }
 

@@ -32,9 +32,9 @@ fn object_of(fields: &[(&str, JsValue)]) -> Result<JsValue> {
 }
 
 /// A transmit as the transport carries it: `{ id, to, bytes }`.
-fn transmit_to_js(transmit: &Transmit) -> JsResult {
+fn transmit_to_js(transmit: &Transmit) -> Result<JsValue> {
     let bytes = Uint8Array::from(encode_call(&transmit.context, &transmit.call).as_slice());
-    object_of(&[("id", JsValue::from_f64(transmit.id as f64)), ("to", JsValue::from_str(&transmit.to)), ("bytes", bytes.into())]).map_err(to_js)
+    object_of(&[("id", JsValue::from_f64(transmit.id as f64)), ("to", JsValue::from_str(&transmit.to)), ("bytes", bytes.into())])
 }
 
 /// What an object answered a transmit: `{ bytes }`, or `{ error: { code, message } }`
@@ -90,7 +90,7 @@ impl EdgeObject {
         self.object.name().to_string()
     }
 
-    /// One RPC's bytes, answered through `pollResult`.
+    /// One RPC's bytes, answered through `poll`.
     #[wasm_bindgen(js_name = handleCall)]
     pub fn handle_call(&mut self, id: f64, bytes: &[u8], now_ms: f64) {
         match decode_call(bytes) {
@@ -105,39 +105,38 @@ impl EdgeObject {
         self.object.handle_alarm(now_ms as u64).map_err(to_js)
     }
 
-    /// The next call to make to another object: `{ id, to, bytes }`, or undefined.
-    #[wasm_bindgen(js_name = pollTransmit)]
-    pub fn poll_transmit(&mut self) -> JsResult {
-        self.object.poll_transmit().map_or(Ok(JsValue::UNDEFINED), |t| transmit_to_js(&t))
-    }
-
     /// What a transmit's object answered (see `answer_of`).
     #[wasm_bindgen(js_name = handleTransmitResult)]
     pub fn handle_transmit_result(&mut self, id: f64, outcome: JsValue, now_ms: f64) {
         self.object.handle_transmit_result(id as TransmitId, answer_of(&outcome), now_ms as u64);
     }
 
-    /// The next answered call: `{ id, bytes }`, or undefined.
-    #[wasm_bindgen(js_name = pollResult)]
-    pub fn poll_result(&mut self) -> JsResult {
-        let Some((id, result)) = self.object.poll_result() else { return Ok(JsValue::UNDEFINED) };
-        object_of(&[("id", JsValue::from_f64(id as f64)), ("bytes", Uint8Array::from(encode_reply(&result).as_slice()).into())]).map_err(to_js)
-    }
-
-    /// Where the alarm must go, if that changed: a time (ms), `null` to cancel it,
-    /// or undefined.
-    #[wasm_bindgen(js_name = pollAlarm)]
-    pub fn poll_alarm(&mut self) -> JsValue {
-        match self.object.poll_alarm() {
-            None => JsValue::UNDEFINED,
-            Some(Alarm::Cancel) => JsValue::NULL,
-            Some(Alarm::At(ms)) => JsValue::from_f64(ms as f64),
-        }
+    /// Everything the protocol has for the transport, in one crossing: `{ transmits:
+    /// [{ id, to, bytes }], results: [{ id, bytes }], alarm }`, where `alarm` is a
+    /// time (ms) to set it to, `null` to cancel it, or undefined to leave it.
+    pub fn poll(&mut self) -> JsResult {
+        let mut poll = || -> Result<JsValue> {
+            let transmits = Array::new();
+            while let Some(transmit) = self.object.poll_transmit() {
+                transmits.push(&transmit_to_js(&transmit)?);
+            }
+            let results = Array::new();
+            while let Some((id, result)) = self.object.poll_result() {
+                results.push(&object_of(&[("id", JsValue::from_f64(id as f64)), ("bytes", Uint8Array::from(encode_reply(&result).as_slice()).into())])?);
+            }
+            let alarm = match self.object.poll_alarm() {
+                None => JsValue::UNDEFINED,
+                Some(Alarm::Cancel) => JsValue::NULL,
+                Some(Alarm::At(ms)) => JsValue::from_f64(ms as f64),
+            };
+            object_of(&[("transmits", transmits.into()), ("results", results.into()), ("alarm", alarm)])
+        };
+        poll().map_err(to_js)
     }
 }
 
 /// `connect()`'s client: each method starts an operation and returns its id, or
-/// throws a `FerryError` for bad input; `pollDone` gives what each resolves to.
+/// throws a `FerryError` for bad input; `poll` gives what each resolves to.
 #[wasm_bindgen]
 pub struct EdgeClient {
     client: ClientProtocol,
@@ -271,30 +270,32 @@ impl EdgeClient {
         self.client.flush_settles();
     }
 
-    /// The next call to make to an object: `{ id, to, bytes }`, or undefined.
-    #[wasm_bindgen(js_name = pollTransmit)]
-    pub fn poll_transmit(&mut self) -> JsResult {
-        self.client.poll_transmit().map_or(Ok(JsValue::UNDEFINED), |t| transmit_to_js(&t))
-    }
-
     /// What an object answered a transmit (`{ bytes }` or `{ error }`).
     #[wasm_bindgen(js_name = handleReply)]
     pub fn handle_reply(&mut self, id: f64, outcome: JsValue) {
         self.client.handle_reply(id as TransmitId, answer_of(&outcome));
     }
 
-    /// The next finished operation: `{ id, value }`, `{ id, error }`, or undefined.
-    #[wasm_bindgen(js_name = pollDone)]
-    pub fn poll_done(&mut self) -> JsResult {
-        let Some((id, result)) = self.client.poll_done() else { return Ok(JsValue::UNDEFINED) };
-        let publish = self.publishes.iter().position(|p| *p == id).map(|i| self.publishes.swap_remove(i)).is_some();
-        let answer = match result.and_then(|reply| reply_to_js(reply, publish)) {
-            Ok(value) => object_of(&[("value", value)]),
-            Err(error) => object_of(&[("error", to_js(error))]),
+    /// Everything the protocol has for the transport, in one crossing: `{ transmits:
+    /// [{ id, to, bytes }], done: [{ id, value } | { id, error }] }`.
+    pub fn poll(&mut self) -> JsResult {
+        let mut poll = || -> Result<JsValue> {
+            let transmits = Array::new();
+            while let Some(transmit) = self.client.poll_transmit() {
+                transmits.push(&transmit_to_js(&transmit)?);
+            }
+            let done = Array::new();
+            while let Some((id, result)) = self.client.poll_done() {
+                let publish = self.publishes.iter().position(|p| *p == id).map(|i| self.publishes.swap_remove(i)).is_some();
+                let outcome = match result.and_then(|reply| reply_to_js(reply, publish)) {
+                    Ok(value) => ("value", value),
+                    Err(error) => ("error", to_js(error)),
+                };
+                done.push(&object_of(&[("id", JsValue::from_f64(id as f64)), outcome])?);
+            }
+            object_of(&[("transmits", transmits.into()), ("done", done.into())])
         };
-        let answer = answer.map_err(to_js)?;
-        Reflect::set(&answer, &JsValue::from_str("id"), &JsValue::from_f64(id as f64))?;
-        Ok(answer)
+        poll().map_err(to_js)
     }
 }
 
