@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Array, Function, Reflect, Uint8Array, JSON};
+use js_sys::{Array, Reflect, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
 
 use super::js_keys::{key_from_js, key_to_js};
@@ -24,11 +24,34 @@ use crate::core::{ErrorCode, FerryError, Write};
 const TABLE: &str = "ferry_records";
 const NAME_TABLE: &str = "ferry_object";
 
+/// Typed bindings for the parts of a Durable Object's storage the store uses:
+/// `ctx.storage` (`DurableObjectStorage`) and its SQL API (`ctx.storage.sql`).
+mod sys {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen]
+    extern "C" {
+        pub type DurableObjectStorage;
+        /// `undefined` on a key-value (not SQLite-backed) class.
+        #[wasm_bindgen(method, getter)]
+        pub fn sql(this: &DurableObjectStorage) -> JsValue;
+        /// Runs `callback` in a transaction, rolled back when it throws.
+        #[wasm_bindgen(method, catch, js_name = transactionSync)]
+        pub fn transaction_sync(this: &DurableObjectStorage, callback: &js_sys::Function) -> Result<JsValue, JsValue>;
+
+        pub type SqlStorage;
+        #[wasm_bindgen(method, catch, variadic)]
+        pub fn exec(this: &SqlStorage, query: &str, bindings: &js_sys::Array) -> Result<SqlStorageCursor, JsValue>;
+
+        pub type SqlStorageCursor;
+        #[wasm_bindgen(method, catch, js_name = toArray)]
+        pub fn to_array(this: &SqlStorageCursor) -> Result<js_sys::Array, JsValue>;
+    }
+}
+
 pub struct DurableStore {
-    /// `ctx.storage`.
-    storage: JsValue,
-    /// `ctx.storage.sql`.
-    sql: JsValue,
+    storage: sys::DurableObjectStorage,
+    sql: sys::SqlStorage,
 }
 
 fn storage_error(what: &str, error: &JsValue) -> FerryError {
@@ -38,53 +61,43 @@ fn storage_error(what: &str, error: &JsValue) -> FerryError {
     FerryError::new(code, format!("Durable Object storage {what} failed: {message}").trim_end().to_string())
 }
 
-fn method(object: &JsValue, name: &str) -> Result<Function, FerryError> {
-    Reflect::get(object, &JsValue::from_str(name))
-        .ok()
-        .and_then(|f| f.dyn_into::<Function>().ok())
-        .ok_or_else(|| FerryError::storage(format!("Durable Object storage has no {name}(): bind a SQLite-backed class")))
-}
-
 impl DurableStore {
     /// The store of the object whose `ctx.storage` this is; creates its table.
     pub fn open(storage: JsValue) -> Result<DurableStore, FerryError> {
-        let sql = Reflect::get(&storage, &JsValue::from_str("sql")).ok().filter(JsValue::is_object).ok_or_else(|| {
-            FerryError::storage("ctx.storage.sql is missing: the Durable Object class must use SQLite storage (new_sqlite_classes)")
-        })?;
-        let store = DurableStore { storage, sql };
-        store.exec(&format!("CREATE TABLE IF NOT EXISTS {TABLE} (k TEXT PRIMARY KEY, v BLOB NOT NULL)"), &[], "open")?;
-        store.exec(&format!("CREATE TABLE IF NOT EXISTS {NAME_TABLE} (name TEXT NOT NULL)"), &[], "open")?;
+        let storage: sys::DurableObjectStorage = storage.unchecked_into();
+        let sql = storage.sql();
+        if !sql.is_object() {
+            return Err(FerryError::storage("ctx.storage.sql is missing: the Durable Object class must use SQLite storage (new_sqlite_classes)"));
+        }
+        let store = DurableStore { storage, sql: sql.unchecked_into() };
+        store.exec(&format!("CREATE TABLE IF NOT EXISTS {TABLE} (k TEXT PRIMARY KEY, v BLOB NOT NULL)"), &Array::new(), "open")?;
+        store.exec(&format!("CREATE TABLE IF NOT EXISTS {NAME_TABLE} (name TEXT NOT NULL)"), &Array::new(), "open")?;
         Ok(store)
     }
 
+    /// `sql.exec(query, ...bindings)`.
+    fn exec(&self, query: &str, bindings: &Array, what: &str) -> Result<sys::SqlStorageCursor, FerryError> {
+        self.sql.exec(query, bindings).map_err(|e| storage_error(what, &e))
+    }
+
     /// The rows of `query`.
-    fn rows(&self, query: &str, bindings: &[JsValue], what: &str) -> Result<Array, FerryError> {
-        let cursor = self.exec(query, bindings, what)?;
-        Ok(method(&cursor, "toArray")?.call0(&cursor).map_err(|e| storage_error(what, &e))?.unchecked_into())
+    fn rows(&self, query: &str, what: &str) -> Result<Array, FerryError> {
+        self.exec(query, &Array::new(), what)?.to_array().map_err(|e| storage_error(what, &e))
     }
 
     /// The name the object was first used under, if it was.
     pub fn name(&self) -> Result<Option<String>, FerryError> {
-        let rows = self.rows(&format!("SELECT name FROM {NAME_TABLE}"), &[], "read the object's name")?;
+        let rows = self.rows(&format!("SELECT name FROM {NAME_TABLE}"), "read the object's name")?;
         Ok(Reflect::get(&rows.get(0), &JsValue::from_str("name")).ok().and_then(|n| n.as_string()))
     }
 
     pub fn set_name(&self, name: &str) -> Result<(), FerryError> {
-        self.exec(&format!("INSERT INTO {NAME_TABLE} (name) VALUES (?)"), &[JsValue::from_str(name)], "store the object's name").map(|_| ())
-    }
-
-    /// `sql.exec(query, ...bindings)`.
-    fn exec(&self, query: &str, bindings: &[JsValue], what: &str) -> Result<JsValue, FerryError> {
-        let args = Array::of1(&JsValue::from_str(query));
-        for binding in bindings {
-            args.push(binding);
-        }
-        method(&self.sql, "exec")?.apply(&self.sql, &args).map_err(|e| storage_error(what, &e))
+        self.exec(&format!("INSERT INTO {NAME_TABLE} (name) VALUES (?)"), &Array::of1(&JsValue::from_str(name)), "store the object's name").map(|_| ())
     }
 
     /// Every stored record.
     fn load_now(&self) -> Result<Vec<(Key, Record)>, FerryError> {
-        let rows = self.rows(&format!("SELECT k, v FROM {TABLE}"), &[], "load")?;
+        let rows = self.rows(&format!("SELECT k, v FROM {TABLE}"), "load")?;
         let mut records = Vec::with_capacity(rows.length() as usize);
         for row in rows.iter() {
             let text = Reflect::get(&row, &JsValue::from_str("k")).ok().and_then(|k| k.as_string()).ok_or_else(|| FerryError::storage("corrupt key in storage"))?;
@@ -101,26 +114,27 @@ impl DurableStore {
         if writes.is_empty() {
             return Ok(());
         }
+        let upsert = format!("INSERT OR REPLACE INTO {TABLE} (k, v) VALUES (?, ?)");
+        let delete = format!("DELETE FROM {TABLE} WHERE k = ?");
         let mut statements = Vec::with_capacity(writes.len());
         for (key, record) in writes {
             let text = JSON::stringify(&key_to_js(key)).map_err(|e| storage_error("commit", &e))?;
             statements.push(match record {
-                Some(record) => Array::of3(&JsValue::from_str(&format!("INSERT OR REPLACE INTO {TABLE} (k, v) VALUES (?, ?)")), &text, &Uint8Array::from(record.encode().as_slice()).buffer()),
-                None => Array::of2(&JsValue::from_str(&format!("DELETE FROM {TABLE} WHERE k = ?")), &text),
+                Some(record) => (true, Array::of2(&text, &Uint8Array::from(record.encode().as_slice()).buffer())),
+                None => (false, Array::of1(&text)),
             });
         }
-        let exec = method(&self.sql, "exec")?;
-        let sql = self.sql.clone();
+        let sql: sys::SqlStorage = self.sql.clone().unchecked_into();
         let failed: Rc<RefCell<Option<JsValue>>> = Rc::default();
         let failure = failed.clone();
         // `transactionSync(callback)` rolls every write back when the callback throws.
         let callback = Closure::once(move || -> Result<(), JsValue> {
-            for statement in statements {
-                exec.apply(&sql, &statement).inspect_err(|e| *failure.borrow_mut() = Some(e.clone()))?;
+            for (upserts, bindings) in statements {
+                sql.exec(if upserts { &upsert } else { &delete }, &bindings).inspect_err(|e| *failure.borrow_mut() = Some(e.clone()))?;
             }
             Ok(())
         });
-        let outcome = method(&self.storage, "transactionSync")?.call1(&self.storage, callback.as_ref().unchecked_ref());
+        let outcome = self.storage.transaction_sync(callback.as_ref().unchecked_ref());
         match (outcome, failed.take()) {
             (_, Some(error)) | (Err(error), None) => Err(storage_error("commit", &error)),
             (Ok(_), None) => Ok(()),
