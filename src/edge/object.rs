@@ -28,7 +28,7 @@ use super::protocol::{Call, Context, Reply, SettleItem};
 use crate::core::limits::{FORWARD_RETRY_MS, FORWARD_RETRY_MS_MAX};
 use crate::core::message::Chunk;
 use crate::core::{BusConfig, Engine, FerryError, Name, RecordMetadata, Result, TopicConfig};
-use crate::store::{ready, Store};
+use crate::store::{commit, ready, Store};
 
 /// Names a call an object answers, as its transport numbers them.
 pub type CallId = u64;
@@ -208,10 +208,7 @@ impl<S: Store> EdgeObject<S> {
             .into_iter()
             .try_for_each(|(name, settings)| engine.topic_or_create(&name, Some(settings)).map(|_| ()))
             .and_then(|()| op(engine, now_ms));
-        let writes = engine.begin_commit();
-        let stored = if out.is_ok() { ready(self.store.commit(&writes)) } else { Ok(()) };
-        engine.end_commit(out.is_ok() && stored.is_ok());
-        stored?;
+        ready(commit(engine, &self.store, out.is_ok()))?;
         out
     }
 

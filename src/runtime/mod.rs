@@ -30,19 +30,6 @@ use crate::core::{
 };
 use crate::store::Store;
 
-/// Stores what the engine wrote since the last commit; on failure the engine undoes
-/// it and the error is the caller's.
-async fn commit<S: Store>(engine: &mut Engine, store: &S) -> Result<()> {
-    if !engine.has_writes() {
-        return Ok(());
-    }
-    let writes = engine.begin_commit();
-    let stored = store.commit(&writes).await;
-    engine.end_commit(stored.is_ok());
-    stored
-}
-
-
 /// Deliveries leased for a consumer (by index) and not handled yet.
 type Batch = (usize, Vec<Delivery>);
 
@@ -97,7 +84,7 @@ impl<S: Store, C: Clock> Bus<S, C> {
     }
 
     fn commit(&mut self) -> Result<()> {
-        block_on(commit(&mut self.engine, &self.store))
+        block_on(crate::store::commit(&mut self.engine, &self.store, true))
     }
 
     /// Runs one engine operation and commits it.

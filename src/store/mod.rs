@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use crate::core::records::{Key, Record};
-use crate::core::{FerryError, Write};
+use crate::core::{Engine, FerryError, Write};
 
 /// Storage for one bus.
 ///
@@ -41,6 +41,17 @@ pub trait Store {
 
     /// Stores `writes` atomically: after an error, nothing of them is stored.
     async fn commit(&self, writes: &[Write]) -> Result<(), FerryError>;
+}
+
+/// The commit step of every driver that owns its engine and store: stores what
+/// the engine wrote since its last commit when `keep` (else the operations since
+/// are undone), and tells the engine how it went, so that a failed commit undoes
+/// them too.
+pub async fn commit<S: Store>(engine: &mut Engine, store: &S, keep: bool) -> Result<(), FerryError> {
+    let writes = engine.begin_commit();
+    let stored = if keep && !writes.is_empty() { store.commit(&writes).await } else { Ok(()) };
+    engine.end_commit(keep && stored.is_ok());
+    stored
 }
 
 /// The outcome of a store's future that is ready at once: what the synchronous
