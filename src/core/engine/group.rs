@@ -57,11 +57,8 @@ impl Engine {
         if self.topics.len() + new_topics > TOPICS_MAX {
             return Err(FerryError::invalid(format!("the bus already holds {TOPICS_MAX} topics, its limit")));
         }
-        let existing = self.groups.get(group);
-        if existing.is_none() && self.groups.len() >= GROUPS_MAX {
-            return Err(FerryError::invalid(format!("the bus already holds {GROUPS_MAX} groups, its limit")));
-        }
-        if existing.is_some_and(|g| !g.members.contains_key(member) && g.members.len() >= MEMBERS_PER_GROUP_MAX) {
+        self.check_group_room(group)?;
+        if self.groups.get(group).is_some_and(|g| !g.members.contains_key(member) && g.members.len() >= MEMBERS_PER_GROUP_MAX) {
             return Err(FerryError::invalid(format!("group '{group}' already has {MEMBERS_PER_GROUP_MAX} members, its limit")));
         }
 
@@ -78,6 +75,14 @@ impl Engine {
         let record = MemberRecord { topics, config: config.clone(), session_expires_ms: now_ms.saturating_add(config.session_timeout_ms) };
         self.put(Key::Member(group_name.clone(), Name::from(member)), Some(Record::Member(Box::new(record))));
         self.rebalance(&group_name);
+        Ok(())
+    }
+
+    /// `INVALID_ARGUMENT` when `group` is new and the bus holds [`GROUPS_MAX`] groups.
+    fn check_group_room(&self, group: &str) -> Result<()> {
+        if !self.groups.contains_key(group) && self.groups.len() >= GROUPS_MAX {
+            return Err(FerryError::invalid(format!("the bus already holds {GROUPS_MAX} groups, its limit")));
+        }
         Ok(())
     }
 
@@ -200,9 +205,11 @@ impl Engine {
     /// [`Cursor::generation`] moves). A group that has no position in the topic
     /// yet gets this one; its other partitions start where its first subscription
     /// says. A missing topic is `UNKNOWN_TOPIC`, or made when `autoCreateTopics` is
-    /// on, as a subscription would.
+    /// on, as a subscription would; a new group is made as a join makes it, within
+    /// the bus's limit of groups.
     pub fn seek(&mut self, group: &str, topic: &str, partition: u32, to: SeekTo) -> Result<u64> {
         check_name("groupId", group)?;
+        self.check_group_room(group)?;
         let (config, _) = self.topic_or_auto(topic)?;
         if partition >= config.partitions {
             return Err(FerryError::new(ErrorCode::UnknownTopic, format!("partition {partition} of topic '{topic}' does not exist")));

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::core::config::{ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
-use crate::core::limits::HEADERS_MAX;
+use crate::core::limits::{GROUPS_MAX, HEADERS_MAX};
 use crate::core::message::{OutgoingMessage, Value};
 
 const T0: u64 = 1_700_000_000_000;
@@ -816,4 +816,19 @@ fn a_seek_survives_reopening() {
     let reopened = Engine::open(BusConfig::default(), 1, records).unwrap();
     assert!(!reopened.holds("g", "m", &run[1].receipt(), T0));
     assert_eq!(reopened.stats(), e.stats());
+}
+
+#[test]
+fn a_seek_by_a_new_group_keeps_to_the_group_limit() {
+    let mut e = engine();
+    e.create_topic("t", retained(3_600_000)).unwrap();
+    for g in 0..GROUPS_MAX {
+        e.seek(&format!("g{g}"), "t", 0, SeekTo::Offset(0)).unwrap();
+    }
+    commit(&mut e);
+    let refused = e.seek("one-more", "t", 0, SeekTo::Offset(0)).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidArgument);
+    assert!(refused.message.contains("groups"), "{refused}");
+    assert!(!e.has_writes(), "a refused seek changes nothing");
+    assert_eq!(e.seek("g0", "t", 0, SeekTo::Offset(0)), Ok(0), "a group there already still seeks");
 }
