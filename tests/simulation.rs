@@ -415,6 +415,9 @@ enum Effect {
     },
 }
 
+/// A position's generation and its pending deliveries.
+type StoredPosition = (u32, Vec<(u64, Pending)>);
+
 struct Simulation {
     seed: u64,
     step: u64,
@@ -445,9 +448,9 @@ struct Simulation {
     /// `(topic, partition)` whose log or head a commit wrote since the last check.
     logs_written: HashSet<(String, u32)>,
     reread_all_logs: bool,
-    /// Per `(group, topic, partition)`, the position's generation and pending
-    /// deliveries as the last commit that wrote them stored them.
-    stored_pending: HashMap<(String, String, u32), (u32, Vec<(u64, Pending)>)>,
+    /// Per `(group, topic, partition)`, the position as the last commit that wrote
+    /// it stored it.
+    stored_pending: HashMap<(String, String, u32), StoredPosition>,
 }
 
 impl Simulation {
