@@ -43,8 +43,8 @@ use ferry::core::limits::POLL_MAX;
 use ferry::core::murmur2::partition_for_key;
 use ferry::core::records::{Cursor, Key, Pending, Record};
 use ferry::core::{
-    BusConfig, ConsumerConfig, Engine, ErrorCode, FerryError, Message, Name, Ordering, OutgoingMessage, PollLimit, Receipt, RecordMetadata, RetryPolicy, Stats,
-    SeekTo, Subscription, TopicConfig, TopicInfo, Value, ValueKind,
+    BusConfig, ConsumerConfig, Engine, ErrorCode, FerryError, Message, Name, Ordering, OutgoingMessage, PollLimit, Receipt, RecordMetadata, RetryPolicy, SeekTo, Stats,
+    Subscription, TopicConfig, TopicInfo, Value, ValueKind,
 };
 use ferry::runtime::block_on;
 use ferry::store::{MemoryStore, Store};
@@ -196,13 +196,25 @@ impl TopicModel {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Slot {
-    InFlight { member: String, attempt: u32, deadline_ms: u64 },
+    InFlight {
+        member: String,
+        attempt: u32,
+        deadline_ms: u64,
+    },
     /// Behind its run's message in flight: no handler started, no attempt counted
     /// yet; `acked` when the member acked it ahead of its turn.
-    Leased { member: String, attempt: u32, acked: bool },
+    Leased {
+        member: String,
+        attempt: u32,
+        acked: bool,
+    },
     /// `failed` 0: a delayed message skipped by an unordered group, or a first
     /// delivery given back. `error` is the failure's, none when given back.
-    Waiting { failed: u32, due_ms: u64, error: Option<Expected> },
+    Waiting {
+        failed: u32,
+        due_ms: u64,
+        error: Option<Expected>,
+    },
     Acked,
 }
 
@@ -714,9 +726,7 @@ impl Model {
             return None;
         }
         match self.slot(group, &receipt.topic, receipt.partition as usize, receipt.offset)? {
-            Slot::InFlight { member: holder, attempt, deadline_ms } if holder == member && *attempt == receipt.attempt && now_ms < *deadline_ms => {
-                Some(Held::InFlight)
-            }
+            Slot::InFlight { member: holder, attempt, deadline_ms } if holder == member && *attempt == receipt.attempt && now_ms < *deadline_ms => Some(Held::InFlight),
             Slot::Leased { member: holder, attempt, .. } if holder == member && *attempt == receipt.attempt => Some(Held::Leased),
             _ => None,
         }
@@ -1041,7 +1051,12 @@ impl Model {
     fn topic_infos(&self) -> Vec<TopicInfo> {
         self.topics
             .iter()
-            .map(|(name, t)| TopicInfo { topic: Name::from(name.as_str()), partitions: t.partition_count(), retention_ms: t.config.retention_ms, max_depth: t.config.max_depth })
+            .map(|(name, t)| TopicInfo {
+                topic: Name::from(name.as_str()),
+                partitions: t.partition_count(),
+                retention_ms: t.config.retention_ms,
+                max_depth: t.config.max_depth,
+            })
             .collect()
     }
 }
@@ -1108,26 +1123,63 @@ enum Who {
 
 #[derive(Clone, Debug)]
 enum Op {
-    CreateTopic { name: &'static str, config: TopicConfig },
-    Send { topic: &'static str, messages: Vec<MessageSpec> },
-    Join { group: usize, member: usize, subscriptions: Vec<(&'static str, bool)> },
-    Poll { who: Who, limit: PollLimit },
+    CreateTopic {
+        name: &'static str,
+        config: TopicConfig,
+    },
+    Send {
+        topic: &'static str,
+        messages: Vec<MessageSpec>,
+    },
+    Join {
+        group: usize,
+        member: usize,
+        subscriptions: Vec<(&'static str, bool)>,
+    },
+    Poll {
+        who: Who,
+        limit: PollLimit,
+    },
     /// Settles one of the deliveries handed out so far (stale ones included), as
     /// the member that got it or, with `as_other_member`, as the other one.
-    Ack { pick: Pick, as_other_member: bool },
-    Fail { pick: Pick, long_error: bool },
+    Ack {
+        pick: Pick,
+        as_other_member: bool,
+    },
+    Fail {
+        pick: Pick,
+        long_error: bool,
+    },
     /// A consumer stopping gives back a delivery whose handler never started.
-    Release { pick: Pick },
+    Release {
+        pick: Pick,
+    },
     /// With `held` (and deliveries unsettled), the partition of one of them instead
     /// of the one named, by the group it was handed to: a driver seeking while a
     /// run is in flight, leased, or waiting to be retried.
-    Seek { group: &'static str, topic: &'static str, partition: u32, held: Option<usize>, to: SeekSpec },
-    Leave { who: Who },
-    Heartbeat { who: Who },
+    Seek {
+        group: &'static str,
+        topic: &'static str,
+        partition: u32,
+        held: Option<usize>,
+        to: SeekSpec,
+    },
+    Leave {
+        who: Who,
+    },
+    Heartbeat {
+        who: Who,
+    },
     /// The clock moves on; with `heartbeat_first` every member heartbeats at the
     /// new time before the tick, as a live driver does.
-    AdvanceAndTick { ms: u64, heartbeat_first: bool },
-    Redrive { from: &'static str, limit: Option<u64> },
+    AdvanceAndTick {
+        ms: u64,
+        heartbeat_first: bool,
+    },
+    Redrive {
+        from: &'static str,
+        limit: Option<u64>,
+    },
     /// The operation, then a commit that fails: the engine must be as before.
     RolledBack(Box<Op>),
     /// Operations whose writes share one commit, as a driver's group commit has a
@@ -1230,8 +1282,13 @@ fn basic_op() -> impl Strategy<Value = Op> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let together = (prop::collection::vec(prop_oneof![1 => seek_op(), 2 => basic_op()], 2..=3), any::<bool>())
-        .prop_map(|(ops, rolled_back)| if rolled_back { Op::RolledBack(Box::new(Op::Together(ops))) } else { Op::Together(ops) });
+    let together = (prop::collection::vec(prop_oneof![1 => seek_op(), 2 => basic_op()], 2..=3), any::<bool>()).prop_map(|(ops, rolled_back)| {
+        if rolled_back {
+            Op::RolledBack(Box::new(Op::Together(ops)))
+        } else {
+            Op::Together(ops)
+        }
+    });
     prop_oneof![20 => basic_op(), 1 => basic_op().prop_map(|op| Op::RolledBack(Box::new(op))), 1 => together]
 }
 
@@ -1258,20 +1315,18 @@ fn consumer_config(ordering: Ordering) -> impl Strategy<Value = ConsumerConfig> 
         select(vec![3_000u64, 10_000]),
         prop::option::weighted(0.2, Just(CUSTOM_DEAD_LETTER_TOPIC)),
     )
-        .prop_map(
-            move |(batch_size_max, max_attempts, initial_backoff_ms, multiplier, max_backoff_ms, ack_timeout_ms, session_timeout_ms, dead_letter_topic)| {
-                ConsumerConfig {
-                    retry: RetryPolicy { max_attempts, initial_backoff_ms, multiplier: f64::from(multiplier), max_backoff_ms, jitter: false },
-                    dead_letter_topic: dead_letter_topic.map(String::from),
-                    ack_timeout_ms,
-                    session_timeout_ms,
-                    heartbeat_interval_ms: 50,
-                    ordering,
-                    concurrency: 1,
-                    batch_size_max,
-                }
-            },
-        )
+        .prop_map(move |(batch_size_max, max_attempts, initial_backoff_ms, multiplier, max_backoff_ms, ack_timeout_ms, session_timeout_ms, dead_letter_topic)| {
+            ConsumerConfig {
+                retry: RetryPolicy { max_attempts, initial_backoff_ms, multiplier: f64::from(multiplier), max_backoff_ms, jitter: false },
+                dead_letter_topic: dead_letter_topic.map(String::from),
+                ack_timeout_ms,
+                session_timeout_ms,
+                heartbeat_interval_ms: 50,
+                ordering,
+                concurrency: 1,
+                batch_size_max,
+            }
+        })
 }
 
 fn group_configs() -> impl Strategy<Value = [ConsumerConfig; 3]> {
@@ -1676,7 +1731,14 @@ impl Harness {
             for partition in &topic.partitions {
                 let readers = stats.groups.iter().filter(|g| g.topic == topic.topic).filter_map(|g| g.partitions.iter().find(|gp| gp.partition == partition.partition));
                 match readers.map(|gp| gp.committed_offset).min() {
-                    Some(committed) => prop_assert!(partition.low_offset <= committed, "{}/{}: low {} passed a group's committed {}", topic.topic, partition.partition, partition.low_offset, committed),
+                    Some(committed) => prop_assert!(
+                        partition.low_offset <= committed,
+                        "{}/{}: low {} passed a group's committed {}",
+                        topic.topic,
+                        partition.partition,
+                        partition.low_offset,
+                        committed
+                    ),
                     None if !self.model.redriven.contains_key(&*topic.topic) => {
                         prop_assert_eq!(partition.low_offset, 0, "{}/{}: messages no group read were removed", topic.topic, partition.partition)
                     }

@@ -147,15 +147,9 @@ fn run_seeds(seeds: &[u64]) {
 
 fn run_seed(seed: u64) -> Result<(), String> {
     catch_unwind(AssertUnwindSafe(|| Simulation::new(seed).run())).map_err(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("(panic without a message)");
+        let message = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("(panic without a message)");
         let step = CURRENT_STEP.with(Cell::get);
-        format!(
-            "seed {seed}, step {step}: {message}\nreplay: FERRY_SIM_SEED={seed} FERRY_SIM_SEEDS=1 cargo test --release --test simulation random_seeds -- --nocapture"
-        )
+        format!("seed {seed}, step {step}: {message}\nreplay: FERRY_SIM_SEED={seed} FERRY_SIM_SEEDS=1 cargo test --release --test simulation random_seeds -- --nocapture")
     })
 }
 
@@ -627,11 +621,8 @@ impl Simulation {
                             let runs = if self.rng.chance(1, 2) { room } else { self.rng.between(1, room as u64) as usize };
                             // A run loop's free slots, as the drivers ask; now and then a
                             // plain number, as a pull consumer's receive asks.
-                            let limit = if self.rng.chance(1, 4) {
-                                PollLimit::from(runs)
-                            } else {
-                                PollLimit::runs(runs, self.members[member].config.batch_size_max as usize)
-                            };
+                            let limit =
+                                if self.rng.chance(1, 4) { PollLimit::from(runs) } else { PollLimit::runs(runs, self.members[member].config.batch_size_max as usize) };
                             self.poll(member, limit, &mut effects);
                         }
                     }
@@ -783,13 +774,8 @@ impl Simulation {
             .partitions
             .iter()
             .map(|ps| {
-                let committed = stats
-                    .groups
-                    .iter()
-                    .filter(|g| &*g.topic == name)
-                    .filter_map(|g| g.partitions.get(ps.partition as usize))
-                    .map(|gp| gp.committed_offset)
-                    .min();
+                let committed =
+                    stats.groups.iter().filter(|g| &*g.topic == name).filter_map(|g| g.partitions.get(ps.partition as usize)).map(|gp| gp.committed_offset).min();
                 ps.high_offset - committed.unwrap_or(0).max(ps.low_offset)
             })
             .collect()
@@ -847,24 +833,17 @@ impl Simulation {
             if meta.partition >= config.partitions || expected_partition.is_some_and(|p| p != meta.partition) {
                 self.violation(format!("message {message:?} went to partition {}, expected {expected_partition:?}", meta.partition));
             }
-            let in_step =
-                effects.iter().filter(|e| matches!(e, Effect::Sent { topic: t, partition, .. } if *t == topic && *partition == meta.partition)).count();
+            let in_step = effects.iter().filter(|e| matches!(e, Effect::Sent { topic: t, partition, .. } if *t == topic && *partition == meta.partition)).count();
             let expected_offset = (self.topics[topic].logs[meta.partition as usize].len() + in_step) as u64;
             if meta.offset != expected_offset || meta.timestamp_ms != self.now_ms {
                 self.violation(format!("{meta:?}: expected offset {expected_offset} at {} (gapless, no repeats)", self.now_ms));
             }
             added[meta.partition as usize] += 1;
             if let (Some(id), true) = (&message.id, config.dedup_window_ms > 0) {
-                let entry =
-                    DedupModel { partition: meta.partition, offset: meta.offset, timestamp_ms: self.now_ms, expires_ms: self.now_ms + config.dedup_window_ms };
+                let entry = DedupModel { partition: meta.partition, offset: meta.offset, timestamp_ms: self.now_ms, expires_ms: self.now_ms + config.dedup_window_ms };
                 effects.push(Effect::DedupRecorded { topic, id: id.clone(), entry });
             }
-            effects.push(Effect::Sent {
-                topic,
-                partition: meta.partition,
-                offset: meta.offset,
-                sent: Sent { message: message.clone(), timestamp_ms: self.now_ms },
-            });
+            effects.push(Effect::Sent { topic, partition: meta.partition, offset: meta.offset, sent: Sent { message: message.clone(), timestamp_ms: self.now_ms } });
         }
         if let (Some(max_depth), Some(depths)) = (config.max_depth, &depths) {
             if let Some(p) = (0..added.len()).find(|&p| added[p] > 0 && depths[p] + added[p] > max_depth) {
@@ -942,11 +921,7 @@ impl Simulation {
             let group = member.group;
             let known = self.engine.heartbeat(&self.groups[group].name, &member.id, self.now_ms);
             if known != member.in_engine {
-                self.violation(format!(
-                    "heartbeat of {} returned {known}; the model has it {}in the group",
-                    member.id,
-                    if member.in_engine { "" } else { "not " }
-                ));
+                self.violation(format!("heartbeat of {} returned {known}; the model has it {}in the group", member.id, if member.in_engine { "" } else { "not " }));
             }
             if known {
                 effects.push(Effect::Heartbeat { member: member.id.clone(), now_ms: self.now_ms });
@@ -1000,9 +975,7 @@ impl Simulation {
         let mut runs: Vec<Vec<&Delivery>> = Vec::new();
         for delivery in &deliveries {
             match runs.last_mut() {
-                Some(run) if config.ordering == Ordering::Partition && (&run[0].topic, run[0].partition) == (&delivery.topic, delivery.partition) => {
-                    run.push(delivery)
-                }
+                Some(run) if config.ordering == Ordering::Partition && (&run[0].topic, run[0].partition) == (&delivery.topic, delivery.partition) => run.push(delivery),
                 _ => runs.push(vec![delivery]),
             }
         }
@@ -1255,10 +1228,7 @@ impl Simulation {
         let done = self.engine.ack(&self.groups[group].name, &id, &receipt, self.now_ms);
         self.trace(|| format!("ack of voided {receipt:?} by {id}: {done}"));
         if done != expected {
-            self.violation(format!(
-                "ack by {id} of voided {receipt:?} returned {done}; the model says it {} hold it",
-                if expected { "does" } else { "does not" }
-            ));
+            self.violation(format!("ack by {id} of voided {receipt:?} returned {done}; the model says it {} hold it", if expected { "does" } else { "does not" }));
         }
         if done {
             effects.push(Effect::Settled { group, member: id, receipt, outcome: Outcome::Ack, now_ms: self.now_ms });
@@ -1535,9 +1505,7 @@ impl Simulation {
                 }
                 match stored {
                     Pending::Acked if ordered => self.violation(format!("ordering: {} is acked ahead of an unsettled offset", where_())),
-                    Pending::InFlight { .. } if ordered && place > 0 => {
-                        self.violation(format!("ordering: {} is in flight behind an unsettled offset", where_()))
-                    }
+                    Pending::InFlight { .. } if ordered && place > 0 => self.violation(format!("ordering: {} is in flight behind an unsettled offset", where_())),
                     _ => {}
                 }
                 ahead = Some((*offset, stored));
@@ -1696,9 +1664,7 @@ impl Simulation {
             self.violation(format!("dead letter {letter:?} does not carry {source}/{p}@{offset} as sent: {original:?}"));
         }
         self.trace(|| format!("dead letter of {source}/{p}@{offset} from {group_name} after {attempts} attempt(s): {}", header("ferry-dlq-error")));
-        let Some(group) = self.groups.iter().position(|g| g.name == group_name) else {
-            self.violation(format!("dead letter names unknown group {group_name}"))
-        };
+        let Some(group) = self.groups.iter().position(|g| g.name == group_name) else { self.violation(format!("dead letter names unknown group {group_name}")) };
         if let Some(index) = self.dead_letters_sought_past.iter().position(|d| *d == (group, topic, p, offset, attempts)) {
             self.dead_letters_sought_past.swap_remove(index);
             self.dead_letters_expected -= 1;
@@ -1712,9 +1678,7 @@ impl Simulation {
             }
             Some(state) => {
                 let (settled, failures) = (state.settled, state.failures);
-                self.violation(format!(
-                    "{group_name} dead-lettered {source}/{p}@{offset} after {attempts} attempt(s); the model has it {settled:?} after {failures}"
-                ))
+                self.violation(format!("{group_name} dead-lettered {source}/{p}@{offset} after {attempts} attempt(s); the model has it {settled:?} after {failures}"))
             }
             None => self.violation(format!("{group_name} dead-lettered {source}/{p}@{offset}, which it never failed")),
         }
@@ -1782,8 +1746,7 @@ impl Simulation {
         for group_stats in &stats.groups {
             let group = self.groups.iter().position(|g| *g.name == *group_stats.group_id).expect("checked above");
             let topic = self.topic_index(&group_stats.topic).expect("checked above");
-            let in_group: Vec<&str> =
-                self.members.iter().filter(|m| m.group == group && m.in_engine && m.topics.contains(&topic)).map(|m| m.id.as_str()).collect();
+            let in_group: Vec<&str> = self.members.iter().filter(|m| m.group == group && m.in_engine && m.topics.contains(&topic)).map(|m| m.id.as_str()).collect();
             let mut owned: HashMap<&str, usize> = in_group.iter().map(|&id| (id, 0)).collect();
             for gp in &group_stats.partitions {
                 let cursor = &self.groups[group].cursors[&(topic, gp.partition)];
@@ -1934,10 +1897,7 @@ impl Simulation {
             for (&(topic, p), cursor) in &group.cursors {
                 let high = self.topics[topic].logs[p as usize].len() as u64;
                 if cursor.prefix != high {
-                    self.violation(format!(
-                        "drained, yet group {} has {}/{p} settled only up to {} of {high}",
-                        group.name, self.topics[topic].name, cursor.prefix
-                    ));
+                    self.violation(format!("drained, yet group {} has {}/{p} settled only up to {} of {high}", group.name, self.topics[topic].name, cursor.prefix));
                 }
             }
         }

@@ -111,10 +111,7 @@ impl RetryPolicy {
         if !(self.multiplier.is_finite() && (1.0..=BACKOFF_MULTIPLIER_MAX).contains(&self.multiplier)) {
             // The value itself is left out: formatting an f64 would add 16 KB to the wasm
             // build, and the JavaScript face has already named it (src/js/args.rs).
-            return Err(FerryError::invalid(format!(
-                "retry.multiplier must be a finite number between 1 and {}",
-                BACKOFF_MULTIPLIER_MAX as u32
-            )));
+            return Err(FerryError::invalid(format!("retry.multiplier must be a finite number between 1 and {}", BACKOFF_MULTIPLIER_MAX as u32)));
         }
         Ok(())
     }

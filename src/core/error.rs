@@ -37,7 +37,9 @@ impl ErrorCode {
     /// crossed between Durable Objects as data).
     pub fn parse(text: &str) -> Option<ErrorCode> {
         use ErrorCode::*;
-        [InvalidArgument, TopicConflict, UnknownTopic, MessageTooLarge, QueueFull, QuotaExceeded, Storage, IncompatibleStorage, Closed].into_iter().find(|code| code.as_str() == text)
+        [InvalidArgument, TopicConflict, UnknownTopic, MessageTooLarge, QueueFull, QuotaExceeded, Storage, IncompatibleStorage, Closed]
+            .into_iter()
+            .find(|code| code.as_str() == text)
     }
 }
 

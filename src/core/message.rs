@@ -208,7 +208,6 @@ impl Chunk {
             ends.shrink_to_fit();
         }
     }
-
 }
 
 /// Packs messages into chunks of at most `CHUNK_MESSAGES_MAX` messages and about
@@ -244,15 +243,7 @@ impl ChunkBuilder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        timestamp_ms: u64,
-        delay_ms: u64,
-        key: Option<&str>,
-        value: &Value,
-        headers: &[(String, String)],
-        id: Option<&str>,
-    ) {
+    pub fn push(&mut self, timestamp_ms: u64, delay_ms: u64, key: Option<&str>, value: &Value, headers: &[(String, String)], id: Option<&str>) {
         let w = &mut self.writer;
         w.u64(timestamp_ms);
         w.u64(delay_ms);

@@ -56,7 +56,9 @@ pub enum Key {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
-    Meta { schema_version: u32 },
+    Meta {
+        schema_version: u32,
+    },
     Topic(TopicConfig),
     Partition(PartitionHead),
     Chunk(Chunk),
@@ -68,7 +70,10 @@ pub enum Record {
     Pending(Pending),
     /// How a cursor is stored: with every pending delivery of its partition, so a
     /// round of deliveries or acks rewrites one record, not one per message.
-    GroupPartition { cursor: Cursor, pending: Vec<(u64, Pending)> },
+    GroupPartition {
+        cursor: Cursor,
+        pending: Vec<(u64, Pending)>,
+    },
     /// The offset (in the sending engine) after the last forwarded message taken.
     Forwarded(u64),
 }
@@ -191,12 +196,7 @@ impl Record {
             Key::Topic(_) => Record::Topic(decode_topic_config(&mut r)?),
             Key::Partition(..) => Record::Partition(PartitionHead { low: r.u64()?, high: r.u64()?, expired: r.u64()? }),
             Key::Chunk(_, _, base) => return Ok(Record::Chunk(Chunk::from_bytes(*base, bytes)?)),
-            Key::Dedup(..) => Record::Dedup(DedupEntry {
-                partition: r.u32()?,
-                offset: r.u64()?,
-                timestamp_ms: r.u64()?,
-                expires_ms: r.u64()?,
-            }),
+            Key::Dedup(..) => Record::Dedup(DedupEntry { partition: r.u32()?, offset: r.u64()?, timestamp_ms: r.u64()?, expires_ms: r.u64()? }),
             Key::Member(..) => {
                 let session_expires_ms = r.u64()?;
                 let count = r.u64()?;
@@ -287,13 +287,8 @@ pub(crate) fn encode_consumer_config(w: &mut Writer, c: &ConsumerConfig) {
 /// What [`encode_consumer_config`] wrote; settings stored by schema version 1 end
 /// before `maxBatchSize`, so `r` must hold nothing after them.
 pub(crate) fn decode_consumer_config(r: &mut Reader<'_>) -> Result<ConsumerConfig> {
-    let retry = RetryPolicy {
-        max_attempts: r.u32()?,
-        initial_backoff_ms: r.u64()?,
-        multiplier: f64::from_bits(r.u64()?),
-        max_backoff_ms: r.u64()?,
-        jitter: r.u8()? != 0,
-    };
+    let retry =
+        RetryPolicy { max_attempts: r.u32()?, initial_backoff_ms: r.u64()?, multiplier: f64::from_bits(r.u64()?), max_backoff_ms: r.u64()?, jitter: r.u8()? != 0 };
     Ok(ConsumerConfig {
         retry,
         dead_letter_topic: r.opt_str()?.map(str::to_owned),

@@ -68,7 +68,15 @@ enum Step {
     /// A subscribe's joins, one per partition.
     Joins { consumer: ConsumerId, subscriptions: Vec<Subscription>, left: usize },
     /// A receive's round.
-    Receive { consumer: ConsumerId, max: usize, asking: Vec<Target>, shares: Vec<usize>, got: Vec<Option<Vec<crate::core::Delivery>>>, left: usize, received: Vec<crate::core::Delivery> },
+    Receive {
+        consumer: ConsumerId,
+        max: usize,
+        asking: Vec<Target>,
+        shares: Vec<usize>,
+        got: Vec<Option<Vec<crate::core::Delivery>>>,
+        left: usize,
+        received: Vec<crate::core::Delivery>,
+    },
     /// A batch of acks and retries of one partition, for the operations named.
     Settle { ops: Vec<OpId> },
 }
@@ -233,7 +241,10 @@ impl EdgeClient {
             Then::Seek { consumer, partition, to } => {
                 let (topic, settings) = found.into_iter().next().ok_or_else(|| FerryError::storage("no settings for the seek"))?;
                 if partition >= settings.partitions {
-                    return Err(FerryError::new(ErrorCode::UnknownTopic, format!("partition {partition} of topic '{topic}' does not exist: the topic has {} partition(s)", settings.partitions)));
+                    return Err(FerryError::new(
+                        ErrorCode::UnknownTopic,
+                        format!("partition {partition} of topic '{topic}' does not exist: the topic has {} partition(s)", settings.partitions),
+                    ));
                 }
                 let group = self.consumers[consumer].group.clone();
                 self.steps.insert(op, Step::Call);
@@ -571,7 +582,12 @@ pub fn merge_stats(topics: &[(String, TopicConfig)], parts: Vec<Stats>) -> Stats
             }
         }
         for g in stats.groups {
-            let entry = groups.entry((g.group_id.to_string(), g.topic.to_string())).or_insert_with(|| GroupStats { group_id: g.group_id.clone(), topic: g.topic.clone(), dead_lettered: 0, partitions: Vec::new() });
+            let entry = groups.entry((g.group_id.to_string(), g.topic.to_string())).or_insert_with(|| GroupStats {
+                group_id: g.group_id.clone(),
+                topic: g.topic.clone(),
+                dead_lettered: 0,
+                partitions: Vec::new(),
+            });
             entry.dead_lettered += g.dead_lettered;
             entry.partitions.extend(g.partitions);
         }

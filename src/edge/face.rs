@@ -253,7 +253,16 @@ impl EdgeClient {
 
     /// `retry({ delayMs, error })` of a received message: a failed attempt.
     #[allow(clippy::too_many_arguments)]
-    pub fn retry(&mut self, consumer: u32, topic: String, partition: u32, offset: f64, attempt: u32, generation: u32, options: JsValue) -> std::result::Result<f64, JsValue> {
+    pub fn retry(
+        &mut self,
+        consumer: u32,
+        topic: String,
+        partition: u32,
+        offset: f64,
+        attempt: u32,
+        generation: u32,
+        options: JsValue,
+    ) -> std::result::Result<f64, JsValue> {
         let start = || -> Result<OpId> {
             let options = args::options(&options, "options")?;
             let error = args::opt_string(&args::get(options.as_ref(), "error")?, "error")?.unwrap_or_else(|| "retried".into());
@@ -314,12 +323,15 @@ fn reply_to_js(reply: Reply, publish: bool) -> Result<JsValue> {
             for delivery in &deliveries {
                 let item = payload(delivery);
                 // The generation goes back with the receipt (see Engine::seek).
-                Reflect::set(&item, &JsValue::from_str("generation"), &JsValue::from(delivery.generation)).map_err(|_| FerryError::storage("a message could not be handed over"))?;
+                Reflect::set(&item, &JsValue::from_str("generation"), &JsValue::from(delivery.generation))
+                    .map_err(|_| FerryError::storage("a message could not be handed over"))?;
                 received.push(&item);
             }
             received.into()
         }
-        Reply::Topic { .. } | Reply::Settings(_) | Reply::Settled(_) | Reply::Accepted { .. } => return Err(FerryError::storage("an operation ended with an object's own reply")),
+        Reply::Topic { .. } | Reply::Settings(_) | Reply::Settled(_) | Reply::Accepted { .. } => {
+            return Err(FerryError::storage("an operation ended with an object's own reply"))
+        }
     })
 }
 

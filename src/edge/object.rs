@@ -139,7 +139,11 @@ pub fn home_of(name: &str) -> Result<Option<(String, u32)>> {
         [bus, topic, partition] => {
             check_name("name", bus)?;
             check_name("topic", topic)?;
-            let partition = partition.parse::<u32>().ok().filter(|p| *p < PARTITIONS_MAX).ok_or_else(|| FerryError::invalid(format!("object name '{name}' has no partition number")))?;
+            let partition = partition
+                .parse::<u32>()
+                .ok()
+                .filter(|p| *p < PARTITIONS_MAX)
+                .ok_or_else(|| FerryError::invalid(format!("object name '{name}' has no partition number")))?;
             Ok(Some((topic.to_string(), partition)))
         }
         _ => Err(FerryError::invalid(format!("object name '{name}' is neither 'bus' nor 'bus/topic/partition'"))),
@@ -261,7 +265,12 @@ impl<S: Store> EdgeObject<S> {
                 }
                 for (p, added) in &others {
                     let to = object_name(&self.bus, topic, *p);
-                    self.transmit(to, Context { config: BusConfig::default(), topics: context.topics.clone() }, Call::CheckRoom { added: *added }, Purpose::CheckRoom(id));
+                    self.transmit(
+                        to,
+                        Context { config: BusConfig::default(), topics: context.topics.clone() },
+                        Call::CheckRoom { added: *added },
+                        Purpose::CheckRoom(id),
+                    );
                 }
                 self.waiting.insert(id, Waiting::Room { context, call, asked: others.len(), refused: None });
                 Ok(())
@@ -325,7 +334,9 @@ impl<S: Store> EdgeObject<S> {
                 };
                 Reply::Topic { name, config, missing: !exists }
             }
-            Call::Settings => Reply::Settings(self.engine.topics().iter().map(|t| (t.topic.to_string(), self.engine.topic_config(&t.topic).unwrap_or_default())).collect()),
+            Call::Settings => {
+                Reply::Settings(self.engine.topics().iter().map(|t| (t.topic.to_string(), self.engine.topic_config(&t.topic).unwrap_or_default())).collect())
+            }
             Call::Send { topic, messages } => Reply::Metadata(self.operate(now_ms, |e, now| e.send(&topic, &messages, now))?),
             Call::Stats => Reply::Stats(Box::new(self.operate(now_ms, |e, _| Ok(e.stats()))?)),
             Call::Redrive { from, limit } => Reply::Count(self.operate(now_ms, |e, now| e.redrive(&from, limit, now))?),
@@ -474,7 +485,9 @@ impl<S: Store> EdgeObject<S> {
             None => Ok(Reply::Metadata(out)),
             Some(partition) => {
                 let why = self.forwarding.error.as_ref().map_or_else(|| "no answer".to_string(), |e| e.message.clone());
-                Err(FerryError::storage(format!("the send is stored, but its part for partition {partition} is not forwarded yet ({why}); it will be, without its metadata")))
+                Err(FerryError::storage(format!(
+                    "the send is stored, but its part for partition {partition} is not forwarded yet ({why}); it will be, without its metadata"
+                )))
             }
         }
     }

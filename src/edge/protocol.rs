@@ -19,30 +19,61 @@ pub struct Context {
 #[derive(Clone, Debug)]
 pub enum Call {
     // The directory's.
-    CreateTopic { name: String, config: TopicConfig },
+    CreateTopic {
+        name: String,
+        config: TopicConfig,
+    },
     Topics,
     /// A topic's settings. A missing topic is created with `partitions` when
     /// given (a dead-letter topic made on demand), else as `autoCreateTopics` says
     /// when `create`; without `create` nothing is made and a topic that would be
     /// is described as missing, for a send that may yet be refused.
-    Topic { name: String, partitions: Option<u32>, create: bool },
+    Topic {
+        name: String,
+        partitions: Option<u32>,
+        create: bool,
+    },
     /// Every topic's settings.
     Settings,
     // A partition's; the directory takes `Redrive` too, to check it.
     /// A send coordinated by this partition: each message says its partition.
-    Send { topic: String, messages: Vec<OutgoingMessage> },
+    Send {
+        topic: String,
+        messages: Vec<OutgoingMessage>,
+    },
     Stats,
-    Redrive { from: String, limit: Option<u64> },
+    Redrive {
+        from: String,
+        limit: Option<u64>,
+    },
     /// Joins `group` here (as the pull member) and leases up to `max` messages
     /// (0: only joins).
-    Receive { group: String, config: ConsumerConfig, subscriptions: Vec<Subscription>, max: usize },
+    Receive {
+        group: String,
+        config: ConsumerConfig,
+        subscriptions: Vec<Subscription>,
+        max: usize,
+    },
     /// Acks and retries in one commit; a malformed item is refused alone.
-    Settle { items: Vec<Result<SettleItem>> },
-    Seek { group: String, topic: String, partition: u32, to: SeekTo },
+    Settle {
+        items: Vec<Result<SettleItem>>,
+    },
+    Seek {
+        group: String,
+        topic: String,
+        partition: u32,
+        to: SeekTo,
+    },
     /// Messages another object forwards here ([`crate::core::Engine::accept`]).
-    Accept { source: String, send: bool, chunk: Chunk },
+    Accept {
+        source: String,
+        send: bool,
+        chunk: Chunk,
+    },
     /// `QUEUE_FULL` when `added` more messages would pass this partition's `maxDepth`.
-    CheckRoom { added: u64 },
+    CheckRoom {
+        added: u64,
+    },
 }
 
 /// One ack (`retry: None`) or failed attempt of [`Call::Settle`].
@@ -60,7 +91,11 @@ pub enum Reply {
     Bool(bool),
     Count(u64),
     Topics(Vec<TopicInfo>),
-    Topic { name: String, config: TopicConfig, missing: bool },
+    Topic {
+        name: String,
+        config: TopicConfig,
+        missing: bool,
+    },
     Settings(Vec<(String, TopicConfig)>),
     Metadata(Vec<RecordMetadata>),
     Stats(Box<Stats>),
@@ -68,7 +103,10 @@ pub enum Reply {
     /// Per item: `false` when its lease had run out, `true` when settled.
     Settled(Vec<std::result::Result<bool, FerryError>>),
     /// How many of a forwarded chunk were taken before, and where the others landed.
-    Accepted { skipped: u64, results: Vec<RecordMetadata> },
+    Accepted {
+        skipped: u64,
+        results: Vec<RecordMetadata>,
+    },
 }
 
 impl Call {

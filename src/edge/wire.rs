@@ -8,10 +8,10 @@
 use super::protocol::{Call, Context, Reply, SettleItem};
 use crate::core::codec::{Reader, Writer};
 use crate::core::config::{BusConfig, TopicConfig};
+use crate::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, TopicStats};
 use crate::core::limits::{PARTITIONS_MAX, POLL_MAX, SEND_BATCH_MAX, SUBSCRIPTIONS_MAX, TOPICS_MAX};
 use crate::core::message::{Chunk, Message, OutgoingMessage, Value, ValueKind};
 use crate::core::records::{decode_consumer_config, decode_topic_config, encode_consumer_config, encode_topic_config};
-use crate::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, TopicStats};
 use crate::core::{Delivery, ErrorCode, FerryError, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicInfo};
 
 /// A count read from the wire, refused past `max` so that bad bytes cannot make
@@ -409,13 +409,21 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
             let partitions = PARTITIONS_MAX as usize;
             let topics = list(r, TOPICS_MAX, |r| {
                 let topic = r.str()?.into();
-                let partitions = list(r, partitions, |r| Ok(PartitionStats { partition: r.u32()?, low_offset: r.u64()?, high_offset: r.u64()?, depth: r.u64()?, expired: r.u64()? }))?;
+                let partitions =
+                    list(r, partitions, |r| Ok(PartitionStats { partition: r.u32()?, low_offset: r.u64()?, high_offset: r.u64()?, depth: r.u64()?, expired: r.u64()? }))?;
                 Ok(TopicStats { topic, partitions })
             })?;
             let groups = list(r, usize::MAX, |r| {
                 let (group_id, topic, dead_lettered) = (r.str()?.into(), r.str()?.into(), r.u64()?);
                 let partitions = list(r, partitions, |r| {
-                    Ok(GroupPartitionStats { partition: r.u32()?, committed_offset: r.u64()?, lag: r.u64()?, in_flight: r.u64()?, retrying: r.u64()?, owner: r.opt_str()?.map(Into::into) })
+                    Ok(GroupPartitionStats {
+                        partition: r.u32()?,
+                        committed_offset: r.u64()?,
+                        lag: r.u64()?,
+                        in_flight: r.u64()?,
+                        retrying: r.u64()?,
+                        owner: r.opt_str()?.map(Into::into),
+                    })
                 })?;
                 Ok(GroupStats { group_id, topic, dead_lettered, partitions })
             })?;
@@ -423,7 +431,15 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
         }
         9 => Reply::Deliveries(list(r, POLL_MAX, |r| {
             let (topic, partition, attempt, generation) = (r.str()?.into(), r.u32()?, r.u32()?, r.u32()?);
-            let message = Message { offset: r.u64()?, timestamp_ms: r.u64()?, deliver_at_ms: r.u64()?, key: opt_string(r)?, value: value(r)?, headers: headers(r)?, id: opt_string(r)? };
+            let message = Message {
+                offset: r.u64()?,
+                timestamp_ms: r.u64()?,
+                deliver_at_ms: r.u64()?,
+                key: opt_string(r)?,
+                value: value(r)?,
+                headers: headers(r)?,
+                id: opt_string(r)?,
+            };
             Ok(Delivery { topic, partition, attempt, generation, message })
         })?),
         10 => Reply::Settled(list(r, POLL_MAX, |r| match r.u8()? {
@@ -446,7 +462,14 @@ mod tests {
     use crate::core::rng::Rng;
 
     fn calls() -> Vec<Call> {
-        let message = OutgoingMessage { key: Some("k".into()), value: Value::json("{\"a\":[1]}"), headers: vec![("h".into(), "v".into())], id: Some("id-1".into()), delay_ms: 5, partition: Some(3) };
+        let message = OutgoingMessage {
+            key: Some("k".into()),
+            value: Value::json("{\"a\":[1]}"),
+            headers: vec![("h".into(), "v".into())],
+            id: Some("id-1".into()),
+            delay_ms: 5,
+            partition: Some(3),
+        };
         let receipt = Receipt { topic: "t".into(), partition: 1, offset: 7, attempt: 2, generation: 4 };
         vec![
             Call::CreateTopic { name: "t".into(), config: TopicConfig { retention_ms: Some(9), max_depth: Some(8), ..TopicConfig::with_partitions(4) } },
@@ -481,7 +504,10 @@ mod tests {
     #[test]
     fn every_reply_crosses_as_it_was() {
         let metadata = RecordMetadata { topic: "t".into(), partition: 1, offset: 2, timestamp_ms: 3, duplicate: true };
-        let message = Message { offset: 4, timestamp_ms: 5, deliver_at_ms: 6, key: None, value: Value::string("é"), headers: vec![("a".into(), "b".into())], id: Some("x".into()) };
+        let message =
+            Message {
+                offset: 4, timestamp_ms: 5, deliver_at_ms: 6, key: None, value: Value::string("é"), headers: vec![("a".into(), "b".into())], id: Some("x".into())
+            };
         let stats = Stats {
             topics: vec![TopicStats { topic: "t".into(), partitions: vec![PartitionStats { partition: 0, low_offset: 1, high_offset: 5, depth: 4, expired: 2 }] }],
             groups: vec![GroupStats {

@@ -39,7 +39,6 @@ pub fn options(value: &JsValue, field: &str) -> Result<Option<Object>> {
     Ok(Some(value.clone().unchecked_into()))
 }
 
-
 thread_local! {
     /// Property names as JavaScript strings, made once: a string crossing from wasm
     /// is decoded every time, which costs more than reading the property itself.

@@ -19,4 +19,3 @@ use crate::core::{FerryError, Result};
 pub fn parse_json(text: &str) -> Result<JsValue> {
     js_sys::JSON::parse(text).map_err(|_| FerryError::storage("a result could not be handed to JavaScript"))
 }
-

@@ -69,7 +69,8 @@ pub fn outgoing(value: &JsValue, message: Option<&Object>, field: &dyn Fn() -> S
     out.headers = args::named(|f| args::headers(&args::get(message, "headers")?, f), || format!("{}.headers", field()))?;
     out.id = args::named(|f| args::opt_string(&args::get(message, "id")?, f), || format!("{}.id", field()))?;
     out.delay_ms = args::named(|f| args::opt_integer(&args::get(message, "delayMs")?, f, 0, DELAY_MS_MAX), || format!("{}.delayMs", field()))?.unwrap_or(0);
-    out.partition = args::named(|f| args::opt_integer(&args::get(message, "partition")?, f, 0, u64::from(PARTITIONS_MAX) - 1), || format!("{}.partition", field()))?.map(|p| p as u32);
+    out.partition = args::named(|f| args::opt_integer(&args::get(message, "partition")?, f, 0, u64::from(PARTITIONS_MAX) - 1), || format!("{}.partition", field()))?
+        .map(|p| p as u32);
     Ok(out)
 }
 
@@ -173,4 +174,3 @@ fn position(value: &JsValue, field: &str) -> Result<u64> {
         None => args::integer(value, field, 0, SAFE_INTEGER_MAX),
     }
 }
-

@@ -180,14 +180,7 @@ impl Bus {
             // Opened only once the bus is: an open channel holds Node's event loop,
             // so a refused open must leave none behind.
             let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
-            let shared = Rc::new(Inner {
-                core: Rc::new(RefCell::new(committer)),
-                closed: Cell::new(false),
-                wakers,
-                consumers: RefCell::default(),
-                name,
-                channel,
-            });
+            let shared = Rc::new(Inner { core: Rc::new(RefCell::new(committer)), closed: Cell::new(false), wakers, consumers: RefCell::default(), name, channel });
             // A new bus stores its schema version before anything else.
             if let Err(refused) = operate(&shared, |_, _| Ok(())).await {
                 release(&shared);
@@ -213,9 +206,7 @@ impl Bus {
     /// `bus.topics()`.
     pub fn topics(&self) -> Promise {
         let shared = self.shared.clone();
-        promise(async move {
-            parse_json(&operate(&shared, |e, _| Ok(json::topics(&e.topics()))).await?)
-        })
+        promise(async move { parse_json(&operate(&shared, |e, _| Ok(json::topics(&e.topics()))).await?) })
     }
 
     pub fn producer(&self) -> Producer {
@@ -243,9 +234,7 @@ impl Bus {
     /// `bus.stats()`.
     pub fn stats(&self) -> Promise {
         let shared = self.shared.clone();
-        promise(async move {
-            parse_json(&operate(&shared, |e, _| Ok(json::stats(&e.stats()))).await?)
-        })
+        promise(async move { parse_json(&operate(&shared, |e, _| Ok(json::stats(&e.stats()))).await?) })
     }
 
     /// `bus.redrive({ from, limit? })`: how many dead letters moved back.

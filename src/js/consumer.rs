@@ -210,7 +210,8 @@ impl Settlements {
             return;
         }
         let (group, member) = (state.group.clone(), state.member.clone());
-        let _ = operate(shared, move |e, now| {
+        // operate queues the operation at once; its outcome is not waited for.
+        drop(operate(shared, move |e, now| {
             for (receipt, finished_ms) in &acks {
                 e.ack(&group, &member, receipt, *finished_ms);
             }
@@ -220,7 +221,7 @@ impl Settlements {
                 None => true,
             };
             Ok(())
-        });
+        }));
     }
 }
 

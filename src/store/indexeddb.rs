@@ -9,14 +9,14 @@
 //! commit early.
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use std::collections::BTreeSet;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use std::collections::BTreeSet;
 
 use web_sys::{IdbDatabase, IdbFactory, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
 
-use crate::core::limits::CHANGE_LOG_COMMITS;
 use super::js_keys::{key_from_js, key_to_js};
+use crate::core::limits::CHANGE_LOG_COMMITS;
 use crate::core::records::{Key, Record};
 use crate::core::{ErrorCode, FerryError, Write};
 
@@ -96,7 +96,6 @@ pub enum Refresh {
     /// deleted).
     Changes(Vec<Write>),
 }
-
 
 impl IndexedDbStore {
     /// Opens (or creates) the database `name` in this context's IndexedDB.

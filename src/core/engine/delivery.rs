@@ -327,7 +327,8 @@ impl Engine {
                 offset += 1;
                 continue;
             }
-            let ack_timeout_ms = self.groups.get(group).and_then(|g| g.members.get(&member)).map_or(ConsumerConfig::default().ack_timeout_ms, |m| m.config.ack_timeout_ms);
+            let ack_timeout_ms =
+                self.groups.get(group).and_then(|g| g.members.get(&member)).map_or(ConsumerConfig::default().ack_timeout_ms, |m| m.config.ack_timeout_ms);
             let lease = Pending::InFlight { member, attempt, deadline_ms: now_ms.saturating_add(ack_timeout_ms) };
             self.put(Key::Pending(group.clone(), topic.clone(), p, offset), Some(Record::Pending(lease)));
             return;
@@ -385,7 +386,18 @@ impl Engine {
     /// One failed attempt of an in-flight message: dead-lettered when it was the
     /// last one allowed, else waiting as `wait` says.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn failed_attempt(&mut self, group: &Name, topic: &Name, p: u32, offset: u64, attempt: u32, error: &str, config: &ConsumerConfig, now_ms: u64, wait: Wait) {
+    pub(super) fn failed_attempt(
+        &mut self,
+        group: &Name,
+        topic: &Name,
+        p: u32,
+        offset: u64,
+        attempt: u32,
+        error: &str,
+        config: &ConsumerConfig,
+        now_ms: u64,
+        wait: Wait,
+    ) {
         self.release_run(group, topic, p, offset + 1, now_ms);
         if attempt >= config.retry.max_attempts {
             self.dead_letter(group, topic, p, offset, attempt, error, config, now_ms);

@@ -34,14 +34,7 @@ pub(super) fn forwarded_messages(chunk: &Chunk, partition: u32, now_ms: u64) -> 
     (chunk.base_offset..chunk.end_offset())
         .map(|offset| {
             let m = chunk.message(offset).unwrap_or_else(|| Err(FerryError::invalid("a forwarded chunk is cut short")))?;
-            Ok(OutgoingMessage {
-                key: m.key,
-                value: m.value,
-                headers: m.headers,
-                id: m.id,
-                delay_ms: m.deliver_at_ms.saturating_sub(now_ms),
-                partition: Some(partition),
-            })
+            Ok(OutgoingMessage { key: m.key, value: m.value, headers: m.headers, id: m.id, delay_ms: m.deliver_at_ms.saturating_sub(now_ms), partition: Some(partition) })
         })
         .collect()
 }

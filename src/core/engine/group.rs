@@ -1,8 +1,8 @@
 //! Consumer groups: members, sessions and heartbeats, and the balanced, sticky
 //! assignment of partitions to live members.
 
-use super::*;
 use super::delivery::Wait;
+use super::*;
 use crate::core::assign::sticky_assign;
 use crate::core::config::{check_name, check_range, ConsumerConfig};
 use crate::core::limits::*;
@@ -222,9 +222,9 @@ impl Engine {
                 return Err(FerryError::invalid(format!("offset {offset} is past the end of partition {partition} of topic '{topic}' (highOffset {high})")));
             }
             SeekTo::Offset(offset) => offset.max(low),
-            SeekTo::Timestamp(timestamp_ms) => (low..high)
-                .find(|o| state.and_then(|s| s.chunk_for(*o)).and_then(|c| c.times(*o)).is_some_and(|(sent_ms, _)| sent_ms >= timestamp_ms))
-                .unwrap_or(high),
+            SeekTo::Timestamp(timestamp_ms) => {
+                (low..high).find(|o| state.and_then(|s| s.chunk_for(*o)).and_then(|c| c.times(*o)).is_some_and(|(sent_ms, _)| sent_ms >= timestamp_ms)).unwrap_or(high)
+            }
         };
         // Everything is checked: a missing topic is made as a subscription makes it.
         self.topic_or_create(topic, None)?;

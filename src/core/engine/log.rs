@@ -52,10 +52,7 @@ impl Engine {
             if have == config.partitions {
                 return Ok(false);
             }
-            return Err(FerryError::new(
-                ErrorCode::TopicConflict,
-                format!("topic '{name}' exists with {have} partitions, not {}", config.partitions),
-            ));
+            return Err(FerryError::new(ErrorCode::TopicConflict, format!("topic '{name}' exists with {have} partitions, not {}", config.partitions)));
         }
         self.check_topic_room()?;
         self.insert_topic(Name::from(name), config);
@@ -93,12 +90,7 @@ impl Engine {
     pub fn topics(&self) -> Vec<TopicInfo> {
         self.topics
             .iter()
-            .map(|(name, t)| TopicInfo {
-                topic: name.clone(),
-                partitions: t.config.partitions,
-                retention_ms: t.config.retention_ms,
-                max_depth: t.config.max_depth,
-            })
+            .map(|(name, t)| TopicInfo { topic: name.clone(), partitions: t.config.partitions, retention_ms: t.config.retention_ms, max_depth: t.config.max_depth })
             .collect()
     }
 
@@ -152,10 +144,7 @@ impl Engine {
         }
         if let Some(p) = m.partition {
             if p >= partitions {
-                return Err(FerryError::new(
-                    ErrorCode::UnknownTopic,
-                    format!("messages[{index}].partition {p} does not exist: the topic has {partitions} partition(s)"),
-                ));
+                return Err(FerryError::new(ErrorCode::UnknownTopic, format!("messages[{index}].partition {p} does not exist: the topic has {partitions} partition(s)")));
             }
         }
         if admission == Admission::Forwarded {
@@ -217,11 +206,7 @@ impl Engine {
                     return Some((p, offset, ts));
                 }
                 first_in_batch.insert(id, index);
-                self.dedup
-                    .get(topic)
-                    .and_then(|ids| ids.get(id))
-                    .filter(|d| d.expires_ms > now_ms)
-                    .map(|d| (d.partition, d.offset, d.timestamp_ms))
+                self.dedup.get(topic).and_then(|ids| ids.get(id)).filter(|d| d.expires_ms > now_ms).map(|d| (d.partition, d.offset, d.timestamp_ms))
             });
             if let Some((p, offset, ts)) = seen {
                 results.push((p, offset, ts, true));
@@ -259,14 +244,7 @@ impl Engine {
                 .iter()
                 .zip(&results)
                 .filter(|(_, r)| r.0 == p && !r.3)
-                .map(|(m, _)| Append {
-                    timestamp_ms: now_ms,
-                    delay_ms: m.delay_ms,
-                    key: m.key.as_deref(),
-                    value: &m.value,
-                    headers: &m.headers,
-                    id: m.id.as_deref(),
-                })
+                .map(|(m, _)| Append { timestamp_ms: now_ms, delay_ms: m.delay_ms, key: m.key.as_deref(), value: &m.value, headers: &m.headers, id: m.id.as_deref() })
                 .collect();
             if !appends.is_empty() {
                 self.append(&name, p, &appends);

@@ -256,10 +256,9 @@ impl Engine {
             };
             if cursors_written.insert(cursor_key.clone()) {
                 let Key::Cursor(g, t, p) = &cursor_key else { continue };
-                let stored = self.cursor(g, t, *p).map(|cs| Record::GroupPartition {
-                    cursor: cs.cursor,
-                    pending: cs.pending.iter().map(|(offset, pending)| (*offset, pending.clone())).collect(),
-                });
+                let stored = self
+                    .cursor(g, t, *p)
+                    .map(|cs| Record::GroupPartition { cursor: cs.cursor, pending: cs.pending.iter().map(|(offset, pending)| (*offset, pending.clone())).collect() });
                 writes.push((cursor_key, stored));
             }
         }
@@ -324,11 +323,7 @@ impl Engine {
             (Key::Meta, None) => self.schema_version = None,
             (Key::Topic(t), Some(Record::Topic(config))) => {
                 let count = config.partitions as usize;
-                let state = self.topics.entry(t.clone()).or_insert_with(|| TopicState {
-                    config: config.clone(),
-                    partitions: Vec::new(),
-                    round_robin: 0,
-                });
+                let state = self.topics.entry(t.clone()).or_insert_with(|| TopicState { config: config.clone(), partitions: Vec::new(), round_robin: 0 });
                 state.config = config;
                 state.partitions.resize_with(count, PartitionState::default);
             }
