@@ -34,8 +34,12 @@
 //! time from what is stored, and checks it lies between the deadline and now.
 //!
 //! After every call and alarm, an object holding messages for others has its
-//! alarm set, within the longest backoff (a minute). Then faults stop, and the client makes no more calls: alarms alone
-//! must forward everything left. Then the group consumes everything, and:
+//! alarm set, within the longest backoff (a minute); a wave of forwards that
+//! failed is followed by none until the object's alarm or a call, and the alarm
+//! it sets is no sooner than the backoff (1 s, doubling with each wave that failed
+//! since its forwarding last succeeded) or its housekeeping. Then faults stop, and
+//! the client makes no more calls: alarms alone must forward everything left.
+//! Then the group consumes everything, and:
 //!
 //! 1. every message of a stored send (one answered with metadata, or with the
 //!    `STORAGE` error saying it is stored but not yet forwarded) reached the
@@ -66,7 +70,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ferry::core::config::{BusConfig, ConsumerConfig, RetryPolicy, TopicConfig};
 use ferry::core::engine::{Delivery, Engine, GroupPartitionStats, Receipt, Stats, Subscription};
-use ferry::core::limits::{FORWARD_RETRY_MS_MAX, SESSION_TIMEOUT_MS_MAX};
+use ferry::core::limits::{FORWARD_RETRY_MS, FORWARD_RETRY_MS_MAX, SESSION_TIMEOUT_MS_MAX};
 use ferry::core::message::{OutgoingMessage, Value};
 use ferry::core::murmur2::partition_for_key;
 use ferry::core::records::{Key, Pending, Record};
@@ -134,6 +138,13 @@ struct Node {
     /// Who waits for each call the object is answering.
     callers: BTreeMap<CallId, Caller>,
     next_call: CallId,
+    /// Its transmits that forward messages (`accept`) or ask the directory where
+    /// to (`topic`), not answered yet: a wave of its forwarding.
+    forwarding: HashMap<TransmitId, &'static str>,
+    /// A forward of the wave failed.
+    wave_failed: bool,
+    /// Waves that failed since its forwarding last succeeded or it restarted.
+    failed_waves: u32,
     seed: u64,
 }
 
@@ -192,7 +203,7 @@ impl Net {
         for (n, name) in names.into_iter().enumerate() {
             let storage = FaultyStore::new(MemoryStore::new(), net.rng.next_u64());
             net.by_name.insert(name.clone(), n);
-            let node = Node { name, storage, object: None, alarm: None, incarnation: 0, callers: BTreeMap::new(), next_call: 0, seed: seed * 100 + n as u64 };
+            let node = Node { name, storage, object: None, alarm: None, incarnation: 0, callers: BTreeMap::new(), next_call: 0, forwarding: HashMap::new(), wave_failed: false, failed_waves: 0, seed: seed * 100 + n as u64 };
             net.nodes.push(node);
         }
         net
@@ -244,7 +255,7 @@ impl Net {
         node.callers.insert(id, caller);
         node.object.as_mut().expect("opened").handle_call(id, context, call, now);
         self.touched.push((n, false));
-        self.pump(n)
+        self.pump(n).map(drop)
     }
 
     fn answer(&mut self, caller: Caller, result: Result<Reply, FerryError>) {
@@ -270,16 +281,17 @@ impl Net {
             return Ok(());
         }
         self.touched.push((n, true));
-        self.pump(n)
+        self.pump(n).map(drop)
     }
 
     /// Does what object `n` asks after a call, an answer or its alarm, as
     /// FerryObject's pump does: makes its calls, delivers its answers, sets its
     /// alarm. Fails when it holds messages for others with no alarm set.
-    fn pump(&mut self, n: usize) -> Result<(), String> {
+    /// Resolves to how many forwards it made.
+    fn pump(&mut self, n: usize) -> Result<usize, String> {
         let now = self.now;
         let node = &mut self.nodes[n];
-        let Some(object) = node.object.as_mut() else { return Ok(()) };
+        let Some(object) = node.object.as_mut() else { return Ok(0) };
         let transmits: Vec<_> = std::iter::from_fn(|| object.poll_transmit()).collect();
         let results: Vec<_> = std::iter::from_fn(|| object.poll_result()).collect();
         match object.poll_alarm() {
@@ -297,13 +309,40 @@ impl Net {
             let caller = node.callers.remove(&id).ok_or_else(|| format!("{} answered call {id}, which nobody made", node.name))?;
             answered.push((caller, result));
         }
+        let forwards: Vec<(TransmitId, &'static str)> = transmits.iter().filter(|t| matches!(t.call, Call::Accept { .. } | Call::Topic { .. })).map(|t| (t.id, t.call.method())).collect();
+        node.forwarding.extend(forwards.iter().copied());
         for t in transmits {
             self.fly(Carried::Call { from: n, incarnation, transmit: t.id, to: t.to, context: t.context, call: t.call });
         }
         for (caller, result) in answered {
             self.answer(caller, result);
         }
-        Ok(())
+        Ok(forwards.len())
+    }
+
+    /// The last forward of object `n`'s wave was answered, and it made `made`
+    /// more: when the wave failed, none, and its alarm rings after the backoff (1 s
+    /// doubling with each wave that failed since its forwarding last succeeded, to
+    /// a minute) or at its housekeeping if sooner.
+    fn wave_ended(&mut self, n: usize, made: usize) -> Result<(), String> {
+        let node = &mut self.nodes[n];
+        if !std::mem::take(&mut node.wave_failed) {
+            node.failed_waves = 0;
+            return Ok(());
+        }
+        if made > 0 {
+            return Err(format!("{} forwards again as soon as a forward failed", node.name));
+        }
+        node.failed_waves += 1;
+        let backoff_ms = FORWARD_RETRY_MS.saturating_mul(1 << (node.failed_waves - 1).min(16)).min(FORWARD_RETRY_MS_MAX);
+        let tick = node.object.as_ref().expect("open").engine().next_tick_ms();
+        let earliest = tick.map_or(self.now + backoff_ms, |tick| tick.min(self.now + backoff_ms));
+        match node.alarm {
+            Some(at) if at < earliest => {
+                Err(format!("{} tries its forwards again at {at}, {} ms after the wave {} that failed, before its backoff of {backoff_ms} ms", node.name, at.saturating_sub(self.now), node.failed_waves))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Object `n` restarts: what it was answering is lost to its callers, and so
@@ -313,6 +352,9 @@ impl Net {
         let node = &mut self.nodes[n];
         node.object = None;
         node.incarnation += 1;
+        node.forwarding.clear();
+        node.wave_failed = false;
+        node.failed_waves = 0;
         for (_, caller) in std::mem::take(&mut node.callers) {
             match caller {
                 Caller::Client(id) => self.answers.push((id, None)),
@@ -354,9 +396,19 @@ impl Net {
                 let now = self.now;
                 let node = &mut self.nodes[to];
                 let Some(object) = node.object.as_mut().filter(|_| node.incarnation == incarnation) else { return Ok(()) };
+                let forward = node.forwarding.remove(&transmit);
+                node.wave_failed |= forward.is_some() && result.is_err();
+                // An entry of the wave is done when its accept is answered, or its
+                // topic is not; the directory's topic is followed by its accept.
+                let done = forward == Some("accept") || (forward == Some("topic") && result.is_err());
+                let wave_over = done && node.forwarding.is_empty();
                 object.handle_transmit_result(transmit, result, now);
                 self.touched.push((to, false));
-                self.pump(to)
+                let made = self.pump(to)?;
+                if wave_over {
+                    return self.wave_ended(to, made);
+                }
+                Ok(())
             }
         }
     }
@@ -689,15 +741,16 @@ impl Sim {
 
     /// One round of the group at partition `p`: a receive when nothing received is
     /// left to settle, then one settle of all that was received (once the receive
-    /// answered). Resolves to how many messages it received or settled.
-    fn consume(&mut self, p: u32) -> Result<usize, String> {
+    /// answered). Resolves to how many messages it received or settled, `None`
+    /// when it did not try.
+    fn consume(&mut self, p: u32) -> Result<Option<usize>, String> {
         let now = self.net.now;
         let consumer = &self.consumer;
         // A lease past its deadline waits for the partition's housekeeping (its
         // alarm rings by then, or rings again): what a receipt does meanwhile is
         // not modelled.
         if consumer.busy[p as usize] || consumer.positions[p as usize].lease_ran_out(now) {
-            return Ok(0);
+            return Ok(None);
         }
         let mut moved = 0;
         if consumer.deliveries[p as usize].is_empty() {
@@ -707,7 +760,7 @@ impl Sim {
         if !self.consumer.deliveries[p as usize].is_empty() && !self.consumer.busy[p as usize] {
             moved += self.settle(p)?;
         }
-        Ok(moved)
+        Ok(Some(moved))
     }
 
     /// A receive of up to `max` at partition `p`: the run the model computes, read
@@ -820,12 +873,13 @@ impl Sim {
             if self.net.quiet()? && self.asked.is_empty() {
                 return Ok(());
             }
+            let waiting = || -> Vec<&str> { (0..self.net.nodes.len()).filter(|n| self.net.holds_outbound(*n).unwrap_or(true)).map(|n| self.net.nodes[n].name.as_str()).collect() };
             let Some(next) = self.net.next_time() else {
-                let waiting: Vec<&str> = (0..self.net.nodes.len()).filter(|n| self.net.holds_outbound(*n).unwrap_or(true)).map(|n| self.net.nodes[n].name.as_str()).collect();
-                return Err(format!("nothing is in flight and no alarm is set, yet {waiting:?} hold messages for others and calls {:?} wait", self.asked.keys().collect::<Vec<_>>()));
+                return Err(format!("nothing is in flight and no alarm is set, yet {:?} hold messages for others and calls {:?} wait", waiting(), self.asked.keys().collect::<Vec<_>>()));
             };
-            if next > stopped + 86_400_000 {
-                return Err("a day of alarms did not forward everything".into());
+            // Far more than the longest backoff and lease.
+            if next > stopped + 3_600_000 {
+                return Err(format!("an hour of alarms left messages for others in {:?} and calls {:?} waiting", waiting(), self.asked.keys().collect::<Vec<_>>()));
             }
             self.net.now = self.net.now.max(next);
         }
@@ -925,14 +979,15 @@ impl Sim {
     /// a retry.
     fn drain(&mut self) -> Result<(), String> {
         for _ in 0..10_000 {
-            let mut moved = 0;
+            // Nothing moved in a round where every partition was asked.
+            let mut still = true;
             for p in 0..self.partitions {
-                moved += self.consume(p)?;
+                still &= self.consume(p)? == Some(0);
             }
             self.net.now += 100;
             self.run_due()?;
             let settled = self.consumer.positions.iter().all(|position| position.pending.is_empty());
-            if moved == 0 && settled && self.asked.is_empty() && self.net.quiet()? {
+            if still && settled && self.asked.is_empty() && self.net.quiet()? {
                 return Ok(());
             }
         }
