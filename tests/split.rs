@@ -203,7 +203,19 @@ impl Net {
         for (n, name) in names.into_iter().enumerate() {
             let storage = FaultyStore::new(MemoryStore::new(), net.rng.next_u64());
             net.by_name.insert(name.clone(), n);
-            let node = Node { name, storage, object: None, alarm: None, incarnation: 0, callers: BTreeMap::new(), next_call: 0, forwarding: HashMap::new(), wave_failed: false, failed_waves: 0, seed: seed * 100 + n as u64 };
+            let node = Node {
+                name,
+                storage,
+                object: None,
+                alarm: None,
+                incarnation: 0,
+                callers: BTreeMap::new(),
+                next_call: 0,
+                forwarding: HashMap::new(),
+                wave_failed: false,
+                failed_waves: 0,
+                seed: seed * 100 + n as u64,
+            };
             net.nodes.push(node);
         }
         net
@@ -309,7 +321,8 @@ impl Net {
             let caller = node.callers.remove(&id).ok_or_else(|| format!("{} answered call {id}, which nobody made", node.name))?;
             answered.push((caller, result));
         }
-        let forwards: Vec<(TransmitId, &'static str)> = transmits.iter().filter(|t| matches!(t.call, Call::Accept { .. } | Call::Topic { .. })).map(|t| (t.id, t.call.method())).collect();
+        let forwards: Vec<(TransmitId, &'static str)> =
+            transmits.iter().filter(|t| matches!(t.call, Call::Accept { .. } | Call::Topic { .. })).map(|t| (t.id, t.call.method())).collect();
         node.forwarding.extend(forwards.iter().copied());
         for t in transmits {
             self.fly(Carried::Call { from: n, incarnation, transmit: t.id, to: t.to, context: t.context, call: t.call });
@@ -338,9 +351,12 @@ impl Net {
         let tick = node.object.as_ref().expect("open").engine().next_tick_ms();
         let earliest = tick.map_or(self.now + backoff_ms, |tick| tick.min(self.now + backoff_ms));
         match node.alarm {
-            Some(at) if at < earliest => {
-                Err(format!("{} tries its forwards again at {at}, {} ms after the wave {} that failed, before its backoff of {backoff_ms} ms", node.name, at.saturating_sub(self.now), node.failed_waves))
-            }
+            Some(at) if at < earliest => Err(format!(
+                "{} tries its forwards again at {at}, {} ms after the wave {} that failed, before its backoff of {backoff_ms} ms",
+                node.name,
+                at.saturating_sub(self.now),
+                node.failed_waves
+            )),
             _ => Ok(()),
         }
     }
@@ -461,9 +477,15 @@ enum Asked {
     Send(usize),
     /// A receive at partition `p`, and the model's run, `(offset, attempt, value)`,
     /// when it was stored.
-    Receive { p: u32, run: Option<Vec<(u64, u32, String)>> },
+    Receive {
+        p: u32,
+        run: Option<Vec<(u64, u32, String)>>,
+    },
     /// A settle at partition `p`, and what each item answers, when it was stored.
-    Settle { p: u32, expected: Option<Vec<bool>> },
+    Settle {
+        p: u32,
+        expected: Option<Vec<bool>>,
+    },
     Stats,
     /// A call the client awaits before making its next.
     Awaited,
@@ -594,7 +616,9 @@ impl Sim {
         if let Some(partitions) = dlq_partitions {
             self.setup_call(directory, Context::default(), Call::CreateTopic { name: DLQ.into(), config: TopicConfig::with_partitions(partitions) })?;
         }
-        let Reply::Topic { config, missing: false, .. } = self.setup_call(directory, Context::default(), Call::Topic { name: TOPIC.into(), partitions: None, create: true })? else {
+        let Reply::Topic { config, missing: false, .. } =
+            self.setup_call(directory, Context::default(), Call::Topic { name: TOPIC.into(), partitions: None, create: true })?
+        else {
             return Err("the directory does not describe the topic".into());
         };
         self.settings = config;
@@ -707,7 +731,8 @@ impl Sim {
         let sent = &mut self.sends[i];
         sent.fate = match answer {
             Some(Ok(Reply::Metadata(results))) => {
-                let placed = results.len() == sent.values.len() && results.iter().zip(&sent.values).all(|(r, (_, _, p))| *r.topic == *TOPIC && r.partition == *p && !r.duplicate);
+                let placed =
+                    results.len() == sent.values.len() && results.iter().zip(&sent.values).all(|(r, (_, _, p))| *r.topic == *TOPIC && r.partition == *p && !r.duplicate);
                 if !placed {
                     return Err(format!("a send of {:?} answered {results:?}", sent.values));
                 }
@@ -779,7 +804,9 @@ impl Sim {
         let consumer = &mut self.consumer;
         let run = consumer.positions[p as usize].run(high, max, consumer.config.batch_size_max, now);
         let values: HashMap<u64, String> = match run.first() {
-            Some((first, _)) => engine.read_log(TOPIC, p, *first, run.len()).map_err(|e| e.to_string())?.into_iter().map(|m| (m.offset, m.value.text().into_owned())).collect(),
+            Some((first, _)) => {
+                engine.read_log(TOPIC, p, *first, run.len()).map_err(|e| e.to_string())?.into_iter().map(|m| (m.offset, m.value.text().into_owned())).collect()
+            }
             None => HashMap::new(),
         };
         let run: Vec<(u64, u32, String)> = run.into_iter().map(|(offset, attempt)| (offset, attempt, values.get(&offset).cloned().unwrap_or_default())).collect();
@@ -873,9 +900,14 @@ impl Sim {
             if self.net.quiet()? && self.asked.is_empty() {
                 return Ok(());
             }
-            let waiting = || -> Vec<&str> { (0..self.net.nodes.len()).filter(|n| self.net.holds_outbound(*n).unwrap_or(true)).map(|n| self.net.nodes[n].name.as_str()).collect() };
+            let waiting =
+                || -> Vec<&str> { (0..self.net.nodes.len()).filter(|n| self.net.holds_outbound(*n).unwrap_or(true)).map(|n| self.net.nodes[n].name.as_str()).collect() };
             let Some(next) = self.net.next_time() else {
-                return Err(format!("nothing is in flight and no alarm is set, yet {:?} hold messages for others and calls {:?} wait", waiting(), self.asked.keys().collect::<Vec<_>>()));
+                return Err(format!(
+                    "nothing is in flight and no alarm is set, yet {:?} hold messages for others and calls {:?} wait",
+                    waiting(),
+                    self.asked.keys().collect::<Vec<_>>()
+                ));
             };
             // Far more than the longest backoff and lease.
             if next > stopped + 3_600_000 {
@@ -1250,7 +1282,9 @@ impl Position {
     /// Which offset it dead-lettered, if it did.
     fn catch_up(&mut self, stored: &[(u64, Pending)], config: &ConsumerConfig, now_ms: u64, rang: bool) -> Result<Option<u64>, String> {
         let Some((offset, attempt, deadline_ms)) = self.ran_out(now_ms) else { return Ok(None) };
-        let running = stored.iter().any(|(o, pending)| *o == offset && matches!(pending, Pending::InFlight { attempt: a, deadline_ms: d, .. } if (*a, *d) == (attempt, deadline_ms)));
+        let running = stored
+            .iter()
+            .any(|(o, pending)| *o == offset && matches!(pending, Pending::InFlight { attempt: a, deadline_ms: d, .. } if (*a, *d) == (attempt, deadline_ms)));
         match (running, rang) {
             (true, true) => return Err(format!("the alarm at {now_ms} left offset {offset} in flight, its lease past {deadline_ms}")),
             (true, false) => return Ok(None),
