@@ -442,18 +442,9 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
         // is one when it is due.
         let heartbeat_due = now_ms >= heartbeat_due_ms;
         let member = state.clone();
-        let polled = operate(&shared, move |e, now| {
-            let (group, id) = (&member.group, &member.member);
-            if heartbeat_due && !e.heartbeat(group, id, now) {
-                // The session ran out (this context stalled): join again.
-                e.join(group, id, &member.subscriptions.borrow(), &member.config, now)?;
-            }
-            if free == 0 {
-                return Ok(Vec::new());
-            }
-            e.poll(group, id, limit, now)
-        })
-        .await;
+        let polled =
+            operate(&shared, move |e, now| e.consume_round(&member.group, &member.member, &member.subscriptions.borrow(), &member.config, heartbeat_due, limit, now))
+                .await;
         if now_ms >= heartbeat_due_ms {
             heartbeat_due_ms = now_ms + state.config.heartbeat_interval_ms as f64;
         }

@@ -256,23 +256,17 @@ impl<S: Store, C: Clock> Bus<S, C> {
         // resolution, not on every round. Retries and delays need no tick: polls
         // see them.
         self.engine.housekeep(now_ms);
-        for consumer in self.consumers.iter_mut().flatten() {
-            if consumer.heartbeat_due_ms <= now_ms {
-                consumer.heartbeat_due_ms = now_ms.saturating_add(consumer.config.heartbeat_interval_ms);
-                if !self.engine.heartbeat(&consumer.group, &consumer.member, now_ms) {
-                    // The session ran out (this context stalled): join again.
-                    self.engine.join(&consumer.group, &consumer.member, &consumer.subscriptions, &consumer.config, now_ms)?;
-                }
-            }
-        }
         let mut next = Vec::new();
-        for (index, consumer) in self.consumers.iter().enumerate() {
-            if let Some(c) = consumer {
-                let limit = PollLimit::runs(c.config.concurrency as usize, c.config.batch_size_max as usize);
-                let deliveries = self.engine.poll(&c.group, &c.member, limit, now_ms)?;
-                if !deliveries.is_empty() {
-                    next.push((index, deliveries));
-                }
+        for (index, consumer) in self.consumers.iter_mut().enumerate() {
+            let Some(c) = consumer else { continue };
+            let heartbeat = c.heartbeat_due_ms <= now_ms;
+            if heartbeat {
+                c.heartbeat_due_ms = now_ms.saturating_add(c.config.heartbeat_interval_ms);
+            }
+            let limit = PollLimit::runs(c.config.concurrency as usize, c.config.batch_size_max as usize);
+            let deliveries = self.engine.consume_round(&c.group, &c.member, &c.subscriptions, &c.config, heartbeat, limit, now_ms)?;
+            if !deliveries.is_empty() {
+                next.push((index, deliveries));
             }
         }
         // Settlements and the next leases are stored together, or neither is: a

@@ -1,7 +1,7 @@
 //! Consumer groups: members, sessions and heartbeats, and the balanced, sticky
 //! assignment of partitions to live members.
 
-use super::delivery::Wait;
+use super::delivery::{Delivery, PollLimit, Wait};
 use super::*;
 use crate::core::assign::sticky_assign;
 use crate::core::config::{check_name, check_range, ConsumerConfig};
@@ -102,6 +102,26 @@ impl Engine {
                 self.put(Key::Cursor(group.clone(), topic.clone(), p as u32), Some(Record::Cursor(cursor)));
             }
         }
+    }
+
+    /// One round of a consumer loop, as every driver runs it: the heartbeat when
+    /// `heartbeat` says it is due (joining again when the member's session ran out,
+    /// its context having stalled), then a poll within `limit`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn consume_round(
+        &mut self,
+        group: &str,
+        member: &str,
+        subscriptions: &[Subscription],
+        config: &ConsumerConfig,
+        heartbeat: bool,
+        limit: PollLimit,
+        now_ms: u64,
+    ) -> Result<Vec<Delivery>> {
+        if heartbeat && !self.heartbeat(group, member, now_ms) {
+            self.join(group, member, subscriptions, config, now_ms)?;
+        }
+        self.poll(group, member, limit, now_ms)
     }
 
     /// Renews a member's session. `false` when the member is not in the group (its
