@@ -12,7 +12,7 @@ WASM_TARGET := wasm32-unknown-unknown
 WASM_OPT := node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
 	--enable-reference-types --enable-multivalue --enable-sign-ext
 
-.PHONY: demo test test-native test-wasm test-js check-core bench sim pkg setup-rust setup-wasm setup-npm setup-browser clean
+.PHONY: demo test test-native test-wasm test-js check-core lint bench sim pkg setup-rust setup-wasm setup-npm setup-browser clean
 
 # The Rust toolchain is the machine's (rustup); nothing here downloads a binary.
 setup-rust:
@@ -62,7 +62,7 @@ pkg: setup-wasm setup-npm
 
 ## Every test: core purity check, unit, property and simulation tests, doc
 ## examples, the IndexedDB store in Chromium, and the JavaScript tests.
-test: check-core test-native test-wasm test-js
+test: check-core lint test-native test-wasm test-js
 
 test-native: setup-rust
 	$(CARGO) test --release
@@ -75,6 +75,16 @@ test-wasm: setup-wasm setup-browser
 test-js: pkg setup-browser
 	node_modules/.bin/tsc -p tests/types/tsconfig.json
 	node --test tests/js/
+
+# Formatting (rustfmt.toml) and clippy with every warning an error, for the native
+# build with its tests and for both WebAssembly builds (the browser's and the edge's).
+lint: setup-wasm
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) --features edge -- -D warnings
 
 # The engine is sans-IO: no JavaScript bindings and no clock in src/core.
 check-core:
