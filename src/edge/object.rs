@@ -338,7 +338,10 @@ impl<S: Store> EdgeObject<S> {
                 Reply::Settings(self.engine.topics().iter().map(|t| (t.topic.to_string(), self.engine.topic_config(&t.topic).unwrap_or_default())).collect())
             }
             Call::Send { topic, messages } => Reply::Metadata(self.operate(now_ms, |e, now| e.send(&topic, &messages, now))?),
-            Call::Stats => Reply::Stats(Box::new(self.operate(now_ms, |e, _| Ok(e.stats()))?)),
+            Call::Stats => Reply::Stats(Box::new(self.operate(now_ms, |e, _| {
+                e.trim_settled();
+                Ok(e.stats())
+            })?)),
             Call::Redrive { from, limit } => Reply::Count(self.operate(now_ms, |e, now| e.redrive(&from, limit, now))?),
             Call::Receive { group, config, subscriptions, max } => Reply::Deliveries(self.operate(now_ms, |e, now| {
                 e.join(&group, PULL_MEMBER, &subscriptions, &config, now)?;

@@ -234,7 +234,13 @@ impl Bus {
     /// `bus.stats()`.
     pub fn stats(&self) -> Promise {
         let shared = self.shared.clone();
-        promise(async move { parse_json(&operate(&shared, |e, _| Ok(json::stats(&e.stats()))).await?) })
+        promise(async move {
+            let stats = operate(&shared, |e, _| {
+                e.trim_settled();
+                Ok(json::stats(&e.stats()))
+            });
+            parse_json(&stats.await?)
+        })
     }
 
     /// `bus.redrive({ from, limit? })`: how many dead letters moved back.

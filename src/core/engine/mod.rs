@@ -228,13 +228,21 @@ impl Engine {
         !self.txn.undo.is_empty() || !self.trim_due.is_empty()
     }
 
+    /// Drops what every group has committed past, in the partitions whose groups
+    /// moved since the last commit ([`Engine::begin_commit`] does it too): a read
+    /// made in the same commit, such as `stats`, then sees the log as it will be
+    /// stored.
+    pub fn trim_settled(&mut self) {
+        for (topic, partition) in std::mem::take(&mut self.trim_due) {
+            self.trim_consumed(&topic, partition);
+        }
+    }
+
     /// The writes of every operation since the last commit, in first-write order,
     /// each key once with its latest value, in the stored layout: a cursor and its
     /// pending deliveries go as one record. Call [`Engine::end_commit`] next.
     pub fn begin_commit(&mut self) -> Vec<Write> {
-        for (topic, partition) in std::mem::take(&mut self.trim_due) {
-            self.trim_consumed(&topic, partition);
-        }
+        self.trim_settled();
         // Chunks are complete for this commit: they keep no room to grow.
         for key in &self.txn.new_chunks {
             if let Key::Chunk(topic, partition, base) = key {

@@ -832,3 +832,14 @@ fn a_seek_by_a_new_group_keeps_to_the_group_limit() {
     assert!(!e.has_writes(), "a refused seek changes nothing");
     assert_eq!(e.seek("g0", "t", 0, SeekTo::Offset(0)), Ok(0), "a group there already still seeks");
 }
+
+#[test]
+fn stats_in_the_commit_of_the_last_ack_see_the_log_trimmed() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("a"), msg("b")], T0).unwrap();
+    settle_all(&mut e, "g", "m", T0);
+    assert_eq!(e.stats().topics[0].partitions[0].low_offset, 0, "trimmed with the commit");
+    e.trim_settled();
+    assert_eq!(e.stats().topics[0].partitions[0].low_offset, 2, "as the commit will store it");
+}
