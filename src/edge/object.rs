@@ -354,8 +354,10 @@ impl<S: Store> EdgeObject<S> {
                 Reply::Accepted { skipped, results }
             }
             Call::CheckRoom { added } => {
-                if let Some((topic, partition)) = &self.home {
-                    self.engine.check_room(topic, *partition, added)?;
+                // Through operate, so that the call's topic is known here even before
+                // this partition stored anything of it: its maxDepth still counts.
+                if let Some((topic, partition)) = self.home.clone() {
+                    self.operate(now_ms, |e, _| e.check_room(&topic, partition, added))?;
                 }
                 Reply::Done
             }
@@ -618,6 +620,17 @@ mod tests {
         assert!(matches!(asked.call, Call::Topic { .. }), "{asked:?}");
         assert!(!object.engine().outbound().unwrap().is_empty());
         object
+    }
+
+    #[test]
+    fn a_partition_that_stored_nothing_yet_still_checks_room_against_the_maxdepth_it_is_told() {
+        let mut object = EdgeObject::open(MemoryStore::new(), "b/t/1".into(), 0).unwrap();
+        let context = || Context { config: BusConfig::default(), topics: vec![("t".into(), TopicConfig { max_depth: Some(2), ..TopicConfig::with_partitions(2) })] };
+        object.handle_call(0, context(), Call::CheckRoom { added: 3 }, NOW);
+        object.handle_call(1, context(), Call::CheckRoom { added: 2 }, NOW);
+        let (_, refused) = object.poll_result().unwrap();
+        assert_eq!(refused.unwrap_err().code, crate::core::ErrorCode::QueueFull);
+        assert!(matches!(object.poll_result(), Some((1, Ok(Reply::Done)))));
     }
 
     #[test]
