@@ -204,7 +204,7 @@ impl EdgeClient {
                     m.partition = Some(route(m, i, settings.partitions, &mut next)?);
                 }
                 self.round_robin.insert(topic.clone(), next);
-                let first = messages[0].partition.unwrap_or(0);
+                let first = messages.first().and_then(|m| m.partition).ok_or_else(|| FerryError::invalid("messages must hold 1 message at least"))?;
                 self.steps.insert(op, Step::Sent { missing });
                 self.partition(op, 0, (&topic, &settings), first, Call::Send { topic: topic.clone(), messages });
             }
@@ -365,6 +365,16 @@ impl EdgeClient {
         op
     }
 
+    /// Whether `consumer` is one of this client's; if not, `op` fails saying so
+    /// (the number came from JavaScript).
+    fn knows(&mut self, op: OpId, consumer: ConsumerId) -> bool {
+        let known = consumer < self.consumers.len();
+        if !known {
+            self.finish(op, Err(FerryError::invalid(format!("consumer {consumer} is not one of this client's"))));
+        }
+        known
+    }
+
     /// `consumer(options)`, checked where it is made.
     pub fn consumer(&mut self, group: String, config: ConsumerConfig) -> Result<ConsumerId> {
         check_name("groupId", &group)?;
@@ -377,6 +387,9 @@ impl EdgeClient {
     /// so the group's start is fixed now (with `fromBeginning: false` too).
     pub fn subscribe(&mut self, consumer: ConsumerId, subscriptions: Vec<Subscription>) -> OpId {
         let op = self.op();
+        if !self.knows(op, consumer) {
+            return op;
+        }
         if self.consumers[consumer].subscriptions.len() + subscriptions.len() > SUBSCRIPTIONS_MAX {
             self.finish(op, Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics"))));
             return op;
@@ -389,6 +402,9 @@ impl EdgeClient {
     /// `receive({ max })`.
     pub fn receive(&mut self, consumer: ConsumerId, max: usize) -> OpId {
         let op = self.op();
+        if !self.knows(op, consumer) {
+            return op;
+        }
         let subscriptions = &self.consumers[consumer].subscriptions;
         if subscriptions.is_empty() {
             self.finish(op, Err(FerryError::invalid("subscribe to a topic before receive")));
@@ -402,6 +418,9 @@ impl EdgeClient {
     /// `seek({ topic, partition, offset | timestamp })`, in that partition's object.
     pub fn seek(&mut self, consumer: ConsumerId, topic: String, partition: u32, to: SeekTo) -> OpId {
         let op = self.op();
+        if !self.knows(op, consumer) {
+            return op;
+        }
         self.with_settings(op, vec![topic], true, Then::Seek { consumer, partition, to });
         op
     }
@@ -410,6 +429,9 @@ impl EdgeClient {
     /// [`EdgeClient::flush_settles`].
     pub fn settle(&mut self, consumer: ConsumerId, receipt: crate::core::Receipt, retry: Option<(String, Option<u64>)>) -> OpId {
         let op = self.op();
+        if !self.knows(op, consumer) {
+            return op;
+        }
         let group = self.consumers[consumer].group.clone();
         let key = (receipt.topic.to_string(), receipt.partition);
         self.settling.entry(key).or_default().push((op, SettleItem { group, receipt, retry }));

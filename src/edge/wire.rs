@@ -84,8 +84,16 @@ fn put_topics(w: &mut Writer, topics: &[(String, TopicConfig)]) {
     }
 }
 
+/// A topic's settings, checked as `createTopic` checks them: a partition count of
+/// 0 from bad bytes would divide by zero where messages are routed.
+fn topic_config(r: &mut Reader<'_>) -> Result<TopicConfig> {
+    let config = decode_topic_config(r)?;
+    config.check().map_err(|e| FerryError::storage(format!("a call or reply holds bad topic settings: {}", e.message)))?;
+    Ok(config)
+}
+
 fn topics(r: &mut Reader<'_>) -> Result<Vec<(String, TopicConfig)>> {
-    list(r, TOPICS_MAX, |r| Ok((string(r)?, decode_topic_config(r)?)))
+    list(r, TOPICS_MAX, |r| Ok((string(r)?, topic_config(r)?)))
 }
 
 fn put_metadata(w: &mut Writer, list: &[RecordMetadata]) {
@@ -233,7 +241,7 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
     let context = Context { config, topics: topics(&mut r)? };
     let r = &mut r;
     let call = match r.u8()? {
-        0 => Call::CreateTopic { name: string(r)?, config: decode_topic_config(r)? },
+        0 => Call::CreateTopic { name: string(r)?, config: topic_config(r)? },
         1 => Call::Topics,
         2 => Call::Topic { name: string(r)?, partitions: opt_u32(r)?, create: bool(r)? },
         3 => Call::Settings,
@@ -402,7 +410,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
         2 => Reply::Bool(bool(r)?),
         3 => Reply::Count(r.u64()?),
         4 => Reply::Topics(list(r, TOPICS_MAX, |r| Ok(TopicInfo { topic: r.str()?.into(), partitions: r.u32()?, retention_ms: r.opt_u64()?, max_depth: r.opt_u64()? }))?),
-        5 => Reply::Topic { name: string(r)?, config: decode_topic_config(r)?, missing: bool(r)? },
+        5 => Reply::Topic { name: string(r)?, config: topic_config(r)?, missing: bool(r)? },
         6 => Reply::Settings(topics(r)?),
         7 => Reply::Metadata(metadata(r)?),
         8 => {
@@ -534,6 +542,13 @@ mod tests {
         for reply in replies {
             assert_eq!(format!("{:?}", decode_reply(&encode_reply(&reply))), format!("{reply:?}"));
         }
+    }
+
+    #[test]
+    fn topic_settings_no_topic_could_have_are_refused() {
+        let none = TopicConfig { partitions: 0, ..TopicConfig::default() };
+        let bytes = encode_reply(&Ok(Reply::Topic { name: "t".into(), config: none, missing: false }));
+        assert_eq!(decode_reply(&bytes).unwrap_err().code, ErrorCode::Storage);
     }
 
     #[test]
