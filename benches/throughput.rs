@@ -6,14 +6,15 @@
 //! fails on timing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Instant;
 
-use ferry::core::{BusConfig, ConsumerConfig, Engine, Ordering, OutgoingMessage, Subscription, TopicConfig, Value};
+use ferry::core::{BusConfig, ConsumerConfig, Ordering, OutgoingMessage, Subscription, TopicConfig, Value};
 use ferry::runtime::{block_on, Bus, ManualClock};
-use ferry::store::{MemoryStore, Store};
+use ferry::store::{commit, MemoryStore, Replica};
 
 /// Counts live heap bytes, to measure what a retained message costs.
 struct CountingAllocator;
@@ -94,23 +95,16 @@ fn ferry_run(partitions: u32, ordering: Ordering, concurrency: u32) -> f64 {
 fn bytes_per_retained_message() -> (f64, usize) {
     const RETAINED: usize = 100_000;
     let store = MemoryStore::new();
-    let mut engine = Engine::open(BusConfig::default(), 1, Vec::new()).expect("open");
-    engine.create_topic("kept", TopicConfig::default()).expect("topic");
+    let replica = RefCell::new(block_on(Replica::open(&store, BusConfig::default(), 1)).expect("open"));
+    block_on(commit(&replica, &store, || T0, |e, _| e.create_topic("kept", TopicConfig::default()))).expect("topic");
     let batch: Vec<OutgoingMessage> = (0..SEND_BATCH).map(|_| OutgoingMessage::new(Value::bytes(value()))).collect();
-    let commit = |engine: &mut Engine, store: &MemoryStore| {
-        let writes = engine.begin_commit();
-        let stored = block_on(store.commit(&writes));
-        engine.end_commit(stored.is_ok());
-    };
-    commit(&mut engine, &store);
     let before = LIVE_BYTES.load(AtomicOrdering::Relaxed);
     for _ in 0..RETAINED / SEND_BATCH {
-        engine.send("kept", &batch, T0).expect("send");
-        commit(&mut engine, &store);
+        block_on(commit(&replica, &store, || T0, |e, now| e.send("kept", &batch, now))).expect("send");
     }
     let after = LIVE_BYTES.load(AtomicOrdering::Relaxed);
     let per_message = (after - before) as f64 / RETAINED as f64;
-    black_box((&engine, &store));
+    black_box((&replica, &store));
     (per_message - VALUE_BYTES as f64, RETAINED)
 }
 

@@ -31,8 +31,32 @@ const SENDERS = 8;
 const worker = `
 import { DurableObject } from 'cloudflare:workers';
 import { FerryObject, connect } from 'ferry/workers';
+// The engine module ferry/workers loads (the bundle holds it once): counted below.
+import { EdgeObject, EdgeClient } from './pkg/dist/edge/ferry_edge.js';
 
 export class Bus extends FerryObject {}
+
+/**
+ * Calls from JavaScript into the engine (methods and getters of its two classes),
+ * by side: what each crossing costs is the same, so fewer is faster.
+ */
+const crossings = { object: 0, client: 0 };
+/** Crossings by object instance, for the busiest: the object that coordinates a send. */
+const byObject = new Map();
+for (const [side, engineClass] of [['object', EdgeObject], ['client', EdgeClient]]) {
+  for (const [name, property] of Object.entries(Object.getOwnPropertyDescriptors(engineClass.prototype))) {
+    if (name === 'constructor') continue;
+    const counted = (f) =>
+      function (...args) {
+        crossings[side]++;
+        if (side === 'object') byObject.set(this, (byObject.get(this) ?? 0) + 1);
+        return f.apply(this, args);
+      };
+    if (typeof property.value === 'function') property.value = counted(property.value);
+    if (property.get) property.get = counted(property.get);
+    Object.defineProperty(engineClass.prototype, name, property);
+  }
+}
 
 // The baseline: one table; one transaction per call, as ferry commits each call.
 export class RawObject extends DurableObject {
@@ -177,6 +201,19 @@ const scenarios = {
       const [partition] = (await bus.stats()).groups.find((g) => g.groupId === 'bench').partitions;
       return { again, partition };
     },
+  },
+  // Crossings into the engine of one keyed send of BATCH spanning the 8 partitions, once warm.
+  crossings: {
+    prepare: (env, p) => ferry(env, p).createTopic('bench', { partitions: 8 }),
+    async run(env, p) {
+      const bus = ferry(env, p);
+      await sendBatches(bus, 1, { keyed: true });
+      crossings.object = crossings.client = 0;
+      byObject.clear();
+      const [ms] = await sendBatches(bus, 1, { keyed: true });
+      return { ms, n: BATCH, ...crossings, objects: byObject.size, coordinating: Math.max(...byObject.values()) };
+    },
+    verify: async (env, p) => ({ stored: await depth(ferry(env, p)) }),
   },
   // 3. the baseline of send: the same rows, BATCH per call, raw ctx.storage.sql.
   rawInsert: {
@@ -391,6 +428,11 @@ try {
   console.log('  (each partition is its own Durable Object: a keyed batch spans all 8, so the object of its first message stores it');
   console.log('   and forwards the rest, 8 transactions in all; local workerd runs every object on one thread and one disk, so 8');
   console.log('   objects add no throughput here: on Cloudflare the objects of a topic spread over machines)');
+  const counted = await measure('crossings', {}, (_, verify) => expect('crossings: depth after two keyed sends', verify.stored, 2 * BATCH));
+  console.log(
+    `  JS<->wasm crossings of one keyed send of 100 over 8 partitions: ${counted.coordinating} in the object that stores it and forwards the rest, ` +
+      `${counted.object} in all ${counted.objects} objects, ${counted.client} in the client`,
+  );
   console.log('  (the consume cases read one partition; under "partition" a receive leases a run of up to 100 consecutive messages,');
   console.log('   each in flight once the one before it is acked, and acks made together reach the partition in one call)');
   console.log(`  (${((performance.now() - started) / 1000).toFixed(1)} s in all)`);

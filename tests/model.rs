@@ -47,7 +47,7 @@ use ferry::core::{
     Subscription, TopicConfig, TopicInfo, Value, ValueKind,
 };
 use ferry::runtime::block_on;
-use ferry::store::{MemoryStore, Store};
+use ferry::store::{MemoryStore, Store, Version};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError};
@@ -1363,6 +1363,8 @@ struct Harness {
     values_sent: u64,
     /// When set, every commit is stored here and the engine reopened from it.
     store: Option<MemoryStore>,
+    /// The store's version after the last commit: only this engine writes it.
+    stored_version: Version,
     /// With a store: an engine that only ever sees each commit's stored records (as
     /// another context of a shared bus does) and must stay the live one.
     follower: Option<Engine>,
@@ -1385,6 +1387,7 @@ impl Harness {
             receipts: Vec::new(),
             values_sent: 0,
             store,
+            stored_version: 0,
             follower,
             stored_cursors: BTreeMap::new(),
         };
@@ -1419,7 +1422,12 @@ impl Harness {
         self.model.commit();
         let writes = self.engine.begin_commit();
         if let Some(store) = &self.store {
-            block_on(store.commit(&writes)).expect("memory store commit");
+            let stored = writes.clone();
+            self.stored_version = block_on(store.transact(Some(self.stored_version), |fresh| {
+                assert!(fresh.is_none(), "only this engine writes the store");
+                Ok(stored)
+            }))
+            .expect("memory store commit");
         }
         if let Some(follower) = &mut self.follower {
             // Through the byte encoding, as IndexedDB hands records over.
@@ -1830,7 +1838,7 @@ impl Harness {
     fn check_reopened(&self) -> Result<(), TestCaseError> {
         let store = self.store.as_ref().expect("store");
         let mut records = Vec::new();
-        for (key, record) in block_on(store.load()).expect("memory store load") {
+        for (key, record) in block_on(store.load()).expect("memory store load").0 {
             let decoded = Record::decode(&key, &record.encode());
             prop_assert_eq!(decoded.as_ref(), Ok(&record), "{:?} does not survive encoding", key);
             records.push((key, record));

@@ -67,7 +67,7 @@ use ferry::core::records::{Key, Pending, Record};
 use ferry::core::rng::Rng;
 use ferry::core::ErrorCode;
 use ferry::runtime::block_on;
-use ferry::store::{FaultyStore, MemoryStore, Store};
+use ferry::store::{FaultyStore, MemoryStore, Store, Version};
 
 /// Seeds that once failed; each is replayed by every test run.
 ///
@@ -422,6 +422,8 @@ struct Simulation {
     /// older than its window then.
     latest_tick_ms: u64,
     store: FaultyStore,
+    /// The store's version the engine reflects: only this engine writes it.
+    stored_version: Version,
     engine: Engine,
     topics: Vec<TopicModel>,
     groups: Vec<GroupModel>,
@@ -452,7 +454,7 @@ impl Simulation {
         CURRENT_STEP.with(|s| s.set(0));
         let mut rng = Rng::new(seed);
         let store = FaultyStore::new(MemoryStore::new(), rng.next_u64());
-        let records = block_on(store.load()).expect("a fresh store loads");
+        let (records, stored_version) = block_on(store.load()).expect("a fresh store loads");
         let engine = Engine::open(BusConfig::default(), rng.next_u64(), records).expect("a fresh store opens");
         let handler_failures_per_mille = [0, 100, 300, 600][rng.between(0, 3) as usize];
         let commit_failures_per_mille = [0, 20, 80, 200][rng.between(0, 3) as usize];
@@ -464,6 +466,7 @@ impl Simulation {
             now_ms: START_MS,
             latest_tick_ms: 0,
             store,
+            stored_version,
             engine,
             topics: Vec::new(),
             groups: Vec::new(),
@@ -1237,7 +1240,8 @@ impl Simulation {
 
     fn reopen(&mut self) {
         let records = loop {
-            if let Ok(records) = block_on(self.store.load()) {
+            if let Ok((records, version)) = block_on(self.store.load()) {
+                self.stored_version = version;
                 break records;
             }
         };
@@ -1258,7 +1262,19 @@ impl Simulation {
     /// Stores the step's writes; the model takes its effects only when they were stored.
     fn commit(&mut self, effects: Vec<Effect>) -> bool {
         let writes = self.engine.begin_commit();
-        let stored = block_on(self.store.commit(&writes)).is_ok();
+        let attempt = writes.clone();
+        let mut behind = false;
+        let committed = block_on(self.store.transact(Some(self.stored_version), |fresh| {
+            behind = fresh.is_some();
+            Ok(attempt)
+        }));
+        if behind {
+            self.violation("only this engine writes the store, and a commit found it behind".to_string());
+        }
+        let stored = committed.is_ok();
+        if let Ok(version) = committed {
+            self.stored_version = version;
+        }
         self.engine.end_commit(stored);
         for (key, record) in &writes {
             match (key, record) {
@@ -1516,7 +1532,7 @@ impl Simulation {
     /// The engine's state must be the fold of what it stored: another context opening
     /// the bus now would see the same bus.
     fn check_stored_state(&self, stats: &Stats) {
-        let records = block_on(self.store.inner().load()).expect("the memory store loads");
+        let records = block_on(self.store.inner().load()).expect("the memory store loads").0;
         let stored = match Engine::open(BusConfig::default(), 0, records) {
             Ok(engine) => engine,
             Err(e) => self.violation(format!("the stored bus does not open: {e:?}")),

@@ -66,6 +66,7 @@
 //!
 //! `FERRY_SIM_SEEDS` (default 300) seeds run from `FERRY_SIM_SEED` (default 0).
 
+use std::cell::Ref;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ferry::core::config::{BusConfig, ConsumerConfig, RetryPolicy, TopicConfig};
@@ -441,7 +442,7 @@ impl Net {
         let outbound = match &node.object {
             Some(object) => object.engine().outbound(),
             None => {
-                let mut engine = Engine::open(BusConfig::default(), 0, ready(node.storage.inner().load()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+                let mut engine = Engine::open(BusConfig::default(), 0, ready(node.storage.inner().load()).map_err(|e| e.to_string())?.0).map_err(|e| e.to_string())?;
                 if let Some((topic, partition)) = home_of(&node.name).map_err(|e| e.to_string())? {
                     engine.set_home(&topic, partition);
                 }
@@ -464,7 +465,7 @@ impl Net {
         Ok(true)
     }
 
-    fn engine(&mut self, n: usize) -> Result<&Engine, String> {
+    fn engine(&mut self, n: usize) -> Result<Ref<'_, Engine>, String> {
         self.open(n).map_err(|e| e.to_string())?;
         Ok(self.nodes[n].object.as_ref().expect("opened").engine())
     }
@@ -809,6 +810,7 @@ impl Sim {
             }
             None => HashMap::new(),
         };
+        drop(engine);
         let run: Vec<(u64, u32, String)> = run.into_iter().map(|(offset, attempt)| (offset, attempt, values.get(&offset).cloned().unwrap_or_default())).collect();
         self.net.call(p as usize, Caller::Client(id), self.context(), call)?;
         let stored = !self.refused(id);
@@ -1386,7 +1388,7 @@ impl Consumer {
     /// a lease that ran out.
     fn observe(&mut self, storage: &Storage, p: u32, rang: bool, now_ms: u64) -> Result<(), String> {
         let key = Key::Cursor(GROUP.into(), TOPIC.into(), p);
-        let records = ready(storage.inner().load()).map_err(|e| e.to_string())?;
+        let records = ready(storage.inner().load()).map_err(|e| e.to_string())?.0;
         let Some((_, Record::GroupPartition { cursor, pending })) = records.into_iter().find(|(k, _)| *k == key) else {
             return Err(format!("partition {p} stores no position of the group"));
         };

@@ -26,6 +26,41 @@ function loadEngine() {
 const errorData = (error) => ({ error: { code: error.code ?? 'STORAGE', message: String(error.message ?? error) } });
 
 /**
+ * Calls the object named `to` in the namespace `namespaceOf()` gives with a call's
+ * bytes; resolves to its answer, `{ bytes }` or `{ error }`.
+ */
+async function callObject(namespaceOf, to, bytes) {
+  try {
+    const namespace = namespaceOf();
+    return await namespace.get(namespace.idFromName(to)).call({ name: to, bytes });
+  } catch (error) {
+    return errorData(error);
+  }
+}
+
+/**
+ * Answers to a protocol's transmits, handed to it together: those that come in
+ * one turn cross into the engine once.
+ */
+class Answers {
+  #pending = [];
+  #deliver;
+
+  constructor(deliver) {
+    this.#deliver = deliver;
+  }
+
+  add(id, answer) {
+    if (this.#pending.push({ id, ...answer }) > 1) return;
+    queueMicrotask(() => {
+      const answers = this.#pending;
+      this.#pending = [];
+      this.#deliver(answers);
+    });
+  }
+}
+
+/**
  * A Durable Object holding a bus's directory or one of its partitions. Extend it
  * and bind the subclass. It carries what the engine's protocol (EdgeObject)
  * decides: calls in, calls to other objects out, answers, and the alarm.
@@ -36,6 +71,7 @@ export class FerryObject extends DurableObject {
   #nextCall = 0;
   /** Resolvers of the calls waiting for their answer, by call id. */
   #answers = new Map();
+  #transmitted = new Answers((answers) => this.#carry(this.#object.handleTransmitResults(answers, Date.now())));
 
   /** The protocol, opened on first use: the first call names the object. */
   #open(name) {
@@ -53,8 +89,7 @@ export class FerryObject extends DurableObject {
       const object = this.#open(request.name);
       const id = this.#nextCall++;
       const answer = new Promise((resolve) => this.#answers.set(id, resolve));
-      object.handleCall(id, request.bytes, Date.now());
-      await this.#pump(object);
+      await this.#carry(object.handleCall(id, request.bytes, Date.now()));
       return await answer;
     } catch (error) {
       return errorData(error);
@@ -62,15 +97,14 @@ export class FerryObject extends DurableObject {
   }
 
   async alarm() {
-    const object = this.#open();
-    object.handleAlarm(Date.now());
-    await this.#pump(object);
+    await this.#carry(this.#open().handleAlarm(Date.now()));
   }
 
   /** Makes the calls the protocol hands out, gives the answers it has, and sets the alarm it asks for. */
-  async #pump(object) {
-    const { transmits, results, alarm } = object.poll();
-    for (const out of transmits) this.#transmit(object, out);
+  async #carry({ transmits, results, alarm }) {
+    for (const { id, to, bytes } of transmits) {
+      callObject(() => this.#namespaceOf(), to, bytes).then((answer) => this.#transmitted.add(id, answer));
+    }
     for (const { id, bytes } of results) {
       this.#answers.get(id)?.({ bytes });
       this.#answers.delete(id);
@@ -79,28 +113,16 @@ export class FerryObject extends DurableObject {
     else if (alarm !== undefined) await this.ctx.storage.setAlarm(Math.max(alarm, Date.now() + 1));
   }
 
-  async #transmit(object, { id, to, bytes }) {
-    let outcome;
-    try {
-      const namespace = this.#namespaceOf(object);
-      outcome = await namespace.get(namespace.idFromName(to)).call({ name: to, bytes });
-    } catch (error) {
-      outcome = errorData(error);
-    }
-    object.handleTransmitResult(id, outcome, Date.now());
-    await this.#pump(object);
-  }
-
   /**
    * The namespace binding this class: the one whose id for this object's name is
    * this object's id. Objects of a bus reach each other through it.
    */
-  #namespaceOf(object) {
+  #namespaceOf() {
     if (this.#namespace) return this.#namespace;
     for (const binding of Object.values(this.env ?? {})) {
       if (typeof binding?.idFromName !== 'function') continue;
       try {
-        if (binding.idFromName(object.name).equals(this.ctx.id)) return (this.#namespace = binding);
+        if (binding.idFromName(this.#object.name).equals(this.ctx.id)) return (this.#namespace = binding);
       } catch {
         // Not a Durable Object namespace after all.
       }
@@ -139,6 +161,7 @@ class Client {
   #client;
   #waiting = new Map();
   #flushQueued = false;
+  #replies = new Answers((answers) => this.#carry(this.#client.handleReplies(answers)));
 
   constructor(namespace, client) {
     this.#namespace = namespace;
@@ -149,7 +172,7 @@ class Client {
   run(start) {
     return new Promise((resolve, reject) => {
       this.#waiting.set(start(this.#client), { resolve, reject });
-      this.#pump();
+      this.#carry(this.#client.poll());
     });
   }
 
@@ -160,33 +183,23 @@ class Client {
       this.#flushQueued = true;
       queueMicrotask(() => {
         this.#flushQueued = false;
-        this.#client.flushSettles();
-        this.#pump();
+        this.#carry(this.#client.flushSettles());
       });
     }
     return result;
   }
 
-  #pump() {
-    const { transmits, done } = this.#client.poll();
-    for (const out of transmits) this.#transmit(out);
+  /** Makes the calls the protocol hands out and settles the operations it finished. */
+  #carry({ transmits, done }) {
+    for (const { id, to, bytes } of transmits) {
+      callObject(() => this.#namespace, to, bytes).then((answer) => this.#replies.add(id, answer));
+    }
     for (const { id, value, error } of done) {
       const waiter = this.#waiting.get(id);
       this.#waiting.delete(id);
       if (error !== undefined) waiter?.reject(error);
       else waiter?.resolve(value);
     }
-  }
-
-  async #transmit({ id, to, bytes }) {
-    let outcome;
-    try {
-      outcome = await this.#namespace.get(this.#namespace.idFromName(to)).call({ name: to, bytes });
-    } catch (error) {
-      outcome = errorData(error);
-    }
-    this.#client.handleReply(id, outcome);
-    this.#pump();
   }
 
   /** The `Bus` methods of pkg/README.md, each one operation of the protocol. */

@@ -52,6 +52,12 @@ fn answer_of(outcome: &JsValue) -> Result<Reply> {
     decode_reply(&bytes.to_vec())
 }
 
+/// The transmit an answer is for: its `id`.
+fn answer_id(answer: &JsValue) -> Result<TransmitId> {
+    let id = Reflect::get(answer, &JsValue::from_str("id")).ok().and_then(|id| id.as_f64());
+    id.filter(|id| id.fract() == 0.0 && *id >= 0.0).map(|id| id as TransmitId).ok_or_else(|| FerryError::storage("an answer names no transmit"))
+}
+
 /// One Durable Object of the bus (`FerryObject` in `pkg/entry/workers.js`).
 #[wasm_bindgen]
 pub struct EdgeObject {
@@ -90,32 +96,40 @@ impl EdgeObject {
         self.object.name().to_string()
     }
 
-    /// One RPC's bytes, answered through `poll`.
+    /// One RPC's bytes. Like every input, returns what the transport is to do next
+    /// (see `work`).
     #[wasm_bindgen(js_name = handleCall)]
-    pub fn handle_call(&mut self, id: f64, bytes: &[u8], now_ms: f64) {
+    pub fn handle_call(&mut self, id: f64, bytes: &[u8], now_ms: f64) -> JsResult {
         match decode_call(bytes) {
             Ok((context, call)) => self.object.handle_call(id as CallId, context, call, now_ms as u64),
             Err(error) => self.object.refuse(id as CallId, error),
         }
+        self.work()
     }
 
     /// The alarm.
     #[wasm_bindgen(js_name = handleAlarm)]
-    pub fn handle_alarm(&mut self, now_ms: f64) -> std::result::Result<(), JsValue> {
-        self.object.handle_alarm(now_ms as u64).map_err(to_js)
+    pub fn handle_alarm(&mut self, now_ms: f64) -> JsResult {
+        self.object.handle_alarm(now_ms as u64).map_err(to_js)?;
+        self.work()
     }
 
-    /// What a transmit's object answered (see `answer_of`).
-    #[wasm_bindgen(js_name = handleTransmitResult)]
-    pub fn handle_transmit_result(&mut self, id: f64, outcome: JsValue, now_ms: f64) {
-        self.object.handle_transmit_result(id as TransmitId, answer_of(&outcome), now_ms as u64);
+    /// What the objects called answered: `[{ id, bytes } | { id, error }]`, every
+    /// answer that came since the last crossing (see `answer_of`).
+    #[wasm_bindgen(js_name = handleTransmitResults)]
+    pub fn handle_transmit_results(&mut self, answers: Array, now_ms: f64) -> JsResult {
+        for answer in answers.iter() {
+            self.object.handle_transmit_result(answer_id(&answer).map_err(to_js)?, answer_of(&answer), now_ms as u64);
+        }
+        self.work()
     }
 
-    /// Everything the protocol has for the transport, in one crossing: `{ transmits:
-    /// [{ id, to, bytes }], results: [{ id, bytes }], alarm }`, where `alarm` is a
-    /// time (ms) to set it to, `null` to cancel it, or undefined to leave it.
-    pub fn poll(&mut self) -> JsResult {
-        let mut poll = || -> Result<JsValue> {
+    /// Everything the protocol has for the transport, handed over with the input that
+    /// made it: `{ transmits: [{ id, to, bytes }], results: [{ id, bytes }], alarm }`,
+    /// where `alarm` is a time (ms) to set it to, `null` to cancel it, or undefined
+    /// to leave it.
+    fn work(&mut self) -> JsResult {
+        let mut work = || -> Result<JsValue> {
             let transmits = Array::new();
             while let Some(transmit) = self.object.poll_transmit() {
                 transmits.push(&transmit_to_js(&transmit)?);
@@ -131,7 +145,7 @@ impl EdgeObject {
             };
             object_of(&[("transmits", transmits.into()), ("results", results.into()), ("alarm", alarm)])
         };
-        poll().map_err(to_js)
+        work().map_err(to_js)
     }
 }
 
@@ -274,15 +288,21 @@ impl EdgeClient {
     }
 
     /// Sends the acks and retries made since the last flush: one call per partition.
+    /// Returns what `poll` would.
     #[wasm_bindgen(js_name = flushSettles)]
-    pub fn flush_settles(&mut self) {
+    pub fn flush_settles(&mut self) -> JsResult {
         self.client.flush_settles();
+        self.poll()
     }
 
-    /// What an object answered a transmit (`{ bytes }` or `{ error }`).
-    #[wasm_bindgen(js_name = handleReply)]
-    pub fn handle_reply(&mut self, id: f64, outcome: JsValue) {
-        self.client.handle_reply(id as TransmitId, answer_of(&outcome));
+    /// What the objects called answered: `[{ id, bytes } | { id, error }]`, every
+    /// answer that came since the last crossing. Returns what `poll` would.
+    #[wasm_bindgen(js_name = handleReplies)]
+    pub fn handle_replies(&mut self, answers: Array) -> JsResult {
+        for answer in answers.iter() {
+            self.client.handle_reply(answer_id(&answer).map_err(to_js)?, answer_of(&answer));
+        }
+        self.poll()
     }
 
     /// Everything the protocol has for the transport, in one crossing: `{ transmits:

@@ -22,13 +22,14 @@
 //! before its answer is given, and what the object forwards stays in its storage
 //! until the receiving object has stored it.
 
+use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::protocol::{Call, Context, Reply, SettleItem};
 use crate::core::limits::{FORWARD_RETRY_MS, FORWARD_RETRY_MS_MAX};
 use crate::core::message::Chunk;
 use crate::core::{BusConfig, Engine, FerryError, Name, RecordMetadata, Result, TopicConfig};
-use crate::store::{commit, ready, Store};
+use crate::store::{commit, ready, Replica, Store};
 
 /// Names a call an object answers, as its transport numbers them.
 pub type CallId = u64;
@@ -107,7 +108,7 @@ struct Forwarding {
 }
 
 pub struct EdgeObject<S: Store> {
-    engine: Engine,
+    replica: RefCell<Replica>,
     store: S,
     name: String,
     bus: String,
@@ -159,13 +160,13 @@ impl<S: Store> EdgeObject<S> {
     /// Opens the object named `name` from what `store` holds; `seed` drives retry jitter.
     pub fn open(store: S, name: String, seed: u64) -> Result<Self> {
         let home = home_of(&name)?;
-        let mut engine = Engine::open(BusConfig::default(), seed, ready(store.load())?)?;
+        let mut replica = ready(Replica::open(&store, BusConfig::default(), seed))?;
         if let Some((topic, partition)) = &home {
-            engine.set_home(topic, *partition);
+            replica.engine_mut().set_home(topic, *partition);
         }
         let bus = name.split('/').next().unwrap_or_default().to_string();
         let mut object = EdgeObject {
-            engine,
+            replica: RefCell::new(replica),
             store,
             name,
             bus,
@@ -185,7 +186,7 @@ impl<S: Store> EdgeObject<S> {
         object.operate(0, |_, _| Ok(()))?;
         // When what waits here for forwarding was due is not stored, and the first
         // alarm this object sets replaces the one it had: it goes at once.
-        if object.engine.outbound().map_or(true, |entries| !entries.is_empty()) {
+        if object.engine().outbound().map_or(true, |entries| !entries.is_empty()) {
             object.forwarding.due_ms = Some(0);
         }
         Ok(object)
@@ -200,25 +201,34 @@ impl<S: Store> EdgeObject<S> {
         self.home.as_ref().map(|(t, p)| (t.as_str(), *p))
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine as of the last commit, for inspection.
+    pub fn engine(&self) -> Ref<'_, Engine> {
+        Ref::map(self.replica.borrow(), Replica::engine)
+    }
+
+    fn engine_mut(&mut self) -> &mut Engine {
+        self.replica.get_mut().engine_mut()
     }
 
     /// Runs `op` and commits its writes; a refused `op` or a failed commit changes nothing.
     fn operate<T>(&mut self, now_ms: u64, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
-        let engine = &mut self.engine;
-        engine.housekeep(now_ms);
-        let out = std::mem::take(&mut self.known)
-            .into_iter()
-            .try_for_each(|(name, settings)| engine.topic_or_create(&name, Some(settings)).map(|_| ()))
-            .and_then(|()| op(engine, now_ms));
-        ready(commit(engine, &self.store, out.is_ok()))?;
-        out
+        let known = std::mem::take(&mut self.known);
+        ready(commit(
+            &self.replica,
+            &self.store,
+            || now_ms,
+            |engine, now_ms| {
+                for (name, settings) in known {
+                    engine.topic_or_create(&name, Some(settings))?;
+                }
+                op(engine, now_ms)
+            },
+        ))
     }
 
     /// Takes a call's client options and the topics it says exist.
     fn configure(&mut self, context: &Context) -> Result<()> {
-        self.engine.set_config(context.config.clone())?;
+        self.engine_mut().set_config(context.config.clone())?;
         self.known = context.topics.clone();
         Ok(())
     }
@@ -278,7 +288,7 @@ impl<S: Store> EdgeObject<S> {
             Call::Redrive { ref from, limit } if self.home.is_none() => {
                 // The directory only checks the call: the partitions' objects move
                 // the dead letters, each knowing whether it holds any.
-                self.engine.check_redrive(from, limit)?;
+                self.engine_mut().check_redrive(from, limit)?;
                 self.finish(id, Ok(Reply::Count(0)));
                 Ok(())
             }
@@ -330,12 +340,13 @@ impl<S: Store> EdgeObject<S> {
                 let (config, exists) = if create || missing.is_some() {
                     (self.operate(now_ms, |e, _| e.topic_or_create(&name, missing))?, true)
                 } else {
-                    self.engine.topic_or_auto(&name)?
+                    self.engine_mut().topic_or_auto(&name)?
                 };
                 Reply::Topic { name, config, missing: !exists }
             }
             Call::Settings => {
-                Reply::Settings(self.engine.topics().iter().map(|t| (t.topic.to_string(), self.engine.topic_config(&t.topic).unwrap_or_default())).collect())
+                let engine = self.engine();
+                Reply::Settings(engine.topics().iter().map(|t| (t.topic.to_string(), engine.topic_config(&t.topic).unwrap_or_default())).collect())
             }
             Call::Send { topic, messages } => Reply::Metadata(self.operate(now_ms, |e, now| e.send(&topic, &messages, now))?),
             Call::Stats => Reply::Stats(Box::new(self.operate(now_ms, |e, _| {
@@ -398,7 +409,7 @@ impl<S: Store> EdgeObject<S> {
     /// Forwards the oldest of what waits here for each other partition; ends the
     /// round when nothing is left.
     fn next_wave(&mut self, now_ms: u64) {
-        let entries = match self.engine.outbound() {
+        let entries = match self.engine_mut().outbound() {
             Ok(entries) => entries,
             Err(error) => return self.end_round(Some(error), now_ms),
         };
@@ -520,7 +531,7 @@ impl<S: Store> EdgeObject<S> {
                     }
                     // Dropped here with the next commit: until then a restart forwards
                     // them again, and the receiver skips them.
-                    self.engine.forwarded(&entry.topic, entry.partition, entry.chunk.end_offset());
+                    self.engine_mut().forwarded(&entry.topic, entry.partition, entry.chunk.end_offset());
                     self.forward_done(None, now_ms);
                 }
                 Ok(_) => self.forward_done(Some(FerryError::storage("a forward was answered with something else")), now_ms),
@@ -575,7 +586,7 @@ impl<S: Store> EdgeObject<S> {
     /// When the alarm must ring, if that changed since it was last set: the
     /// earliest of the engine's housekeeping and the next forward try.
     pub fn poll_alarm(&mut self) -> Option<Alarm> {
-        let tick = self.engine.next_tick_ms();
+        let tick = self.engine().next_tick_ms();
         let due = match (tick, self.forwarding.due_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -70,11 +70,7 @@ pub(super) fn wake_consumers(shared: &Shared) {
 /// Closes the database and the wake-up channel of a bus closing (or whose open
 /// failed): either would keep a Node process alive.
 fn release(shared: &Shared) {
-    if let Ok(core) = shared.core.try_borrow() {
-        if let BusStore::IndexedDb(store) = core.store() {
-            store.close();
-        }
-    }
+    shared.core.store().close();
     if let Some(channel) = &shared.channel {
         channel.set_onmessage(None);
         channel.close();
@@ -103,8 +99,7 @@ pub(super) fn operate_unchecked<T: 'static>(shared: &Shared, op: impl FnOnce(&mu
 /// that need not be current (when to wake up next). Current answers go through
 /// [`operate`].
 pub(super) fn read_cached<T>(shared: &Shared, f: impl FnOnce(&Engine) -> T) -> Result<T> {
-    let core = shared.core.try_borrow().map_err(|_| FerryError::storage("the bus was re-entered while it was changing"))?;
-    Ok(f(core.engine()))
+    shared.core.read(f)
 }
 
 /// A promise of `f`'s result, with errors as `FerryError`s.
@@ -180,7 +175,7 @@ impl Bus {
             // Opened only once the bus is: an open channel holds Node's event loop,
             // so a refused open must leave none behind.
             let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
-            let shared = Rc::new(Inner { core: Rc::new(RefCell::new(committer)), closed: Cell::new(false), wakers, consumers: RefCell::default(), name, channel });
+            let shared = Rc::new(Inner { core: Rc::new(committer), closed: Cell::new(false), wakers, consumers: RefCell::default(), name, channel });
             // A new bus stores its schema version before anything else.
             if let Err(refused) = operate(&shared, |_, _| Ok(())).await {
                 release(&shared);

@@ -18,14 +18,40 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use crate::core::{BusConfig, Engine, FerryError, Result};
-use crate::store::indexeddb::{IndexedDbStore, Refresh};
-use crate::store::{MemoryStore, Store};
+use crate::core::records::{Key, Record};
+use crate::core::{BusConfig, Engine, FerryError, Result, Write};
+use crate::store::indexeddb::IndexedDbStore;
+use crate::store::{self, MemoryStore, Refresh, Replica, Store, Version};
 
 /// Where a bus opened from JavaScript lives.
 pub enum BusStore {
     Memory(MemoryStore),
     IndexedDb(IndexedDbStore),
+}
+
+impl BusStore {
+    /// Lets go of the database: an open one keeps a Node process alive.
+    pub fn close(&self) {
+        if let BusStore::IndexedDb(store) = self {
+            store.close();
+        }
+    }
+}
+
+impl Store for BusStore {
+    async fn load(&self) -> Result<(Vec<(Key, Record)>, Version)> {
+        match self {
+            BusStore::Memory(store) => store.load().await,
+            BusStore::IndexedDb(store) => store.load().await,
+        }
+    }
+
+    async fn transact(&self, seen: Option<Version>, run: impl FnOnce(Option<Refresh>) -> Result<Vec<Write>>) -> Result<Version> {
+        match self {
+            BusStore::Memory(store) => store.transact(seen, run).await,
+            BusStore::IndexedDb(store) => store.transact(seen, run).await,
+        }
+    }
 }
 
 /// Resolvers of promises waiting for one event.
@@ -76,22 +102,24 @@ impl Batch {
 /// A queued operation; it keeps its own result.
 type Operation = Box<dyn FnOnce(&mut Engine, u64)>;
 
-/// The engine, its store, and the queue in front of them.
-pub struct Committer {
-    engine: Engine,
-    config: BusConfig,
-    seed: u64,
-    store: Rc<BusStore>,
-    /// The commit count of the stored bus this engine reflects (IndexedDB).
-    seen: f64,
-    queue: Vec<Operation>,
+/// The operations waiting for the next commit.
+#[derive(Default)]
+struct Queue {
+    operations: Vec<Operation>,
     /// The batch the queued operations belong to.
     open: Option<Rc<Batch>>,
     /// A flush is running; it starts the next one when it ends.
     flushing: bool,
 }
 
-pub type SharedCommitter = Rc<RefCell<Committer>>;
+/// The engine, its store, and the queue in front of them.
+pub struct Committer {
+    replica: RefCell<Replica>,
+    store: BusStore,
+    queue: RefCell<Queue>,
+}
+
+pub type SharedCommitter = Rc<Committer>;
 
 fn reentered() -> FerryError {
     FerryError::storage("the bus was re-entered while it was changing")
@@ -100,18 +128,14 @@ fn reentered() -> FerryError {
 impl Committer {
     /// Opens the bus stored in `store`.
     pub async fn open(config: BusConfig, seed: u64, store: BusStore) -> Result<Committer> {
-        let (records, seen) = match &store {
-            BusStore::Memory(s) => (s.load().await?, 0.0),
-            BusStore::IndexedDb(s) => s.snapshot().await?,
-        };
-        let engine = Engine::open(config.clone(), seed, records)?;
-        Ok(Committer { engine, config, seed, store: Rc::new(store), seen, queue: Vec::new(), open: None, flushing: false })
+        let replica = Replica::open(&store, config, seed).await?;
+        Ok(Committer { replica: RefCell::new(replica), store, queue: RefCell::default() })
     }
 
-    /// The engine as of this context's last commit, for reads that need not be
-    /// current (when to wake up next).
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// Reads the engine as of this context's last commit, for decisions that need
+    /// not be current (when to wake up next).
+    pub fn read<T>(&self, f: impl FnOnce(&Engine) -> T) -> Result<T> {
+        Ok(f(self.replica.try_borrow().map_err(|_| reentered())?.engine()))
     }
 
     pub fn store(&self) -> &BusStore {
@@ -133,127 +157,75 @@ pub fn operate<T: 'static>(
     let batch = enqueue(shared, now_ms, Box::new(move |engine, now| *slot.borrow_mut() = Some(op(engine, now))));
     async move {
         let stored = batch?.stored().await;
-        let out = result.take().unwrap_or_else(|| Err(FerryError::storage("the operation never ran: its commit failed first")));
-        match (out, stored) {
-            (Err(refused), _) => Err(refused),
-            (Ok(_), Err(failed)) => Err(failed),
-            (Ok(out), Ok(())) => Ok(out),
+        match (result.take(), stored) {
+            (Some(Err(refused)), _) => Err(refused),
+            (_, Err(failed)) => Err(failed),
+            (Some(Ok(out)), Ok(())) => Ok(out),
+            (None, Ok(())) => Err(FerryError::storage("the operation never ran")),
         }
     }
 }
 
 /// Queues an operation; returns the batch (the commit) it joined.
 fn enqueue(shared: &SharedCommitter, now_ms: fn() -> u64, op: Operation) -> Result<Rc<Batch>> {
-    let batch = {
-        let mut committer = shared.try_borrow_mut().map_err(|_| reentered())?;
-        committer.queue.push(op);
-        match &committer.open {
-            Some(batch) => batch.clone(),
-            None => {
-                let batch = Rc::new(Batch::default());
-                committer.open = Some(batch.clone());
-                if !committer.flushing {
-                    committer.flushing = true;
-                    spawn_local(flush(shared.clone(), now_ms));
-                }
-                batch
-            }
-        }
-    };
+    let mut queue = shared.queue.try_borrow_mut().map_err(|_| reentered())?;
+    queue.operations.push(op);
+    if let Some(batch) = &queue.open {
+        return Ok(batch.clone());
+    }
+    let batch = Rc::new(Batch::default());
+    queue.open = Some(batch.clone());
+    if !queue.flushing {
+        queue.flushing = true;
+        spawn_local(flush(shared.clone(), now_ms));
+    }
     Ok(batch)
 }
 
-/// Commits the open batch. Later operations queue up for the next one, which
-/// starts when this one ends.
+/// Commits the open batch through the one commit driver ([`store::commit`]).
+/// Later operations queue up for the next one, which starts when this one ends.
 async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
-    let (store, seen) = {
-        let Ok(mut committer) = shared.try_borrow_mut() else { return };
-        if committer.open.is_none() {
-            committer.flushing = false;
-            return;
-        }
-        (committer.store.clone(), committer.seen)
-    };
     // The batch is taken with the queue, when the transaction is ready to run it:
     // whatever was queued until then is in this commit, and is settled by it.
     let ran: RefCell<Option<Rc<Batch>>> = RefCell::default();
-    // Takes the queue, runs it on the engine and returns the writes; what another
-    // context committed (`fresh`) is brought in first.
-    let run = |fresh: Option<Refresh>| -> Result<Vec<crate::core::Write>> {
-        let mut committer = shared.try_borrow_mut().map_err(|_| reentered())?;
-        let caught_up = match fresh {
-            None => Ok(()),
-            Some(Refresh::Everything(records)) => Engine::open(committer.config.clone(), committer.seed, records).map(|engine| committer.engine = engine),
-            Some(Refresh::Changes(changes)) => committer.engine.apply_stored(changes),
+    let outcome = store::commit(&shared.replica, &shared.store, now_ms, |engine, now| {
+        let operations = {
+            let mut queue = shared.queue.try_borrow_mut().map_err(|_| reentered())?;
+            *ran.borrow_mut() = queue.open.take();
+            std::mem::take(&mut queue.operations)
         };
-        if let Err(e) = caught_up {
-            // The view may be half updated: the next commit rebuilds it from every record.
-            committer.seen = -1.0;
-            return Err(e);
+        for op in operations {
+            op(engine, now);
         }
-        *ran.borrow_mut() = committer.open.take();
-        let queue = std::mem::take(&mut committer.queue);
-        let now = now_ms();
-        committer.engine.housekeep(now);
-        for op in queue {
-            op(&mut committer.engine, now);
-        }
-        Ok(committer.engine.begin_commit())
-    };
-    let outcome = match &*store {
-        BusStore::Memory(memory) => match run(None) {
-            Ok(writes) => memory.commit(&writes).await.map(|()| seen),
-            Err(e) => Err(e),
-        },
-        BusStore::IndexedDb(idb) => {
-            let mut refused = None;
-            let done = idb
-                .transact(seen, |fresh| match run(fresh) {
-                    Ok(writes) => writes,
-                    Err(e) => {
-                        refused = Some(e);
-                        Vec::new()
-                    }
-                })
-                .await;
-            match refused {
-                Some(e) => Err(e),
-                None => done,
-            }
-        }
-    };
-    let Ok(mut committer) = shared.try_borrow_mut() else {
+        Ok(())
+    })
+    .await;
+    let Ok(mut queue) = shared.queue.try_borrow_mut() else {
         if let Some(batch) = ran.take() {
             batch.settle(Err(reentered()));
         }
         return;
     };
     let batch = match ran.take() {
-        Some(batch) => {
-            committer.engine.end_commit(outcome.is_ok());
-            if let Ok(version) = outcome {
-                committer.seen = version;
-            }
-            batch
-        }
+        Some(batch) => batch,
         // The transaction failed before it could run anything: the queued operations
         // never ran, and their callers get its error.
         None => {
-            committer.queue.clear();
-            match committer.open.take() {
+            queue.operations.clear();
+            match queue.open.take() {
                 Some(batch) => batch,
                 None => {
-                    committer.flushing = false;
+                    queue.flushing = false;
                     return;
                 }
             }
         }
     };
     // Operations queued during this commit opened the next batch.
-    committer.flushing = committer.open.is_some();
-    let more = committer.flushing;
-    drop(committer);
-    batch.settle(outcome.map(|_| ()));
+    queue.flushing = queue.open.is_some();
+    let more = queue.flushing;
+    drop(queue);
+    batch.settle(outcome);
     if more {
         spawn_local(flush(shared, now_ms));
     }

@@ -28,10 +28,21 @@ use crate::core::{
     BusConfig, ConsumerConfig, Delivery, Engine, ErrorCode, FerryError, Name, Ordering, OutgoingMessage, PollLimit, RecordMetadata, Result, SeekTo, Stats, Subscription,
     TopicConfig, TopicInfo,
 };
-use crate::store::Store;
+use std::cell::{Ref, RefCell};
+
+use crate::store::{self, Replica, Store};
 
 /// Deliveries leased for a consumer (by index) and not handled yet.
 type Batch = (usize, Vec<Delivery>);
+
+/// What a handler made of a delivery, and when: settled with the engine in the
+/// round's commit.
+struct Handled {
+    consumer: usize,
+    delivery: Delivery,
+    outcome: HandlerResult,
+    now_ms: u64,
+}
 
 /// What a handler returns: `Err(reason)` is a failed attempt.
 pub type HandlerResult = std::result::Result<(), String>;
@@ -53,7 +64,7 @@ struct Consumer {
 pub struct ConsumerId(usize);
 
 pub struct Bus<S: Store, C: Clock> {
-    engine: Engine,
+    replica: RefCell<Replica>,
     store: S,
     clock: C,
     consumers: Vec<Option<Consumer>>,
@@ -67,38 +78,27 @@ pub struct Bus<S: Store, C: Clock> {
 impl<S: Store, C: Clock> Bus<S, C> {
     /// Opens the bus stored in `store`. `seed` drives retry jitter and member ids.
     pub fn open(store: S, clock: C, config: BusConfig, seed: u64) -> Result<Self> {
-        let records = block_on(store.load())?;
-        let engine = Engine::open(config, seed, records)?;
-        let mut bus = Bus { engine, store, clock, consumers: Vec::new(), context_id: seed, leased: Vec::new(), closed: false };
-        bus.commit()?;
+        let replica = RefCell::new(block_on(Replica::open(&store, config, seed))?);
+        let mut bus = Bus { replica, store, clock, consumers: Vec::new(), context_id: seed, leased: Vec::new(), closed: false };
+        // A new bus stores its schema version before anything else.
+        bus.operation(|_, _| Ok(()))?;
         Ok(bus)
     }
 
-    /// The engine, for inspection.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine as of the last commit, for inspection.
+    pub fn engine(&self) -> Ref<'_, Engine> {
+        Ref::map(self.replica.borrow(), Replica::engine)
     }
 
     pub fn store(&self) -> &S {
         &self.store
     }
 
-    fn commit(&mut self) -> Result<()> {
-        block_on(crate::store::commit(&mut self.engine, &self.store, true))
-    }
-
-    /// Runs one engine operation and commits it.
+    /// Runs one engine operation in one commit ([`store::commit`]); a refused
+    /// operation changes nothing.
     fn operation<T>(&mut self, f: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
         self.check_open()?;
-        let now_ms = self.clock.now_ms();
-        self.engine.housekeep(now_ms);
-        let out = f(&mut self.engine, now_ms);
-        // Housekeeping is stored even when the operation refuses; the refusal is
-        // what the caller hears.
-        let stored = self.commit();
-        let out = out?;
-        stored?;
-        Ok(out)
+        block_on(store::commit(&self.replica, &self.store, || self.clock.now_ms(), f))
     }
 
     fn check_open(&self) -> Result<()> {
@@ -114,7 +114,7 @@ impl<S: Store, C: Clock> Bus<S, C> {
 
     pub fn topics(&self) -> Result<Vec<TopicInfo>> {
         self.check_open()?;
-        Ok(self.engine.topics())
+        Ok(self.engine().topics())
     }
 
     /// Sends `messages` to `topic`, atomically; returns once they are stored.
@@ -130,7 +130,7 @@ impl<S: Store, C: Clock> Bus<S, C> {
 
     pub fn stats(&self) -> Result<Stats> {
         self.check_open()?;
-        Ok(self.engine.stats())
+        Ok(self.engine().stats())
     }
 
     pub fn redrive(&mut self, from: &str, limit: Option<u64>) -> Result<u64> {
@@ -198,9 +198,10 @@ impl<S: Store, C: Clock> Bus<S, C> {
     pub fn stop(&mut self, id: ConsumerId) -> Result<()> {
         let (held, others): (Vec<Batch>, Vec<Batch>) = std::mem::take(&mut self.leased).into_iter().partition(|(index, _)| *index == id.0);
         self.leased = others;
-        self.handle(held);
+        let handled = self.handle(held);
         let Some(consumer) = self.consumers.get_mut(id.0).and_then(Option::take) else { return Ok(()) };
         self.operation(|e, now| {
+            settle(e, &handled, |_| Some(&consumer));
             e.leave(&consumer.group, &consumer.member, now);
             Ok(())
         })
@@ -215,12 +216,11 @@ impl<S: Store, C: Clock> Bus<S, C> {
         Ok(())
     }
 
-    /// Calls the handlers for `batches` and settles each delivery with the engine
-    /// (not committed yet); returns how many the engine counted. A run's messages
-    /// are handled in order, and a failure ends its run: the engine gave the rest
-    /// back.
-    fn handle(&mut self, batches: Vec<Batch>) -> usize {
-        let mut settled = 0;
+    /// Calls the handlers for `batches`, in order. A run's messages are handled in
+    /// order, and a failure ends its run: the engine gives the rest back when the
+    /// failure is settled.
+    fn handle(&mut self, batches: Vec<Batch>) -> Vec<Handled> {
+        let mut handled = Vec::new();
         for (index, deliveries) in batches {
             let Some(consumer) = self.consumers.get_mut(index).and_then(Option::as_mut) else { continue };
             let runs = consumer.config.ordering == Ordering::Partition;
@@ -230,48 +230,45 @@ impl<S: Store, C: Clock> Bus<S, C> {
                     continue;
                 }
                 let outcome = (consumer.handler)(&delivery);
-                let now_ms = self.clock.now_ms();
-                let counted = match outcome {
-                    Ok(()) => self.engine.ack(&consumer.group, &consumer.member, &delivery.receipt(), now_ms),
-                    Err(reason) => {
-                        if runs {
-                            failed_run = Some((delivery.topic.clone(), delivery.partition));
-                        }
-                        self.engine.fail(&consumer.group, &consumer.member, &delivery.receipt(), &reason, now_ms)
-                    }
-                };
-                settled += usize::from(counted);
+                if runs && outcome.is_err() {
+                    failed_run = Some((delivery.topic.clone(), delivery.partition));
+                }
+                handled.push(Handled { consumer: index, delivery, outcome, now_ms: self.clock.now_ms() });
             }
         }
-        settled
+        handled
     }
 
     /// One round of the consumer loop; returns how many messages handlers settled.
     pub fn run_once(&mut self) -> Result<usize> {
         self.check_open()?;
         let leased = std::mem::take(&mut self.leased);
-        let settled = self.handle(leased);
-        let now_ms = self.clock.now_ms();
-        // Housekeeping (timeouts, retention) scans every lease: it runs at a timer's
-        // resolution, not on every round. Retries and delays need no tick: polls
-        // see them.
-        self.engine.housekeep(now_ms);
-        let mut next = Vec::new();
-        for (index, consumer) in self.consumers.iter_mut().enumerate() {
-            let Some(c) = consumer else { continue };
-            let heartbeat = c.heartbeat_due_ms <= now_ms;
-            if heartbeat {
-                c.heartbeat_due_ms = now_ms.saturating_add(c.config.heartbeat_interval_ms);
-            }
-            let limit = PollLimit::runs(c.config.concurrency as usize, c.config.batch_size_max as usize);
-            let deliveries = self.engine.consume_round(&c.group, &c.member, &c.subscriptions, &c.config, heartbeat, limit, now_ms)?;
-            if !deliveries.is_empty() {
-                next.push((index, deliveries));
-            }
-        }
+        let handled = self.handle(leased);
+        let Bus { replica, store, clock, consumers, .. } = self;
         // Settlements and the next leases are stored together, or neither is: a
         // lost ack means a redelivery after the lease runs out (at least once).
-        self.commit()?;
+        let (settled, next) = block_on(store::commit(
+            replica,
+            store,
+            || clock.now_ms(),
+            |engine, now_ms| {
+                let settled = settle(engine, &handled, |index| consumers.get(index).and_then(Option::as_ref));
+                let mut next = Vec::new();
+                for (index, consumer) in consumers.iter_mut().enumerate() {
+                    let Some(c) = consumer else { continue };
+                    let heartbeat = c.heartbeat_due_ms <= now_ms;
+                    let limit = PollLimit::runs(c.config.concurrency as usize, c.config.batch_size_max as usize);
+                    let deliveries = engine.consume_round(&c.group, &c.member, &c.subscriptions, &c.config, heartbeat, limit, now_ms)?;
+                    if heartbeat {
+                        c.heartbeat_due_ms = now_ms.saturating_add(c.config.heartbeat_interval_ms);
+                    }
+                    if !deliveries.is_empty() {
+                        next.push((index, deliveries));
+                    }
+                }
+                Ok((settled, next))
+            },
+        ))?;
         self.leased = next;
         Ok(settled)
     }
@@ -291,11 +288,27 @@ impl<S: Store, C: Clock> Bus<S, C> {
             }
             if self.run_once()? == 0 && self.leased.is_empty() {
                 let heartbeat = self.consumers.iter().flatten().map(|c| c.heartbeat_due_ms).min();
-                let wake_ms = [self.engine.next_due_ms(), heartbeat, Some(deadline_ms)].into_iter().flatten().min().unwrap_or(deadline_ms);
+                let wake_ms = [self.engine().next_due_ms(), heartbeat, Some(deadline_ms)].into_iter().flatten().min().unwrap_or(deadline_ms);
                 // Something due now was not deliverable (a partition held by a
                 // message in flight elsewhere): wait a little rather than spin.
                 self.clock.sleep_until(wake_ms.max(now_ms + 1));
             }
         }
     }
+}
+
+/// Settles what handlers made of their deliveries with the engine; returns how
+/// many the engine counted (a lease that ran out is not).
+fn settle<'a>(engine: &mut Engine, handled: &[Handled], consumer: impl Fn(usize) -> Option<&'a Consumer>) -> usize {
+    let mut settled = 0;
+    for h in handled {
+        let Some(consumer) = consumer(h.consumer) else { continue };
+        let receipt = h.delivery.receipt();
+        let counted = match &h.outcome {
+            Ok(()) => engine.ack(&consumer.group, &consumer.member, &receipt, h.now_ms),
+            Err(reason) => engine.fail(&consumer.group, &consumer.member, &receipt, reason, h.now_ms),
+        };
+        settled += usize::from(counted);
+    }
+    settled
 }

@@ -17,7 +17,7 @@ use js_sys::{Array, Reflect, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
 
 use super::js_keys::{key_from_js, key_to_js};
-use super::Store;
+use super::{Refresh, Store, Version};
 use crate::core::records::{Key, Record};
 use crate::core::{ErrorCode, FerryError, Write};
 
@@ -142,13 +142,19 @@ impl DurableStore {
     }
 }
 
-/// Synchronous underneath: both futures are ready at once.
+/// Synchronous underneath: both futures are ready at once. Only this object writes
+/// its storage, so it counts no versions: a caller that trusts its view is current.
 impl Store for DurableStore {
-    async fn load(&self) -> Result<Vec<(Key, Record)>, FerryError> {
-        self.load_now()
+    async fn load(&self) -> Result<(Vec<(Key, Record)>, Version), FerryError> {
+        Ok((self.load_now()?, 0))
     }
 
-    async fn commit(&self, writes: &[Write]) -> Result<(), FerryError> {
-        self.commit_now(writes)
+    async fn transact(&self, seen: Option<Version>, run: impl FnOnce(Option<Refresh>) -> Result<Vec<Write>, FerryError>) -> Result<Version, FerryError> {
+        let fresh = match seen {
+            Some(_) => None,
+            None => Some(Refresh::Everything(self.load_now()?)),
+        };
+        self.commit_now(&run(fresh)?)?;
+        Ok(0)
     }
 }

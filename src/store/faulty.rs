@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use super::{MemoryStore, Store};
+use super::{MemoryStore, Refresh, Store, Version};
 use crate::core::records::{Key, Record};
 use crate::core::rng::Rng;
 use crate::core::{FerryError, Write};
@@ -66,17 +66,24 @@ impl<S: Store> FaultyStore<S> {
 }
 
 impl<S: Store> Store for FaultyStore<S> {
-    async fn load(&self) -> Result<Vec<(Key, Record)>, FerryError> {
+    async fn load(&self) -> Result<(Vec<(Key, Record)>, Version), FerryError> {
         if self.should_fail() {
             return Err(FerryError::storage("injected failure: load (UnknownError)"));
         }
         self.inner.load().await
     }
 
-    async fn commit(&self, writes: &[Write]) -> Result<(), FerryError> {
-        if self.should_fail() {
-            return Err(FerryError::storage("injected failure: commit (AbortError)"));
-        }
-        self.inner.commit(writes).await
+    /// Fails once the writes are known, as a transaction aborts when it commits;
+    /// a commit that writes nothing counts no call.
+    async fn transact(&self, seen: Option<Version>, run: impl FnOnce(Option<Refresh>) -> Result<Vec<Write>, FerryError>) -> Result<Version, FerryError> {
+        self.inner
+            .transact(seen, |fresh| {
+                let writes = run(fresh)?;
+                if !writes.is_empty() && self.should_fail() {
+                    return Err(FerryError::storage("injected failure: commit (AbortError)"));
+                }
+                Ok(writes)
+            })
+            .await
     }
 }

@@ -16,6 +16,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbFactory, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest, IdbTransaction, IdbTransactionMode};
 
 use super::js_keys::{key_from_js, key_to_js};
+use super::{Refresh, Store, Version};
 use crate::core::limits::CHANGE_LOG_COMMITS;
 use crate::core::records::{Key, Record};
 use crate::core::{ErrorCode, FerryError, Write};
@@ -80,21 +81,12 @@ async fn completion(tx: &IdbTransaction, what: &str) -> Result<(), FerryError> {
     JsFuture::from(wait).await.map(|_| ()).map_err(|_| storage_error(what, &tx.error().map(JsValue::from).unwrap_or(JsValue::UNDEFINED)))
 }
 
-fn change_key(commit: f64) -> JsValue {
-    Array::of2(&JsValue::from_f64(CHANGE_LOG), &JsValue::from_f64(commit)).into()
+fn change_key(commit: Version) -> JsValue {
+    Array::of2(&JsValue::from_f64(CHANGE_LOG), &JsValue::from_f64(commit as f64)).into()
 }
 
 fn is_change_key(key: &JsValue) -> bool {
     Array::is_array(key) && key.unchecked_ref::<Array>().get(0).as_f64() == Some(CHANGE_LOG)
-}
-
-/// What a context that fell behind reads to catch up.
-pub enum Refresh {
-    /// Every record: rebuild from scratch.
-    Everything(Vec<(Key, Record)>),
-    /// The keys changed since it last looked, with their records now (`None`:
-    /// deleted).
-    Changes(Vec<Write>),
 }
 
 impl IndexedDbStore {
@@ -154,33 +146,35 @@ impl IndexedDbStore {
     }
 }
 
-impl IndexedDbStore {
-    /// Every record, and the commit count they are as of.
-    pub async fn snapshot(&self) -> Result<(Vec<(Key, Record)>, f64), FerryError> {
+/// The version is the database's commit count, kept beside the records.
+impl Store for IndexedDbStore {
+    async fn load(&self) -> Result<(Vec<(Key, Record)>, Version), FerryError> {
         let tx = self.transaction(IdbTransactionMode::Readonly)?;
         read_all(&tx).await
     }
 
-    /// One readwrite transaction. When another context committed since `seen` (a
-    /// commit count), what changed since (or, far behind, every record) is read
-    /// first and handed to `run`, which must bring its view up to date with it;
-    /// `run` then returns the writes, stored with the next count and the list of
-    /// keys they touch. Resolves to the count the database is at afterwards.
+    /// One readwrite transaction: the count, and what changed since `seen` asked
+    /// for in the same round trip; what changed is read only when another context
+    /// committed. The writes go with the next count and the list of keys they touch.
     ///
     /// This is what makes one bus safe to share: every context's operations run on
     /// what the database holds at that moment, inside the transaction that stores
     /// their outcome, and IndexedDB serialises readwrite transactions across the
     /// origin.
-    pub async fn transact(&self, seen: f64, run: impl FnOnce(Option<Refresh>) -> Vec<Write>) -> Result<f64, FerryError> {
+    async fn transact(&self, seen: Option<Version>, run: impl FnOnce(Option<Refresh>) -> Result<Vec<Write>, FerryError>) -> Result<Version, FerryError> {
         let tx = self.transaction(IdbTransactionMode::Readwrite)?;
         let store = tx.object_store(RECORDS).map_err(|e| storage_error("commit", &e))?;
         let version_request = store.get(&JsValue::from_str(VERSION_KEY)).map_err(|e| storage_error("commit", &e))?;
-        // Asked for with the count, in the same round trip: what changed since `seen`,
-        // needed only when another context committed.
-        let changes_request = changes_since(&store, seen)?;
-        let version = request(&version_request, "commit").await?.as_f64().unwrap_or(0.0);
-        let fresh = if version == seen { None } else { Some(read_since(&tx, &store, changes_request, seen, version).await?) };
-        let writes = run(fresh);
+        let changes_request = match seen {
+            Some(seen) => changes_since(&store, seen)?,
+            None => None,
+        };
+        let version = version_from_js(&request(&version_request, "commit").await?);
+        let fresh = match seen {
+            Some(seen) if seen == version => None,
+            _ => Some(read_since(&tx, &store, changes_request, seen, version).await?),
+        };
+        let writes = run(fresh)?;
         if writes.is_empty() {
             completion(&tx, "commit").await?;
             return Ok(version);
@@ -198,27 +192,34 @@ impl IndexedDbStore {
             }
             changed.push(&js_key);
         }
-        let next = version + 1.0;
+        let next = version + 1;
         store.put_with_key(&changed, &change_key(next)).map_err(|e| storage_error("commit", &e))?;
-        store.delete(&change_key(next - CHANGE_LOG_COMMITS as f64)).map_err(|e| storage_error("commit", &e))?;
-        store.put_with_key(&JsValue::from_f64(next), &JsValue::from_str(VERSION_KEY)).map_err(|e| storage_error("commit", &e))?;
+        if let Some(trimmed) = next.checked_sub(CHANGE_LOG_COMMITS) {
+            store.delete(&change_key(trimmed)).map_err(|e| storage_error("commit", &e))?;
+        }
+        store.put_with_key(&JsValue::from_f64(next as f64), &JsValue::from_str(VERSION_KEY)).map_err(|e| storage_error("commit", &e))?;
         completion(&tx, "commit").await?;
         Ok(next)
     }
 }
 
+/// The stored commit count (none before the first commit).
+fn version_from_js(value: &JsValue) -> Version {
+    value.as_f64().map_or(0, |count| count as Version)
+}
+
 /// Every record in a transaction's view, and the commit count.
-async fn read_all(tx: &IdbTransaction) -> Result<(Vec<(Key, Record)>, f64), FerryError> {
+async fn read_all(tx: &IdbTransaction) -> Result<(Vec<(Key, Record)>, Version), FerryError> {
     let store = tx.object_store(RECORDS).map_err(|e| storage_error("load", &e))?;
     let keys = store.get_all_keys().map_err(|e| storage_error("load", &e))?;
     let values = store.get_all().map_err(|e| storage_error("load", &e))?;
     let keys: Array = request(&keys, "load").await?.unchecked_into();
     let values: Array = request(&values, "load").await?.unchecked_into();
     let mut records = Vec::with_capacity(keys.length() as usize);
-    let mut version = 0.0;
+    let mut version = 0;
     for (key, value) in keys.iter().zip(values.iter()) {
         if key.as_string().as_deref() == Some(VERSION_KEY) {
-            version = value.as_f64().unwrap_or(0.0);
+            version = version_from_js(&value);
             continue;
         }
         if is_change_key(&key) {
@@ -237,23 +238,24 @@ fn record_from_js(key: &Key, value: JsValue) -> Result<Record, FerryError> {
 }
 
 /// The change-log entries after commit `seen` (none asked for before the first).
-fn changes_since(store: &IdbObjectStore, seen: f64) -> Result<Option<IdbRequest>, FerryError> {
-    if seen < 1.0 {
+fn changes_since(store: &IdbObjectStore, seen: Version) -> Result<Option<IdbRequest>, FerryError> {
+    if seen < 1 {
         return Ok(None);
     }
-    let range = IdbKeyRange::bound(&change_key(seen + 1.0), &change_key(f64::INFINITY)).map_err(|e| storage_error("load", &e))?;
+    let upper: JsValue = Array::of2(&JsValue::from_f64(CHANGE_LOG), &JsValue::from_f64(f64::INFINITY)).into();
+    let range = IdbKeyRange::bound(&change_key(seen + 1), &upper).map_err(|e| storage_error("load", &e))?;
     store.get_all_with_key(&range).map(Some).map_err(|e| storage_error("load", &e))
 }
 
 /// What changed from commit `seen` to `version`: the keys the change log lists
 /// (`changes`, from [`changes_since`]), with their records now; every record when
-/// the log no longer reaches back.
-async fn read_since(tx: &IdbTransaction, store: &IdbObjectStore, changes: Option<IdbRequest>, seen: f64, version: f64) -> Result<Refresh, FerryError> {
-    let behind = version - seen;
+/// the log no longer reaches back, or `seen` is not known.
+async fn read_since(tx: &IdbTransaction, store: &IdbObjectStore, changes: Option<IdbRequest>, seen: Option<Version>, version: Version) -> Result<Refresh, FerryError> {
+    let behind = seen.and_then(|seen| version.checked_sub(seen)).unwrap_or(0);
     if let Some(changes) = changes {
         let lists: Array = request(&changes, "load").await?.unchecked_into();
         // Entries past `version` cannot exist; fewer means the log was trimmed.
-        if behind >= 1.0 && f64::from(lists.length()) == behind {
+        if behind >= 1 && u64::from(lists.length()) == behind {
             let mut keys = BTreeSet::new();
             for list in lists.iter() {
                 for key in list.unchecked_into::<Array>().iter() {

@@ -1,21 +1,22 @@
 //! The in-memory backend: records in a hash map. The default outside browsers,
 //! and the reference the other backends are tested against.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use super::Store;
+use super::{Refresh, Store, Version};
 use crate::core::fxhash::FxHashMap;
 use crate::core::records::{Key, Record};
 use crate::core::{FerryError, Write};
 
 /// Records in memory. Clones share the same records, as two contexts opening the
-/// same bus share its storage.
+/// same bus share its storage: each commit of one brings the other's in first.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     // Unordered: the engine sorts records itself when it opens.
     records: Rc<RefCell<FxHashMap<Key, Record>>>,
+    version: Rc<Cell<Version>>,
 }
 
 impl MemoryStore {
@@ -27,25 +28,33 @@ impl MemoryStore {
     pub fn snapshot(&self) -> BTreeMap<Key, Record> {
         self.records.borrow().iter().map(|(k, r)| (k.clone(), r.clone())).collect()
     }
+
+    fn records(&self) -> Vec<(Key, Record)> {
+        self.records.borrow().iter().map(|(k, r)| (k.clone(), r.clone())).collect()
+    }
 }
 
 impl Store for MemoryStore {
-    async fn load(&self) -> Result<Vec<(Key, Record)>, FerryError> {
-        Ok(self.records.borrow().iter().map(|(k, r)| (k.clone(), r.clone())).collect())
+    async fn load(&self) -> Result<(Vec<(Key, Record)>, Version), FerryError> {
+        Ok((self.records(), self.version.get()))
     }
 
-    async fn commit(&self, writes: &[Write]) -> Result<(), FerryError> {
+    /// A context behind gets every record: memory keeps no change log.
+    async fn transact(&self, seen: Option<Version>, run: impl FnOnce(Option<Refresh>) -> Result<Vec<Write>, FerryError>) -> Result<Version, FerryError> {
+        let version = self.version.get();
+        let fresh = (seen != Some(version)).then(|| Refresh::Everything(self.records()));
+        let writes = run(fresh)?;
+        if writes.is_empty() {
+            return Ok(version);
+        }
         let mut records = self.records.borrow_mut();
         for (key, record) in writes {
             match record {
-                Some(record) => {
-                    records.insert(key.clone(), record.clone());
-                }
-                None => {
-                    records.remove(key);
-                }
-            }
+                Some(record) => records.insert(key, record),
+                None => records.remove(&key),
+            };
         }
-        Ok(())
+        self.version.set(version + 1);
+        Ok(version + 1)
     }
 }

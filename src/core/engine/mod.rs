@@ -193,6 +193,17 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Rebuilds the bus from every stored record, as [`Engine::open`] would, for a
+    /// context too far behind to catch up change by change. What is this engine's
+    /// own and not stored stays: its options, its random stream, its home.
+    pub fn reload(&mut self, records: impl IntoIterator<Item = (Key, Record)>) -> Result<()> {
+        let mut reloaded = Engine::open(self.config.clone(), 0, records)?;
+        reloaded.rng = self.rng.clone();
+        reloaded.home = self.home.clone();
+        *self = reloaded;
+        Ok(())
+    }
+
     /// Applies what other contexts stored since this engine last looked: each
     /// changed key with its stored record, or `None` where it was deleted. The
     /// engine ends as [`Engine::open`] on the stored records would build it, at the
