@@ -312,3 +312,39 @@ fn settle<'a>(engine: &mut Engine, handled: &[Handled], consumer: impl Fn(usize)
     }
     settled
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{OutgoingMessage, Value};
+    use crate::store::MemoryStore;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// Two buses on clones of one memory store are two contexts of one bus: each
+    /// commit first brings in what the other stored.
+    #[test]
+    fn two_buses_on_one_store_see_each_others_commits() -> Result<()> {
+        let store = MemoryStore::new();
+        let mut producer = Bus::open(store.clone(), ManualClock::new(1_000), BusConfig::default(), 1)?;
+        let mut consumer = Bus::open(store, ManualClock::new(1_000), BusConfig::default(), 2)?;
+        producer.create_topic("events", TopicConfig::with_partitions(2))?;
+        // Made by the other bus: here it exists, with its partition count.
+        assert!(!consumer.create_topic("events", TopicConfig::with_partitions(2))?);
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        consumer.subscribe("readers", vec![Subscription::new("events", true)], ConsumerConfig::default(), move |d| {
+            log.borrow_mut().push(d.message.value.text().into_owned());
+            Ok(())
+        })?;
+        producer.send("events", &["a", "b", "c"].map(|v| OutgoingMessage::new(Value::string(v))))?;
+        assert!(consumer.run_until(1_000, |_| seen.borrow().len() == 3)?);
+        seen.borrow_mut().sort();
+        assert_eq!(*seen.borrow(), ["a", "b", "c"]);
+        // The consumer's acks reach the producer's view with its next commit.
+        producer.send("events", &[OutgoingMessage::new(Value::string("d"))])?;
+        let lag: u64 = producer.stats()?.groups[0].partitions.iter().map(|p| p.lag).sum();
+        assert_eq!(lag, 1);
+        Ok(())
+    }
+}
