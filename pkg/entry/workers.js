@@ -26,38 +26,23 @@ function loadEngine() {
 const errorData = (error) => ({ error: { code: error.code ?? 'STORAGE', message: String(error.message ?? error) } });
 
 /**
- * Calls the object named `to` in the namespace `namespaceOf()` gives with a call's
- * bytes; resolves to its answer, `{ bytes }` or `{ error }`.
+ * Makes a protocol's calls to objects (`transmits`, `[{ id, to, bytes }]`, in the
+ * namespace `namespaceOf()` gives) and resolves, once every one has answered, to
+ * their answers, `[{ id, bytes } | { id, error }]`: a protocol hands out together
+ * what it waits for together (a send's parts, a receive's shares), and the answers
+ * cross into the engine once.
  */
-async function callObject(namespaceOf, to, bytes) {
-  try {
-    const namespace = namespaceOf();
-    return await namespace.get(namespace.idFromName(to)).call({ name: to, bytes });
-  } catch (error) {
-    return errorData(error);
-  }
-}
-
-/**
- * Answers to a protocol's transmits, handed to it together: those that come in
- * one turn cross into the engine once.
- */
-class Answers {
-  #pending = [];
-  #deliver;
-
-  constructor(deliver) {
-    this.#deliver = deliver;
-  }
-
-  add(id, answer) {
-    if (this.#pending.push({ id, ...answer }) > 1) return;
-    queueMicrotask(() => {
-      const answers = this.#pending;
-      this.#pending = [];
-      this.#deliver(answers);
-    });
-  }
+function callAll(namespaceOf, transmits) {
+  return Promise.all(
+    transmits.map(async ({ id, to, bytes }) => {
+      try {
+        const namespace = namespaceOf();
+        return { id, ...(await namespace.get(namespace.idFromName(to)).call({ name: to, bytes })) };
+      } catch (error) {
+        return { id, ...errorData(error) };
+      }
+    }),
+  );
 }
 
 /**
@@ -67,19 +52,21 @@ class Answers {
  */
 export class FerryObject extends DurableObject {
   #object = null;
+  /** The object's name, as the protocol has it: asked once. */
+  #name;
   #namespace = null;
   #nextCall = 0;
   /** Resolvers of the calls waiting for their answer, by call id. */
   #answers = new Map();
-  #transmitted = new Answers((answers) => this.#carry(this.#object.handleTransmitResults(answers, Date.now())));
 
   /** The protocol, opened on first use: the first call names the object. */
   #open(name) {
     if (!this.#object) {
       loadEngine();
       this.#object = new EdgeObject(this.ctx.storage, name);
+      this.#name = this.#object.name;
     }
-    if (name !== undefined && name !== this.#object.name) throw new FerryError('INVALID_ARGUMENT', `this object holds '${this.#object.name}', not '${name}'`);
+    if (name !== undefined && name !== this.#name) throw new FerryError('INVALID_ARGUMENT', `this object holds '${this.#name}', not '${name}'`);
     return this.#object;
   }
 
@@ -102,15 +89,15 @@ export class FerryObject extends DurableObject {
 
   /** Makes the calls the protocol hands out, gives the answers it has, and sets the alarm it asks for. */
   async #carry({ transmits, results, alarm }) {
-    for (const { id, to, bytes } of transmits) {
-      callObject(() => this.#namespaceOf(), to, bytes).then((answer) => this.#transmitted.add(id, answer));
+    if (transmits.length > 0) {
+      callAll(() => this.#namespaceOf(), transmits).then((answers) => this.#carry(this.#object.handleTransmitResults(answers, Date.now())));
     }
     for (const { id, bytes } of results) {
       this.#answers.get(id)?.({ bytes });
       this.#answers.delete(id);
     }
     if (alarm === null) await this.ctx.storage.deleteAlarm();
-    else if (alarm !== undefined) await this.ctx.storage.setAlarm(Math.max(alarm, Date.now() + 1));
+    else if (alarm !== undefined) await this.ctx.storage.setAlarm(alarm);
   }
 
   /**
@@ -122,7 +109,7 @@ export class FerryObject extends DurableObject {
     for (const binding of Object.values(this.env ?? {})) {
       if (typeof binding?.idFromName !== 'function') continue;
       try {
-        if (binding.idFromName(this.#object.name).equals(this.ctx.id)) return (this.#namespace = binding);
+        if (binding.idFromName(this.#name).equals(this.ctx.id)) return (this.#namespace = binding);
       } catch {
         // Not a Durable Object namespace after all.
       }
@@ -161,7 +148,6 @@ class Client {
   #client;
   #waiting = new Map();
   #flushQueued = false;
-  #replies = new Answers((answers) => this.#carry(this.#client.handleReplies(answers)));
 
   constructor(namespace, client) {
     this.#namespace = namespace;
@@ -191,8 +177,8 @@ class Client {
 
   /** Makes the calls the protocol hands out and settles the operations it finished. */
   #carry({ transmits, done }) {
-    for (const { id, to, bytes } of transmits) {
-      callObject(() => this.#namespace, to, bytes).then((answer) => this.#replies.add(id, answer));
+    if (transmits.length > 0) {
+      callAll(() => this.#namespace, transmits).then((answers) => this.#carry(this.#client.handleReplies(answers)));
     }
     for (const { id, value, error } of done) {
       const waiter = this.#waiting.get(id);

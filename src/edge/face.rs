@@ -104,31 +104,33 @@ impl EdgeObject {
             Ok((context, call)) => self.object.handle_call(id as CallId, context, call, now_ms as u64),
             Err(error) => self.object.refuse(id as CallId, error),
         }
-        self.work()
+        self.work(now_ms)
     }
 
     /// The alarm.
     #[wasm_bindgen(js_name = handleAlarm)]
     pub fn handle_alarm(&mut self, now_ms: f64) -> JsResult {
         self.object.handle_alarm(now_ms as u64).map_err(to_js)?;
-        self.work()
+        self.work(now_ms)
     }
 
-    /// What the objects called answered: `[{ id, bytes } | { id, error }]`, every
-    /// answer that came since the last crossing (see `answer_of`).
+    /// What the objects called answered, `[{ id, bytes } | { id, error }]` (see
+    /// `answer_of`): the transport hands over together the answers of the
+    /// transmits it got together.
     #[wasm_bindgen(js_name = handleTransmitResults)]
     pub fn handle_transmit_results(&mut self, answers: Array, now_ms: f64) -> JsResult {
         for answer in answers.iter() {
             self.object.handle_transmit_result(answer_id(&answer).map_err(to_js)?, answer_of(&answer), now_ms as u64);
         }
-        self.work()
+        self.work(now_ms)
     }
 
     /// Everything the protocol has for the transport, handed over with the input that
     /// made it: `{ transmits: [{ id, to, bytes }], results: [{ id, bytes }], alarm }`,
     /// where `alarm` is a time (ms) to set it to, `null` to cancel it, or undefined
-    /// to leave it.
-    fn work(&mut self) -> JsResult {
+    /// to leave it. An alarm due already is set a millisecond from `now_ms`:
+    /// `setAlarm` takes a time to come.
+    fn work(&mut self, now_ms: f64) -> JsResult {
         let mut work = || -> Result<JsValue> {
             let transmits = Array::new();
             while let Some(transmit) = self.object.poll_transmit() {
@@ -141,7 +143,7 @@ impl EdgeObject {
             let alarm = match self.object.poll_alarm() {
                 None => JsValue::UNDEFINED,
                 Some(Alarm::Cancel) => JsValue::NULL,
-                Some(Alarm::At(ms)) => JsValue::from_f64(ms as f64),
+                Some(Alarm::At(ms)) => JsValue::from_f64((ms as f64).max(now_ms + 1.0)),
             };
             object_of(&[("transmits", transmits.into()), ("results", results.into()), ("alarm", alarm)])
         };
@@ -295,8 +297,8 @@ impl EdgeClient {
         self.poll()
     }
 
-    /// What the objects called answered: `[{ id, bytes } | { id, error }]`, every
-    /// answer that came since the last crossing. Returns what `poll` would.
+    /// What the objects called answered, `[{ id, bytes } | { id, error }]`: those
+    /// of the transmits one `poll` gave, together. Returns what `poll` would.
     #[wasm_bindgen(js_name = handleReplies)]
     pub fn handle_replies(&mut self, answers: Array) -> JsResult {
         for answer in answers.iter() {

@@ -31,6 +31,9 @@ use crate::core::message::Chunk;
 use crate::core::{BusConfig, Engine, FerryError, Name, RecordMetadata, Result, TopicConfig};
 use crate::store::{commit, ready, Replica, Store};
 
+/// An operation on the engine at a time, its result kept by the caller.
+type Operation<'a> = Box<dyn FnOnce(&mut Engine, u64) -> Result<()> + 'a>;
+
 /// Names a call an object answers, as its transport numbers them.
 pub type CallId = u64;
 /// Names a call an object makes to another.
@@ -212,6 +215,20 @@ impl<S: Store> EdgeObject<S> {
 
     /// Runs `op` and commits its writes; a refused `op` or a failed commit changes nothing.
     fn operate<T>(&mut self, now_ms: u64, op: impl FnOnce(&mut Engine, u64) -> Result<T>) -> Result<T> {
+        let mut out = None;
+        self.commit(
+            now_ms,
+            Box::new(|engine, now_ms| {
+                out = Some(op(engine, now_ms)?);
+                Ok(())
+            }),
+        )?;
+        out.ok_or_else(|| FerryError::storage("the operation never ran"))
+    }
+
+    /// [`EdgeObject::operate`] without its type: the commit driver is compiled once
+    /// for every operation, not once for each.
+    fn commit(&mut self, now_ms: u64, op: Operation<'_>) -> Result<()> {
         let known = std::mem::take(&mut self.known);
         ready(commit(
             &self.replica,

@@ -3,10 +3,10 @@
 //! Operations are queued, not run at once: the first one queued schedules a flush
 //! on the next microtask, so everything started in the same turn shares one
 //! commit (group commit), and nothing touches the engine while a commit is in
-//! flight. On IndexedDB a flush is one readwrite transaction that first checks
-//! whether another context of the origin committed since this one last looked,
-//! rebuilds the engine from the stored records if so, and only then runs the
-//! queued operations: every operation sees the bus as it is.
+//! flight. A flush is one run of the commit driver every build shares
+//! ([`store::commit`]): on IndexedDB, one readwrite transaction that first brings
+//! in what other contexts of the origin committed since this one last looked, and
+//! only then runs the queued operations: every operation sees the bus as it is.
 //!
 //! An operation's result counts only once its commit is stored; a failed commit
 //! undoes every operation in it, and each caller gets the storage error.
