@@ -1,7 +1,7 @@
 //! Model-based property tests of the engine.
 //!
 //! Random operation sequences run against the engine and against a plain model of
-//! `API.md` written here: a `Vec` of messages per partition and, per group and
+//! the contract (pkg/README.md) written here: a `Vec` of messages per partition and, per group and
 //! partition, a committed offset plus the offsets in flight, leased or waiting.
 //! Every result (metadata, error codes, deliveries with their attempts,
 //! ack/fail/release outcomes), the stats, the retained log and every stored
@@ -25,7 +25,7 @@
 //! before a seek, some of them for offsets, attempts and members handed out again
 //! since, must settle nothing, and `holds` must say so.
 //!
-//! The model follows the engine only where `API.md` leaves the choice open: the
+//! The model follows the engine only where the contract leaves the choice open: the
 //! sticky assignment function; consumed messages trimmed at the commit; a lost
 //! member's in-flight messages count as a failed attempt, redelivered at once;
 //! a dead letter lands in its source partition, or by key / round-robin when the
