@@ -4,6 +4,8 @@
 //! - [`core`] is the engine: a deterministic, sans-IO state machine. It takes the
 //!   current time as an argument and hands back what to store and what to deliver.
 //! - [`store`] is where the bus lives: a small async trait and its backends.
+//! - [`protocol`] is what contexts and objects of one bus say to each other: named
+//!   calls and replies, and their bytes.
 //! - [`runtime`] drives the engine against a store and a clock.
 //! - [`edge`] is the bus split over Cloudflare Durable Objects, as sans-IO state
 //!   machines.
@@ -21,5 +23,6 @@ pub mod edge;
 mod interop;
 #[cfg(all(target_arch = "wasm32", not(feature = "edge")))]
 mod js;
+pub mod protocol;
 pub mod runtime;
 pub mod store;

@@ -78,7 +78,7 @@ use ferry::core::records::{Key, Pending, Record};
 use ferry::core::rng::Rng;
 use ferry::core::{ErrorCode, FerryError, RecordMetadata};
 use ferry::edge::object::{home_of, object_name, Alarm, CallId, EdgeObject, TransmitId};
-use ferry::edge::protocol::{Call, Context, Reply, SettleItem};
+use ferry::protocol::{Call, Context, Reply, SettleItem};
 use ferry::store::{ready, FaultyStore, MemoryStore, Store};
 
 const START_MS: u64 = 1_700_000_000_000;

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::object::{object_name, Transmit, TransmitId};
-use super::protocol::{Call, Context, Reply, SettleItem};
+use crate::protocol::{Call, Context, Reply, SettleItem};
 use crate::core::config::{check_name, ConsumerConfig};
 use crate::core::engine::{GroupStats, Stats, TopicStats};
 use crate::core::limits::{SESSION_TIMEOUT_MS_MAX, SUBSCRIPTIONS_MAX};

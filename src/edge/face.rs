@@ -10,8 +10,8 @@ use wasm_bindgen::prelude::*;
 
 use super::client::{ConsumerId, EdgeClient as ClientProtocol, OpId};
 use super::object::{home_of, Alarm, CallId, EdgeObject as ObjectProtocol, Transmit, TransmitId};
-use super::protocol::Reply;
-use super::wire::{decode_call, decode_reply, encode_call, encode_reply};
+use crate::protocol::Reply;
+use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
 use crate::core::limits::*;
 use crate::core::{ErrorCode, FerryError, Receipt, Result};
 use crate::interop::delivered::payload;

@@ -20,5 +20,3 @@ pub mod client;
 #[cfg(all(target_arch = "wasm32", feature = "edge"))]
 mod face;
 pub mod object;
-pub mod protocol;
-pub mod wire;

@@ -25,7 +25,7 @@
 use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::protocol::{Call, Context, Reply, SettleItem};
+use crate::protocol::{Call, Context, Reply, SettleItem};
 use crate::core::limits::{FORWARD_RETRY_MS, FORWARD_RETRY_MS_MAX};
 use crate::core::message::Chunk;
 use crate::core::{BusConfig, Engine, FerryError, Name, RecordMetadata, Result, TopicConfig};

@@ -1,7 +1,11 @@
-//! What the objects of a split bus and their clients say to each other: named
-//! calls and replies, the same whether they come from a Worker's client or from
-//! another object. The face (`edge/face.rs`) converts them from and to the
-//! JavaScript values that cross Durable Object RPC, in one place.
+//! What the parts of one bus say to each other: named calls and replies, the same
+//! whether they come from a Worker's client or another Durable Object of a split
+//! bus ([`crate::edge`]), or from a browser context to the one that writes the
+//! bus. They cross as bytes ([`wire`]); the edge face (`edge/face.rs`) converts
+//! them from and to the JavaScript values that cross Durable Object RPC, in one
+//! place.
+
+pub mod wire;
 
 use crate::core::config::ConsumerConfig;
 use crate::core::message::{Chunk, OutgoingMessage};

@@ -5,7 +5,7 @@
 //! nothing is converted from or to JavaScript on the way, and reading never
 //! panics: bad bytes are a `STORAGE` error.
 
-use super::protocol::{Call, Context, Reply, SettleItem};
+use super::{Call, Context, Reply, SettleItem};
 use crate::core::codec::{Reader, Writer};
 use crate::core::config::{BusConfig, TopicConfig};
 use crate::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, TopicStats};
