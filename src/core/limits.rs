@@ -136,3 +136,9 @@ pub const FORWARD_RETRY_MS_MAX: u64 = 60_000;
 /// `handleHttp`'s `maxBodyBytes` by default: 1 MiB, a request of many messages
 /// well within a Worker's memory.
 pub const HTTP_BODY_BYTES_DEFAULT: u64 = 1 << 20;
+
+/// Replies a bus's writer keeps after sending them (`writer: "one"`), so that a
+/// call resent while its reply was on the way is answered again, not run twice: a
+/// resend follows a new writer's announcement within milliseconds, and a thousand
+/// calls is more than the contexts of an origin have waiting at once.
+pub const REPLIES_KEPT: usize = 1024;

@@ -20,12 +20,12 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::object::{object_name, Transmit, TransmitId};
-use crate::protocol::{Call, Context, Reply, SettleItem};
 use crate::core::config::{check_name, ConsumerConfig};
 use crate::core::engine::{GroupStats, Stats, TopicStats};
 use crate::core::limits::{SESSION_TIMEOUT_MS_MAX, SUBSCRIPTIONS_MAX};
 use crate::core::murmur2::partition_for_key;
 use crate::core::{BusConfig, ErrorCode, FerryError, OutgoingMessage, Result, SeekTo, Subscription, TopicConfig};
+use crate::protocol::{Call, Context, Reply, SettleItem};
 
 /// Names an operation a client runs.
 pub type OpId = u64;

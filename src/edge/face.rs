@@ -10,14 +10,13 @@ use wasm_bindgen::prelude::*;
 
 use super::client::{ConsumerId, EdgeClient as ClientProtocol, OpId};
 use super::object::{home_of, Alarm, CallId, EdgeObject as ObjectProtocol, Transmit, TransmitId};
-use crate::protocol::Reply;
-use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
 use crate::core::limits::*;
 use crate::core::{ErrorCode, FerryError, Receipt, Result};
-use crate::interop::delivered::payload;
 use crate::interop::error::to_js;
 use crate::interop::options::{bus_options, consumer_config, messages, outgoing, seek_options, subscriptions, topic_config};
-use crate::interop::{args, json, parse_json};
+use crate::interop::{args, reply};
+use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
+use crate::protocol::Reply;
 use crate::store::durable::DurableStore;
 
 type JsResult = std::result::Result<JsValue, JsValue>;
@@ -318,7 +317,7 @@ impl EdgeClient {
             let done = Array::new();
             while let Some((id, result)) = self.client.poll_done() {
                 let publish = self.publishes.iter().position(|p| *p == id).map(|i| self.publishes.swap_remove(i)).is_some();
-                let outcome = match result.and_then(|reply| reply_to_js(reply, publish)) {
+                let outcome = match result.and_then(|reply| reply::to_js(reply, publish)) {
                     Ok(value) => ("value", value),
                     Err(error) => ("error", to_js(error)),
                 };
@@ -328,33 +327,6 @@ impl EdgeClient {
         };
         poll().map_err(to_js)
     }
-}
-
-/// An operation's result as the user gets it.
-fn reply_to_js(reply: Reply, publish: bool) -> Result<JsValue> {
-    Ok(match reply {
-        Reply::Done => JsValue::UNDEFINED,
-        Reply::Bool(b) => JsValue::from_bool(b),
-        Reply::Count(n) => JsValue::from_f64(n as f64),
-        Reply::Topics(list) => parse_json(&json::topics(&list))?,
-        Reply::Metadata(list) if publish => Array::from(&parse_json(&json::metadata(&list))?).get(0),
-        Reply::Metadata(list) => parse_json(&json::metadata(&list))?,
-        Reply::Stats(stats) => parse_json(&json::stats(&stats))?,
-        Reply::Deliveries(deliveries) => {
-            let received = Array::new();
-            for delivery in &deliveries {
-                let item = payload(delivery);
-                // The generation goes back with the receipt (see Engine::seek).
-                Reflect::set(&item, &JsValue::from_str("generation"), &JsValue::from(delivery.generation))
-                    .map_err(|_| FerryError::storage("a message could not be handed over"))?;
-                received.push(&item);
-            }
-            received.into()
-        }
-        Reply::Topic { .. } | Reply::Settings(_) | Reply::Settled(_) | Reply::Accepted { .. } => {
-            return Err(FerryError::storage("an operation ended with an object's own reply"))
-        }
-    })
 }
 
 /// `handleHttp`'s `maxBodyBytes`, checked; its default when undefined.

@@ -25,10 +25,10 @@
 use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::protocol::{Call, Context, Reply, SettleItem};
 use crate::core::limits::{FORWARD_RETRY_MS, FORWARD_RETRY_MS_MAX};
 use crate::core::message::Chunk;
 use crate::core::{BusConfig, Engine, FerryError, Name, RecordMetadata, Result, TopicConfig};
+use crate::protocol::{serve, Call, Context, Reply, SettleItem};
 use crate::store::{commit, ready, Replica, Store};
 
 /// An operation on the engine at a time, its result kept by the caller.
@@ -350,8 +350,9 @@ impl<S: Store> EdgeObject<S> {
     /// Runs a call that needs nothing from another object.
     fn run(&mut self, call: Call, now_ms: u64) -> Result<Reply> {
         Ok(match call {
-            Call::CreateTopic { name, config } => Reply::Bool(self.operate(now_ms, |e, _| e.create_topic(&name, config))?),
-            Call::Topics => Reply::Topics(self.operate(now_ms, |e, _| Ok(e.topics()))?),
+            call @ (Call::CreateTopic { .. } | Call::Topics | Call::Send { .. } | Call::Stats | Call::Redrive { .. } | Call::Seek { .. }) => {
+                self.operate(now_ms, |e, now| serve(e, call, now))?
+            }
             Call::Topic { name, partitions, create } => {
                 let missing = partitions.map(TopicConfig::with_partitions);
                 let (config, exists) = if create || missing.is_some() {
@@ -365,18 +366,11 @@ impl<S: Store> EdgeObject<S> {
                 let engine = self.engine();
                 Reply::Settings(engine.topics().iter().map(|t| (t.topic.to_string(), engine.topic_config(&t.topic).unwrap_or_default())).collect())
             }
-            Call::Send { topic, messages } => Reply::Metadata(self.operate(now_ms, |e, now| e.send(&topic, &messages, now))?),
-            Call::Stats => Reply::Stats(Box::new(self.operate(now_ms, |e, _| {
-                e.trim_settled();
-                Ok(e.stats())
-            })?)),
-            Call::Redrive { from, limit } => Reply::Count(self.operate(now_ms, |e, now| e.redrive(&from, limit, now))?),
             Call::Receive { group, config, subscriptions, max } => Reply::Deliveries(self.operate(now_ms, |e, now| {
                 e.join(&group, PULL_MEMBER, &subscriptions, &config, now)?;
                 e.poll(&group, PULL_MEMBER, max, now)
             })?),
             Call::Settle { items } => Reply::Settled(self.operate(now_ms, |e, now| Ok(items.into_iter().map(|item| item.map(|item| settle(e, &item, now))).collect()))?),
-            Call::Seek { group, topic, partition, to } => Reply::Count(self.operate(now_ms, |e, _| e.seek(&group, &topic, partition, to))?),
             Call::Accept { source, send, chunk } => {
                 let (skipped, results) = self.operate(now_ms, |e, now| e.accept(&source, &chunk, send, now))?;
                 Reply::Accepted { skipped, results }

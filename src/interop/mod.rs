@@ -11,6 +11,7 @@ pub mod delivered;
 pub mod error;
 pub mod json;
 pub mod options;
+pub mod reply;
 
 use wasm_bindgen::JsValue;
 

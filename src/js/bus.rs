@@ -13,12 +13,14 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::commit::{self, BusStore, Committer, SharedCommitter};
 use super::consumer::{self, Consumer, State, Wakers};
+use super::writer::{Link, Serve};
 use crate::core::config::BusConfig;
 use crate::core::limits::REDRIVE_LIMIT_MAX;
 use crate::core::{Engine, ErrorCode, FerryError, Result};
 use crate::interop::error::to_js;
 use crate::interop::options::{bus_options, messages, outgoing, topic_config};
-use crate::interop::{args, json, parse_json};
+use crate::interop::{args, reply};
+use crate::protocol::{serve, Call, Context, Reply};
 use crate::store::indexeddb::{Durability, IndexedDbStore};
 use crate::store::MemoryStore;
 use web_sys::BroadcastChannel;
@@ -36,6 +38,11 @@ pub(super) struct Inner {
     /// that there is new work (messages appended, members come or gone), and hears
     /// them say so.
     channel: Option<BroadcastChannel>,
+    /// The options this context opened the bus with: a writer elsewhere runs this
+    /// context's calls with them.
+    config: BusConfig,
+    /// `writer: "one"`: how this context reaches the writer, or is it.
+    link: RefCell<Option<Rc<Link>>>,
 }
 
 pub(super) type Shared = Rc<Inner>;
@@ -51,11 +58,47 @@ pub(super) fn operate<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, 
     async move { queued?.await }
 }
 
-/// Runs one engine operation that appends messages, then wakes the consumers.
-async fn operate_and_wake<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> Result<T> {
-    let out = operate(shared, op).await?;
-    wake_consumers(shared);
-    Ok(out)
+/// Runs `call` on the bus: here, or at the writer when another context is it.
+async fn call(shared: &Shared, call: Call) -> Result<Reply> {
+    check_open(shared)?;
+    let link = shared.link.borrow().clone();
+    match link {
+        Some(link) if !link.is_writer() => link.call(&Context { config: shared.config.clone(), topics: Vec::new() }, &call).await,
+        _ => run_here(shared, None, call).await,
+    }
+}
+
+/// Runs `call` on this context's engine, with another context's options when it
+/// comes from one; a call that appends messages wakes the consumers.
+async fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call) -> Result<Reply> {
+    let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
+    let reply = operate(shared, move |e, now| match options {
+        None => serve(e, call, now),
+        Some(options) => {
+            let own = e.config().clone();
+            e.set_config(options)?;
+            let out = serve(e, call, now);
+            e.set_config(own)?;
+            out
+        }
+    })
+    .await?;
+    if appends {
+        wake_consumers(shared);
+    }
+    Ok(reply)
+}
+
+/// What the writer runs for the other contexts.
+fn serve_others(shared: &Shared) -> Serve {
+    let weak = Rc::downgrade(shared);
+    Rc::new(move |context: Context, call: Call| {
+        let shared = weak.upgrade();
+        Box::pin(async move {
+            let shared = shared.ok_or_else(|| FerryError::new(ErrorCode::Closed, "the writer's bus was closed"))?;
+            run_here(&shared, Some(context.config), call).await
+        })
+    })
 }
 
 /// Wakes the consumers of this bus in this context and in the others: there is new
@@ -70,6 +113,9 @@ pub(super) fn wake_consumers(shared: &Shared) {
 /// Closes the database and the wake-up channel of a bus closing (or whose open
 /// failed): either would keep a Node process alive.
 fn release(shared: &Shared) {
+    if let Some(link) = shared.link.take() {
+        link.close();
+    }
     shared.core.store().close();
     if let Some(channel) = &shared.channel {
         channel.set_onmessage(None);
@@ -136,7 +182,7 @@ pub struct Producer {
 /// Where the bus lives: `storage` defaults to IndexedDB where the context has it.
 pub(super) enum StorageChoice {
     Memory,
-    IndexedDb { name: String, durability: Durability },
+    IndexedDb { name: String, durability: Durability, one_writer: bool },
 }
 
 impl StorageChoice {
@@ -153,7 +199,11 @@ pub(super) fn bus_config(options: Option<&Object>) -> Result<(BusConfig, Storage
     let (config, placement) = bus_options(options)?;
     let durability = if placement.strict { Durability::Strict } else { Durability::Relaxed };
     let has_indexeddb = || js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB")).is_ok_and(|f| !f.is_undefined() && !f.is_null());
-    let storage = if placement.indexeddb.unwrap_or_else(has_indexeddb) { StorageChoice::IndexedDb { name: placement.name, durability } } else { StorageChoice::Memory };
+    let storage = if placement.indexeddb.unwrap_or_else(has_indexeddb) {
+        StorageChoice::IndexedDb { name: placement.name, durability, one_writer: placement.one_writer }
+    } else {
+        StorageChoice::Memory
+    };
     Ok((config, storage))
 }
 
@@ -166,20 +216,33 @@ impl Bus {
             let (config, storage) = bus_config(options.as_ref())?;
             let wakers: Rc<Wakers> = Rc::default();
             let name = storage.shared_name().map(String::from);
+            let one_writer = matches!(storage, StorageChoice::IndexedDb { one_writer: true, .. });
             let store = match storage {
                 StorageChoice::Memory => BusStore::Memory(MemoryStore::new()),
-                StorageChoice::IndexedDb { name, durability } => BusStore::IndexedDb(IndexedDbStore::open(&name, durability).await?),
+                StorageChoice::IndexedDb { name, durability, .. } => BusStore::IndexedDb(IndexedDbStore::open(&name, durability).await?),
             };
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-            let committer = Committer::open(config, seed, store).await?;
+            let committer = Committer::open(config.clone(), seed, store).await?;
             // Opened only once the bus is: an open channel holds Node's event loop,
             // so a refused open must leave none behind.
             let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
-            let shared = Rc::new(Inner { core: Rc::new(committer), closed: Cell::new(false), wakers, consumers: RefCell::default(), name, channel });
+            let shared = Rc::new(Inner {
+                core: Rc::new(committer),
+                closed: Cell::new(false),
+                wakers,
+                consumers: RefCell::default(),
+                name,
+                channel,
+                config,
+                link: RefCell::default(),
+            });
             // A new bus stores its schema version before anything else.
             if let Err(refused) = operate(&shared, |_, _| Ok(())).await {
                 release(&shared);
                 return Err(refused);
+            }
+            if let (true, Some(name)) = (one_writer, &shared.name) {
+                *shared.link.borrow_mut() = Link::open(name, serve_others(&shared));
             }
             Ok(Bus { shared }.into())
         })
@@ -193,15 +256,14 @@ impl Bus {
         promise(async move {
             let name = args::string(&name, "name")?;
             let config = topic_config(args::options(&options, "options")?.as_ref())?;
-            let created = operate(&shared, move |e, _| e.create_topic(&name, config)).await?;
-            Ok(JsValue::from_bool(created))
+            reply::to_js(call(&shared, Call::CreateTopic { name, config }).await?, false)
         })
     }
 
     /// `bus.topics()`.
     pub fn topics(&self) -> Promise {
         let shared = self.shared.clone();
-        promise(async move { parse_json(&operate(&shared, |e, _| Ok(json::topics(&e.topics()))).await?) })
+        promise(async move { reply::to_js(call(&shared, Call::Topics).await?, false) })
     }
 
     pub fn producer(&self) -> Producer {
@@ -220,22 +282,14 @@ impl Bus {
         promise(async move {
             let topic = args::string(&topic, "topic")?;
             let message = outgoing(&value, args::options(&options, "options")?.as_ref(), &|| "message".to_string())?;
-            let results = operate_and_wake(&shared, move |e, now| e.send(&topic, std::slice::from_ref(&message), now)).await?;
-            let list = parse_json(&json::metadata(&results))?;
-            Ok(js_sys::Array::from(&list).get(0))
+            reply::to_js(call(&shared, Call::Send { topic, messages: vec![message] }).await?, true)
         })
     }
 
     /// `bus.stats()`.
     pub fn stats(&self) -> Promise {
         let shared = self.shared.clone();
-        promise(async move {
-            let stats = operate(&shared, |e, _| {
-                e.trim_settled();
-                Ok(json::stats(&e.stats()))
-            });
-            parse_json(&stats.await?)
-        })
+        promise(async move { reply::to_js(call(&shared, Call::Stats).await?, false) })
     }
 
     /// `bus.redrive({ from, limit? })`: how many dead letters moved back.
@@ -245,8 +299,7 @@ impl Bus {
             let options = args::options(&options, "options")?;
             let from = args::string(&args::get(options.as_ref(), "from")?, "from")?;
             let limit = args::opt_integer(&args::get(options.as_ref(), "limit")?, "limit", 1, REDRIVE_LIMIT_MAX)?;
-            let moved = operate_and_wake(&shared, move |e, now| e.redrive(&from, limit, now)).await?;
-            Ok(JsValue::from_f64(moved as f64))
+            reply::to_js(call(&shared, Call::Redrive { from, limit }).await?, false)
         })
     }
 
@@ -276,8 +329,7 @@ impl Producer {
             let record = args::options(&record, "record")?;
             let topic = args::string(&args::get(record.as_ref(), "topic")?, "topic")?;
             let messages = messages(record.as_ref())?;
-            let results = operate_and_wake(&shared, move |e, now| e.send(&topic, &messages, now)).await?;
-            parse_json(&json::metadata(&results))
+            reply::to_js(call(&shared, Call::Send { topic, messages }).await?, false)
         })
     }
 }

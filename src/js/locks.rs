@@ -129,3 +129,39 @@ fn watch(name: &str, signal: &JsValue, gone: impl FnOnce() + 'static) {
         }
     }
 }
+
+/// A lock asked for, and held from its grant until [`Claim::release`]; releasing it
+/// before the grant withdraws the request.
+pub struct Claim {
+    release: Function,
+    withdraw: AbortController,
+}
+
+impl Claim {
+    /// Asks for the lock `name`; `granted` runs when this context gets it. `None`
+    /// where the context has no Web Locks.
+    pub fn request(name: &str, granted: impl FnOnce() + 'static) -> Option<Claim> {
+        let manager = lock_manager()?;
+        let withdraw = AbortController::new().ok()?;
+        let (released, release) = deferred();
+        // The lock is held until the promise the callback returns settles.
+        let callback = Closure::once_into_js(move |_lock: JsValue| {
+            granted();
+            released
+        });
+        let options = Object::new();
+        let _ = Reflect::set(&options, &JsValue::from_str("signal"), &withdraw.signal());
+        let requested = request(&manager, name, &options, &callback)?;
+        // A withdrawn request rejects with an AbortError: expected, not reported.
+        let ignore = Closure::once_into_js(|_error: JsValue| {});
+        if let Some(catch) = Reflect::get(&requested, &JsValue::from_str("catch")).ok().and_then(|c| c.dyn_into::<Function>().ok()) {
+            let _ = catch.call1(&requested, &ignore);
+        }
+        Some(Claim { release, withdraw })
+    }
+
+    pub fn release(&self) {
+        self.withdraw.abort();
+        let _ = self.release.call0(&JsValue::UNDEFINED);
+    }
+}

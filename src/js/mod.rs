@@ -7,3 +7,4 @@ mod bus;
 mod commit;
 mod consumer;
 mod locks;
+mod writer;

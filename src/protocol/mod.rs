@@ -9,7 +9,7 @@ pub mod wire;
 
 use crate::core::config::ConsumerConfig;
 use crate::core::message::{Chunk, OutgoingMessage};
-use crate::core::{BusConfig, Delivery, FerryError, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
+use crate::core::{BusConfig, Delivery, Engine, FerryError, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
 
 /// What a call brings besides its arguments: the calling client's options
 /// (`autoCreateTopics`, `maxMessageBytes`), and the settings of topics the call
@@ -144,4 +144,22 @@ impl Call {
     pub fn forwards(&self) -> bool {
         matches!(self, Call::Send { .. } | Call::Redrive { .. } | Call::Receive { .. } | Call::Settle { .. })
     }
+}
+
+/// Runs one of the calls any engine holding a topic serves alike, whole bus or one
+/// partition: `createTopic`, `topics`, `send`, `stats`, `redrive` and `seek`. The
+/// caller commits. Any other call is refused: it needs the place it runs in.
+pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
+    Ok(match call {
+        Call::CreateTopic { name, config } => Reply::Bool(engine.create_topic(&name, config)?),
+        Call::Topics => Reply::Topics(engine.topics()),
+        Call::Send { topic, messages } => Reply::Metadata(engine.send(&topic, &messages, now_ms)?),
+        Call::Stats => {
+            engine.trim_settled();
+            Reply::Stats(Box::new(engine.stats()))
+        }
+        Call::Redrive { from, limit } => Reply::Count(engine.redrive(&from, limit, now_ms)?),
+        Call::Seek { group, topic, partition, to } => Reply::Count(engine.seek(&group, &topic, partition, to)?),
+        other => return Err(FerryError::invalid(format!("{} is not served here", other.method()))),
+    })
 }

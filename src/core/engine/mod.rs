@@ -226,6 +226,11 @@ impl Engine {
         Ok(())
     }
 
+    /// The options that shape operations.
+    pub fn config(&self) -> &BusConfig {
+        &self.config
+    }
+
     /// Replaces the options that shape operations (`autoCreateTopics`,
     /// `maxMessageBytes`): a bus at the edge takes each caller's own.
     pub fn set_config(&mut self, config: BusConfig) -> Result<()> {

@@ -1,0 +1,39 @@
+//! The replies of calls ([`crate::protocol::Reply`]) as the user gets them, in both
+//! faces: a Worker's `connect()` and a browser context whose bus is written by
+//! another.
+
+use js_sys::{Array, Reflect};
+use wasm_bindgen::JsValue;
+
+use super::delivered::payload;
+use super::{json, parse_json};
+use crate::core::{FerryError, Result};
+use crate::protocol::Reply;
+
+/// An operation's result as the user gets it; `publish` (one message sent) gets
+/// one metadata, not a list.
+pub fn to_js(reply: Reply, publish: bool) -> Result<JsValue> {
+    Ok(match reply {
+        Reply::Done => JsValue::UNDEFINED,
+        Reply::Bool(b) => JsValue::from_bool(b),
+        Reply::Count(n) => JsValue::from_f64(n as f64),
+        Reply::Topics(list) => parse_json(&json::topics(&list))?,
+        Reply::Metadata(list) if publish => Array::from(&parse_json(&json::metadata(&list))?).get(0),
+        Reply::Metadata(list) => parse_json(&json::metadata(&list))?,
+        Reply::Stats(stats) => parse_json(&json::stats(&stats))?,
+        Reply::Deliveries(deliveries) => {
+            let received = Array::new();
+            for delivery in &deliveries {
+                let item = payload(delivery);
+                // The generation goes back with the receipt (see Engine::seek).
+                Reflect::set(&item, &JsValue::from_str("generation"), &JsValue::from(delivery.generation))
+                    .map_err(|_| FerryError::storage("a message could not be handed over"))?;
+                received.push(&item);
+            }
+            received.into()
+        }
+        Reply::Topic { .. } | Reply::Settings(_) | Reply::Settled(_) | Reply::Accepted { .. } => {
+            return Err(FerryError::storage("an operation ended with an object's own reply"))
+        }
+    })
+}

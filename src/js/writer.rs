@@ -1,0 +1,225 @@
+//! One writer per origin (`Bus.open({ writer: "one" })`): of the contexts that
+//! opened a bus on IndexedDB, the one holding the Web Lock `ferry:{name}:writer:1`
+//! runs the calls of the others, so that the calls of every context that reach it
+//! together share one transaction, and the others do not queue behind each other
+//! for IndexedDB's readwrite transactions.
+//!
+//! Calls and replies cross a `BroadcastChannel` as bytes ([`crate::protocol::wire`]):
+//!
+//! - `{ kind: "call", from, id, bytes }`: a context asks the writer;
+//! - `{ kind: "reply", to, id, bytes }`: the writer answers it;
+//! - `{ kind: "writer" }`: a context took the writer's lock. Every context resends
+//!   the calls it has not had answered, since the writer they went to may be gone.
+//!
+//! The writer keeps the last [`REPLIES_KEPT`] replies it sent, so a call resent
+//! while its reply was on the way is answered again, not run twice. The engine
+//! writes as it does in every context (each commit first reads what others
+//! stored), so a context that takes over reads everything the last writer stored,
+//! and two writers at once (two versions of ferry in one origin) stay correct.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::BroadcastChannel;
+
+use super::locks::Claim;
+use crate::core::limits::REPLIES_KEPT;
+use crate::core::{FerryError, Result};
+use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
+use crate::protocol::{Call, Context, Reply};
+
+/// A reply the writer sent: for whom, to which call, and its bytes.
+type Sent = ((String, u64), Vec<u8>);
+
+/// How this context reaches the writer of its bus, or is it.
+pub struct Link {
+    channel: BroadcastChannel,
+    /// Names this context in the calls it sends.
+    context: String,
+    writer: Cell<bool>,
+    claim: RefCell<Option<Claim>>,
+    next_id: Cell<u64>,
+    /// Calls sent and not answered: their bytes (to send again) and their resolvers.
+    waiting: RefCell<BTreeMap<u64, (Vec<u8>, Function)>>,
+    /// The writer's: calls running now, and the last replies sent.
+    running: RefCell<HashSet<(String, u64)>>,
+    sent: RefCell<VecDeque<Sent>>,
+}
+
+/// Runs a call from another context on this context's bus, with that context's
+/// options.
+pub type Serve = Rc<dyn Fn(Context, Call) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply>>>>>;
+
+fn field(value: &JsValue, name: &str) -> JsValue {
+    Reflect::get(value, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn message(fields: &[(&str, JsValue)]) -> Object {
+    let out = Object::new();
+    for (name, value) in fields {
+        let _ = Reflect::set(&out, &JsValue::from_str(name), value);
+    }
+    out
+}
+
+impl Link {
+    /// Joins the writer election of the bus `name`; `serve` runs other contexts'
+    /// calls once this context is the writer. `None` without Web Locks or
+    /// `BroadcastChannel`: then every context writes.
+    pub fn open(name: &str, serve: Serve) -> Option<Rc<Link>> {
+        let channel = BroadcastChannel::new(&format!("ferry:{name}:writer:1")).ok()?;
+        let context = format!("{:x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
+        let link = Rc::new(Link {
+            channel,
+            context,
+            writer: Cell::new(false),
+            claim: RefCell::default(),
+            next_id: Cell::new(0),
+            waiting: RefCell::default(),
+            running: RefCell::default(),
+            sent: RefCell::default(),
+        });
+        let weak = Rc::downgrade(&link);
+        let serving = serve.clone();
+        let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            if let Some(link) = weak.upgrade() {
+                link.hear(&field(&event, "data"), &serving);
+            }
+        });
+        link.channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        // The channel holds the handler for as long as it is open.
+        on_message.forget();
+        let weak = Rc::downgrade(&link);
+        let claim = Claim::request(&format!("ferry:{name}:writer:1"), move || {
+            if let Some(link) = weak.upgrade() {
+                link.take_over(&serve);
+            }
+        });
+        let Some(claim) = claim else {
+            link.close();
+            return None;
+        };
+        *link.claim.borrow_mut() = Some(claim);
+        Some(link)
+    }
+
+    /// Whether this context writes the bus (holds the writer's lock).
+    pub fn is_writer(&self) -> bool {
+        self.writer.get()
+    }
+
+    /// Sends `call` to the writer; resolves to its reply.
+    pub async fn call(&self, context: &Context, call: &Call) -> Result<Reply> {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let bytes = encode_call(context, call);
+        let mut resolve = None;
+        let replied = Promise::new(&mut |r: Function, _reject: Function| resolve = Some(r));
+        let resolve = resolve.ok_or_else(|| FerryError::storage("a promise gave no resolver"))?;
+        self.post_call(id, &bytes);
+        self.waiting.borrow_mut().insert(id, (bytes, resolve));
+        let reply = JsFuture::from(replied).await.map_err(|_| FerryError::storage("the writer's reply was lost"))?;
+        let bytes: Uint8Array = reply.dyn_into().map_err(|_| FerryError::storage("the writer replied without bytes"))?;
+        decode_reply(&bytes.to_vec())
+    }
+
+    fn post(&self, fields: &[(&str, JsValue)]) {
+        let _ = self.channel.post_message(&message(fields));
+    }
+
+    fn post_call(&self, id: u64, bytes: &[u8]) {
+        let bytes = Uint8Array::from(bytes);
+        self.post(&[("kind", "call".into()), ("from", self.context.as_str().into()), ("id", JsValue::from_f64(id as f64)), ("bytes", bytes.into())]);
+    }
+
+    /// This context got the writer's lock: it tells the others (who resend what
+    /// they wait for), and runs what it was waiting for itself, as it would
+    /// another context's call.
+    fn take_over(self: Rc<Self>, serve: &Serve) {
+        self.writer.set(true);
+        self.post(&[("kind", "writer".into())]);
+        let own: Vec<(u64, Vec<u8>)> = self.waiting.borrow().iter().map(|(id, (bytes, _))| (*id, bytes.clone())).collect();
+        for (id, bytes) in own {
+            let link = self.clone();
+            let serve = serve.clone();
+            spawn_local(async move {
+                let reply = encode_reply(&link.serve_bytes(&bytes, &serve).await);
+                if let Some((_, resolve)) = link.waiting.borrow_mut().remove(&id) {
+                    let _ = resolve.call1(&JsValue::UNDEFINED, &Uint8Array::from(reply.as_slice()));
+                }
+            });
+        }
+    }
+
+    async fn serve_bytes(&self, bytes: &[u8], serve: &Serve) -> Result<Reply> {
+        let (context, call) = decode_call(bytes)?;
+        serve(context, call).await
+    }
+
+    fn resend(&self) {
+        for (id, (bytes, _)) in self.waiting.borrow().iter() {
+            self.post_call(*id, bytes);
+        }
+    }
+
+    fn hear(self: &Rc<Self>, data: &JsValue, serve: &Serve) {
+        match field(data, "kind").as_string().as_deref() {
+            Some("call") if self.is_writer() => {
+                let (Some(from), Some(id)) = (field(data, "from").as_string(), field(data, "id").as_f64()) else { return };
+                let Ok(bytes) = field(data, "bytes").dyn_into::<Uint8Array>() else { return };
+                self.run(from, id as u64, bytes.to_vec(), serve.clone());
+            }
+            Some("reply") if field(data, "to").as_string().as_deref() == Some(self.context.as_str()) => {
+                let Some(id) = field(data, "id").as_f64() else { return };
+                if let Some((_, resolve)) = self.waiting.borrow_mut().remove(&(id as u64)) {
+                    let _ = resolve.call1(&JsValue::UNDEFINED, &field(data, "bytes"));
+                }
+            }
+            Some("writer") => self.resend(),
+            _ => {}
+        }
+    }
+
+    /// The writer runs a call, once: a call heard again while it runs is ignored,
+    /// and one heard after it ran is answered with the reply sent.
+    fn run(self: &Rc<Self>, from: String, id: u64, bytes: Vec<u8>, serve: Serve) {
+        let key = (from, id);
+        if let Some((_, reply)) = self.sent.borrow().iter().find(|(sent, _)| *sent == key) {
+            self.reply(&key, reply);
+            return;
+        }
+        if !self.running.borrow_mut().insert(key.clone()) {
+            return;
+        }
+        let link = self.clone();
+        spawn_local(async move {
+            let reply = encode_reply(&link.serve_bytes(&bytes, &serve).await);
+            link.reply(&key, &reply);
+            link.running.borrow_mut().remove(&key);
+            let mut sent = link.sent.borrow_mut();
+            if sent.len() == REPLIES_KEPT {
+                sent.pop_front();
+            }
+            sent.push_back((key, reply));
+        });
+    }
+
+    fn reply(&self, (to, id): &(String, u64), bytes: &[u8]) {
+        let bytes = Uint8Array::from(bytes);
+        self.post(&[("kind", "reply".into()), ("to", to.as_str().into()), ("id", JsValue::from_f64(*id as f64)), ("bytes", bytes.into())]);
+    }
+
+    /// Leaves the election (gives the lock up, if held) and the channel.
+    pub fn close(&self) {
+        self.writer.set(false);
+        if let Some(claim) = self.claim.take() {
+            claim.release();
+        }
+        self.channel.set_onmessage(None);
+        self.channel.close();
+    }
+}
