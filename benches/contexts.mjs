@@ -16,6 +16,9 @@ const THROUGHPUT_PARTITIONS = 8;
 const THROUGHPUT_RUNS = 5;
 const FAILOVER_RUNS = 10;
 const FLOW_PARTITIONS = 2;
+// Producer pages: each publishes this many single messages at once.
+const PRODUCER_SENDS = 1000;
+const PRODUCER_RUNS = 3;
 // The browser alone takes tens of milliseconds to release a closed page's locks,
 // so at this rate a message of its partition is already waiting when the other
 // member takes over: the figure is the failover, not the wait for the next send.
@@ -261,7 +264,35 @@ async function failovers(context, url, producer) {
   return runs;
 }
 
-function report(lat, tput, fail) {
+/**
+ * 1 or 4 pages each publishing PRODUCER_SENDS single messages at once, with
+ * `writer` "each" (every page writes IndexedDB) or "one" (one page runs every
+ * page's calls): messages per second from the first send to the last result,
+ * median of PRODUCER_RUNS runs.
+ */
+async function producers(pages) {
+  const out = {};
+  for (const writer of ['each', 'one']) {
+    out[writer] = {};
+    for (const n of [1, 4]) {
+      const rates = [];
+      for (let run = 0; run < PRODUCER_RUNS; run++) {
+        const name = unique(`producers-${writer}-${n}`);
+        const startAt = nodeClock() + 500;
+        const spans = await Promise.all(pages.slice(0, n).map((page) => call(page, 'produce', name, writer, PRODUCER_SENDS, startAt)));
+        const stored = await call(pages[0], 'sendsStored', name);
+        if (stored !== n * PRODUCER_SENDS) throw new Error(`producers, writer ${writer}, ${n} pages: ${stored} stored of ${n * PRODUCER_SENDS}`);
+        const ms = Math.max(...spans.map((s) => s.ended)) - Math.min(...spans.map((s) => s.started));
+        rates.push((n * PRODUCER_SENDS * 1000) / ms);
+        for (const page of pages) await call(page, 'reset');
+      }
+      out[writer][n] = median(rates);
+    }
+  }
+  return out;
+}
+
+function report(lat, tput, fail, prod) {
   const ms = (n) => `${n.toFixed(2).padStart(6)} ms`;
   const rate = (n) => Math.round(n).toLocaleString('en-US').padStart(8);
   const x = (n, base) => `${(n / base).toFixed(2)}x`;
@@ -293,6 +324,13 @@ function report(lat, tput, fail) {
   console.log(`    close -> next message of partition 0 handled elsewhere   ${spread(fail.map((r) => r.ms))}`);
   const missing = fail.flatMap((r, i) => (r.missing.length ? [`run ${i + 1}: ${r.missing.join(' ')}`] : []));
   if (missing.length) console.log(`    never seen handled (partition:offset): ${missing.join('; ')}`);
+  console.log(`  producers: 1 or 4 pages, each publishing ${PRODUCER_SENDS.toLocaleString('en-US')} single 256-byte messages at once, median of ${PRODUCER_RUNS} runs`);
+  console.log(`    ${''.padEnd(column)}        1 page       4 pages  4 vs 1`);
+  for (const [writer, label] of [['each', 'writer "each": every page writes (baseline)'], ['one', 'writer "one": one page runs every page\'s calls']]) {
+    const { 1: one, 4: four } = prod[writer];
+    const floor = writer === 'one' ? '  (floor >= 1.50x)' : '';
+    console.log(`    ${label.padEnd(column)}${rate(one)} msg/s${rate(four)} msg/s  ${x(four, one)}${floor}`);
+  }
 }
 
 const server = await serve();
@@ -305,7 +343,8 @@ try {
   const lat = await latency(pages[0], pages[1]);
   const tput = await throughputs(pages);
   const fail = await failovers(context, server.url, pages[0]);
-  report(lat, tput, fail);
+  const prod = await producers(pages);
+  report(lat, tput, fail, prod);
 } finally {
   await browser.close();
   await server.close();

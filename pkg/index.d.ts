@@ -23,6 +23,12 @@ export interface BusOptions {
   autoCreateTopics?: boolean;
   maxMessageBytes?: number;
   durability?: 'relaxed' | 'strict';
+  /**
+   * `"each"` (default): every context of the origin that opens the bus writes its
+   * IndexedDB. `"one"`: the context holding the Web Lock `ferry:{name}:writer:1`
+   * runs the other contexts' createTopic, topics, send, publish, stats and redrive.
+   */
+  writer?: 'one' | 'each';
 }
 
 export interface TopicOptions {

@@ -28,7 +28,7 @@ async function reset() {
   for (const closable of opened.splice(0)) await closable.close();
 }
 
-const openBus = async (name) => keep(await Bus.open({ name }));
+const openBus = async (name, writer = 'each') => keep(await Bus.open({ name, writer }));
 
 /** Resolves with the first message on `channel` that `accept` takes. */
 function nextMessage(channel, accept) {
@@ -262,8 +262,29 @@ const lockGranted = () => lockGrantedAt;
 /** What the members logged of the flow, handled after `since`. */
 const flowLog = (since) => flow.log.filter((entry) => entry.at > since);
 
+/**
+ * Opens the bus `name` with `writer` ("one" or "each"); once `startAt` (clock())
+ * comes, publishes `count` single messages to 'sends' all at once. Resolves to
+ * when they started and when the last one resolved.
+ */
+async function produce(name, writer, count, startAt) {
+  const bus = await openBus(name, writer);
+  await sleep(Math.max(0, startAt - clock()));
+  const started = clock();
+  await Promise.all(Array.from({ length: count }, (_, i) => bus.publish('sends', labelled(i))));
+  return { started, ended: clock() };
+}
+
+/** Messages stored in 'sends' of the bus `name`, as its stats say. */
+async function sendsStored(name) {
+  const bus = await openBus(name);
+  return (await bus.stats()).topics.find((t) => t.topic === 'sends').partitions.reduce((n, p) => n + p.highOffset, 0);
+}
+
 window.contexts = {
   clock,
+  produce,
+  sendsStored,
   reset,
   echo,
   roundTrips,
