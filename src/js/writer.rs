@@ -6,8 +6,10 @@
 //!
 //! Calls and replies cross a `BroadcastChannel` as bytes ([`crate::protocol::wire`]):
 //!
-//! - `{ kind: "call", from, id, bytes }`: a context asks the writer;
-//! - `{ kind: "reply", to, id, bytes }`: the writer answers it;
+//! - `{ kind: "calls", from, items: [{ id, bytes }] }`: a context asks the writer,
+//!   with every call it made in one turn;
+//! - `{ kind: "replies", to, items: [{ id, bytes }] }`: the writer answers it, with
+//!   every reply it has for that context in one turn (those of one commit);
 //! - `{ kind: "writer" }`: a context took the writer's lock. Every context resends
 //!   the calls it has not had answered, since the writer they went to may be gone.
 //!
@@ -21,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::rc::Rc;
 
-use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::BroadcastChannel;
@@ -31,6 +33,9 @@ use crate::core::limits::REPLIES_KEPT;
 use crate::core::{FerryError, Result};
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
 use crate::protocol::{Call, Context, Reply};
+
+/// A call or a reply in a message: its id and its bytes.
+type Item = (u64, Vec<u8>);
 
 /// A reply the writer sent: for whom, to which call, and its bytes.
 type Sent = ((String, u64), Vec<u8>);
@@ -48,6 +53,10 @@ pub struct Link {
     /// The writer's: calls running now, and the last replies sent.
     running: RefCell<HashSet<(String, u64)>>,
     sent: RefCell<VecDeque<Sent>>,
+    /// Calls to post, and replies to post by context: each goes at the end of the
+    /// turn, with the others of that turn.
+    calls_out: RefCell<Vec<Item>>,
+    replies_out: RefCell<BTreeMap<String, Vec<Item>>>,
 }
 
 /// Runs a call from another context on this context's bus, with that context's
@@ -56,6 +65,21 @@ pub type Serve = Rc<dyn Fn(Context, Call) -> std::pin::Pin<Box<dyn std::future::
 
 fn field(value: &JsValue, name: &str) -> JsValue {
     Reflect::get(value, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `[{ id, bytes }]`.
+fn items(list: &[Item]) -> JsValue {
+    let out = Array::new();
+    for (id, bytes) in list {
+        out.push(&message(&[("id", JsValue::from_f64(*id as f64)), ("bytes", Uint8Array::from(bytes.as_slice()).into())]));
+    }
+    out.into()
+}
+
+/// The `items` of a message, skipping any that is not `{ id, bytes }`.
+fn read_items(data: &JsValue) -> Vec<(u64, Uint8Array)> {
+    let Ok(items) = field(data, "items").dyn_into::<Array>() else { return Vec::new() };
+    items.iter().filter_map(|item| Some((field(&item, "id").as_f64()? as u64, field(&item, "bytes").dyn_into::<Uint8Array>().ok()?))).collect()
 }
 
 fn message(fields: &[(&str, JsValue)]) -> Object {
@@ -82,6 +106,8 @@ impl Link {
             waiting: RefCell::default(),
             running: RefCell::default(),
             sent: RefCell::default(),
+            calls_out: RefCell::default(),
+            replies_out: RefCell::default(),
         });
         let weak = Rc::downgrade(&link);
         let serving = serve.clone();
@@ -113,7 +139,7 @@ impl Link {
     }
 
     /// Sends `call` to the writer; resolves to its reply.
-    pub async fn call(&self, context: &Context, call: &Call) -> Result<Reply> {
+    pub async fn call(self: &Rc<Self>, context: &Context, call: &Call) -> Result<Reply> {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let bytes = encode_call(context, call);
@@ -131,9 +157,16 @@ impl Link {
         let _ = self.channel.post_message(&message(fields));
     }
 
-    fn post_call(&self, id: u64, bytes: &[u8]) {
-        let bytes = Uint8Array::from(bytes);
-        self.post(&[("kind", "call".into()), ("from", self.context.as_str().into()), ("id", JsValue::from_f64(id as f64)), ("bytes", bytes.into())]);
+    fn post_call(self: &Rc<Self>, id: u64, bytes: &[u8]) {
+        let mut out = self.calls_out.borrow_mut();
+        out.push((id, bytes.to_vec()));
+        if out.len() == 1 {
+            let link = self.clone();
+            spawn_local(async move {
+                let items = items(&link.calls_out.take());
+                link.post(&[("kind", "calls".into()), ("from", link.context.as_str().into()), ("items", items)]);
+            });
+        }
     }
 
     /// This context got the writer's lock: it tells the others (who resend what
@@ -160,7 +193,7 @@ impl Link {
         serve(context, call).await
     }
 
-    fn resend(&self) {
+    fn resend(self: &Rc<Self>) {
         for (id, (bytes, _)) in self.waiting.borrow().iter() {
             self.post_call(*id, bytes);
         }
@@ -168,15 +201,17 @@ impl Link {
 
     fn hear(self: &Rc<Self>, data: &JsValue, serve: &Serve) {
         match field(data, "kind").as_string().as_deref() {
-            Some("call") if self.is_writer() => {
-                let (Some(from), Some(id)) = (field(data, "from").as_string(), field(data, "id").as_f64()) else { return };
-                let Ok(bytes) = field(data, "bytes").dyn_into::<Uint8Array>() else { return };
-                self.run(from, id as u64, bytes.to_vec(), serve.clone());
+            Some("calls") if self.is_writer() => {
+                let Some(from) = field(data, "from").as_string() else { return };
+                for (id, bytes) in read_items(data) {
+                    self.run(from.clone(), id, bytes.to_vec(), serve.clone());
+                }
             }
-            Some("reply") if field(data, "to").as_string().as_deref() == Some(self.context.as_str()) => {
-                let Some(id) = field(data, "id").as_f64() else { return };
-                if let Some((_, resolve)) = self.waiting.borrow_mut().remove(&(id as u64)) {
-                    let _ = resolve.call1(&JsValue::UNDEFINED, &field(data, "bytes"));
+            Some("replies") if field(data, "to").as_string().as_deref() == Some(self.context.as_str()) => {
+                for (id, bytes) in read_items(data) {
+                    if let Some((_, resolve)) = self.waiting.borrow_mut().remove(&id) {
+                        let _ = resolve.call1(&JsValue::UNDEFINED, &bytes);
+                    }
                 }
             }
             Some("writer") => self.resend(),
@@ -208,9 +243,18 @@ impl Link {
         });
     }
 
-    fn reply(&self, (to, id): &(String, u64), bytes: &[u8]) {
-        let bytes = Uint8Array::from(bytes);
-        self.post(&[("kind", "reply".into()), ("to", to.as_str().into()), ("id", JsValue::from_f64(*id as f64)), ("bytes", bytes.into())]);
+    fn reply(self: &Rc<Self>, (to, id): &(String, u64), bytes: &[u8]) {
+        let mut out = self.replies_out.borrow_mut();
+        let first = out.is_empty();
+        out.entry(to.clone()).or_default().push((*id, bytes.to_vec()));
+        if first {
+            let link = self.clone();
+            spawn_local(async move {
+                for (to, replies) in link.replies_out.take() {
+                    link.post(&[("kind", "replies".into()), ("to", to.as_str().into()), ("items", items(&replies))]);
+                }
+            });
+        }
     }
 
     /// Leaves the election (gives the lock up, if held) and the channel.
