@@ -5,7 +5,7 @@
 //! results built here. Calls and replies cross RPC as bytes ([`super::wire`]):
 //! nothing between the two is converted from or to JavaScript.
 
-use js_sys::{Array, Object, Reflect, Uint8Array};
+use js_sys::{Array, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::client::{ConsumerId, EdgeClient as ClientProtocol, OpId};
@@ -14,21 +14,12 @@ use crate::core::limits::*;
 use crate::core::{ErrorCode, FerryError, Receipt, Result};
 use crate::interop::error::to_js;
 use crate::interop::options::{bus_options, consumer_config, messages, outgoing, seek_options, subscriptions, topic_config};
-use crate::interop::{args, reply};
+use crate::interop::{args, object_of, reply};
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
 use crate::protocol::Reply;
 use crate::store::durable::DurableStore;
 
 type JsResult = std::result::Result<JsValue, JsValue>;
-
-/// `{ field: value, ... }`.
-fn object_of(fields: &[(&str, JsValue)]) -> Result<JsValue> {
-    let out = Object::new();
-    for (field, value) in fields {
-        Reflect::set(&out, &JsValue::from_str(field), value).map_err(|_| FerryError::storage("a value could not be handed to JavaScript"))?;
-    }
-    Ok(out.into())
-}
 
 /// A transmit as the transport carries it: `{ id, to, bytes }`.
 fn transmit_to_js(transmit: &Transmit) -> Result<JsValue> {

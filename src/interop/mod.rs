@@ -20,3 +20,12 @@ use crate::core::{FerryError, Result};
 pub fn parse_json(text: &str) -> Result<JsValue> {
     js_sys::JSON::parse(text).map_err(|_| FerryError::storage("a result could not be handed to JavaScript"))
 }
+
+/// `{ field: value, ... }`.
+pub fn object_of(fields: &[(&str, JsValue)]) -> Result<JsValue> {
+    let out = js_sys::Object::new();
+    for (field, value) in fields {
+        js_sys::Reflect::set(&out, &JsValue::from_str(field), value).map_err(|_| FerryError::storage("a value could not be handed to JavaScript"))?;
+    }
+    Ok(out.into())
+}

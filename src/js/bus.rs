@@ -74,13 +74,7 @@ async fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call) -> Re
     let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
     let reply = operate(shared, move |e, now| match options {
         None => serve(e, call, now),
-        Some(options) => {
-            let own = e.config().clone();
-            e.set_config(options)?;
-            let out = serve(e, call, now);
-            e.set_config(own)?;
-            out
-        }
+        Some(options) => e.with_config(options, |e| serve(e, call, now)),
     })
     .await?;
     if appends {
@@ -216,7 +210,11 @@ impl Bus {
             let (config, storage) = bus_config(options.as_ref())?;
             let wakers: Rc<Wakers> = Rc::default();
             let name = storage.shared_name().map(String::from);
-            let one_writer = matches!(storage, StorageChoice::IndexedDb { one_writer: true, .. });
+            // The bus whose writer election this context joins (`writer: "one"`).
+            let elects = match &storage {
+                StorageChoice::IndexedDb { name, one_writer: true, .. } => Some(name.clone()),
+                _ => None,
+            };
             let store = match storage {
                 StorageChoice::Memory => BusStore::Memory(MemoryStore::new()),
                 StorageChoice::IndexedDb { name, durability, .. } => BusStore::IndexedDb(IndexedDbStore::open(&name, durability).await?),
@@ -241,8 +239,8 @@ impl Bus {
                 release(&shared);
                 return Err(refused);
             }
-            if let (true, Some(name)) = (one_writer, &shared.name) {
-                *shared.link.borrow_mut() = Link::open(name, serve_others(&shared));
+            if let Some(name) = elects {
+                *shared.link.borrow_mut() = Link::open(&name, serve_others(&shared));
             }
             Ok(Bus { shared }.into())
         })

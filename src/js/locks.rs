@@ -122,11 +122,15 @@ fn watch(name: &str, signal: &JsValue, gone: impl FnOnce() + 'static) {
     let _ = Reflect::set(&options, &JsValue::from_str("signal"), signal);
     let callback = Closure::once_into_js(move |_lock: JsValue| gone());
     if let Some(requested) = request(&manager, name, &options, &callback) {
-        // A withdrawn request rejects with an AbortError: expected, not reported.
-        let ignore = Closure::once_into_js(|_error: JsValue| {});
-        if let Some(catch) = Reflect::get(&requested, &JsValue::from_str("catch")).ok().and_then(|c| c.dyn_into::<Function>().ok()) {
-            let _ = catch.call1(&requested, &ignore);
-        }
+        ignore_withdrawal(&requested);
+    }
+}
+
+/// A withdrawn request rejects with an AbortError: expected, not reported.
+fn ignore_withdrawal(requested: &Promise) {
+    let ignore = Closure::once_into_js(|_error: JsValue| {});
+    if let Some(catch) = Reflect::get(requested, &JsValue::from_str("catch")).ok().and_then(|c| c.dyn_into::<Function>().ok()) {
+        let _ = catch.call1(requested, &ignore);
     }
 }
 
@@ -151,12 +155,7 @@ impl Claim {
         });
         let options = Object::new();
         let _ = Reflect::set(&options, &JsValue::from_str("signal"), &withdraw.signal());
-        let requested = request(&manager, name, &options, &callback)?;
-        // A withdrawn request rejects with an AbortError: expected, not reported.
-        let ignore = Closure::once_into_js(|_error: JsValue| {});
-        if let Some(catch) = Reflect::get(&requested, &JsValue::from_str("catch")).ok().and_then(|c| c.dyn_into::<Function>().ok()) {
-            let _ = catch.call1(&requested, &ignore);
-        }
+        ignore_withdrawal(&request(&manager, name, &options, &callback)?);
         Some(Claim { release, withdraw })
     }
 

@@ -23,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::rc::Rc;
 
-use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::BroadcastChannel;
@@ -31,6 +31,7 @@ use web_sys::BroadcastChannel;
 use super::locks::Claim;
 use crate::core::limits::REPLIES_KEPT;
 use crate::core::{FerryError, Result};
+use crate::interop::object_of;
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
 use crate::protocol::{Call, Context, Reply};
 
@@ -67,11 +68,19 @@ fn field(value: &JsValue, name: &str) -> JsValue {
     Reflect::get(value, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// Runs a call's bytes through `serve`.
+async fn serve_bytes(bytes: &[u8], serve: &Serve) -> Result<Reply> {
+    let (context, call) = decode_call(bytes)?;
+    serve(context, call).await
+}
+
 /// `[{ id, bytes }]`.
 fn items(list: &[Item]) -> JsValue {
     let out = Array::new();
     for (id, bytes) in list {
-        out.push(&message(&[("id", JsValue::from_f64(*id as f64)), ("bytes", Uint8Array::from(bytes.as_slice()).into())]));
+        if let Ok(item) = object_of(&[("id", JsValue::from_f64(*id as f64)), ("bytes", Uint8Array::from(bytes.as_slice()).into())]) {
+            out.push(&item);
+        }
     }
     out.into()
 }
@@ -80,14 +89,6 @@ fn items(list: &[Item]) -> JsValue {
 fn read_items(data: &JsValue) -> Vec<(u64, Uint8Array)> {
     let Ok(items) = field(data, "items").dyn_into::<Array>() else { return Vec::new() };
     items.iter().filter_map(|item| Some((field(&item, "id").as_f64()? as u64, field(&item, "bytes").dyn_into::<Uint8Array>().ok()?))).collect()
-}
-
-fn message(fields: &[(&str, JsValue)]) -> Object {
-    let out = Object::new();
-    for (name, value) in fields {
-        let _ = Reflect::set(&out, &JsValue::from_str(name), value);
-    }
-    out
 }
 
 impl Link {
@@ -154,7 +155,9 @@ impl Link {
     }
 
     fn post(&self, fields: &[(&str, JsValue)]) {
-        let _ = self.channel.post_message(&message(fields));
+        if let Ok(message) = object_of(fields) {
+            let _ = self.channel.post_message(&message);
+        }
     }
 
     fn post_call(self: &Rc<Self>, id: u64, bytes: &[u8]) {
@@ -180,17 +183,12 @@ impl Link {
             let link = self.clone();
             let serve = serve.clone();
             spawn_local(async move {
-                let reply = encode_reply(&link.serve_bytes(&bytes, &serve).await);
+                let reply = encode_reply(&serve_bytes(&bytes, &serve).await);
                 if let Some((_, resolve)) = link.waiting.borrow_mut().remove(&id) {
                     let _ = resolve.call1(&JsValue::UNDEFINED, &Uint8Array::from(reply.as_slice()));
                 }
             });
         }
-    }
-
-    async fn serve_bytes(&self, bytes: &[u8], serve: &Serve) -> Result<Reply> {
-        let (context, call) = decode_call(bytes)?;
-        serve(context, call).await
     }
 
     fn resend(self: &Rc<Self>) {
@@ -232,7 +230,7 @@ impl Link {
         }
         let link = self.clone();
         spawn_local(async move {
-            let reply = encode_reply(&link.serve_bytes(&bytes, &serve).await);
+            let reply = encode_reply(&serve_bytes(&bytes, &serve).await);
             link.reply(&key, &reply);
             link.running.borrow_mut().remove(&key);
             let mut sent = link.sent.borrow_mut();

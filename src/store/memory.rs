@@ -26,7 +26,7 @@ impl MemoryStore {
 
     /// A copy of every record, for checks.
     pub fn snapshot(&self) -> BTreeMap<Key, Record> {
-        self.records.borrow().iter().map(|(k, r)| (k.clone(), r.clone())).collect()
+        self.records().into_iter().collect()
     }
 
     fn records(&self) -> Vec<(Key, Record)> {

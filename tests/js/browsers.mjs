@@ -6,6 +6,7 @@
 // `evaluate(fn, arg)`, `waitForFunction(fn)`, `on('pageerror')`, `close()` and
 // `isClosed()`, which both drivers have.
 import { randomUUID } from 'node:crypto';
+import { after, before, describe } from 'node:test';
 import { chromium } from 'playwright-core';
 import puppeteer from 'puppeteer-core';
 
@@ -97,4 +98,27 @@ export async function openTestPage(browserOrContext, serverUrl) {
   await page.goto(`${serverUrl}/tests/browser/page.html`);
   await page.waitForFunction(() => document.title === 'ready');
   return page;
+}
+
+/**
+ * Declares `tests(engine, openPage)` once for each engine, in a describe block of
+ * its own with a browser and a context of that engine; `openPage()` opens a test
+ * page (openTestPage) in that context, from the server at `serverUrl()`.
+ */
+export function forEachEngine(serverUrl, tests) {
+  for (const engine of ENGINES) {
+    describe(engine, () => {
+      let browser;
+      let context;
+
+      before(async () => {
+        browser = await launch(engine);
+        context = await browser.newContext();
+      });
+
+      after(() => browser?.close());
+
+      tests(engine, () => openTestPage(context, serverUrl()));
+    });
+  }
 }

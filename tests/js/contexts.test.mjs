@@ -1,10 +1,10 @@
 // One bus shared by several contexts of an origin, in each browser engine
 // (tests/js/browsers.mjs): every operation runs on what IndexedDB holds at that
 // moment, whichever context wrote it.
-import { describe, test, before, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from '../../www/serve.mjs';
-import { ENGINES, launch, openTestPage } from './browsers.mjs';
+import { forEachEngine } from './browsers.mjs';
 
 let server;
 
@@ -14,57 +14,43 @@ before(async () => {
 
 after(() => server?.close());
 
-for (const engine of ENGINES) {
-  describe(engine, () => {
-    let browser;
-    let context;
-
-    before(async () => {
-      browser = await launch(engine);
-      context = await browser.newContext();
-    });
-
-    after(() => browser?.close());
-
-    const openPage = () => openTestPage(context, server.url);
-
-    test(`${engine}: two pages sending at once to one partition get gapless offsets, none lost or doubled`, async () => {
-      const [a, b] = await Promise.all([openPage(), openPage()]);
-      const send = (page, who) =>
-        page.evaluate(async (who) => {
-          const bus = await window.ferry.Bus.open({ name: 'concurrent' });
-          const results = await Promise.all(Array.from({ length: 150 }, (_, i) => bus.publish('log', `${who}-${i}`)));
-          await bus.close();
-          return results.map((r) => r.offset);
-        }, who);
-      const [offsetsA, offsetsB] = await Promise.all([send(a, 'a'), send(b, 'b')]);
-      const all = [...offsetsA, ...offsetsB].sort((x, y) => x - y);
-      assert.deepEqual(all, Array.from({ length: 300 }, (_, i) => i));
-      const high = await a.evaluate(async () => {
+forEachEngine(() => server.url, (engine, openPage) => {
+  test(`${engine}: two pages sending at once to one partition get gapless offsets, none lost or doubled`, async () => {
+    const [a, b] = await Promise.all([openPage(), openPage()]);
+    const send = (page, who) =>
+      page.evaluate(async (who) => {
         const bus = await window.ferry.Bus.open({ name: 'concurrent' });
-        const stats = await bus.stats();
+        const results = await Promise.all(Array.from({ length: 150 }, (_, i) => bus.publish('log', `${who}-${i}`)));
         await bus.close();
-        return stats.topics[0].partitions[0].highOffset;
-      });
-      assert.equal(high, 300);
-      await Promise.all([a.close(), b.close()]);
+        return results.map((r) => r.offset);
+      }, who);
+    const [offsetsA, offsetsB] = await Promise.all([send(a, 'a'), send(b, 'b')]);
+    const all = [...offsetsA, ...offsetsB].sort((x, y) => x - y);
+    assert.deepEqual(all, Array.from({ length: 300 }, (_, i) => i));
+    const high = await a.evaluate(async () => {
+      const bus = await window.ferry.Bus.open({ name: 'concurrent' });
+      const stats = await bus.stats();
+      await bus.close();
+      return stats.topics[0].partitions[0].highOffset;
     });
-
-    test(`${engine}: a dedicated worker consumes what a page produces`, async () => {
-      const page = await openPage();
-      const seen = await page.evaluate(async () => {
-        const worker = new Worker('/tests/browser/worker.js', { type: 'module' });
-        const done = new Promise((resolve) => (worker.onmessage = ({ data }) => resolve(data)));
-        worker.postMessage({ name: 'handoff', topic: 'jobs', groupId: 'workers', count: 20 });
-        const bus = await window.ferry.Bus.open({ name: 'handoff' });
-        for (let i = 0; i < 20; i++) await bus.publish('jobs', { job: i });
-        const seen = await done;
-        await bus.close();
-        worker.terminate();
-        return seen;
-      });
-      assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => ({ job: i })));
-      await page.close();
-    });
+    assert.equal(high, 300);
+    await Promise.all([a.close(), b.close()]);
   });
-}
+
+  test(`${engine}: a dedicated worker consumes what a page produces`, async () => {
+    const page = await openPage();
+    const seen = await page.evaluate(async () => {
+      const worker = new Worker('/tests/browser/worker.js', { type: 'module' });
+      const done = new Promise((resolve) => (worker.onmessage = ({ data }) => resolve(data)));
+      worker.postMessage({ name: 'handoff', topic: 'jobs', groupId: 'workers', count: 20 });
+      const bus = await window.ferry.Bus.open({ name: 'handoff' });
+      for (let i = 0; i < 20; i++) await bus.publish('jobs', { job: i });
+      const seen = await done;
+      await bus.close();
+      worker.terminate();
+      return seen;
+    });
+    assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => ({ job: i })));
+    await page.close();
+  });
+});

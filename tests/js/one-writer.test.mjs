@@ -4,10 +4,10 @@
 // writes, that the calls of every page get gapless offsets through it, and that a
 // writer's page closed or crashed mid-run hands over to another page with nothing
 // that resolved lost.
-import { describe, test, before, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from '../../www/serve.mjs';
-import { ENGINES, crash, launch, openTestPage } from './browsers.mjs';
+import { crash, forEachEngine } from './browsers.mjs';
 
 let server;
 
@@ -25,9 +25,8 @@ const openBus = (page, name) =>
 
 /** How many contexts hold the writer lock of the bus `name`, by the origin's own record of held locks. */
 const writerOf = async (pages, name) => {
-  const held = await pages[0].evaluate(async () => (await navigator.locks.query()).held.map((lock) => ({ name: lock.name, clientId: lock.clientId })));
-  const writers = held.filter((lock) => lock.name === `ferry:${name}:writer:1`);
-  return writers.length;
+  const held = await pages[0].evaluate(async () => (await navigator.locks.query()).held.map((lock) => lock.name));
+  return held.filter((lock) => lock === `ferry:${name}:writer:1`).length;
 };
 
 /** Sends `count` single messages from `page` as `who`, `concurrent` at a time; resolves to the offsets of those that resolved and the errors. */
@@ -75,69 +74,55 @@ const readAll = (page) =>
     return seen;
   });
 
-for (const engine of ENGINES) {
-  describe(engine, () => {
-    let browser;
-    let context;
-
-    before(async () => {
-      browser = await launch(engine);
-      context = await browser.newContext();
-    });
-
-    after(() => browser?.close());
-
-    const openPage = () => openTestPage(context, server.url);
-
-    test(`${engine}: one page writes; three pages sending at once get gapless offsets, none lost or doubled`, async () => {
-      const name = `one-writer-${Date.now()}`;
-      const pages = await Promise.all([openPage(), openPage(), openPage()]);
-      for (const page of pages) await openBus(page, name);
-      assert.equal(await writerOf(pages, name), 1, 'one context holds the writer lock');
-      await pages[1].evaluate(() => window.bus.createTopic('log', { partitions: 1 }));
-      const sent = await Promise.all(pages.map((page, n) => sendFrom(page, `p${n}`, 200)));
-      assert.deepEqual(sent.flatMap((s) => s.errors), []);
-      const offsets = sent.flatMap((s) => s.resolved.map((r) => r.offset)).sort((a, b) => a - b);
-      assert.deepEqual(offsets, Array.from({ length: 600 }, (_, i) => i));
-      const highs = await Promise.all(pages.map((page) => page.evaluate(async () => (await window.bus.stats()).topics[0].partitions[0].highOffset)));
-      assert.deepEqual(highs, [600, 600, 600], 'every page sees the same bus');
-      const log = await readAll(pages[2]);
-      const byOffset = new Map(log.map((m) => [m.offset, m.value]));
-      for (const s of sent) for (const r of s.resolved) assert.equal(byOffset.get(r.offset), r.value);
-      await Promise.all(pages.map((page) => page.close()));
-    });
-
-    for (const how of ['closed', 'crashed']) {
-      test(`${engine}: the writer's page ${how} mid-run: another page takes over, and every send that resolved is stored once`, async () => {
-        const name = `handover-${how}-${Date.now()}`;
-        const pages = await Promise.all([openPage(), openPage(), openPage()]);
-        // The first page to open takes the writer's lock.
-        await openBus(pages[0], name);
-        await pages[0].evaluate(() => window.bus.createTopic('log', { partitions: 1 }));
-        for (const page of pages.slice(1)) await openBus(page, name);
-        const running = pages.slice(1).map((page, n) => sendFrom(page, `p${n + 1}`, 300, 5));
-        await new Promise((resolve) => setTimeout(resolve, 150));
-        const started = Date.now();
-        if (how === 'closed') await pages[0].close();
-        else await crash(engine, pages[0]);
-        const sent = await Promise.all(running);
-        const elapsed = Date.now() - started;
-        assert.deepEqual(sent.flatMap((s) => s.errors), [], 'no send fails across the handover');
-        assert.equal(await writerOf(pages.slice(1), name), 1, 'a new writer holds the lock');
-        const resolved = sent.flatMap((s) => s.resolved);
-        assert.equal(resolved.length, 600);
-        const log = await readAll(pages[1]);
-        const values = log.map((m) => m.value);
-        const counts = new Map();
-        for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
-        for (const r of resolved) assert.ok(counts.has(r.value), `${r.value} resolved at offset ${r.offset} and is stored`);
-        const doubled = [...counts.values()].filter((n) => n > 1).length;
-        // A call the old writer stored but whose reply it never sent is sent again
-        // to the new one: at most the calls in flight at the handover (10 here).
-        assert.ok(doubled <= 10, `${doubled} messages stored twice`);
-        console.log(`  ${engine}, writer ${how}: 600 sends finished ${elapsed} ms after, ${doubled} stored twice`);
-        await Promise.all(pages.slice(1).map((page) => page.close()));
-      });
-    }
+forEachEngine(() => server.url, (engine, openPage) => {
+  test(`${engine}: one page writes; three pages sending at once get gapless offsets, none lost or doubled`, async () => {
+    const name = `one-writer-${Date.now()}`;
+    const pages = await Promise.all([openPage(), openPage(), openPage()]);
+    for (const page of pages) await openBus(page, name);
+    assert.equal(await writerOf(pages, name), 1, 'one context holds the writer lock');
+    await pages[1].evaluate(() => window.bus.createTopic('log', { partitions: 1 }));
+    const sent = await Promise.all(pages.map((page, n) => sendFrom(page, `p${n}`, 200)));
+    assert.deepEqual(sent.flatMap((s) => s.errors), []);
+    const offsets = sent.flatMap((s) => s.resolved.map((r) => r.offset)).sort((a, b) => a - b);
+    assert.deepEqual(offsets, Array.from({ length: 600 }, (_, i) => i));
+    const highs = await Promise.all(pages.map((page) => page.evaluate(async () => (await window.bus.stats()).topics[0].partitions[0].highOffset)));
+    assert.deepEqual(highs, [600, 600, 600], 'every page sees the same bus');
+    const log = await readAll(pages[2]);
+    const byOffset = new Map(log.map((m) => [m.offset, m.value]));
+    for (const s of sent) for (const r of s.resolved) assert.equal(byOffset.get(r.offset), r.value);
+    await Promise.all(pages.map((page) => page.close()));
   });
-}
+
+  for (const how of ['closed', 'crashed']) {
+    test(`${engine}: the writer's page ${how} mid-run: another page takes over, and every send that resolved is stored once`, async () => {
+      const name = `handover-${how}-${Date.now()}`;
+      const pages = await Promise.all([openPage(), openPage(), openPage()]);
+      // The first page to open takes the writer's lock.
+      await openBus(pages[0], name);
+      await pages[0].evaluate(() => window.bus.createTopic('log', { partitions: 1 }));
+      for (const page of pages.slice(1)) await openBus(page, name);
+      const running = pages.slice(1).map((page, n) => sendFrom(page, `p${n + 1}`, 300, 5));
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const started = Date.now();
+      if (how === 'closed') await pages[0].close();
+      else await crash(engine, pages[0]);
+      const sent = await Promise.all(running);
+      const elapsed = Date.now() - started;
+      assert.deepEqual(sent.flatMap((s) => s.errors), [], 'no send fails across the handover');
+      assert.equal(await writerOf(pages.slice(1), name), 1, 'a new writer holds the lock');
+      const resolved = sent.flatMap((s) => s.resolved);
+      assert.equal(resolved.length, 600);
+      const log = await readAll(pages[1]);
+      const values = log.map((m) => m.value);
+      const counts = new Map();
+      for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+      for (const r of resolved) assert.ok(counts.has(r.value), `${r.value} resolved at offset ${r.offset} and is stored`);
+      const doubled = [...counts.values()].filter((n) => n > 1).length;
+      // A call the old writer stored but whose reply it never sent is sent again
+      // to the new one: at most the calls in flight at the handover (10 here).
+      assert.ok(doubled <= 10, `${doubled} messages stored twice`);
+      console.log(`  ${engine}, writer ${how}: 600 sends finished ${elapsed} ms after, ${doubled} stored twice`);
+      await Promise.all(pages.slice(1).map((page) => page.close()));
+    });
+  }
+});

@@ -226,17 +226,22 @@ impl Engine {
         Ok(())
     }
 
-    /// The options that shape operations.
-    pub fn config(&self) -> &BusConfig {
-        &self.config
-    }
-
     /// Replaces the options that shape operations (`autoCreateTopics`,
     /// `maxMessageBytes`): a bus at the edge takes each caller's own.
     pub fn set_config(&mut self, config: BusConfig) -> Result<()> {
         config.check()?;
         self.config = config;
         Ok(())
+    }
+
+    /// Runs `f` with `config` in place of the engine's own options, which come back
+    /// after: one context's bus running another context's call.
+    pub fn with_config<T>(&mut self, config: BusConfig, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
+        config.check()?;
+        let own = std::mem::replace(&mut self.config, config);
+        let out = f(self);
+        self.config = own;
+        out
     }
 
     /// True when operations since the last commit wrote something.
