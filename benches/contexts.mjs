@@ -5,7 +5,7 @@
 // queue on Dexie that the same pages share, www/dexie-queue.js), and failover after
 // a closed tab. Figures only: nothing here fails on timing; it fails when a message
 // is lost, altered, misplaced or, under partition ordering, handled out of order.
-// `node benches/contexts.mjs` after `make pkg`.
+// `node benches/contexts.mjs [section ...]` after `make pkg` (sections at the end).
 import { serve } from '../www/serve.mjs';
 import { launch } from '../tests/js/browsers.mjs';
 
@@ -61,17 +61,25 @@ async function until(what, check, intervalMs = 10) {
   }
 }
 
-/** p50 and p99 (ms) of raw round trips and of ferry's publish -> eachMessage, A to B. */
-async function latency(a, b) {
+/**
+ * p50 and p99 (ms) of raw round trips and of ferry's publish -> eachMessage, A to
+ * B: with writer "each" (A and B write), and with writer "one" where a third page
+ * W, which opened the bus first, writes for both (A -> W -> B).
+ */
+async function latency(a, b, w) {
   const channel = unique('echo');
   await call(b, 'echo', channel);
   const roundTrip = await call(a, 'roundTrips', channel, LATENCY_MESSAGES, WARM_UP);
-  const [bus, reports] = [unique('latency'), unique('reports')];
-  await call(b, 'reportLatency', bus, 'latency', reports);
-  const ferry = await call(a, 'publishOneAtATime', bus, 'latency', reports, LATENCY_MESSAGES, WARM_UP);
-  await Promise.all([call(a, 'reset'), call(b, 'reset')]);
   const spread = (xs) => ({ p50: percentile(xs, 0.5), p99: percentile(xs, 0.99) });
-  return { roundTrip: spread(roundTrip), ferry: spread(ferry) };
+  const out = { roundTrip: spread(roundTrip) };
+  for (const writer of ['each', 'one']) {
+    const [bus, reports] = [unique('latency'), unique('reports')];
+    if (writer === 'one') await call(w, 'host', bus, writer);
+    await call(b, 'reportLatency', bus, 'latency', reports, writer);
+    out[writer] = spread(await call(a, 'publishOneAtATime', bus, 'latency', reports, LATENCY_MESSAGES, WARM_UP, writer));
+    await Promise.all([a, b, w].map((page) => call(page, 'reset')));
+  }
+  return out;
 }
 
 /**
@@ -86,6 +94,12 @@ const CONSUMERS = {
     preload: (page, name) => call(page, 'preload', name, 'work', THROUGHPUT_PARTITIONS, THROUGHPUT_MESSAGES),
     // No `ordering`: the default is what is measured.
     prepare: (page, name) => call(page, 'prepareMember', name, 'work', { groupId: 'work', concurrency: 8 }),
+  },
+  orderedOne: {
+    label: 'ferry, the same with writer "one"',
+    ordered: true,
+    preload: (page, name) => call(page, 'preload', name, 'work', THROUGHPUT_PARTITIONS, THROUGHPUT_MESSAGES),
+    prepare: (page, name) => call(page, 'prepareMember', name, 'work', { groupId: 'work', concurrency: 8 }, 'one'),
   },
   unordered: {
     label: 'ferry, ordering "none", concurrency 100',
@@ -292,38 +306,48 @@ async function producers(pages) {
   return out;
 }
 
-function report(lat, tput, fail, prod) {
-  const ms = (n) => `${n.toFixed(2).padStart(6)} ms`;
-  const rate = (n) => Math.round(n).toLocaleString('en-US').padStart(8);
-  const x = (n, base) => `${(n / base).toFixed(2)}x`;
-  console.log('ferry across pages of one headless Chromium context (IndexedDB bus, BroadcastChannel wake-ups, Web Locks failover)');
+const ms = (n) => `${n.toFixed(2).padStart(6)} ms`;
+const rate = (n) => Math.round(n).toLocaleString('en-US').padStart(8);
+const x = (n, base) => `${(n / base).toFixed(2)}x`;
+const column = 54;
+
+function reportLatency(lat) {
   console.log(`  latency, page A publish -> page B eachMessage, 1-partition topic, ${LATENCY_MESSAGES.toLocaleString('en-US')} messages one at a time`);
   console.log(`    raw BroadcastChannel round trip A -> B -> A  p50 ${ms(lat.roundTrip.p50)}  p99 ${ms(lat.roundTrip.p99)}  (baseline)`);
-  console.log(`    ferry publish -> eachMessage                 p50 ${ms(lat.ferry.p50)}  p99 ${ms(lat.ferry.p99)}  (target p50 <= 3 ms, p99 <= 15 ms)`);
+  console.log(`    ferry, writer "each": A and B write          p50 ${ms(lat.each.p50)}  p99 ${ms(lat.each.p99)}  (baseline)`);
+  console.log(`    ferry, writer "one": page W writes for both  p50 ${ms(lat.one.p50)}  p99 ${ms(lat.one.p99)}  ${x(lat.one.p50, lat.each.p50)} of "each" at p50  (floor p50 <= 3 ms and <= 0.50x, p99 <= 10 ms)`);
+}
+
+function reportThroughput(tput) {
   console.log(
     `  throughput, ${THROUGHPUT_MESSAGES.toLocaleString('en-US')} preloaded 256-byte messages (ferry: ${THROUGHPUT_PARTITIONS} partitions), ` +
       `one group of 1 or 4 consumer pages, median of ${THROUGHPUT_RUNS} runs each; every message checked handled, repeats counted`,
   );
-  const column = 54;
   console.log(`    ${''.padEnd(column)}        1 page       4 pages  4 vs 1`);
   for (const [name, { label }] of Object.entries(CONSUMERS)) {
     const { one, four } = tput[name];
-    const floor = name === 'ordered' ? '  (floor >= 1.00x)' : '';
+    const floor = name === 'orderedOne' ? '  (floor >= 1.00x)' : '';
     const repeats = one.repeats + four.repeats;
     const starting = (r) => `${Math.round(r.startingMs)} of ${Math.round(r.ms)} ms`;
     console.log(`    ${label.padEnd(column)}${rate(one.rate)} msg/s${rate(four.rate)} msg/s  ${x(four.rate, one.rate)}${floor}  ${repeats} repeats  (starting took ${starting(one)}, 4 pages ${starting(four)})`);
   }
-  for (const name of ['ordered', 'unordered']) {
+  for (const name of ['ordered', 'orderedOne', 'unordered']) {
     const [ferry, dexie] = [tput[name], tput.dexie];
-    const label = `ferry ${name === 'ordered' ? '"partition"' : '"none"'} vs the Dexie queue`;
+    const label = `${CONSUMERS[name].label.replace(/, concurrency.*/, '')} vs the Dexie queue`;
     console.log(`    ${label.padEnd(column)}${x(ferry.one.rate, dexie.one.rate).padStart(14)}${x(ferry.four.rate, dexie.four.rate).padStart(14)}`);
   }
+}
+
+function reportFailover(fail) {
   const spread = (xs) => `median ${ms(median(xs))}  (min ${ms(Math.min(...xs)).trim()}, max ${ms(Math.max(...xs)).trim()})`;
   console.log(`  failover, 2 member pages, ${FLOW_PARTITIONS} partitions, a message to each every ${FLOW_INTERVAL_MS} ms; close the page owning partition 0, ${FAILOVER_RUNS} runs`);
   console.log(`    close -> a raw Web Lock it held granted in another page  ${spread(fail.map((r) => r.lockMs))}  (baseline)`);
   console.log(`    close -> next message of partition 0 handled elsewhere   ${spread(fail.map((r) => r.ms))}`);
   const missing = fail.flatMap((r, i) => (r.missing.length ? [`run ${i + 1}: ${r.missing.join(' ')}`] : []));
   if (missing.length) console.log(`    never seen handled (partition:offset): ${missing.join('; ')}`);
+}
+
+function reportProducers(prod) {
   console.log(`  producers: 1 or 4 pages, each publishing ${PRODUCER_SENDS.toLocaleString('en-US')} single 256-byte messages at once, median of ${PRODUCER_RUNS} runs`);
   console.log(`    ${''.padEnd(column)}        1 page       4 pages  4 vs 1`);
   for (const [writer, label] of [['each', 'writer "each": every page writes (baseline)'], ['one', 'writer "one": one page runs every page\'s calls']]) {
@@ -333,6 +357,18 @@ function report(lat, tput, fail, prod) {
   }
 }
 
+// `node benches/contexts.mjs [latency] [throughput] [failover] [producers]`: the
+// sections named, or all of them.
+const SECTIONS = {
+  latency: { run: (pages) => latency(pages[0], pages[1], pages[2]), report: reportLatency },
+  throughput: { run: (pages) => throughputs(pages), report: reportThroughput },
+  failover: { run: (pages, context, url) => failovers(context, url, pages[0]), report: reportFailover },
+  producers: { run: (pages) => producers(pages), report: reportProducers },
+};
+const chosen = process.argv.slice(2);
+const unknown = chosen.filter((name) => !SECTIONS[name]);
+if (unknown.length) throw new Error(`unknown sections ${unknown.join(', ')}: choose from ${Object.keys(SECTIONS).join(', ')}`);
+
 const server = await serve();
 const browser = await launch();
 try {
@@ -340,11 +376,10 @@ try {
   const context = await browser.newContext();
   const pages = [];
   for (let i = 0; i < 4; i++) pages.push(await openPage(context, server.url));
-  const lat = await latency(pages[0], pages[1]);
-  const tput = await throughputs(pages);
-  const fail = await failovers(context, server.url, pages[0]);
-  const prod = await producers(pages);
-  report(lat, tput, fail, prod);
+  const results = [];
+  for (const name of chosen.length ? chosen : Object.keys(SECTIONS)) results.push([name, await SECTIONS[name].run(pages, context, server.url)]);
+  console.log('ferry across pages of one headless Chromium context (IndexedDB bus, BroadcastChannel wake-ups, Web Locks failover)');
+  for (const [name, result] of results) SECTIONS[name].report(result);
 } finally {
   await browser.close();
   await server.close();

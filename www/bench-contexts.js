@@ -67,9 +67,14 @@ async function roundTrips(name, count, warmUp) {
   return samples.slice(warmUp);
 }
 
+/** Opens the bus `name` with `writer` and keeps it open: a page that only writes for the others. */
+async function host(name, writer) {
+  await openBus(name, writer);
+}
+
 /** Consumes a new one-partition `topic`, telling the sender on `reportTo` how long each message took. */
-async function reportLatency(busName, topic, reportTo) {
-  const bus = await openBus(busName);
+async function reportLatency(busName, topic, reportTo, writer) {
+  const bus = await openBus(busName, writer);
   await bus.createTopic(topic, { partitions: 1 });
   const channel = keep(new BroadcastChannel(reportTo));
   const consumer = bus.consumer({ groupId: 'latency' });
@@ -83,8 +88,8 @@ async function reportLatency(busName, topic, reportTo) {
  * Publishes `warmUp + count` messages, each once the previous one was handled;
  * resolves to the latencies (ms) of the last `count`.
  */
-async function publishOneAtATime(busName, topic, reportTo, count, warmUp) {
-  const bus = await openBus(busName);
+async function publishOneAtATime(busName, topic, reportTo, count, warmUp, writer) {
+  const bus = await openBus(busName, writer);
   const channel = keep(new BroadcastChannel(reportTo));
   const samples = [];
   for (let seq = 0; seq < warmUp + count; seq++) {
@@ -107,9 +112,9 @@ let member = null;
 
 const newMember = (start) => ({ start, handled: new Map(), deliveries: 0, lastAt: 0, wrong: [], log: null });
 
-/** Opens the bus and subscribes a consumer, without running it yet. */
-async function prepareMember(busName, topic, options) {
-  const bus = await openBus(busName);
+/** Opens the bus (with `writer`, "each" by default) and subscribes a consumer, without running it yet. */
+async function prepareMember(busName, topic, options, writer) {
+  const bus = await openBus(busName, writer);
   const consumer = bus.consumer(options);
   await consumer.subscribe({ topic, fromBeginning: true });
   member = newMember((record) =>
@@ -283,6 +288,7 @@ async function sendsStored(name) {
 
 window.contexts = {
   clock,
+  host,
   produce,
   sendsStored,
   reset,

@@ -383,6 +383,10 @@ impl<S: Store> EdgeObject<S> {
                 }
                 Reply::Done
             }
+            // A browser consumer's: the edge's consumers are the pull member and connect's.
+            other @ (Call::Join { .. } | Call::Round { .. } | Call::SettleRun { .. } | Call::Heartbeat { .. } | Call::Leave { .. }) => {
+                return Err(FerryError::invalid(format!("{} is not served at the edge", other.method())))
+            }
         })
     }
 

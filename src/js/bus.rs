@@ -13,6 +13,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::commit::{self, BusStore, Committer, SharedCommitter};
 use super::consumer::{self, Consumer, State, Wakers};
+use super::held::{self, Held};
 use super::writer::{Link, Serve};
 use crate::core::config::BusConfig;
 use crate::core::limits::REDRIVE_LIMIT_MAX;
@@ -43,6 +44,8 @@ pub(super) struct Inner {
     config: BusConfig,
     /// `writer: "one"`: how this context reaches the writer, or is it.
     link: RefCell<Option<Rc<Link>>>,
+    /// The writer's: rounds of other contexts' consumers waiting for work.
+    pub held: Held,
 }
 
 pub(super) type Shared = Rc<Inner>;
@@ -58,29 +61,79 @@ pub(super) fn operate<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, 
     async move { queued?.await }
 }
 
+/// A call's reply, to come.
+pub(super) type Replying = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply>>>>;
+
 /// Runs `call` on the bus: here, or at the writer when another context is it.
-async fn call(shared: &Shared, call: Call) -> Result<Reply> {
-    check_open(shared)?;
-    let link = shared.link.borrow().clone();
-    match link {
-        Some(link) if !link.is_writer() => link.call(&Context { config: shared.config.clone(), topics: Vec::new() }, &call).await,
-        _ => run_here(shared, None, call).await,
+/// Queued at once, so calls run in the order they were made.
+pub(super) fn call(shared: &Shared, call: Call) -> Replying {
+    match check_open(shared) {
+        Ok(()) => call_unchecked(shared, call),
+        Err(closed) => Box::pin(async move { Err(closed) }),
     }
 }
 
-/// Runs `call` on this context's engine, with another context's options when it
-/// comes from one; a call that appends messages wakes the consumers.
-async fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call) -> Result<Reply> {
-    let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
-    let reply = operate(shared, move |e, now| match options {
+/// [`call`] on a closed bus too: what `close` itself needs.
+pub(super) fn call_unchecked(shared: &Shared, call: Call) -> Replying {
+    match client_link(shared) {
+        Some(link) => Box::pin(link.call(&Context { config: shared.config.clone(), topics: Vec::new() }, &call)),
+        None => Box::pin(run_here(shared, None, call)),
+    }
+}
+
+/// How this context reaches the writer, when another context is it.
+fn client_link(shared: &Shared) -> Option<Rc<Link>> {
+    shared.link.borrow().clone().filter(|link| !link.is_writer())
+}
+
+/// Whether another context writes this bus: this context's engine is not kept
+/// current.
+pub(super) fn is_client(shared: &Shared) -> bool {
+    client_link(shared).is_some()
+}
+
+/// Whether one context writes this bus (`writer: "one"`): consumers' rounds that
+/// lease nothing wait at the writer ([`held`]).
+pub(super) fn one_writer(shared: &Shared) -> bool {
+    shared.link.borrow().is_some()
+}
+
+/// Queues `call` on this context's engine, with another context's options when it
+/// comes from one.
+pub(super) fn queue(shared: &Shared, options: Option<BusConfig>, call: Call) -> impl std::future::Future<Output = Result<Reply>> {
+    operate_unchecked(shared, move |e, now| match options {
         None => serve(e, call, now),
         Some(options) => e.with_config(options, |e| serve(e, call, now)),
     })
-    .await?;
-    if appends {
-        wake_consumers(shared);
+}
+
+/// Runs `call` here: a call that appends messages wakes the consumers, one that
+/// may give work to the rounds held for other contexts runs them again in its
+/// commit ([`held`]), and a round with `wait_ms` that leases nothing is held.
+fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call) -> impl std::future::Future<Output = Result<Reply>> {
+    let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
+    let changes = !matches!(call, Call::Topics | Call::Stats | Call::Round { .. });
+    let hold_ms = match &call {
+        Call::Round { wait_ms, .. } => *wait_ms,
+        _ => 0,
+    };
+    let round = (hold_ms > 0).then(|| call.clone());
+    let changes_before = held::changes(shared);
+    let queued = queue(shared, options.clone(), call);
+    if changes {
+        held::changed(shared);
     }
-    Ok(reply)
+    let shared = shared.clone();
+    async move {
+        let reply = queued.await?;
+        if appends {
+            wake_consumers(&shared);
+        }
+        match (round, &reply) {
+            (Some(round), Reply::Round { deliveries, .. }) if deliveries.is_empty() => held::hold(&shared, options, round, hold_ms, changes_before).await,
+            _ => Ok(reply),
+        }
+    }
 }
 
 /// What the writer runs for the other contexts.
@@ -233,6 +286,7 @@ impl Bus {
                 channel,
                 config,
                 link: RefCell::default(),
+                held: Held::default(),
             });
             // A new bus stores its schema version before anything else.
             if let Err(refused) = operate(&shared, |_, _| Ok(())).await {

@@ -24,7 +24,7 @@ use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use super::bus::{operate, operate_unchecked, promise, read_cached, wake_consumers, Shared};
+use super::bus::{call, call_unchecked, is_client, one_writer, promise, read_cached, wake_consumers, Shared};
 use super::commit::Waiters;
 use super::locks::MemberLock;
 use crate::core::config::{check_name, ConsumerConfig, Ordering};
@@ -33,13 +33,14 @@ use crate::core::{Delivery, FerryError, PollLimit, Receipt, Result, Subscription
 use crate::interop::args;
 use crate::interop::delivered::{message_payload, payload};
 use crate::interop::options::{consumer_config, seek_options, subscriptions};
+use crate::protocol::{Call, Reply, RunEnd};
 
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(handler: &Function, timeout_ms: f64) -> JsValue;
+    pub(super) fn set_timeout(handler: &Function, timeout_ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
-    fn clear_timeout(handle: &JsValue);
+    pub(super) fn clear_timeout(handle: &JsValue);
     /// JavaScript's `Number(value)`: reads a number or a numeric string.
     #[wasm_bindgen(js_name = Number)]
     fn to_number(value: &JsValue) -> f64;
@@ -83,6 +84,10 @@ pub(super) struct State {
     slots: RefCell<Vec<Rc<Slot>>>,
     /// The member's Web Lock, while it runs in a context that has them.
     lock: RefCell<Option<Rc<MemberLock>>>,
+    /// The partitions of this member's seeks, in order: a run started before a
+    /// seek of its partition stops. (A context whose engine is current also sees
+    /// other contexts' seeks: [`holds`].)
+    seeks: RefCell<Vec<(String, u32)>>,
 }
 
 /// One run's hold on slots of `concurrency`: until it ends, or the message it is
@@ -157,14 +162,6 @@ impl State {
     }
 }
 
-/// What ends a run's settlements, after its acks.
-enum Last {
-    /// A failed attempt, with the handler's error and when it ended.
-    Fail(Receipt, String, u64),
-    /// A message whose handler never started, given back with the rest of its run.
-    Release(Receipt),
-}
-
 /// A run's acks not handed to the engine yet. They go to it together, in order, in
 /// one operation: at the end of the run, before a failure or a release, or when
 /// the oldest has waited [`State::ack_wait_ms`]. So a run costs about one commit,
@@ -202,26 +199,15 @@ impl Settlements {
         }
     }
 
-    /// Queues the acks, then `last`, as one operation on the engine. Not awaited:
-    /// the loop's next poll joins the same commit when it comes in time.
-    fn flush(&self, shared: &Shared, state: &State, last: Option<Last>) {
+    /// Queues the acks, then `end`, as one call. Not awaited: the loop's next
+    /// round joins the same commit when it comes in time.
+    fn flush(&self, shared: &Shared, state: &State, end: Option<RunEnd>) {
         let acks = self.acks.take();
-        if acks.is_empty() && last.is_none() {
+        if acks.is_empty() && end.is_none() {
             return;
         }
-        let (group, member) = (state.group.clone(), state.member.clone());
-        // operate queues the operation at once; its outcome is not waited for.
-        drop(operate(shared, move |e, now| {
-            for (receipt, finished_ms) in &acks {
-                e.ack(&group, &member, receipt, *finished_ms);
-            }
-            match last {
-                Some(Last::Fail(receipt, error, finished_ms)) => e.fail(&group, &member, &receipt, &error, finished_ms),
-                Some(Last::Release(receipt)) => e.release(&group, &member, &receipt, now),
-                None => true,
-            };
-            Ok(())
-        }));
+        // call queues the call at once; its outcome is not waited for.
+        drop(call(shared, Call::SettleRun { group: state.group.clone(), member: state.member.clone(), acks, end }));
     }
 }
 
@@ -270,6 +256,7 @@ impl Consumer {
             stopped: Cell::new(false),
             slots: RefCell::default(),
             lock: RefCell::new(None),
+            seeks: RefCell::default(),
         };
         Ok(Consumer { shared, state: Rc::new(state) })
     }
@@ -320,7 +307,7 @@ impl Consumer {
             if let Some(bus) = &shared.name {
                 *state.lock.borrow_mut() = MemberLock::take(bus, &group, &member).await.map(Rc::new);
             }
-            if let Err(refused) = operate(&shared, move |e, now| e.join(&group, &member, &subscriptions, &config, now)).await {
+            if let Err(refused) = call(&shared, Call::Join { group, member, subscriptions, config }).await {
                 release_lock(&state);
                 return Err(refused);
             }
@@ -342,8 +329,9 @@ impl Consumer {
         let (shared, state) = (self.shared.clone(), self.state.clone());
         promise(async move {
             let (topic, partition, to) = seek_options(&options)?;
-            let group = state.group.clone();
-            let offset = operate(&shared, move |e, _| e.seek(&group, &topic, partition, to)).await?;
+            let seek = Call::Seek { group: state.group.clone(), topic: topic.clone(), partition, to };
+            let Reply::Count(offset) = call(&shared, seek).await? else { return Err(FerryError::storage("seek got an unexpected reply")) };
+            state.seeks.borrow_mut().push((topic, partition));
             wake_consumers(&shared);
             Ok(JsValue::from_f64(offset as f64))
         })
@@ -376,14 +364,9 @@ pub(super) async fn stop(shared: &Shared, state: &Rc<State>) -> Result<()> {
         }
         wakers.sleep(state.next_give_up_ms().min(give_up_at) - now_ms).await;
     }
-    let (group, member) = (state.group.clone(), state.member.clone());
     shared.consumers.borrow_mut().retain(|c| !Rc::ptr_eq(c, state));
     // The bus may be closing: leaving must still be stored.
-    let left = operate_unchecked(shared, move |e, now| {
-        e.leave(&group, &member, now);
-        Ok(())
-    })
-    .await;
+    let left = call_unchecked(shared, Call::Leave { group: state.group.clone(), member: state.member.clone(), evicted: false }).await.map(drop);
     // Released only once the leave is stored, or others would evict a member that is
     // still settling.
     release_lock(state);
@@ -397,25 +380,18 @@ fn release_lock(state: &State) {
     }
 }
 
-/// Asks for the Web Locks of the group's other members, so that one whose context
-/// goes is evicted at once: its partitions move and its messages in flight come
-/// back.
-async fn watch_members(shared: Shared, state: Rc<State>) {
-    let others: Vec<String> = match read_cached(&shared, |e| e.members(&state.group)) {
-        Ok(members) => members.iter().filter(|m| ***m != *state.member).map(|m| m.to_string()).collect(),
-        Err(_) => return,
-    };
+/// Asks for the Web Locks of the group's other `members`, so that one whose
+/// context goes is evicted at once: its partitions move and its messages in
+/// flight come back.
+async fn watch_members(shared: Shared, state: Rc<State>, members: Vec<String>) {
+    let others: Vec<String> = members.into_iter().filter(|m| *m != state.member).collect();
     let gone = {
         let (shared, group) = (shared.clone(), state.group.clone());
         move |member: String| {
-            let (shared, group) = (shared.clone(), group.clone());
+            let evicted = call(&shared, Call::Leave { group: group.clone(), member, evicted: true });
+            let shared = shared.clone();
             spawn_local(async move {
-                let evicted = operate(&shared, move |e, now| {
-                    e.evict(&group, &member, now);
-                    Ok(())
-                })
-                .await;
-                if evicted.is_ok() {
+                if evicted.await.is_ok() {
                     wake_consumers(&shared);
                 }
             });
@@ -440,36 +416,58 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
         let limit = if ordered { PollLimit::runs(free, state.config.batch_size_max as usize) } else { PollLimit::from(free) };
         // Housekeeping runs with every commit (Engine::housekeep): the loop's round
         // is one when it is due.
-        let heartbeat_due = now_ms >= heartbeat_due_ms;
-        let member = state.clone();
-        let polled =
-            operate(&shared, move |e, now| e.consume_round(&member.group, &member.member, &member.subscriptions.borrow(), &member.config, heartbeat_due, limit, now))
-                .await;
-        if now_ms >= heartbeat_due_ms {
+        let heartbeat = now_ms >= heartbeat_due_ms;
+        if heartbeat {
             heartbeat_due_ms = now_ms + state.config.heartbeat_interval_ms as f64;
         }
+        // Where one context writes the bus, a round that leases nothing waits there
+        // for work (held.rs), until the heartbeat or an ack timeout is due.
+        let wait_ms = if one_writer(&shared) && free > 0 { (heartbeat_due_ms.min(state.next_give_up_ms()) - now_ms).max(1.0) as u64 } else { 0 };
+        let round = Call::Round {
+            group: state.group.clone(),
+            member: state.member.clone(),
+            subscriptions: state.subscriptions.borrow().clone(),
+            config: state.config.clone(),
+            heartbeat,
+            limit,
+            wait_ms,
+        };
         // When storage refused the round nothing was handed out: the loop sleeps and
         // tries again.
-        if state.lock.borrow().is_some() {
-            spawn_local(watch_members(shared.clone(), state.clone()));
-        }
-        let deliveries = polled.unwrap_or_default();
+        let (deliveries, high_offsets) = match call(&shared, round).await {
+            Ok(Reply::Round { deliveries, high_offsets, members }) => {
+                if state.lock.borrow().is_some() {
+                    spawn_local(watch_members(shared.clone(), state.clone(), members));
+                }
+                (deliveries, high_offsets)
+            }
+            _ => Default::default(),
+        };
         let idle = deliveries.is_empty();
         for run in runs(deliveries, ordered || matches!(handler, Handler::EachBatch(..))) {
             let slot = state.take_slot(if ordered { 1 } else { run.len() as u32 });
+            let seeks_before = state.seeks.borrow().len();
             match &handler {
-                Handler::EachMessage(f) => spawn_local(handle_run(shared.clone(), state.clone(), f.clone(), run, slot)),
-                Handler::EachBatch(f, auto_resolve) => spawn_local(handle_batch(shared.clone(), state.clone(), f.clone(), *auto_resolve, run, slot)),
+                Handler::EachMessage(f) => spawn_local(handle_run(shared.clone(), state.clone(), f.clone(), run, slot, seeks_before)),
+                Handler::EachBatch(f, auto_resolve) => {
+                    let (topic, partition) = (&run[0].topic, run[0].partition);
+                    let high =
+                        high_offsets.iter().find(|(t, p, _)| **t == **topic && *p == partition).map_or(run[run.len() - 1].message.offset + 1, |(_, _, high)| *high);
+                    spawn_local(handle_batch(shared.clone(), state.clone(), f.clone(), *auto_resolve, run, slot, high, seeks_before))
+                }
             }
         }
-        // Nothing to hand out, or every slot taken: sleep until something is due (a
-        // retry, a lease, an ack timeout, the heartbeat); an append (here or in another
-        // context) or a run ending wakes the loop, also one that came while this
-        // round was committing.
+        // Nothing to hand out (and the round did not wait for work at the writer),
+        // or every slot taken: sleep until something is due (a retry, a lease, an
+        // ack timeout, the heartbeat); an append (here or in another context) or a
+        // run ending wakes the loop, also one that came while this round was
+        // committing.
         let woken = wakers.wakes.get() != wakes_before;
-        if !woken && (idle || state.in_flight() >= state.config.concurrency) {
-            let next_due = read_cached(&shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
-            let wake_at = next_due.min(heartbeat_due_ms).min(state.next_give_up_ms()).max(now_ms + 1.0);
+        let waited = idle && wait_ms > 0;
+        if !woken && !waited && (idle || state.in_flight() >= state.config.concurrency) {
+            // A client's engine is not current: the writer's rounds tell it what is due.
+            let next_due = if is_client(&shared) { None } else { read_cached(&shared, |e| e.next_due_ms()).ok().flatten() };
+            let wake_at = next_due.map_or(f64::MAX, |t| t as f64).min(heartbeat_due_ms).min(state.next_give_up_ms()).max(now_ms + 1.0);
             wakers.sleep(wake_at - js_sys::Date::now()).await;
         }
     }
@@ -499,7 +497,7 @@ fn end_run(shared: &Shared, state: &State, slot: &Slot) {
 /// Runs `eachMessage` for each message of a run in turn and settles each with the
 /// engine. The run ends at a failure, when its slot was given back (an ack
 /// timeout), or at `stop` (the rest is given back unhandled).
-async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Vec<Delivery>, slot: Rc<Slot>) {
+async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Vec<Delivery>, slot: Rc<Slot>, seeks_before: usize) {
     let settlements = &slot.settlements;
     let mut last = None;
     for delivery in run {
@@ -509,16 +507,16 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
             break;
         }
         if state.stopped.get() {
-            last = Some(Last::Release(delivery.receipt()));
+            last = Some(RunEnd::Release(delivery.receipt()));
             break;
         }
-        if !holds(&shared, &state, &delivery) {
+        if !holds(&shared, &state, &delivery, seeks_before) {
             // A seek (here or in another context) abandoned the run.
             break;
         }
         settlements.flush_if_due(&shared, &state);
         slot.start_message(state.config.ack_timeout_ms);
-        let outcome = call(&handler, &payload(&delivery)).await;
+        let outcome = call_handler(&handler, &payload(&delivery)).await;
         if !slot.held.get() {
             break;
         }
@@ -526,7 +524,7 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
         match outcome {
             Ok(_) => settlements.ack(delivery.receipt(), finished_ms),
             Err(error) => {
-                last = Some(Last::Fail(delivery.receipt(), error_message(&error), finished_ms));
+                last = Some(RunEnd::Fail { receipt: delivery.receipt(), error: error_message(&error), finished_ms });
                 break;
             }
         }
@@ -535,15 +533,18 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
     end_run(&shared, &state, &slot);
 }
 
-/// Whether this member still holds a delivery: a seek of its partition or the
-/// loss of its lease means its result would count for nothing.
-fn holds(shared: &Shared, state: &State, delivery: &Delivery) -> bool {
+/// Whether this member still holds a delivery of a run started with
+/// `seeks_before` seeks of its own: a seek of its partition or the loss of its
+/// lease means its result would count for nothing. A client sees only its own
+/// seeks (its engine is not current); the settle tells the rest.
+fn holds(shared: &Shared, state: &State, delivery: &Delivery, seeks_before: usize) -> bool {
+    let sought = state.seeks.borrow()[seeks_before..].iter().any(|(topic, partition)| **topic == *delivery.topic && *partition == delivery.partition);
     // The bus busy changing (it never is between two messages): the settle will tell.
-    read_cached(shared, |e| e.holds(&state.group, &state.member, &delivery.receipt(), js_sys::Date::now() as u64)).unwrap_or(true)
+    !sought && (is_client(shared) || read_cached(shared, |e| e.holds(&state.group, &state.member, &delivery.receipt(), js_sys::Date::now() as u64)).unwrap_or(true))
 }
 
 /// Calls a handler and waits for what it returns to settle.
-async fn call(handler: &Function, argument: &JsValue) -> std::result::Result<JsValue, JsValue> {
+async fn call_handler(handler: &Function, argument: &JsValue) -> std::result::Result<JsValue, JsValue> {
     match handler.call1(&JsValue::UNDEFINED, argument) {
         Err(thrown) => Err(thrown),
         Ok(returned) => JsFuture::from(Promise::resolve(&returned)).await,
@@ -583,10 +584,19 @@ impl BatchProgress {
 /// Runs `eachBatch` for a run: `resolveOffset` acks, and a resolved call acks the
 /// rest when `eachBatchAutoResolve`, else gives the unresolved rest back; a throw
 /// fails the first unresolved message (and the engine gives the rest back).
-async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_resolve: bool, run: Vec<Delivery>, slot: Rc<Slot>) {
+#[allow(clippy::too_many_arguments)]
+async fn handle_batch(
+    shared: Shared,
+    state: Rc<State>,
+    handler: Function,
+    auto_resolve: bool,
+    run: Vec<Delivery>,
+    slot: Rc<Slot>,
+    high_watermark: u64,
+    seeks_before: usize,
+) {
     let (topic, partition) = (run[0].topic.clone(), run[0].partition);
     let last_offset = run[run.len() - 1].message.offset;
-    let high_watermark = read_cached(&shared, |e| e.high_offset(&topic, partition)).ok().flatten().unwrap_or(last_offset + 1);
     let messages: js_sys::Array = run.iter().map(|d| message_payload(&d.message, d.attempt)).collect();
     let progress = Rc::new(BatchProgress { deliveries: run, resolved: Cell::new(0) });
 
@@ -594,7 +604,7 @@ async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_
     // closure type costs kilobytes of glue.
     let control = {
         let (shared, state, slot, progress, topic) = (shared.clone(), state.clone(), slot.clone(), progress.clone(), topic.clone());
-        Closure::<dyn Fn(u32, JsValue) -> JsValue>::new(move |call: u32, argument: JsValue| match call {
+        Closure::<dyn Fn(u32, JsValue) -> JsValue>::new(move |asked: u32, argument: JsValue| match asked {
             BATCH_RESOLVE_OFFSET => {
                 // KafkaJS passes offsets as strings: JavaScript's Number() reads both.
                 let offset = to_number(&argument);
@@ -607,8 +617,7 @@ async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_
                 // What was resolved so far is stored with the heartbeat
                 // (KafkaJS's commitOffsetsIfNecessary is this call too).
                 slot.settlements.flush(&shared, &state, None);
-                let (group, member) = (state.group.clone(), state.member.clone());
-                let stored = operate(&shared, move |e, now| Ok(e.heartbeat(&group, &member, now)));
+                let stored = call(&shared, Call::Heartbeat { group: state.group.clone(), member: state.member.clone() });
                 promise(async move {
                     stored.await?;
                     Ok(JsValue::UNDEFINED)
@@ -617,15 +626,16 @@ async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_
             }
             BATCH_IS_RUNNING => JsValue::from_bool(!state.stopped.get()),
             BATCH_IS_STALE => {
-                let owned = read_cached(&shared, |e| e.owned_partitions(&state.group, &state.member, &topic).contains(&partition)).unwrap_or(false);
-                let held = progress.first_unresolved().map_or(true, |first| holds(&shared, &state, first));
+                // A client's engine is not current: its own seeks and ack timeouts tell.
+                let owned = is_client(&shared) || read_cached(&shared, |e| e.owned_partitions(&state.group, &state.member, &topic).contains(&partition)).unwrap_or(false);
+                let held = progress.first_unresolved().map_or(true, |first| holds(&shared, &state, first, seeks_before));
                 JsValue::from_bool(!slot.held.get() || !owned || !held)
             }
             _ => JsValue::UNDEFINED,
         })
     };
     let argument = make_batch_payload(&topic, partition, messages, high_watermark as f64, control.as_ref().unchecked_ref());
-    let outcome = call(&handler, &argument).await;
+    let outcome = call_handler(&handler, &argument).await;
     let mut last = None;
     if slot.held.get() {
         let finished_ms = js_sys::Date::now() as u64;
@@ -633,9 +643,9 @@ async fn handle_batch(shared: Shared, state: Rc<State>, handler: Function, auto_
             progress.resolve_through(&shared, &state, &slot, last_offset);
         }
         last = progress.first_unresolved().map(|first| match outcome {
-            Err(error) => Last::Fail(first.receipt(), error_message(&error), finished_ms),
+            Err(error) => RunEnd::Fail { receipt: first.receipt(), error: error_message(&error), finished_ms },
             // What the call left unresolved was never handled: it comes back as it was.
-            Ok(_) => Last::Release(first.receipt()),
+            Ok(_) => RunEnd::Release(first.receipt()),
         });
     }
     slot.settlements.flush(&shared, &state, last);

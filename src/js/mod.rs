@@ -6,5 +6,6 @@
 mod bus;
 mod commit;
 mod consumer;
+mod held;
 mod locks;
 mod writer;

@@ -139,19 +139,23 @@ impl Link {
         self.writer.get()
     }
 
-    /// Sends `call` to the writer; resolves to its reply.
-    pub async fn call(self: &Rc<Self>, context: &Context, call: &Call) -> Result<Reply> {
+    /// Sends `call` to the writer at once (calls cross in the order they were
+    /// made); resolves to its reply.
+    pub fn call(self: &Rc<Self>, context: &Context, call: &Call) -> impl std::future::Future<Output = Result<Reply>> {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let bytes = encode_call(context, call);
         let mut resolve = None;
         let replied = Promise::new(&mut |r: Function, _reject: Function| resolve = Some(r));
-        let resolve = resolve.ok_or_else(|| FerryError::storage("a promise gave no resolver"))?;
-        self.post_call(id, &bytes);
-        self.waiting.borrow_mut().insert(id, (bytes, resolve));
-        let reply = JsFuture::from(replied).await.map_err(|_| FerryError::storage("the writer's reply was lost"))?;
-        let bytes: Uint8Array = reply.dyn_into().map_err(|_| FerryError::storage("the writer replied without bytes"))?;
-        decode_reply(&bytes.to_vec())
+        if let Some(resolve) = resolve {
+            self.post_call(id, &bytes);
+            self.waiting.borrow_mut().insert(id, (bytes, resolve));
+        }
+        async move {
+            let reply = JsFuture::from(replied).await.map_err(|_| FerryError::storage("the writer's reply was lost"))?;
+            let bytes: Uint8Array = reply.dyn_into().map_err(|_| FerryError::storage("the writer replied without bytes"))?;
+            decode_reply(&bytes.to_vec())
+        }
     }
 
     fn post(&self, fields: &[(&str, JsValue)]) {

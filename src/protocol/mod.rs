@@ -9,7 +9,7 @@ pub mod wire;
 
 use crate::core::config::ConsumerConfig;
 use crate::core::message::{Chunk, OutgoingMessage};
-use crate::core::{BusConfig, Delivery, Engine, FerryError, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
+use crate::core::{BusConfig, Delivery, Engine, FerryError, PollLimit, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
 
 /// What a call brings besides its arguments: the calling client's options
 /// (`autoCreateTopics`, `maxMessageBytes`), and the settings of topics the call
@@ -78,6 +78,52 @@ pub enum Call {
     CheckRoom {
         added: u64,
     },
+    // A browser consumer's, run where its bus is written (`writer: "one"`).
+    Join {
+        group: String,
+        member: String,
+        subscriptions: Vec<Subscription>,
+        config: ConsumerConfig,
+    },
+    /// One round of the member's loop ([`Engine::consume_round`]). With
+    /// `wait_ms`, a writer serving another context holds a round that leases
+    /// nothing until something may change that, or `wait_ms` passes: the loop
+    /// waits there instead of at home.
+    Round {
+        group: String,
+        member: String,
+        subscriptions: Vec<Subscription>,
+        config: ConsumerConfig,
+        heartbeat: bool,
+        limit: PollLimit,
+        wait_ms: u64,
+    },
+    /// A run's acks, then how it ended, in one commit.
+    SettleRun {
+        group: String,
+        member: String,
+        acks: Vec<(Receipt, u64)>,
+        end: Option<RunEnd>,
+    },
+    Heartbeat {
+        group: String,
+        member: String,
+    },
+    /// [`Engine::leave`], or [`Engine::evict`] of a member seen gone.
+    Leave {
+        group: String,
+        member: String,
+        evicted: bool,
+    },
+}
+
+/// What ends a run's settlements, after its acks ([`Call::SettleRun`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEnd {
+    /// A failed attempt: the handler's error, and when it ended.
+    Fail { receipt: Receipt, error: String, finished_ms: u64 },
+    /// A message whose handler never started, given back with the rest of its run.
+    Release(Receipt),
 }
 
 /// One ack (`retry: None`) or failed attempt of [`Call::Settle`].
@@ -111,6 +157,14 @@ pub enum Reply {
         skipped: u64,
         results: Vec<RecordMetadata>,
     },
+    /// A [`Call::Round`]'s leases, the high offset of each partition they come
+    /// from (`eachBatch`'s `highWatermark`), and the group's members (whose Web
+    /// Locks the member watches).
+    Round {
+        deliveries: Vec<Delivery>,
+        high_offsets: Vec<(String, u32, u64)>,
+        members: Vec<String>,
+    },
 }
 
 impl Call {
@@ -129,6 +183,11 @@ impl Call {
             Call::Seek { .. } => "seek",
             Call::Accept { .. } => "accept",
             Call::CheckRoom { .. } => "checkRoom",
+            Call::Join { .. } => "join",
+            Call::Round { .. } => "round",
+            Call::SettleRun { .. } => "settleRun",
+            Call::Heartbeat { .. } => "heartbeat",
+            Call::Leave { .. } => "leave",
         }
     }
 
@@ -147,8 +206,9 @@ impl Call {
 }
 
 /// Runs one of the calls any engine holding a topic serves alike, whole bus or one
-/// partition: `createTopic`, `topics`, `send`, `stats`, `redrive` and `seek`. The
-/// caller commits. Any other call is refused: it needs the place it runs in.
+/// partition: `createTopic`, `topics`, `send`, `stats`, `redrive` and `seek`, and
+/// those of a browser consumer's loop, on a whole bus. The caller commits. Any
+/// other call is refused: it needs the place it runs in.
 pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
     Ok(match call {
         Call::CreateTopic { name, config } => Reply::Bool(engine.create_topic(&name, config)?),
@@ -160,6 +220,47 @@ pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
         }
         Call::Redrive { from, limit } => Reply::Count(engine.redrive(&from, limit, now_ms)?),
         Call::Seek { group, topic, partition, to } => Reply::Count(engine.seek(&group, &topic, partition, to)?),
+        Call::Join { group, member, subscriptions, config } => {
+            engine.join(&group, &member, &subscriptions, &config, now_ms)?;
+            Reply::Done
+        }
+        Call::Round { group, member, subscriptions, config, heartbeat, limit, .. } => {
+            let deliveries = engine.consume_round(&group, &member, &subscriptions, &config, heartbeat, limit, now_ms)?;
+            round(engine, &group, deliveries)
+        }
+        Call::SettleRun { group, member, acks, end } => {
+            for (receipt, finished_ms) in &acks {
+                engine.ack(&group, &member, receipt, *finished_ms);
+            }
+            match end {
+                Some(RunEnd::Fail { receipt, error, finished_ms }) => engine.fail(&group, &member, &receipt, &error, finished_ms),
+                Some(RunEnd::Release(receipt)) => engine.release(&group, &member, &receipt, now_ms),
+                None => true,
+            };
+            Reply::Done
+        }
+        Call::Heartbeat { group, member } => Reply::Bool(engine.heartbeat(&group, &member, now_ms)),
+        Call::Leave { group, member, evicted } => {
+            if evicted {
+                engine.evict(&group, &member, now_ms);
+            } else {
+                engine.leave(&group, &member, now_ms);
+            }
+            Reply::Done
+        }
         other => return Err(FerryError::invalid(format!("{} is not served here", other.method()))),
     })
+}
+
+/// A round's reply: its leases, with what the member's loop reads besides them.
+fn round(engine: &Engine, group: &str, deliveries: Vec<Delivery>) -> Reply {
+    let mut high_offsets: Vec<(String, u32, u64)> = Vec::new();
+    for d in &deliveries {
+        if !high_offsets.iter().any(|(t, p, _)| *t == *d.topic && *p == d.partition) {
+            let high = engine.high_offset(&d.topic, d.partition).unwrap_or(d.message.offset + 1);
+            high_offsets.push((d.topic.to_string(), d.partition, high));
+        }
+    }
+    let members = engine.members(group).iter().map(|m| m.to_string()).collect();
+    Reply::Round { deliveries, high_offsets, members }
 }

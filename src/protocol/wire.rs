@@ -5,14 +5,14 @@
 //! nothing is converted from or to JavaScript on the way, and reading never
 //! panics: bad bytes are a `STORAGE` error.
 
-use super::{Call, Context, Reply, SettleItem};
+use super::{Call, Context, Reply, RunEnd, SettleItem};
 use crate::core::codec::{Reader, Writer};
 use crate::core::config::{BusConfig, TopicConfig};
 use crate::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, TopicStats};
-use crate::core::limits::{PARTITIONS_MAX, POLL_MAX, SEND_BATCH_MAX, SUBSCRIPTIONS_MAX, TOPICS_MAX};
+use crate::core::limits::{MEMBERS_PER_GROUP_MAX, PARTITIONS_MAX, POLL_MAX, SEND_BATCH_MAX, SUBSCRIPTIONS_MAX, TOPICS_MAX};
 use crate::core::message::{Chunk, Message, OutgoingMessage, Value, ValueKind};
 use crate::core::records::{decode_consumer_config, decode_topic_config, encode_consumer_config, encode_topic_config};
-use crate::core::{Delivery, ErrorCode, FerryError, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicInfo};
+use crate::core::{Delivery, ErrorCode, FerryError, PollLimit, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicInfo};
 
 /// A count read from the wire, refused past `max` so that bad bytes cannot make
 /// a reader allocate without bound.
@@ -74,6 +74,64 @@ fn put_headers(w: &mut Writer, headers: &[(String, String)]) {
 
 fn headers(r: &mut Reader<'_>) -> Result<Vec<(String, String)>> {
     list(r, crate::core::limits::HEADERS_MAX, |r| Ok((string(r)?, string(r)?)))
+}
+
+fn put_receipt(w: &mut Writer, r: &Receipt) {
+    w.str(&r.topic);
+    w.u64(u64::from(r.partition));
+    w.u64(r.offset);
+    w.u64(u64::from(r.attempt));
+    w.u64(u64::from(r.generation));
+}
+
+fn receipt(r: &mut Reader<'_>) -> Result<Receipt> {
+    Ok(Receipt { topic: r.str()?.into(), partition: r.u32()?, offset: r.u64()?, attempt: r.u32()?, generation: r.u32()? })
+}
+
+fn put_subscriptions(w: &mut Writer, subscriptions: &[Subscription]) {
+    w.u64(subscriptions.len() as u64);
+    for s in subscriptions {
+        w.str(&s.topic);
+        w.u8(u8::from(s.from_beginning));
+    }
+}
+
+fn subscriptions(r: &mut Reader<'_>) -> Result<Vec<Subscription>> {
+    list(r, SUBSCRIPTIONS_MAX, |r| Ok(Subscription::new(string(r)?, bool(r)?)))
+}
+
+fn put_deliveries(w: &mut Writer, deliveries: &[Delivery]) {
+    w.u64(deliveries.len() as u64);
+    for d in deliveries {
+        w.str(&d.topic);
+        w.u64(u64::from(d.partition));
+        w.u64(u64::from(d.attempt));
+        w.u64(u64::from(d.generation));
+        let m = &d.message;
+        w.u64(m.offset);
+        w.u64(m.timestamp_ms);
+        w.u64(m.deliver_at_ms);
+        w.opt_str(m.key.as_deref());
+        put_value(w, &m.value);
+        put_headers(w, &m.headers);
+        w.opt_str(m.id.as_deref());
+    }
+}
+
+fn deliveries(r: &mut Reader<'_>) -> Result<Vec<Delivery>> {
+    list(r, POLL_MAX, |r| {
+        let (topic, partition, attempt, generation) = (r.str()?.into(), r.u32()?, r.u32()?, r.u32()?);
+        let message = Message {
+            offset: r.u64()?,
+            timestamp_ms: r.u64()?,
+            deliver_at_ms: r.u64()?,
+            key: opt_string(r)?,
+            value: value(r)?,
+            headers: headers(r)?,
+            id: opt_string(r)?,
+        };
+        Ok(Delivery { topic, partition, attempt, generation, message })
+    })
 }
 
 fn put_topics(w: &mut Writer, topics: &[(String, TopicConfig)]) {
@@ -165,11 +223,7 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
             w.u8(7);
             w.str(group);
             encode_consumer_config(&mut w, config);
-            w.u64(subscriptions.len() as u64);
-            for s in subscriptions {
-                w.str(&s.topic);
-                w.u8(u8::from(s.from_beginning));
-            }
+            put_subscriptions(&mut w, subscriptions);
             w.u64(*max as u64);
         }
         Call::Settle { items } => {
@@ -187,12 +241,7 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
                 };
                 w.u8(1);
                 w.str(&item.group);
-                let r = &item.receipt;
-                w.str(&r.topic);
-                w.u64(u64::from(r.partition));
-                w.u64(r.offset);
-                w.u64(u64::from(r.attempt));
-                w.u64(u64::from(r.generation));
+                put_receipt(&mut w, &item.receipt);
                 match &item.retry {
                     None => w.u8(0),
                     Some((error, delay_ms)) => {
@@ -230,6 +279,58 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
             w.u8(11);
             w.u64(*added);
         }
+        Call::Join { group, member, subscriptions, config } => {
+            w.u8(12);
+            w.str(group);
+            w.str(member);
+            put_subscriptions(&mut w, subscriptions);
+            encode_consumer_config(&mut w, config);
+        }
+        Call::Round { group, member, subscriptions, config, heartbeat, limit, wait_ms } => {
+            w.u8(13);
+            w.str(group);
+            w.str(member);
+            put_subscriptions(&mut w, subscriptions);
+            encode_consumer_config(&mut w, config);
+            w.u8(u8::from(*heartbeat));
+            w.u64(limit.messages as u64);
+            w.u64(limit.runs as u64);
+            w.u64(*wait_ms);
+        }
+        Call::SettleRun { group, member, acks, end } => {
+            w.u8(14);
+            w.str(group);
+            w.str(member);
+            w.u64(acks.len() as u64);
+            for (receipt, finished_ms) in acks {
+                put_receipt(&mut w, receipt);
+                w.u64(*finished_ms);
+            }
+            match end {
+                None => w.u8(0),
+                Some(RunEnd::Fail { receipt, error, finished_ms }) => {
+                    w.u8(1);
+                    put_receipt(&mut w, receipt);
+                    w.str(error);
+                    w.u64(*finished_ms);
+                }
+                Some(RunEnd::Release(receipt)) => {
+                    w.u8(2);
+                    put_receipt(&mut w, receipt);
+                }
+            }
+        }
+        Call::Heartbeat { group, member } => {
+            w.u8(15);
+            w.str(group);
+            w.str(member);
+        }
+        Call::Leave { group, member, evicted } => {
+            w.u8(16);
+            w.str(group);
+            w.str(member);
+            w.u8(u8::from(*evicted));
+        }
     }
     w.buf
 }
@@ -254,19 +355,14 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
         }
         5 => Call::Stats,
         6 => Call::Redrive { from: string(r)?, limit: r.opt_u64()? },
-        7 => Call::Receive {
-            group: string(r)?,
-            config: decode_consumer_config(r)?,
-            subscriptions: list(r, SUBSCRIPTIONS_MAX, |r| Ok(Subscription::new(string(r)?, bool(r)?)))?,
-            max: count(r, POLL_MAX)?,
-        },
+        7 => Call::Receive { group: string(r)?, config: decode_consumer_config(r)?, subscriptions: subscriptions(r)?, max: count(r, POLL_MAX)? },
         8 => Call::Settle {
             items: list(r, POLL_MAX, |r| {
                 if r.u8()? == 2 {
                     return Ok(Err(error(r)?));
                 }
                 let group = string(r)?;
-                let receipt = Receipt { topic: r.str()?.into(), partition: r.u32()?, offset: r.u64()?, attempt: r.u32()?, generation: r.u32()? };
+                let receipt = receipt(r)?;
                 let retry = if bool(r)? { Some((string(r)?, r.opt_u64()?)) } else { None };
                 Ok(Ok(SettleItem { group, receipt, retry }))
             })?,
@@ -281,6 +377,29 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
             Call::Accept { source, send, chunk: Chunk::from_bytes(base, r.bytes()?)? }
         }
         11 => Call::CheckRoom { added: r.u64()? },
+        12 => Call::Join { group: string(r)?, member: string(r)?, subscriptions: subscriptions(r)?, config: decode_consumer_config(r)? },
+        13 => Call::Round {
+            group: string(r)?,
+            member: string(r)?,
+            subscriptions: subscriptions(r)?,
+            config: decode_consumer_config(r)?,
+            heartbeat: bool(r)?,
+            limit: PollLimit { messages: count(r, POLL_MAX)?, runs: count(r, POLL_MAX)? },
+            wait_ms: r.u64()?,
+        },
+        14 => {
+            let (group, member) = (string(r)?, string(r)?);
+            let acks = list(r, POLL_MAX, |r| Ok((receipt(r)?, r.u64()?)))?;
+            let end = match r.u8()? {
+                0 => None,
+                1 => Some(RunEnd::Fail { receipt: receipt(r)?, error: string(r)?, finished_ms: r.u64()? }),
+                2 => Some(RunEnd::Release(receipt(r)?)),
+                other => return Err(FerryError::storage(format!("unknown end of a run {other}"))),
+            };
+            Call::SettleRun { group, member, acks, end }
+        }
+        15 => Call::Heartbeat { group: string(r)?, member: string(r)? },
+        16 => Call::Leave { group: string(r)?, member: string(r)?, evicted: bool(r)? },
         other => return Err(FerryError::storage(format!("unknown call {other}"))),
     };
     if !r.is_empty() {
@@ -362,21 +481,7 @@ pub fn encode_reply(result: &Result<Reply>) -> Vec<u8> {
         }
         Reply::Deliveries(deliveries) => {
             w.u8(9);
-            w.u64(deliveries.len() as u64);
-            for d in deliveries {
-                w.str(&d.topic);
-                w.u64(u64::from(d.partition));
-                w.u64(u64::from(d.attempt));
-                w.u64(u64::from(d.generation));
-                let m = &d.message;
-                w.u64(m.offset);
-                w.u64(m.timestamp_ms);
-                w.u64(m.deliver_at_ms);
-                w.opt_str(m.key.as_deref());
-                put_value(&mut w, &m.value);
-                put_headers(&mut w, &m.headers);
-                w.opt_str(m.id.as_deref());
-            }
+            put_deliveries(&mut w, deliveries);
         }
         Reply::Settled(list) => {
             w.u8(10);
@@ -395,6 +500,20 @@ pub fn encode_reply(result: &Result<Reply>) -> Vec<u8> {
             w.u8(11);
             w.u64(*skipped);
             put_metadata(&mut w, results);
+        }
+        Reply::Round { deliveries, high_offsets, members } => {
+            w.u8(12);
+            put_deliveries(&mut w, deliveries);
+            w.u64(high_offsets.len() as u64);
+            for (topic, partition, high) in high_offsets {
+                w.str(topic);
+                w.u64(u64::from(*partition));
+                w.u64(*high);
+            }
+            w.u64(members.len() as u64);
+            for member in members {
+                w.str(member);
+            }
         }
     }
     w.buf
@@ -437,24 +556,17 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
             })?;
             Reply::Stats(Box::new(Stats { topics, groups }))
         }
-        9 => Reply::Deliveries(list(r, POLL_MAX, |r| {
-            let (topic, partition, attempt, generation) = (r.str()?.into(), r.u32()?, r.u32()?, r.u32()?);
-            let message = Message {
-                offset: r.u64()?,
-                timestamp_ms: r.u64()?,
-                deliver_at_ms: r.u64()?,
-                key: opt_string(r)?,
-                value: value(r)?,
-                headers: headers(r)?,
-                id: opt_string(r)?,
-            };
-            Ok(Delivery { topic, partition, attempt, generation, message })
-        })?),
+        9 => Reply::Deliveries(deliveries(r)?),
         10 => Reply::Settled(list(r, POLL_MAX, |r| match r.u8()? {
             2 => Ok(Err(error(r)?)),
             settled => Ok(Ok(settled != 0)),
         })?),
         11 => Reply::Accepted { skipped: r.u64()?, results: metadata(r)? },
+        12 => Reply::Round {
+            deliveries: deliveries(r)?,
+            high_offsets: list(r, POLL_MAX, |r| Ok((string(r)?, r.u32()?, r.u64()?)))?,
+            members: list(r, MEMBERS_PER_GROUP_MAX, string)?,
+        },
         other => return Err(FerryError::storage(format!("unknown reply {other}"))),
     };
     if !r.is_empty() {
@@ -491,12 +603,32 @@ mod tests {
             Call::Settle {
                 items: vec![
                     Ok(SettleItem { group: "g".into(), receipt: receipt.clone(), retry: None }),
-                    Ok(SettleItem { group: "g".into(), receipt, retry: Some(("boom".into(), Some(0))) }),
+                    Ok(SettleItem { group: "g".into(), receipt: receipt.clone(), retry: Some(("boom".into(), Some(0))) }),
                     Err(FerryError::invalid("delayMs must be a number")),
                 ],
             },
             Call::Seek { group: "g".into(), topic: "t".into(), partition: 2, to: SeekTo::Timestamp(1_700_000_000_000) },
             Call::CheckRoom { added: 3 },
+            Call::Join { group: "g".into(), member: "g-1".into(), subscriptions: vec![Subscription::new("t", false)], config: ConsumerConfig::default() },
+            Call::Round {
+                group: "g".into(),
+                member: "g-1".into(),
+                subscriptions: vec![Subscription::new("t", true), Subscription::new("u", false)],
+                config: ConsumerConfig { concurrency: 3, ..ConsumerConfig::default() },
+                heartbeat: true,
+                limit: PollLimit::runs(2, 50),
+                wait_ms: 2500,
+            },
+            Call::SettleRun { group: "g".into(), member: "g-1".into(), acks: vec![(receipt.clone(), 10), (receipt.clone(), 11)], end: None },
+            Call::SettleRun {
+                group: "g".into(),
+                member: "g-1".into(),
+                acks: vec![],
+                end: Some(RunEnd::Fail { receipt: receipt.clone(), error: "boom".into(), finished_ms: 12 }),
+            },
+            Call::SettleRun { group: "g".into(), member: "g-1".into(), acks: vec![(receipt.clone(), 13)], end: Some(RunEnd::Release(receipt)) },
+            Call::Heartbeat { group: "g".into(), member: "g-1".into() },
+            Call::Leave { group: "g".into(), member: "g-2".into(), evicted: true },
         ]
     }
 
@@ -534,7 +666,12 @@ mod tests {
             Ok(Reply::Settings(vec![("t".into(), TopicConfig::with_partitions(8))])),
             Ok(Reply::Metadata(vec![metadata.clone()])),
             Ok(Reply::Stats(Box::new(stats))),
-            Ok(Reply::Deliveries(vec![Delivery { topic: "t".into(), partition: 1, attempt: 2, generation: 3, message }])),
+            Ok(Reply::Deliveries(vec![Delivery { topic: "t".into(), partition: 1, attempt: 2, generation: 3, message: message.clone() }])),
+            Ok(Reply::Round {
+                deliveries: vec![Delivery { topic: "t".into(), partition: 0, attempt: 1, generation: 0, message }],
+                high_offsets: vec![("t".into(), 0, 9)],
+                members: vec!["g-1".into(), "g-2".into()],
+            }),
             Ok(Reply::Settled(vec![Ok(true), Ok(false), Err(FerryError::invalid("bad"))])),
             Ok(Reply::Accepted { skipped: 1, results: vec![metadata] }),
             Err(FerryError::new(ErrorCode::QueueFull, "full")),
