@@ -26,7 +26,8 @@ export interface BusOptions {
   /**
    * `"each"` (default): every context of the origin that opens the bus writes its
    * IndexedDB. `"one"`: the context holding the Web Lock `ferry:{name}:writer:1`
-   * runs the other contexts' createTopic, topics, send, publish, stats and redrive.
+   * writes for all of them: the other contexts' calls and their consumers' work
+   * (handlers still run where the consumer is) reach it over a BroadcastChannel.
    */
   writer?: 'one' | 'each';
 }

@@ -1,9 +1,10 @@
 // One writer per origin (`Bus.open({ writer: "one" })`), in each browser engine
 // (tests/js/browsers.mjs): of the pages that open a bus, the one holding the Web
 // Lock `ferry:{name}:writer:1` runs the others' calls. These tests check who
-// writes, that the calls of every page get gapless offsets through it, and that a
-// writer's page closed or crashed mid-run hands over to another page with nothing
-// that resolved lost.
+// writes, that the calls of every page get gapless offsets through it, that
+// consumers in pages that do not write handle every message through it, each key
+// in order, and that a writer's page closed or crashed mid-run hands over to
+// another page with nothing that resolved lost.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from '../../www/serve.mjs';
@@ -74,6 +75,58 @@ const readAll = (page) =>
     return seen;
   });
 
+/**
+ * Runs a member of group 'g' on 'work' in `page`, recording what it handles in
+ * `window.handled`. Leases the writer stored but never got to hand over (it
+ * crashed first) come back when they run out: ackTimeoutMs keeps that short.
+ */
+const consumeIn = (page) =>
+  page.evaluate(async () => {
+    window.handled = [];
+    const consumer = window.bus.consumer({ groupId: 'g', ackTimeoutMs: 2000 });
+    await consumer.subscribe({ topic: 'work', fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        window.handled.push({ partition, offset: message.offset, key: message.key, value: message.value, at: performance.timeOrigin + performance.now() });
+      },
+    });
+  });
+
+/** Sends `count` messages keyed k0..k7 to 'work' from `page`, 8 per send, one send at a time; resolves to the values of those that resolved. */
+const produceKeyed = (page, count) =>
+  page.evaluate(async (count) => {
+    const resolved = [];
+    for (let i = 0; i < count; i += 8) {
+      const batch = Array.from({ length: 8 }, (_, k) => ({ key: `k${k}`, value: `k${k}-${i / 8}` }));
+      await window.bus.producer().send({ topic: 'work', messages: batch });
+      resolved.push(...batch.map((m) => m.value));
+    }
+    return resolved;
+  }, count);
+
+/** What the pages' members handled once every value of `expected` was seen, or after 20 s. */
+async function handledBy(pages, expected) {
+  const giveUpAt = Date.now() + 20_000;
+  for (;;) {
+    const handled = (await Promise.all(pages.map((page) => page.evaluate(() => window.handled)))).flat();
+    const seen = new Set(handled.map((h) => h.value));
+    if (expected.every((v) => seen.has(v)) || Date.now() > giveUpAt) return handled;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Throws unless each key's values were first handled (by the pages' shared clock) in the order they were sent. */
+function assertKeyOrder(handled) {
+  const first = new Map();
+  for (const h of [...handled].sort((a, b) => a.at - b.at)) if (!first.has(h.value)) first.set(h.value, h);
+  const byKey = new Map();
+  for (const h of first.values()) byKey.set(h.key, [...(byKey.get(h.key) ?? []), Number(h.value.split('-')[1])]);
+  for (const [key, seqs] of byKey) {
+    const early = seqs.findIndex((n, i) => i > 0 && n < seqs[i - 1]);
+    assert.equal(early, -1, `${key}: ${seqs[early]} first handled after ${seqs[early - 1]}`);
+  }
+}
+
 forEachEngine(() => server.url, (engine, openPage) => {
   test(`${engine}: one page writes; three pages sending at once get gapless offsets, none lost or doubled`, async () => {
     const name = `one-writer-${Date.now()}`;
@@ -123,6 +176,33 @@ forEachEngine(() => server.url, (engine, openPage) => {
       assert.ok(doubled <= 10, `${doubled} messages stored twice`);
       console.log(`  ${engine}, writer ${how}: 600 sends finished ${elapsed} ms after, ${doubled} stored twice`);
       await Promise.all(pages.slice(1).map((page) => page.close()));
+    });
+  }
+
+  for (const how of ['running', 'crashed']) {
+    test(`${engine}: consumers in pages that do not write (writer ${how}): every message handled, each key in order`, async () => {
+      const name = `clients-${how}-${Date.now()}`;
+      const [writer, a, b, producer] = await Promise.all([openPage(), openPage(), openPage(), openPage()]);
+      await openBus(writer, name);
+      await writer.evaluate(() => window.bus.createTopic('work', { partitions: 4 }));
+      for (const page of [a, b, producer]) await openBus(page, name);
+      await consumeIn(a);
+      await consumeIn(b);
+      const producing = produceKeyed(producer, 400);
+      if (how === 'crashed') {
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        await crash(engine, writer);
+      }
+      const sent = await producing;
+      assert.equal(sent.length, 400);
+      const handled = await handledBy([a, b], sent);
+      const seen = new Set(handled.map((h) => h.value));
+      assert.deepEqual(sent.filter((v) => !seen.has(v)), [], 'every message that resolved is handled');
+      if (how === 'running') assert.equal(handled.length, 400, 'each handled once');
+      assertKeyOrder(handled);
+      const pages = how === 'crashed' ? [a, b, producer] : [writer, a, b, producer];
+      assert.equal(await writerOf(pages, name), 1, 'one context holds the writer lock');
+      await Promise.all(pages.map((page) => page.close()));
     });
   }
 });
