@@ -6,10 +6,12 @@
 //!
 //! Calls and replies cross a `BroadcastChannel` as bytes ([`crate::protocol::wire`]):
 //!
-//! - `{ kind: "calls", from, items: [{ id, bytes }] }`: a context asks the writer,
-//!   with every call it made in one turn;
-//! - `{ kind: "replies", to, items: [{ id, bytes }] }`: the writer answers it, with
-//!   every reply it has for that context in one turn (those of one commit);
+//! - `{ kind: "calls", from, items }`: a context asks the writer, with every call
+//!   it made in one turn;
+//! - `{ kind: "replies", to, items }`: the writer answers it, with every reply it
+//!   has for that context in one turn (those of one commit);
+//!
+//! `items` is one `Uint8Array`: each call's or reply's id and bytes in turn.
 //! - `{ kind: "writer" }`: a context took the writer's lock. Every context resends
 //!   the calls it has not had answered, since the writer they went to may be gone.
 //!
@@ -23,12 +25,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::rc::Rc;
 
-use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use js_sys::{Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::BroadcastChannel;
 
 use super::locks::Claim;
+use crate::core::codec::{Reader, Writer};
 use crate::core::limits::REPLIES_KEPT;
 use crate::core::{FerryError, Result};
 use crate::interop::object_of;
@@ -74,21 +77,30 @@ async fn serve_bytes(bytes: &[u8], serve: &Serve) -> Result<Reply> {
     serve(context, call).await
 }
 
-/// `[{ id, bytes }]`.
+/// The `items` of a message: every item's id and bytes in one buffer, so that a
+/// message costs the channel one copy, not an object per call.
 fn items(list: &[Item]) -> JsValue {
-    let out = Array::new();
+    let mut w = Writer::default();
     for (id, bytes) in list {
-        if let Ok(item) = object_of(&[("id", JsValue::from_f64(*id as f64)), ("bytes", Uint8Array::from(bytes.as_slice()).into())]) {
-            out.push(&item);
-        }
+        w.u64(*id);
+        w.bytes(bytes);
     }
-    out.into()
+    Uint8Array::from(w.buf.as_slice()).into()
 }
 
-/// The `items` of a message, skipping any that is not `{ id, bytes }`.
-fn read_items(data: &JsValue) -> Vec<(u64, Uint8Array)> {
-    let Ok(items) = field(data, "items").dyn_into::<Array>() else { return Vec::new() };
-    items.iter().filter_map(|item| Some((field(&item, "id").as_f64()? as u64, field(&item, "bytes").dyn_into::<Uint8Array>().ok()?))).collect()
+/// What [`items`] packed; a message whose items do not read is ignored.
+fn read_items(data: &JsValue) -> Vec<Item> {
+    let Ok(packed) = field(data, "items").dyn_into::<Uint8Array>() else { return Vec::new() };
+    let packed = packed.to_vec();
+    let mut r = Reader::new(&packed);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        match (r.u64(), r.bytes()) {
+            (Ok(id), Ok(bytes)) => out.push((id, bytes.to_vec())),
+            _ => return Vec::new(),
+        }
+    }
+    out
 }
 
 impl Link {
@@ -206,13 +218,13 @@ impl Link {
             Some("calls") if self.is_writer() => {
                 let Some(from) = field(data, "from").as_string() else { return };
                 for (id, bytes) in read_items(data) {
-                    self.run(from.clone(), id, bytes.to_vec(), serve.clone());
+                    self.run(from.clone(), id, bytes, serve.clone());
                 }
             }
             Some("replies") if field(data, "to").as_string().as_deref() == Some(self.context.as_str()) => {
                 for (id, bytes) in read_items(data) {
                     if let Some((_, resolve)) = self.waiting.borrow_mut().remove(&id) {
-                        let _ = resolve.call1(&JsValue::UNDEFINED, &bytes);
+                        let _ = resolve.call1(&JsValue::UNDEFINED, &Uint8Array::from(bytes.as_slice()));
                     }
                 }
             }
