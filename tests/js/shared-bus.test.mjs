@@ -113,6 +113,9 @@ function createTopic(page, bus, topic, partitions) {
 }
 
 /** Makes `page` a member; resolves once it joined. */
+/** The default sessionTimeoutMs: a member seen gone only when it runs out was not noticed through its Web Lock. */
+const SESSION_TIMEOUT_MS = 10_000;
+
 function startPageMember(page, config) {
   return page.evaluate(async (config) => {
     const { startMember } = await import('/tests/browser/member.js');
@@ -388,7 +391,7 @@ for (const engine of ENGINES) {
       assert.ok(twice <= bound, `${twice} messages handled twice, more than ${kills.size} kills x concurrency ${MEMBER_OPTIONS.concurrency} x maxBatchSize ${MEMBER_OPTIONS.maxBatchSize}`);
     });
 
-    test(`${engine}: a partition moves to the other member page within a second of its owner closing`, async () => {
+    test(`${engine}: a partition moves to the other member page when its owner closes, before the owner's session would run out`, async () => {
       const bus = newBus('failover');
       const topic = 'stream';
       await createTopic(host, bus, topic, 2);
@@ -412,7 +415,10 @@ for (const engine of ENGINES) {
       await stopPageMember(owner === 'a' ? b : a);
       await Promise.all([a, b, producer].filter((page) => !page.isClosed()).map((page) => page.close()));
 
-      assert.ok(failoverMs <= 1000, `failover took ${failoverMs} ms`);
+      // The closed page's Web Lock tells the survivor at once: without it the move
+      // waits for the session to run out (sessionTimeoutMs, 10 s by default). How
+      // fast is for benches/contexts.mjs to say; a loaded machine makes it slower.
+      assert.ok(failoverMs < SESSION_TIMEOUT_MS, `failover took ${failoverMs} ms: the owner's session ran out before anyone noticed it was gone`);
       assert.deepEqual(partitionOrderViolations(records, new Map([[owner, closedAt]])).slice(0, 10), []);
     });
 
