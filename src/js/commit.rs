@@ -76,26 +76,48 @@ impl Waiters {
     }
 }
 
+/// A value set once, which tasks wait for.
+pub struct Settled<T> {
+    value: RefCell<Option<T>>,
+    set: Waiters,
+}
+
+impl<T> Default for Settled<T> {
+    fn default() -> Self {
+        Settled { value: RefCell::new(None), set: Waiters::default() }
+    }
+}
+
+impl<T: Clone> Settled<T> {
+    /// The value, once set.
+    pub async fn get(&self) -> T {
+        loop {
+            if let Some(value) = self.value.borrow().clone() {
+                return value;
+            }
+            let _ = self.set.wait().await;
+        }
+    }
+
+    pub fn set(&self, value: T) {
+        *self.value.borrow_mut() = Some(value);
+        self.set.wake_all();
+    }
+}
+
 /// The operations sharing one commit, and its outcome once known.
 #[derive(Default)]
 struct Batch {
-    outcome: RefCell<Option<Result<()>>>,
-    settled: Waiters,
+    outcome: Settled<Result<()>>,
 }
 
 impl Batch {
     async fn stored(&self) -> Result<()> {
-        loop {
-            if let Some(outcome) = self.outcome.borrow().clone() {
-                return outcome;
-            }
-            let _ = self.settled.wait().await;
-        }
+        self.outcome.get().await
     }
 
     fn settle(&self, outcome: Result<()>) {
-        *self.outcome.borrow_mut() = Some(outcome);
-        self.settled.wake_all();
+        self.outcome.set(outcome);
     }
 }
 

@@ -12,11 +12,12 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Date, Function, Promise};
+use js_sys::Date;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen_futures::spawn_local;
 
 use super::bus::{queue, read_cached, Shared};
+use super::commit::Settled;
 use super::consumer::{clear_timeout, set_timeout};
 use crate::core::config::BusConfig;
 use crate::core::{FerryError, Result};
@@ -35,8 +36,7 @@ struct Round {
     member: String,
     options: Option<BusConfig>,
     until_ms: f64,
-    reply: RefCell<Option<Result<Reply>>>,
-    resolve: Function,
+    reply: Settled<Result<Reply>>,
     timer: RefCell<JsValue>,
 }
 
@@ -60,10 +60,7 @@ pub async fn hold(shared: &Shared, options: Option<BusConfig>, mut call: Call, w
     let now_ms = Date::now();
     let due_ms = read_cached(shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
     let until_ms = (now_ms + wait_ms as f64).min(due_ms.max(now_ms + 1.0));
-    let mut resolve = None;
-    let done = Promise::new(&mut |r: Function, _reject: Function| resolve = Some(r));
-    let resolve = resolve.ok_or_else(|| FerryError::storage("a promise gave no resolver"))?;
-    let round = Rc::new(Round { call, member, options, until_ms, reply: RefCell::default(), resolve, timer: RefCell::new(JsValue::UNDEFINED) });
+    let round = Rc::new(Round { call, member, options, until_ms, reply: Settled::default(), timer: RefCell::new(JsValue::UNDEFINED) });
     let weak = Rc::downgrade(shared);
     let timed = round.clone();
     let on_time = Closure::once_into_js(move || {
@@ -86,8 +83,7 @@ pub async fn hold(shared: &Shared, options: Option<BusConfig>, mut call: Call, w
         // Work may have come while the round was committing.
         retry(shared, round.clone());
     }
-    let _ = JsFuture::from(done).await;
-    round.reply.take().unwrap_or_else(|| Err(FerryError::storage("a held round ended without a reply")))
+    round.reply.get().await
 }
 
 /// A call that may give held rounds work was queued: each runs again after it,
@@ -115,8 +111,7 @@ fn retry(shared: &Shared, round: Rc<Round>) {
         };
         if ends {
             clear_timeout(&round.timer.borrow());
-            *round.reply.borrow_mut() = Some(reply);
-            let _ = round.resolve.call0(&JsValue::UNDEFINED);
+            round.reply.set(reply);
         } else if changes(&shared) != changes_before {
             // Work may have come while this run was committing.
             retry(&shared, round);

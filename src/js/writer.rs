@@ -25,21 +25,25 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Reflect, Uint8Array};
+use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen_futures::spawn_local;
 use web_sys::BroadcastChannel;
 
+use super::commit::Settled;
 use super::locks::Claim;
 use crate::core::codec::{Reader, Writer};
 use crate::core::limits::REPLIES_KEPT;
-use crate::core::{FerryError, Result};
+use crate::core::Result;
 use crate::interop::object_of;
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
 use crate::protocol::{Call, Context, Reply};
 
 /// A call or a reply in a message: its id and its bytes.
 type Item = (u64, Vec<u8>);
+
+/// Where a call's reply goes, once it comes.
+type Replied = Rc<Settled<Result<Reply>>>;
 
 /// A reply the writer sent: for whom, to which call, and its bytes.
 type Sent = ((String, u64), Vec<u8>);
@@ -52,8 +56,9 @@ pub struct Link {
     writer: Cell<bool>,
     claim: RefCell<Option<Claim>>,
     next_id: Cell<u64>,
-    /// Calls sent and not answered: their bytes (to send again) and their resolvers.
-    waiting: RefCell<BTreeMap<u64, (Vec<u8>, Function)>>,
+    /// Calls sent and not answered: their bytes (to send again) and where their
+    /// replies go.
+    waiting: RefCell<BTreeMap<u64, (Vec<u8>, Replied)>>,
     /// The writer's: calls running now, and the last replies sent.
     running: RefCell<HashSet<(String, u64)>>,
     sent: RefCell<VecDeque<Sent>>,
@@ -157,17 +162,10 @@ impl Link {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let bytes = encode_call(context, call);
-        let mut resolve = None;
-        let replied = Promise::new(&mut |r: Function, _reject: Function| resolve = Some(r));
-        if let Some(resolve) = resolve {
-            self.post_call(id, &bytes);
-            self.waiting.borrow_mut().insert(id, (bytes, resolve));
-        }
-        async move {
-            let reply = JsFuture::from(replied).await.map_err(|_| FerryError::storage("the writer's reply was lost"))?;
-            let bytes: Uint8Array = reply.dyn_into().map_err(|_| FerryError::storage("the writer replied without bytes"))?;
-            decode_reply(&bytes.to_vec())
-        }
+        let reply: Replied = Rc::default();
+        self.post_call(id, &bytes);
+        self.waiting.borrow_mut().insert(id, (bytes, reply.clone()));
+        async move { reply.get().await }
     }
 
     fn post(&self, fields: &[(&str, JsValue)]) {
@@ -199,9 +197,9 @@ impl Link {
             let link = self.clone();
             let serve = serve.clone();
             spawn_local(async move {
-                let reply = encode_reply(&serve_bytes(&bytes, &serve).await);
-                if let Some((_, resolve)) = link.waiting.borrow_mut().remove(&id) {
-                    let _ = resolve.call1(&JsValue::UNDEFINED, &Uint8Array::from(reply.as_slice()));
+                let reply = serve_bytes(&bytes, &serve).await;
+                if let Some((_, waiting)) = link.waiting.borrow_mut().remove(&id) {
+                    waiting.set(reply);
                 }
             });
         }
@@ -223,8 +221,8 @@ impl Link {
             }
             Some("replies") if field(data, "to").as_string().as_deref() == Some(self.context.as_str()) => {
                 for (id, bytes) in read_items(data) {
-                    if let Some((_, resolve)) = self.waiting.borrow_mut().remove(&id) {
-                        let _ = resolve.call1(&JsValue::UNDEFINED, &Uint8Array::from(bytes.as_slice()));
+                    if let Some((_, waiting)) = self.waiting.borrow_mut().remove(&id) {
+                        waiting.set(decode_reply(&bytes));
                     }
                 }
             }
