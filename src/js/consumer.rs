@@ -29,7 +29,7 @@ use super::commit::Waiters;
 use super::locks::MemberLock;
 use crate::core::config::{check_name, ConsumerConfig, Ordering};
 use crate::core::limits::*;
-use crate::core::{Delivery, FerryError, PollLimit, Receipt, Result, Subscription};
+use crate::core::{Delivery, FerryError, Name, PollLimit, Receipt, Result, Subscription};
 use crate::interop::args;
 use crate::interop::delivered::{message_payload, payload};
 use crate::interop::options::{consumer_config, seek_options, subscriptions};
@@ -84,10 +84,11 @@ pub(super) struct State {
     slots: RefCell<Vec<Rc<Slot>>>,
     /// The member's Web Lock, while it runs in a context that has them.
     lock: RefCell<Option<Rc<MemberLock>>>,
-    /// The partitions of this member's seeks, in order: a run started before a
+    /// How many times this member sought each partition it sought (topic,
+    /// partition, count; a few, so a list): a run started before a
     /// seek of its partition stops. (A context whose engine is current also sees
     /// other contexts' seeks: [`holds`].)
-    seeks: RefCell<Vec<(String, u32)>>,
+    seeks: RefCell<Vec<(Name, u32, u32)>>,
 }
 
 /// One run's hold on slots of `concurrency`: until it ends, or the message it is
@@ -112,6 +113,20 @@ impl Slot {
 }
 
 impl State {
+    /// How many times this member sought the partition of `delivery`.
+    fn seeks_of(&self, delivery: &Delivery) -> u32 {
+        self.seeks.borrow().iter().find(|(t, p, _)| *t == delivery.topic && *p == delivery.partition).map_or(0, |(_, _, count)| *count)
+    }
+
+    /// This member's seek of `partition` of `topic` is stored.
+    fn sought(&self, topic: String, partition: u32) {
+        let mut seeks = self.seeks.borrow_mut();
+        match seeks.iter_mut().find(|(t, p, _)| **t == *topic && *p == partition) {
+            Some((_, _, count)) => *count += 1,
+            None => seeks.push((Name::from(topic), partition, 1)),
+        }
+    }
+
     fn in_flight(&self) -> u32 {
         self.slots.borrow().iter().map(|slot| slot.weight).sum()
     }
@@ -331,7 +346,7 @@ impl Consumer {
             let (topic, partition, to) = seek_options(&options)?;
             let seek = Call::Seek { group: state.group.clone(), topic: topic.clone(), partition, to };
             let Reply::Count(offset) = call(&shared, seek).await? else { return Err(FerryError::storage("seek got an unexpected reply")) };
-            state.seeks.borrow_mut().push((topic, partition));
+            state.sought(topic, partition);
             wake_consumers(&shared);
             Ok(JsValue::from_f64(offset as f64))
         })
@@ -446,7 +461,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
         let idle = deliveries.is_empty();
         for run in runs(deliveries, ordered || matches!(handler, Handler::EachBatch(..))) {
             let slot = state.take_slot(if ordered { 1 } else { run.len() as u32 });
-            let seeks_before = state.seeks.borrow().len();
+            let seeks_before = state.seeks_of(&run[0]);
             match &handler {
                 Handler::EachMessage(f) => spawn_local(handle_run(shared.clone(), state.clone(), f.clone(), run, slot, seeks_before)),
                 Handler::EachBatch(f, auto_resolve) => {
@@ -497,7 +512,7 @@ fn end_run(shared: &Shared, state: &State, slot: &Slot) {
 /// Runs `eachMessage` for each message of a run in turn and settles each with the
 /// engine. The run ends at a failure, when its slot was given back (an ack
 /// timeout), or at `stop` (the rest is given back unhandled).
-async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Vec<Delivery>, slot: Rc<Slot>, seeks_before: usize) {
+async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Vec<Delivery>, slot: Rc<Slot>, seeks_before: u32) {
     let settlements = &slot.settlements;
     let mut last = None;
     for delivery in run {
@@ -534,11 +549,11 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
 }
 
 /// Whether this member still holds a delivery of a run started with
-/// `seeks_before` seeks of its own: a seek of its partition or the loss of its
+/// `seeks_before` seeks of its partition: a seek of its partition or the loss of its
 /// lease means its result would count for nothing. A client sees only its own
 /// seeks (its engine is not current); the settle tells the rest.
-fn holds(shared: &Shared, state: &State, delivery: &Delivery, seeks_before: usize) -> bool {
-    let sought = state.seeks.borrow()[seeks_before..].iter().any(|(topic, partition)| **topic == *delivery.topic && *partition == delivery.partition);
+fn holds(shared: &Shared, state: &State, delivery: &Delivery, seeks_before: u32) -> bool {
+    let sought = state.seeks_of(delivery) != seeks_before;
     // The bus busy changing (it never is between two messages): the settle will tell.
     !sought && (is_client(shared) || read_cached(shared, |e| e.holds(&state.group, &state.member, &delivery.receipt(), js_sys::Date::now() as u64)).unwrap_or(true))
 }
@@ -593,7 +608,7 @@ async fn handle_batch(
     run: Vec<Delivery>,
     slot: Rc<Slot>,
     high_watermark: u64,
-    seeks_before: usize,
+    seeks_before: u32,
 ) {
     let (topic, partition) = (run[0].topic.clone(), run[0].partition);
     let last_offset = run[run.len() - 1].message.offset;
