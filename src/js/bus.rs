@@ -11,7 +11,7 @@ use js_sys::{Date, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::commit::{self, BusStore, Committer, SharedCommitter};
+use super::commit::{self, BusStore, Committer, Place, SharedCommitter};
 use super::consumer::{self, Consumer, State, Wakers};
 use super::held::{self, Held};
 use super::writer::{Link, Serve};
@@ -57,7 +57,7 @@ fn now_ms() -> u64 {
 /// Queues one engine operation on the bus at once; the future resolves once it is
 /// stored.
 pub(super) fn operate<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> impl std::future::Future<Output = Result<T>> {
-    let queued = check_open(shared).map(|()| operate_unchecked(shared, op));
+    let queued = check_open(shared).map(|()| operate_unchecked(shared, Place::InOrder, op));
     async move { queued?.await }
 }
 
@@ -101,7 +101,14 @@ pub(super) fn one_writer(shared: &Shared) -> bool {
 /// Queues `call` on this context's engine, with another context's options when it
 /// comes from one.
 pub(super) fn queue(shared: &Shared, options: Option<BusConfig>, call: Call) -> impl std::future::Future<Output = Result<Reply>> {
-    operate_unchecked(shared, move |e, now| match options {
+    // A round that waits for work runs last in its commit: an append queued after
+    // it (by another context) is then leased in the same commit. Not one that
+    // renews the member: a leave queued after it must stay after it.
+    let place = match call {
+        Call::Round { wait_ms, heartbeat: false, .. } if wait_ms > 0 => Place::Last,
+        _ => Place::InOrder,
+    };
+    operate_unchecked(shared, place, move |e, now| match options {
         None => serve(e, call, now),
         Some(options) => e.with_config(options, |e| serve(e, call, now)),
     })
@@ -184,8 +191,12 @@ fn wake_channel(name: &str, wakers: &Rc<Wakers>) -> Option<BroadcastChannel> {
 }
 
 /// [`operate`] on a closed bus too: what `close` itself needs.
-pub(super) fn operate_unchecked<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> impl std::future::Future<Output = Result<T>> {
-    commit::operate(&shared.core, now_ms, op)
+pub(super) fn operate_unchecked<T: 'static>(
+    shared: &Shared,
+    place: Place,
+    op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static,
+) -> impl std::future::Future<Output = Result<T>> {
+    commit::operate(&shared.core, now_ms, place, op)
 }
 
 /// Reads this context's copy of the engine, as of its last commit: for decisions

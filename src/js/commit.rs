@@ -124,10 +124,23 @@ impl Batch {
 /// A queued operation; it keeps its own result.
 type Operation = Box<dyn FnOnce(&mut Engine, u64)>;
 
+/// Where an operation runs within its commit.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Place {
+    /// After the operations queued before it.
+    InOrder,
+    /// After every [`Place::InOrder`] operation of its commit, even those queued
+    /// after it: a consumer's round that waits for work then leases what the
+    /// commit appends or frees.
+    Last,
+}
+
 /// The operations waiting for the next commit.
 #[derive(Default)]
 struct Queue {
     operations: Vec<Operation>,
+    /// The [`Place::Last`] ones, in the order they were queued.
+    last: Vec<Operation>,
     /// The batch the queued operations belong to.
     open: Option<Rc<Batch>>,
     /// A flush is running; it starts the next one when it ends.
@@ -171,12 +184,13 @@ impl Committer {
 pub fn operate<T: 'static>(
     shared: &SharedCommitter,
     now_ms: fn() -> u64,
+    place: Place,
     op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static,
 ) -> impl std::future::Future<Output = Result<T>> {
     let result: Rc<RefCell<Option<Result<T>>>> = Rc::default();
     let slot = result.clone();
     // The queue and the commit are not generic: one copy of them in the binary.
-    let batch = enqueue(shared, now_ms, Box::new(move |engine, now| *slot.borrow_mut() = Some(op(engine, now))));
+    let batch = enqueue(shared, now_ms, place, Box::new(move |engine, now| *slot.borrow_mut() = Some(op(engine, now))));
     async move {
         let stored = batch?.stored().await;
         match (result.take(), stored) {
@@ -189,9 +203,12 @@ pub fn operate<T: 'static>(
 }
 
 /// Queues an operation; returns the batch (the commit) it joined.
-fn enqueue(shared: &SharedCommitter, now_ms: fn() -> u64, op: Operation) -> Result<Rc<Batch>> {
+fn enqueue(shared: &SharedCommitter, now_ms: fn() -> u64, place: Place, op: Operation) -> Result<Rc<Batch>> {
     let mut queue = shared.queue.try_borrow_mut().map_err(|_| reentered())?;
-    queue.operations.push(op);
+    match place {
+        Place::InOrder => queue.operations.push(op),
+        Place::Last => queue.last.push(op),
+    }
     if let Some(batch) = &queue.open {
         return Ok(batch.clone());
     }
@@ -214,7 +231,9 @@ async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
         let operations = {
             let mut queue = shared.queue.try_borrow_mut().map_err(|_| reentered())?;
             *ran.borrow_mut() = queue.open.take();
-            std::mem::take(&mut queue.operations)
+            let mut operations = std::mem::take(&mut queue.operations);
+            operations.append(&mut queue.last);
+            operations
         };
         for op in operations {
             op(engine, now);
@@ -234,6 +253,7 @@ async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
         // never ran, and their callers get its error.
         None => {
             queue.operations.clear();
+            queue.last.clear();
             match queue.open.take() {
                 Some(batch) => batch,
                 None => {

@@ -428,10 +428,16 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
         state.flush_due_settlements(&shared);
         state.sweep_slots(&shared, now_ms);
         let free = state.config.concurrency.saturating_sub(state.in_flight()) as usize;
+        let heartbeat = now_ms >= heartbeat_due_ms;
+        if free == 0 && !heartbeat {
+            // Every slot taken: a round could lease nothing. The run that ends wakes
+            // the loop; the heartbeat or an ack timeout ends the sleep otherwise.
+            wakers.sleep(heartbeat_due_ms.min(state.next_give_up_ms()).max(now_ms + 1.0) - now_ms).await;
+            continue;
+        }
         let limit = if ordered { PollLimit::runs(free, state.config.batch_size_max as usize) } else { PollLimit::from(free) };
         // Housekeeping runs with every commit (Engine::housekeep): the loop's round
         // is one when it is due.
-        let heartbeat = now_ms >= heartbeat_due_ms;
         if heartbeat {
             heartbeat_due_ms = now_ms + state.config.heartbeat_interval_ms as f64;
         }
