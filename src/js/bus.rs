@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use js_sys::{Date, Object, Promise};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
+use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
 use super::commit::{self, BusStore, Committer, Place, SharedCommitter};
 use super::consumer::{self, Consumer, State, Wakers};
@@ -39,6 +39,8 @@ pub(super) struct Inner {
     /// that there is new work (messages appended, members come or gone), and hears
     /// them say so.
     channel: Option<BroadcastChannel>,
+    /// A wake-up is to be posted on `channel` at the end of this turn.
+    wake_posting: Cell<bool>,
     /// The options this context opened the bus with: a writer elsewhere runs this
     /// context's calls with them.
     config: BusConfig,
@@ -159,8 +161,16 @@ fn serve_others(shared: &Shared) -> Serve {
 /// work, or the partitions moved.
 pub(super) fn wake_consumers(shared: &Shared) {
     shared.wakers.wake_all();
-    if let Some(channel) = &shared.channel {
-        let _ = channel.post_message(&JsValue::from_str("changed"));
+    // One post for every wake-up of a turn: a commit of a thousand sends wakes
+    // the other contexts once, not a thousand times.
+    if shared.channel.is_some() && !shared.wake_posting.replace(true) {
+        let shared = shared.clone();
+        spawn_local(async move {
+            shared.wake_posting.set(false);
+            if let Some(channel) = &shared.channel {
+                let _ = channel.post_message(&JsValue::from_str("changed"));
+            }
+        });
     }
 }
 
@@ -298,6 +308,7 @@ impl Bus {
                 config,
                 link: RefCell::default(),
                 held: Held::default(),
+                wake_posting: Cell::new(false),
             });
             // A new bus stores its schema version before anything else.
             if let Err(refused) = operate(&shared, |_, _| Ok(())).await {

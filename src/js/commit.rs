@@ -12,11 +12,13 @@
 //! undoes every operation in it, and each caller gets the storage error.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
-use js_sys::{Function, Promise};
+use js_sys::Function;
 use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen_futures::spawn_local;
 
 use crate::core::records::{Key, Record};
 use crate::core::{BusConfig, Engine, FerryError, Result, Write};
@@ -59,11 +61,6 @@ impl Store for BusStore {
 pub struct Waiters(RefCell<Vec<Function>>);
 
 impl Waiters {
-    /// A promise that resolves at the next [`Waiters::wake_all`].
-    pub fn wait(&self) -> JsFuture {
-        JsFuture::from(Promise::new(&mut |resolve: Function, _reject: Function| self.add(resolve)))
-    }
-
     /// Calls `resolve` at the next [`Waiters::wake_all`].
     pub fn add(&self, resolve: Function) {
         self.0.borrow_mut().push(resolve);
@@ -76,32 +73,36 @@ impl Waiters {
     }
 }
 
-/// A value set once, which tasks wait for.
+/// A value set once, which tasks wait for. Waiting costs no JavaScript promise:
+/// a commit's thousand callers wake as Rust tasks.
 pub struct Settled<T> {
     value: RefCell<Option<T>>,
-    set: Waiters,
+    wakers: RefCell<Vec<Waker>>,
 }
 
 impl<T> Default for Settled<T> {
     fn default() -> Self {
-        Settled { value: RefCell::new(None), set: Waiters::default() }
+        Settled { value: RefCell::new(None), wakers: RefCell::default() }
     }
 }
 
 impl<T: Clone> Settled<T> {
     /// The value, once set.
-    pub async fn get(&self) -> T {
-        loop {
-            if let Some(value) = self.value.borrow().clone() {
-                return value;
+    pub fn get(&self) -> impl Future<Output = T> + '_ {
+        std::future::poll_fn(move |cx| match self.value.borrow().clone() {
+            Some(value) => Poll::Ready(value),
+            None => {
+                self.wakers.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
             }
-            let _ = self.set.wait().await;
-        }
+        })
     }
 
     pub fn set(&self, value: T) {
         *self.value.borrow_mut() = Some(value);
-        self.set.wake_all();
+        for waker in self.wakers.take() {
+            waker.wake();
+        }
     }
 }
 
@@ -186,7 +187,7 @@ pub fn operate<T: 'static>(
     now_ms: fn() -> u64,
     place: Place,
     op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static,
-) -> impl std::future::Future<Output = Result<T>> {
+) -> impl Future<Output = Result<T>> {
     let result: Rc<RefCell<Option<Result<T>>>> = Rc::default();
     let slot = result.clone();
     // The queue and the commit are not generic: one copy of them in the binary.

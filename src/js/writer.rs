@@ -22,7 +22,7 @@
 //! and two writers at once (two versions of ferry in one origin) stay correct.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 use js_sys::{Reflect, Uint8Array};
@@ -45,8 +45,27 @@ type Item = (u64, Vec<u8>);
 /// Where a call's reply goes, once it comes.
 type Replied = Rc<Settled<Result<Reply>>>;
 
-/// A reply the writer sent: for whom, to which call, and its bytes.
-type Sent = ((String, u64), Vec<u8>);
+/// A call: the context that made it, and its id there.
+type CallKey = (String, u64);
+
+/// The writer's last [`REPLIES_KEPT`] replies, by call, and the order they went in.
+#[derive(Default)]
+struct Sent {
+    replies: HashMap<CallKey, Vec<u8>>,
+    order: VecDeque<CallKey>,
+}
+
+impl Sent {
+    fn keep(&mut self, key: CallKey, reply: Vec<u8>) {
+        if self.order.len() == REPLIES_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.replies.remove(&oldest);
+            }
+        }
+        self.order.push_back(key.clone());
+        self.replies.insert(key, reply);
+    }
+}
 
 /// How this context reaches the writer of its bus, or is it.
 pub struct Link {
@@ -60,8 +79,8 @@ pub struct Link {
     /// replies go.
     waiting: RefCell<BTreeMap<u64, (Vec<u8>, Replied)>>,
     /// The writer's: calls running now, and the last replies sent.
-    running: RefCell<HashSet<(String, u64)>>,
-    sent: RefCell<VecDeque<Sent>>,
+    running: RefCell<HashSet<CallKey>>,
+    sent: RefCell<Sent>,
     /// Calls to post, and replies to post by context: each goes at the end of the
     /// turn, with the others of that turn.
     calls_out: RefCell<Vec<Item>>,
@@ -235,7 +254,7 @@ impl Link {
     /// and one heard after it ran is answered with the reply sent.
     fn run(self: &Rc<Self>, from: String, id: u64, bytes: Vec<u8>, serve: Serve) {
         let key = (from, id);
-        if let Some((_, reply)) = self.sent.borrow().iter().find(|(sent, _)| *sent == key) {
+        if let Some(reply) = self.sent.borrow().replies.get(&key) {
             self.reply(&key, reply);
             return;
         }
@@ -247,15 +266,11 @@ impl Link {
             let reply = encode_reply(&serve_bytes(&bytes, &serve).await);
             link.reply(&key, &reply);
             link.running.borrow_mut().remove(&key);
-            let mut sent = link.sent.borrow_mut();
-            if sent.len() == REPLIES_KEPT {
-                sent.pop_front();
-            }
-            sent.push_back((key, reply));
+            link.sent.borrow_mut().keep(key, reply);
         });
     }
 
-    fn reply(self: &Rc<Self>, (to, id): &(String, u64), bytes: &[u8]) {
+    fn reply(self: &Rc<Self>, (to, id): &CallKey, bytes: &[u8]) {
         let mut out = self.replies_out.borrow_mut();
         let first = out.is_empty();
         out.entry(to.clone()).or_default().push((*id, bytes.to_vec()));
