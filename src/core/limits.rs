@@ -142,3 +142,15 @@ pub const HTTP_BODY_BYTES_DEFAULT: u64 = 1 << 20;
 /// resend follows a new writer's announcement within milliseconds, and a thousand
 /// calls is more than the contexts of an origin have waiting at once.
 pub const REPLIES_KEPT: usize = 1024;
+
+/// Replies to one context's sends, redrives and topic creations the writer stores
+/// with the commits that ran them (`writer: "one"`), so that the next writer
+/// answers a resent one instead of running it twice. A context's calls say which
+/// are all answered and those go, so this bounds only a context with more such
+/// calls waiting at once; beyond it, the oldest may be run again after a handover.
+pub const REPLIES_STORED_MAX: usize = 4096;
+
+/// How long a context's stored replies outlive its last such call: a context
+/// resends within moments of a new writer taking over; one gone quiet this long
+/// waits for nothing.
+pub const REPLIES_STORED_MS: u64 = 10 * 60 * 1000;

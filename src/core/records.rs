@@ -19,10 +19,12 @@ use super::message::{Chunk, Name};
 /// - 2: runs: a pending delivery may be [`Pending::Leased`], and a member's
 ///   settings end with `maxBatchSize`.
 /// - 3: seek: a group's position ends with its [`Cursor::generation`].
+/// - 4: one writer: [`Key::Replies`], the replies the writer gave a context's
+///   calls.
 ///
 /// Every record of an earlier version reads as it is (what it lacks takes its
 /// default), so opening an older bus only rewrites this number.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Where a record lives. The derived order puts parents before children (a topic
 /// before its partitions, a group's topic before its cursors), so records applied
@@ -52,6 +54,9 @@ pub enum Key {
     /// How far the messages forwarded from one partition of another engine of a
     /// split bus were taken here; the name says which engine and partition.
     Forwarded(Name),
+    /// The replies the writer of a bus (`writer: "one"`) gave one context's calls
+    /// that change it; the name says which context.
+    Replies(Name),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +81,15 @@ pub enum Record {
     },
     /// The offset (in the sending engine) after the last forwarded message taken.
     Forwarded(u64),
+    Replies(StoredReplies),
+}
+
+/// Replies to one context's calls, by call id (ascending), each as its bytes
+/// (`protocol::wire`), and when the context is forgotten if it calls no more.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredReplies {
+    pub expires_ms: u64,
+    pub replies: Vec<(u64, Vec<u8>)>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -184,6 +198,14 @@ impl Record {
             Record::GroupPartition { cursor, pending } => encode_group_partition(&mut w, cursor, pending),
             Record::Pending(p) => encode_pending(&mut w, p, None),
             Record::Forwarded(next) => w.u64(*next),
+            Record::Replies(stored) => {
+                w.u64(stored.expires_ms);
+                w.u64(stored.replies.len() as u64);
+                for (id, reply) in &stored.replies {
+                    w.u64(*id);
+                    w.bytes(reply);
+                }
+            }
         }
         w.buf
     }
@@ -244,6 +266,15 @@ impl Record {
             }
             Key::Pending(..) => Record::Pending(decode_pending(&mut r, None)?),
             Key::Forwarded(_) => Record::Forwarded(r.u64()?),
+            Key::Replies(_) => {
+                let expires_ms = r.u64()?;
+                let count = r.u64()?;
+                let mut replies = Vec::new();
+                for _ in 0..count {
+                    replies.push((r.u64()?, r.bytes()?.to_vec()));
+                }
+                Record::Replies(StoredReplies { expires_ms, replies })
+            }
         };
         if !r.is_empty() {
             return Err(FerryError::storage("corrupt record: trailing bytes"));
@@ -391,6 +422,7 @@ impl Key {
             Key::Cursor(g, t, p) => (7, vec![Str(g.clone()), Str(t.clone()), Num(u64::from(*p))]),
             Key::Pending(g, t, p, o) => (8, vec![Str(g.clone()), Str(t.clone()), Num(u64::from(*p)), Num(*o)]),
             Key::Forwarded(source) => (9, vec![Str(source.clone())]),
+            Key::Replies(context) => (10, vec![Str(context.clone())]),
         }
     }
 
@@ -410,6 +442,7 @@ impl Key {
             (7, [Str(g), Str(t), Num(p)]) => Key::Cursor(g.clone(), t.clone(), p32(p)?),
             (8, [Str(g), Str(t), Num(p), Num(o)]) => Key::Pending(g.clone(), t.clone(), p32(p)?, *o),
             (9, [Str(source)]) => Key::Forwarded(source.clone()),
+            (10, [Str(context)]) => Key::Replies(context.clone()),
             _ => return Err(bad()),
         })
     }
@@ -467,6 +500,7 @@ mod tests {
             Key::Cursor(n("g"), n("t"), 255),
             Key::Pending(n("g"), n("t"), 1, 7),
             Key::Forwarded(n("bus/t/1>t.dlq/1")),
+            Key::Replies(n("3f2a9c")),
         ];
         for key in keys {
             let (kind, parts) = key.to_parts();

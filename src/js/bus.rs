@@ -21,7 +21,7 @@ use crate::core::{Engine, ErrorCode, FerryError, Result};
 use crate::interop::error::to_js;
 use crate::interop::options::{bus_options, messages, outgoing, topic_config};
 use crate::interop::{args, reply};
-use crate::protocol::{serve, Call, Context, Reply};
+use crate::protocol::{serve_once, Call, CallId, Context, Reply};
 use crate::store::indexeddb::{Durability, IndexedDbStore};
 use crate::store::MemoryStore;
 use web_sys::BroadcastChannel;
@@ -79,7 +79,7 @@ pub(super) fn call(shared: &Shared, call: Call) -> Replying {
 pub(super) fn call_unchecked(shared: &Shared, call: Call) -> Replying {
     match client_link(shared) {
         Some(link) => Box::pin(link.call(&Context { config: shared.config.clone(), topics: Vec::new() }, &call)),
-        None => Box::pin(run_here(shared, None, call)),
+        None => Box::pin(run_here(shared, None, call, None)),
     }
 }
 
@@ -102,7 +102,7 @@ pub(super) fn one_writer(shared: &Shared) -> bool {
 
 /// Queues `call` on this context's engine, with another context's options when it
 /// comes from one.
-pub(super) fn queue(shared: &Shared, options: Option<BusConfig>, call: Call) -> impl std::future::Future<Output = Result<Reply>> {
+pub(super) fn queue(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl std::future::Future<Output = Result<Reply>> {
     // A round that waits for work runs last in its commit: an append queued after
     // it (by another context) is then leased in the same commit. Not one that
     // renews the member: a leave queued after it must stay after it.
@@ -110,16 +110,19 @@ pub(super) fn queue(shared: &Shared, options: Option<BusConfig>, call: Call) -> 
         Call::Round { wait_ms, heartbeat: false, .. } if wait_ms > 0 => Place::Last,
         _ => Place::InOrder,
     };
-    operate_unchecked(shared, place, move |e, now| match options {
-        None => serve(e, call, now),
-        Some(options) => e.with_config(options, |e| serve(e, call, now)),
+    operate_unchecked(shared, place, move |e, now| {
+        let run = |e: &mut Engine| serve_once(e, call, caller.as_ref(), now);
+        match options {
+            None => run(e),
+            Some(options) => e.with_config(options, run),
+        }
     })
 }
 
 /// Runs `call` here: a call that appends messages wakes the consumers, one that
 /// may give work to the rounds held for other contexts runs them again in its
 /// commit ([`held`]), and a round with `wait_ms` that leases nothing is held.
-fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call) -> impl std::future::Future<Output = Result<Reply>> {
+fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl std::future::Future<Output = Result<Reply>> {
     let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
     let changes = !matches!(call, Call::Topics | Call::Stats | Call::Round { .. });
     let hold_ms = match &call {
@@ -128,7 +131,7 @@ fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call) -> impl std
     };
     let round = (hold_ms > 0).then(|| call.clone());
     let changes_before = held::changes(shared);
-    let queued = queue(shared, options.clone(), call);
+    let queued = queue(shared, options.clone(), call, caller);
     if changes {
         held::changed(shared);
     }
@@ -148,11 +151,11 @@ fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call) -> impl std
 /// What the writer runs for the other contexts.
 fn serve_others(shared: &Shared) -> Serve {
     let weak = Rc::downgrade(shared);
-    Rc::new(move |context: Context, call: Call| {
+    Rc::new(move |context: Context, call: Call, caller: CallId| {
         let shared = weak.upgrade();
         Box::pin(async move {
             let shared = shared.ok_or_else(|| FerryError::new(ErrorCode::Closed, "the writer's bus was closed"))?;
-            run_here(&shared, Some(context.config), call).await
+            run_here(&shared, Some(context.config), call, Some(caller)).await
         })
     })
 }

@@ -16,7 +16,7 @@ use js_sys::Date;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
-use super::bus::{queue, read_cached, Shared};
+use super::bus::{is_client, queue, read_cached, Shared};
 use super::commit::Settled;
 use super::consumer::{clear_timeout, set_timeout};
 use crate::core::config::BusConfig;
@@ -100,8 +100,16 @@ pub fn changed(shared: &Shared) {
 /// Queues `round` to run again; it ends with what it leases, or goes back to
 /// waiting.
 fn retry(shared: &Shared, round: Rc<Round>) {
+    if is_client(shared) {
+        // This context handed the writer's lock over, and the consumer resent its
+        // round to the next writer, which answers it: the round is dropped here
+        // unanswered. Leasing here too would lease messages that no one handles
+        // until their ack timeout.
+        clear_timeout(&round.timer.borrow());
+        return;
+    }
     let changes_before = changes(shared);
-    let ran = queue(shared, round.options.clone(), round.call.clone());
+    let ran = queue(shared, round.options.clone(), round.call.clone(), None);
     let shared = shared.clone();
     spawn_local(async move {
         let reply = ran.await;

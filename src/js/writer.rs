@@ -6,8 +6,9 @@
 //!
 //! Calls and replies cross a `BroadcastChannel` as bytes ([`crate::protocol::wire`]):
 //!
-//! - `{ kind: "calls", from, items }`: a context asks the writer, with every call
-//!   it made in one turn;
+//! - `{ kind: "calls", from, answered, items }`: a context asks the writer, with
+//!   every call it made in one turn; below the id `answered` it had every call
+//!   whose reply the writer stores answered;
 //! - `{ kind: "replies", to, items }`: the writer answers it, with every reply it
 //!   has for that context in one turn (those of one commit);
 //!
@@ -16,7 +17,10 @@
 //!   the calls it has not had answered, since the writer they went to may be gone.
 //!
 //! The writer keeps the last [`REPLIES_KEPT`] replies it sent, so a call resent
-//! while its reply was on the way is answered again, not run twice. The engine
+//! while its reply was on the way is answered again, not run twice. The replies
+//! of sends, redrives and topic creations it stores besides, in the commit that
+//! ran them ([`crate::protocol::serve_once`]): the next writer answers such a call
+//! resent to it from storage, so a send is stored once across a handover. The engine
 //! writes as it does in every context (each commit first reads what others
 //! stored), so a context that takes over reads everything the last writer stored,
 //! and two writers at once (two versions of ferry in one origin) stay correct.
@@ -37,13 +41,22 @@ use crate::core::limits::REPLIES_KEPT;
 use crate::core::Result;
 use crate::interop::object_of;
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
-use crate::protocol::{Call, Context, Reply};
+use crate::protocol::{Call, CallId, Context, Reply};
 
 /// A call or a reply in a message: its id and its bytes.
 type Item = (u64, Vec<u8>);
 
 /// Where a call's reply goes, once it comes.
 type Replied = Rc<Settled<Result<Reply>>>;
+
+/// A call sent and not answered.
+struct Waiting {
+    /// Its bytes, to send again.
+    bytes: Vec<u8>,
+    reply: Replied,
+    /// The writer stores its reply ([`Call::stores_reply`]).
+    stores_reply: bool,
+}
 
 /// A call: the context that made it, and its id there.
 type CallKey = (String, u64);
@@ -70,6 +83,11 @@ impl Sent {
 /// How this context reaches the writer of its bus, or is it.
 pub struct Link {
     channel: BroadcastChannel,
+    /// The writer's lock.
+    lock_name: String,
+    serve: Serve,
+    /// The page's `freeze` listener (Page Lifecycle), removed at close.
+    on_freeze: RefCell<Option<Closure<dyn FnMut()>>>,
     /// Names this context in the calls it sends.
     context: String,
     writer: Cell<bool>,
@@ -77,7 +95,7 @@ pub struct Link {
     next_id: Cell<u64>,
     /// Calls sent and not answered: their bytes (to send again) and where their
     /// replies go.
-    waiting: RefCell<BTreeMap<u64, (Vec<u8>, Replied)>>,
+    waiting: RefCell<BTreeMap<u64, Waiting>>,
     /// The writer's: calls running now, and the last replies sent.
     running: RefCell<HashSet<CallKey>>,
     sent: RefCell<Sent>,
@@ -89,16 +107,16 @@ pub struct Link {
 
 /// Runs a call from another context on this context's bus, with that context's
 /// options.
-pub type Serve = Rc<dyn Fn(Context, Call) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply>>>>>;
+pub type Serve = Rc<dyn Fn(Context, Call, CallId) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply>>>>>;
 
 fn field(value: &JsValue, name: &str) -> JsValue {
     Reflect::get(value, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// Runs a call's bytes through `serve`.
-async fn serve_bytes(bytes: &[u8], serve: &Serve) -> Result<Reply> {
+async fn serve_bytes(bytes: &[u8], serve: &Serve, caller: CallId) -> Result<Reply> {
     let (context, call) = decode_call(bytes)?;
-    serve(context, call).await
+    serve(context, call, caller).await
 }
 
 /// The `items` of a message: every item's id and bytes in one buffer, so that a
@@ -132,10 +150,14 @@ impl Link {
     /// calls once this context is the writer. `None` without Web Locks or
     /// `BroadcastChannel`: then every context writes.
     pub fn open(name: &str, serve: Serve) -> Option<Rc<Link>> {
-        let channel = BroadcastChannel::new(&format!("ferry:{name}:writer:1")).ok()?;
+        let lock_name = format!("ferry:{name}:writer:1");
+        let channel = BroadcastChannel::new(&lock_name).ok()?;
         let context = format!("{:x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
         let link = Rc::new(Link {
             channel,
+            lock_name,
+            serve,
+            on_freeze: RefCell::default(),
             context,
             writer: Cell::new(false),
             claim: RefCell::default(),
@@ -147,27 +169,57 @@ impl Link {
             replies_out: RefCell::default(),
         });
         let weak = Rc::downgrade(&link);
-        let serving = serve.clone();
         let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
             if let Some(link) = weak.upgrade() {
-                link.hear(&field(&event, "data"), &serving);
+                link.hear(&field(&event, "data"));
             }
         });
         link.channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         // The channel holds the handler for as long as it is open.
         on_message.forget();
-        let weak = Rc::downgrade(&link);
-        let claim = Claim::request(&format!("ferry:{name}:writer:1"), move || {
-            if let Some(link) = weak.upgrade() {
-                link.take_over(&serve);
-            }
-        });
-        let Some(claim) = claim else {
+        let Some(claim) = link.claim() else {
             link.close();
             return None;
         };
         *link.claim.borrow_mut() = Some(claim);
+        if let Some(document) = document() {
+            let weak = Rc::downgrade(&link);
+            let on_freeze = Closure::<dyn FnMut()>::new(move || {
+                if let Some(link) = weak.upgrade() {
+                    link.step_down();
+                }
+            });
+            listen(&document, "addEventListener", on_freeze.as_ref());
+            *link.on_freeze.borrow_mut() = Some(on_freeze);
+        }
         Some(link)
+    }
+
+    /// Asks for the writer's lock: this context takes over when it is granted.
+    fn claim(self: &Rc<Self>) -> Option<Claim> {
+        let weak = Rc::downgrade(self);
+        Claim::request(&self.lock_name, move || {
+            if let Some(link) = weak.upgrade() {
+                link.take_over();
+            }
+        })
+    }
+
+    /// A page about to be frozen (the Page Lifecycle `freeze` event: a tab in the
+    /// background, the back-forward cache) gives the writer's lock up, so that
+    /// another context writes while this one cannot run, and asks for it again.
+    /// What it was committing still commits when it runs again; a context that
+    /// resent its calls to the next writer meanwhile is answered once
+    /// ([`crate::protocol::serve_once`]).
+    fn step_down(self: &Rc<Self>) {
+        if !self.is_writer() {
+            return;
+        }
+        self.writer.set(false);
+        if let Some(claim) = self.claim.take() {
+            claim.release();
+        }
+        *self.claim.borrow_mut() = self.claim();
     }
 
     /// Whether this context writes the bus (holds the writer's lock).
@@ -183,7 +235,7 @@ impl Link {
         let bytes = encode_call(context, call);
         let reply: Replied = Rc::default();
         self.post_call(id, &bytes);
-        self.waiting.borrow_mut().insert(id, (bytes, reply.clone()));
+        self.waiting.borrow_mut().insert(id, Waiting { bytes, reply: reply.clone(), stores_reply: call.stores_reply() });
         async move { reply.get().await }
     }
 
@@ -200,48 +252,59 @@ impl Link {
             let link = self.clone();
             spawn_local(async move {
                 let items = items(&link.calls_out.take());
-                link.post(&[("kind", "calls".into()), ("from", link.context.as_str().into()), ("items", items)]);
+                let answered = JsValue::from_f64(link.answered_below() as f64);
+                link.post(&[("kind", "calls".into()), ("from", link.context.as_str().into()), ("answered", answered), ("items", items)]);
             });
         }
+    }
+
+    /// The id below which every call of this context whose reply the writer
+    /// stores was answered: the writer may forget those replies.
+    fn answered_below(&self) -> u64 {
+        self.waiting.borrow().iter().find(|(_, waiting)| waiting.stores_reply).map_or(self.next_id.get(), |(id, _)| *id)
     }
 
     /// This context got the writer's lock: it tells the others (who resend what
     /// they wait for), and runs what it was waiting for itself, as it would
     /// another context's call.
-    fn take_over(self: Rc<Self>, serve: &Serve) {
+    fn take_over(self: Rc<Self>) {
         self.writer.set(true);
         self.post(&[("kind", "writer".into())]);
-        let own: Vec<(u64, Vec<u8>)> = self.waiting.borrow().iter().map(|(id, (bytes, _))| (*id, bytes.clone())).collect();
+        let own: Vec<(u64, Vec<u8>)> = self.waiting.borrow().iter().map(|(id, waiting)| (*id, waiting.bytes.clone())).collect();
+        let answered_below = self.answered_below();
         for (id, bytes) in own {
             let link = self.clone();
-            let serve = serve.clone();
+            let serve = self.serve.clone();
+            // The last writer may have run it: it is answered as any context's is.
+            let caller = CallId { context: self.context.clone(), id, answered_below };
             spawn_local(async move {
-                let reply = serve_bytes(&bytes, &serve).await;
-                if let Some((_, waiting)) = link.waiting.borrow_mut().remove(&id) {
-                    waiting.set(reply);
+                let reply = serve_bytes(&bytes, &serve, caller).await;
+                if let Some(waiting) = link.waiting.borrow_mut().remove(&id) {
+                    waiting.reply.set(reply);
                 }
             });
         }
     }
 
     fn resend(self: &Rc<Self>) {
-        for (id, (bytes, _)) in self.waiting.borrow().iter() {
-            self.post_call(*id, bytes);
+        for (id, waiting) in self.waiting.borrow().iter() {
+            self.post_call(*id, &waiting.bytes);
         }
     }
 
-    fn hear(self: &Rc<Self>, data: &JsValue, serve: &Serve) {
+    fn hear(self: &Rc<Self>, data: &JsValue) {
         match field(data, "kind").as_string().as_deref() {
             Some("calls") if self.is_writer() => {
                 let Some(from) = field(data, "from").as_string() else { return };
+                let answered_below = field(data, "answered").as_f64().unwrap_or(0.0) as u64;
                 for (id, bytes) in read_items(data) {
-                    self.run(from.clone(), id, bytes, serve.clone());
+                    self.run(CallId { context: from.clone(), id, answered_below }, bytes);
                 }
             }
             Some("replies") if field(data, "to").as_string().as_deref() == Some(self.context.as_str()) => {
                 for (id, bytes) in read_items(data) {
-                    if let Some((_, waiting)) = self.waiting.borrow_mut().remove(&id) {
-                        waiting.set(decode_reply(&bytes));
+                    if let Some(waiting) = self.waiting.borrow_mut().remove(&id) {
+                        waiting.reply.set(decode_reply(&bytes));
                     }
                 }
             }
@@ -251,9 +314,10 @@ impl Link {
     }
 
     /// The writer runs a call, once: a call heard again while it runs is ignored,
-    /// and one heard after it ran is answered with the reply sent.
-    fn run(self: &Rc<Self>, from: String, id: u64, bytes: Vec<u8>, serve: Serve) {
-        let key = (from, id);
+    /// and one heard after it ran is answered with the reply sent (or, after a
+    /// handover, with the reply the last writer stored: [`crate::protocol::serve_once`]).
+    fn run(self: &Rc<Self>, caller: CallId, bytes: Vec<u8>) {
+        let key = (caller.context.clone(), caller.id);
         if let Some(reply) = self.sent.borrow().replies.get(&key) {
             self.reply(&key, reply);
             return;
@@ -262,8 +326,9 @@ impl Link {
             return;
         }
         let link = self.clone();
+        let serve = self.serve.clone();
         spawn_local(async move {
-            let reply = encode_reply(&serve_bytes(&bytes, &serve).await);
+            let reply = encode_reply(&serve_bytes(&bytes, &serve, caller).await);
             link.reply(&key, &reply);
             link.running.borrow_mut().remove(&key);
             link.sent.borrow_mut().keep(key, reply);
@@ -292,5 +357,20 @@ impl Link {
         }
         self.channel.set_onmessage(None);
         self.channel.close();
+        if let (Some(document), Some(on_freeze)) = (document(), self.on_freeze.take()) {
+            listen(&document, "removeEventListener", on_freeze.as_ref());
+        }
+    }
+}
+
+/// `document`, in a page: where Page Lifecycle events come.
+fn document() -> Option<JsValue> {
+    Reflect::get(&js_sys::global(), &JsValue::from_str("document")).ok().filter(JsValue::is_object)
+}
+
+/// `document[method]("freeze", handler)`: adds or removes the listener.
+fn listen(document: &JsValue, method: &str, handler: &JsValue) {
+    if let Ok(function) = Reflect::get(document, &JsValue::from_str(method)).and_then(|f| f.dyn_into::<js_sys::Function>()) {
+        let _ = function.call2(document, &JsValue::from_str("freeze"), handler);
     }
 }

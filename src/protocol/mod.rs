@@ -203,6 +203,40 @@ impl Call {
     pub fn forwards(&self) -> bool {
         matches!(self, Call::Send { .. } | Call::Redrive { .. } | Call::Receive { .. } | Call::Settle { .. })
     }
+
+    /// Whether running it twice would change the bus twice (a send stored twice,
+    /// a topic created, then found): the writer stores its reply with the commit
+    /// that runs it ([`Engine::store_reply`]).
+    pub fn stores_reply(&self) -> bool {
+        matches!(self, Call::CreateTopic { .. } | Call::Send { .. } | Call::Redrive { .. })
+    }
+}
+
+/// A call that crossed to the writer of a bus (`writer: "one"`): the context that
+/// made it, its id there, and the id below which that context had every call
+/// answered.
+#[derive(Clone, Debug)]
+pub struct CallId {
+    pub context: String,
+    pub id: u64,
+    pub answered_below: u64,
+}
+
+/// [`serve`], and for a call from another context (`caller`): one whose reply is
+/// stored (an earlier writer ran it) gets that reply and runs no more; one that
+/// [`Call::stores_reply`] stores its reply in the same commit.
+pub fn serve_once(engine: &mut Engine, call: Call, caller: Option<&CallId>, now_ms: u64) -> Result<Reply> {
+    let Some(caller) = caller.filter(|_| call.stores_reply()) else {
+        return serve(engine, call, now_ms);
+    };
+    if let Some(stored) = engine.stored_reply(&caller.context, caller.id) {
+        return wire::decode_reply(stored);
+    }
+    let reply = serve(engine, call, now_ms);
+    if reply.is_ok() {
+        engine.store_reply(&caller.context, caller.id, wire::encode_reply(&reply), caller.answered_below, now_ms);
+    }
+    reply
 }
 
 /// Runs one of the calls any engine holding a topic serves alike, whole bus or one

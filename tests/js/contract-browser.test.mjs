@@ -1,5 +1,6 @@
 // The contract suite in each browser engine (tests/js/browsers.mjs), on IndexedDB:
-// in a page, and in a module service worker.
+// in a page, in a module service worker, and in a page whose buses are written by
+// another page (writer "one": every call of the suite crosses to that writer).
 import { describe, test, before, after } from 'node:test';
 import { serve } from '../../www/serve.mjs';
 import { ENGINES, launch, openTestPage } from './browsers.mjs';
@@ -14,6 +15,22 @@ before(async () => {
 
 after(() => server?.close());
 
+/** In the writer page: opens, with writer "one", each bus the client page names. */
+function hostBuses() {
+  const channel = new BroadcastChannel('contract-writer');
+  const opened = new Map();
+  channel.onmessage = async ({ data }) => {
+    if (!data.name) return;
+    if (!opened.has(data.name)) opened.set(data.name, window.ferry.Bus.open({ name: data.name, writer: 'one' }));
+    try {
+      await opened.get(data.name);
+      channel.postMessage({ hosted: data.name });
+    } catch (e) {
+      channel.postMessage({ hosted: data.name, error: String(e) });
+    }
+  };
+}
+
 const fail = (outcome) => {
   if (!outcome.ok) throw new Error(outcome.error);
 };
@@ -22,6 +39,7 @@ for (const engine of ENGINES) {
   describe(engine, () => {
     let browser;
     let page;
+    let client;
 
     before(async () => {
       browser = await launch(engine);
@@ -30,6 +48,10 @@ for (const engine of ENGINES) {
         await navigator.serviceWorker.register('/tests/browser/sw.js', { type: 'module', scope: '/tests/browser/' });
         await navigator.serviceWorker.ready;
       });
+      const context = await browser.newContext();
+      const writer = await openTestPage(context, server.url);
+      await writer.evaluate(hostBuses);
+      client = await openTestPage(context, server.url);
     });
 
     after(() => browser?.close());
@@ -41,6 +63,41 @@ for (const engine of ENGINES) {
             const { cases } = await import('/tests/contract/suite.js');
             try {
               await cases.find((c) => c.name === caseName).run(window.ferry, { name: (label) => `${label}-page-${run}` });
+              return { ok: true };
+            } catch (e) {
+              return { ok: false, error: String(e?.stack ?? e) };
+            }
+          },
+          { caseName: name, run },
+        );
+        fail(outcome);
+      });
+
+      test(`${engine} client page (its writer another page): ${name}`, async () => {
+        const outcome = await client.evaluate(
+          async ({ caseName, run }) => {
+            const { cases } = await import('/tests/contract/suite.js');
+            // The writer page opens each named bus first: it holds the writer's lock,
+            // and this page's bus of that name is its client.
+            const hosted = (name) =>
+              new Promise((resolve, reject) => {
+                const channel = new BroadcastChannel('contract-writer');
+                channel.onmessage = ({ data }) => {
+                  if (data.hosted !== name) return;
+                  channel.close();
+                  if (data.error) reject(new Error(`the writer page could not open ${name}: ${data.error}`));
+                  else resolve();
+                };
+                channel.postMessage({ name });
+              });
+            const Bus = Object.create(window.ferry.Bus);
+            Bus.open = async (options) => {
+              if (typeof options?.name !== 'string') return window.ferry.Bus.open(options);
+              await hosted(options.name);
+              return window.ferry.Bus.open({ ...options, writer: 'one' });
+            };
+            try {
+              await cases.find((c) => c.name === caseName).run({ ...window.ferry, Bus }, { name: (label) => `${label}-client-${run}` });
               return { ok: true };
             } catch (e) {
               return { ok: false, error: String(e?.stack ?? e) };

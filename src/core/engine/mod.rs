@@ -56,6 +56,7 @@ mod delivery;
 mod forward;
 mod group;
 mod log;
+mod replies;
 mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -103,6 +104,8 @@ pub struct Engine {
     home: Option<(Name, u32)>,
     /// [`Key::Forwarded`]: by source, the offset after the last message taken.
     forwarded: BTreeMap<Name, u64>,
+    /// [`Key::Replies`], by context: a few (an origin's contexts), so a list.
+    replies: Vec<(Name, StoredReplies)>,
     /// When [`Engine::housekeep`] next runs the housekeeping.
     housekeeping_due_ms: u64,
 }
@@ -176,6 +179,7 @@ impl Engine {
             poll_rotation: 0,
             home: None,
             forwarded: BTreeMap::new(),
+            replies: Vec::new(),
             housekeeping_due_ms: 0,
         };
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
@@ -314,15 +318,21 @@ impl Engine {
         }
     }
 
-    /// Writes one record (or deletes it), remembering the old value for undo.
-    fn put(&mut self, key: Key, record: Option<Record>) {
+    /// Remembers `key`'s value before this commit's first write of it, for undo;
+    /// what writes the key in place (not through [`Engine::put`]) calls it first.
+    fn touch(&mut self, key: &Key) {
         if self.txn.touched.insert(key.clone()) {
-            let old = self.record(&key);
+            let old = self.record(key);
             if old.is_none() && matches!(key, Key::Chunk(..)) {
                 self.txn.new_chunks.insert(key.clone());
             }
             self.txn.undo.push((key.clone(), old));
         }
+    }
+
+    /// Writes one record (or deletes it), remembering the old value for undo.
+    fn put(&mut self, key: Key, record: Option<Record>) {
+        self.touch(&key);
         // Records built by the engine always fit its state.
         let applied = self.write(&key, record);
         debug_assert!(applied.is_ok(), "{applied:?}");
@@ -341,6 +351,7 @@ impl Engine {
             Key::Cursor(g, t, p) => self.cursor(g, t, *p).map(|c| Record::Cursor(c.cursor)),
             Key::Pending(g, t, p, o) => self.cursor(g, t, *p)?.pending.get(o).cloned().map(Record::Pending),
             Key::Forwarded(source) => self.forwarded.get(source).copied().map(Record::Forwarded),
+            Key::Replies(context) => self.replies_of(context).cloned().map(Record::Replies),
         }
     }
 
@@ -453,6 +464,13 @@ impl Engine {
             }
             (Key::Forwarded(source), None) => {
                 self.forwarded.remove(source);
+            }
+            (Key::Replies(context), Some(Record::Replies(stored))) => {
+                self.replies.retain(|(c, _)| c != context);
+                self.replies.push((context.clone(), stored));
+            }
+            (Key::Replies(context), None) => {
+                self.replies.retain(|(c, _)| c != context);
             }
             (_, Some(_)) => return Err(mismatch()),
         }
@@ -572,6 +590,7 @@ impl Engine {
         self.expire_leases(now_ms);
         self.expire_dedup(now_ms);
         self.expire_retention(now_ms);
+        self.expire_replies(now_ms);
     }
 
     /// [`Engine::tick`], when [`HOUSEKEEPING_INTERVAL_MS`] has passed since it last

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::core::config::{ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
-use crate::core::limits::{GROUPS_MAX, HEADERS_MAX};
+use crate::core::limits::{GROUPS_MAX, HEADERS_MAX, REPLIES_STORED_MAX, REPLIES_STORED_MS};
 use crate::core::message::{OutgoingMessage, Value};
 
 const T0: u64 = 1_700_000_000_000;
@@ -842,4 +842,61 @@ fn stats_in_the_commit_of_the_last_ack_see_the_log_trimmed() {
     assert_eq!(e.stats().topics[0].partitions[0].low_offset, 0, "trimmed with the commit");
     e.trim_settled();
     assert_eq!(e.stats().topics[0].partitions[0].low_offset, 2, "as the commit will store it");
+}
+
+/// The records of `e`'s commit, encoded and decoded as storage would give them back.
+fn stored_records(e: &mut Engine) -> Vec<(Key, Record)> {
+    let writes = e.begin_commit();
+    e.end_commit(true);
+    writes.into_iter().filter_map(|(key, record)| record.map(|r| (key.clone(), Record::decode(&key, &r.encode()).unwrap()))).collect()
+}
+
+#[test]
+fn a_stored_reply_outlives_the_engine_that_stored_it() {
+    let mut e = engine();
+    e.store_reply("ctx", 7, b"seven".to_vec(), 0, T0);
+    e.store_reply("ctx", 5, b"five".to_vec(), 0, T0);
+    let reopened = Engine::open(BusConfig::default(), 1, stored_records(&mut e)).unwrap();
+    assert_eq!(reopened.stored_reply("ctx", 5), Some(&b"five"[..]));
+    assert_eq!(reopened.stored_reply("ctx", 7), Some(&b"seven"[..]));
+    assert_eq!(reopened.stored_reply("ctx", 6), None);
+    assert_eq!(reopened.stored_reply("other", 7), None);
+}
+
+#[test]
+fn replies_go_once_answered_or_when_their_context_is_quiet() {
+    let mut e = engine();
+    for id in 0..3 {
+        e.store_reply("ctx", id, vec![id as u8], 0, T0);
+    }
+    // Call 3 says calls below 2 were all answered.
+    e.store_reply("ctx", 3, vec![3], 2, T0);
+    assert_eq!((0..4).map(|id| e.stored_reply("ctx", id).is_some()).collect::<Vec<_>>(), [false, false, true, true]);
+    commit(&mut e);
+    e.tick(T0 + REPLIES_STORED_MS - 1);
+    assert!(e.stored_reply("ctx", 3).is_some());
+    e.tick(T0 + REPLIES_STORED_MS);
+    assert_eq!(e.stored_reply("ctx", 3), None);
+    let writes = e.begin_commit();
+    assert!(writes.contains(&(Key::Replies(Name::from("ctx")), None)), "{writes:?}");
+}
+
+#[test]
+fn replies_of_a_failed_commit_are_not_kept() {
+    let mut e = engine();
+    e.store_reply("ctx", 1, vec![1], 0, T0);
+    commit(&mut e);
+    e.store_reply("ctx", 2, vec![2], 0, T0);
+    e.end_commit(false);
+    assert!(e.stored_reply("ctx", 1).is_some());
+    assert_eq!(e.stored_reply("ctx", 2), None);
+}
+
+#[test]
+fn a_context_keeps_at_most_the_newest_replies_stored_max() {
+    let mut e = engine();
+    for id in 0..REPLIES_STORED_MAX as u64 + 2 {
+        e.store_reply("ctx", id, Vec::new(), 0, T0);
+    }
+    assert_eq!((e.stored_reply("ctx", 1), e.stored_reply("ctx", 2)), (None, Some(&[][..])));
 }
