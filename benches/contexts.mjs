@@ -2,9 +2,11 @@
 // sharing a bus, and prints what crossing contexts costs: latency beside a raw
 // BroadcastChannel round trip between the same pages, throughput of 4 consumer
 // pages beside 1 (ferry's ordered and unordered consumers, and beside them a job
-// queue on Dexie that the same pages share, www/dexie-queue.js), and failover after
-// a closed tab. Figures only: nothing here fails on timing; it fails when a message
-// is lost, altered, misplaced or, under partition ordering, handled out of order.
+// queue on Dexie that the same pages share, www/dexie-queue.js), failover after a
+// closed tab, 4 producer pages beside 1, and the handover of writer "one" after
+// the writer's tab closed. Figures only: nothing here fails on timing; it fails
+// when a message is lost, altered, misplaced or, under partition ordering,
+// handled out of order.
 // `node benches/contexts.mjs [section ...]` after `make pkg` (sections at the end).
 import { serve } from '../www/serve.mjs';
 import { launch } from '../tests/js/browsers.mjs';
@@ -15,6 +17,9 @@ const THROUGHPUT_MESSAGES = 5000;
 const THROUGHPUT_PARTITIONS = 8;
 const THROUGHPUT_RUNS = 5;
 const FAILOVER_RUNS = 10;
+const HANDOVER_RUNS = 10;
+// How long after the close the publishes are watched for the longest wait.
+const HANDOVER_WINDOW_MS = 500;
 const FLOW_PARTITIONS = 2;
 // Producer pages: each publishes this many single messages at once.
 const PRODUCER_SENDS = 1000;
@@ -89,20 +94,20 @@ async function latency(a, b, w) {
  */
 const CONSUMERS = {
   ordered: {
-    label: 'ferry, default ordering ("partition"), concurrency 8',
+    label: 'ferry, "partition" ordering, concurrency 8, "each"',
     ordered: true,
     preload: (page, name) => call(page, 'preload', name, 'work', THROUGHPUT_PARTITIONS, THROUGHPUT_MESSAGES),
-    // No `ordering`: the default is what is measured.
+    // No `ordering`: the default is what is measured; every page writes.
     prepare: (page, name) => call(page, 'prepareMember', name, 'work', { groupId: 'work', concurrency: 8 }),
   },
   orderedOne: {
-    label: 'ferry, the same with writer "one"',
+    label: 'ferry, the same with writer "one" (the default)',
     ordered: true,
     preload: (page, name) => call(page, 'preload', name, 'work', THROUGHPUT_PARTITIONS, THROUGHPUT_MESSAGES),
     prepare: (page, name) => call(page, 'prepareMember', name, 'work', { groupId: 'work', concurrency: 8 }, 'one'),
   },
   unordered: {
-    label: 'ferry, ordering "none", concurrency 100',
+    label: 'ferry, ordering "none", concurrency 100, "each"',
     ordered: false,
     preload: (page, name) => call(page, 'preload', name, 'work', THROUGHPUT_PARTITIONS, THROUGHPUT_MESSAGES),
     prepare: (page, name) => call(page, 'prepareMember', name, 'work', { groupId: 'work', ordering: 'none', concurrency: 100 }),
@@ -279,6 +284,34 @@ async function failovers(context, url, producer) {
 }
 
 /**
+ * HANDOVER_RUNS times: a new page writes a bus (writer "one") that page `client`
+ * publishes to, one message at a time; the writer's page closes. The longest the
+ * client waited between two publishes resolving (the last writer's, then the
+ * next writer's: the client itself), beside a raw Web Lock the closed page held
+ * being granted to the client.
+ */
+async function handovers(context, url, client) {
+  const offset = await clockOffset(client);
+  const runs = [];
+  for (let i = 0; i < HANDOVER_RUNS; i++) {
+    const [bus, lock] = [unique('handover'), unique('alive')];
+    const writer = await openPage(context, url);
+    await call(writer, 'host', bus, 'one');
+    await call(client, 'keepPublishing', bus);
+    await call(writer, 'holdLock', lock);
+    await call(client, 'awaitLock', lock);
+    await sleep(50);
+    const closedAt = nodeClock() + offset;
+    await writer.close();
+    const gapMs = await call(client, 'publishGap', closedAt, HANDOVER_WINDOW_MS);
+    const lockAt = await until('the closed page\'s lock granted', () => call(client, 'lockGranted'));
+    runs.push({ ms: gapMs, lockMs: lockAt - closedAt });
+    await call(client, 'reset');
+  }
+  return runs;
+}
+
+/**
  * 1 or 4 pages each publishing PRODUCER_SENDS single messages at once, with
  * `writer` "each" (every page writes IndexedDB) or "one" (one page runs every
  * page's calls): messages per second from the first send to the last result,
@@ -338,13 +371,20 @@ function reportThroughput(tput) {
   }
 }
 
+const medianSpread = (xs) => `median ${ms(median(xs))}  (min ${ms(Math.min(...xs)).trim()}, max ${ms(Math.max(...xs)).trim()})`;
+
 function reportFailover(fail) {
-  const spread = (xs) => `median ${ms(median(xs))}  (min ${ms(Math.min(...xs)).trim()}, max ${ms(Math.max(...xs)).trim()})`;
   console.log(`  failover, 2 member pages, ${FLOW_PARTITIONS} partitions, a message to each every ${FLOW_INTERVAL_MS} ms; close the page owning partition 0, ${FAILOVER_RUNS} runs`);
-  console.log(`    close -> a raw Web Lock it held granted in another page  ${spread(fail.map((r) => r.lockMs))}  (baseline)`);
-  console.log(`    close -> next message of partition 0 handled elsewhere   ${spread(fail.map((r) => r.ms))}`);
+  console.log(`    close -> a raw Web Lock it held granted in another page  ${medianSpread(fail.map((r) => r.lockMs))}  (baseline)`);
+  console.log(`    close -> next message of partition 0 handled elsewhere   ${medianSpread(fail.map((r) => r.ms))}`);
   const missing = fail.flatMap((r, i) => (r.missing.length ? [`run ${i + 1}: ${r.missing.join(' ')}`] : []));
   if (missing.length) console.log(`    never seen handled (partition:offset): ${missing.join('; ')}`);
+}
+
+function reportHandover(runs) {
+  console.log(`  handover, writer "one": the writer's page closes while another page publishes one message at a time, ${HANDOVER_RUNS} runs`);
+  console.log(`    close -> a raw Web Lock it held granted in the other page  ${medianSpread(runs.map((r) => r.lockMs))}  (baseline)`);
+  console.log(`    the other page's longest wait between two publishes         ${medianSpread(runs.map((r) => r.ms))}  (floor median <= 300 ms)`);
 }
 
 function reportProducers(prod) {
@@ -357,13 +397,14 @@ function reportProducers(prod) {
   }
 }
 
-// `node benches/contexts.mjs [latency] [throughput] [failover] [producers]`: the
+// `node benches/contexts.mjs [latency] [throughput] [failover] [producers] [handover]`: the
 // sections named, or all of them.
 const SECTIONS = {
   latency: { run: (pages) => latency(pages[0], pages[1], pages[2]), report: reportLatency },
   throughput: { run: (pages) => throughputs(pages), report: reportThroughput },
   failover: { run: (pages, context, url) => failovers(context, url, pages[0]), report: reportFailover },
   producers: { run: (pages) => producers(pages), report: reportProducers },
+  handover: { run: (pages, context, url) => handovers(context, url, pages[0]), report: reportHandover },
 };
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !SECTIONS[name]);

@@ -24,10 +24,11 @@ export interface BusOptions {
   maxMessageBytes?: number;
   durability?: 'relaxed' | 'strict';
   /**
-   * `"each"` (default): every context of the origin that opens the bus writes its
-   * IndexedDB. `"one"`: the context holding the Web Lock `ferry:{name}:writer:1`
-   * writes for all of them: the other contexts' calls and their consumers' work
-   * (handlers still run where the consumer is) reach it over a BroadcastChannel.
+   * `"one"` (default): the context holding the Web Lock `ferry:{name}:writer:1`
+   * writes the bus's IndexedDB for every context of the origin that opens it: the
+   * other contexts' calls and their consumers' work (handlers still run where the
+   * consumer is) reach it over a BroadcastChannel. `"each"`: every context writes
+   * (also what a context without Web Locks does).
    */
   writer?: 'one' | 'each';
 }

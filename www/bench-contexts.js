@@ -264,6 +264,43 @@ function awaitLock(name) {
 
 const lockGranted = () => lockGrantedAt;
 
+// --- Writer handover (writer "one") --------------------------------------------------
+
+let publishing = null;
+
+/** Opens the bus `name` with writer "one" and publishes to 'handover', one message at a time, noting when each resolved, until publishGap. */
+async function keepPublishing(name) {
+  const bus = await openBus(name, 'one');
+  await bus.createTopic('handover');
+  const state = { stop: false, resolvedAt: [] };
+  publishing = state;
+  (async () => {
+    while (!state.stop) {
+      await bus.publish('handover', 'x');
+      state.resolvedAt.push(clock());
+    }
+  })();
+}
+
+/**
+ * Once publishes resolved for `windowMs` after `since`, stops publishing; resolves
+ * to the longest wait between two publishes resolving, from the last before
+ * `since` on: how long the page was kept waiting.
+ */
+async function publishGap(since, windowMs) {
+  const giveUpAt = clock() + 60_000;
+  while (!(publishing.resolvedAt.at(-1) > since + windowMs)) {
+    if (clock() > giveUpAt) throw new Error('no publish resolved for a minute');
+    await sleep(1);
+  }
+  publishing.stop = true;
+  const times = publishing.resolvedAt;
+  const from = Math.max(0, times.findIndex((at) => at > since) - 1);
+  let gap = 0;
+  for (let i = from + 1; i < times.length; i++) gap = Math.max(gap, times[i] - times[i - 1]);
+  return gap;
+}
+
 /** What the members logged of the flow, handled after `since`. */
 const flowLog = (since) => flow.log.filter((entry) => entry.at > since);
 
@@ -310,5 +347,7 @@ window.contexts = {
   holdLock,
   awaitLock,
   lockGranted,
+  keepPublishing,
+  publishGap,
 };
 document.title = 'ready';

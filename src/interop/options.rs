@@ -19,8 +19,8 @@ pub struct Placement {
     /// `None`: IndexedDB where the context has it, else memory.
     pub indexeddb: Option<bool>,
     pub strict: bool,
-    /// `writer: "one"`: one context of the origin writes the bus, the others send
-    /// it their calls; `"each"` (the default): every context writes.
+    /// `writer: "one"` (the default): one context of the origin writes the bus, the
+    /// others send it their calls; `"each"`: every context writes.
     pub one_writer: bool,
 }
 
@@ -40,8 +40,8 @@ pub fn bus_options(options: Option<&Object>) -> Result<(BusConfig, Placement)> {
         Some(other) => return Err(FerryError::invalid(format!("storage must be \"indexeddb\" or \"memory\", got \"{other}\""))),
     };
     let one_writer = match args::opt_string(&args::get(options, "writer")?, "writer")?.as_deref() {
-        None | Some("each") => false,
-        Some("one") => true,
+        Some("each") => false,
+        None | Some("one") => true,
         Some(other) => return Err(FerryError::invalid(format!("writer must be \"one\" or \"each\", got \"{other}\""))),
     };
     Ok((engine_config(options)?, Placement { name, indexeddb, strict, one_writer }))

@@ -453,14 +453,14 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
             limit,
             wait_ms,
         };
-        // When storage refused the round nothing was handed out: the loop sleeps and
-        // tries again.
-        let (deliveries, high_offsets) = match call(&shared, round).await {
+        // When the round was refused (storage failed, the bus is closing) nothing was
+        // handed out: the loop sleeps and tries again.
+        let (deliveries, high_offsets, answered) = match call(&shared, round).await {
             Ok(Reply::Round { deliveries, high_offsets, members }) => {
                 if state.lock.borrow().is_some() {
                     spawn_local(watch_members(shared.clone(), state.clone(), members));
                 }
-                (deliveries, high_offsets)
+                (deliveries, high_offsets, true)
             }
             _ => Default::default(),
         };
@@ -484,7 +484,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
         // run ending wakes the loop, also one that came while this round was
         // committing.
         let woken = wakers.wakes.get() != wakes_before;
-        let waited = idle && wait_ms > 0;
+        let waited = answered && idle && wait_ms > 0;
         if !woken && !waited && (idle || state.in_flight() >= state.config.concurrency) {
             // A client's engine is not current: the writer's rounds tell it what is due.
             let next_due = if is_client(&shared) { None } else { read_cached(&shared, |e| e.next_due_ms()).ok().flatten() };

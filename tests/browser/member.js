@@ -9,11 +9,12 @@ import { Bus } from '/pkg/entry/browser.js';
  * message it handled. The handler awaits `report` before it resolves, so a message
  * is reported before it is acked: a message the group committed is never missing
  * from the reports. With `hangAtOffset`, the first attempt at that offset is
- * reported and then never ends (a context about to die mid-run). Resolves, once
+ * reported and then never ends (a context about to die mid-run). `writer` is
+ * `Bus.open`'s ("each" when not given). Resolves, once
  * the member joined, to a function that stops it.
  */
-export async function startMember({ bus: name, topic, groupId, label, options = {}, hangAtOffset }, report) {
-  const bus = await Bus.open({ name });
+export async function startMember({ bus: name, writer, topic, groupId, label, options = {}, hangAtOffset }, report) {
+  const bus = await Bus.open({ name, writer });
   const consumer = bus.consumer({ groupId, ...options });
   await consumer.subscribe({ topic, fromBeginning: true });
   await consumer.run({
@@ -35,8 +36,8 @@ export async function startMember({ bus: name, topic, groupId, label, options = 
  * round robin over `keys` (none when empty), each send `pauseMs` after the last;
  * resolves to the metadata of every message, in order.
  */
-export async function produce({ bus: name, topic, from, count, batch, keys = [], pauseMs = 0 }) {
-  const bus = await Bus.open({ name });
+export async function produce({ bus: name, writer, topic, from, count, batch, keys = [], pauseMs = 0 }) {
+  const bus = await Bus.open({ name, writer });
   const producer = bus.producer();
   const sent = [];
   for (let seq = 0; seq < count; seq += batch) {

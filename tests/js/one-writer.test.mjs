@@ -3,12 +3,13 @@
 // Lock `ferry:{name}:writer:1` runs the others' calls. These tests check who
 // writes, that the calls of every page get gapless offsets through it, that
 // consumers in pages that do not write handle every message through it, each key
-// in order, and that a writer's page closed, crashed (ten times in one run) or
-// frozen hands over to another page with every send stored once.
+// in order, that a writer's page closed, crashed (ten times in one run) or
+// frozen hands over to another page with every send stored once, and that a
+// service worker alone writes the bus itself.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from '../../www/serve.mjs';
-import { crash, forEachEngine } from './browsers.mjs';
+import { crash, forEachEngine, launch, openTestPage } from './browsers.mjs';
 
 let server;
 
@@ -178,6 +179,54 @@ async function setLifecycle(page, state) {
   await cdp.send('Page.setWebLifecycleState', { state });
   await cdp.detach();
 }
+
+// Playwright reaches a service worker with no page open in Chromium only.
+test('chromium: a service worker alone writes the bus: it drains a topic with no page open, is stopped, and a page opened later sees the result', async () => {
+  const browser = await launch('chromium');
+  try {
+    const context = await browser.newContext();
+    const name = `alone-${Date.now()}`;
+    const page = await openTestPage(context, server.url);
+    await page.evaluate(async (name) => {
+      // Its scope holds no page: the worker runs for no client.
+      const registration = await navigator.serviceWorker.register('/tests/browser/drain-sw.js', { type: 'module', scope: '/tests/browser/drain/' });
+      const worker = registration.installing ?? registration.waiting ?? registration.active;
+      await new Promise((resolve) => {
+        if (worker.state === 'activated') resolve();
+        worker.addEventListener('statechange', () => worker.state === 'activated' && resolve());
+      });
+      const bus = await window.ferry.Bus.open({ name });
+      await bus.createTopic('jobs', { partitions: 2 });
+      await bus.producer().send({ topic: 'jobs', messages: Array.from({ length: 40 }, (_, i) => ({ key: `order-${i % 5}`, value: i })) });
+      await bus.close();
+    }, name);
+    const worker = context.serviceWorkers().find((w) => w.url().endsWith('/drain-sw.js')) ?? (await context.waitForEvent('serviceworker'));
+    await page.close();
+    const drained = await worker.evaluate((name) => self.drain(name), name);
+    assert.deepEqual(drained, { jobs: 40, handled: 40, writers: 1 }, 'alone, the service worker held the writer lock and handled every job');
+    // Stopped, as the browser stops an idle worker; CDP from a page of no origin.
+    const blank = await context.newPage();
+    const cdp = await context.newCDPSession(blank);
+    await cdp.send('ServiceWorker.enable');
+    await cdp.send('ServiceWorker.stopAllWorkers');
+    const later = await openTestPage(context, server.url);
+    const seen = await later.evaluate(async (name) => {
+      const bus = await window.ferry.Bus.open({ name });
+      const stats = await bus.stats();
+      const done = [];
+      const reader = bus.consumer({ groupId: 'reader' });
+      await reader.subscribe({ topic: 'done', fromBeginning: true });
+      await new Promise((resolve) => reader.run({ eachMessage: async ({ message }) => done.push(message.value) === 40 && resolve() }));
+      await reader.stop();
+      await bus.close();
+      const group = stats.groups.find((g) => g.groupId === 'drain');
+      return { lag: group.partitions.reduce((n, p) => n + p.lag, 0), jobs: done.map((d) => d.job).sort((a, b) => a - b), by: [...new Set(done.map((d) => d.by))] };
+    }, name);
+    assert.deepEqual(seen, { lag: 0, jobs: Array.from({ length: 40 }, (_, i) => i), by: ['service worker'] });
+  } finally {
+    await browser.close();
+  }
+});
 
 forEachEngine(() => server.url, (engine, openPage) => {
   // Firefox has no CDP here to freeze a page.

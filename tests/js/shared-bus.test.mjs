@@ -2,7 +2,9 @@
 // dedicated worker and a module service worker of one origin share a bus through
 // IndexedDB. The members of a group split its partitions and take over at once
 // from a page that is closed or crashes (Web Locks), every group gets every
-// message, and producers in several contexts get gapless offsets.
+// message, and producers in several contexts get gapless offsets. The shared
+// work and the chaos run with every context writing (writer "each") and with one
+// writer (the default, "one"), whose context the chaos kills too.
 //
 // Each member reports every message it handled, before acking it
 // (tests/browser/member.js), so the reports hold every message its group
@@ -269,19 +271,19 @@ function partitionOrderViolations(records, kills = new Map()) {
 }
 
 /** A bus with an 8-partition topic and the config its members share. */
-async function sharedWork(label) {
+async function sharedWork(label, writer = 'each') {
   const bus = newBus(label);
   const topic = 'work';
   await createTopic(host, bus, topic, 8);
-  return { bus, topic, member: (label) => ({ bus, topic, groupId: 'workers', label, options: MEMBER_OPTIONS }) };
+  return { bus, topic, writer, member: (label) => ({ bus, writer, topic, groupId: 'workers', label, options: MEMBER_OPTIONS }) };
 }
 
 /** `count` messages over KEYS, half from each of two new pages; resolves to what was sent. */
-async function produceFromTwoPages({ bus, topic }, count, pauseMs) {
+async function produceFromTwoPages({ bus, topic, writer }, count, pauseMs) {
   const pages = await Promise.all([openPage(), openPage()]);
   const froms = ['producer-0', 'producer-1'];
   const metadata = await Promise.all(
-    pages.map((page, i) => producePage(page, { bus, topic, from: froms[i], count: count / 2, batch: 25, keys: KEYS, pauseMs })),
+    pages.map((page, i) => producePage(page, { bus, writer, topic, from: froms[i], count: count / 2, batch: 25, keys: KEYS, pauseMs })),
   );
   await Promise.all(pages.map((page) => page.close()));
   return metadata.flatMap((m, i) => sentBy(froms[i], m, KEYS));
@@ -335,61 +337,66 @@ for (const engine of ENGINES) {
 
     after(() => browser?.close());
 
-    test(`${engine}: three pages, a dedicated worker and a service worker share the work of one group`, async () => {
-      const work = await sharedWork('shared-work');
-      const memberPages = await Promise.all([openPage(), openPage(), openPage()]);
-      await Promise.all([
-        ...memberPages.map((page, i) => startPageMember(page, work.member(`page-${i}`))),
-        startWorkerMember(work.member('worker')),
-        startServiceWorkerMember(work.member('service-worker')),
-      ]);
-      const started = Date.now();
-      const sent = await produceFromTwoPages(work, MESSAGES, 0);
-      const records = reports.get(work.bus);
-      await until(() => distinct(records) >= sent.length, handledTimeoutMs(sent.length), 'every message handled');
-      console.log(`${engine} shared work: ${sent.length} messages handled in ${Date.now() - started} ms, by member ${JSON.stringify(countBy(records, (r) => r.member))}`);
-      await Promise.all([...memberPages.map(stopPageMember), stopHostedMember('worker'), stopHostedMember('service-worker')]);
-      await Promise.all(memberPages.map((page) => page.close()));
+    for (const writer of ['each', 'one']) {
+      // With writer "one", the first of them to open the bus writes it for all: in
+      // the chaos, the pages killed include the writer's.
+      const mode = writer === 'each' ? '' : ' (writer "one")';
+      test(`${engine}: three pages, a dedicated worker and a service worker share the work of one group${mode}`, async () => {
+        const work = await sharedWork(`shared-work-${writer}`, writer);
+        const memberPages = await Promise.all([openPage(), openPage(), openPage()]);
+        await Promise.all([
+          ...memberPages.map((page, i) => startPageMember(page, work.member(`page-${i}`))),
+          startWorkerMember(work.member('worker')),
+          startServiceWorkerMember(work.member('service-worker')),
+        ]);
+        const started = Date.now();
+        const sent = await produceFromTwoPages(work, MESSAGES, 0);
+        const records = reports.get(work.bus);
+        await until(() => distinct(records) >= sent.length, handledTimeoutMs(sent.length), 'every message handled');
+        console.log(`${engine} shared work: ${sent.length} messages handled in ${Date.now() - started} ms, by member ${JSON.stringify(countBy(records, (r) => r.member))}`);
+        await Promise.all([...memberPages.map(stopPageMember), stopHostedMember('worker'), stopHostedMember('service-worker')]);
+        await Promise.all(memberPages.map((page) => page.close()));
 
-      assertAllHandled(sent, records);
-      assert.deepEqual(partitionOrderViolations(records).slice(0, 10), []);
-      assert.equal(records.length, sent.length, 'with no member killed, no message is handled twice');
-      // Each of the five owned some of the 8 partitions, and every partition got work.
-      assert.deepEqual(Object.keys(countBy(records, (r) => r.member)).sort(), ['page-0', 'page-1', 'page-2', 'service-worker', 'worker']);
-    });
+        assertAllHandled(sent, records);
+        assert.deepEqual(partitionOrderViolations(records).slice(0, 10), []);
+        assert.equal(records.length, sent.length, 'with no member killed, no message is handled twice');
+        // Each of the five owned some of the 8 partitions, and every partition got work.
+        assert.deepEqual(Object.keys(countBy(records, (r) => r.member)).sort(), ['page-0', 'page-1', 'page-2', 'service-worker', 'worker']);
+      });
 
-    test(`${engine}: chaos: member pages closed, crashed and opened while the group works lose nothing`, async () => {
-      const work = await sharedWork('chaos');
-      const startMember = (page, label) => startPageMember(page, work.member(label));
-      const memberPages = await Promise.all(
-        ['page-0', 'page-1', 'page-2'].map(async (label) => {
-          const page = await openPage();
-          await startMember(page, label);
-          return { page, label };
-        }),
-      );
-      await Promise.all([startWorkerMember(work.member('worker')), startServiceWorkerMember(work.member('service-worker'))]);
-      const records = reports.get(work.bus);
-      console.log(`${engine} chaos: seed ${CHAOS_SEED} (FERRY_CHAOS_SEED replays another)`);
-      // The chaos goes on until every message was handled, so that every kill hits a
-      // group at work; the producers pause between sends so that messages keep coming.
-      const [sent, kills] = await Promise.all([
-        produceFromTwoPages(work, CHAOS_MESSAGES, 100),
-        chaos(engine, memberPages, startMember, prng(CHAOS_SEED), () => distinct(records) >= CHAOS_MESSAGES),
-      ]);
-      await until(() => distinct(records) >= sent.length, handledTimeoutMs(sent.length), 'every message handled');
-      await Promise.all([...memberPages.map(({ page }) => stopPageMember(page)), stopHostedMember('worker'), stopHostedMember('service-worker')]);
-      await Promise.all(memberPages.map(({ page }) => page.close()));
+      test(`${engine}: chaos: member pages closed, crashed and opened while the group works lose nothing${mode}`, async () => {
+        const work = await sharedWork(`chaos-${writer}`, writer);
+        const startMember = (page, label) => startPageMember(page, work.member(label));
+        const memberPages = await Promise.all(
+          ['page-0', 'page-1', 'page-2'].map(async (label) => {
+            const page = await openPage();
+            await startMember(page, label);
+            return { page, label };
+          }),
+        );
+        await Promise.all([startWorkerMember(work.member('worker')), startServiceWorkerMember(work.member('service-worker'))]);
+        const records = reports.get(work.bus);
+        console.log(`${engine} chaos: seed ${CHAOS_SEED} (FERRY_CHAOS_SEED replays another)`);
+        // The chaos goes on until every message was handled, so that every kill hits a
+        // group at work; the producers pause between sends so that messages keep coming.
+        const [sent, kills] = await Promise.all([
+          produceFromTwoPages(work, CHAOS_MESSAGES, 100),
+          chaos(engine, memberPages, startMember, prng(CHAOS_SEED), () => distinct(records) >= CHAOS_MESSAGES),
+        ]);
+        await until(() => distinct(records) >= sent.length, handledTimeoutMs(sent.length), 'every message handled');
+        await Promise.all([...memberPages.map(({ page }) => stopPageMember(page)), stopHostedMember('worker'), stopHostedMember('service-worker')]);
+        await Promise.all(memberPages.map(({ page }) => page.close()));
 
-      // A killed member loses at most the acks of the runs it held, one per slot.
-      const twice = records.length - distinct(records);
-      const bound = kills.size * MEMBER_OPTIONS.concurrency * MEMBER_OPTIONS.maxBatchSize;
-      console.log(`${engine} chaos: ${sent.length} messages, ${kills.size} members killed, ${twice} handled twice (at most ${bound}), ${records.filter((r) => r.attempt > 1).length} redelivered`);
-      assert.ok(kills.size >= 3, `only ${kills.size} members killed before the group was done: too few to tell anything`);
-      assertAllHandled(sent, records);
-      assert.deepEqual(partitionOrderViolations(records, kills).slice(0, 10), []);
-      assert.ok(twice <= bound, `${twice} messages handled twice, more than ${kills.size} kills x concurrency ${MEMBER_OPTIONS.concurrency} x maxBatchSize ${MEMBER_OPTIONS.maxBatchSize}`);
-    });
+        // A killed member loses at most the acks of the runs it held, one per slot.
+        const twice = records.length - distinct(records);
+        const bound = kills.size * MEMBER_OPTIONS.concurrency * MEMBER_OPTIONS.maxBatchSize;
+        console.log(`${engine} chaos: ${sent.length} messages, ${kills.size} members killed, ${twice} handled twice (at most ${bound}), ${records.filter((r) => r.attempt > 1).length} redelivered`);
+        assert.ok(kills.size >= 3, `only ${kills.size} members killed before the group was done: too few to tell anything`);
+        assertAllHandled(sent, records);
+        assert.deepEqual(partitionOrderViolations(records, kills).slice(0, 10), []);
+        assert.ok(twice <= bound, `${twice} messages handled twice, more than ${kills.size} kills x concurrency ${MEMBER_OPTIONS.concurrency} x maxBatchSize ${MEMBER_OPTIONS.maxBatchSize}`);
+      });
+    }
 
     test(`${engine}: a partition moves to the other member page when its owner closes, before the owner's session would run out`, async () => {
       const bus = newBus('failover');
