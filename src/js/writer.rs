@@ -26,7 +26,7 @@
 //! and two writers at once (two versions of ferry in one origin) stay correct.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use js_sys::{Reflect, Uint8Array};
@@ -37,6 +37,7 @@ use web_sys::BroadcastChannel;
 use super::commit::Settled;
 use super::locks::Claim;
 use crate::core::codec::{Reader, Writer};
+use crate::core::fxhash::{FxHashMap, FxHashSet};
 use crate::core::limits::REPLIES_KEPT;
 use crate::core::Result;
 use crate::interop::object_of;
@@ -64,7 +65,7 @@ type CallKey = (String, u64);
 /// The writer's last [`REPLIES_KEPT`] replies, by call, and the order they went in.
 #[derive(Default)]
 struct Sent {
-    replies: HashMap<CallKey, Vec<u8>>,
+    replies: FxHashMap<CallKey, Vec<u8>>,
     order: VecDeque<CallKey>,
 }
 
@@ -97,7 +98,7 @@ pub struct Link {
     /// replies go.
     waiting: RefCell<BTreeMap<u64, Waiting>>,
     /// The writer's: calls running now, and the last replies sent.
-    running: RefCell<HashSet<CallKey>>,
+    running: RefCell<FxHashSet<CallKey>>,
     sent: RefCell<Sent>,
     /// Calls to post, and replies to post by context: each goes at the end of the
     /// turn, with the others of that turn.

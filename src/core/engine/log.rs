@@ -1,8 +1,6 @@
 //! Topics and their partitioned logs: creation, sends (partitioning, dedup, depth
 //! limits), retention, and redrive of dead letters.
 
-use std::collections::HashMap;
-
 use super::*;
 use crate::core::config::{check_name, check_range, TopicConfig};
 use crate::core::limits::*;
@@ -196,7 +194,7 @@ impl Engine {
         };
         let mut round_robin = self.topics.get(topic).map_or(0, |t| t.round_robin);
         let mut next_offset: Vec<u64> = heads;
-        let mut first_in_batch: HashMap<&str, usize> = HashMap::new();
+        let mut first_in_batch: FxHashMap<&str, usize> = FxHashMap::default();
         let mut results: Vec<(u32, u64, u64, bool)> = Vec::with_capacity(messages.len());
         for (index, m) in messages.iter().enumerate() {
             let served = m.partition.map_or(true, |p| self.serves(topic, p));
