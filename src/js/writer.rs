@@ -1,8 +1,8 @@
-//! One writer per origin (`Bus.open({ writer: "one" })`): of the contexts that
-//! opened a bus on IndexedDB, the one holding the Web Lock `ferry:{name}:writer:1`
-//! runs the calls of the others, so that the calls of every context that reach it
-//! together share one transaction, and the others do not queue behind each other
-//! for IndexedDB's readwrite transactions.
+//! One writer per origin (`writer: "one"`, the default of `Bus.open`): of the
+//! contexts that opened a bus on IndexedDB, the one holding the Web Lock
+//! `ferry:{name}:writer:1` runs the calls of the others, so that the calls of
+//! every context that reach it together share one transaction, and the others do
+//! not queue behind each other for IndexedDB's readwrite transactions.
 //!
 //! Calls and replies cross a `BroadcastChannel` as bytes ([`crate::protocol::wire`]):
 //!
@@ -11,19 +11,21 @@
 //!   whose reply the writer stores answered;
 //! - `{ kind: "replies", to, items }`: the writer answers it, with every reply it
 //!   has for that context in one turn (those of one commit);
-//!
-//! `items` is one `Uint8Array`: each call's or reply's id and bytes in turn.
 //! - `{ kind: "writer" }`: a context took the writer's lock. Every context resends
 //!   the calls it has not had answered, since the writer they went to may be gone.
+//!
+//! `items` is one `Uint8Array`: each call's or reply's id and bytes in turn.
 //!
 //! The writer keeps the last [`REPLIES_KEPT`] replies it sent, so a call resent
 //! while its reply was on the way is answered again, not run twice. The replies
 //! of sends, redrives and topic creations it stores besides, in the commit that
 //! ran them ([`crate::protocol::serve_once`]): the next writer answers such a call
-//! resent to it from storage, so a send is stored once across a handover. The engine
-//! writes as it does in every context (each commit first reads what others
+//! resent to it from storage, so a send is stored once across a handover. The
+//! engine writes as it does in every context (each commit first reads what others
 //! stored), so a context that takes over reads everything the last writer stored,
-//! and two writers at once (two versions of ferry in one origin) stay correct.
+//! and two writers at once (two versions of ferry in one origin, or a page that
+//! runs again after it was frozen) stay correct. A page about to be frozen gives
+//! the lock up ([`Link::step_down`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
