@@ -126,7 +126,7 @@ impl Batch {
 type Operation = Box<dyn FnOnce(&mut Engine, u64)>;
 
 /// Where an operation runs within its commit.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 pub enum Place {
     /// After the operations queued before it.
     InOrder,

@@ -56,26 +56,6 @@ const sendFrom = (page, who, count, concurrent = 10) =>
     { who, count, concurrent },
   );
 
-/** Every message of 'log' partition 0, read through a fresh group from `page`. */
-const readAll = (page) =>
-  page.evaluate(async () => {
-    const expected = (await window.bus.stats()).topics[0].partitions[0].highOffset;
-    const consumer = window.bus.consumer({ groupId: `reader-${Math.random()}` });
-    await consumer.subscribe({ topic: 'log', fromBeginning: true });
-    const seen = [];
-    await new Promise((resolve) => {
-      consumer.run({
-        eachMessage: async ({ message }) => {
-          seen.push({ value: message.value, offset: message.offset });
-          if (seen.length >= expected) resolve();
-        },
-      });
-      setTimeout(resolve, 20_000);
-    });
-    await consumer.stop();
-    return seen;
-  });
-
 /**
  * Runs a member of group 'g' on 'work' in `page`, recording what it handles in
  * `window.handled`. Leases the writer stored but never got to hand over (it
@@ -266,7 +246,7 @@ forEachEngine(() => server.url, (engine, openPage) => {
     assert.deepEqual(offsets, Array.from({ length: 600 }, (_, i) => i));
     const highs = await Promise.all(pages.map((page) => page.evaluate(async () => (await window.bus.stats()).topics[0].partitions[0].highOffset)));
     assert.deepEqual(highs, [600, 600, 600], 'every page sees the same bus');
-    const log = await readAll(pages[2]);
+    const log = await readLog(pages[2]);
     const byOffset = new Map(log.map((m) => [m.offset, m.value]));
     for (const s of sent) for (const r of s.resolved) assert.equal(byOffset.get(r.offset), r.value);
     await Promise.all(pages.map((page) => page.close()));
@@ -337,7 +317,7 @@ forEachEngine(() => server.url, (engine, openPage) => {
       assert.equal(await writerOf(pages.slice(1), name), 1, 'a new writer holds the lock');
       const resolved = sent.flatMap((s) => s.resolved);
       assert.equal(resolved.length, 600);
-      const log = await readAll(pages[1]);
+      const log = await readLog(pages[1]);
       const values = log.map((m) => m.value);
       const counts = new Map();
       for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
