@@ -31,6 +31,14 @@ export interface BusOptions {
    * (also what a context without Web Locks does).
    */
   writer?: 'one' | 'each';
+  /**
+   * With `writer: "one"`: `true` (default) has a page start a SharedWorker
+   * (`entry/shared-worker.js`, one per bus name) that writes the bus while any page
+   * of the origin is open, where the browser has SharedWorker; pages, dedicated and
+   * service workers take over if it dies. `false`: the first context to open the
+   * bus writes, until it goes.
+   */
+  sharedWorker?: boolean;
 }
 
 export interface TopicOptions {

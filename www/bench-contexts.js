@@ -28,7 +28,12 @@ async function reset() {
   for (const closable of opened.splice(0)) await closable.close();
 }
 
-const openBus = async (name, writer = 'each') => keep(await Bus.open({ name, writer }));
+/**
+ * Opens the bus `name` with `writer`: "each" (every page writes), "one" (a page
+ * writes for the others: the first to open) or "shared" (one writer in a
+ * SharedWorker, the default of Bus.open).
+ */
+const openBus = async (name, writer = 'each') => keep(await Bus.open({ name, writer: writer === 'each' ? 'each' : 'one', sharedWorker: writer === 'shared' }));
 
 /** Resolves with the first message on `channel` that `accept` takes. */
 function nextMessage(channel, accept) {
@@ -178,7 +183,7 @@ async function inHundreds(count, item, store) {
  * partitions; resolves to their keys (partition:offset).
  */
 async function preload(busName, topic, partitions, count) {
-  const bus = await Bus.open({ name: busName });
+  const bus = await Bus.open({ name: busName, writer: 'each' });
   await bus.createTopic(topic, { partitions });
   const producer = bus.producer();
   const message = (i) => {

@@ -2,4 +2,12 @@
 import { busFor } from './shared.js';
 
 export { FerryError } from './shared.js';
-export const Bus = busFor(async () => new URL('../dist/ferry_bg.wasm', import.meta.url));
+
+// A page starts the SharedWorker that writes its bus (shared-worker.js); written
+// out here so that bundlers see the worker and bundle it.
+const startHost =
+  typeof SharedWorker === 'function'
+    ? (name) => new SharedWorker(new URL('./shared-worker.js', import.meta.url), { type: 'module', name: `ferry:${name}` })
+    : undefined;
+
+export const Bus = busFor(async () => new URL('../dist/ferry_bg.wasm', import.meta.url), startHost);

@@ -4,8 +4,11 @@ import init, { Bus as EngineBus } from '../dist/ferry.js';
 
 export { FerryError } from './error.js';
 
-/** Builds the public `Bus` for an entry whose `loadWasm()` resolves to what `init` takes. */
-export function busFor(loadWasm) {
+/**
+ * Builds the public `Bus` for an entry whose `loadWasm()` resolves to what `init` takes;
+ * `startHost(name)`, where given, starts the SharedWorker that writes the bus `name`.
+ */
+export function busFor(loadWasm, startHost) {
   let ready = null;
   const load = () => (ready ??= loadWasm().then((module_or_path) => init({ module_or_path })));
   // EngineBus is named outside the class body: esbuild renames it `Bus` in a bundle but
@@ -13,7 +16,7 @@ export function busFor(loadWasm) {
   // itself and make open() call itself forever (evanw/esbuild#4273).
   const openEngineBus = async (options) => {
     await load();
-    return EngineBus.open(options);
+    return EngineBus.open(options, startHost);
   };
   return class Bus {
     /** Opens (or creates) the bus named `options.name`. */

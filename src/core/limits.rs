@@ -154,3 +154,10 @@ pub const REPLIES_STORED_MAX: usize = 4096;
 /// resends within moments of a new writer taking over; one gone quiet this long
 /// waits for nothing.
 pub const REPLIES_STORED_MS: u64 = 10 * 60 * 1000;
+
+/// How long a page waits for the SharedWorker that hosts its bus's writer to say
+/// it asked for the writer's lock, before the page asks itself: the worker loads
+/// the engine and opens IndexedDB first (tens of milliseconds, more on a busy
+/// machine). Past it, the page may write until it closes and the worker after:
+/// correct either way, the worker's host only spares pages the writer's work.
+pub const HOST_ANSWER_MS: u32 = 3_000;

@@ -22,6 +22,9 @@ pub struct Placement {
     /// `writer: "one"` (the default): one context of the origin writes the bus, the
     /// others send it their calls; `"each"`: every context writes.
     pub one_writer: bool,
+    /// `sharedWorker: true` (the default): with one writer, a page starts a
+    /// SharedWorker to be it, where the browser has them.
+    pub shared_worker: bool,
 }
 
 /// `Bus.open`'s options, checked: the engine's, and where the bus lives.
@@ -44,7 +47,8 @@ pub fn bus_options(options: Option<&Object>) -> Result<(BusConfig, Placement)> {
         None | Some("one") => true,
         Some(other) => return Err(FerryError::invalid(format!("writer must be \"one\" or \"each\", got \"{other}\""))),
     };
-    Ok((engine_config(options)?, Placement { name, indexeddb, strict, one_writer }))
+    let shared_worker = args::opt_bool(&args::get(options, "sharedWorker")?, "sharedWorker")?.unwrap_or(true);
+    Ok((engine_config(options)?, Placement { name, indexeddb, strict, one_writer, shared_worker }))
 }
 
 /// The options that shape the engine itself, wherever the bus lives.

@@ -7,14 +7,14 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Date, Object, Promise};
+use js_sys::{Date, Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
 use super::commit::{self, BusStore, Committer, Place, SharedCommitter};
 use super::consumer::{self, Consumer, State, Wakers};
 use super::held::{self, Held};
-use super::writer::{Link, Serve};
+use super::writer::{Host, Link, Serve};
 use crate::core::config::BusConfig;
 use crate::core::limits::REDRIVE_LIMIT_MAX;
 use crate::core::{Engine, ErrorCode, FerryError, Result};
@@ -253,7 +253,7 @@ pub struct Producer {
 /// Where the bus lives: `storage` defaults to IndexedDB where the context has it.
 pub(super) enum StorageChoice {
     Memory,
-    IndexedDb { name: String, durability: Durability, one_writer: bool },
+    IndexedDb { name: String, durability: Durability, one_writer: bool, shared_worker: bool },
 }
 
 impl StorageChoice {
@@ -271,7 +271,7 @@ pub(super) fn bus_config(options: Option<&Object>) -> Result<(BusConfig, Storage
     let durability = if placement.strict { Durability::Strict } else { Durability::Relaxed };
     let has_indexeddb = || js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB")).is_ok_and(|f| !f.is_undefined() && !f.is_null());
     let storage = if placement.indexeddb.unwrap_or_else(has_indexeddb) {
-        StorageChoice::IndexedDb { name: placement.name, durability, one_writer: placement.one_writer }
+        StorageChoice::IndexedDb { name: placement.name, durability, one_writer: placement.one_writer, shared_worker: placement.shared_worker }
     } else {
         StorageChoice::Memory
     };
@@ -281,7 +281,10 @@ pub(super) fn bus_config(options: Option<&Object>) -> Result<(BusConfig, Storage
 #[wasm_bindgen]
 impl Bus {
     /// `Bus.open(options?)`: resolves to a bus once its storage is open.
-    pub fn open(options: JsValue) -> Promise {
+    /// `start_host(name)` starts the SharedWorker that hosts a bus's writer
+    /// (pkg/entry/shared-worker.js): the browser entry gives it where the context
+    /// has `SharedWorker`.
+    pub fn open(options: JsValue, start_host: JsValue) -> Promise {
         promise(async move {
             let options = args::options(&options, "options")?;
             let (config, storage) = bus_config(options.as_ref())?;
@@ -289,7 +292,10 @@ impl Bus {
             let name = storage.shared_name().map(String::from);
             // The bus whose writer election this context joins (`writer: "one"`).
             let elects = match &storage {
-                StorageChoice::IndexedDb { name, one_writer: true, .. } => Some(name.clone()),
+                StorageChoice::IndexedDb { name, durability, one_writer: true, shared_worker } => {
+                    let host = start_host.dyn_into::<Function>().ok().filter(|_| *shared_worker).map(|start| Host { start, durability: *durability });
+                    Some((name.clone(), host))
+                }
                 _ => None,
             };
             let store = match storage {
@@ -318,8 +324,8 @@ impl Bus {
                 release(&shared);
                 return Err(refused);
             }
-            if let Some(name) = elects {
-                *shared.link.borrow_mut() = Link::open(&name, serve_others(&shared));
+            if let Some((name, host)) = elects {
+                *shared.link.borrow_mut() = Link::open(&name, serve_others(&shared), host);
             }
             Ok(Bus { shared }.into())
         })

@@ -23,6 +23,11 @@ fn lock_manager() -> Option<Object> {
     Reflect::get(&navigator, &JsValue::from_str("locks")).ok().filter(JsValue::is_object).map(JsCast::unchecked_into)
 }
 
+/// Whether the context has Web Locks.
+pub fn available() -> bool {
+    lock_manager().is_some()
+}
+
 /// The lock a member holds for its life.
 fn member_lock(bus: &str, group: &str, member: &str) -> String {
     format!("ferry:{bus}:{group}:{member}")

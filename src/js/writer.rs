@@ -26,25 +26,35 @@
 //! and two writers at once (two versions of ferry in one origin, or a page that
 //! runs again after it was frozen) stay correct. A page about to be frozen gives
 //! the lock up ([`Link::step_down`]).
+//!
+//! Where a page can start a `SharedWorker` (`sharedWorker: true`, the default),
+//! the writer is one: the page starts the bus's worker (pkg/entry/shared-worker.js)
+//! and asks for the lock only once the worker has, so the worker writes for as
+//! long as any page of the origin is open, and no tab's lifecycle stalls it. A
+//! page asks for the lock all the same, to write if the worker dies; so does every
+//! dedicated and service worker, which cannot start one: alone, a service worker
+//! writes itself.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
-use js_sys::{Reflect, Uint8Array};
+use js_sys::{Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::spawn_local;
-use web_sys::BroadcastChannel;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{BroadcastChannel, SharedWorker};
 
 use super::commit::Settled;
-use super::locks::Claim;
+use super::consumer::set_timeout;
+use super::locks::{self, Claim};
 use crate::core::codec::{Reader, Writer};
 use crate::core::fxhash::{FxHashMap, FxHashSet};
-use crate::core::limits::REPLIES_KEPT;
+use crate::core::limits::{HOST_ANSWER_MS, REPLIES_KEPT};
 use crate::core::Result;
 use crate::interop::object_of;
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
 use crate::protocol::{Call, CallId, Context, Reply};
+use crate::store::indexeddb::Durability;
 
 /// A call or a reply in a message: its id and its bytes.
 type Item = (u64, Vec<u8>);
@@ -83,6 +93,37 @@ impl Sent {
     }
 }
 
+/// The SharedWorker that hosts the writer of a bus: what starts it (given by the
+/// browser entry, for the bundlers that see `new SharedWorker(new URL(...))`), and
+/// how the worker opens the bus.
+pub struct Host {
+    pub start: Function,
+    pub durability: Durability,
+}
+
+impl Host {
+    /// Starts the bus's worker, or joins it, and waits until it says it asked for
+    /// the writer's lock (for at most [`HOST_ANSWER_MS`]; at once if it fails to
+    /// start). The worker, kept for as long as the bus is open.
+    async fn asked(&self, name: &str) -> Option<SharedWorker> {
+        let worker: SharedWorker = self.start.call1(&JsValue::NULL, &JsValue::from_str(name)).ok()?.dyn_into().ok()?;
+        let port = worker.port();
+        let answered = Promise::new(&mut |resolve: Function, _reject: Function| {
+            port.set_onmessage(Some(&resolve));
+            worker.set_onerror(Some(&resolve));
+            set_timeout(&resolve, f64::from(HOST_ANSWER_MS));
+        });
+        if let Ok(options) = object_of(&[("name", name.into()), ("durability", self.durability.as_str().into())]) {
+            if port.post_message(&options).is_ok() {
+                let _ = JsFuture::from(answered).await;
+            }
+        }
+        port.set_onmessage(None);
+        worker.set_onerror(None);
+        Some(worker)
+    }
+}
+
 /// How this context reaches the writer of its bus, or is it.
 pub struct Link {
     channel: BroadcastChannel,
@@ -91,6 +132,9 @@ pub struct Link {
     serve: Serve,
     /// The page's `freeze` listener (Page Lifecycle), removed at close.
     on_freeze: RefCell<Option<Closure<dyn FnMut()>>>,
+    /// The SharedWorker that hosts the writer, once it asked for the lock.
+    host: RefCell<Option<SharedWorker>>,
+    closed: Cell<bool>,
     /// Names this context in the calls it sends.
     context: String,
     writer: Cell<bool>,
@@ -149,10 +193,13 @@ fn read_items(data: &JsValue) -> Vec<Item> {
 }
 
 impl Link {
-    /// Joins the writer election of the bus `name`; `serve` runs other contexts'
-    /// calls once this context is the writer. `None` without Web Locks or
-    /// `BroadcastChannel`: then every context writes.
-    pub fn open(name: &str, serve: Serve) -> Option<Rc<Link>> {
+    /// Joins the writer election of the bus `name`, after `host` when given;
+    /// `serve` runs other contexts' calls once this context is the writer. `None`
+    /// without Web Locks or `BroadcastChannel`: then every context writes.
+    pub fn open(name: &str, serve: Serve, host: Option<Host>) -> Option<Rc<Link>> {
+        if !locks::available() {
+            return None;
+        }
         let lock_name = format!("ferry:{name}:writer:1");
         let channel = BroadcastChannel::new(&lock_name).ok()?;
         let context = format!("{:x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
@@ -161,6 +208,8 @@ impl Link {
             lock_name,
             serve,
             on_freeze: RefCell::default(),
+            host: RefCell::default(),
+            closed: Cell::new(false),
             context,
             writer: Cell::new(false),
             claim: RefCell::default(),
@@ -180,11 +229,21 @@ impl Link {
         link.channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         // The channel holds the handler for as long as it is open.
         on_message.forget();
-        let Some(claim) = link.claim() else {
-            link.close();
-            return None;
-        };
-        *link.claim.borrow_mut() = Some(claim);
+        match host {
+            // Until then calls wait on the channel, answered once a writer says it is one.
+            Some(host) => {
+                let link = link.clone();
+                let name = name.to_owned();
+                spawn_local(async move {
+                    let worker = host.asked(&name).await;
+                    if !link.closed.get() {
+                        *link.host.borrow_mut() = worker;
+                        *link.claim.borrow_mut() = link.claim();
+                    }
+                });
+            }
+            None => *link.claim.borrow_mut() = link.claim(),
+        }
         if let Some(document) = document() {
             let weak = Rc::downgrade(&link);
             let on_freeze = Closure::<dyn FnMut()>::new(move || {
@@ -354,6 +413,7 @@ impl Link {
 
     /// Leaves the election (gives the lock up, if held) and the channel.
     pub fn close(&self) {
+        self.closed.set(true);
         self.writer.set(false);
         if let Some(claim) = self.claim.take() {
             claim.release();

@@ -40,6 +40,16 @@ pub enum Durability {
     Strict,
 }
 
+impl Durability {
+    /// Its name in IndexedDB's transaction options, and in `Bus.open`'s.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Relaxed => "relaxed",
+            Durability::Strict => "strict",
+        }
+    }
+}
+
 pub struct IndexedDbStore {
     database: IdbDatabase,
     durability: Durability,
@@ -124,11 +134,7 @@ impl IndexedDbStore {
     /// A transaction over the records, with the durability asked for.
     fn transaction(&self, mode: IdbTransactionMode) -> Result<IdbTransaction, FerryError> {
         let options = js_sys::Object::new();
-        let durability = match self.durability {
-            Durability::Relaxed => "relaxed",
-            Durability::Strict => "strict",
-        };
-        let _ = Reflect::set(&options, &JsValue::from_str("durability"), &JsValue::from_str(durability));
+        let _ = Reflect::set(&options, &JsValue::from_str("durability"), &JsValue::from_str(self.durability.as_str()));
         let mode = match mode {
             IdbTransactionMode::Readwrite => "readwrite",
             _ => "readonly",

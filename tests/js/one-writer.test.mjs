@@ -4,8 +4,10 @@
 // writes, that the calls of every page get gapless offsets through it, that
 // consumers in pages that do not write handle every message through it, each key
 // in order, that a writer's page closed, crashed (ten times in one run) or
-// frozen hands over to another page with every send stored once, and that a
-// service worker alone writes the bus itself.
+// frozen hands over to another page with every send stored once, that by
+// default a SharedWorker writes (and a page takes over if it dies), and that a
+// service worker alone writes the bus itself. The other tests open their
+// pages with `sharedWorker: false`, so that a page writes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from '../../www/serve.mjs';
@@ -19,11 +21,33 @@ before(async () => {
 
 after(() => server?.close());
 
-/** Opens the bus `name` in writer "one" mode in `page`, kept as `window.bus`. */
-const openBus = (page, name) =>
-  page.evaluate(async (name) => {
-    window.bus = await window.ferry.Bus.open({ name, writer: 'one' });
-  }, name);
+/**
+ * Opens the bus `name` in writer "one" mode in `page`, kept as `window.bus`. A page
+ * hosts the writer itself unless `sharedWorker` (the default of `Bus.open`) starts
+ * a SharedWorker to.
+ */
+const openBus = (page, name, { sharedWorker = false } = {}) =>
+  page.evaluate(
+    async ({ name, sharedWorker }) => {
+      window.bus = await window.ferry.Bus.open({ name, writer: 'one', sharedWorker });
+    },
+    { name, sharedWorker },
+  );
+
+/** Whether the context holding the writer lock of the bus `name` is one of `pages` (each finds its own lock client id with a lock of its own). */
+const writerIsPage = async (pages, name) => {
+  const probe = (page) =>
+    page.evaluate(async (name) => {
+      const mine = `probe-${Math.random()}`;
+      return navigator.locks.request(mine, async () => {
+        const { held } = await navigator.locks.query();
+        return { self: held.find((lock) => lock.name === mine).clientId, writer: held.find((lock) => lock.name === `ferry:${name}:writer:1`)?.clientId };
+      });
+    }, name);
+  const seen = await Promise.all(pages.map(probe));
+  assert.ok(seen[0].writer, 'a context holds the writer lock');
+  return seen.some((s) => s.self === seen[0].writer);
+};
 
 /** How many contexts hold the writer lock of the bus `name`, by the origin's own record of held locks. */
 const writerOf = async (pages, name) => {
@@ -31,27 +55,30 @@ const writerOf = async (pages, name) => {
   return held.filter((lock) => lock === `ferry:${name}:writer:1`).length;
 };
 
-/** Sends `count` single messages from `page` as `who`, `concurrent` at a time; resolves to the offsets of those that resolved and the errors. */
+/** Sends `count` single messages from `page` as `who`, `concurrent` at a time; resolves to the offsets of those that resolved, the errors, and the longest a send took. */
 const sendFrom = (page, who, count, concurrent = 10) =>
   page.evaluate(
     async ({ who, count, concurrent }) => {
       const resolved = [];
       const errors = [];
+      let longestMs = 0;
       let next = 0;
       await Promise.all(
         Array.from({ length: concurrent }, async () => {
           while (next < count) {
             const i = next++;
+            const sentAt = performance.now();
             try {
               const { offset } = await window.bus.publish('log', `${who}-${i}`);
               resolved.push({ value: `${who}-${i}`, offset });
             } catch (error) {
               errors.push(`${error.code}: ${error.message}`);
             }
+            longestMs = Math.max(longestMs, performance.now() - sentAt);
           }
         }),
       );
-      return { resolved, errors };
+      return { resolved, errors, longestMs };
     },
     { who, count, concurrent },
   );
@@ -152,6 +179,43 @@ const readLog = (page) =>
     await consumer.stop();
     return seen;
   });
+
+/**
+ * Has `pages` send 300 messages each to the bus `name`, 5 at a time, runs
+ * `killWriter` 150 ms in, and checks that no send failed, each that resolved
+ * has its own offset and none is stored twice.
+ */
+async function assertStoredOnceAcross(engine, what, pages, name, killWriter) {
+  const running = pages.map((page, n) => sendFrom(page, `p${n + 1}`, 300, 5));
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  const started = Date.now();
+  await killWriter();
+  const sent = await Promise.all(running);
+  const elapsed = Date.now() - started;
+  assert.deepEqual(sent.flatMap((s) => s.errors), [], 'no send fails across the handover');
+  assert.equal(await writerOf(pages, name), 1, 'a new writer holds the lock');
+  const resolved = sent.flatMap((s) => s.resolved);
+  const total = pages.length * 300;
+  assert.equal(resolved.length, total);
+  const log = await readLog(pages[0]);
+  const counts = new Map();
+  for (const { value } of log) counts.set(value, (counts.get(value) ?? 0) + 1);
+  for (const r of resolved) assert.ok(counts.has(r.value), `${r.value} resolved at offset ${r.offset} and is stored`);
+  // A call the old writer stored but whose reply it never sent is sent again
+  // to the new one, which answers it with the reply stored with it.
+  const doubled = [...counts].filter(([, n]) => n > 1).map(([v]) => v);
+  assert.deepEqual(doubled, [], 'no send is stored twice');
+  assert.deepEqual(resolved.map((r) => r.offset).sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i), 'each send resolved with its own offset');
+  console.log(`  ${engine}, ${what}: ${total} sends finished ${elapsed} ms after`);
+}
+
+/** Ends every SharedWorker of the browser of a Chromium `page` through CDP, as a crash of its process would. */
+async function terminateSharedWorkers(page) {
+  const cdp = await page.context().browser().newBrowserCDPSession();
+  const { targetInfos } = await cdp.send('Target.getTargets');
+  for (const { targetId } of targetInfos.filter((t) => t.type === 'shared_worker')) await cdp.send('Target.closeTarget', { targetId });
+  await cdp.detach();
+}
 
 /** Sets the Page Lifecycle state of a Chromium `page` ("frozen" or "active") through CDP, as a browser freezing a background tab would. */
 async function setLifecycle(page, state) {
@@ -306,29 +370,47 @@ forEachEngine(() => server.url, (engine, openPage) => {
       await openBus(pages[0], name);
       await pages[0].evaluate(() => window.bus.createTopic('log', { partitions: 1 }));
       for (const page of pages.slice(1)) await openBus(page, name);
-      const running = pages.slice(1).map((page, n) => sendFrom(page, `p${n + 1}`, 300, 5));
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      const started = Date.now();
-      if (how === 'closed') await pages[0].close();
-      else await crash(engine, pages[0]);
-      const sent = await Promise.all(running);
-      const elapsed = Date.now() - started;
-      assert.deepEqual(sent.flatMap((s) => s.errors), [], 'no send fails across the handover');
-      assert.equal(await writerOf(pages.slice(1), name), 1, 'a new writer holds the lock');
-      const resolved = sent.flatMap((s) => s.resolved);
-      assert.equal(resolved.length, 600);
-      const log = await readLog(pages[1]);
-      const values = log.map((m) => m.value);
-      const counts = new Map();
-      for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
-      for (const r of resolved) assert.ok(counts.has(r.value), `${r.value} resolved at offset ${r.offset} and is stored`);
-      // A call the old writer stored but whose reply it never sent is sent again
-      // to the new one, which answers it with the reply stored with it.
-      const doubled = [...counts].filter(([, n]) => n > 1).map(([v]) => v);
-      assert.deepEqual(doubled, [], 'no send is stored twice');
-      assert.deepEqual(resolved.map((r) => r.offset).sort((a, b) => a - b), Array.from({ length: 600 }, (_, i) => i), 'each send resolved with its own offset');
-      console.log(`  ${engine}, writer ${how}: 600 sends finished ${elapsed} ms after`);
+      await assertStoredOnceAcross(engine, `writer ${how}`, pages.slice(1), name, () => (how === 'closed' ? pages[0].close() : crash(engine, pages[0])));
       await Promise.all(pages.slice(1).map((page) => page.close()));
+    });
+  }
+
+  test(`${engine}: by default a SharedWorker writes; pages closing cost the others nothing, and a page opened after the last closed starts a new one`, async () => {
+    const name = `shared-worker-${Date.now()}`;
+    const pages = await Promise.all([openPage(), openPage(), openPage()]);
+    for (const page of pages) await openBus(page, name, { sharedWorker: true });
+    await pages[0].evaluate(() => window.bus.createTopic('log', { partitions: 1 }));
+    assert.equal(await writerIsPage(pages, name), false, 'the writer is no page: the SharedWorker');
+    const running = pages.slice(1).map((page, n) => sendFrom(page, `p${n + 1}`, 300, 5));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await pages[0].close();
+    const sent = await Promise.all(running);
+    assert.deepEqual(sent.flatMap((s) => s.errors), []);
+    const offsets = sent.flatMap((s) => s.resolved.map((r) => r.offset)).sort((a, b) => a - b);
+    assert.deepEqual(offsets, Array.from({ length: 600 }, (_, i) => i), 'gapless offsets, each send stored once');
+    assert.equal(await writerIsPage(pages.slice(1), name), false, 'the SharedWorker still writes');
+    console.log(`  ${engine}, SharedWorker writer, a page closed mid-run: longest send ${Math.round(Math.max(...sent.map((s) => s.longestMs)))} ms`);
+    await Promise.all(pages.slice(1).map((page) => page.close()));
+    const later = await openPage();
+    await openBus(later, name, { sharedWorker: true });
+    assert.equal(await later.evaluate(async () => (await window.bus.stats()).topics[0].partitions[0].highOffset), 600, 'what it wrote is stored');
+    const other = await openPage();
+    await openBus(other, name, { sharedWorker: true });
+    assert.equal(await writerIsPage([later, other], name), false, 'a new SharedWorker writes');
+    await Promise.all([later, other].map((page) => page.close()));
+  });
+
+  // Only Chromium's CDP can end a SharedWorker while its pages stay open.
+  if (engine === 'chromium') {
+    test(`${engine}: the SharedWorker that writes terminated mid-run: a page takes over, and every send that resolved is stored once`, async () => {
+      const name = `shared-worker-killed-${Date.now()}`;
+      const pages = await Promise.all([openPage(), openPage()]);
+      for (const page of pages) await openBus(page, name, { sharedWorker: true });
+      await pages[0].evaluate(() => window.bus.createTopic('log', { partitions: 1 }));
+      assert.equal(await writerIsPage(pages, name), false, 'the SharedWorker writes');
+      await assertStoredOnceAcross(engine, 'SharedWorker terminated', pages, name, () => terminateSharedWorkers(pages[0]));
+      assert.equal(await writerIsPage(pages, name), true, 'a page writes once the worker is gone');
+      await Promise.all(pages.map((page) => page.close()));
     });
   }
 

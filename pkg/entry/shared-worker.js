@@ -1,0 +1,18 @@
+// The SharedWorker that writes a bus for the pages of its origin (`Bus.open`'s
+// `sharedWorker`; one worker per bus name). A page posts the bus's name and
+// durability; the worker opens the bus, which asks for the writer's lock, and
+// answers, and the page asks for the lock only after that: the worker writes while
+// any page is open, and a page takes over if it dies.
+import { Bus } from './browser.js';
+
+let opened = null;
+self.onconnect = ({ ports: [port] }) => {
+  port.onmessage = ({ data: { name, durability } }) => {
+    opened ??= Bus.open({ name, durability });
+    // Asked, or failed to open: the page asks for the lock next, either way. The
+    // worker's request and the page's reach the browser's lock manager by separate
+    // ways: the worker's is there once a query it makes after it is answered.
+    const answer = () => navigator.locks.query().finally(() => port.postMessage(null));
+    opened.then(answer, answer);
+  };
+};
