@@ -8,7 +8,10 @@ import { Bus } from './browser.js';
 let opened = null;
 self.onconnect = ({ ports: [port] }) => {
   port.onmessage = ({ data: { name, durability } }) => {
-    opened ??= Bus.open({ name, durability });
+    // Opened anew when the last bus was closed (its database deleted or upgraded
+    // by another context) or failed to open.
+    const open = () => Bus.open({ name, durability });
+    opened = opened ? opened.then((bus) => bus.topics().then(() => bus)).catch(open) : open();
     // Asked, or failed to open: the page asks for the lock next, either way. The
     // worker's request and the page's reach the browser's lock manager by separate
     // ways: the worker's is there once a query it makes after it is answered.

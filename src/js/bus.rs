@@ -324,6 +324,18 @@ impl Bus {
                 release(&shared);
                 return Err(refused);
             }
+            if let BusStore::IndexedDb(store) = shared.core.store() {
+                // Its database deleted or upgraded by another context: calls reject
+                // with CLOSED, and a writer gives its lock to a context that opens
+                // the bus anew.
+                let weak = Rc::downgrade(&shared);
+                store.on_version_change(move || {
+                    if let Some(shared) = weak.upgrade() {
+                        shared.closed.set(true);
+                        release(&shared);
+                    }
+                });
+            }
             if let Some((name, host)) = elects {
                 *shared.link.borrow_mut() = Link::open(&name, serve_others(&shared), host);
             }

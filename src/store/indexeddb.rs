@@ -121,14 +121,21 @@ impl IndexedDbStore {
         let result = request(&open, "open").await;
         open.set_onupgradeneeded(None);
         let database: IdbDatabase = result?.dyn_into().map_err(|_| FerryError::storage("IndexedDB open returned no database"))?;
-        // Another context upgrading the database (a newer ferry) needs this one closed.
-        let on_version_change = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new({
-            let database = database.clone();
-            move |_event: JsValue| database.close()
+        let store = IndexedDbStore { database, durability };
+        store.on_version_change(|| {});
+        Ok(store)
+    }
+
+    /// Another context deleting the database, or upgrading it (a newer ferry),
+    /// needs this connection closed: it is, and `then` runs, for what used it
+    /// to stop.
+    pub fn on_version_change(&self, then: impl FnOnce() + 'static) {
+        let database = self.database.clone();
+        let on_version_change = wasm_bindgen::closure::Closure::once_into_js(move |_event: JsValue| {
+            database.close();
+            then();
         });
-        database.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-        on_version_change.forget();
-        Ok(IndexedDbStore { database, durability })
+        self.database.set_onversionchange(Some(on_version_change.unchecked_ref()));
     }
 
     /// A transaction over the records, with the durability asked for.

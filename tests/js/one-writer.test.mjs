@@ -400,6 +400,22 @@ forEachEngine(() => server.url, (engine, openPage) => {
     await Promise.all([later, other].map((page) => page.close()));
   });
 
+  test(`${engine}: the database deleted by a page: the buses on it close (CLOSED), and the page reopened writes a new bus through the SharedWorker`, async () => {
+    const name = `deleted-${Date.now()}`;
+    const [page, other] = await Promise.all([openPage(), openPage()]);
+    for (const p of [other, page]) await openBus(p, name, { sharedWorker: true });
+    assert.equal(await page.evaluate(async () => (await window.bus.publish('log', 'before')).offset), 0);
+    await page.evaluate((name) => new Promise((resolve, reject) => Object.assign(indexedDB.deleteDatabase(name), { onsuccess: resolve, onerror: reject })), name);
+    const refused = await other.evaluate(() => window.bus.publish('log', 'stale').then(() => 'stored', (error) => error.code));
+    assert.equal(refused, 'CLOSED', 'a bus whose database was deleted refuses calls');
+    await page.reload();
+    await page.waitForFunction(() => document.title === 'ready');
+    await openBus(page, name, { sharedWorker: true });
+    assert.equal(await page.evaluate(async () => (await window.bus.publish('log', 'after')).offset), 0, 'a new bus, written');
+    assert.equal(await writerIsPage([page, other], name), false, 'the SharedWorker opened the new bus and writes it');
+    await Promise.all([page, other].map((p) => p.close()));
+  });
+
   // Only Chromium's CDP can end a SharedWorker while its pages stay open.
   if (engine === 'chromium') {
     test(`${engine}: the SharedWorker that writes terminated mid-run: a page takes over, and every send that resolved is stored once`, async () => {
