@@ -24,7 +24,7 @@ export interface BusOptions {
   maxMessageBytes?: number;
   durability?: 'relaxed' | 'strict';
   /**
-   * `"one"` (default): the context holding the Web Lock `ferry:{name}:writer:1`
+   * `"one"` (default): the context holding the Web Lock `ferry:{name}:writer`
    * writes the bus's IndexedDB for every context of the origin that opens it: the
    * other contexts' calls and their consumers' work (handlers still run where the
    * consumer is) reach it over a BroadcastChannel. `"each"`: every context writes

@@ -1,6 +1,6 @@
 //! One writer per origin (`writer: "one"`, the default of `Bus.open`): of the
 //! contexts that opened a bus on IndexedDB, the one holding the Web Lock
-//! `ferry:{name}:writer:1` runs the calls of the others, so that the calls of
+//! `ferry:{name}:writer` runs the calls of the others, so that the calls of
 //! every context that reach it together share one transaction, and the others do
 //! not queue behind each other for IndexedDB's readwrite transactions.
 //!
@@ -200,7 +200,7 @@ impl Link {
         if !locks::available() {
             return None;
         }
-        let lock_name = format!("ferry:{name}:writer:1");
+        let lock_name = format!("ferry:{name}:writer");
         let channel = BroadcastChannel::new(&lock_name).ok()?;
         let context = format!("{:x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
         let link = Rc::new(Link {

@@ -24,7 +24,7 @@ self.drain = async (name) => {
   );
   await drained;
   await consumer.stop();
-  const writers = (await navigator.locks.query()).held.filter((lock) => lock.name === `ferry:${name}:writer:1`).length;
+  const writers = (await navigator.locks.query()).held.filter((lock) => lock.name === `ferry:${name}:writer`).length;
   await bus.close();
   return { jobs, handled, writers };
 };

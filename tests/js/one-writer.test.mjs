@@ -1,6 +1,6 @@
 // One writer per origin (`Bus.open({ writer: "one" })`), in each browser engine
 // (tests/js/browsers.mjs): of the pages that open a bus, the one holding the Web
-// Lock `ferry:{name}:writer:1` runs the others' calls. These tests check who
+// Lock `ferry:{name}:writer` runs the others' calls. These tests check who
 // writes, that the calls of every page get gapless offsets through it, that
 // consumers in pages that do not write handle every message through it, each key
 // in order, that a writer's page closed, crashed (ten times in one run) or
@@ -41,7 +41,7 @@ const writerIsPage = async (pages, name) => {
       const mine = `probe-${Math.random()}`;
       return navigator.locks.request(mine, async () => {
         const { held } = await navigator.locks.query();
-        return { self: held.find((lock) => lock.name === mine).clientId, writer: held.find((lock) => lock.name === `ferry:${name}:writer:1`)?.clientId };
+        return { self: held.find((lock) => lock.name === mine).clientId, writer: held.find((lock) => lock.name === `ferry:${name}:writer`)?.clientId };
       });
     }, name);
   const seen = await Promise.all(pages.map(probe));
@@ -52,7 +52,7 @@ const writerIsPage = async (pages, name) => {
 /** How many contexts hold the writer lock of the bus `name`, by the origin's own record of held locks. */
 const writerOf = async (pages, name) => {
   const held = await pages[0].evaluate(async () => (await navigator.locks.query()).held.map((lock) => lock.name));
-  return held.filter((lock) => lock === `ferry:${name}:writer:1`).length;
+  return held.filter((lock) => lock === `ferry:${name}:writer`).length;
 };
 
 /** Sends `count` single messages from `page` as `who`, `concurrent` at a time; resolves to the offsets of those that resolved, the errors, and the longest a send took. */
