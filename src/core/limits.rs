@@ -78,6 +78,10 @@ pub const SUBSCRIPTIONS_MAX: usize = 100;
 /// `ferry-dlq-error`: the failure's message, at most 1 KiB (pkg/README.md).
 pub const DLQ_ERROR_BYTES_MAX: usize = 1024;
 
+/// The longest `Retry-After` a bridge honours (one hour): a far end asking for
+/// more is taken to be down, and its backoff applies again after that.
+pub const BRIDGE_RETRY_AFTER_MS_MAX: u64 = 3_600_000;
+
 /// With `ordering: "none"`, how far past the committed offset a group may hand out
 /// messages: unsettled offsets are tracked one record each, so a message retrying for
 /// a long time must not let that set grow without bound.

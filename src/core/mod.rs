@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assign;
+pub mod bridge;
 pub mod codec;
 pub mod config;
 pub mod engine;

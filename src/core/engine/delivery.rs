@@ -33,6 +33,9 @@ pub(super) enum Wait {
     /// After this long: asked for, or 0 when the member was lost and the handler
     /// never failed.
     Ms(u64),
+    /// Never: the failure is permanent (a bridge's far end refused the message),
+    /// so it is dead-lettered at once, whatever attempts are left.
+    Never,
 }
 
 /// How a member holds a message it was handed.
@@ -294,6 +297,13 @@ impl Engine {
         self.fail_with(group, member, receipt, error, Wait::Ms(delay_ms), now_ms)
     }
 
+    /// [`Engine::fail`] that dead-letters the message now, its failure permanent:
+    /// a bridge's far end refused it (`400`, `401`, `413`), and no later attempt
+    /// would fare better.
+    pub fn dead_letter_now(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, now_ms: u64) -> bool {
+        self.fail_with(group, member, receipt, error, Wait::Never, now_ms)
+    }
+
     /// [`Engine::fail`] with the next attempt due after `wait`.
     fn fail_with(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, wait: Wait, now_ms: u64) -> bool {
         let Some((g, topic, held)) = self.lease(group, member, receipt, now_ms) else { return false };
@@ -399,13 +409,13 @@ impl Engine {
         wait: Wait,
     ) {
         self.release_run(group, topic, p, offset + 1, now_ms);
-        if attempt >= config.retry.max_attempts {
+        if attempt >= config.retry.max_attempts || matches!(wait, Wait::Never) {
             self.dead_letter(group, topic, p, offset, attempt, error, config, now_ms);
             self.settle(group, topic, p, offset);
             return;
         }
         let wait_ms = match wait {
-            Wait::Backoff => config.retry.backoff_ms(attempt, &mut self.rng),
+            Wait::Backoff | Wait::Never => config.retry.backoff_ms(attempt, &mut self.rng),
             Wait::Ms(ms) => ms,
         };
         let waiting = Pending::Waiting { failed: attempt, due_ms: now_ms.saturating_add(wait_ms), error: Some(truncate(error, DLQ_ERROR_BYTES_MAX)) };

@@ -230,6 +230,21 @@ fn failures_back_off_exponentially_then_dead_letter() {
     assert_eq!(settle_all(&mut e, "g", "m", now), vec![1], "the partition moves on");
 }
 
+#[test]
+fn a_permanent_failure_is_dead_lettered_at_once_and_the_partition_moves_on() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("refused").with_key("k"), msg("next")], T0).unwrap();
+    let d = e.poll("g", "m", 10, T0).unwrap();
+    assert!(e.dead_letter_now("g", "m", &d[0].receipt(), "HTTP 401: wrong token", T0));
+    assert!(!e.dead_letter_now("g", "m", &d[0].receipt(), "again", T0), "a settled receipt is stale");
+    let dead = e.read_log("t.dlq", 0, 0, 10).unwrap();
+    assert_eq!(dead.len(), 1, "on its first attempt of five");
+    assert_eq!((dead[0].header("ferry-dlq-attempts"), dead[0].header("ferry-dlq-error")), (Some("1"), Some("HTTP 401: wrong token")));
+    assert_eq!(e.stats().groups[0].dead_lettered, 1);
+    assert_eq!(settle_all(&mut e, "g", "m", T0), vec![1], "the rest of the run is given back and handed out next");
+}
+
 /// `(offset, attempt)` of each delivery.
 fn offsets_attempts(d: &[Delivery]) -> Vec<(u64, u32)> {
     d.iter().map(|d| (d.message.offset, d.attempt)).collect()
