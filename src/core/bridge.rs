@@ -7,6 +7,7 @@
 //! The edge keeps a message with an id once within its dedup window, so a batch
 //! posted again (its response lost, the tab closed before the ack) is stored once.
 
+use crate::core::json;
 use crate::core::limits::{BRIDGE_RETRY_AFTER_MS_MAX, DLQ_ERROR_BYTES_MAX};
 use crate::core::message::{Message, ValueKind};
 
@@ -49,14 +50,14 @@ pub fn batch_body(source: &str, topic: &str, partition: u32, messages: &[Message
         out.push('{');
         if let Some(key) = &message.key {
             out.push_str("\"key\":");
-            json_string(&mut out, key);
+            json::string(&mut out, key);
             out.push(',');
         }
         out.push_str("\"value\":");
         match message.value.kind {
             ValueKind::Json => out.push_str(&message.value.text()),
-            ValueKind::String => json_string(&mut out, &message.value.text()),
-            ValueKind::Bytes => json_string(&mut out, &base64(&message.value.bytes)),
+            ValueKind::String => json::string(&mut out, &message.value.text()),
+            ValueKind::Bytes => json::string(&mut out, &base64(&message.value.bytes)),
         }
         out.push_str(",\"headers\":{");
         let encoding = (message.value.kind == ValueKind::Bytes).then_some((VALUE_ENCODING_HEADER, "base64"));
@@ -65,12 +66,12 @@ pub fn batch_body(source: &str, topic: &str, partition: u32, messages: &[Message
             if j > 0 {
                 out.push(',');
             }
-            json_string(&mut out, name);
+            json::string(&mut out, name);
             out.push(':');
-            json_string(&mut out, value);
+            json::string(&mut out, value);
         }
         out.push_str("},\"id\":");
-        json_string(&mut out, &forward_id(source, topic, partition, message));
+        json::string(&mut out, &forward_id(source, topic, partition, message));
         out.push('}');
     }
     out.push_str("]}");
@@ -145,22 +146,6 @@ fn clip(mut text: String) -> String {
     text
 }
 
-fn json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
@@ -199,7 +184,7 @@ mod tests {
             concat!(
                 r#"{"messages":["#,
                 r#"{"key":"k1","value":{"n":1},"headers":{"trace":"a\"b"},"id":"order-1"},"#,
-                r#"{"value":"line\nbreak","headers":{"trace":"a\"b"},"id":"bus-a/orders/2/8"},"#,
+                r#"{"value":"line\u000abreak","headers":{"trace":"a\"b"},"id":"bus-a/orders/2/8"},"#,
                 r#"{"value":"AP8QAQ==","headers":{"trace":"a\"b","ferry-value-encoding":"base64"},"id":"bus-a/orders/2/9"}"#,
                 "]}"
             )

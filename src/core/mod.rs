@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod fxhash;
+pub mod json;
 pub mod limits;
 pub mod message;
 pub mod murmur2;

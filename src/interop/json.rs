@@ -4,22 +4,7 @@
 use std::fmt::Write;
 
 use crate::core::engine::{RecordMetadata, Stats, TopicInfo};
-
-/// Appends `text` as a JSON string literal.
-fn string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+use crate::core::json::string;
 
 fn opt_number(out: &mut String, value: Option<u64>) {
     match value {
