@@ -33,6 +33,7 @@ use crate::core::{Delivery, FerryError, Name, PollLimit, Receipt, Result, Subscr
 use crate::interop::args;
 use crate::interop::delivered::{message_payload, payload};
 use crate::interop::options::{consumer_config, seek_options, subscriptions};
+use crate::core::engine::Wait;
 use crate::protocol::{Call, Reply, RunEnd};
 
 #[wasm_bindgen]
@@ -545,7 +546,7 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
         match outcome {
             Ok(_) => settlements.ack(delivery.receipt(), finished_ms),
             Err(error) => {
-                last = Some(RunEnd::Fail { receipt: delivery.receipt(), error: error_message(&error), finished_ms });
+                last = Some(RunEnd::Fail { receipt: delivery.receipt(), error: error_message(&error), finished_ms, wait: Wait::Backoff });
                 break;
             }
         }
@@ -664,7 +665,7 @@ async fn handle_batch(
             progress.resolve_through(&shared, &state, &slot, last_offset);
         }
         last = progress.first_unresolved().map(|first| match outcome {
-            Err(error) => RunEnd::Fail { receipt: first.receipt(), error: error_message(&error), finished_ms },
+            Err(error) => RunEnd::Fail { receipt: first.receipt(), error: error_message(&error), finished_ms, wait: Wait::Backoff },
             // What the call left unresolved was never handled: it comes back as it was.
             Ok(_) => RunEnd::Release(first.receipt()),
         });

@@ -9,6 +9,7 @@ pub mod wire;
 
 use crate::core::config::ConsumerConfig;
 use crate::core::message::{Chunk, OutgoingMessage};
+use crate::core::engine::Wait;
 use crate::core::{BusConfig, Delivery, Engine, FerryError, PollLimit, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
 
 /// What a call brings besides its arguments: the calling client's options
@@ -120,8 +121,9 @@ pub enum Call {
 /// What ends a run's settlements, after its acks ([`Call::SettleRun`]).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunEnd {
-    /// A failed attempt: the handler's error, and when it ended.
-    Fail { receipt: Receipt, error: String, finished_ms: u64 },
+    /// A failed attempt: the handler's error, when it ended, and when the
+    /// message is handed out again (the backoff, a delay, or never: dead-lettered).
+    Fail { receipt: Receipt, error: String, finished_ms: u64, wait: Wait },
     /// A message whose handler never started, given back with the rest of its run.
     Release(Receipt),
 }
@@ -267,7 +269,7 @@ pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
                 engine.ack(&group, &member, receipt, *finished_ms);
             }
             match end {
-                Some(RunEnd::Fail { receipt, error, finished_ms }) => engine.fail(&group, &member, &receipt, &error, finished_ms),
+                Some(RunEnd::Fail { receipt, error, finished_ms, wait }) => engine.fail_with(&group, &member, &receipt, &error, wait, finished_ms),
                 Some(RunEnd::Release(receipt)) => engine.release(&group, &member, &receipt, now_ms),
                 None => true,
             };

@@ -8,7 +8,7 @@
 use super::{Call, Context, Reply, RunEnd, SettleItem};
 use crate::core::codec::{Reader, Writer};
 use crate::core::config::{BusConfig, TopicConfig};
-use crate::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, TopicStats};
+use crate::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, TopicStats, Wait};
 use crate::core::limits::{MEMBERS_PER_GROUP_MAX, PARTITIONS_MAX, POLL_MAX, SEND_BATCH_MAX, SUBSCRIPTIONS_MAX, TOPICS_MAX};
 use crate::core::message::{Chunk, Message, OutgoingMessage, Value, ValueKind};
 use crate::core::records::{decode_consumer_config, decode_topic_config, encode_consumer_config, encode_topic_config};
@@ -308,11 +308,19 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
             }
             match end {
                 None => w.u8(0),
-                Some(RunEnd::Fail { receipt, error, finished_ms }) => {
+                Some(RunEnd::Fail { receipt, error, finished_ms, wait }) => {
                     w.u8(1);
                     put_receipt(&mut w, receipt);
                     w.str(error);
                     w.u64(*finished_ms);
+                    match wait {
+                        Wait::Backoff => w.u8(0),
+                        Wait::Ms(ms) => {
+                            w.u8(1);
+                            w.u64(*ms);
+                        }
+                        Wait::Never => w.u8(2),
+                    }
                 }
                 Some(RunEnd::Release(receipt)) => {
                     w.u8(2);
@@ -392,7 +400,16 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
             let acks = list(r, POLL_MAX, |r| Ok((receipt(r)?, r.u64()?)))?;
             let end = match r.u8()? {
                 0 => None,
-                1 => Some(RunEnd::Fail { receipt: receipt(r)?, error: string(r)?, finished_ms: r.u64()? }),
+                1 => {
+                    let (receipt, error, finished_ms) = (receipt(r)?, string(r)?, r.u64()?);
+                    let wait = match r.u8()? {
+                        0 => Wait::Backoff,
+                        1 => Wait::Ms(r.u64()?),
+                        2 => Wait::Never,
+                        other => return Err(FerryError::storage(format!("unknown next attempt {other}"))),
+                    };
+                    Some(RunEnd::Fail { receipt, error, finished_ms, wait })
+                }
                 2 => Some(RunEnd::Release(receipt(r)?)),
                 other => return Err(FerryError::storage(format!("unknown end of a run {other}"))),
             };
@@ -624,7 +641,7 @@ mod tests {
                 group: "g".into(),
                 member: "g-1".into(),
                 acks: vec![],
-                end: Some(RunEnd::Fail { receipt: receipt.clone(), error: "boom".into(), finished_ms: 12 }),
+                end: Some(RunEnd::Fail { receipt: receipt.clone(), error: "boom".into(), finished_ms: 12, wait: Wait::Ms(250) }),
             },
             Call::SettleRun { group: "g".into(), member: "g-1".into(), acks: vec![(receipt.clone(), 13)], end: Some(RunEnd::Release(receipt)) },
             Call::Heartbeat { group: "g".into(), member: "g-1".into() },

@@ -27,7 +27,8 @@ impl Delivery {
 }
 
 /// When a failed message is handed out again.
-pub(super) enum Wait {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
     /// After the member's backoff: the handler failed.
     Backoff,
     /// After this long: asked for, or 0 when the member was lost and the handler
@@ -297,15 +298,9 @@ impl Engine {
         self.fail_with(group, member, receipt, error, Wait::Ms(delay_ms), now_ms)
     }
 
-    /// [`Engine::fail`] that dead-letters the message now, its failure permanent:
-    /// a bridge's far end refused it (`400`, `401`, `413`), and no later attempt
-    /// would fare better.
-    pub fn dead_letter_now(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, now_ms: u64) -> bool {
-        self.fail_with(group, member, receipt, error, Wait::Never, now_ms)
-    }
-
-    /// [`Engine::fail`] with the next attempt due after `wait`.
-    fn fail_with(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, wait: Wait, now_ms: u64) -> bool {
+    /// [`Engine::fail`] with the next attempt due after `wait`, or none
+    /// ([`Wait::Never`]: dead-lettered now).
+    pub fn fail_with(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, wait: Wait, now_ms: u64) -> bool {
         let Some((g, topic, held)) = self.lease(group, member, receipt, now_ms) else { return false };
         match held {
             Held::InFlight => {

@@ -236,8 +236,8 @@ fn a_permanent_failure_is_dead_lettered_at_once_and_the_partition_moves_on() {
     join(&mut e, "g", "m", "t", &no_jitter());
     e.send("t", &[msg("refused").with_key("k"), msg("next")], T0).unwrap();
     let d = e.poll("g", "m", 10, T0).unwrap();
-    assert!(e.dead_letter_now("g", "m", &d[0].receipt(), "HTTP 401: wrong token", T0));
-    assert!(!e.dead_letter_now("g", "m", &d[0].receipt(), "again", T0), "a settled receipt is stale");
+    assert!(e.fail_with("g", "m", &d[0].receipt(), "HTTP 401: wrong token", Wait::Never, T0));
+    assert!(!e.fail_with("g", "m", &d[0].receipt(), "again", Wait::Never, T0), "a settled receipt is stale");
     let dead = e.read_log("t.dlq", 0, 0, 10).unwrap();
     assert_eq!(dead.len(), 1, "on its first attempt of five");
     assert_eq!((dead[0].header("ferry-dlq-attempts"), dead[0].header("ferry-dlq-error")), (Some("1"), Some("HTTP 401: wrong token")));
