@@ -82,6 +82,11 @@ pub const DLQ_ERROR_BYTES_MAX: usize = 1024;
 /// more is taken to be down, and its backoff applies again after that.
 pub const BRIDGE_RETRY_AFTER_MS_MAX: u64 = 3_600_000;
 
+/// Messages a bridge posts in one request by default: one request per hundred
+/// messages costs little next to their bytes, and a hundred 1 KiB messages stay
+/// far below an edge's request body limit.
+pub const BRIDGE_BATCH_DEFAULT: u32 = 100;
+
 /// With `ordering: "none"`, how far past the committed offset a group may hand out
 /// messages: unsettled offsets are tracked one record each, so a message retrying for
 /// a long time must not let that set grow without bound.

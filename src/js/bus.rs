@@ -371,6 +371,17 @@ impl Bus {
         Consumer::new(self.shared.clone(), &options).map_err(to_js)
     }
 
+    /// `bus.bridge({ url, topics, token?, headers?, batchSize?, source?, groupId?,
+    /// retry?, ... })`: forwards the local `topics` to the remote bus at `url`
+    /// (bridge.rs); resolves to its consumer once it joined its group.
+    pub fn bridge(&self, options: JsValue) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            check_open(&shared)?;
+            Ok(Consumer::bridge(shared, &options).await?.into())
+        })
+    }
+
     /// `bus.publish(topic, value, { key, headers, id, delayMs, partition }?)`.
     pub fn publish(&self, topic: JsValue, value: JsValue, options: JsValue) -> Promise {
         let shared = self.shared.clone();

@@ -33,7 +33,10 @@ use crate::core::{Delivery, FerryError, Name, PollLimit, Receipt, Result, Subscr
 use crate::interop::args;
 use crate::interop::delivered::{message_payload, payload};
 use crate::interop::options::{consumer_config, seek_options, subscriptions};
+use super::bridge::{bridge_options, BridgeOptions, Forwarder};
+use crate::core::bridge::Verdict;
 use crate::core::engine::Wait;
+use crate::core::message::Message;
 use crate::protocol::{Call, Reply, RunEnd};
 
 #[wasm_bindgen]
@@ -229,10 +232,12 @@ impl Settlements {
 
 /// The handler `run` was given.
 #[derive(Clone)]
-enum Handler {
+pub(super) enum Handler {
     EachMessage(Function),
     /// `eachBatch`, and `eachBatchAutoResolve`.
     EachBatch(Function, bool),
+    /// A bridge's: each run posted to a remote bus (bridge.rs).
+    Forward(Rc<Forwarder>),
 }
 
 impl Handler {
@@ -262,20 +267,70 @@ impl Consumer {
         let group = args::string(&args::get(Some(&options), "groupId")?, "groupId")?;
         check_name("groupId", &group)?;
         let config = consumer_config(Some(&options))?;
+        Ok(Consumer::member(shared, group, config, Vec::new()))
+    }
+
+    /// A new member of `group`, not yet running.
+    fn member(shared: Shared, group: String, config: ConsumerConfig, subscriptions: Vec<Subscription>) -> Consumer {
         let member = format!("{group}-{:012x}", (js_sys::Math::random() * 2f64.powi(48)) as u64);
         let state = State {
             group,
             member,
             config,
-            subscriptions: RefCell::new(Vec::new()),
+            subscriptions: RefCell::new(subscriptions),
             running: Cell::new(false),
             stopped: Cell::new(false),
             slots: RefCell::default(),
             lock: RefCell::new(None),
             seeks: RefCell::default(),
         };
-        Ok(Consumer { shared, state: Rc::new(state) })
+        Consumer { shared, state: Rc::new(state) }
     }
+
+    /// `bus.bridge(options)`: a member of `groupId` (`"ferry-bridge"` by default)
+    /// on the bridged topics from their beginning, whose handler posts; running
+    /// once it joined. Its retries default to the most attempts a consumer may
+    /// have: an outage is no reason to give a message up.
+    pub(super) async fn bridge(shared: Shared, options: &JsValue) -> Result<Consumer> {
+        let options = args::options(options, "options")?.ok_or_else(|| FerryError::invalid("options must be an object with a url and topics"))?;
+        let BridgeOptions { forwarder, subscriptions, batch_size } = bridge_options(Some(&options))?;
+        let group = args::opt_string(&args::get(Some(&options), "groupId")?, "groupId")?.unwrap_or_else(|| "ferry-bridge".into());
+        check_name("groupId", &group)?;
+        let mut config = consumer_config(Some(&options))?;
+        config.batch_size_max = batch_size;
+        let retry = args::get(Some(&options), "retry")?;
+        if !retry.is_object() || args::get(Some(retry.unchecked_ref()), "maxAttempts")?.is_undefined() {
+            config.retry.max_attempts = ATTEMPTS_MAX;
+        }
+        let consumer = Consumer::member(shared, group, config, subscriptions);
+        start(&consumer.shared, &consumer.state, Handler::Forward(Rc::new(forwarder))).await?;
+        Ok(consumer)
+    }
+}
+
+/// Joins the member's group and starts its loop with `handler`.
+async fn start(shared: &Shared, state: &Rc<State>, handler: Handler) -> Result<()> {
+    if state.running.get() || state.stopped.get() {
+        return Err(FerryError::invalid("run was called already"));
+    }
+    let subscriptions = state.subscriptions.borrow().clone();
+    if subscriptions.is_empty() {
+        return Err(FerryError::invalid("subscribe to a topic before run"));
+    }
+    let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
+    // The lock is taken before joining: a member others can see always holds it.
+    if let Some(bus) = &shared.name {
+        *state.lock.borrow_mut() = MemberLock::take(bus, &group, &member).await.map(Rc::new);
+    }
+    if let Err(refused) = call(shared, Call::Join { group, member, subscriptions, config }).await {
+        release_lock(state);
+        return Err(refused);
+    }
+    wake_consumers(shared);
+    state.running.set(true);
+    shared.consumers.borrow_mut().push(state.clone());
+    spawn_local(run_loop(shared.clone(), state.clone(), handler));
+    Ok(())
 }
 
 #[wasm_bindgen]
@@ -311,26 +366,7 @@ impl Consumer {
         promise(async move {
             let options = args::options(&options, "options")?;
             let handler = Handler::from_options(options.as_ref())?;
-            if state.running.get() || state.stopped.get() {
-                return Err(FerryError::invalid("run was called already"));
-            }
-            let subscriptions = state.subscriptions.borrow().clone();
-            if subscriptions.is_empty() {
-                return Err(FerryError::invalid("subscribe to a topic before run"));
-            }
-            let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
-            // The lock is taken before joining: a member others can see always holds it.
-            if let Some(bus) = &shared.name {
-                *state.lock.borrow_mut() = MemberLock::take(bus, &group, &member).await.map(Rc::new);
-            }
-            if let Err(refused) = call(&shared, Call::Join { group, member, subscriptions, config }).await {
-                release_lock(&state);
-                return Err(refused);
-            }
-            wake_consumers(&shared);
-            state.running.set(true);
-            shared.consumers.borrow_mut().push(state.clone());
-            spawn_local(run_loop(shared, state, handler));
+            start(&shared, &state, handler).await?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -466,7 +502,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
             _ => Default::default(),
         };
         let idle = deliveries.is_empty();
-        for run in runs(deliveries, ordered || matches!(handler, Handler::EachBatch(..))) {
+        for run in runs(deliveries, ordered || !matches!(handler, Handler::EachMessage(..))) {
             let slot = state.take_slot(if ordered { 1 } else { run.len() as u32 });
             let seeks_before = state.seeks_of(&run[0]);
             match &handler {
@@ -477,6 +513,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
                         high_offsets.iter().find(|(t, p, _)| **t == **topic && *p == partition).map_or(run[run.len() - 1].message.offset + 1, |(_, _, high)| *high);
                     spawn_local(handle_batch(shared.clone(), state.clone(), f.clone(), *auto_resolve, run, slot, high, seeks_before))
                 }
+                Handler::Forward(forwarder) => spawn_local(forward_run(shared.clone(), state.clone(), forwarder.clone(), run, slot)),
             }
         }
         // Nothing to hand out (and the round did not wait for work at the writer),
@@ -552,6 +589,27 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
         }
     }
     settlements.flush(&shared, &state, last);
+    end_run(&shared, &state, &slot);
+}
+
+/// Posts a bridge's run to the remote bus: acked when forwarded, dead-lettered
+/// at once when refused, tried again after `Retry-After` or the backoff when the
+/// failure is transient (the rest of the run is given back either way).
+async fn forward_run(shared: Shared, state: Rc<State>, forwarder: Rc<Forwarder>, run: Vec<Delivery>, slot: Rc<Slot>) {
+    slot.start_message(state.config.ack_timeout_ms);
+    let messages: Vec<Message> = run.iter().map(|d| d.message.clone()).collect();
+    let verdict = forwarder.post(&run[0].topic, run[0].partition, &messages).await;
+    let mut last = None;
+    if slot.held.get() {
+        let finished_ms = js_sys::Date::now() as u64;
+        let fail = |error, wait| Some(RunEnd::Fail { receipt: run[0].receipt(), error, finished_ms, wait });
+        match verdict {
+            Verdict::Forwarded => run.iter().for_each(|d| slot.settlements.ack(d.receipt(), finished_ms)),
+            Verdict::Refused { error } => last = fail(error, Wait::Never),
+            Verdict::Transient { error, delay_ms } => last = fail(error, delay_ms.map_or(Wait::Backoff, Wait::Ms)),
+        }
+    }
+    slot.settlements.flush(&shared, &state, last);
     end_run(&shared, &state, &slot);
 }
 
@@ -675,7 +733,7 @@ async fn handle_batch(
 }
 
 /// The text of what a handler threw, for `ferry-dlq-error`.
-fn error_message(error: &JsValue) -> String {
+pub(super) fn error_message(error: &JsValue) -> String {
     if let Some(e) = error.dyn_ref::<js_sys::Error>() {
         return String::from(e.message());
     }

@@ -3,6 +3,7 @@
 //! `Consumer`, the commit queue on IndexedDB or memory, the run loop, and the Web
 //! Locks that make a closed tab's partitions move at once.
 
+mod bridge;
 mod bus;
 mod commit;
 mod consumer;

@@ -1,0 +1,138 @@
+//! `bus.bridge(options)`: a consumer group of the local bus whose handler posts
+//! each run of a partition's messages to a remote ferry (`handleHttp` of
+//! `ferry/workers`), one batch per request. What a response means, and the body
+//! and ids of a batch, are decided in [`crate::core::bridge`]; this is the post.
+//!
+//! It is a member like any other: it shares the work with the bridges of the
+//! other contexts of the origin, holds a partition while its batch is posted (a
+//! key's messages reach the edge in the order they were sent), and moves at once
+//! when its context goes.
+
+use js_sys::{Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::core::bridge::{batch_body, network_error, verdict, Verdict};
+use crate::core::config::check_name;
+use crate::core::fxhash::FxHashMap;
+use super::consumer::error_message;
+use crate::core::limits::{BATCH_SIZE_MAX, BRIDGE_BATCH_DEFAULT, SUBSCRIPTIONS_MAX};
+use crate::core::message::Message;
+use crate::core::{FerryError, Result, Subscription};
+use crate::interop::args;
+use crate::interop::object_of;
+
+/// Where and how a bridge posts.
+pub struct Forwarder {
+    /// The remote bus's base URL, without a trailing `/`.
+    url: String,
+    /// `Authorization: Bearer <token>`, when given.
+    token: Option<String>,
+    /// `headers()`: more headers per request (a token that changes), when given.
+    headers: Option<Function>,
+    /// Local topic -> remote topic.
+    remote: FxHashMap<String, String>,
+    /// Prefixes the ids derived for messages without one.
+    source: String,
+}
+
+/// A bridge's options: the forwarder, the local topics it drains, and the
+/// batch size (the consumer's `maxBatchSize`).
+pub struct BridgeOptions {
+    pub forwarder: Forwarder,
+    pub subscriptions: Vec<Subscription>,
+    pub batch_size: u32,
+}
+
+/// Reads `bus.bridge`'s own options; the consumer's (`groupId`, `retry`, ...)
+/// are read as `bus.consumer` reads them.
+pub fn bridge_options(options: Option<&Object>) -> Result<BridgeOptions> {
+    let url = args::string(&args::get(options, "url")?, "url")?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(FerryError::invalid(format!("url must be an http:// or https:// URL, got \"{url}\"")));
+    }
+    let token = args::opt_string(&args::get(options, "token")?, "token")?;
+    let headers = args::get(options, "headers")?;
+    let headers = if headers.is_undefined() { None } else { Some(headers.dyn_into::<Function>().map_err(|_| FerryError::invalid("headers must be a function returning an object of headers"))?) };
+    let remote = topic_map(&args::get(options, "topics")?)?;
+    let source = args::opt_string(&args::get(options, "source")?, "source")?.unwrap_or_else(|| "ferry".into());
+    let batch_size = args::opt_integer(&args::get(options, "batchSize")?, "batchSize", 1, u64::from(BATCH_SIZE_MAX))?.map_or(BRIDGE_BATCH_DEFAULT, |n| n as u32);
+    let subscriptions = remote.keys().map(|topic| Subscription { topic: topic.clone(), from_beginning: true }).collect();
+    Ok(BridgeOptions { forwarder: Forwarder { url: url.trim_end_matches('/').into(), token, headers, remote, source }, subscriptions, batch_size })
+}
+
+/// `topics`: local names (each forwarded under its own name), or an object of
+/// local -> remote names.
+fn topic_map(topics: &JsValue) -> Result<FxHashMap<String, String>> {
+    let pairs: Vec<(String, String)> = if js_sys::Array::is_array(topics) {
+        js_sys::Array::from(topics).iter().enumerate().map(|(i, t)| args::string(&t, &format!("topics[{i}]")).map(|t| (t.clone(), t))).collect::<Result<_>>()?
+    } else if topics.is_object() {
+        js_sys::Object::entries(topics.unchecked_ref())
+            .iter()
+            .map(|entry| {
+                let entry = js_sys::Array::from(&entry);
+                let local = entry.get(0).as_string().unwrap_or_default();
+                let remote = args::string(&entry.get(1), &format!("topics.{local}"))?;
+                Ok((local, remote))
+            })
+            .collect::<Result<_>>()?
+    } else {
+        return Err(FerryError::invalid("topics must be an array of topic names or an object of local -> remote names"));
+    };
+    if pairs.is_empty() || pairs.len() > SUBSCRIPTIONS_MAX {
+        return Err(FerryError::invalid(format!("topics must name 1 to {SUBSCRIPTIONS_MAX} topics")));
+    }
+    for (local, remote) in &pairs {
+        check_name("topics", local)?;
+        check_name("topics", remote)?;
+    }
+    Ok(pairs.into_iter().collect())
+}
+
+impl Forwarder {
+    /// Posts a run of one local partition's messages; what the answer means.
+    pub async fn post(&self, topic: &str, partition: u32, messages: &[Message]) -> Verdict {
+        let remote = self.remote.get(topic).map_or(topic, String::as_str);
+        let url = format!("{}/v1/topics/{remote}/messages", self.url);
+        let body = batch_body(&self.source, topic, partition, messages);
+        match self.fetch(&url, &body).await {
+            Ok(response) => read_verdict(&response).await,
+            Err(error) => network_error(&error_message(&error)),
+        }
+    }
+
+    async fn fetch(&self, url: &str, body: &str) -> std::result::Result<JsValue, JsValue> {
+        let headers = Object::new();
+        Reflect::set(&headers, &"content-type".into(), &"application/json".into())?;
+        if let Some(token) = &self.token {
+            Reflect::set(&headers, &"authorization".into(), &format!("Bearer {token}").into())?;
+        }
+        if let Some(more) = &self.headers {
+            let given = JsFuture::from(Promise::resolve(&more.call0(&JsValue::UNDEFINED)?)).await?;
+            if given.is_object() {
+                Object::assign(&headers, given.unchecked_ref());
+            }
+        }
+        let init = object_of(&[("method", "POST".into()), ("headers", headers.into()), ("body", body.into())]).map_err(|e| JsValue::from_str(&e.message))?;
+        let global = js_sys::global();
+        let fetch: Function = Reflect::get(&global, &"fetch".into())?.dyn_into()?;
+        JsFuture::from(fetch.call2(&global, &url.into(), &init)?.dyn_into::<Promise>()?).await
+    }
+}
+
+/// The verdict on a response: its status, `Retry-After`, and the start of its
+/// body for the reason.
+async fn read_verdict(response: &JsValue) -> Verdict {
+    let status = Reflect::get(response, &"status".into()).ok().and_then(|s| s.as_f64()).unwrap_or(0.0) as u16;
+    let retry_after = Reflect::get(response, &"headers".into())
+        .ok()
+        .and_then(|headers| Reflect::get(&headers, &"get".into()).ok()?.dyn_into::<Function>().ok()?.call1(&headers, &"retry-after".into()).ok())
+        .and_then(|value| value.as_string());
+    let body = async {
+        let text: Function = Reflect::get(response, &"text".into()).ok()?.dyn_into().ok()?;
+        JsFuture::from(text.call0(response).ok()?.dyn_into::<Promise>().ok()?).await.ok()?.as_string()
+    };
+    // The reason a dead letter keeps is cut to its limit there.
+    let body = body.await.unwrap_or_default();
+    verdict(status, retry_after.as_deref(), &body, js_sys::Date::now() as u64)
+}

@@ -1,0 +1,192 @@
+// `bus.bridge()` in each browser engine (tests/js/browsers.mjs): a page's local
+// topic drained to a remote endpoint that speaks handleHttp's JSON, served here
+// on another origin (with CORS, as a deployed edge would be). The endpoint keeps
+// the first message of each id, as the edge's dedup window does, and can be
+// down (503), refuse the token (401), throttle (429 with Retry-After) or be gone
+// (its port closed: a network error).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { serve } from '../../www/serve.mjs';
+import { forEachEngine } from './browsers.mjs';
+
+const TOKEN = 'bridge-secret';
+let server;
+let edge;
+
+before(async () => {
+  server = await serve();
+  edge = await startEdge();
+});
+
+after(async () => {
+  await edge?.close();
+  await server?.close();
+});
+
+/** The stand-in for the edge: `mode` is 'ok', 'down', or 'throttle' (429 once per post, then ok). */
+async function startEdge(port = 0) {
+  const state = { mode: 'ok', stored: new Map(), arrivals: [], repeats: 0, posts: [] };
+  const server = createServer(async (request, response) => {
+    const send = (status, body, headers = {}) => {
+      response.writeHead(status, {
+        'content-type': 'application/json',
+        'access-control-allow-origin': '*',
+        'access-control-allow-headers': 'content-type, authorization',
+        'access-control-expose-headers': 'retry-after',
+        ...headers,
+      });
+      response.end(body === undefined ? undefined : JSON.stringify(body));
+    };
+    if (request.method === 'OPTIONS') return send(204);
+    const chunks = [];
+    for await (const chunk of request) chunks.push(chunk);
+    const topic = /^\/v1\/topics\/([^/]+)\/messages$/.exec(new URL(request.url, 'http://x').pathname)?.[1];
+    state.posts.push({ at: Date.now(), mode: state.mode, topic });
+    if (request.headers.authorization !== `Bearer ${TOKEN}`) return send(401, { error: { code: 'INVALID_ARGUMENT', message: 'Authorization: Bearer <token> is missing or wrong' } });
+    if (state.mode === 'down') return send(503, { error: { code: 'STORAGE', message: 'down' } });
+    if (state.mode === 'throttle') {
+      state.mode = 'ok';
+      return send(429, { error: { code: 'QUEUE_FULL', message: 'slow down' } }, { 'retry-after': '1' });
+    }
+    const { messages } = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    const results = messages.map((message) => {
+      if (state.stored.has(message.id)) state.repeats += 1;
+      else {
+        state.stored.set(message.id, { topic, ...message });
+        state.arrivals.push({ topic, ...message });
+      }
+      return { topic, partition: 0, offset: state.stored.size - 1 };
+    });
+    send(200, { results });
+  });
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const close = () => new Promise((resolve) => {
+    server.close(resolve);
+    server.closeAllConnections();
+  });
+  return { state, url: `http://127.0.0.1:${server.address().port}`, port: server.address().port, close };
+}
+
+/** Opens the bus `name` in `page` with a 4-partition 'orders' topic, kept as `window.bus`. */
+const openBus = (page, name) =>
+  page.evaluate(async (name) => {
+    window.bus = await window.ferry.Bus.open({ name });
+    await window.bus.createTopic('orders', { partitions: 4 });
+  }, name);
+
+/** Publishes `count` orders over 16 keys from `page`, one at a time; resolves to their values in send order. */
+const publishOrders = (page, count) =>
+  page.evaluate(async (count) => {
+    const sent = [];
+    for (let i = 0; i < count; i++) {
+      const order = { key: `customer-${i % 16}`, n: i };
+      await window.bus.publish('orders', order, { key: order.key });
+      sent.push(order);
+    }
+    return sent;
+  }, count);
+
+/** Starts the page's bridge to `url` with short backoffs; `token` defaults to the right one. */
+const startBridge = (page, url, token = TOKEN) =>
+  page.evaluate(
+    async ({ url, token }) => {
+      window.bridge = await window.bus.bridge({ url, token, topics: ['orders'], batchSize: 50, retry: { initialBackoffMs: 100, maxBackoffMs: 400 } });
+    },
+    { url, token },
+  );
+
+/** Waits until `check()` is true, for at most 20 s. */
+async function until(check, what) {
+  const giveUpAt = Date.now() + 20_000;
+  while (!(await check())) {
+    if (Date.now() > giveUpAt) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Throws unless each key's orders arrived in the order they were sent. */
+function assertKeyOrder(arrivals) {
+  const byKey = new Map();
+  for (const { key, value } of arrivals) byKey.set(key, [...(byKey.get(key) ?? []), value.n]);
+  for (const [key, ns] of byKey) assert.deepEqual(ns, [...ns].sort((a, b) => a - b), `${key} arrived in send order`);
+}
+
+forEachEngine(() => server.url, (engine, openPage) => {
+  test(`${engine}: orders queued while the edge is down arrive once each when it is back, each key in order`, async () => {
+    edge.state.stored.clear();
+    edge.state.arrivals.length = 0;
+    edge.state.mode = 'down';
+    const page = await openPage();
+    await openBus(page, `bridge-down-${Date.now()}`);
+    const sent = await publishOrders(page, 300);
+    await startBridge(page, edge.url);
+    await until(() => edge.state.posts.some((p) => p.mode === 'down'), 'a post while down');
+    assert.equal(edge.state.stored.size, 0);
+    edge.state.mode = 'ok';
+    await until(() => edge.state.stored.size >= 300, 'every order at the edge');
+    const values = edge.state.arrivals.map((a) => a.value.n).sort((a, b) => a - b);
+    assert.deepEqual(values, sent.map((o) => o.n), 'each order stored once');
+    assert.ok(edge.state.arrivals.every((a) => typeof a.id === 'string' && a.id.length > 0), 'every forwarded message carries an id');
+    assertKeyOrder(edge.state.arrivals);
+    await until(async () => (await page.evaluate(async () => (await window.bus.stats()).groups.find((g) => g.groupId === 'ferry-bridge').partitions.reduce((n, p) => n + p.lag, 0))) === 0, 'no lag');
+    await page.close();
+  });
+
+  test(`${engine}: a wrong token is refused for good: the orders go to the local dead-letter topic with the response`, async () => {
+    const page = await openPage();
+    await openBus(page, `bridge-refused-${Date.now()}`);
+    const before = edge.state.stored.size;
+    await publishOrders(page, 3);
+    await startBridge(page, edge.url, 'wrong');
+    const dead = await page.evaluate(async () => {
+      const reader = window.bus.consumer({ groupId: 'dlq-reader' });
+      await reader.subscribe({ topic: 'orders.dlq', fromBeginning: true });
+      const seen = [];
+      await new Promise((resolve) => reader.run({ eachMessage: async ({ message }) => seen.push({ n: message.value.n, error: message.headers['ferry-dlq-error'], attempts: message.headers['ferry-dlq-attempts'] }) === 3 && resolve() }));
+      await reader.stop();
+      return seen.sort((a, b) => a.n - b.n);
+    });
+    assert.deepEqual(dead.map((d) => d.n), [0, 1, 2]);
+    for (const d of dead) {
+      assert.match(d.error, /^HTTP 401: .*missing or wrong/);
+      assert.equal(d.attempts, '1', 'dead-lettered on the first attempt');
+    }
+    assert.equal(edge.state.stored.size, before, 'nothing stored at the edge');
+    await page.close();
+  });
+
+  test(`${engine}: 429 with Retry-After is waited out, then the batch goes`, async () => {
+    const page = await openPage();
+    await openBus(page, `bridge-throttled-${Date.now()}`);
+    const before = edge.state.stored.size;
+    await page.evaluate(() => window.bus.publish('orders', { n: -1 }, { id: `throttled-${Math.random()}` }));
+    edge.state.mode = 'throttle';
+    const postsBefore = edge.state.posts.length;
+    await startBridge(page, edge.url);
+    await until(() => edge.state.stored.size === before + 1, 'the order after the wait');
+    const [throttled, next] = edge.state.posts.slice(postsBefore);
+    assert.equal(throttled.mode, 'throttle');
+    assert.ok(next.at - throttled.at >= 900, `the next post came ${next.at - throttled.at} ms later, Retry-After said 1 s`);
+    await page.close();
+  });
+
+  test(`${engine}: a network error (the edge's port closed) is retried until it is back`, async () => {
+    const page = await openPage();
+    await openBus(page, `bridge-gone-${Date.now()}`);
+    const gone = await startEdge();
+    const { port } = gone;
+    await gone.close();
+    await publishOrders(page, 20);
+    await startBridge(page, `http://127.0.0.1:${port}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const back = await startEdge(port);
+    try {
+      await until(() => back.state.stored.size === 20, 'every order once the edge is back');
+      assertKeyOrder(back.state.arrivals);
+    } finally {
+      await back.close();
+      await page.close();
+    }
+  });
+});
