@@ -204,12 +204,36 @@ export type SeekTarget =
   | { topic: string; partition: number; offset: number | string }
   | { topic: string; partition: number; timestamp: number | string };
 
+/**
+ * `bus.bridge(options)`: drains local topics to a remote ferry's `handleHttp`
+ * (`POST {url}/v1/topics/{topic}/messages`), as a consumer group of its own; the
+ * consumer's options (`retry`, `ackTimeoutMs`, `concurrency`, ...) apply too.
+ */
+export interface BridgeOptions extends Partial<Omit<ConsumerOptions, 'maxBatchSize'>> {
+  /** The remote bus's base URL (`handleHttp` serves `/v1/...` under it). */
+  url: string;
+  /** Local topic names (forwarded under the same names), or local -> remote names. */
+  topics: string[] | Record<string, string>;
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** More headers for each request (a token that changes); may return a promise. */
+  headers?: () => Record<string, string> | Promise<Record<string, string>>;
+  /** Messages per request, one partition's in order: default 100. */
+  batchSize?: number;
+  /** Prefixes the ids derived for messages without an `id` (`{source}/{topic}/{partition}/{offset}`): default `"ferry"`; give each device its own where several forward to one edge topic. */
+  source?: string;
+  /** Default `"ferry-bridge"`. */
+  groupId?: string;
+}
+
 export declare class Bus {
   static open(options?: BusOptions): Promise<Bus>;
   createTopic(name: string, options?: TopicOptions): Promise<boolean>;
   topics(): Promise<TopicInfo[]>;
   producer(): Producer;
   consumer(options: ConsumerOptions): Consumer;
+  /** Forwards local topics to a remote bus; resolves to the bridge's consumer (`stop()` ends it) once it joined its group. */
+  bridge(options: BridgeOptions): Promise<Consumer>;
   publish(topic: string, value: MessageValue, options?: MessageOptions): Promise<RecordMetadata>;
   stats(): Promise<BusStats>;
   redrive(options: { from: string; limit?: number }): Promise<number>;
