@@ -384,7 +384,7 @@ impl<S: Store> EdgeObject<S> {
                 Reply::Done
             }
             // A browser consumer's: the edge's consumers are the pull member and connect's.
-            other @ (Call::Join { .. } | Call::Round { .. } | Call::SettleRun { .. } | Call::Heartbeat { .. } | Call::Leave { .. }) => {
+            other @ (Call::Join { .. } | Call::Round { .. } | Call::SettleRun { .. } | Call::Heartbeat { .. } | Call::Leave { .. } | Call::RetryNow { .. }) => {
                 return Err(FerryError::invalid(format!("{} is not served at the edge", other.method())))
             }
         })

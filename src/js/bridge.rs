@@ -8,6 +8,9 @@
 //! key's messages reach the edge in the order they were sent), and moves at once
 //! when its context goes.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -34,6 +37,8 @@ pub struct Forwarder {
     remote: FxHashMap<String, String>,
     /// Prefixes the ids derived for messages without one.
     source: String,
+    /// Its listeners for the network coming back, removed with it.
+    wakeups: RefCell<Option<Wakeups>>,
 }
 
 /// A bridge's options: the forwarder, the local topics it drains, and the
@@ -58,7 +63,7 @@ pub fn bridge_options(options: Option<&Object>) -> Result<BridgeOptions> {
     let source = args::opt_string(&args::get(options, "source")?, "source")?.unwrap_or_else(|| "ferry".into());
     let batch_size = args::opt_integer(&args::get(options, "batchSize")?, "batchSize", 1, u64::from(BATCH_SIZE_MAX))?.map_or(BRIDGE_BATCH_DEFAULT, |n| n as u32);
     let subscriptions = remote.keys().map(|topic| Subscription { topic: topic.clone(), from_beginning: true }).collect();
-    Ok(BridgeOptions { forwarder: Forwarder { url: url.trim_end_matches('/').into(), token, headers, remote, source }, subscriptions, batch_size })
+    Ok(BridgeOptions { forwarder: Forwarder { url: url.trim_end_matches('/').into(), token, headers, remote, source, wakeups: RefCell::default() }, subscriptions, batch_size })
 }
 
 /// `topics`: local names (each forwarded under its own name), or an object of
@@ -89,7 +94,59 @@ fn topic_map(topics: &JsValue) -> Result<FxHashMap<String, String>> {
     Ok(pairs.into_iter().collect())
 }
 
+/// The events after which a bridge tries its waiting messages at once instead
+/// of at the end of their backoff: the network is back (`online`), the page is
+/// shown again (`visibilitychange`), a Background Sync (`sync`, in a service
+/// worker that has it). A bridge never depends on them: its backoff timer tries
+/// again anyway.
+pub struct Wakeups {
+    listening: Vec<(JsValue, &'static str, Closure<dyn FnMut()>)>,
+}
+
+impl Wakeups {
+    /// Calls `retry` on each of those events, until dropped.
+    pub fn listen(retry: Rc<dyn Fn()>) -> Wakeups {
+        let global = js_sys::global();
+        let document = Reflect::get(&global, &"document".into()).ok().filter(JsValue::is_object);
+        let mut listening = Vec::new();
+        for (target, event) in [(Some(global.into()), "online"), (Some(js_sys::global().into()), "sync"), (document, "visibilitychange")] {
+            let Some(target) = target else { continue };
+            let (retry, seen) = (retry.clone(), target.clone());
+            let handler = Closure::<dyn FnMut()>::new(move || {
+                // Hidden again is no reason to try.
+                let hidden = Reflect::get(&seen, &"visibilityState".into()).ok().and_then(|s| s.as_string()).is_some_and(|s| s == "hidden");
+                if !hidden {
+                    retry();
+                }
+            });
+            if listener(&target, "addEventListener", event, &handler) {
+                listening.push((target, event, handler));
+            }
+        }
+        Wakeups { listening }
+    }
+}
+
+impl Drop for Wakeups {
+    fn drop(&mut self) {
+        for (target, event, handler) in &self.listening {
+            listener(target, "removeEventListener", event, handler);
+        }
+    }
+}
+
+/// `target[method](event, handler)`; whether the target has it.
+fn listener(target: &JsValue, method: &str, event: &str, handler: &Closure<dyn FnMut()>) -> bool {
+    let Ok(function) = Reflect::get(target, &method.into()).and_then(|f| f.dyn_into::<Function>()) else { return false };
+    function.call2(target, &event.into(), handler.as_ref()).is_ok()
+}
+
 impl Forwarder {
+    /// Listens for the events after which the bridge tries at once ([`Wakeups`]).
+    pub fn wake_on_network(&self, retry: Rc<dyn Fn()>) {
+        *self.wakeups.borrow_mut() = Some(Wakeups::listen(retry));
+    }
+
     /// Posts a run of one local partition's messages; what the answer means.
     pub async fn post(&self, topic: &str, partition: u32, messages: &[Message]) -> Verdict {
         let remote = self.remote.get(topic).map_or(topic, String::as_str);

@@ -303,6 +303,15 @@ impl Consumer {
             config.retry.max_attempts = ATTEMPTS_MAX;
         }
         let consumer = Consumer::member(shared, group, config, subscriptions);
+        let weak = Rc::downgrade(&consumer.shared);
+        let group = consumer.state.group.clone();
+        forwarder.wake_on_network(Rc::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                // Not awaited: the commit wakes the loops (its own and the writer's).
+                drop(call(&shared, Call::RetryNow { group: group.clone() }));
+                wake_consumers(&shared);
+            }
+        }));
         start(&consumer.shared, &consumer.state, Handler::Forward(Rc::new(forwarder))).await?;
         Ok(consumer)
     }

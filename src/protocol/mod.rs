@@ -110,6 +110,10 @@ pub enum Call {
         group: String,
         member: String,
     },
+    /// [`Engine::retry_now`]: a bridge's network came back.
+    RetryNow {
+        group: String,
+    },
     /// [`Engine::leave`], or [`Engine::evict`] of a member seen gone.
     Leave {
         group: String,
@@ -189,6 +193,7 @@ impl Call {
             Call::Round { .. } => "round",
             Call::SettleRun { .. } => "settleRun",
             Call::Heartbeat { .. } => "heartbeat",
+            Call::RetryNow { .. } => "retryNow",
             Call::Leave { .. } => "leave",
         }
     }
@@ -276,6 +281,7 @@ pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
             Reply::Done
         }
         Call::Heartbeat { group, member } => Reply::Bool(engine.heartbeat(&group, &member, now_ms)),
+        Call::RetryNow { group } => Reply::Count(engine.retry_now(&group, now_ms)),
         Call::Leave { group, member, evicted } => {
             if evicted {
                 engine.evict(&group, &member, now_ms);

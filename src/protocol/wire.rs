@@ -333,6 +333,10 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
             w.str(group);
             w.str(member);
         }
+        Call::RetryNow { group } => {
+            w.u8(17);
+            w.str(group);
+        }
         Call::Leave { group, member, evicted } => {
             w.u8(16);
             w.str(group);
@@ -417,6 +421,7 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
         }
         15 => Call::Heartbeat { group: string(r)?, member: string(r)? },
         16 => Call::Leave { group: string(r)?, member: string(r)?, evicted: bool(r)? },
+        17 => Call::RetryNow { group: string(r)? },
         other => return Err(FerryError::storage(format!("unknown call {other}"))),
     };
     if !r.is_empty() {
@@ -646,6 +651,7 @@ mod tests {
             Call::SettleRun { group: "g".into(), member: "g-1".into(), acks: vec![(receipt.clone(), 13)], end: Some(RunEnd::Release(receipt)) },
             Call::Heartbeat { group: "g".into(), member: "g-1".into() },
             Call::Leave { group: "g".into(), member: "g-2".into(), evicted: true },
+            Call::RetryNow { group: "ferry-bridge".into() },
         ]
     }
 

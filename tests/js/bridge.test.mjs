@@ -87,13 +87,13 @@ const publishOrders = (page, count) =>
     return sent;
   }, count);
 
-/** Starts the page's bridge to `url` with short backoffs; `token` defaults to the right one. */
-const startBridge = (page, url, token = TOKEN) =>
+/** Starts the page's bridge to `url` with short backoffs (`retry` to change them); `token` defaults to the right one. */
+const startBridge = (page, url, token = TOKEN, retry = { initialBackoffMs: 100, maxBackoffMs: 400 }) =>
   page.evaluate(
-    async ({ url, token }) => {
-      window.bridge = await window.bus.bridge({ url, token, topics: ['orders'], batchSize: 50, retry: { initialBackoffMs: 100, maxBackoffMs: 400 } });
+    async ({ url, token, retry }) => {
+      window.bridge = await window.bus.bridge({ url, token, topics: ['orders'], batchSize: 50, retry });
     },
-    { url, token },
+    { url, token, retry },
   );
 
 /** Waits until `check()` is true, for at most 20 s. */
@@ -168,6 +168,21 @@ forEachEngine(() => server.url, (engine, openPage) => {
     const [throttled, next] = edge.state.posts.slice(postsBefore);
     assert.equal(throttled.mode, 'throttle');
     assert.ok(next.at - throttled.at >= 900, `the next post came ${next.at - throttled.at} ms later, Retry-After said 1 s`);
+    await page.close();
+  });
+
+  test(`${engine}: the network back (an online event) tries at once, not at the end of a long backoff`, async () => {
+    const page = await openPage();
+    await openBus(page, `bridge-online-${Date.now()}`);
+    const before = edge.state.stored.size;
+    edge.state.mode = 'down';
+    const postsBefore = edge.state.posts.length;
+    await page.evaluate(() => window.bus.publish('orders', { n: -2 }, { id: `online-${Math.random()}` }));
+    await startBridge(page, edge.url, TOKEN, { initialBackoffMs: 60_000, maxBackoffMs: 60_000, jitter: false });
+    await until(() => edge.state.posts.length > postsBefore, 'the post while down');
+    edge.state.mode = 'ok';
+    await page.evaluate(() => window.dispatchEvent(new Event('online')));
+    await until(() => edge.state.stored.size === before + 1, 'the order, long before its minute of backoff');
     await page.close();
   });
 

@@ -298,6 +298,32 @@ impl Engine {
         self.fail_with(group, member, receipt, error, Wait::Ms(delay_ms), now_ms)
     }
 
+    /// Makes every message of `group` waiting for a retry due now, its attempts
+    /// as they were: a bridge whose network came back tries at once, not at the
+    /// end of its backoff. Messages waiting out their `delayMs` stay as they are.
+    /// Returns how many it moved.
+    pub fn retry_now(&mut self, group: &str, now_ms: u64) -> u64 {
+        let mut moved = Vec::new();
+        if let Some(g) = self.groups.get(group) {
+            for (topic, gt) in &g.topics {
+                for (p, cs) in &gt.cursors {
+                    for (offset, pending) in &cs.pending {
+                        if let Pending::Waiting { failed, due_ms, error } = pending {
+                            if *failed > 0 && *due_ms > now_ms {
+                                moved.push((topic.clone(), *p, *offset, Pending::Waiting { failed: *failed, due_ms: now_ms, error: error.clone() }));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let (group, count) = (Name::from(group), moved.len() as u64);
+        for (topic, p, offset, waiting) in moved {
+            self.put(Key::Pending(group.clone(), topic, p, offset), Some(Record::Pending(waiting)));
+        }
+        count
+    }
+
     /// [`Engine::fail`] with the next attempt due after `wait`, or none
     /// ([`Wait::Never`]: dead-lettered now).
     pub fn fail_with(&mut self, group: &str, member: &str, receipt: &Receipt, error: &str, wait: Wait, now_ms: u64) -> bool {

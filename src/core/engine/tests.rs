@@ -245,6 +245,21 @@ fn a_permanent_failure_is_dead_lettered_at_once_and_the_partition_moves_on() {
     assert_eq!(settle_all(&mut e, "g", "m", T0), vec![1], "the rest of the run is given back and handed out next");
 }
 
+#[test]
+fn retry_now_makes_retries_due_at_once_and_leaves_delays_alone() {
+    let mut e = engine();
+    let config = ConsumerConfig { ordering: Ordering::None, ..no_jitter() };
+    join(&mut e, "g", "m", "t", &config);
+    e.send("t", &[msg("failing"), msg("later").with_delay_ms(60_000)], T0).unwrap();
+    let d = e.poll("g", "m", 10, T0).unwrap();
+    assert_eq!(offsets_attempts(&d), vec![(0, 1)]);
+    assert!(e.fail("g", "m", &d[0].receipt(), "offline", T0));
+    assert!(e.poll("g", "m", 10, T0 + 10).unwrap().is_empty(), "backing off for a second");
+    assert_eq!(e.retry_now("g", T0 + 10), 1, "the retry, not the delayed message");
+    assert_eq!(e.retry_now("other", T0 + 10), 0);
+    assert_eq!(offsets_attempts(&e.poll("g", "m", 10, T0 + 10).unwrap()), vec![(0, 2)], "due now, its attempt counted once");
+}
+
 /// `(offset, attempt)` of each delivery.
 fn offsets_attempts(d: &[Delivery]) -> Vec<(u64, u32)> {
     d.iter().map(|d| (d.message.offset, d.attempt)).collect()
