@@ -117,6 +117,8 @@ export interface HttpOptions extends ConnectOptions {
   token: string;
   /** Larger bodies are refused with 413. Default 1048576. */
   maxBodyBytes?: number;
+  /** Origins whose pages may call (CORS: a browser's `bus.bridge`): `"*"` or a list such as `["https://app.example"]`. Default none. */
+  allowOrigins?: '*' | string[];
 }
 
 /**

@@ -38,7 +38,30 @@ const SEND_PATH = /^\/v1\/topics\/([^/]*)\/messages$/;
  * is authorized): `handleHttp` in workers.js passes it. `maxBodyBytes` is checked
  * there.
  */
-export async function serveHttp(request, client, { token, maxBodyBytes }) {
+export async function serveHttp(request, client, { token, maxBodyBytes, allowOrigins }) {
+  const cors = corsHeaders(request, allowOrigins);
+  // A browser's preflight carries no credentials: it is answered before they are checked.
+  if (request.method === 'OPTIONS' && cors) {
+    const preflight = { 'Access-Control-Allow-Methods': 'GET, POST', 'Access-Control-Allow-Headers': 'authorization, content-type', 'Access-Control-Max-Age': '86400' };
+    return new Response(null, { status: 204, headers: { ...cors, ...preflight } });
+  }
+  const response = await serveChecked(request, client, token, maxBodyBytes);
+  for (const [name, value] of Object.entries(cors ?? {})) response.headers.set(name, value);
+  return response;
+}
+
+/**
+ * The CORS headers for a request from an origin `allowOrigins` lets in ("*" or a
+ * list), so that a page there (a bridge: `bus.bridge`) reads the answers and
+ * `Retry-After`; else null, and the browser keeps the answer from the page.
+ */
+function corsHeaders(request, allowOrigins) {
+  const origin = request.headers.get('Origin');
+  if (origin === null || allowOrigins === undefined || (allowOrigins !== '*' && !allowOrigins.includes(origin))) return null;
+  return { 'Access-Control-Allow-Origin': origin, 'Access-Control-Expose-Headers': 'retry-after', Vary: 'Origin' };
+}
+
+async function serveChecked(request, client, token, maxBodyBytes) {
   try {
     // Credentials first, so a caller without them learns nothing, not even which paths exist.
     if (!(await authorized(request, token))) {

@@ -226,9 +226,9 @@ class Client {
  * Other options (`autoCreateTopics`, `maxMessageBytes`) go to `connect` as they
  * are, and so apply to this request's calls.
  */
-export async function handleHttp(request, namespace, { token, name = 'ferry', maxBodyBytes, ...busOptions } = {}) {
+export async function handleHttp(request, namespace, { token, name = 'ferry', maxBodyBytes, allowOrigins, ...busOptions } = {}) {
   loadEngine();
   // A deployment mistake, not the caller's: thrown, as every other bad argument of the API.
-  const checked = checkHttpOptions(maxBodyBytes);
-  return serveHttp(request, () => connect(namespace, { name, ...busOptions }), { token, maxBodyBytes: checked });
+  const checked = checkHttpOptions(maxBodyBytes, allowOrigins);
+  return serveHttp(request, () => connect(namespace, { name, ...busOptions }), { token, maxBodyBytes: checked, allowOrigins });
 }

@@ -9,17 +9,43 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { serve } from '../../www/serve.mjs';
 import { forEachEngine } from './browsers.mjs';
+import { startWorker } from './workerd.mjs';
 
 const TOKEN = 'bridge-secret';
 let server;
 let edge;
+let workerd;
+let workerdUrl;
+
+// A Worker whose /v1/ paths are handleHttp of the bus "shop", open to pages of any
+// origin (CORS); GET /orders lists what its consumer group "check" finds there.
+const worker = `
+import { FerryObject, connect, handleHttp } from 'ferry/workers';
+
+export class Bus extends FerryObject {}
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    if (url.pathname.startsWith('/v1/')) return handleHttp(request, env.BUS, { token: env.FERRY_TOKEN, name: 'shop', allowOrigins: '*' });
+    const consumer = connect(env.BUS, { name: 'shop' }).consumer({ groupId: 'check' });
+    await consumer.subscribe({ topic: url.searchParams.get('topic'), fromBeginning: true });
+    const messages = await consumer.receive({ max: 100 });
+    await Promise.all(messages.map((m) => m.ack()));
+    return Response.json(messages.map((m) => ({ key: m.key, value: m.value, id: m.id, partition: m.partition, offset: m.offset })));
+  },
+};
+`;
 
 before(async () => {
   server = await serve();
   edge = await startEdge();
+  workerd = await startWorker(worker, { bindings: { FERRY_TOKEN: TOKEN } });
+  workerdUrl = String(await workerd.ready).replace(/\/$/, '');
 });
 
 after(async () => {
+  await workerd?.dispose();
   await edge?.close();
   await server?.close();
 });
@@ -183,6 +209,45 @@ forEachEngine(() => server.url, (engine, openPage) => {
     edge.state.mode = 'ok';
     await page.evaluate(() => window.dispatchEvent(new Event('online')));
     await until(() => edge.state.stored.size === before + 1, 'the order, long before its minute of backoff');
+    await page.close();
+  });
+
+  test(`${engine}: into handleHttp in workerd, across origins: every order stored once, each key in order; a wrong token dead-letters`, async () => {
+    const page = await openPage();
+    await openBus(page, `bridge-workerd-${Date.now()}`);
+    const topic = `orders-${engine}`;
+    const sent = await publishOrders(page, 64);
+    await page.evaluate(
+      async ({ url, token, topic }) => {
+        window.bridge = await window.bus.bridge({ url, token, topics: { orders: topic }, batchSize: 10 });
+      },
+      { url: workerdUrl, token: TOKEN, topic },
+    );
+    const stored = [];
+    await until(async () => {
+      stored.push(...(await (await fetch(`${workerdUrl}/orders?topic=${topic}`)).json()));
+      return stored.length >= 64;
+    }, 'every order in workerd');
+    assert.deepEqual(stored.map((m) => m.value.n).sort((a, b) => a - b), sent.map((o) => o.n), 'each order stored once');
+    const byKey = new Map();
+    for (const m of [...stored].sort((a, b) => a.partition - b.partition || a.offset - b.offset)) byKey.set(m.key, [...(byKey.get(m.key) ?? []), m.value.n]);
+    for (const [key, ns] of byKey) assert.deepEqual(ns, [...ns].sort((a, b) => a - b), `${key} stored in send order`);
+    await page.evaluate(() => window.bridge.stop());
+    await page.evaluate(
+      async ({ url, topic }) => {
+        await window.bus.publish('orders', { n: 'refused' }, { id: 'refused-1' });
+        window.refusing = await window.bus.bridge({ url, token: 'wrong', topics: { orders: topic }, groupId: 'refusing' });
+      },
+      { url: workerdUrl, topic },
+    );
+    const dead = await page.evaluate(async () => {
+      const reader = window.bus.consumer({ groupId: 'dlq-reader' });
+      await reader.subscribe({ topic: 'orders.dlq', fromBeginning: true });
+      const error = await new Promise((resolve) => reader.run({ eachMessage: async ({ message }) => resolve(message.headers['ferry-dlq-error']) }));
+      await reader.stop();
+      return error;
+    });
+    assert.match(dead, /^HTTP 401: .*"code":"INVALID_ARGUMENT"/);
     await page.close();
   });
 
