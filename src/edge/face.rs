@@ -326,7 +326,8 @@ pub fn check_http_options(max_body_bytes: JsValue, allow_origins: JsValue) -> st
     // `allowOrigins`: absent (no cross-origin caller), "*", or a list of origins.
     let origins_ok = allow_origins.is_undefined()
         || allow_origins.as_string().is_some_and(|s| s == "*")
-        || (js_sys::Array::is_array(&allow_origins) && js_sys::Array::from(&allow_origins).iter().all(|o| o.as_string().is_some_and(|o| o.starts_with("http://") || o.starts_with("https://"))));
+        || (js_sys::Array::is_array(&allow_origins)
+            && js_sys::Array::from(&allow_origins).iter().all(|o| o.as_string().is_some_and(|o| o.starts_with("http://") || o.starts_with("https://"))));
     if !origins_ok {
         return Err(to_js(crate::core::FerryError::invalid("allowOrigins must be \"*\" or an array of origins such as \"https://app.example\"")));
     }

@@ -15,10 +15,10 @@ use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use super::consumer::error_message;
 use crate::core::bridge::{batch_body, network_error, verdict, Verdict};
 use crate::core::config::check_name;
 use crate::core::fxhash::FxHashMap;
-use super::consumer::error_message;
 use crate::core::limits::{BATCH_SIZE_MAX, BRIDGE_BATCH_DEFAULT, SUBSCRIPTIONS_MAX};
 use crate::core::message::Message;
 use crate::core::{FerryError, Result, Subscription};
@@ -58,12 +58,20 @@ pub fn bridge_options(options: Option<&Object>) -> Result<BridgeOptions> {
     }
     let token = args::opt_string(&args::get(options, "token")?, "token")?;
     let headers = args::get(options, "headers")?;
-    let headers = if headers.is_undefined() { None } else { Some(headers.dyn_into::<Function>().map_err(|_| FerryError::invalid("headers must be a function returning an object of headers"))?) };
+    let headers = if headers.is_undefined() {
+        None
+    } else {
+        Some(headers.dyn_into::<Function>().map_err(|_| FerryError::invalid("headers must be a function returning an object of headers"))?)
+    };
     let remote = topic_map(&args::get(options, "topics")?)?;
     let source = args::opt_string(&args::get(options, "source")?, "source")?.unwrap_or_else(|| "ferry".into());
     let batch_size = args::opt_integer(&args::get(options, "batchSize")?, "batchSize", 1, u64::from(BATCH_SIZE_MAX))?.map_or(BRIDGE_BATCH_DEFAULT, |n| n as u32);
     let subscriptions = remote.keys().map(|topic| Subscription { topic: topic.clone(), from_beginning: true }).collect();
-    Ok(BridgeOptions { forwarder: Forwarder { url: url.trim_end_matches('/').into(), token, headers, remote, source, wakeups: RefCell::default() }, subscriptions, batch_size })
+    Ok(BridgeOptions {
+        forwarder: Forwarder { url: url.trim_end_matches('/').into(), token, headers, remote, source, wakeups: RefCell::default() },
+        subscriptions,
+        batch_size,
+    })
 }
 
 /// `topics`: local names (each forwarded under its own name), or an object of

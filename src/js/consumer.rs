@@ -24,19 +24,19 @@ use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
+use super::bridge::{bridge_options, BridgeOptions, Forwarder};
 use super::bus::{call, call_unchecked, is_client, one_writer, promise, read_cached, wake_consumers, Shared};
 use super::commit::Waiters;
 use super::locks::MemberLock;
+use crate::core::bridge::Verdict;
 use crate::core::config::{check_name, ConsumerConfig, Ordering};
+use crate::core::engine::Wait;
 use crate::core::limits::*;
+use crate::core::message::Message;
 use crate::core::{Delivery, FerryError, Name, PollLimit, Receipt, Result, Subscription};
 use crate::interop::args;
 use crate::interop::delivered::{message_payload, payload};
 use crate::interop::options::{consumer_config, seek_options, subscriptions};
-use super::bridge::{bridge_options, BridgeOptions, Forwarder};
-use crate::core::bridge::Verdict;
-use crate::core::engine::Wait;
-use crate::core::message::Message;
 use crate::protocol::{Call, Reply, RunEnd};
 
 #[wasm_bindgen]

@@ -8,8 +8,8 @@
 pub mod wire;
 
 use crate::core::config::ConsumerConfig;
-use crate::core::message::{Chunk, OutgoingMessage};
 use crate::core::engine::Wait;
+use crate::core::message::{Chunk, OutgoingMessage};
 use crate::core::{BusConfig, Delivery, Engine, FerryError, PollLimit, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
 
 /// What a call brings besides its arguments: the calling client's options
