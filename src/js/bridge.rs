@@ -102,13 +102,16 @@ fn topic_map(topics: &JsValue) -> Result<FxHashMap<String, String>> {
     Ok(pairs.into_iter().collect())
 }
 
+/// A listener added: its target, its event, and the handler.
+type Listening = (JsValue, &'static str, Closure<dyn FnMut()>);
+
 /// The events after which a bridge tries its waiting messages at once instead
 /// of at the end of their backoff: the network is back (`online`), the page is
 /// shown again (`visibilitychange`), a Background Sync (`sync`, in a service
 /// worker that has it). A bridge never depends on them: its backoff timer tries
 /// again anyway.
 pub struct Wakeups {
-    listening: Vec<(JsValue, &'static str, Closure<dyn FnMut()>)>,
+    listening: Vec<Listening>,
 }
 
 impl Wakeups {
