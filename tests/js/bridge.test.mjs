@@ -159,6 +159,28 @@ forEachEngine(() => server.url, (engine, openPage) => {
     await page.close();
   });
 
+  test(`${engine}: two tabs bridging one bus share the work; one closed mid-drain, the other finishes: each order once, each key in order`, async () => {
+    edge.state.stored.clear();
+    edge.state.arrivals.length = 0;
+    edge.state.mode = 'down';
+    const name = `bridge-two-${Date.now()}`;
+    const [a, b] = [await openPage(), await openPage()];
+    await openBus(a, name);
+    await b.evaluate(async (name) => {
+      window.bus = await window.ferry.Bus.open({ name });
+    }, name);
+    const sent = await publishOrders(a, 400);
+    await startBridge(a, edge.url);
+    await startBridge(b, edge.url);
+    edge.state.mode = 'ok';
+    await until(() => edge.state.stored.size >= 100, 'a quarter of the orders');
+    await a.close();
+    await until(() => edge.state.stored.size >= 400, 'every order, through the other tab');
+    assert.deepEqual(edge.state.arrivals.map((m) => m.value.n).sort((x, y) => x - y), sent.map((o) => o.n), 'each order stored once');
+    assertKeyOrder(edge.state.arrivals);
+    await b.close();
+  });
+
   test(`${engine}: a wrong token is refused for good: the orders go to the local dead-letter topic with the response`, async () => {
     const page = await openPage();
     await openBus(page, `bridge-refused-${Date.now()}`);
