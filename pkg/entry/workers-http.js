@@ -1,10 +1,11 @@
 // serveHttp(), behind handleHttp(): the bus over HTTP, for forwarding from browsers
 // and other services.
 //
-// Two routes (pkg/README.md): `POST /v1/topics/{topic}/messages` and `GET /v1/stats`. Every
+// Routes (pkg/README.md): `POST /v1/topics/{topic}/messages`, `GET /v1/stats`, and for
+// consuming over HTTP `POST /v1/topics/{topic}/receive` and `POST /v1/acks`. Every
 // error answers `{ "error": { "code", "message" } }` with a code from the contract's table.
-// A refused request stores nothing: every check runs before the one `send`, and
-// `send` itself is atomic.
+// A refused request changes nothing: every check runs (in the engine) before the one
+// operation it makes, and a send is atomic.
 //
 import { FerryError } from './error.js';
 
@@ -31,12 +32,12 @@ class Refusal extends Error {
   }
 }
 
-const SEND_PATH = /^\/v1\/topics\/([^/]*)\/messages$/;
+const TOPIC_PATH = /^\/v1\/topics\/([^/]*)\/(messages|receive)$/;
 
 /**
- * Serves `request` from `client` (what `connect` gives, made only once the request
- * is authorized): `handleHttp` in workers.js passes it. `maxBodyBytes` is checked
- * there.
+ * Serves `request` from `client()` (the isolate's client of the bus, made only
+ * once the request is authorized): `handleHttp` in workers.js passes it.
+ * `maxBodyBytes` is checked there.
  */
 export async function serveHttp(request, client, { token, maxBodyBytes, allowOrigins }) {
   const cors = corsHeaders(request, allowOrigins);
@@ -69,17 +70,19 @@ async function serveChecked(request, client, token, maxBodyBytes) {
     }
     const { serve, method } = route(new URL(request.url).pathname);
     if (request.method !== method) throw new Refusal(405, 'INVALID_ARGUMENT', `${request.method} is not allowed here; use ${method}`, { Allow: method });
-    return Response.json(await serve(request, client(), maxBodyBytes));
+    return await serve(request, client(), maxBodyBytes);
   } catch (error) {
     return errorResponse(error);
   }
 }
 
-/** The route for `pathname`: the method it takes and what serves it; else a 404. */
+/** The route for `pathname`: the method it takes and what serves it (to a Response); else a 404. */
 function route(pathname) {
-  if (pathname === '/v1/stats') return { method: 'GET', serve: (request, bus) => bus.stats() };
-  const send = SEND_PATH.exec(pathname);
-  if (send) return { method: 'POST', serve: (request, bus, maxBodyBytes) => sendMessages(request, bus, topicOf(send[1]), maxBodyBytes) };
+  if (pathname === '/v1/stats') return { method: 'GET', serve: async (request, client) => Response.json(await client.face().stats()) };
+  if (pathname === '/v1/acks') return { method: 'POST', serve: settle };
+  const [, segment, action] = TOPIC_PATH.exec(pathname) ?? [];
+  if (action === 'messages') return { method: 'POST', serve: (request, client, maxBodyBytes) => sendMessages(request, client, topicOf(segment), maxBodyBytes) };
+  if (action === 'receive') return { method: 'POST', serve: (request, client, maxBodyBytes) => receive(request, client, topicOf(segment), maxBodyBytes) };
   throw new Refusal(404, 'INVALID_ARGUMENT', `no such path: ${pathname}`);
 }
 
@@ -95,13 +98,24 @@ function topicOf(segment) {
  * `{ "messages": [...] }` -> `{ results }`; the bus checks the messages themselves.
  * Content-Type is not required: the body parses as JSON or is a 400 either way.
  */
-async function sendMessages(request, bus, topic, maxBodyBytes) {
+async function sendMessages(request, client, topic, maxBodyBytes) {
   const body = parseJson(await readBody(request, maxBodyBytes));
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new FerryError('INVALID_ARGUMENT', 'the body must be a JSON object { "messages": [...] }');
   }
   if (!Array.isArray(body.messages)) throw new FerryError('INVALID_ARGUMENT', 'messages must be an array');
-  return { results: await bus.producer().send({ topic, messages: body.messages }) };
+  return Response.json({ results: await client.face().producer().send({ topic, messages: body.messages }) });
+}
+
+/** `{ group, max, ... }` -> `{ messages }`, each with its receipt: the engine checks the body and writes the answer. */
+async function receive(request, client, topic, maxBodyBytes) {
+  const text = await client.receiveHttp(topic, parseJson(await readBody(request, maxBodyBytes)));
+  return new Response(text, { headers: { 'content-type': 'application/json' } });
+}
+
+/** `{ receipts: [{ receipt, retry? }] }` -> `{ results }`, whether each settled. */
+async function settle(request, client, maxBodyBytes) {
+  return Response.json({ results: await client.settleHttp(parseJson(await readBody(request, maxBodyBytes))) });
 }
 
 /**

@@ -127,6 +127,11 @@ const clients = new WeakMap();
 
 /** A client for the bus `options.name` held by the Durable Object namespace `namespace`. */
 export function connect(namespace, options = {}) {
+  return clientOf(namespace, options).face();
+}
+
+/** The isolate's one client of `namespace` with `options`, made on first use. */
+function clientOf(namespace, options) {
   loadEngine();
   const key = JSON.stringify(options ?? {});
   let byOptions = typeof namespace === 'object' && namespace !== null ? clients.get(namespace) : undefined;
@@ -139,7 +144,7 @@ export function connect(namespace, options = {}) {
     client = new Client(namespace, new EdgeClient(options));
     byOptions.set(key, client);
   }
-  return client.face();
+  return client;
 }
 
 /** Carries what the client's protocol (EdgeClient) decides: calls to objects out, their answers in, results back. */
@@ -148,23 +153,43 @@ class Client {
   #client;
   #waiting = new Map();
   #flushQueued = false;
+  /** A pull consumer no one holds any more is forgotten by the engine too. */
+  #releases = new FinalizationRegistry((id) => this.#client.release(id));
 
   constructor(namespace, client) {
     this.#namespace = namespace;
     this.#client = client;
   }
 
-  /** Starts an operation (`start` returns its id, or throws for bad input) and resolves to its result. */
-  run(start) {
+  /**
+   * Starts an operation (`start` returns its id, or throws for bad input) and
+   * resolves to its result. `holds` is kept until then: a consumer whose
+   * operation is under way is not collected (and released) before it ends.
+   */
+  run(start, holds) {
     return new Promise((resolve, reject) => {
-      this.#waiting.set(start(this.#client), { resolve, reject });
+      this.#waiting.set(start(this.#client), { resolve, reject, holds });
       this.#carry(this.#client.poll());
     });
   }
 
+  /** `POST /v1/topics/{topic}/receive`'s parsed body: resolves to the answer's JSON text. */
+  receiveHttp(topic, body) {
+    return this.run((c) => c.receiveHttp(topic, body));
+  }
+
+  /** `POST /v1/acks`'s parsed body: resolves to whether each receipt settled, in order. */
+  settleHttp(body) {
+    // The ids come as a Float64Array, whose map would make numbers of the promises.
+    const ids = Array.from(this.#client.settleHttp(body));
+    const settled = Promise.all(ids.map((id) => new Promise((resolve, reject) => this.#waiting.set(id, { resolve, reject }))));
+    this.#carry(this.#client.poll());
+    return settled;
+  }
+
   /** An ack or retry: those made in one turn leave together. */
-  settle(start) {
-    const result = this.run(start);
+  settle(start, holds) {
+    const result = this.run(start, holds);
     if (!this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(() => {
@@ -204,8 +229,8 @@ class Client {
 
   /** A pull consumer: `receive` leases messages, each settled by `ack` or `retry`. */
   #consumer(id) {
-    const run = (start) => this.run(start);
-    const settle = (start) => this.settle(start);
+    const run = (start) => this.run(start, consumer);
+    const settle = (start) => this.settle(start, consumer);
     const received = ({ topic, partition, message, generation }) => ({
       topic,
       partition,
@@ -213,11 +238,13 @@ class Client {
       ack: () => settle((c) => c.ack(id, topic, partition, message.offset, message.attempt, generation)),
       retry: (options) => settle((c) => c.retry(id, topic, partition, message.offset, message.attempt, generation, options)),
     });
-    return {
+    const consumer = {
       subscribe: (subscription) => run((c) => c.subscribe(id, subscription)),
       receive: async (options) => (await run((c) => c.receive(id, options))).map(received),
       seek: (target) => run((c) => c.seek(id, target)),
     };
+    this.#releases.register(consumer, id);
+    return consumer;
   }
 }
 
@@ -230,5 +257,5 @@ export async function handleHttp(request, namespace, { token, name = 'ferry', ma
   loadEngine();
   // A deployment mistake, not the caller's: thrown, as every other bad argument of the API.
   const checked = checkHttpOptions(maxBodyBytes, allowOrigins);
-  return serveHttp(request, () => connect(namespace, { name, ...busOptions }), { token, maxBodyBytes: checked, allowOrigins });
+  return serveHttp(request, () => clientOf(namespace, { name, ...busOptions }), { token, maxBodyBytes: checked, allowOrigins });
 }

@@ -53,29 +53,38 @@ pub fn batch_body(source: &str, topic: &str, partition: u32, messages: &[Message
             json::string(&mut out, key);
             out.push(',');
         }
-        out.push_str("\"value\":");
-        match message.value.kind {
-            ValueKind::Json => out.push_str(&message.value.text()),
-            ValueKind::String => json::string(&mut out, &message.value.text()),
-            ValueKind::Bytes => json::string(&mut out, &base64(&message.value.bytes)),
-        }
-        out.push_str(",\"headers\":{");
-        let encoding = (message.value.kind == ValueKind::Bytes).then_some((VALUE_ENCODING_HEADER, "base64"));
-        let headers = message.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).chain(encoding);
-        for (j, (name, value)) in headers.enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            json::string(&mut out, name);
-            out.push(':');
-            json::string(&mut out, value);
-        }
-        out.push_str("},\"id\":");
+        value_and_headers(&mut out, message);
+        out.push_str(",\"id\":");
         json::string(&mut out, &forward_id(source, topic, partition, message));
         out.push('}');
     }
     out.push_str("]}");
     out
+}
+
+/// Appends `"value":...,"headers":{...}` of `message`: a JSON value as it is, a
+/// string as a string, bytes as base64 text with [`VALUE_ENCODING_HEADER`]
+/// (JSON has no bytes), as both the bridge's batches and a receive over HTTP
+/// carry them.
+pub fn value_and_headers(out: &mut String, message: &Message) {
+    out.push_str("\"value\":");
+    match message.value.kind {
+        ValueKind::Json => out.push_str(&message.value.text()),
+        ValueKind::String => json::string(out, &message.value.text()),
+        ValueKind::Bytes => json::string(out, &base64(&message.value.bytes)),
+    }
+    out.push_str(",\"headers\":{");
+    let encoding = (message.value.kind == ValueKind::Bytes).then_some((VALUE_ENCODING_HEADER, "base64"));
+    let headers = message.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).chain(encoding);
+    for (j, (name, value)) in headers.enumerate() {
+        if j > 0 {
+            out.push(',');
+        }
+        json::string(out, name);
+        out.push(':');
+        json::string(out, value);
+    }
+    out.push('}');
 }
 
 /// What the response with `status` means; `retry_after` is its `Retry-After`

@@ -142,6 +142,11 @@ pub const FORWARD_RETRY_MS: u64 = 1_000;
 /// for long is tried once a minute.
 pub const FORWARD_RETRY_MS_MAX: u64 = 60_000;
 
+/// Receipts one `POST /v1/acks` may settle: ten receives' worth, so a consumer
+/// over HTTP may gather a few before it settles them, while one request still
+/// reaches each partition once with a bounded batch.
+pub const HTTP_ACKS_MAX: u64 = 10 * RECEIVE_MAX;
+
 /// `handleHttp`'s `maxBodyBytes` by default: 1 MiB, a request of many messages
 /// well within a Worker's memory.
 pub const HTTP_BODY_BYTES_DEFAULT: u64 = 1 << 20;

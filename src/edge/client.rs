@@ -79,6 +79,8 @@ enum Step {
     },
     /// A batch of acks and retries of one partition, for the operations named.
     Settle { ops: Vec<OpId> },
+    /// The same, waiting for its topic's settings.
+    SettleTopic { ops: Vec<OpId>, partition: u32, items: Vec<SettleItem> },
 }
 
 /// What an operation does once the settings it waited for are known.
@@ -101,7 +103,12 @@ pub struct EdgeClient {
     /// short-lived clients still spread.
     round_robin: HashMap<String, u32>,
     seed: u64,
-    consumers: Vec<PullConsumer>,
+    /// The pull consumers made and not released: a client lives as long as its
+    /// isolate, and a Worker makes consumers per request.
+    consumers: HashMap<ConsumerId, PullConsumer>,
+    next_consumer: ConsumerId,
+    /// Consumers made for one operation (a receive over HTTP), released when it ends.
+    transient: HashMap<OpId, ConsumerId>,
     next_op: OpId,
     next_transmit: TransmitId,
     transmits: VecDeque<Transmit>,
@@ -124,7 +131,9 @@ impl EdgeClient {
             known: HashMap::new(),
             round_robin: HashMap::new(),
             seed,
-            consumers: Vec::new(),
+            consumers: HashMap::new(),
+            next_consumer: 0,
+            transient: HashMap::new(),
             next_op: 0,
             next_transmit: 0,
             transmits: VecDeque::new(),
@@ -142,6 +151,9 @@ impl EdgeClient {
 
     fn finish(&mut self, op: OpId, result: Result<Reply>) {
         self.steps.remove(&op);
+        if let Some(consumer) = self.transient.remove(&op) {
+            self.consumers.remove(&consumer);
+        }
         self.done.push_back((op, result));
     }
 
@@ -221,22 +233,22 @@ impl EdgeClient {
             }
             Then::Subscribe { consumer, subscriptions } => {
                 let targets = self.targets(&found, &subscriptions);
+                let calls = targets.iter().map(|t| self.receive_call(consumer, &t.subscription, 0)).collect::<Result<Vec<_>>>()?;
                 self.steps.insert(op, Step::Joins { consumer, subscriptions, left: targets.len() });
-                for (i, t) in targets.iter().enumerate() {
-                    let call = self.receive_call(consumer, &t.subscription, 0);
+                for (i, (t, call)) in targets.iter().zip(calls).enumerate() {
                     self.partition(op, i, (&t.topic, &t.settings), t.partition, call);
                 }
             }
             Then::Receive { consumer, max } => {
-                let subscriptions = self.consumers[consumer].subscriptions.clone();
+                let pull = self.pull_mut(consumer)?;
+                let (subscriptions, rotation) = (pull.subscriptions.clone(), pull.rotation);
+                pull.rotation = rotation.wrapping_add(1);
                 let mut asking = self.targets(&found, &subscriptions);
-                let rotation = self.consumers[consumer].rotation;
-                self.consumers[consumer].rotation = rotation.wrapping_add(1);
                 if !asking.is_empty() {
                     let at = rotation % asking.len();
                     asking.rotate_left(at);
                 }
-                self.receive_round(op, consumer, max, asking, Vec::new(), true);
+                self.receive_round(op, consumer, max, asking, Vec::new(), true)?;
             }
             Then::Seek { consumer, partition, to } => {
                 let (topic, settings) = found.into_iter().next().ok_or_else(|| FerryError::storage("no settings for the seek"))?;
@@ -246,7 +258,7 @@ impl EdgeClient {
                         format!("partition {partition} of topic '{topic}' does not exist: the topic has {} partition(s)", settings.partitions),
                     ));
                 }
-                let group = self.consumers[consumer].group.clone();
+                let group = self.pull(consumer)?.group.clone();
                 self.steps.insert(op, Step::Call);
                 self.partition(op, 0, (&topic, &settings), partition, Call::Seek { group, topic: topic.clone(), partition, to });
             }
@@ -273,13 +285,13 @@ impl EdgeClient {
         targets
     }
 
-    fn receive_call(&self, consumer: ConsumerId, subscription: &Subscription, max: usize) -> Call {
-        let c = &self.consumers[consumer];
+    fn receive_call(&self, consumer: ConsumerId, subscription: &Subscription, max: usize) -> Result<Call> {
+        let c = self.pull(consumer)?;
         let mut config = c.config.clone();
         // Leases bound each message's time; the pull member itself never times out
         // between the invocations that pull.
         config.session_timeout_ms = SESSION_TIMEOUT_MS_MAX;
-        Call::Receive { group: c.group.clone(), config, subscriptions: vec![subscription.clone()], max }
+        Ok(Call::Receive { group: c.group.clone(), config, subscriptions: vec![subscription.clone()], max })
     }
 
     /// Asks every partition of `asking` for a share of what is left of `max` (in
@@ -287,31 +299,33 @@ impl EdgeClient {
     /// fewer came, those not asked and those that filled their share. Each round
     /// either fills `max` or drops a partition that had less than its share, so
     /// the rounds end.
-    fn receive_round(&mut self, op: OpId, consumer: ConsumerId, max: usize, asking: Vec<Target>, received: Vec<crate::core::Delivery>, first: bool) {
+    fn receive_round(&mut self, op: OpId, consumer: ConsumerId, max: usize, asking: Vec<Target>, received: Vec<crate::core::Delivery>, first: bool) -> Result<()> {
         let left = max - received.len();
         if asking.is_empty() || left == 0 {
-            return self.finish(op, Ok(Reply::Deliveries(received)));
+            self.finish(op, Ok(Reply::Deliveries(received)));
+            return Ok(());
         }
         let n = asking.len();
         let shares: Vec<usize> = (0..n).map(|i| left / n + usize::from(i < left % n)).collect();
         let asked: Vec<usize> = (0..n).filter(|i| first || shares[*i] > 0).collect();
         let got = (0..n).map(|i| if asked.contains(&i) { None } else { Some(Vec::new()) }).collect();
+        let calls = asked.iter().map(|i| Ok((*i, self.receive_call(consumer, &asking[*i].subscription, shares[*i])?))).collect::<Result<Vec<_>>>()?;
         self.steps.insert(op, Step::Receive { consumer, max, asking: asking.clone(), shares: shares.clone(), got, left: asked.len(), received });
-        for i in asked {
-            let call = self.receive_call(consumer, &asking[i].subscription, shares[i]);
+        for (i, call) in calls {
             self.partition(op, i, (&asking[i].topic, &asking[i].settings), asking[i].partition, call);
         }
+        Ok(())
     }
 
-    fn receive_answered(&mut self, op: OpId) {
-        let Some(Step::Receive { consumer, max, asking, shares, got, mut received, .. }) = self.steps.remove(&op) else { return };
+    fn receive_answered(&mut self, op: OpId) -> Result<()> {
+        let Some(Step::Receive { consumer, max, asking, shares, got, mut received, .. }) = self.steps.remove(&op) else { return Ok(()) };
         let got: Vec<Vec<crate::core::Delivery>> = got.into_iter().map(Option::unwrap_or_default).collect();
         let counts: Vec<usize> = got.iter().map(Vec::len).collect();
         received.extend(got.into_iter().flatten());
         let unasked = (0..asking.len()).filter(|i| shares[*i] == 0);
         let filled = (0..asking.len()).filter(|i| shares[*i] > 0 && counts[*i] == shares[*i]);
         let next: Vec<Target> = unasked.chain(filled).map(|i| asking[i].clone()).collect();
-        self.receive_round(op, consumer, max, next, received, false);
+        self.receive_round(op, consumer, max, next, received, false)
     }
 
     fn redrive_next(&mut self, op: OpId, from: (String, TopicConfig), limit: Option<u64>, partition: u32, moved: u64) {
@@ -367,10 +381,18 @@ impl EdgeClient {
 
     /// Whether `consumer` is one of this client's; if not, `op` fails saying so
     /// (the number came from JavaScript).
+    fn pull(&self, consumer: ConsumerId) -> Result<&PullConsumer> {
+        self.consumers.get(&consumer).ok_or_else(|| not_ours(consumer))
+    }
+
+    fn pull_mut(&mut self, consumer: ConsumerId) -> Result<&mut PullConsumer> {
+        self.consumers.get_mut(&consumer).ok_or_else(|| not_ours(consumer))
+    }
+
     fn knows(&mut self, op: OpId, consumer: ConsumerId) -> bool {
-        let known = consumer < self.consumers.len();
+        let known = self.consumers.contains_key(&consumer);
         if !known {
-            self.finish(op, Err(FerryError::invalid(format!("consumer {consumer} is not one of this client's"))));
+            self.finish(op, Err(not_ours(consumer)));
         }
         known
     }
@@ -379,8 +401,32 @@ impl EdgeClient {
     pub fn consumer(&mut self, group: String, config: ConsumerConfig) -> Result<ConsumerId> {
         check_name("groupId", &group)?;
         config.check()?;
-        self.consumers.push(PullConsumer { group, config, subscriptions: Vec::new(), rotation: 0 });
-        Ok(self.consumers.len() - 1)
+        let id = self.next_consumer;
+        self.next_consumer += 1;
+        self.consumers.insert(id, PullConsumer { group, config, subscriptions: Vec::new(), rotation: 0 });
+        Ok(id)
+    }
+
+    /// Forgets a consumer no one holds any more (its JavaScript object was
+    /// collected); an operation of it still under way fails.
+    pub fn release(&mut self, consumer: ConsumerId) {
+        self.consumers.remove(&consumer);
+    }
+
+    /// One receive of `max` from `subscription` for `group`, by a consumer made
+    /// for it and released when it ends: `POST /v1/topics/{topic}/receive`, where
+    /// no consumer lives between requests. Its first call to each partition joins
+    /// the group there, from the start when `subscription.from_beginning`.
+    pub fn receive_once(&mut self, group: String, config: ConsumerConfig, subscription: Subscription, max: usize) -> Result<OpId> {
+        let consumer = self.consumer(group, config)?;
+        self.pull_mut(consumer)?.subscriptions.push(subscription);
+        let op = self.receive(consumer, max);
+        if self.steps.contains_key(&op) {
+            self.transient.insert(op, consumer);
+        } else {
+            self.consumers.remove(&consumer);
+        }
+        Ok(op)
     }
 
     /// `subscribe(...)`: joins the group in every partition of the topics at once,
@@ -390,7 +436,7 @@ impl EdgeClient {
         if !self.knows(op, consumer) {
             return op;
         }
-        if self.consumers[consumer].subscriptions.len() + subscriptions.len() > SUBSCRIPTIONS_MAX {
+        if self.consumers[&consumer].subscriptions.len() + subscriptions.len() > SUBSCRIPTIONS_MAX {
             self.finish(op, Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics"))));
             return op;
         }
@@ -405,7 +451,7 @@ impl EdgeClient {
         if !self.knows(op, consumer) {
             return op;
         }
-        let subscriptions = &self.consumers[consumer].subscriptions;
+        let subscriptions = &self.consumers[&consumer].subscriptions;
         if subscriptions.is_empty() {
             self.finish(op, Err(FerryError::invalid("subscribe to a topic before receive")));
             return op;
@@ -432,26 +478,43 @@ impl EdgeClient {
         if !self.knows(op, consumer) {
             return op;
         }
-        let group = self.consumers[consumer].group.clone();
-        let key = (receipt.topic.to_string(), receipt.partition);
-        self.settling.entry(key).or_default().push((op, SettleItem { group, receipt, retry }));
+        let group = self.consumers[&consumer].group.clone();
+        self.queue_settle(op, SettleItem { group, receipt, retry });
         op
     }
 
-    /// Sends the queued acks and retries: one call per partition.
+    /// An ack or retry for `group` by receipt alone (`POST /v1/acks`: the message
+    /// may have been received through another isolate's client).
+    pub fn settle_receipt(&mut self, item: SettleItem) -> OpId {
+        let op = self.op();
+        self.queue_settle(op, item);
+        op
+    }
+
+    fn queue_settle(&mut self, op: OpId, item: SettleItem) {
+        let key = (item.receipt.topic.to_string(), item.receipt.partition);
+        self.settling.entry(key).or_default().push((op, item));
+    }
+
+    /// Sends the queued acks and retries: one call per partition, after asking
+    /// the directory for a topic this client has not met.
     pub fn flush_settles(&mut self) {
         for ((topic, partition), batch) in std::mem::take(&mut self.settling) {
-            let Some(settings) = self.known.get(&topic).cloned() else {
-                for (op, _) in batch {
-                    self.finish(op, Err(FerryError::invalid(format!("topic '{topic}' was never received from"))));
-                }
-                continue;
-            };
-            let (ops, items): (Vec<OpId>, Vec<_>) = batch.into_iter().map(|(op, item)| (op, Ok(item))).unzip();
+            let (ops, items): (Vec<OpId>, Vec<SettleItem>) = batch.into_iter().unzip();
             let lead = ops[0];
-            self.steps.insert(lead, Step::Settle { ops });
-            self.partition(lead, 0, (&topic, &settings), partition, Call::Settle { items });
+            match self.known.get(&topic).cloned() {
+                Some(settings) => self.settle_in(lead, ops, (&topic, &settings), partition, items),
+                None => {
+                    self.steps.insert(lead, Step::SettleTopic { ops, partition, items });
+                    self.directory(lead, Call::Topic { name: topic, partitions: None, create: false });
+                }
+            }
         }
+    }
+
+    fn settle_in(&mut self, lead: OpId, ops: Vec<OpId>, topic: (&str, &TopicConfig), partition: u32, items: Vec<SettleItem>) {
+        self.steps.insert(lead, Step::Settle { ops });
+        self.partition(lead, 0, topic, partition, Call::Settle { items: items.into_iter().map(Ok).collect() });
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -474,6 +537,25 @@ impl EdgeClient {
 
     fn step(&mut self, op: OpId, part: usize, step: Step, result: Result<Reply>) -> Result<()> {
         match step {
+            Step::SettleTopic { ops, partition, items } => match result {
+                Ok(Reply::Topic { name, config, missing }) => {
+                    if missing || partition >= config.partitions {
+                        // No such partition holds a lease: each receipt settles nothing.
+                        for each in ops {
+                            self.finish(each, Ok(Reply::Bool(false)));
+                        }
+                    } else {
+                        self.known.insert(name.clone(), config.clone());
+                        self.settle_in(op, ops, (&name, &config), partition, items);
+                    }
+                }
+                other => {
+                    let error = other.err().unwrap_or_else(unexpected);
+                    for each in ops {
+                        self.finish(each, Err(error.clone()));
+                    }
+                }
+            },
             Step::Settle { ops } => match result {
                 Ok(Reply::Settled(list)) if list.len() == ops.len() => {
                     for (each, outcome) in ops.into_iter().zip(list) {
@@ -550,7 +632,7 @@ impl EdgeClient {
                 if left > 1 {
                     self.steps.insert(op, Step::Joins { consumer, subscriptions, left: left - 1 });
                 } else {
-                    self.consumers[consumer].subscriptions.extend(subscriptions);
+                    self.pull_mut(consumer)?.subscriptions.extend(subscriptions);
                     self.finish(op, Ok(Reply::Done));
                 }
             }
@@ -559,12 +641,16 @@ impl EdgeClient {
                 got[part] = Some(list);
                 self.steps.insert(op, Step::Receive { consumer, max, asking, shares, got, left: left - 1, received });
                 if left == 1 {
-                    self.receive_answered(op);
+                    self.receive_answered(op)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+fn not_ours(consumer: ConsumerId) -> FerryError {
+    FerryError::invalid(format!("consumer {consumer} is not one of this client's"))
 }
 
 fn unexpected() -> FerryError {

@@ -9,14 +9,16 @@ use js_sys::{Array, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::client::{ConsumerId, EdgeClient as ClientProtocol, OpId};
+use super::http::{parse_receipt, received_body};
 use super::object::{home_of, Alarm, CallId, EdgeObject as ObjectProtocol, Transmit, TransmitId};
+use crate::core::config::check_name;
 use crate::core::limits::*;
-use crate::core::{ErrorCode, FerryError, Receipt, Result};
+use crate::core::{ErrorCode, FerryError, Receipt, Result, Subscription};
 use crate::interop::error::to_js;
 use crate::interop::options::{bus_options, consumer_config, messages, outgoing, seek_options, subscriptions, topic_config};
 use crate::interop::{args, object_of, reply};
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
-use crate::protocol::Reply;
+use crate::protocol::{Reply, SettleItem};
 use crate::store::durable::DurableStore;
 
 type JsResult = std::result::Result<JsValue, JsValue>;
@@ -148,6 +150,8 @@ pub struct EdgeClient {
     client: ClientProtocol,
     /// Operations started as `publish`: they resolve to one metadata, not a list.
     publishes: Vec<OpId>,
+    /// Receives over HTTP, with their group: they resolve to the answer's JSON text.
+    http_receives: Vec<(OpId, String)>,
 }
 
 fn op(id: OpId) -> f64 {
@@ -162,7 +166,7 @@ impl EdgeClient {
         let make = || -> Result<EdgeClient> {
             let (config, placement) = bus_options(args::options(&options, "options")?.as_ref())?;
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-            Ok(EdgeClient { client: ClientProtocol::new(placement.name, config, seed)?, publishes: Vec::new() })
+            Ok(EdgeClient { client: ClientProtocol::new(placement.name, config, seed)?, publishes: Vec::new(), http_receives: Vec::new() })
         };
         make().map_err(to_js)
     }
@@ -229,6 +233,67 @@ impl EdgeClient {
             self.client.consumer(group, consumer_config(Some(&options))?)
         };
         make().map(|id| id as u32).map_err(to_js)
+    }
+
+    /// Forgets a consumer whose JavaScript object was collected.
+    pub fn release(&mut self, consumer: u32) {
+        self.client.release(consumer as ConsumerId);
+    }
+
+    /// `POST /v1/topics/{topic}/receive` with `body` (parsed JSON): `group`, and
+    /// `max`, `fromBeginning` and the consumer options (`ackTimeoutMs`, `retry`,
+    /// `ordering`, `deadLetterTopic`). Resolves to the answer's JSON text.
+    #[wasm_bindgen(js_name = receiveHttp)]
+    pub fn receive_http(&mut self, topic: String, body: JsValue) -> std::result::Result<f64, JsValue> {
+        let mut start = || -> Result<(OpId, String)> {
+            let body = args::options(&body, "the body")?.ok_or_else(|| FerryError::invalid("the body must be a JSON object { \"group\": ... }"))?;
+            let body = Some(&body);
+            check_name("topic", &topic)?;
+            let group = args::string(&args::get(body, "group")?, "group")?;
+            let config = consumer_config(body)?;
+            let from_beginning = args::opt_bool(&args::get(body, "fromBeginning")?, "fromBeginning")?.unwrap_or(false);
+            let max = args::opt_integer(&args::get(body, "max")?, "max", 1, RECEIVE_MAX)?.unwrap_or(RECEIVE_DEFAULT);
+            Ok((self.client.receive_once(group.clone(), config, Subscription::new(topic.clone(), from_beginning), max as usize)?, group))
+        };
+        let (id, group) = start().map_err(to_js)?;
+        self.http_receives.push((id, group));
+        Ok(op(id))
+    }
+
+    /// `POST /v1/acks` with `body` (parsed JSON): `{ receipts: [{ receipt, retry?:
+    /// { error?, delayMs? } }] }`, each an ack, or a failed attempt when `retry` is
+    /// given. Every item is checked before any is sent. Returns the operations'
+    /// ids, in the order of the receipts; each resolves to whether it settled.
+    #[wasm_bindgen(js_name = settleHttp)]
+    pub fn settle_http(&mut self, body: JsValue) -> std::result::Result<Vec<f64>, JsValue> {
+        let read = || -> Result<Vec<SettleItem>> {
+            let body = args::options(&body, "the body")?.ok_or_else(|| FerryError::invalid("the body must be a JSON object { \"receipts\": [...] }"))?;
+            let list = args::array(&args::get(Some(&body), "receipts")?, "receipts")?;
+            if list.length() == 0 || u64::from(list.length()) > HTTP_ACKS_MAX {
+                return Err(FerryError::invalid(format!("receipts must hold 1 to {HTTP_ACKS_MAX} items, got {}", list.length())));
+            }
+            (0..list.length())
+                .map(|i| {
+                    let field = format!("receipts[{i}]");
+                    let item = args::options(&list.get(i), &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be an object {{ \"receipt\": ... }}")))?;
+                    let item = Some(&item);
+                    let (group, receipt) = parse_receipt(&args::string(&args::get(item, "receipt")?, &format!("{field}.receipt"))?, &format!("{field}.receipt"))?;
+                    let retry = match args::options(&args::get(item, "retry")?, &format!("{field}.retry"))? {
+                        None => None,
+                        Some(retry) => {
+                            let error = args::opt_string(&args::get(Some(&retry), "error")?, &format!("{field}.retry.error"))?.unwrap_or_else(|| "retried".into());
+                            let delay_ms = args::opt_integer(&args::get(Some(&retry), "delayMs")?, &format!("{field}.retry.delayMs"), 0, DELAY_MS_MAX)?;
+                            Some((error, delay_ms))
+                        }
+                    };
+                    Ok(SettleItem { group, receipt, retry })
+                })
+                .collect()
+        };
+        let items = read().map_err(to_js)?;
+        let ids = items.into_iter().map(|item| op(self.client.settle_receipt(item))).collect();
+        self.client.flush_settles();
+        Ok(ids)
     }
 
     pub fn subscribe(&mut self, consumer: u32, options: JsValue) -> std::result::Result<f64, JsValue> {
@@ -308,7 +373,11 @@ impl EdgeClient {
             let done = Array::new();
             while let Some((id, result)) = self.client.poll_done() {
                 let publish = self.publishes.iter().position(|p| *p == id).map(|i| self.publishes.swap_remove(i)).is_some();
-                let outcome = match result.and_then(|reply| reply::to_js(reply, publish)) {
+                let http_receive = self.http_receives.iter().position(|(p, _)| *p == id).map(|i| self.http_receives.swap_remove(i).1);
+                let outcome = match result.and_then(|reply| match (http_receive, reply) {
+                    (Some(group), Reply::Deliveries(list)) => Ok(JsValue::from_str(&received_body(&group, &list))),
+                    (_, reply) => reply::to_js(reply, publish),
+                }) {
                     Ok(value) => ("value", value),
                     Err(error) => ("error", to_js(error)),
                 };

@@ -19,4 +19,5 @@
 pub mod client;
 #[cfg(all(target_arch = "wasm32", feature = "edge"))]
 mod face;
+pub mod http;
 pub mod object;

@@ -1,5 +1,5 @@
-// handleHttp() in real workerd (through Miniflare): every status it answers, and
-// that no refused request stores anything.
+// handleHttp() in real workerd (through Miniflare): every status it answers, that no
+// refused request stores anything, and consuming over HTTP (receive, then acks).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker } from './workerd.mjs';
@@ -8,7 +8,8 @@ const TOKEN = 'test-token-5f1c';
 
 // The Worker of pkg/README.md: /v1/ paths go to handleHttp. The host picks the bus:
 // "shop" as a deployment would have it, "strict" opened with autoCreateTopics off
-// and 1 KiB messages, "open" a deployment that forgot its token. /setup makes, with
+// and 1 KiB messages, "open" a deployment that forgot its token, "consume" the bus
+// the receive tests consume from. /setup makes, with
 // connect(), a topic with a maxDepth on "shop" and a topic on "strict".
 const worker = `
 import { FerryObject, connect, handleHttp } from 'ferry/workers';
@@ -20,12 +21,16 @@ const options = (env) => ({
   'shop.test': { token: env.FERRY_TOKEN, name: 'shop' },
   'strict.test': { token: env.FERRY_TOKEN, ...strict },
   'open.test': { name: 'open' },
+  'consume.test': { token: env.FERRY_TOKEN, name: 'consume' },
 });
 
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
     if (url.pathname.startsWith('/v1/')) return handleHttp(request, env.BUS, options(env)[url.hostname]);
+    if (url.pathname === '/bytes') {
+      return Response.json(await connect(env.BUS, { name: 'consume' }).publish('blobs', new Uint8Array([0, 255, 1])));
+    }
     if (url.pathname === '/setup') {
       await connect(env.BUS, { name: 'shop' }).createTopic('tight', { maxDepth: 1 });
       return Response.json(await connect(env.BUS, strict).createTopic('small'));
@@ -76,6 +81,9 @@ function assertError(response, status, code) {
 }
 
 const send = (topic, messages, options) => request(`/v1/topics/${topic}/messages`, { method: 'POST', body: { messages }, ...options });
+const receive = (topic, body, options) => request(`/v1/topics/${topic}/receive`, { method: 'POST', body, ...options });
+const acks = (receipts, options) => request('/v1/acks', { method: 'POST', body: { receipts }, ...options });
+const consume = { host: 'consume.test' };
 
 test('200: POST /v1/topics/{topic}/messages sends, in order, with each message shape', async () => {
   const { status, body } = await send('orders', [
@@ -105,6 +113,8 @@ test('401: a missing, wrong or non-Bearer token, and a deployment without a toke
     assertError(refused, 401, 'INVALID_ARGUMENT');
     assert.equal(refused.headers.get('WWW-Authenticate'), 'Bearer');
     assertError(await request('/v1/stats', options), 401, 'INVALID_ARGUMENT');
+    assertError(await receive('orders', { group: 'sneaky' }, options), 401, 'INVALID_ARGUMENT');
+    assertError(await acks([{ receipt: 'sneaky:orders:0:0:1:0' }], options), 401, 'INVALID_ARGUMENT');
   }
   // The scheme is case-insensitive (RFC 7235): the right token under "bearer" passes.
   assert.equal((await request('/v1/stats', { authorization: `bearer ${TOKEN}` })).status, 200);
@@ -137,6 +147,49 @@ test('400: malformed JSON, a body of the wrong shape, invalid arguments', async 
   for (const [topic, messages] of invalid) {
     assertError(await send(topic, messages), 400, 'INVALID_ARGUMENT');
   }
+  // The consuming routes take JSON bodies too, checked whole before anything moves.
+  for (const path of ['/v1/topics/orders/receive', '/v1/acks']) {
+    for (const body of ['{"group": ', '', 'group', '{} trailing', new Uint8Array([0x7b, 0xff, 0x7d]), '[]', 'null', '"x"']) {
+      assertError(await post(path, body), 400, 'INVALID_ARGUMENT');
+    }
+  }
+  const badReceives = [
+    ['orders', {}, /group/], // no group
+    ['orders', { group: 7 }, /group/],
+    ['orders', { group: 'bad group!' }, /group/],
+    ['orders', { group: 'g', max: 0 }, /max/],
+    ['orders', { group: 'g', max: 101 }, /max/],
+    ['orders', { group: 'g', max: 1.5 }, /max/],
+    ['orders', { group: 'g', ackTimeoutMs: -1 }, /ackTimeoutMs/],
+    ['orders', { group: 'g', fromBeginning: 'yes' }, /fromBeginning/],
+    ['orders', { group: 'g', retry: { maxAttempts: 0 } }, /retry\.maxAttempts/],
+    ['orders', { group: 'g', ordering: 'random' }, /ordering/],
+    ['bad name!', { group: 'g' }, /topic/],
+  ];
+  for (const [topic, body, field] of badReceives) {
+    const refused = await receive(topic, body);
+    assertError(refused, 400, 'INVALID_ARGUMENT');
+    assert.match(refused.body.error.message, field, JSON.stringify(body));
+  }
+  const receipt = 'g:orders:0:0:1:0';
+  const badAcks = [
+    [{}, /receipts/],
+    [{ receipts: 'x' }, /receipts/],
+    [{ receipts: [] }, /receipts/],
+    [{ receipts: Array.from({ length: 1001 }, () => ({ receipt })) }, /receipts/],
+    [{ receipts: [receipt] }, /receipts\[0\]/], // an item is an object
+    [{ receipts: [{ receipt }, {}] }, /receipts\[1\]\.receipt/],
+    [{ receipts: [{ receipt: 'made up' }] }, /receipts\[0\]\.receipt/],
+    [{ receipts: [{ receipt: 'g:orders:0:0:1' }] }, /receipts\[0\]\.receipt/],
+    [{ receipts: [{ receipt, retry: 'now' }] }, /receipts\[0\]\.retry/],
+    [{ receipts: [{ receipt, retry: { delayMs: -5 } }] }, /receipts\[0\]\.retry\.delayMs/],
+    [{ receipts: [{ receipt, retry: { error: 5 } }] }, /receipts\[0\]\.retry\.error/],
+  ];
+  for (const [body, field] of badAcks) {
+    const refused = await request('/v1/acks', { method: 'POST', body: JSON.stringify(body) });
+    assertError(refused, 400, 'INVALID_ARGUMENT');
+    assert.match(refused.body.error.message, field, JSON.stringify(body).slice(0, 80));
+  }
 });
 
 test('413: a 2 MB body, with Content-Length and streamed without it; a message over maxMessageBytes', async () => {
@@ -158,6 +211,10 @@ test('413: a 2 MB body, with Content-Length and streamed without it; a message o
   const streamed = await request('/v1/topics/big/messages', { method: 'POST', body: stream });
   assertError(streamed, 413, 'MESSAGE_TOO_LARGE');
   assert.match(streamed.body.error.message, /maxBodyBytes/);
+  // The consuming routes have the same body limit.
+  const padded = JSON.stringify({ group: 'g', pad: 'x'.repeat(2_000_000) });
+  assertError(await request('/v1/topics/orders/receive', { method: 'POST', body: padded }), 413, 'MESSAGE_TOO_LARGE');
+  assertError(await request('/v1/acks', { method: 'POST', body: padded }), 413, 'MESSAGE_TOO_LARGE');
   // The bus's own limit: "strict" takes messages up to 1 KiB.
   const tooLarge = await send('small', [{ value: 'x'.repeat(2048) }], { host: 'strict.test' });
   assertError(tooLarge, 413, 'MESSAGE_TOO_LARGE');
@@ -165,7 +222,7 @@ test('413: a 2 MB body, with Content-Length and streamed without it; a message o
 });
 
 test('404: an unknown path, and an unknown topic while autoCreateTopics is off', async () => {
-  for (const path of ['/v1/nothing', '/v1/topics/orders', '/v1/topics/orders/messages/x', '/v1/stats/', '/v1/topics/a/b/messages']) {
+  for (const path of ['/v1/nothing', '/v1/topics/orders', '/v1/topics/orders/messages/x', '/v1/stats/', '/v1/topics/a/b/messages', '/v1/topics/orders/receive/x', '/v1/acks/x', '/v1/topics/orders/acks']) {
     assertError(await request(path), 404, 'INVALID_ARGUMENT');
   }
   assertError(await send('nowhere', [{ value: 'x' }], { host: 'strict.test' }), 404, 'UNKNOWN_TOPIC');
@@ -177,6 +234,8 @@ test('405: a wrong method, with an Allow header', async () => {
     ['PUT', '/v1/topics/orders/messages', 'POST'],
     ['POST', '/v1/stats', 'GET'],
     ['DELETE', '/v1/stats', 'GET'],
+    ['GET', '/v1/topics/orders/receive', 'POST'],
+    ['GET', '/v1/acks', 'POST'],
   ]) {
     const refused = await request(path, { method });
     assertError(refused, 405, 'INVALID_ARGUMENT');
@@ -188,6 +247,62 @@ test('429: a send over the topic maxDepth is back-pressure', async () => {
   assertError(await send('tight', [{ value: 1 }, { value: 2 }]), 429, 'QUEUE_FULL');
 });
 
+test('receive leases messages in order per partition, each with a receipt; acks settle them', async () => {
+  assert.equal((await send('jobs', [1, 2, 3, 4, 5].map((n) => ({ key: 'k', value: { n }, id: `job-${n}` })), consume)).status, 200);
+  await send('jobs', [{ value: new Array(3).fill('x').join('') }], consume);
+  const first = await receive('jobs', { group: 'workers', max: 3, fromBeginning: true }, consume);
+  assert.equal(first.status, 200, JSON.stringify(first.body));
+  assert.deepEqual(first.body.messages.map((m) => [m.value.n, m.key, m.id, m.attempt, m.topic]), [
+    [1, 'k', 'job-1', 1, 'jobs'],
+    [2, 'k', 'job-2', 1, 'jobs'],
+    [3, 'k', 'job-3', 1, 'jobs'],
+  ]);
+  const [m] = first.body.messages;
+  assert.equal(typeof m.receipt, 'string');
+  assert.ok(Number.isInteger(m.timestamp) && Number.isInteger(m.offset) && Number.isInteger(m.partition));
+  // Under "partition" ordering a partition has one run out at a time: nothing more until it is settled.
+  assert.deepEqual((await receive('jobs', { group: 'workers', max: 10 }, consume)).body.messages, []);
+  // A body with one bad receipt settles none of its good ones: they are acked below, once.
+  assertError(await acks([{ receipt: m.receipt }, { receipt: 'nope' }], consume), 400, 'INVALID_ARGUMENT');
+  const settled = await acks(first.body.messages.map(({ receipt }) => ({ receipt })), consume);
+  assert.equal(settled.status, 200, JSON.stringify(settled.body));
+  assert.deepEqual(settled.body.results, [true, true, true]);
+  const second = await receive('jobs', { group: 'workers', max: 10 }, consume);
+  assert.deepEqual(second.body.messages.map((m) => m.value.n ?? m.value), [4, 5, 'xxx']);
+  assert.deepEqual((await acks(second.body.messages.map(({ receipt }) => ({ receipt })), consume)).body.results, [true, true, true]);
+  // An ack of a receipt already settled settles nothing.
+  assert.deepEqual((await acks([{ receipt: m.receipt }], consume)).body.results, [false]);
+  const stats = (await request('/v1/stats', consume)).body;
+  const workers = stats.groups.find((g) => g.groupId === 'workers');
+  assert.deepEqual(workers.partitions.map((p) => [p.committedOffset, p.lag, p.inFlight]), [[6, 0, 0]]);
+  assert.deepEqual((await receive('jobs', { group: 'workers' }, consume)).body.messages, []);
+});
+
+test('a retried receipt comes again after its delay, then goes to the dead-letter topic with the error', async () => {
+  await send('flaky', [{ value: 'boom' }], consume);
+  const group = { group: 'flaky-workers', fromBeginning: true, retry: { maxAttempts: 2, initialBackoffMs: 0 } };
+  const [first] = (await receive('flaky', group, consume)).body.messages;
+  assert.equal(first.attempt, 1);
+  assert.deepEqual((await acks([{ receipt: first.receipt, retry: { error: 'no stock', delayMs: 0 } }], consume)).body.results, [true]);
+  let again = [];
+  for (let i = 0; i < 50 && again.length === 0; i++) again = (await receive('flaky', group, consume)).body.messages;
+  assert.equal(again[0]?.attempt, 2, 'delivered again, as attempt 2');
+  assert.deepEqual((await acks([{ receipt: again[0].receipt, retry: { error: 'still no stock' } }], consume)).body.results, [true]);
+  let dead = [];
+  for (let i = 0; i < 50 && dead.length === 0; i++) dead = (await receive('flaky.dlq', { group: 'dlq-reader', fromBeginning: true }, consume)).body.messages;
+  assert.equal(dead[0]?.value, 'boom');
+  assert.equal(dead[0].headers['ferry-dlq-error'], 'still no stock');
+  assert.equal(dead[0].headers['ferry-dlq-attempts'], '2');
+});
+
+test('bytes published at the edge are received as base64 with ferry-value-encoding', async () => {
+  const page = await mf.dispatchFetch('http://consume.test/bytes');
+  assert.equal(page.status, 200, await page.text());
+  const [m] = (await receive('blobs', { group: 'g', fromBeginning: true }, consume)).body.messages;
+  assert.equal(m.value, 'AP8B');
+  assert.equal(m.headers['ferry-value-encoding'], 'base64');
+});
+
 test('nothing was stored by a refused request', async () => {
   const { status, body } = await request('/v1/stats');
   assert.equal(status, 200);
@@ -196,6 +311,8 @@ test('nothing was stored by a refused request', async () => {
     body.topics.map(({ topic, partitions }) => [topic, partitions.map((p) => p.highOffset)]),
     [['orders', [3]], ['tight', [0]]],
   );
+  // No refused receive joined a group.
+  assert.deepEqual(body.groups, []);
   const strict = await request('/v1/stats', { host: 'strict.test' });
   assert.deepEqual(strict.body.topics.map(({ topic, partitions }) => [topic, partitions.map((p) => p.highOffset)]), [['small', [0]]]);
 });
