@@ -226,8 +226,46 @@ export interface BridgeOptions extends Partial<Omit<ConsumerOptions, 'maxBatchSi
   groupId?: string;
 }
 
+/** Where a remote bus is: its `handleHttp` (`ferry/workers`), and how to be let in. */
+export interface RemoteOptions {
+  /** The base URL: its `/v1/...` paths are `handleHttp`'s. */
+  url: string;
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** More headers for each request (a token that changes); may return a promise. */
+  headers?: () => Record<string, string> | Promise<Record<string, string>>;
+}
+
+/** A remote consumer's options: a local consumer's, and how often an idle one asks. */
+export interface RemoteConsumerOptions extends ConsumerOptions {
+  /** After a receive that leased nothing, the wait before the next, in ms. Default 1000. */
+  pollIntervalMs?: number;
+}
+
+/**
+ * A consumer of topics at the edge, over HTTP: the same handlers as a local consumer.
+ * A lease lasts `ackTimeoutMs` (`heartbeat()` does not renew it); backoff and dead
+ * letters are the edge's, by these options.
+ */
+export interface RemoteConsumer {
+  subscribe(options: { topic: string; fromBeginning?: boolean } | { topics: string[]; fromBeginning?: boolean }): Promise<void>;
+  /** Resolves once the loop started. A refusal of the edge (a wrong token) ends the loop. */
+  run(options: RunOptions): Promise<void>;
+  /** Resolves once the round in hand is handled and settled. */
+  stop(): Promise<void>;
+}
+
+/** A bus at the edge seen from a page, worker or Node: `Bus.remote(options)`. */
+export interface RemoteBus {
+  consumer(options: RemoteConsumerOptions): RemoteConsumer;
+  /** `GET /v1/stats` of the edge bus. */
+  stats(): Promise<BusStats>;
+}
+
 export declare class Bus {
   static open(options?: BusOptions): Promise<Bus>;
+  /** A bus at the edge over HTTP (`handleHttp` of `ferry/workers`). */
+  static remote(options: RemoteOptions): Promise<RemoteBus>;
   createTopic(name: string, options?: TopicOptions): Promise<boolean>;
   topics(): Promise<TopicInfo[]>;
   producer(): Producer;

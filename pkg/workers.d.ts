@@ -123,7 +123,10 @@ export interface HttpOptions extends ConnectOptions {
 
 /**
  * Serves the bus over HTTP: `POST /v1/topics/{topic}/messages` with
- * `{ "messages": [...] }` and `GET /v1/stats`; errors are
+ * `{ "messages": [...] }`, `GET /v1/stats`, and for consumers elsewhere
+ * (`Bus.remote` in a page) `POST /v1/topics/{topic}/receive` with
+ * `{ "group", "max"?, ...consumer options }` and `POST /v1/acks` with
+ * `{ "receipts": [{ "receipt", "retry"? }] }`; errors are
  * `{ "error": { "code", "message" } }` with 400, 401, 404, 405 or 413.
  */
 export declare function handleHttp(request: Request, namespace: FerryNamespace, options: HttpOptions): Promise<Response>;

@@ -1,6 +1,6 @@
 // What the entries of `ferry` share: FerryError, and Bus.open loading the engine on first use
 // (so no entry needs top-level await, which module service workers forbid).
-import init, { Bus as EngineBus } from '../dist/ferry.js';
+import init, { Bus as EngineBus, RemoteBus } from '../dist/ferry.js';
 
 export { FerryError } from './error.js';
 
@@ -22,6 +22,12 @@ export function busFor(loadWasm, startHost) {
     /** Opens (or creates) the bus named `options.name`. */
     static open(options) {
       return openEngineBus(options);
+    }
+
+    /** A bus at the edge over HTTP (`handleHttp` of `ferry/workers`) at `options.url`. */
+    static async remote(options) {
+      await load();
+      return new RemoteBus(options);
     }
   };
 }

@@ -2,11 +2,13 @@
 //! over HTTP (`handleHttp` of `ferry/workers`, or any endpoint that takes its
 //! JSON). Without I/O, as the engine: the id each forwarded message carries, the
 //! body of a batch, and what a response means for the batch. The driver leases,
-//! posts and settles.
+//! posts and settles. Also what a remote consumer (`Bus.remote`) asks of
+//! `POST /v1/topics/{topic}/receive`, and how it reads bytes back.
 //!
 //! The edge keeps a message with an id once within its dedup window, so a batch
 //! posted again (its response lost, the tab closed before the ack) is stored once.
 
+use crate::core::config::{ConsumerConfig, Ordering};
 use crate::core::json;
 use crate::core::limits::{BRIDGE_RETRY_AFTER_MS_MAX, DLQ_ERROR_BYTES_MAX};
 use crate::core::message::{Message, ValueKind};
@@ -85,6 +87,32 @@ pub fn value_and_headers(out: &mut String, message: &Message) {
         json::string(out, value);
     }
     out.push('}');
+}
+
+/// The body of `POST /v1/topics/{topic}/receive` for a consumer of `group` with
+/// `config`: the edge's pull member takes the same options.
+pub fn receive_body(group: &str, config: &ConsumerConfig, from_beginning: bool, max: u64) -> String {
+    let mut out = String::from("{\"group\":");
+    json::string(&mut out, group);
+    let r = &config.retry;
+    let ordering = if config.ordering == Ordering::Partition { "partition" } else { "none" };
+    out.push_str(&format!(
+        ",\"max\":{max},\"fromBeginning\":{from_beginning},\"ackTimeoutMs\":{},\"ordering\":\"{ordering}\",\"retry\":{{\"maxAttempts\":{},\"initialBackoffMs\":{},\"multiplier\":{},\"maxBackoffMs\":{},\"jitter\":{}}}",
+        config.ack_timeout_ms, r.max_attempts, r.initial_backoff_ms, thousandths(r.multiplier), r.max_backoff_ms, r.jitter
+    ));
+    if let Some(topic) = &config.dead_letter_topic {
+        out.push_str(",\"deadLetterTopic\":");
+        json::string(&mut out, topic);
+    }
+    out.push('}');
+    out
+}
+
+/// `x` (at least 0) to three decimals, without float formatting (which costs the
+/// browser build kilobytes): `2.5` is `2.500`.
+fn thousandths(x: f64) -> String {
+    let n = (x * 1000.0).round() as u64;
+    format!("{}.{:03}", n / 1000, n % 1000)
 }
 
 /// What the response with `status` means; `retry_after` is its `Retry-After`
@@ -171,6 +199,30 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// The bytes of base64 text (padded or not); `None` when it is not base64.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let text = text.trim_end_matches('=').as_bytes();
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        let n = chunk.iter().enumerate().try_fold(0u32, |n, (i, c)| Some(n | digit(*c)? << (18 - 6 * i)))?;
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +288,25 @@ mod tests {
     #[test]
     fn base64_pads_as_the_standard_says() {
         assert_eq!([base64(b""), base64(b"f"), base64(b"fo"), base64(b"foo"), base64(b"foob")], ["", "Zg==", "Zm8=", "Zm9v", "Zm9vYg=="]);
+    }
+
+    #[test]
+    fn base64_reads_back_what_it_wrote_and_refuses_what_it_is_not() {
+        for bytes in [&b""[..], b"f", b"fo", b"foo", b"foob", &[0, 255, 16, 1, 128]] {
+            assert_eq!(base64_decode(&base64(bytes)).as_deref(), Some(bytes));
+        }
+        assert_eq!(base64_decode("Zm9vYg").as_deref(), Some(&b"foob"[..]), "unpadded");
+        for bad in ["Z", "Zm9v!", "Zm 9v"] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_receive_asks_for_the_consumer_options() {
+        let mut config = ConsumerConfig::default();
+        config.dead_letter_topic = Some("dead".into());
+        let body = receive_body("g\"1", &config, true, 50);
+        assert!(body.starts_with(r#"{"group":"g\"1","max":50,"fromBeginning":true,"ackTimeoutMs":"#), "{body}");
+        assert!(body.ends_with(r#","deadLetterTopic":"dead"}"#), "{body}");
     }
 }

@@ -142,6 +142,12 @@ pub const FORWARD_RETRY_MS: u64 = 1_000;
 /// for long is tried once a minute.
 pub const FORWARD_RETRY_MS_MAX: u64 = 60_000;
 
+/// How long a remote consumer (`Bus.remote`) waits after a receive that leased
+/// nothing before it asks again, by default (1 s: a request a second per idle
+/// consumer), and at most (10 minutes).
+pub const POLL_INTERVAL_MS_DEFAULT: u64 = 1000;
+pub const POLL_INTERVAL_MS_MAX: u64 = 600_000;
+
 /// Receipts one `POST /v1/acks` may settle: ten receives' worth, so a consumer
 /// over HTTP may gather a few before it settles them, while one request still
 /// reaches each partition once with a bounded batch.

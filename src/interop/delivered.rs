@@ -12,6 +12,9 @@ use crate::core::{Delivery, ValueKind};
 }
 export function messagePayload(topic, partition, message) {
   return { topic, partition, message };
+}
+export function remoteMessage(m, value) {
+  return { key: m.key ?? null, value, headers: m.headers ?? {}, offset: m.offset, timestamp: m.timestamp, id: m.id ?? null, attempt: m.attempt };
 }")]
 extern "C" {
     /// Builds a delivered message in one call: property names cross from wasm as
@@ -31,7 +34,12 @@ extern "C" {
 
     /// `eachMessage`'s argument.
     #[wasm_bindgen(js_name = messagePayload)]
-    fn make_message_payload(topic: &str, partition: u32, message: JsValue) -> JsValue;
+    pub fn make_message_payload(topic: &str, partition: u32, message: JsValue) -> JsValue;
+
+    /// A message a remote consumer leased (`m`, as the edge's JSON gives it) in a
+    /// delivered message's shape, with `value` as read back.
+    #[wasm_bindgen(js_name = remoteMessage)]
+    pub fn make_remote_message(m: &JsValue, value: JsValue) -> JsValue;
 }
 
 /// A message's value as the consumer gets it.

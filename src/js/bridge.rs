@@ -25,14 +25,64 @@ use crate::core::{FerryError, Result, Subscription};
 use crate::interop::args;
 use crate::interop::object_of;
 
-/// Where and how a bridge posts.
-pub struct Forwarder {
+/// A remote bus's `handleHttp` and how to be let in: what a bridge posts to and
+/// a remote consumer (`Bus.remote`) leases from.
+pub struct Endpoint {
     /// The remote bus's base URL, without a trailing `/`.
     url: String,
     /// `Authorization: Bearer <token>`, when given.
     token: Option<String>,
     /// `headers()`: more headers per request (a token that changes), when given.
     headers: Option<Function>,
+}
+
+impl Endpoint {
+    /// `{ url, token, headers }` of `options`.
+    pub fn from_options(options: Option<&Object>) -> Result<Endpoint> {
+        let url = args::string(&args::get(options, "url")?, "url")?;
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(FerryError::invalid(format!("url must be an http:// or https:// URL, got \"{url}\"")));
+        }
+        let token = args::opt_string(&args::get(options, "token")?, "token")?;
+        let headers = args::get(options, "headers")?;
+        let headers = if headers.is_undefined() {
+            None
+        } else {
+            Some(headers.dyn_into::<Function>().map_err(|_| FerryError::invalid("headers must be a function returning an object of headers"))?)
+        };
+        Ok(Endpoint { url: url.trim_end_matches('/').into(), token, headers })
+    }
+
+    /// `fetch` of `path` (under the URL) with the credentials: a `POST` of the JSON
+    /// `body`, or a `GET` without one. Resolves to the response; rejects when none
+    /// came (offline, DNS, a refused connection, CORS).
+    pub async fn fetch(&self, path: &str, body: Option<&str>) -> std::result::Result<JsValue, JsValue> {
+        let headers = Object::new();
+        Reflect::set(&headers, &"content-type".into(), &"application/json".into())?;
+        if let Some(token) = &self.token {
+            Reflect::set(&headers, &"authorization".into(), &format!("Bearer {token}").into())?;
+        }
+        if let Some(more) = &self.headers {
+            let given = JsFuture::from(Promise::resolve(&more.call0(&JsValue::UNDEFINED)?)).await?;
+            if given.is_object() {
+                Object::assign(&headers, given.unchecked_ref());
+            }
+        }
+        let init = match body {
+            Some(body) => object_of(&[("method", "POST".into()), ("headers", headers.into()), ("body", body.into())]),
+            None => object_of(&[("method", "GET".into()), ("headers", headers.into())]),
+        }
+        .map_err(|e| JsValue::from_str(&e.message))?;
+        let global = js_sys::global();
+        let fetch: Function = Reflect::get(&global, &"fetch".into())?.dyn_into()?;
+        let url = format!("{}{path}", self.url);
+        JsFuture::from(fetch.call2(&global, &url.into(), &init)?.dyn_into::<Promise>()?).await
+    }
+}
+
+/// Where and how a bridge posts.
+pub struct Forwarder {
+    endpoint: Endpoint,
     /// Local topic -> remote topic.
     remote: FxHashMap<String, String>,
     /// Prefixes the ids derived for messages without one.
@@ -52,26 +102,12 @@ pub struct BridgeOptions {
 /// Reads `bus.bridge`'s own options; the consumer's (`groupId`, `retry`, ...)
 /// are read as `bus.consumer` reads them.
 pub fn bridge_options(options: Option<&Object>) -> Result<BridgeOptions> {
-    let url = args::string(&args::get(options, "url")?, "url")?;
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(FerryError::invalid(format!("url must be an http:// or https:// URL, got \"{url}\"")));
-    }
-    let token = args::opt_string(&args::get(options, "token")?, "token")?;
-    let headers = args::get(options, "headers")?;
-    let headers = if headers.is_undefined() {
-        None
-    } else {
-        Some(headers.dyn_into::<Function>().map_err(|_| FerryError::invalid("headers must be a function returning an object of headers"))?)
-    };
+    let endpoint = Endpoint::from_options(options)?;
     let remote = topic_map(&args::get(options, "topics")?)?;
     let source = args::opt_string(&args::get(options, "source")?, "source")?.unwrap_or_else(|| "ferry".into());
     let batch_size = args::opt_integer(&args::get(options, "batchSize")?, "batchSize", 1, u64::from(BATCH_SIZE_MAX))?.map_or(BRIDGE_BATCH_DEFAULT, |n| n as u32);
     let subscriptions = remote.keys().map(|topic| Subscription { topic: topic.clone(), from_beginning: true }).collect();
-    Ok(BridgeOptions {
-        forwarder: Forwarder { url: url.trim_end_matches('/').into(), token, headers, remote, source, wakeups: RefCell::default() },
-        subscriptions,
-        batch_size,
-    })
+    Ok(BridgeOptions { forwarder: Forwarder { endpoint, remote, source, wakeups: RefCell::default() }, subscriptions, batch_size })
 }
 
 /// `topics`: local names (each forwarded under its own name), or an object of
@@ -161,36 +197,17 @@ impl Forwarder {
     /// Posts a run of one local partition's messages; what the answer means.
     pub async fn post(&self, topic: &str, partition: u32, messages: &[Message]) -> Verdict {
         let remote = self.remote.get(topic).map_or(topic, String::as_str);
-        let url = format!("{}/v1/topics/{remote}/messages", self.url);
         let body = batch_body(&self.source, topic, partition, messages);
-        match self.fetch(&url, &body).await {
-            Ok(response) => read_verdict(&response).await,
+        match self.endpoint.fetch(&format!("/v1/topics/{remote}/messages"), Some(&body)).await {
+            Ok(response) => read_verdict(&response).await.0,
             Err(error) => network_error(&error_message(&error)),
         }
     }
-
-    async fn fetch(&self, url: &str, body: &str) -> std::result::Result<JsValue, JsValue> {
-        let headers = Object::new();
-        Reflect::set(&headers, &"content-type".into(), &"application/json".into())?;
-        if let Some(token) = &self.token {
-            Reflect::set(&headers, &"authorization".into(), &format!("Bearer {token}").into())?;
-        }
-        if let Some(more) = &self.headers {
-            let given = JsFuture::from(Promise::resolve(&more.call0(&JsValue::UNDEFINED)?)).await?;
-            if given.is_object() {
-                Object::assign(&headers, given.unchecked_ref());
-            }
-        }
-        let init = object_of(&[("method", "POST".into()), ("headers", headers.into()), ("body", body.into())]).map_err(|e| JsValue::from_str(&e.message))?;
-        let global = js_sys::global();
-        let fetch: Function = Reflect::get(&global, &"fetch".into())?.dyn_into()?;
-        JsFuture::from(fetch.call2(&global, &url.into(), &init)?.dyn_into::<Promise>()?).await
-    }
 }
 
-/// The verdict on a response: its status, `Retry-After`, and the start of its
-/// body for the reason.
-async fn read_verdict(response: &JsValue) -> Verdict {
+/// The verdict on a response (its status, `Retry-After`, and the start of its
+/// body for the reason), and the body.
+pub async fn read_verdict(response: &JsValue) -> (Verdict, String) {
     let status = Reflect::get(response, &"status".into()).ok().and_then(|s| s.as_f64()).unwrap_or(0.0) as u16;
     let retry_after = Reflect::get(response, &"headers".into())
         .ok()
@@ -202,5 +219,5 @@ async fn read_verdict(response: &JsValue) -> Verdict {
     };
     // The reason a dead letter keeps is cut to its limit there.
     let body = body.await.unwrap_or_default();
-    verdict(status, retry_after.as_deref(), &body, js_sys::Date::now() as u64)
+    (verdict(status, retry_after.as_deref(), &body, js_sys::Date::now() as u64), body)
 }

@@ -242,7 +242,7 @@ pub(super) enum Handler {
 
 impl Handler {
     /// `run`'s options: exactly one of `eachMessage` and `eachBatch`.
-    fn from_options(options: Option<&Object>) -> Result<Handler> {
+    pub(super) fn from_options(options: Option<&Object>) -> Result<Handler> {
         let function = |value: JsValue, field: &str| value.dyn_into::<Function>().map_err(|_| FerryError::invalid(format!("{field} must be a function")));
         let (each_message, each_batch) = (args::get(options, "eachMessage")?, args::get(options, "eachBatch")?);
         let auto_resolve = args::opt_bool(&args::get(options, "eachBatchAutoResolve")?, "eachBatchAutoResolve")?.unwrap_or(true);
@@ -633,7 +633,7 @@ fn holds(shared: &Shared, state: &State, delivery: &Delivery, seeks_before: u32)
 }
 
 /// Calls a handler and waits for what it returns to settle.
-async fn call_handler(handler: &Function, argument: &JsValue) -> std::result::Result<JsValue, JsValue> {
+pub(super) async fn call_handler(handler: &Function, argument: &JsValue) -> std::result::Result<JsValue, JsValue> {
     match handler.call1(&JsValue::UNDEFINED, argument) {
         Err(thrown) => Err(thrown),
         Ok(returned) => JsFuture::from(Promise::resolve(&returned)).await,
@@ -766,5 +766,5 @@ extern "C" {
     /// `eachBatch`'s argument, KafkaJS's shape; its functions call `control` with
     /// a `BATCH_*` number.
     #[wasm_bindgen(js_name = batchPayload)]
-    fn make_batch_payload(topic: &str, partition: u32, messages: js_sys::Array, high_watermark: f64, control: &Function) -> JsValue;
+    pub(super) fn make_batch_payload(topic: &str, partition: u32, messages: js_sys::Array, high_watermark: f64, control: &Function) -> JsValue;
 }

@@ -9,4 +9,5 @@ mod commit;
 mod consumer;
 mod held;
 mod locks;
+mod remote;
 mod writer;

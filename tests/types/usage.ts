@@ -93,3 +93,17 @@ async function mistakesAreTypeErrors(bus: Bus): Promise<void> {
 void kafkaJsPort;
 void mistakesAreTypeErrors;
 void everyName;
+
+// Bus.remote: the same handlers on a topic at the edge.
+async function remoteConsumer(): Promise<void> {
+  const remote = await Bus.remote({ url: 'https://edge.example', token: 't', headers: async () => ({ 'x-device': 'd1' }) });
+  const consumer = remote.consumer({ groupId: 'status', pollIntervalMs: 500, retry: { maxAttempts: 3 } });
+  await consumer.subscribe({ topic: 'order.status', fromBeginning: true });
+  await consumer.run({ eachMessage: async ({ topic, partition, message }) => void [topic, partition, message.value, message.attempt] });
+  const lag: number = (await remote.stats()).groups[0].partitions[0].lag;
+  await consumer.stop();
+  // @ts-expect-error url is required
+  await Bus.remote({ token: 't' });
+  void lag;
+}
+void remoteConsumer;
