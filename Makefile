@@ -97,6 +97,7 @@ bench: pkg setup-browser
 	node benches/browser.mjs
 	node benches/contexts.mjs
 	node benches/workers.mjs
+	node benches/bridge.mjs
 
 ## A longer simulation: `make sim SEEDS=100000 SEED=0`.
 sim: setup-rust

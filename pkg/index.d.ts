@@ -96,6 +96,8 @@ export interface BusStats {
       owner: string | null;
     }>;
   }>;
+  /** The bridges this context started (`bus.bridge`); absent when it started none. */
+  bridges?: BridgeStats[];
 }
 
 export interface Producer {
@@ -262,6 +264,48 @@ export interface RemoteBus {
   stats(): Promise<BusStats>;
 }
 
+/** A batch a bridge posted: `bridge.on('forwarded' | 'failed', listener)`. */
+export interface BridgeBatch {
+  topic: string;
+  remoteTopic: string;
+  partition: number;
+  count: number;
+  firstOffset: number;
+  lastOffset: number;
+}
+
+/** A batch that failed: `refused` ones are dead-lettered, the others tried again after `retryInMs` (`null`: the backoff's). */
+export interface BridgeFailure extends BridgeBatch {
+  error: string;
+  refused: boolean;
+  retryInMs: number | null;
+}
+
+/** `bus.bridge()`'s consumer, with its events and `drained()`. */
+export interface Bridge extends Consumer {
+  on(event: 'forwarded', listener: (batch: BridgeBatch) => void): void;
+  on(event: 'failed', listener: (failure: BridgeFailure) => void): void;
+  off(event: 'forwarded' | 'failed', listener: (...args: any[]) => void): void;
+  /** Resolves once the bridge's group has nothing left to forward; rejects when a post of this context fails first. */
+  drained(): Promise<void>;
+}
+
+/** A bridge in `bus.stats().bridges`: `pending`, `failing` and `deadLettered` are its group's, the rest this context's. */
+export interface BridgeStats {
+  groupId: string;
+  url: string;
+  /** Local topic -> remote topic. */
+  topics: Record<string, string>;
+  running: boolean;
+  forwarded: number;
+  pending: number;
+  failing: number;
+  deadLettered: number;
+  lastForwardedAt: number | null;
+  lastError: string | null;
+  lastErrorAt: number | null;
+}
+
 export declare class Bus {
   static open(options?: BusOptions): Promise<Bus>;
   /** A bus at the edge over HTTP (`handleHttp` of `ferry/workers`). */
@@ -270,8 +314,8 @@ export declare class Bus {
   topics(): Promise<TopicInfo[]>;
   producer(): Producer;
   consumer(options: ConsumerOptions): Consumer;
-  /** Forwards local topics to a remote bus; resolves to the bridge's consumer (`stop()` ends it) once it joined its group. */
-  bridge(options: BridgeOptions): Promise<Consumer>;
+  /** Forwards local topics to a remote bus; resolves to the bridge (a consumer: `stop()` ends it) once it joined its group. */
+  bridge(options: BridgeOptions): Promise<Bridge>;
   publish(topic: string, value: MessageValue, options?: MessageOptions): Promise<RecordMetadata>;
   stats(): Promise<BusStats>;
   redrive(options: { from: string; limit?: number }): Promise<number>;

@@ -87,6 +87,17 @@ pub const BRIDGE_RETRY_AFTER_MS_MAX: u64 = 3_600_000;
 /// far below an edge's request body limit.
 pub const BRIDGE_BATCH_DEFAULT: u32 = 100;
 
+/// Local partitions a bridge posts from at once by default: while one waits for
+/// its answer and then for its ack and next lease, the others' posts are in
+/// flight. Four stay under the six connections a browser opens to one origin
+/// over HTTP/1.1. Each partition's batches still go one after another, so a
+/// key's messages arrive in order.
+pub const BRIDGE_CONCURRENCY_DEFAULT: u32 = 4;
+
+/// How often `bridge.drained()` looks at its group's lag when this context posts
+/// nothing: other contexts' bridges drain the group too, and tell it no event.
+pub const BRIDGE_DRAINED_CHECK_MS: u64 = 250;
+
 /// With `ordering: "none"`, how far past the committed offset a group may hand out
 /// messages: unsettled offsets are tracked one record each, so a message retrying for
 /// a long time must not let that set grow without bound.

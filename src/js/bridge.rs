@@ -8,14 +8,14 @@
 //! key's messages reach the edge in the order they were sent), and moves at once
 //! when its context goes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use super::consumer::error_message;
+use super::consumer::{error_message, Wakers};
 use crate::core::bridge::{batch_body, network_error, verdict, Verdict};
 use crate::core::config::check_name;
 use crate::core::fxhash::FxHashMap;
@@ -89,6 +89,47 @@ pub struct Forwarder {
     source: String,
     /// Its listeners for the network coming back, removed with it.
     wakeups: RefCell<Option<Wakeups>>,
+    /// What this context's bridge has done, for `bus.stats()`.
+    progress: RefCell<Progress>,
+    /// `bridge.on(event, listener)`: `"forwarded"` or `"failed"`.
+    listeners: RefCell<Vec<(BridgeEvent, Function)>>,
+    /// Posts that failed and will be tried again, for `drained()`.
+    transient_failures: Cell<u64>,
+    /// Woken after each post, for `drained()`.
+    posted: Wakers,
+}
+
+/// The Background Sync tag a bridge registers in a service worker after a failed
+/// post, where the browser has Background Sync: the browser starts the worker
+/// with a `sync` event of this tag once it is online again.
+pub const BRIDGE_SYNC_TAG: &str = "ferry-bridge";
+
+/// What a bridge did in this context since it started.
+#[derive(Default)]
+struct Progress {
+    forwarded: u64,
+    last_forwarded_at_ms: Option<f64>,
+    last_error: Option<String>,
+    last_error_at_ms: Option<f64>,
+}
+
+/// The events a bridge tells its listeners of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum BridgeEvent {
+    /// A batch stored at the far end.
+    Forwarded,
+    /// A batch refused (dead-lettered) or to be tried again.
+    Failed,
+}
+
+impl BridgeEvent {
+    pub fn parse(name: &str) -> Result<BridgeEvent> {
+        match name {
+            "forwarded" => Ok(BridgeEvent::Forwarded),
+            "failed" => Ok(BridgeEvent::Failed),
+            other => Err(FerryError::invalid(format!("a bridge's events are \"forwarded\" and \"failed\", got \"{other}\""))),
+        }
+    }
 }
 
 /// A bridge's options: the forwarder, the local topics it drains, and the
@@ -107,7 +148,17 @@ pub fn bridge_options(options: Option<&Object>) -> Result<BridgeOptions> {
     let source = args::opt_string(&args::get(options, "source")?, "source")?.unwrap_or_else(|| "ferry".into());
     let batch_size = args::opt_integer(&args::get(options, "batchSize")?, "batchSize", 1, u64::from(BATCH_SIZE_MAX))?.map_or(BRIDGE_BATCH_DEFAULT, |n| n as u32);
     let subscriptions = remote.keys().map(|topic| Subscription { topic: topic.clone(), from_beginning: true }).collect();
-    Ok(BridgeOptions { forwarder: Forwarder { endpoint, remote, source, wakeups: RefCell::default() }, subscriptions, batch_size })
+    let forwarder = Forwarder {
+        endpoint,
+        remote,
+        source,
+        wakeups: RefCell::default(),
+        progress: RefCell::default(),
+        listeners: RefCell::default(),
+        transient_failures: Cell::new(0),
+        posted: Wakers::default(),
+    };
+    Ok(BridgeOptions { forwarder, subscriptions, batch_size })
 }
 
 /// `topics`: local names (each forwarded under its own name), or an object of
@@ -194,6 +245,114 @@ impl Forwarder {
         *self.wakeups.borrow_mut() = Some(Wakeups::listen(retry));
     }
 
+    /// `bridge.on(event, listener)`.
+    pub fn on(&self, event: BridgeEvent, listener: Function) {
+        self.listeners.borrow_mut().push((event, listener));
+    }
+
+    /// `bridge.off(event, listener)`.
+    pub fn off(&self, event: BridgeEvent, listener: &Function) {
+        self.listeners.borrow_mut().retain(|(e, l)| !(*e == event && l == listener));
+    }
+
+    /// Counts what a post of `messages` (of `partition` of the local `topic`) came
+    /// to, and tells the listeners: `{ topic, remoteTopic, partition, count,
+    /// firstOffset, lastOffset }`, and for a failure `error`, `refused` (dead-lettered)
+    /// and `retryInMs` (the far end's `Retry-After`, else null: the backoff's).
+    pub fn record(&self, topic: &str, partition: u32, messages: &[Message], verdict: &Verdict) {
+        let now_ms = js_sys::Date::now();
+        let (event, failure) = {
+            let mut progress = self.progress.borrow_mut();
+            match verdict {
+                Verdict::Forwarded => {
+                    progress.forwarded += messages.len() as u64;
+                    progress.last_forwarded_at_ms = Some(now_ms);
+                    (BridgeEvent::Forwarded, None)
+                }
+                Verdict::Refused { error } | Verdict::Transient { error, .. } => {
+                    if matches!(verdict, Verdict::Transient { .. }) {
+                        self.transient_failures.set(self.transient_failures.get() + 1);
+                        ask_for_sync();
+                    }
+                    progress.last_error = Some(error.clone());
+                    progress.last_error_at_ms = Some(now_ms);
+                    let retry_in_ms = match verdict {
+                        Verdict::Transient { delay_ms: Some(ms), .. } => JsValue::from_f64(*ms as f64),
+                        _ => JsValue::NULL,
+                    };
+                    (BridgeEvent::Failed, Some((error.clone(), matches!(verdict, Verdict::Refused { .. }), retry_in_ms)))
+                }
+            }
+        };
+        self.posted.wake_all();
+        let listeners: Vec<Function> = self.listeners.borrow().iter().filter(|(e, _)| *e == event).map(|(_, l)| l.clone()).collect();
+        if listeners.is_empty() || messages.is_empty() {
+            return;
+        }
+        let remote = self.remote.get(topic).map_or(topic, String::as_str);
+        let offset = |m: &Message| JsValue::from_f64(m.offset as f64);
+        let mut fields = vec![
+            ("topic", JsValue::from_str(topic)),
+            ("remoteTopic", JsValue::from_str(remote)),
+            ("partition", JsValue::from(partition)),
+            ("count", JsValue::from_f64(messages.len() as f64)),
+            ("firstOffset", offset(&messages[0])),
+            ("lastOffset", offset(&messages[messages.len() - 1])),
+        ];
+        if let Some((error, refused, retry_in_ms)) = failure {
+            fields.extend([("error", JsValue::from_str(&error)), ("refused", JsValue::from_bool(refused)), ("retryInMs", retry_in_ms)]);
+        }
+        let Ok(detail) = object_of(&fields) else { return };
+        for listener in listeners {
+            // A listener that throws is its own page's error, not the bridge's.
+            let _ = listener.call1(&JsValue::UNDEFINED, &detail);
+        }
+    }
+
+    /// Failed posts to be tried again, so far.
+    pub fn transient_failures(&self) -> u64 {
+        self.transient_failures.get()
+    }
+
+    /// The last error this context's bridge met.
+    pub fn last_error(&self) -> Option<String> {
+        self.progress.borrow().last_error.clone()
+    }
+
+    /// Waits for the next post's outcome, or `ms` at most (other contexts post too).
+    pub async fn next_post(&self, ms: f64) {
+        self.posted.sleep(ms).await;
+    }
+
+    /// This bridge in `bus.stats().bridges`: `{ groupId, url, topics, running,
+    /// forwarded, pending, failing, deadLettered, lastForwardedAt, lastError,
+    /// lastErrorAt }`, where `pending`, `failing` and `deadLettered` are its
+    /// group's (every context's), the rest this context's.
+    pub fn stats_entry(&self, group: &str, running: bool, stats: &crate::core::Stats) -> Result<JsValue> {
+        let partitions = stats.groups.iter().filter(|g| &*g.group_id == group).flat_map(|g| g.partitions.iter());
+        let (pending, failing) = partitions.fold((0, 0), |(lag, retrying), p| (lag + p.lag, retrying + p.retrying));
+        let dead_lettered: u64 = stats.groups.iter().filter(|g| &*g.group_id == group).map(|g| g.dead_lettered).sum();
+        let topics = Object::new();
+        for (local, remote) in &self.remote {
+            Reflect::set(&topics, &local.into(), &remote.into()).map_err(|_| FerryError::storage("stats could not be handed to JavaScript"))?;
+        }
+        let progress = self.progress.borrow();
+        let time = |at: Option<f64>| at.map_or(JsValue::NULL, JsValue::from_f64);
+        object_of(&[
+            ("groupId", JsValue::from_str(group)),
+            ("url", JsValue::from_str(&self.endpoint.url)),
+            ("topics", topics.into()),
+            ("running", JsValue::from_bool(running)),
+            ("forwarded", JsValue::from_f64(progress.forwarded as f64)),
+            ("pending", JsValue::from_f64(pending as f64)),
+            ("failing", JsValue::from_f64(failing as f64)),
+            ("deadLettered", JsValue::from_f64(dead_lettered as f64)),
+            ("lastForwardedAt", time(progress.last_forwarded_at_ms)),
+            ("lastError", progress.last_error.as_deref().map_or(JsValue::NULL, JsValue::from_str)),
+            ("lastErrorAt", time(progress.last_error_at_ms)),
+        ])
+    }
+
     /// Posts a run of one local partition's messages; what the answer means.
     pub async fn post(&self, topic: &str, partition: u32, messages: &[Message]) -> Verdict {
         let remote = self.remote.get(topic).map_or(topic, String::as_str);
@@ -202,6 +361,20 @@ impl Forwarder {
             Ok(response) => read_verdict(&response).await.0,
             Err(error) => network_error(&error_message(&error)),
         }
+    }
+}
+
+/// Registers [`BRIDGE_SYNC_TAG`] where this is a service worker whose browser has
+/// Background Sync (`registration.sync`); elsewhere nothing.
+fn ask_for_sync() {
+    let registration = Reflect::get(&js_sys::global(), &"registration".into()).ok().filter(JsValue::is_object);
+    let Some(sync) = registration.and_then(|r| Reflect::get(&r, &"sync".into()).ok()).filter(JsValue::is_object) else { return };
+    let Ok(register) = Reflect::get(&sync, &"register".into()).and_then(|f| f.dyn_into::<Function>()) else { return };
+    if let Ok(Ok(registered)) = register.call1(&sync, &BRIDGE_SYNC_TAG.into()).map(|p| p.dyn_into::<Promise>()) {
+        // Refused (no permission, an opaque origin): the backoff timer still tries.
+        spawn_local(async move {
+            let _ = JsFuture::from(registered).await;
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
 use super::commit::{self, BusStore, Committer, Place, SharedCommitter};
-use super::consumer::{self, Consumer, State, Wakers};
+use super::consumer::{self, Bridge, Consumer, State, Wakers};
 use super::held::{self, Held};
 use super::writer::{Host, Link, Serve};
 use crate::core::config::BusConfig;
@@ -33,6 +33,8 @@ pub(super) struct Inner {
     pub wakers: Rc<Wakers>,
     /// Running consumers, stopped by `close`.
     pub consumers: RefCell<Vec<Rc<State>>>,
+    /// Bridges this context started, for `stats().bridges`.
+    pub bridges: RefCell<Vec<Bridge>>,
     /// The IndexedDB database name, when the bus is shared with other contexts.
     pub name: Option<String>,
     /// Tells the other contexts of the origin (tabs, workers) that opened this bus
@@ -312,6 +314,7 @@ impl Bus {
                 closed: Cell::new(false),
                 wakers,
                 consumers: RefCell::default(),
+                bridges: RefCell::default(),
                 name,
                 channel,
                 config,
@@ -395,7 +398,21 @@ impl Bus {
     /// `bus.stats()`.
     pub fn stats(&self) -> Promise {
         let shared = self.shared.clone();
-        promise(async move { reply::to_js(call(&shared, Call::Stats).await?, false) })
+        promise(async move {
+            let reply = call(&shared, Call::Stats).await?;
+            // Only a bus whose context started bridges has `bridges`.
+            let bridges = match &reply {
+                Reply::Stats(stats) if !shared.bridges.borrow().is_empty() => {
+                    Some(shared.bridges.borrow().iter().map(|bridge| bridge.stats_entry(stats)).collect::<Result<js_sys::Array>>()?)
+                }
+                _ => None,
+            };
+            let value = reply::to_js(reply, false)?;
+            if let Some(bridges) = bridges {
+                js_sys::Reflect::set(&value, &"bridges".into(), &bridges).map_err(|_| FerryError::storage("stats could not be handed to JavaScript"))?;
+            }
+            Ok(value)
+        })
     }
 
     /// `bus.redrive({ from, limit? })`: how many dead letters moved back.

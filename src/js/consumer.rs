@@ -24,7 +24,7 @@ use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use super::bridge::{bridge_options, BridgeOptions, Forwarder};
+use super::bridge::{bridge_options, BridgeEvent, BridgeOptions, Forwarder};
 use super::bus::{call, call_unchecked, is_client, one_writer, promise, read_cached, wake_consumers, Shared};
 use super::commit::Waiters;
 use super::locks::MemberLock;
@@ -65,7 +65,7 @@ impl Wakers {
     }
 
     /// Sleeps `ms` milliseconds, or less when woken.
-    async fn sleep(&self, ms: f64) {
+    pub(super) async fn sleep(&self, ms: f64) {
         let mut handle = JsValue::UNDEFINED;
         let wait = Promise::new(&mut |resolve: Function, _reject: Function| {
             handle = set_timeout(&resolve, ms.max(0.0));
@@ -259,6 +259,20 @@ impl Handler {
 pub struct Consumer {
     shared: Shared,
     state: Rc<State>,
+    /// A bridge's: where it posts, with its progress and listeners.
+    forwarder: Option<Rc<Forwarder>>,
+}
+
+/// A bridge started by this context, for `bus.stats().bridges`.
+pub(super) struct Bridge {
+    forwarder: Rc<Forwarder>,
+    state: Rc<State>,
+}
+
+impl Bridge {
+    pub fn stats_entry(&self, stats: &crate::core::Stats) -> Result<JsValue> {
+        self.forwarder.stats_entry(&self.state.group, self.state.running.get() && !self.state.stopped.get(), stats)
+    }
 }
 
 impl Consumer {
@@ -284,13 +298,14 @@ impl Consumer {
             lock: RefCell::new(None),
             seeks: RefCell::default(),
         };
-        Consumer { shared, state: Rc::new(state) }
+        Consumer { shared, state: Rc::new(state), forwarder: None }
     }
 
     /// `bus.bridge(options)`: a member of `groupId` (`"ferry-bridge"` by default)
     /// on the bridged topics from their beginning, whose handler posts; running
     /// once it joined. Its retries default to the most attempts a consumer may
-    /// have: an outage is no reason to give a message up.
+    /// have: an outage is no reason to give a message up; its concurrency to
+    /// [`BRIDGE_CONCURRENCY_DEFAULT`] partitions posting at once.
     pub(super) async fn bridge(shared: Shared, options: &JsValue) -> Result<Consumer> {
         let options = args::options(options, "options")?.ok_or_else(|| FerryError::invalid("options must be an object with a url and topics"))?;
         let BridgeOptions { forwarder, subscriptions, batch_size } = bridge_options(Some(&options))?;
@@ -302,7 +317,12 @@ impl Consumer {
         if !retry.is_object() || args::get(Some(retry.unchecked_ref()), "maxAttempts")?.is_undefined() {
             config.retry.max_attempts = ATTEMPTS_MAX;
         }
-        let consumer = Consumer::member(shared, group, config, subscriptions);
+        if args::get(Some(&options), "concurrency")?.is_undefined() {
+            config.concurrency = BRIDGE_CONCURRENCY_DEFAULT;
+        }
+        let mut consumer = Consumer::member(shared, group, config, subscriptions);
+        let forwarder = Rc::new(forwarder);
+        consumer.forwarder = Some(forwarder.clone());
         let weak = Rc::downgrade(&consumer.shared);
         let group = consumer.state.group.clone();
         forwarder.wake_on_network(Rc::new(move || {
@@ -312,7 +332,8 @@ impl Consumer {
                 wake_consumers(&shared);
             }
         }));
-        start(&consumer.shared, &consumer.state, Handler::Forward(Rc::new(forwarder))).await?;
+        start(&consumer.shared, &consumer.state, Handler::Forward(forwarder.clone())).await?;
+        consumer.shared.bridges.borrow_mut().push(Bridge { forwarder, state: consumer.state.clone() });
         Ok(consumer)
     }
 }
@@ -349,6 +370,47 @@ impl Consumer {
     #[wasm_bindgen(getter, js_name = memberId)]
     pub fn member_id(&self) -> String {
         self.state.member.clone()
+    }
+
+    /// `bridge.on("forwarded" | "failed", listener)`: a bridge tells of each batch
+    /// it posted (see [`Forwarder::record`]).
+    pub fn on(&self, event: String, listener: Function) -> std::result::Result<(), JsValue> {
+        let (forwarder, event) = self.bridge_event(&event).map_err(crate::interop::error::to_js)?;
+        forwarder.on(event, listener);
+        Ok(())
+    }
+
+    /// `bridge.drained()`: resolves once the bridge's group (in every context) has
+    /// nothing left to forward; rejects with the error when one of this context's
+    /// posts fails first and is to be tried again. In a service worker,
+    /// `event.waitUntil(bridge.drained())` on a `sync` of tag `"ferry-bridge"`
+    /// keeps the worker alive for the drain, and a failure asks the browser to
+    /// sync again later.
+    pub fn drained(&self) -> Promise {
+        let (shared, state, forwarder) = (self.shared.clone(), self.state.clone(), self.forwarder.clone());
+        promise(async move {
+            let forwarder = forwarder.ok_or_else(|| FerryError::invalid("only a bridge (bus.bridge) drains"))?;
+            let failures_before = forwarder.transient_failures();
+            loop {
+                let Reply::Stats(stats) = call(&shared, Call::Stats).await? else { return Err(FerryError::storage("stats got an unexpected reply")) };
+                let pending: u64 = stats.groups.iter().filter(|g| *g.group_id == *state.group).flat_map(|g| g.partitions.iter()).map(|p| p.lag).sum();
+                if pending == 0 {
+                    return Ok(JsValue::UNDEFINED);
+                }
+                if forwarder.transient_failures() != failures_before {
+                    let error = forwarder.last_error().unwrap_or_default();
+                    return Err(FerryError::storage(format!("the bridge could not forward yet ({pending} pending): {error}")));
+                }
+                forwarder.next_post(BRIDGE_DRAINED_CHECK_MS as f64).await;
+            }
+        })
+    }
+
+    /// `bridge.off(event, listener)`: the listener is told no more.
+    pub fn off(&self, event: String, listener: Function) -> std::result::Result<(), JsValue> {
+        let (forwarder, event) = self.bridge_event(&event).map_err(crate::interop::error::to_js)?;
+        forwarder.off(event, &listener);
+        Ok(())
     }
 
     /// `consumer.subscribe({ topic, fromBeginning })` or `{ topics: [...] }`, before `run`.
@@ -406,6 +468,13 @@ impl Consumer {
             stop(&shared, &state).await?;
             Ok(JsValue::UNDEFINED)
         })
+    }
+}
+
+impl Consumer {
+    fn bridge_event(&self, event: &str) -> Result<(Rc<Forwarder>, BridgeEvent)> {
+        let forwarder = self.forwarder.clone().ok_or_else(|| FerryError::invalid("only a bridge (bus.bridge) has events"))?;
+        Ok((forwarder, BridgeEvent::parse(event)?))
     }
 }
 
@@ -608,6 +677,7 @@ async fn forward_run(shared: Shared, state: Rc<State>, forwarder: Rc<Forwarder>,
     slot.start_message(state.config.ack_timeout_ms);
     let messages: Vec<Message> = run.iter().map(|d| d.message.clone()).collect();
     let verdict = forwarder.post(&run[0].topic, run[0].partition, &messages).await;
+    forwarder.record(&run[0].topic, run[0].partition, &messages, &verdict);
     let mut last = None;
     if slot.held.get() {
         let finished_ms = js_sys::Date::now() as u64;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { serve } from '../../www/serve.mjs';
 import { forEachEngine } from './browsers.mjs';
-import { startWorker } from './workerd.mjs';
+import { edgeWorker, startWorker } from './workerd.mjs';
 
 const TOKEN = 'bridge-secret';
 let server;
@@ -19,23 +19,15 @@ let workerdUrl;
 
 // A Worker whose /v1/ paths are handleHttp of the bus "shop", open to pages of any
 // origin (CORS); GET /orders lists what its consumer group "check" finds there.
-const worker = `
-import { FerryObject, connect, handleHttp } from 'ferry/workers';
-
-export class Bus extends FerryObject {}
-
-export default {
-  async fetch(request, env) {
-    const url = new URL(request.url);
-    if (url.pathname.startsWith('/v1/')) return handleHttp(request, env.BUS, { token: env.FERRY_TOKEN, name: 'shop', allowOrigins: '*' });
-    const consumer = connect(env.BUS, { name: 'shop' }).consumer({ groupId: 'check' });
+const worker = edgeWorker(
+  'shop',
+  `
+    const consumer = bus.consumer({ groupId: 'check' });
     await consumer.subscribe({ topic: url.searchParams.get('topic'), fromBeginning: true });
     const messages = await consumer.receive({ max: 100 });
     await Promise.all(messages.map((m) => m.ack()));
-    return Response.json(messages.map((m) => ({ key: m.key, value: m.value, id: m.id, partition: m.partition, offset: m.offset })));
-  },
-};
-`;
+    return Response.json(messages.map((m) => ({ key: m.key, value: m.value, id: m.id, partition: m.partition, offset: m.offset })));`,
+);
 
 before(async () => {
   server = await serve();
@@ -147,15 +139,34 @@ forEachEngine(() => server.url, (engine, openPage) => {
     await openBus(page, `bridge-down-${Date.now()}`);
     const sent = await publishOrders(page, 300);
     await startBridge(page, edge.url);
+    await page.evaluate(() => {
+      window.events = { forwarded: [], failed: [] };
+      for (const event of ['forwarded', 'failed']) window.bridge.on(event, (e) => window.events[event].push(e));
+    });
     await until(() => edge.state.posts.some((p) => p.mode === 'down'), 'a post while down');
     assert.equal(edge.state.stored.size, 0);
+    await until(async () => (await page.evaluate(async () => (await window.bus.stats()).bridges[0].failing)) > 0, 'a batch failing');
     edge.state.mode = 'ok';
     await until(() => edge.state.stored.size >= 300, 'every order at the edge');
     const values = edge.state.arrivals.map((a) => a.value.n).sort((a, b) => a - b);
     assert.deepEqual(values, sent.map((o) => o.n), 'each order stored once');
     assert.ok(edge.state.arrivals.every((a) => typeof a.id === 'string' && a.id.length > 0), 'every forwarded message carries an id');
     assertKeyOrder(edge.state.arrivals);
-    await until(async () => (await page.evaluate(async () => (await window.bus.stats()).groups.find((g) => g.groupId === 'ferry-bridge').partitions.reduce((n, p) => n + p.lag, 0))) === 0, 'no lag');
+    await until(async () => (await page.evaluate(async () => (await window.bus.stats()).bridges[0].pending)) === 0, 'nothing pending');
+    const [bridge] = await page.evaluate(async () => (await window.bus.stats()).bridges);
+    assert.equal(bridge.groupId, 'ferry-bridge');
+    assert.equal(bridge.url, edge.url);
+    assert.deepEqual(bridge.topics, { orders: 'orders' });
+    assert.equal(bridge.running, true);
+    assert.equal(bridge.forwarded, 300, 'this tab forwarded every order');
+    assert.equal(bridge.failing, 0);
+    assert.equal(bridge.deadLettered, 0);
+    assert.match(bridge.lastError, /^HTTP 503: /, 'the outage is the last error');
+    assert.ok(bridge.lastForwardedAt >= bridge.lastErrorAt);
+    const events = await page.evaluate(() => window.events);
+    assert.ok(events.failed.length > 0 && events.failed.every((e) => e.refused === false && /^HTTP 503/.test(e.error) && e.topic === 'orders' && e.count > 0));
+    assert.equal(events.forwarded.reduce((n, e) => n + e.count, 0), 300, 'a forwarded event for each batch');
+    assert.ok(events.forwarded.every((e) => e.remoteTopic === 'orders' && e.lastOffset - e.firstOffset + 1 === e.count));
     await page.close();
   });
 

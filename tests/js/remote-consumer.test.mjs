@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from '../../www/serve.mjs';
 import { forEachEngine } from './browsers.mjs';
-import { startWorker } from './workerd.mjs';
+import { edgeWorker, startWorker } from './workerd.mjs';
 
 const TOKEN = 'remote-secret';
 let server;
@@ -14,22 +14,12 @@ let edgeUrl;
 
 // handleHttp of the bus "edge" for pages of any origin; /bytes publishes bytes
 // from inside the Worker, as a Worker's own producer would.
-const worker = `
-import { FerryObject, connect, handleHttp } from 'ferry/workers';
-
-export class Bus extends FerryObject {}
-
-export default {
-  async fetch(request, env) {
-    const url = new URL(request.url);
-    if (url.pathname.startsWith('/v1/')) return handleHttp(request, env.BUS, { token: env.FERRY_TOKEN, name: 'edge', allowOrigins: '*' });
-    if (url.pathname === '/bytes') {
-      return Response.json(await connect(env.BUS, { name: 'edge' }).publish(url.searchParams.get('topic'), new Uint8Array([0, 255, 7])));
-    }
-    return new Response('not found', { status: 404 });
-  },
-};
-`;
+const worker = edgeWorker(
+  'edge',
+  `
+    if (url.pathname === '/bytes') return Response.json(await bus.publish(url.searchParams.get('topic'), new Uint8Array([0, 255, 7])));
+    return new Response('not found', { status: 404 });`,
+);
 
 before(async () => {
   server = await serve();

@@ -49,10 +49,15 @@ export async function bundleWorker(source) {
 /**
  * Miniflare running the Worker `source` with `Bus` (its FerryObject subclass) bound
  * as `BUS`, a SQLite-backed Durable Object. `durableObjects` adds classes, `bindings`
- * variables; `persistTo` keeps Durable Object storage in a folder across instances.
+ * variables; `persistTo` keeps Durable Object storage in a folder across instances,
+ * and `port` (0: any free one) lets a later instance listen where an earlier one did.
  */
-export async function startWorker(source, { durableObjects = {}, bindings = {}, persistTo = false } = {}) {
-  const { modules } = await bundleWorker(source);
+export async function startWorker(source, options = {}) {
+  return startModules((await bundleWorker(source)).modules, options);
+}
+
+/** As startWorker, for modules bundleWorker gave: a Worker restarted often is bundled once. */
+export function startModules(modules, { durableObjects = {}, bindings = {}, persistTo = false, port = 0 } = {}) {
   return new Miniflare({
     modules,
     modulesRoot: root,
@@ -60,5 +65,29 @@ export async function startWorker(source, { durableObjects = {}, bindings = {}, 
     durableObjects: { BUS: { className: 'Bus', useSQLite: true }, ...durableObjects },
     bindings,
     durableObjectsPersist: persistTo,
+    port,
   });
+}
+
+/**
+ * The source of a Worker whose /v1/ paths are handleHttp of the bus `name`, open
+ * to pages of any origin (CORS), with its token in `env.FERRY_TOKEN`. `routes` is
+ * the code that serves its other paths, with `request`, `env`, `url` and `bus`
+ * (connect()'s client of that bus) in scope.
+ */
+export function edgeWorker(name, routes) {
+  return `
+import { FerryObject, connect, handleHttp } from 'ferry/workers';
+
+export class Bus extends FerryObject {}
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    if (url.pathname.startsWith('/v1/')) return handleHttp(request, env.BUS, { token: env.FERRY_TOKEN, name: '${name}', allowOrigins: '*' });
+    const bus = connect(env.BUS, { name: '${name}' });
+${routes}
+  },
+};
+`;
 }

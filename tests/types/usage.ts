@@ -107,3 +107,17 @@ async function remoteConsumer(): Promise<void> {
   void lag;
 }
 void remoteConsumer;
+
+// bus.bridge: events, drained() and its stats.
+async function bridgeProgress(bus: Bus): Promise<void> {
+  const bridge = await bus.bridge({ url: 'https://edge.example', topics: { orders: 'order.placed' }, token: 't' });
+  bridge.on('forwarded', ({ count, remoteTopic }) => void [count, remoteTopic]);
+  bridge.on('failed', ({ error, refused, retryInMs }) => void [error, refused, retryInMs]);
+  await bridge.drained();
+  const pending: number | undefined = (await bus.stats()).bridges?.[0].pending;
+  // @ts-expect-error a bridge's events are "forwarded" and "failed"
+  bridge.on('done', () => {});
+  await bridge.stop();
+  void pending;
+}
+void bridgeProgress;
