@@ -684,7 +684,9 @@ async fn forward_run(shared: Shared, state: Rc<State>, forwarder: Rc<Forwarder>,
         let fail = |error, wait| Some(RunEnd::Fail { receipt: run[0].receipt(), error, finished_ms, wait });
         match verdict {
             Verdict::Forwarded => run.iter().for_each(|d| slot.settlements.ack(d.receipt(), finished_ms)),
-            Verdict::Refused { error } => last = fail(error, Wait::Never),
+            // The whole batch is dead-lettered at once: posting its messages again
+            // one by one would only be refused again.
+            Verdict::Refused { error } => last = Some(RunEnd::Refuse { receipts: run.iter().map(Delivery::receipt).collect(), error, finished_ms }),
             Verdict::Transient { error, delay_ms } => last = fail(error, delay_ms.map_or(Wait::Backoff, Wait::Ms)),
         }
     }

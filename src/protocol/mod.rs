@@ -130,6 +130,9 @@ pub enum RunEnd {
     Fail { receipt: Receipt, error: String, finished_ms: u64, wait: Wait },
     /// A message whose handler never started, given back with the rest of its run.
     Release(Receipt),
+    /// The run (from its first message not acked) refused as a whole: each
+    /// dead-lettered with `error` ([`Engine::refuse_run`]).
+    Refuse { receipts: Vec<Receipt>, error: String, finished_ms: u64 },
 }
 
 /// One ack (`retry: None`) or failed attempt of [`Call::Settle`].
@@ -276,6 +279,7 @@ pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
             match end {
                 Some(RunEnd::Fail { receipt, error, finished_ms, wait }) => engine.fail_with(&group, &member, &receipt, &error, wait, finished_ms),
                 Some(RunEnd::Release(receipt)) => engine.release(&group, &member, &receipt, now_ms),
+                Some(RunEnd::Refuse { receipts, error, finished_ms }) => engine.refuse_run(&group, &member, &receipts, &error, finished_ms) > 0,
                 None => true,
             };
             Reply::Done

@@ -326,6 +326,15 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
                     w.u8(2);
                     put_receipt(&mut w, receipt);
                 }
+                Some(RunEnd::Refuse { receipts, error, finished_ms }) => {
+                    w.u8(3);
+                    w.u64(receipts.len() as u64);
+                    for receipt in receipts {
+                        put_receipt(&mut w, receipt);
+                    }
+                    w.str(error);
+                    w.u64(*finished_ms);
+                }
             }
         }
         Call::Heartbeat { group, member } => {
@@ -415,6 +424,7 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
                     Some(RunEnd::Fail { receipt, error, finished_ms, wait })
                 }
                 2 => Some(RunEnd::Release(receipt(r)?)),
+                3 => Some(RunEnd::Refuse { receipts: list(r, POLL_MAX, receipt)?, error: string(r)?, finished_ms: r.u64()? }),
                 other => return Err(FerryError::storage(format!("unknown end of a run {other}"))),
             };
             Call::SettleRun { group, member, acks, end }
@@ -648,7 +658,13 @@ mod tests {
                 acks: vec![],
                 end: Some(RunEnd::Fail { receipt: receipt.clone(), error: "boom".into(), finished_ms: 12, wait: Wait::Ms(250) }),
             },
-            Call::SettleRun { group: "g".into(), member: "g-1".into(), acks: vec![(receipt.clone(), 13)], end: Some(RunEnd::Release(receipt)) },
+            Call::SettleRun { group: "g".into(), member: "g-1".into(), acks: vec![(receipt.clone(), 13)], end: Some(RunEnd::Release(receipt.clone())) },
+            Call::SettleRun {
+                group: "g".into(),
+                member: "g-1".into(),
+                acks: vec![],
+                end: Some(RunEnd::Refuse { receipts: vec![receipt.clone(), receipt], error: "HTTP 401".into(), finished_ms: 14 }),
+            },
             Call::Heartbeat { group: "g".into(), member: "g-1".into() },
             Call::Leave { group: "g".into(), member: "g-2".into(), evicted: true },
             Call::RetryNow { group: "ferry-bridge".into() },

@@ -196,7 +196,11 @@ forEachEngine(() => server.url, (engine, openPage) => {
     const page = await openPage();
     await openBus(page, `bridge-refused-${Date.now()}`);
     const before = edge.state.stored.size;
-    await publishOrders(page, 3);
+    // One key: one partition, one batch.
+    await page.evaluate(async () => {
+      for (let n = 0; n < 3; n++) await window.bus.publish('orders', { key: 'customer-0', n }, { key: 'customer-0' });
+    });
+    const postsBefore = edge.state.posts.length;
     await startBridge(page, edge.url, 'wrong');
     const dead = await page.evaluate(async () => {
       const reader = window.bus.consumer({ groupId: 'dlq-reader' });
@@ -212,6 +216,7 @@ forEachEngine(() => server.url, (engine, openPage) => {
       assert.equal(d.attempts, '1', 'dead-lettered on the first attempt');
     }
     assert.equal(edge.state.stored.size, before, 'nothing stored at the edge');
+    assert.equal(edge.state.posts.length - postsBefore, 1, 'the refused batch was dead-lettered whole, not posted again one by one');
     await page.close();
   });
 

@@ -338,6 +338,30 @@ impl Engine {
         true
     }
 
+    /// A run refused as a whole by the far end (a bridge's batch that will never be
+    /// taken): each of its messages `member` still holds, in order from the first,
+    /// is dead-lettered at once with `error`, as its attempt. One that is no longer
+    /// held stops it there, and the rest of the run is given back. How many were
+    /// dead-lettered.
+    pub fn refuse_run(&mut self, group: &str, member: &str, receipts: &[Receipt], error: &str, now_ms: u64) -> usize {
+        let mut refused = 0;
+        for receipt in receipts {
+            let Some((g, topic, _)) = self.lease(group, member, receipt, now_ms) else { break };
+            let config = self.groups[group].members.get(member).map(|m| m.config.clone()).unwrap_or_default();
+            self.dead_letter(&g, &topic, receipt.partition, receipt.offset, receipt.attempt, error, &config, now_ms);
+            self.settle(&g, &topic, receipt.partition, receipt.offset);
+            refused += 1;
+        }
+        // What is left of the run behind the last refused message waits no more.
+        let Some(last) = receipts.last() else { return 0 };
+        let from = receipts.get(refused).map_or(last.offset + 1, |next| next.offset);
+        let names = self.groups.get_key_value(group).and_then(|(g, state)| state.topics.get_key_value(&*last.topic).map(|(t, _)| (g.clone(), t.clone())));
+        if let Some((g, topic)) = names {
+            self.release_run(&g, &topic, last.partition, from, now_ms);
+        }
+        refused
+    }
+
     /// Gives back a delivery whose handler never started, with the rest of its
     /// run, no attempt counted: they are handed out again at once (a consumer
     /// stopping between two messages of a run). `false` as for [`Engine::ack`].

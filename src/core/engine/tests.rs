@@ -246,6 +246,35 @@ fn a_permanent_failure_is_dead_lettered_at_once_and_the_partition_moves_on() {
 }
 
 #[test]
+fn a_run_refused_as_a_whole_is_dead_lettered_at_once_in_order() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("0"), msg("1"), msg("2"), msg("3")], T0).unwrap();
+    let run = e.poll("g", "m", 10, T0).unwrap();
+    assert!(e.ack("g", "m", &run[0].receipt(), T0));
+    let rest: Vec<Receipt> = run[1..].iter().map(Delivery::receipt).collect();
+    assert_eq!(e.refuse_run("g", "m", &rest, "HTTP 413: too large", T0), 3);
+    let dead = e.read_log("t.dlq", 0, 0, 10).unwrap();
+    assert_eq!(dead.iter().map(|m| m.value.text().to_string()).collect::<Vec<_>>(), ["1", "2", "3"], "each once, in order");
+    assert!(dead.iter().all(|m| m.header("ferry-dlq-error") == Some("HTTP 413: too large") && m.header("ferry-dlq-attempts") == Some("1")));
+    let gp = &e.stats().groups[0].partitions[0];
+    assert_eq!((gp.committed_offset, gp.lag, gp.in_flight), (4, 0, 0), "the partition moves past the run");
+    assert_eq!(e.refuse_run("g", "m", &rest, "again", T0), 0, "settled receipts are stale");
+}
+
+#[test]
+fn a_refusal_of_a_run_stops_at_a_message_no_longer_held_and_gives_the_rest_back() {
+    let mut e = engine();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("0"), msg("1"), msg("2")], T0).unwrap();
+    let run = e.poll("g", "m", 10, T0).unwrap();
+    let mut receipts: Vec<Receipt> = run.iter().map(Delivery::receipt).collect();
+    receipts[1].attempt = 9; // not the lease it holds
+    assert_eq!(e.refuse_run("g", "m", &receipts, "HTTP 400", T0), 1);
+    assert_eq!(offsets_attempts(&e.poll("g", "m", 10, T0).unwrap()), vec![(1, 1), (2, 1)], "given back, no attempt counted");
+}
+
+#[test]
 fn retry_now_makes_retries_due_at_once_and_leaves_delays_alone() {
     let mut e = engine();
     let config = ConsumerConfig { ordering: Ordering::None, ..no_jitter() };
