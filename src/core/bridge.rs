@@ -303,8 +303,7 @@ mod tests {
 
     #[test]
     fn a_receive_asks_for_the_consumer_options() {
-        let mut config = ConsumerConfig::default();
-        config.dead_letter_topic = Some("dead".into());
+        let config = ConsumerConfig { dead_letter_topic: Some("dead".into()), ..ConsumerConfig::default() };
         let body = receive_body("g\"1", &config, true, 50);
         assert!(body.starts_with(r#"{"group":"g\"1","max":50,"fromBeginning":true,"ackTimeoutMs":"#), "{body}");
         assert!(body.ends_with(r#","deadLetterTopic":"dead"}"#), "{body}");
