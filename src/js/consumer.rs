@@ -286,7 +286,7 @@ impl Consumer {
 
     /// A new member of `group`, not yet running.
     fn member(shared: Shared, group: String, config: ConsumerConfig, subscriptions: Vec<Subscription>) -> Consumer {
-        let member = format!("{group}-{:012x}", (js_sys::Math::random() * 2f64.powi(48)) as u64);
+        let member = super::locks::member_id(&group);
         let state = State {
             group,
             member,

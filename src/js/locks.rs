@@ -7,8 +7,11 @@
 //! grant tells it that member is gone, long before its session would run out.
 //!
 //! Where a context has no `navigator.locks`, its members hold nothing and are only
-//! noticed gone when their session runs out; members are watched only while their
-//! lock is seen held, so such a member is never taken for gone.
+//! noticed gone when their session runs out. A member's id says which it is
+//! ([`member_id`]): one that holds a lock is taken for gone as soon as its lock is
+//! free, also when it went before the others first looked (a tab closed before
+//! another opened); one that holds none is watched only while a lock of its name
+//! is seen held, so it is never taken for gone.
 
 use std::cell::RefCell;
 
@@ -26,6 +29,26 @@ fn lock_manager() -> Option<Object> {
 /// Whether the context has Web Locks.
 pub fn available() -> bool {
     lock_manager().is_some()
+}
+
+/// Marks the id of a member that holds its lock: not a hexadecimal digit, so no
+/// id without the mark (those of earlier versions included) has it there.
+const LOCKED_MARK: char = 'w';
+
+/// A new member id of `group`: random, marked when this context has Web Locks (its
+/// member takes its lock before it joins, and holds it for as long as it is in the
+/// group).
+pub fn member_id(group: &str) -> String {
+    let random = (js_sys::Math::random() * 2f64.powi(44)) as u64;
+    match available() {
+        true => format!("{group}-{LOCKED_MARK}{random:011x}"),
+        false => format!("{group}-{random:012x}"),
+    }
+}
+
+/// Whether `member`'s id says it holds its lock.
+fn holds_its_lock(member: &str) -> bool {
+    member.rsplit('-').next().is_some_and(|tail| tail.len() == 12 && tail.starts_with(LOCKED_MARK))
 }
 
 /// The lock a member holds for its life.
@@ -77,9 +100,9 @@ impl MemberLock {
         Some(MemberLock { bus: bus.into(), group: group.into(), release, watches, watched: RefCell::default() })
     }
 
-    /// Asks for the lock of each of `members` not asked for yet whose lock is held
-    /// now; `gone(member)` runs when one is granted. Forgets members no longer
-    /// listed.
+    /// Asks for the lock of each of `members` not asked for yet that holds one (by
+    /// its id, or seen held now); `gone(member)` runs when one is granted. Forgets
+    /// members no longer listed.
     pub async fn watch(&self, members: &[String], gone: impl Fn(String) + Clone + 'static) {
         let new: Vec<String> = {
             let mut watched = self.watched.borrow_mut();
@@ -94,7 +117,7 @@ impl MemberLock {
         let held = held_names().await;
         for member in new {
             let name = member_lock(&self.bus, &self.group, &member);
-            if held.contains(&name) {
+            if holds_its_lock(&member) || held.contains(&name) {
                 let gone = gone.clone();
                 watch(&name, &self.watches.signal(), move || gone(member));
             }

@@ -53,4 +53,33 @@ forEachEngine(() => server.url, (engine, openPage) => {
     assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => ({ job: i })));
     await page.close();
   });
+
+  test(`${engine}: a member whose tab closed before the next tab opened is taken for gone at once, not at its session's end`, async () => {
+    const name = `gone-first-${Date.now()}`;
+    // Each tab's member runs in a dedicated worker of the tab, as an app's would.
+    const start = (page) =>
+      page.evaluate(async (name) => {
+        window.bus = await window.ferry.Bus.open({ name });
+        await window.bus.createTopic('t', { partitions: 4 });
+        const { startMemberIn } = await import('/tests/browser/member.js');
+        const worker = new Worker('/tests/browser/member-worker.js', { type: 'module' });
+        await startMemberIn(worker, { bus: name, topic: 't', groupId: 'g', label: 'w' }, async () => {});
+      }, name);
+    const owners = async (page) => new Set(await page.evaluate(async () => (await window.bus.stats()).groups[0].partitions.map((p) => p.owner)));
+    const first = await openPage();
+    await start(first);
+    const [gone] = await owners(first);
+    await first.close();
+    const next = await openPage();
+    await start(next);
+    // Well within the 10 s session of the member that went.
+    const giveUpAt = Date.now() + 5000;
+    let seen = await owners(next);
+    while ((seen.has(gone) || seen.size !== 1) && Date.now() < giveUpAt) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      seen = await owners(next);
+    }
+    assert.ok(!seen.has(gone) && seen.size === 1 && !seen.has(null), `one member owns every partition: ${[...seen]}`);
+    await next.close();
+  });
 });
