@@ -1,10 +1,11 @@
 // A static file server on 127.0.0.1 for the demo and the browser tests: serves the
-// repository, so pages import the package from /pkg/.
+// repository, so pages import the package from /pkg/. With `edge`, also the demo's
+// edge (www/edge.mjs: examples/workers in local workerd) at /edge/.
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { outboxReceiver } from './outbox-server.mjs';
+import { startEdge } from './edge.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TYPES = {
@@ -16,12 +17,11 @@ const TYPES = {
   '.css': 'text/css',
 };
 
-/** Starts the server on a free port; resolves to `{ url, close() }`. */
-export async function serve(port = 0) {
-  // The outbox demo's server side lives beside the files.
-  const outbox = outboxReceiver('/outbox');
+/** Starts the server on `port` (0: a free one); resolves to `{ url, edge, close() }`. */
+export async function serve(port = 0, { edge: withEdge = false } = {}) {
+  const edge = withEdge ? await startEdge() : null;
   const server = createServer(async (request, response) => {
-    if (request.url.startsWith('/outbox/')) return outbox.handle(request, response);
+    if (edge?.handles(request.url)) return edge.handle(request, response);
     const path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname));
     const file = join(ROOT, path.endsWith('/') ? join(path, 'index.html') : path);
     if (!file.startsWith(ROOT)) {
@@ -38,15 +38,19 @@ export async function serve(port = 0) {
   });
   await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
   // Closing drops the browsers' open connections, which would otherwise hold it open.
-  const close = () => new Promise((resolve) => {
-    server.close(resolve);
-    server.closeAllConnections();
-  });
-  return { url: `http://127.0.0.1:${server.address().port}`, close };
+  const close = async () => {
+    await new Promise((resolve) => {
+      server.close(resolve);
+      server.closeAllConnections();
+    });
+    await edge?.dispose();
+  };
+  return { url: `http://127.0.0.1:${server.address().port}`, edge, close };
 }
 
 // `node www/serve.mjs [port]`: serves the demo and prints where to look.
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { url } = await serve(Number(process.argv[2] ?? 8080));
+  const { url } = await serve(Number(process.argv[2] ?? 8080), { edge: true });
   console.log(`ferry demo: open ${url}/www/ (Ctrl-C to stop)`);
+  console.log(`  the offline-first order page: ${url}/examples/offline-first/ (its edge, examples/workers in local workerd, at ${url}/edge/)`);
 }
