@@ -226,6 +226,19 @@ export interface BridgeOptions extends Partial<Omit<ConsumerOptions, 'maxBatchSi
   source?: string;
   /** Default `"ferry-bridge"`. */
   groupId?: string;
+  /**
+   * What to forward of each message: `{ value, key?, headers? }` (what it leaves out
+   * stays as it was; the id stays), or `null` to forward nothing of it (it counts as
+   * forwarded). A throw is a failed attempt, retried with the backoff.
+   */
+  transform?: (payload: EachMessagePayload) => BridgedMessage | null | Promise<BridgedMessage | null>;
+}
+
+/** What a bridge's `transform` forwards of a message. */
+export interface BridgedMessage {
+  value?: MessageValue;
+  key?: string | null;
+  headers?: Record<string, string>;
 }
 
 /** Where a remote bus is: its `handleHttp` (`ferry/workers`), and how to be let in. */

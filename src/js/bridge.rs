@@ -15,14 +15,15 @@ use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use super::consumer::{error_message, Wakers};
+use super::consumer::{call_handler, error_message, Wakers};
 use crate::core::bridge::{batch_body, network_error, verdict, Verdict};
 use crate::core::config::check_name;
 use crate::core::fxhash::FxHashMap;
 use crate::core::limits::{BATCH_SIZE_MAX, BRIDGE_BATCH_DEFAULT, SUBSCRIPTIONS_MAX};
 use crate::core::message::Message;
-use crate::core::{FerryError, Result, Subscription};
+use crate::core::{Delivery, FerryError, Result, Subscription};
 use crate::interop::args;
+use crate::interop::delivered::payload;
 use crate::interop::object_of;
 
 /// A remote bus's `handleHttp` and how to be let in: what a bridge posts to and
@@ -87,6 +88,9 @@ pub struct Forwarder {
     remote: FxHashMap<String, String>,
     /// Prefixes the ids derived for messages without one.
     source: String,
+    /// `transform({ topic, partition, message })`: what to forward of each message
+    /// (`{ value, key?, headers? }`), or `null` to forward nothing of it.
+    transform: Option<Function>,
     /// Its listeners for the network coming back, removed with it.
     wakeups: RefCell<Option<Wakeups>>,
     /// What this context's bridge has done, for `bus.stats()`.
@@ -147,11 +151,17 @@ pub fn bridge_options(options: Option<&Object>) -> Result<BridgeOptions> {
     let remote = topic_map(&args::get(options, "topics")?)?;
     let source = args::opt_string(&args::get(options, "source")?, "source")?.unwrap_or_else(|| "ferry".into());
     let batch_size = args::opt_integer(&args::get(options, "batchSize")?, "batchSize", 1, u64::from(BATCH_SIZE_MAX))?.map_or(BRIDGE_BATCH_DEFAULT, |n| n as u32);
+    let transform = args::get(options, "transform")?;
+    let transform = match transform.is_undefined() {
+        true => None,
+        false => Some(transform.dyn_into::<Function>().map_err(|_| FerryError::invalid("transform must be a function"))?),
+    };
     let subscriptions = remote.keys().map(|topic| Subscription { topic: topic.clone(), from_beginning: true }).collect();
     let forwarder = Forwarder {
         endpoint,
         remote,
         source,
+        transform,
         wakeups: RefCell::default(),
         progress: RefCell::default(),
         listeners: RefCell::default(),
@@ -351,6 +361,41 @@ impl Forwarder {
             ("lastError", progress.last_error.as_deref().map_or(JsValue::NULL, JsValue::from_str)),
             ("lastErrorAt", time(progress.last_error_at_ms)),
         ])
+    }
+
+    /// What of `run` to forward: each message as it is, or as `transform` makes it
+    /// (its offset and id kept, so a batch posted again carries the same ids);
+    /// those it answers `null` for are left out. `Err` with the reason when it
+    /// throws or answers something else: the run is a failed attempt.
+    pub async fn prepare(&self, run: &[Delivery]) -> std::result::Result<Vec<Message>, String> {
+        let Some(transform) = &self.transform else { return Ok(run.iter().map(|d| d.message.clone()).collect()) };
+        let mut out = Vec::with_capacity(run.len());
+        for delivery in run {
+            let answer = call_handler(transform, &payload(delivery)).await.map_err(|e| format!("transform threw: {}", error_message(&e)))?;
+            if answer.is_null() || answer.is_undefined() {
+                continue;
+            }
+            let changed = || -> Result<Message> {
+                let answer = args::options(&answer, "transform's answer")?;
+                let field = |name| args::get(answer.as_ref(), name);
+                let mut message = delivery.message.clone();
+                let value = field("value")?;
+                if !value.is_undefined() {
+                    message.value = args::value(&value, "transform's value")?;
+                }
+                let key = field("key")?;
+                if !key.is_undefined() {
+                    message.key = args::opt_string(&key, "transform's key")?;
+                }
+                let headers = field("headers")?;
+                if !headers.is_undefined() {
+                    message.headers = args::headers(&headers, "transform's headers")?;
+                }
+                Ok(message)
+            };
+            out.push(changed().map_err(|e| e.message)?);
+        }
+        Ok(out)
     }
 
     /// Posts a run of one local partition's messages; what the answer means.

@@ -32,7 +32,6 @@ use crate::core::bridge::Verdict;
 use crate::core::config::{check_name, ConsumerConfig, Ordering};
 use crate::core::engine::Wait;
 use crate::core::limits::*;
-use crate::core::message::Message;
 use crate::core::{Delivery, FerryError, Name, PollLimit, Receipt, Result, Subscription};
 use crate::interop::args;
 use crate::interop::delivered::{message_payload, payload};
@@ -675,9 +674,22 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
 /// failure is transient (the rest of the run is given back either way).
 async fn forward_run(shared: Shared, state: Rc<State>, forwarder: Rc<Forwarder>, run: Vec<Delivery>, slot: Rc<Slot>) {
     slot.start_message(state.config.ack_timeout_ms);
-    let messages: Vec<Message> = run.iter().map(|d| d.message.clone()).collect();
-    let verdict = forwarder.post(&run[0].topic, run[0].partition, &messages).await;
-    forwarder.record(&run[0].topic, run[0].partition, &messages, &verdict);
+    let verdict = match forwarder.prepare(&run).await {
+        // All left out by the transform: nothing to post, the run is done.
+        Ok(messages) if messages.is_empty() => Verdict::Forwarded,
+        Ok(messages) => {
+            let verdict = forwarder.post(&run[0].topic, run[0].partition, &messages).await;
+            forwarder.record(&run[0].topic, run[0].partition, &messages, &verdict);
+            verdict
+        }
+        // A transform that throws is a handler that fails: backoff, then a dead letter.
+        Err(error) => {
+            let verdict = Verdict::Transient { error, delay_ms: None };
+            let messages: Vec<_> = run.iter().map(|d| d.message.clone()).collect();
+            forwarder.record(&run[0].topic, run[0].partition, &messages, &verdict);
+            verdict
+        }
+    };
     let mut last = None;
     if slot.held.get() {
         let finished_ms = js_sys::Date::now() as u64;

@@ -86,12 +86,16 @@ async function startEdge(port = 0) {
   return { state, url: `http://127.0.0.1:${server.address().port}`, port: server.address().port, close };
 }
 
-/** Opens the bus `name` in `page` with a 4-partition 'orders' topic, kept as `window.bus`. */
+/** Opens the bus `name` in `page` with a 4-partition 'orders' topic, kept as `window.bus` (and the stand-in's URL and token as `window.edgeUrl` and `window.token`). */
 const openBus = (page, name) =>
-  page.evaluate(async (name) => {
-    window.bus = await window.ferry.Bus.open({ name });
-    await window.bus.createTopic('orders', { partitions: 4 });
-  }, name);
+  page.evaluate(
+    async ({ name, edgeUrl, token }) => {
+      Object.assign(window, { edgeUrl, token });
+      window.bus = await window.ferry.Bus.open({ name });
+      await window.bus.createTopic('orders', { partitions: 4 });
+    },
+    { name, edgeUrl: edge.url, token: TOKEN },
+  );
 
 /** Publishes `count` orders over 16 keys from `page`, one at a time; resolves to their values in send order. */
 const publishOrders = (page, count) =>
@@ -217,6 +221,42 @@ forEachEngine(() => server.url, (engine, openPage) => {
     }
     assert.equal(edge.state.stored.size, before, 'nothing stored at the edge');
     assert.equal(edge.state.posts.length - postsBefore, 1, 'the refused batch was dead-lettered whole, not posted again one by one');
+    await page.close();
+  });
+
+  test(`${engine}: transform rewrites what goes and leaves out what it answers null for; a throw is a failed attempt`, async () => {
+    edge.state.stored.clear();
+    edge.state.arrivals.length = 0;
+    edge.state.mode = 'ok';
+    const page = await openPage();
+    await openBus(page, `bridge-transform-${Date.now()}`);
+    const failures = await page.evaluate(async () => {
+      for (let n = 0; n < 6; n++) await window.bus.publish('orders', { n }, { key: 'k', id: `transform-${Date.now()}-${n}` });
+      let thrown = false;
+      const failures = [];
+      const bridge = await window.bus.bridge({
+        url: window.edgeUrl,
+        token: window.token,
+        topics: ['orders'],
+        retry: { initialBackoffMs: 50, maxBackoffMs: 50 },
+        transform: ({ topic, partition, message }) => {
+          if (message.value.n === 3 && !thrown) {
+            thrown = true;
+            throw new Error('not yet');
+          }
+          if (message.value.n % 2 === 1) return null;
+          return { value: { ...message.value, from: `${topic}/${partition}` }, headers: { ...message.headers, via: 'bridge' } };
+        },
+      });
+      bridge.on('failed', ({ error }) => failures.push(error));
+      await bridge.drained().catch(() => bridge.drained());
+      await bridge.stop();
+      return failures;
+    });
+    const mine = edge.state.arrivals.filter((a) => a.id.startsWith('transform-'));
+    assert.deepEqual(mine.map((a) => a.value.n), [0, 2, 4], 'the odd ones left out, the rest in order');
+    assert.ok(mine.every((a) => /^orders\/\d$/.test(a.value.from) && a.headers.via === 'bridge'), 'rewritten');
+    assert.deepEqual(failures, ['transform threw: not yet']);
     await page.close();
   });
 

@@ -121,3 +121,15 @@ async function bridgeProgress(bus: Bus): Promise<void> {
   void pending;
 }
 void bridgeProgress;
+
+// bus.bridge's transform: rewrite or leave out.
+async function bridgeTransform(bus: Bus): Promise<void> {
+  await bus.bridge({
+    url: 'https://edge.example',
+    topics: ['orders'],
+    transform: ({ message }) => (message.key === 'internal' ? null : { value: { order: message.value }, headers: { ...message.headers, via: 'bridge' } }),
+  });
+  // @ts-expect-error headers hold strings
+  await bus.bridge({ url: 'https://edge.example', topics: ['orders'], transform: () => ({ headers: { n: 1 } }) });
+}
+void bridgeTransform;
