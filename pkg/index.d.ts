@@ -199,6 +199,11 @@ export interface Consumer {
    * abandoned, no attempt counted. Offsets may be numbers or KafkaJS's decimal strings.
    */
   seek(target: SeekTarget): Promise<number>;
+  /** Keeps those partitions (all of the topic's without `partitions`) but takes nothing more of them until `resume`. */
+  pause(topics: Array<{ topic: string; partitions?: number[] }>): void;
+  resume(topics: Array<{ topic: string; partitions?: number[] }>): void;
+  /** `{ topic, partitions }`, or `{ topic, except }` for a topic paused whole but those partitions. */
+  paused(): Array<{ topic: string; partitions?: number[]; except?: number[] }>;
   stop(): Promise<void>;
 }
 

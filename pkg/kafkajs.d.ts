@@ -232,10 +232,8 @@ export interface Consumer {
   run(config?: ConsumerRunConfig): Promise<void>;
   commitOffsets(topicPartitions: TopicPartitionOffsetAndMetadata[]): Promise<void>;
   seek(topicPartitionOffset: { topic: string; partition: number; offset: string }): Promise<void>;
-  /** Throws: a ferry consumer takes every partition it holds. */
   pause(topics: { topic: string; partitions?: number[] }[]): void;
   paused(): { topic: string; partitions: number[] }[];
-  /** Throws, as pause. */
   resume(topics: { topic: string; partitions?: number[] }[]): void;
   logger(): Logger;
   events: { [name in 'HEARTBEAT' | 'COMMIT_OFFSETS' | 'GROUP_JOIN' | 'FETCH_START' | 'FETCH' | 'START_BATCH_PROCESS' | 'END_BATCH_PROCESS' | 'CONNECT' | 'DISCONNECT' | 'STOP' | 'CRASH' | 'REBALANCING' | 'RECEIVED_UNSUBSCRIBED_TOPICS' | 'REQUEST' | 'REQUEST_TIMEOUT' | 'REQUEST_QUEUE_SIZE']: string };

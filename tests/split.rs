@@ -164,7 +164,8 @@ struct Flight {
 }
 
 enum Carried {
-    Call { from: usize, incarnation: u64, transmit: TransmitId, to: String, context: Context, call: Call },
+    // Boxed: a call is far larger than an outcome.
+    Call { from: usize, incarnation: u64, transmit: TransmitId, to: String, context: Context, call: Box<Call> },
     Outcome { to: usize, incarnation: u64, transmit: TransmitId, result: Result<Reply, FerryError> },
 }
 
@@ -326,7 +327,7 @@ impl Net {
             transmits.iter().filter(|t| matches!(t.call, Call::Accept { .. } | Call::Topic { .. })).map(|t| (t.id, t.call.method())).collect();
         node.forwarding.extend(forwards.iter().copied());
         for t in transmits {
-            self.fly(Carried::Call { from: n, incarnation, transmit: t.id, to: t.to, context: t.context, call: t.call });
+            self.fly(Carried::Call { from: n, incarnation, transmit: t.id, to: t.to, context: t.context, call: Box::new(t.call) });
         }
         for (caller, result) in answered {
             self.answer(caller, result);
@@ -407,7 +408,7 @@ impl Net {
                     return Ok(());
                 }
                 let lose_answer = self.faults && self.rng.chance(1, 8);
-                self.call(n, Caller::Object { node: from, incarnation, transmit, lose_answer }, context, call)
+                self.call(n, Caller::Object { node: from, incarnation, transmit, lose_answer }, context, *call)
             }
             Carried::Outcome { to, incarnation, transmit, result } => {
                 let now = self.now;

@@ -203,6 +203,10 @@ export function kafkaFace(Bus, toBytes) {
     #options;
     #subscriptions = [];
     #consumer = null;
+    /** Pauses and resumes asked for before run, applied when it starts. */
+    #pauses = [];
+    /** Partition counts of the topics, for `paused()`. */
+    #partitionCounts = new Map();
 
     constructor(kafka, options) {
       super();
@@ -256,7 +260,11 @@ export function kafkaFace(Bus, toBytes) {
       const bySubscription = new Map();
       for (const s of this.#subscriptions) bySubscription.set(s.fromBeginning, [...(bySubscription.get(s.fromBeginning) ?? []), s.topic]);
       for (const [fromBeginning, topics] of bySubscription) await consumer.subscribe({ topics, fromBeginning });
-      const pause = (topic, partition) => () => this.pause([{ topic, partitions: [partition] }]);
+      // A handler's pause(): its partition is paused, and the returned function resumes it.
+      const pause = (topic, partition) => () => {
+        this.pause([{ topic, partitions: [partition] }]);
+        return () => this.resume([{ topic, partitions: [partition] }]);
+      };
       const heartbeat = async () => this.emit(CONSUMER_EVENTS.HEARTBEAT, { groupId, memberId: consumer.memberId });
       const handler = eachMessage
         ? { eachMessage: async ({ topic, partition, message }) => eachMessage({ topic, partition, message: kafkaMessage(message), heartbeat, pause: pause(topic, partition) }) }
@@ -294,6 +302,8 @@ export function kafkaFace(Bus, toBytes) {
               this.emit(CONSUMER_EVENTS.END_BATCH_PROCESS, { topic: batch.topic, partition: batch.partition, batchSize: messages.length });
             },
           };
+      for (const [method, topics] of this.#pauses) consumer[method](topics);
+      for (const { topic, partitions } of await bus.topics()) this.#partitionCounts.set(topic, partitions);
       this.emit(CONSUMER_EVENTS.REBALANCING, { groupId, memberId: consumer.memberId });
       try {
         await consumer.run(handler);
@@ -326,16 +336,23 @@ export function kafkaFace(Bus, toBytes) {
       this.emit(CONSUMER_EVENTS.COMMIT_OFFSETS, { groupId: this.#options.groupId, topics: offsets });
     }
 
-    pause() {
-      throw refused('pause()', 'is not supported yet: a ferry consumer takes every partition it holds');
+    /** `pause([{ topic, partitions? }])`: the member keeps those partitions but takes nothing of them until `resume`. */
+    pause(topics) {
+      this.#pauses.push(['pause', topics]);
+      this.#consumer?.pause(topics);
     }
 
+    resume(topics) {
+      this.#pauses.push(['resume', topics]);
+      this.#consumer?.resume(topics);
+    }
+
+    /** `[{ topic, partitions }]`, as KafkaJS lists them. */
     paused() {
-      return [];
-    }
-
-    resume() {
-      throw refused('resume()', 'is not supported yet: a ferry consumer takes every partition it holds');
+      return (this.#consumer?.paused() ?? []).map(({ topic, partitions, except }) => ({
+        topic,
+        partitions: partitions ?? Array.from({ length: this.#partitionCounts.get(topic) ?? 0 }, (_, p) => p).filter((p) => !except.includes(p)),
+      }));
     }
 
     async stop() {

@@ -30,6 +30,7 @@ use super::commit::Waiters;
 use super::locks::MemberLock;
 use crate::core::bridge::Verdict;
 use crate::core::config::{check_name, ConsumerConfig, Ordering};
+use crate::core::engine::Pause;
 use crate::core::engine::Wait;
 use crate::core::limits::*;
 use crate::core::{Delivery, FerryError, Name, PollLimit, Receipt, Result, Subscription};
@@ -87,6 +88,8 @@ pub(super) struct State {
     slots: RefCell<Vec<Rc<Slot>>>,
     /// The member's Web Lock, while it runs in a context that has them.
     lock: RefCell<Option<Rc<MemberLock>>>,
+    /// Partitions it does not take for now (`pause`), sent with every round.
+    paused: RefCell<Vec<Pause>>,
     /// How many times this member sought each partition it sought (topic,
     /// partition, count; a few, so a list): a run started before a
     /// seek of its partition stops. (A context whose engine is current also sees
@@ -295,6 +298,7 @@ impl Consumer {
             stopped: Cell::new(false),
             slots: RefCell::default(),
             lock: RefCell::new(None),
+            paused: RefCell::default(),
             seeks: RefCell::default(),
         };
         Consumer { shared, state: Rc::new(state), forwarder: None }
@@ -377,6 +381,65 @@ impl Consumer {
         let (forwarder, event) = self.bridge_event(&event).map_err(crate::interop::error::to_js)?;
         forwarder.on(event, listener);
         Ok(())
+    }
+
+    /// `consumer.pause([{ topic, partitions? }])`: this member keeps those partitions
+    /// (all of the topic's when `partitions` is left out) but takes nothing more of
+    /// them until `resume`; what it is handling already goes on.
+    pub fn pause(&self, topics: JsValue) -> std::result::Result<(), JsValue> {
+        let mut paused = self.state.paused.borrow_mut();
+        for (topic, partitions) in pause_targets(&topics).map_err(crate::interop::error::to_js)? {
+            let i = match paused.iter().position(|p| p.topic == topic) {
+                Some(i) => i,
+                None => {
+                    paused.push(Pause { topic, all: false, partitions: Vec::new() });
+                    paused.len() - 1
+                }
+            };
+            let entry = &mut paused[i];
+            match partitions {
+                None => *entry = Pause { topic: entry.topic.clone(), all: true, partitions: Vec::new() },
+                Some(list) if entry.all => entry.partitions.retain(|p| !list.contains(p)),
+                Some(list) => entry.partitions.extend(list.into_iter().filter(|p| !entry.partitions.contains(p)).collect::<Vec<_>>()),
+            }
+        }
+        Ok(())
+    }
+
+    /// `consumer.resume([{ topic, partitions? }])`: takes those partitions again.
+    pub fn resume(&self, topics: JsValue) -> std::result::Result<(), JsValue> {
+        let targets = pause_targets(&topics).map_err(crate::interop::error::to_js)?;
+        {
+            let mut paused = self.state.paused.borrow_mut();
+            for (topic, partitions) in targets {
+                let Some(i) = paused.iter().position(|p| p.topic == topic) else { continue };
+                let entry = &mut paused[i];
+                match partitions {
+                    None => drop(paused.remove(i)),
+                    Some(list) if entry.all => entry.partitions.extend(list.into_iter().filter(|p| !entry.partitions.contains(p)).collect::<Vec<_>>()),
+                    Some(list) => {
+                        entry.partitions.retain(|p| !list.contains(p));
+                        if entry.partitions.is_empty() {
+                            paused.remove(i);
+                        }
+                    }
+                }
+            }
+        }
+        wake_consumers(&self.shared);
+        Ok(())
+    }
+
+    /// `consumer.paused()`: `[{ topic, partitions? , except? }]`: `partitions` left
+    /// out when the whole topic is paused (but `except`).
+    pub fn paused(&self) -> std::result::Result<js_sys::Array, JsValue> {
+        let out = js_sys::Array::new();
+        for pause in self.state.paused.borrow().iter() {
+            let list: js_sys::Array = pause.partitions.iter().map(|p| JsValue::from(*p)).collect();
+            let field = if pause.all { "except" } else { "partitions" };
+            out.push(&crate::interop::object_of(&[("topic", JsValue::from_str(&pause.topic)), (field, list.into())]).map_err(crate::interop::error::to_js)?);
+        }
+        Ok(out)
     }
 
     /// `bridge.drained()`: resolves once the bridge's group (in every context) has
@@ -477,6 +540,32 @@ impl Consumer {
     }
 }
 
+/// `pause`'s and `resume`'s `[{ topic, partitions? }]`, checked.
+fn pause_targets(topics: &JsValue) -> Result<Vec<(String, Option<Vec<u32>>)>> {
+    let list = args::array(topics, "topics")?;
+    if list.length() as usize > SUBSCRIPTIONS_MAX {
+        return Err(FerryError::invalid(format!("topics names at most {SUBSCRIPTIONS_MAX} topics")));
+    }
+    (0..list.length())
+        .map(|i| {
+            let field = format!("topics[{i}]");
+            let item = args::options(&list.get(i), &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be an object {{ topic, partitions? }}")))?;
+            let topic = args::string(&args::get(Some(&item), "topic")?, &format!("{field}.topic"))?;
+            check_name(&format!("{field}.topic"), &topic)?;
+            let partitions = args::get(Some(&item), "partitions")?;
+            let partitions = match partitions.is_undefined() {
+                true => None,
+                false => {
+                    let array = args::array(&partitions, &format!("{field}.partitions"))?;
+                    let each = |j: u32| args::integer(&array.get(j), &format!("{field}.partitions[{j}]"), 0, u64::from(PARTITIONS_MAX) - 1).map(|p| p as u32);
+                    Some((0..array.length()).map(each).collect::<Result<Vec<u32>>>()?)
+                }
+            };
+            Ok((topic, partitions))
+        })
+        .collect()
+}
+
 /// Stops a consumer (also used by `bus.close()`).
 pub(super) async fn stop(shared: &Shared, state: &Rc<State>) -> Result<()> {
     if state.stopped.replace(true) || !state.running.get() {
@@ -566,6 +655,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
             heartbeat,
             limit,
             wait_ms,
+            paused: state.paused.borrow().clone(),
         };
         // When the round was refused (storage failed, the bus is closing) nothing was
         // handed out: the loop sleeps and tries again.

@@ -8,7 +8,7 @@
 pub mod wire;
 
 use crate::core::config::ConsumerConfig;
-use crate::core::engine::Wait;
+use crate::core::engine::{Pause, Wait};
 use crate::core::message::{Chunk, OutgoingMessage};
 use crate::core::{BusConfig, Delivery, Engine, FerryError, PollLimit, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
 
@@ -98,6 +98,8 @@ pub enum Call {
         heartbeat: bool,
         limit: PollLimit,
         wait_ms: u64,
+        /// Partitions the member does not take for now (`consumer.pause`).
+        paused: Vec<Pause>,
     },
     /// A run's acks, then how it ended, in one commit.
     SettleRun {
@@ -268,8 +270,8 @@ pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
             engine.join(&group, &member, &subscriptions, &config, now_ms)?;
             Reply::Done
         }
-        Call::Round { group, member, subscriptions, config, heartbeat, limit, .. } => {
-            let deliveries = engine.consume_round(&group, &member, &subscriptions, &config, heartbeat, limit, now_ms)?;
+        Call::Round { group, member, subscriptions, config, heartbeat, limit, paused, .. } => {
+            let deliveries = engine.consume_round(&group, &member, &subscriptions, &config, heartbeat, limit, &paused, now_ms)?;
             round(engine, &group, deliveries)
         }
         Call::SettleRun { group, member, acks, end } => {

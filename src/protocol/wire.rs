@@ -8,7 +8,7 @@
 use super::{Call, Context, Reply, RunEnd, SettleItem};
 use crate::core::codec::{Reader, Writer};
 use crate::core::config::{BusConfig, TopicConfig};
-use crate::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, TopicStats, Wait};
+use crate::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, Pause, TopicStats, Wait};
 use crate::core::limits::{MEMBERS_PER_GROUP_MAX, PARTITIONS_MAX, POLL_MAX, SEND_BATCH_MAX, SUBSCRIPTIONS_MAX, TOPICS_MAX};
 use crate::core::message::{Chunk, Message, OutgoingMessage, Value, ValueKind};
 use crate::core::records::{decode_consumer_config, decode_topic_config, encode_consumer_config, encode_topic_config};
@@ -286,7 +286,7 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
             put_subscriptions(&mut w, subscriptions);
             encode_consumer_config(&mut w, config);
         }
-        Call::Round { group, member, subscriptions, config, heartbeat, limit, wait_ms } => {
+        Call::Round { group, member, subscriptions, config, heartbeat, limit, wait_ms, paused } => {
             w.u8(13);
             w.str(group);
             w.str(member);
@@ -296,6 +296,15 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
             w.u64(limit.messages as u64);
             w.u64(limit.runs as u64);
             w.u64(*wait_ms);
+            w.u64(paused.len() as u64);
+            for pause in paused {
+                w.str(&pause.topic);
+                w.u8(u8::from(pause.all));
+                w.u64(pause.partitions.len() as u64);
+                for p in &pause.partitions {
+                    w.u64(u64::from(*p));
+                }
+            }
         }
         Call::SettleRun { group, member, acks, end } => {
             w.u8(14);
@@ -407,6 +416,9 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
             heartbeat: bool(r)?,
             limit: PollLimit { messages: count(r, POLL_MAX)?, runs: count(r, POLL_MAX)? },
             wait_ms: r.u64()?,
+            paused: list(r, SUBSCRIPTIONS_MAX, |r| {
+                Ok(Pause { topic: string(r)?, all: bool(r)?, partitions: list(r, PARTITIONS_MAX as usize, |r| Ok(count(r, PARTITIONS_MAX as usize)? as u32))? })
+            })?,
         },
         14 => {
             let (group, member) = (string(r)?, string(r)?);
@@ -650,6 +662,7 @@ mod tests {
                 heartbeat: true,
                 limit: PollLimit::runs(2, 50),
                 wait_ms: 2500,
+                paused: vec![Pause { topic: "t".into(), all: true, partitions: vec![2] }, Pause { topic: "u".into(), all: false, partitions: vec![0, 5] }],
             },
             Call::SettleRun { group: "g".into(), member: "g-1".into(), acks: vec![(receipt.clone(), 10), (receipt.clone(), 11)], end: None },
             Call::SettleRun {

@@ -258,7 +258,7 @@ impl<S: Store, C: Clock> Bus<S, C> {
                     let Some(c) = consumer else { continue };
                     let heartbeat = c.heartbeat_due_ms <= now_ms;
                     let limit = PollLimit::runs(c.config.concurrency as usize, c.config.batch_size_max as usize);
-                    let deliveries = engine.consume_round(&c.group, &c.member, &c.subscriptions, &c.config, heartbeat, limit, now_ms)?;
+                    let deliveries = engine.consume_round(&c.group, &c.member, &c.subscriptions, &c.config, heartbeat, limit, &[], now_ms)?;
                     if heartbeat {
                         c.heartbeat_due_ms = now_ms.saturating_add(c.config.heartbeat_interval_ms);
                     }

@@ -134,8 +134,38 @@ test('consuming: RegExp subscriptions, eachBatch with resolveOffset, seek, GROUP
   assert.equal(reread.message.offset, '0');
   await again.disconnect();
   await consumer.disconnect();
-  assert.throws(() => consumer.pause([{ topic: 'pets.cats' }]), /pause\(\)/);
   await assert.rejects(client.consumer({ groupId: 'x' }).run({ autoCommit: false, eachMessage: async () => {} }), /autoCommit: false/);
+});
+
+// docs/consuming#a-name-pause-resume-a-pause-resume
+test('pause and resume: a paused topic waits while the member keeps it; resumed, it is handed out', async () => {
+  const client = kafka();
+  await client.admin().createTopics({ topics: [{ topic: 'jobs', numPartitions: 2 }, { topic: 'mail' }] });
+  const consumer = client.consumer({ groupId: 'workers' });
+  await consumer.subscribe({ topics: ['jobs', 'mail'], fromBeginning: true });
+  const seen = [];
+  await consumer.run({ eachMessage: async ({ topic, message }) => void seen.push(`${topic}:${message.value}`) });
+  consumer.pause([{ topic: 'jobs' }]);
+  assert.deepEqual(consumer.paused(), [{ topic: 'jobs', partitions: [0, 1] }]);
+  const producer = client.producer();
+  await producer.send({ topic: 'jobs', messages: [{ value: 'j1', partition: 0 }, { value: 'j2', partition: 1 }] });
+  await producer.send({ topic: 'mail', messages: [{ value: 'm1' }] });
+  const until = async (check) => {
+    for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  };
+  await until(() => seen.includes('mail:m1'));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.deepEqual(seen, ['mail:m1'], 'jobs wait while paused');
+  consumer.resume([{ topic: 'jobs', partitions: [1] }]);
+  assert.deepEqual(consumer.paused(), [{ topic: 'jobs', partitions: [0] }]);
+  await until(() => seen.includes('jobs:j2'));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.deepEqual(seen, ['mail:m1', 'jobs:j2'], 'partition 0 is still paused');
+  consumer.resume([{ topic: 'jobs' }]);
+  await until(() => seen.includes('jobs:j1'));
+  assert.deepEqual(seen, ['mail:m1', 'jobs:j2', 'jobs:j1']);
+  assert.deepEqual(consumer.paused(), []);
+  await consumer.disconnect();
 });
 
 // docs/consuming#a-name-retry-a-retry, docs/instrumentation-events

@@ -58,6 +58,21 @@ pub struct Receipt {
     pub generation: u32,
 }
 
+/// Partitions of one topic a member does not take for now: every one but
+/// `partitions` when `all`, else those.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pause {
+    pub topic: String,
+    pub all: bool,
+    pub partitions: Vec<u32>,
+}
+
+impl Pause {
+    pub fn holds(&self, topic: &str, partition: u32) -> bool {
+        self.topic == topic && self.all != self.partitions.contains(&partition)
+    }
+}
+
 /// How much one [`Engine::poll`] may hand out. A plain number `n` is `n` messages
 /// in at most `n` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +114,12 @@ impl Engine {
     /// committed offset. Empty when the member is not in the group (see
     /// [`Engine::heartbeat`]).
     pub fn poll(&mut self, group: &str, member: &str, limit: impl Into<PollLimit>, now_ms: u64) -> Result<Vec<Delivery>> {
+        self.poll_unpaused(group, member, limit, &[], now_ms)
+    }
+
+    /// [`Engine::poll`], leaving out the partitions `paused` names: the member
+    /// keeps them, and their messages wait (KafkaJS's `pause`).
+    pub fn poll_unpaused(&mut self, group: &str, member: &str, limit: impl Into<PollLimit>, paused: &[Pause], now_ms: u64) -> Result<Vec<Delivery>> {
         let limit = limit.into();
         let max = limit.messages.min(POLL_MAX);
         let Some((group_name, member_name)) = self.member_names(group, member) else { return Ok(Vec::new()) };
@@ -107,6 +128,7 @@ impl Engine {
         for topic in &self.groups[group].members[member].topics {
             owned.extend(self.owned_partitions(group, member, topic).into_iter().filter(|p| self.serves(topic, *p)).map(|p| (topic.clone(), p)));
         }
+        owned.retain(|(topic, p)| !paused.iter().any(|pause| pause.holds(topic, *p)));
         if owned.is_empty() || max == 0 || limit.runs == 0 {
             return Ok(Vec::new());
         }

@@ -116,12 +116,13 @@ impl Engine {
         config: &ConsumerConfig,
         heartbeat: bool,
         limit: PollLimit,
+        paused: &[Pause],
         now_ms: u64,
     ) -> Result<Vec<Delivery>> {
         if heartbeat && !self.heartbeat(group, member, now_ms) {
             self.join(group, member, subscriptions, config, now_ms)?;
         }
-        self.poll(group, member, limit, now_ms)
+        self.poll_unpaused(group, member, limit, paused, now_ms)
     }
 
     /// Renews a member's session. `false` when the member is not in the group (its

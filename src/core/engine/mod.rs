@@ -69,7 +69,7 @@ use super::message::{Chunk, Name};
 use super::records::*;
 use super::rng::Rng;
 
-pub use delivery::{Delivery, PollLimit, Receipt, Wait};
+pub use delivery::{Delivery, Pause, PollLimit, Receipt, Wait};
 pub use forward::Outbound;
 pub use group::{SeekTo, Subscription};
 pub use log::{RecordMetadata, TopicInfo};

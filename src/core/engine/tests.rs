@@ -275,6 +275,21 @@ fn a_refusal_of_a_run_stops_at_a_message_no_longer_held_and_gives_the_rest_back(
 }
 
 #[test]
+fn a_paused_partition_is_kept_by_its_member_and_handed_out_once_resumed() {
+    let mut e = engine();
+    e.create_topic("t", TopicConfig::with_partitions(3)).unwrap();
+    join(&mut e, "g", "m", "t", &no_jitter());
+    e.send("t", &[msg("0").with_partition(0), msg("1").with_partition(1), msg("2").with_partition(2)], T0).unwrap();
+    let all_but_1 = [Pause { topic: "t".into(), all: true, partitions: vec![1] }];
+    assert_eq!(e.poll_unpaused("g", "m", 10, &all_but_1, T0).unwrap().iter().map(|d| d.partition).collect::<Vec<_>>(), vec![1], "only 1 is not paused");
+    let only_2 = [Pause { topic: "t".into(), all: false, partitions: vec![2] }];
+    let mut got: Vec<u32> = e.poll_unpaused("g", "m", 10, &only_2, T0).unwrap().iter().map(|d| d.partition).collect();
+    got.sort();
+    assert_eq!(got, vec![0], "1 is in flight already, 2 paused");
+    assert_eq!(e.poll("g", "m", 10, T0).unwrap().iter().map(|d| d.partition).collect::<Vec<_>>(), vec![2], "resumed");
+}
+
+#[test]
 fn retry_now_makes_retries_due_at_once_and_leaves_delays_alone() {
     let mut e = engine();
     let config = ConsumerConfig { ordering: Ordering::None, ..no_jitter() };
