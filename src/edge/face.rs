@@ -260,9 +260,9 @@ impl EdgeClient {
         Ok(op(id))
     }
 
-    /// `POST /v1/acks` with `body` (parsed JSON): `{ receipts: [{ receipt, retry?:
-    /// { error?, delayMs? } }] }`, each an ack, or a failed attempt when `retry` is
-    /// given. Every item is checked before any is sent. Returns the operations'
+    /// `POST /v1/acks` with `body` (parsed JSON): `{ receipts: [...] }`, each a
+    /// receipt (an ack) or `{ receipt, retry?: { error?, delayMs? } | true, error?,
+    /// delayMs? }`, a failed attempt when `retry`, `error` or `delayMs` is given. Every item is checked before any is sent. Returns the operations'
     /// ids, in the order of the receipts; each resolves to whether it settled.
     #[wasm_bindgen(js_name = settleHttp)]
     pub fn settle_http(&mut self, body: JsValue) -> std::result::Result<Vec<f64>, JsValue> {
@@ -275,17 +275,30 @@ impl EdgeClient {
             (0..list.length())
                 .map(|i| {
                     let field = format!("receipts[{i}]");
-                    let item = args::options(&list.get(i), &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be an object {{ \"receipt\": ... }}")))?;
+                    let value = list.get(i);
+                    // A receipt alone is an ack.
+                    if let Some(text) = value.as_string() {
+                        let (group, receipt) = parse_receipt(&text, &field)?;
+                        return Ok(SettleItem { group, receipt, retry: None });
+                    }
+                    let item =
+                        args::options(&value, &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be a receipt or an object {{ \"receipt\": ... }}")))?;
                     let item = Some(&item);
                     let (group, receipt) = parse_receipt(&args::string(&args::get(item, "receipt")?, &format!("{field}.receipt"))?, &format!("{field}.receipt"))?;
-                    let retry = match args::options(&args::get(item, "retry")?, &format!("{field}.retry"))? {
-                        None => None,
-                        Some(retry) => {
-                            let error = args::opt_string(&args::get(Some(&retry), "error")?, &format!("{field}.retry.error"))?.unwrap_or_else(|| "retried".into());
-                            let delay_ms = args::opt_integer(&args::get(Some(&retry), "delayMs")?, &format!("{field}.retry.delayMs"), 0, DELAY_MS_MAX)?;
-                            Some((error, delay_ms))
-                        }
+                    // A failed attempt: `retry: { error, delayMs }`, `retry: true`, or
+                    // `error` or `delayMs` on the item itself.
+                    let retry_value = args::get(item, "retry")?;
+                    let (asked, from, prefix) = match args::opt_bool(&retry_value, "").ok().flatten() {
+                        Some(asked) => (asked, item.cloned(), field.clone()),
+                        None => match args::options(&retry_value, &format!("{field}.retry"))? {
+                            Some(retry) => (true, Some(retry), format!("{field}.retry")),
+                            None => (false, item.cloned(), field.clone()),
+                        },
                     };
+                    let error = args::opt_string(&args::get(from.as_ref(), "error")?, &format!("{prefix}.error"))?;
+                    let delay_ms = args::opt_integer(&args::get(from.as_ref(), "delayMs")?, &format!("{prefix}.delayMs"), 0, DELAY_MS_MAX)?;
+                    let explicitly_not = retry_value.as_bool() == Some(false);
+                    let retry = (!explicitly_not && (asked || error.is_some() || delay_ms.is_some())).then(|| (error.unwrap_or_else(|| "retried".into()), delay_ms));
                     Ok(SettleItem { group, receipt, retry })
                 })
                 .collect()

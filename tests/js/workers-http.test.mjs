@@ -177,11 +177,13 @@ test('400: malformed JSON, a body of the wrong shape, invalid arguments', async 
     [{ receipts: 'x' }, /receipts/],
     [{ receipts: [] }, /receipts/],
     [{ receipts: Array.from({ length: 1001 }, () => ({ receipt })) }, /receipts/],
-    [{ receipts: [receipt] }, /receipts\[0\]/], // an item is an object
+    [{ receipts: [7] }, /receipts\[0\]/], // an item is a receipt or an object
+    [{ receipts: ['made up'] }, /receipts\[0\]/],
     [{ receipts: [{ receipt }, {}] }, /receipts\[1\]\.receipt/],
     [{ receipts: [{ receipt: 'made up' }] }, /receipts\[0\]\.receipt/],
     [{ receipts: [{ receipt: 'g:orders:0:0:1' }] }, /receipts\[0\]\.receipt/],
     [{ receipts: [{ receipt, retry: 'now' }] }, /receipts\[0\]\.retry/],
+    [{ receipts: [{ receipt, delayMs: 'soon' }] }, /receipts\[0\]\.delayMs/],
     [{ receipts: [{ receipt, retry: { delayMs: -5 } }] }, /receipts\[0\]\.retry\.delayMs/],
     [{ receipts: [{ receipt, retry: { error: 5 } }] }, /receipts\[0\]\.retry\.error/],
   ];
@@ -269,7 +271,8 @@ test('receive leases messages in order per partition, each with a receipt; acks 
   assert.deepEqual(settled.body.results, [true, true, true]);
   const second = await receive('jobs', { group: 'workers', max: 10 }, consume);
   assert.deepEqual(second.body.messages.map((m) => m.value.n ?? m.value), [4, 5, 'xxx']);
-  assert.deepEqual((await acks(second.body.messages.map(({ receipt }) => ({ receipt })), consume)).body.results, [true, true, true]);
+  // A receipt alone is an ack too.
+  assert.deepEqual((await acks(second.body.messages.map(({ receipt }) => receipt), consume)).body.results, [true, true, true]);
   // An ack of a receipt already settled settles nothing.
   assert.deepEqual((await acks([{ receipt: m.receipt }], consume)).body.results, [false]);
   const stats = (await request('/v1/stats', consume)).body;
@@ -287,7 +290,8 @@ test('a retried receipt comes again after its delay, then goes to the dead-lette
   let again = [];
   for (let i = 0; i < 50 && again.length === 0; i++) again = (await receive('flaky', group, consume)).body.messages;
   assert.equal(again[0]?.attempt, 2, 'delivered again, as attempt 2');
-  assert.deepEqual((await acks([{ receipt: again[0].receipt, retry: { error: 'still no stock' } }], consume)).body.results, [true]);
+  // The error on the item itself is a failed attempt too.
+  assert.deepEqual((await acks([{ receipt: again[0].receipt, error: 'still no stock' }], consume)).body.results, [true]);
   let dead = [];
   for (let i = 0; i < 50 && dead.length === 0; i++) dead = (await receive('flaky.dlq', { group: 'dlq-reader', fromBeginning: true }, consume)).body.messages;
   assert.equal(dead[0]?.value, 'boom');
