@@ -240,7 +240,7 @@ impl EdgeClient {
         self.client.release(consumer as ConsumerId);
     }
 
-    /// `POST /v1/topics/{topic}/receive` with `body` (parsed JSON): `group`, and
+    /// `POST /v1/topics/{topic}/receive` with `body` (parsed JSON): `group` (or `groupId`), and
     /// `max`, `fromBeginning` and the consumer options (`ackTimeoutMs`, `retry`,
     /// `ordering`, `deadLetterTopic`). Resolves to the answer's JSON text.
     #[wasm_bindgen(js_name = receiveHttp)]
@@ -249,7 +249,12 @@ impl EdgeClient {
             let body = args::options(&body, "the body")?.ok_or_else(|| FerryError::invalid("the body must be a JSON object { \"group\": ... }"))?;
             let body = Some(&body);
             check_name("topic", &topic)?;
-            let group = args::string(&args::get(body, "group")?, "group")?;
+            // `group`, or `groupId` as a consumer's options name it.
+            let named = args::get(body, "group")?;
+            let group = match named.is_undefined() {
+                true => args::string(&args::get(body, "groupId")?, "group")?,
+                false => args::string(&named, "group")?,
+            };
             let config = consumer_config(body)?;
             let from_beginning = args::opt_bool(&args::get(body, "fromBeginning")?, "fromBeginning")?.unwrap_or(false);
             let max = args::opt_integer(&args::get(body, "max")?, "max", 1, RECEIVE_MAX)?.unwrap_or(RECEIVE_DEFAULT);

@@ -252,7 +252,8 @@ test('429: a send over the topic maxDepth is back-pressure', async () => {
 test('receive leases messages in order per partition, each with a receipt; acks settle them', async () => {
   assert.equal((await send('jobs', [1, 2, 3, 4, 5].map((n) => ({ key: 'k', value: { n }, id: `job-${n}` })), consume)).status, 200);
   await send('jobs', [{ value: new Array(3).fill('x').join('') }], consume);
-  const first = await receive('jobs', { group: 'workers', max: 3, fromBeginning: true }, consume);
+  // `groupId`, as a consumer's options name it, is the group too.
+  const first = await receive('jobs', { groupId: 'workers', max: 3, fromBeginning: true }, consume);
   assert.equal(first.status, 200, JSON.stringify(first.body));
   assert.deepEqual(first.body.messages.map((m) => [m.value.n, m.key, m.id, m.attempt, m.topic]), [
     [1, 'k', 'job-1', 1, 'jobs'],
