@@ -363,7 +363,7 @@ export function kafkaFace(Bus, toBytes) {
       this.emit(CONSUMER_EVENTS.STOP);
     }
 
-    /** The running consumer, or one of the group made to seek (seeks work before run). */
+    /** The running consumer: KafkaJS seeks and commits only after run. */
     #seeker() {
       if (this.#consumer) return this.#consumer;
       throw refused('seek', 'must come after run, as KafkaJS requires');

@@ -159,6 +159,11 @@ pub const FORWARD_RETRY_MS_MAX: u64 = 60_000;
 pub const POLL_INTERVAL_MS_DEFAULT: u64 = 1000;
 pub const POLL_INTERVAL_MS_MAX: u64 = 600_000;
 
+/// The shortest wait of a remote consumer after a receive failed, whatever its
+/// `retry` says (a backoff of 0 is a handler's choice, not a reason to ask an
+/// edge that is down in a tight loop).
+pub const REMOTE_BACKOFF_MS_MIN: u64 = 100;
+
 /// Receipts one `POST /v1/acks` may settle: ten receives' worth, so a consumer
 /// over HTTP may gather a few before it settles them, while one request still
 /// reaches each partition once with a bounded batch.

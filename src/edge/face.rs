@@ -291,19 +291,18 @@ impl EdgeClient {
                     let item = Some(&item);
                     let (group, receipt) = parse_receipt(&args::string(&args::get(item, "receipt")?, &format!("{field}.receipt"))?, &format!("{field}.receipt"))?;
                     // A failed attempt: `retry: { error, delayMs }`, `retry: true`, or
-                    // `error` or `delayMs` on the item itself.
-                    let retry_value = args::get(item, "retry")?;
-                    let (asked, from, prefix) = match args::opt_bool(&retry_value, "").ok().flatten() {
-                        Some(asked) => (asked, item.cloned(), field.clone()),
-                        None => match args::options(&retry_value, &format!("{field}.retry"))? {
-                            Some(retry) => (true, Some(retry), format!("{field}.retry")),
-                            None => (false, item.cloned(), field.clone()),
+                    // `error` or `delayMs` on the item itself; `retry: false` is an ack.
+                    let retry = args::get(item, "retry")?;
+                    let (asked, from, prefix) = match (retry.as_bool(), args::options(&retry, &format!("{field}.retry"))) {
+                        (Some(asked), _) => (Some(asked), item.cloned(), field.clone()),
+                        (None, retry) => match retry? {
+                            Some(retry) => (Some(true), Some(retry), format!("{field}.retry")),
+                            None => (None, item.cloned(), field.clone()),
                         },
                     };
                     let error = args::opt_string(&args::get(from.as_ref(), "error")?, &format!("{prefix}.error"))?;
                     let delay_ms = args::opt_integer(&args::get(from.as_ref(), "delayMs")?, &format!("{prefix}.delayMs"), 0, DELAY_MS_MAX)?;
-                    let explicitly_not = retry_value.as_bool() == Some(false);
-                    let retry = (!explicitly_not && (asked || error.is_some() || delay_ms.is_some())).then(|| (error.unwrap_or_else(|| "retried".into()), delay_ms));
+                    let retry = asked.unwrap_or(error.is_some() || delay_ms.is_some()).then(|| (error.unwrap_or_else(|| "retried".into()), delay_ms));
                     Ok(SettleItem { group, receipt, retry })
                 })
                 .collect()

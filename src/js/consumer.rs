@@ -341,15 +341,36 @@ impl Consumer {
     }
 }
 
-/// Joins the member's group and starts its loop with `handler`.
-async fn start(shared: &Shared, state: &Rc<State>, handler: Handler) -> Result<()> {
-    if state.running.get() || state.stopped.get() {
+/// `subscribe(options)` of a consumer (local or remote): added to `subscribed`,
+/// before `run` only.
+pub(super) fn subscribe_before_run(subscribed: &RefCell<Vec<Subscription>>, running: bool, options: &JsValue) -> Result<()> {
+    let new = subscriptions(options)?;
+    if running {
+        return Err(FerryError::invalid("subscribe must come before run"));
+    }
+    let mut subscribed = subscribed.borrow_mut();
+    if subscribed.len() + new.len() > SUBSCRIPTIONS_MAX {
+        return Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics")));
+    }
+    subscribed.extend(new);
+    Ok(())
+}
+
+/// Whether a consumer (local or remote) may start: `run` once, after `subscribe`.
+pub(super) fn check_startable(started: bool, subscriptions: &[Subscription]) -> Result<()> {
+    if started {
         return Err(FerryError::invalid("run was called already"));
     }
-    let subscriptions = state.subscriptions.borrow().clone();
     if subscriptions.is_empty() {
         return Err(FerryError::invalid("subscribe to a topic before run"));
     }
+    Ok(())
+}
+
+/// Joins the member's group and starts its loop with `handler`.
+async fn start(shared: &Shared, state: &Rc<State>, handler: Handler) -> Result<()> {
+    let subscriptions = state.subscriptions.borrow().clone();
+    check_startable(state.running.get() || state.stopped.get(), &subscriptions)?;
     let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
     // The lock is taken before joining: a member others can see always holds it.
     if let Some(bus) = &shared.name {
@@ -387,44 +408,16 @@ impl Consumer {
     /// (all of the topic's when `partitions` is left out) but takes nothing more of
     /// them until `resume`; what it is handling already goes on.
     pub fn pause(&self, topics: JsValue) -> std::result::Result<(), JsValue> {
-        let mut paused = self.state.paused.borrow_mut();
         for (topic, partitions) in pause_targets(&topics).map_err(crate::interop::error::to_js)? {
-            let i = match paused.iter().position(|p| p.topic == topic) {
-                Some(i) => i,
-                None => {
-                    paused.push(Pause { topic, all: false, partitions: Vec::new() });
-                    paused.len() - 1
-                }
-            };
-            let entry = &mut paused[i];
-            match partitions {
-                None => *entry = Pause { topic: entry.topic.clone(), all: true, partitions: Vec::new() },
-                Some(list) if entry.all => entry.partitions.retain(|p| !list.contains(p)),
-                Some(list) => entry.partitions.extend(list.into_iter().filter(|p| !entry.partitions.contains(p)).collect::<Vec<_>>()),
-            }
+            Pause::add(&mut self.state.paused.borrow_mut(), &topic, partitions.as_deref());
         }
         Ok(())
     }
 
     /// `consumer.resume([{ topic, partitions? }])`: takes those partitions again.
     pub fn resume(&self, topics: JsValue) -> std::result::Result<(), JsValue> {
-        let targets = pause_targets(&topics).map_err(crate::interop::error::to_js)?;
-        {
-            let mut paused = self.state.paused.borrow_mut();
-            for (topic, partitions) in targets {
-                let Some(i) = paused.iter().position(|p| p.topic == topic) else { continue };
-                let entry = &mut paused[i];
-                match partitions {
-                    None => drop(paused.remove(i)),
-                    Some(list) if entry.all => entry.partitions.extend(list.into_iter().filter(|p| !entry.partitions.contains(p)).collect::<Vec<_>>()),
-                    Some(list) => {
-                        entry.partitions.retain(|p| !list.contains(p));
-                        if entry.partitions.is_empty() {
-                            paused.remove(i);
-                        }
-                    }
-                }
-            }
+        for (topic, partitions) in pause_targets(&topics).map_err(crate::interop::error::to_js)? {
+            Pause::remove(&mut self.state.paused.borrow_mut(), &topic, partitions.as_deref());
         }
         wake_consumers(&self.shared);
         Ok(())
@@ -479,15 +472,7 @@ impl Consumer {
     pub fn subscribe(&self, options: JsValue) -> Promise {
         let state = self.state.clone();
         promise(async move {
-            let new = subscriptions(&options)?;
-            if state.running.get() {
-                return Err(FerryError::invalid("subscribe must come before run"));
-            }
-            let mut subscribed = state.subscriptions.borrow_mut();
-            if subscribed.len() + new.len() > SUBSCRIPTIONS_MAX {
-                return Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics")));
-            }
-            subscribed.extend(new);
+            subscribe_before_run(&state.subscriptions, state.running.get(), &options)?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -815,10 +800,10 @@ pub(super) async fn call_handler(handler: &Function, argument: &JsValue) -> std:
 }
 
 /// What `eachBatch`'s functions ask of its batch, as `batchPayload` numbers them.
-const BATCH_RESOLVE_OFFSET: u32 = 0;
-const BATCH_HEARTBEAT: u32 = 1;
-const BATCH_IS_RUNNING: u32 = 2;
-const BATCH_IS_STALE: u32 = 3;
+pub(super) const BATCH_RESOLVE_OFFSET: u32 = 0;
+pub(super) const BATCH_HEARTBEAT: u32 = 1;
+pub(super) const BATCH_IS_RUNNING: u32 = 2;
+pub(super) const BATCH_IS_STALE: u32 = 3;
 
 /// How far an `eachBatch` call has resolved its batch.
 struct BatchProgress {

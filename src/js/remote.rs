@@ -11,7 +11,8 @@
 //! that threw (the rest of its run comes again after it, as the edge gives it
 //! back). Where the group goes from there (backoff, dead letters, lease
 //! timeouts) is the edge's, by the same options. With nothing to lease it polls
-//! again after `pollIntervalMs`; when the edge cannot be reached it backs off.
+//! again after `pollIntervalMs`; when the edge cannot be reached it backs off by
+//! its `retry` options (at least 100 ms), or by the `Retry-After` the edge sent.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -21,16 +22,19 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use super::bridge::{read_verdict, Endpoint};
-use super::consumer::{call_handler, error_message, make_batch_payload, set_timeout, Handler};
+use super::consumer::{
+    call_handler, check_startable, error_message, make_batch_payload, subscribe_before_run, Handler, Wakers, BATCH_HEARTBEAT, BATCH_IS_RUNNING, BATCH_RESOLVE_OFFSET,
+};
 use crate::core::bridge::{base64_decode, network_error, receive_body, Verdict, VALUE_ENCODING_HEADER};
 use crate::core::config::{check_name, ConsumerConfig};
 use crate::core::json;
-use crate::core::limits::{POLL_INTERVAL_MS_DEFAULT, POLL_INTERVAL_MS_MAX, RECEIVE_MAX, SUBSCRIPTIONS_MAX};
+use crate::core::limits::{POLL_INTERVAL_MS_DEFAULT, POLL_INTERVAL_MS_MAX, RECEIVE_MAX, REMOTE_BACKOFF_MS_MIN};
+use crate::core::rng::Rng;
 use crate::core::{FerryError, Result, Subscription};
 use crate::interop::args;
 use crate::interop::delivered::{make_message_payload, make_remote_message};
 use crate::interop::error::to_js;
-use crate::interop::options::{consumer_config, subscriptions};
+use crate::interop::options::consumer_config;
 
 type JsResult = std::result::Result<JsValue, JsValue>;
 
@@ -72,7 +76,7 @@ impl RemoteBus {
                 subscriptions: RefCell::default(),
                 running: Cell::new(false),
                 stopped: Cell::new(false),
-                wake: RefCell::new(None),
+                wakers: Wakers::default(),
                 ended: RefCell::new(None),
             };
             Ok(RemoteConsumer { state: Rc::new(state) })
@@ -110,7 +114,7 @@ struct RemoteState {
     running: Cell<bool>,
     stopped: Cell<bool>,
     /// Ends the loop's sleep early (`stop`).
-    wake: RefCell<Option<Function>>,
+    wakers: Wakers,
     /// Resolves once the loop has ended, for `stop`.
     ended: RefCell<Option<Promise>>,
 }
@@ -143,15 +147,7 @@ impl RemoteConsumer {
     pub fn subscribe(&self, options: JsValue) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
-            let new = subscriptions(&options).map_err(to_js)?;
-            if state.running.get() {
-                return Err(to_js(FerryError::invalid("subscribe must come before run")));
-            }
-            let mut subscribed = state.subscriptions.borrow_mut();
-            if subscribed.len() + new.len() > SUBSCRIPTIONS_MAX {
-                return Err(to_js(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics"))));
-            }
-            subscribed.extend(new);
+            subscribe_before_run(&state.subscriptions, state.running.get(), &options).map_err(to_js)?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -162,12 +158,7 @@ impl RemoteConsumer {
         let state = self.state.clone();
         future_to_promise(async move {
             let handler = Handler::from_options(args::options(&options, "options").map_err(to_js)?.as_ref()).map_err(to_js)?;
-            if state.running.get() || state.stopped.get() {
-                return Err(to_js(FerryError::invalid("run was called already")));
-            }
-            if state.subscriptions.borrow().is_empty() {
-                return Err(to_js(FerryError::invalid("subscribe to a topic before run")));
-            }
+            check_startable(state.running.get() || state.stopped.get(), &state.subscriptions.borrow()).map_err(to_js)?;
             state.running.set(true);
             let looping = state.clone();
             *state.ended.borrow_mut() = Some(future_to_promise(async move {
@@ -183,9 +174,7 @@ impl RemoteConsumer {
         let state = self.state.clone();
         future_to_promise(async move {
             state.stopped.set(true);
-            if let Some(wake) = state.wake.take() {
-                let _ = wake.call0(&JsValue::UNDEFINED);
-            }
+            state.wakers.wake_all();
             let ended = state.ended.borrow().clone();
             if let Some(ended) = ended {
                 JsFuture::from(ended).await?;
@@ -196,16 +185,6 @@ impl RemoteConsumer {
 }
 
 impl RemoteState {
-    /// Sleeps `ms`, or less when `stop` wakes it.
-    async fn sleep(&self, ms: u64) {
-        let wait = Promise::new(&mut |resolve: Function, _reject: Function| {
-            set_timeout(&resolve, ms as f64);
-            *self.wake.borrow_mut() = Some(resolve);
-        });
-        let _ = JsFuture::from(wait).await;
-        self.wake.take();
-    }
-
     /// One lease from `subscription`'s topic.
     async fn receive(&self, subscription: &Subscription) -> std::result::Result<Vec<Leased>, Verdict> {
         let max = RECEIVE_MAX.min(u64::from(self.config.batch_size_max) * u64::from(self.config.concurrency)).max(1);
@@ -277,7 +256,9 @@ async fn remote_loop(state: Rc<RemoteState>, handler: Handler) {
     let mut next = 0;
     // Empty answers in a row: a sleep comes once every topic had one.
     let mut empty = 0;
-    let mut backoff_ms = state.config.retry.initial_backoff_ms.max(100);
+    // Receives that failed in a row, for the consumer's own backoff.
+    let mut failures = 0;
+    let mut rng = Rng::new((js_sys::Math::random() * 2f64.powi(53)) as u64);
     while !state.stopped.get() {
         let subscription = &subscriptions[next % subscriptions.len()];
         next += 1;
@@ -286,12 +267,12 @@ async fn remote_loop(state: Rc<RemoteState>, handler: Handler) {
                 empty += 1;
                 if empty >= subscriptions.len() {
                     empty = 0;
-                    state.sleep(state.poll_interval_ms).await;
+                    state.wakers.sleep(state.poll_interval_ms as f64).await;
                 }
             }
             Ok(leases) => {
                 empty = 0;
-                backoff_ms = state.config.retry.initial_backoff_ms.max(100);
+                failures = 0;
                 let settles = handle_round(&state, &handler, leases).await;
                 state.settle(&settles).await;
             }
@@ -301,8 +282,9 @@ async fn remote_loop(state: Rc<RemoteState>, handler: Handler) {
                 state.stopped.set(true);
             }
             Err(Verdict::Transient { delay_ms, .. }) => {
-                state.sleep(delay_ms.unwrap_or(backoff_ms)).await;
-                backoff_ms = (backoff_ms * 2).min(state.config.retry.max_backoff_ms.max(backoff_ms));
+                failures += 1;
+                let backoff_ms = state.config.retry.backoff_ms(failures, &mut rng).max(REMOTE_BACKOFF_MS_MIN);
+                state.wakers.sleep(delay_ms.unwrap_or(backoff_ms) as f64).await;
             }
             Err(Verdict::Forwarded) => {}
         }
@@ -363,15 +345,16 @@ async fn handle_batch(state: &Rc<RemoteState>, handler: &Function, auto_resolve:
     let control = {
         let (state, resolved) = (state.clone(), resolved.clone());
         Closure::<dyn Fn(u32, JsValue) -> JsValue>::new(move |asked: u32, argument: JsValue| match asked {
-            // resolveOffset: KafkaJS passes offsets as strings too.
-            0 => {
+            // KafkaJS passes offsets as strings too.
+            BATCH_RESOLVE_OFFSET => {
                 let offset = argument.as_f64().or_else(|| argument.as_string().and_then(|s| s.parse().ok())).unwrap_or(-1.0);
                 resolved.set(resolved.get().max(offsets.iter().take_while(|o| **o <= offset).count()));
                 JsValue::UNDEFINED
             }
-            // heartbeat: the lease is the edge's, by ackTimeoutMs; nothing to renew here.
-            1 => Promise::resolve(&JsValue::UNDEFINED).into(),
-            2 => JsValue::from_bool(!state.stopped.get()),
+            // The lease is the edge's, by ackTimeoutMs: nothing to renew here.
+            BATCH_HEARTBEAT => Promise::resolve(&JsValue::UNDEFINED).into(),
+            BATCH_IS_RUNNING => JsValue::from_bool(!state.stopped.get()),
+            // BATCH_IS_STALE: there is no seek of a remote consumer to make it so.
             _ => JsValue::FALSE,
         })
     };

@@ -71,6 +71,35 @@ impl Pause {
     pub fn holds(&self, topic: &str, partition: u32) -> bool {
         self.topic == topic && self.all != self.partitions.contains(&partition)
     }
+
+    /// Pauses `partitions` of `topic` in `paused` (every one when `None`).
+    pub fn add(paused: &mut Vec<Pause>, topic: &str, partitions: Option<&[u32]>) {
+        let i = paused.iter().position(|p| p.topic == topic).unwrap_or_else(|| {
+            paused.push(Pause { topic: topic.to_string(), all: false, partitions: Vec::new() });
+            paused.len() - 1
+        });
+        let entry = &mut paused[i];
+        match partitions {
+            None => (entry.all, entry.partitions) = (true, Vec::new()),
+            Some(list) if entry.all => entry.partitions.retain(|p| !list.contains(p)),
+            Some(list) => entry.partitions.extend(list.iter().filter(|p| !entry.partitions.contains(p)).collect::<Vec<_>>()),
+        }
+    }
+
+    /// Resumes `partitions` of `topic` in `paused` (every one when `None`).
+    pub fn remove(paused: &mut Vec<Pause>, topic: &str, partitions: Option<&[u32]>) {
+        let Some(i) = paused.iter().position(|p| p.topic == topic) else { return };
+        let entry = &mut paused[i];
+        match partitions {
+            None => entry.partitions.clear(),
+            Some(list) if entry.all => entry.partitions.extend(list.iter().filter(|p| !entry.partitions.contains(p)).collect::<Vec<_>>()),
+            Some(list) => entry.partitions.retain(|p| !list.contains(p)),
+        }
+        // Resumed whole, or nothing of it left paused.
+        if partitions.is_none() || (!entry.all && entry.partitions.is_empty()) {
+            paused.remove(i);
+        }
+    }
 }
 
 /// How much one [`Engine::poll`] may hand out. A plain number `n` is `n` messages

@@ -290,6 +290,25 @@ fn a_paused_partition_is_kept_by_its_member_and_handed_out_once_resumed() {
 }
 
 #[test]
+fn pauses_and_resumes_combine_per_partition() {
+    let mut paused = Vec::new();
+    Pause::add(&mut paused, "t", Some(&[1, 2]));
+    Pause::add(&mut paused, "t", Some(&[2, 3]));
+    assert_eq!(paused, [Pause { topic: "t".into(), all: false, partitions: vec![1, 2, 3] }]);
+    Pause::remove(&mut paused, "t", Some(&[1, 2, 3]));
+    assert!(paused.is_empty(), "nothing left paused");
+    Pause::add(&mut paused, "t", None);
+    Pause::remove(&mut paused, "t", Some(&[0]));
+    assert!(!paused[0].holds("t", 0) && paused[0].holds("t", 7), "the whole topic but 0");
+    Pause::add(&mut paused, "t", Some(&[0]));
+    assert_eq!(paused, [Pause { topic: "t".into(), all: true, partitions: vec![] }]);
+    Pause::add(&mut paused, "u", Some(&[4]));
+    Pause::remove(&mut paused, "t", None);
+    Pause::remove(&mut paused, "v", None);
+    assert_eq!(paused, [Pause { topic: "u".into(), all: false, partitions: vec![4] }]);
+}
+
+#[test]
 fn retry_now_makes_retries_due_at_once_and_leaves_delays_alone() {
     let mut e = engine();
     let config = ConsumerConfig { ordering: Ordering::None, ..no_jitter() };
