@@ -197,3 +197,33 @@ pub const REPLIES_STORED_MS: u64 = 10 * 60 * 1000;
 /// machine). Past it, the page may write until it closes and the worker after:
 /// correct either way, the worker's host only spares pages the writer's work.
 pub const HOST_ANSWER_MS: u32 = 3_000;
+
+/// A job's `priority` at most: BullMQ's ceiling (2^21), which keeps its ordering
+/// key small; 0 is no priority.
+pub const JOB_PRIORITY_MAX: u32 = 2_097_152;
+
+/// Log rows a job keeps (`job.log`) unless `keepLogs` says fewer: the rows live in
+/// the job's record, rewritten by every row added.
+pub const JOB_LOGS_MAX: u32 = 1000;
+
+/// Stack trace lines kept of a failed attempt (BullMQ's `stackTraceLimit` default).
+pub const JOB_STACKTRACE_MAX: usize = 10;
+
+/// Times a job's lease may run out before it fails as stalled (BullMQ's
+/// `maxStalledCount` default): a worker whose tab froze or closed gives its job
+/// back once, and a job that kills every worker that takes it stops there.
+pub const JOB_STALLED_MAX: u32 = 1;
+
+/// Jobs one `take` leases: a worker's `concurrency` at most.
+pub const JOBS_TAKE_MAX: u32 = CONCURRENCY_MAX;
+
+/// Jobs one `add` (`addBulk`, a flow) adds, or one list returns: each is a record
+/// of the same commit, or a job encoded in the same reply.
+pub const JOBS_BATCH_MAX: usize = SEND_BATCH_MAX;
+
+/// A job's lease (BullMQ's `lockDuration`) at least and at most.
+pub const JOB_LEASE_MS_MIN: u64 = ACK_TIMEOUT_MS_MIN;
+pub const JOB_LEASE_MS_MAX: u64 = ACK_TIMEOUT_MS_MAX;
+
+/// Bytes of a job's name, id, log row or failure reason: each is kept in its record.
+pub const JOB_TEXT_BYTES_MAX: usize = MESSAGE_ID_BYTES_MAX;

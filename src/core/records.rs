@@ -10,6 +10,7 @@
 use super::codec::{Reader, Writer};
 use super::config::{ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
 use super::error::{FerryError, Result};
+use super::jobs::{JobRecord, QueueRecord, RepeatRecord};
 use super::message::{Chunk, Name};
 
 /// The schema written by this version of ferry; a store holding a newer one is
@@ -21,10 +22,11 @@ use super::message::{Chunk, Name};
 /// - 3: seek: a group's position ends with its [`Cursor::generation`].
 /// - 4: one writer: [`Key::Replies`], the replies the writer gave a context's
 ///   calls.
+/// - 5: job queues: [`Key::Queue`], [`Key::Job`] and [`Key::Repeat`].
 ///
 /// Every record of an earlier version reads as it is (what it lacks takes its
 /// default), so opening an older bus only rewrites this number.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Where a record lives. The derived order puts parents before children (a topic
 /// before its partitions, a group's topic before its cursors), so records applied
@@ -57,6 +59,12 @@ pub enum Key {
     /// The replies the writer of a bus (`writer: "one"`) gave one context's calls
     /// that change it; the name says which context.
     Replies(Name),
+    /// A job queue's own record ([`super::jobs::QueueRecord`]).
+    Queue(Name),
+    /// `(queue, job id)`.
+    Job(Name, Name),
+    /// `(queue, key)`: a repeatable job.
+    Repeat(Name, Name),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +90,9 @@ pub enum Record {
     /// The offset (in the sending engine) after the last forwarded message taken.
     Forwarded(u64),
     Replies(StoredReplies),
+    Queue(QueueRecord),
+    Job(Box<JobRecord>),
+    Repeat(Box<RepeatRecord>),
 }
 
 /// Replies to one context's calls, by call id (ascending), each as its bytes
@@ -206,6 +217,16 @@ impl Record {
                     w.bytes(reply);
                 }
             }
+            Record::Queue(q) => {
+                w.u8(u8::from(q.paused));
+                w.u64(q.last_id);
+            }
+            Record::Job(job) => job.encode(&mut w),
+            Record::Repeat(repeat) => {
+                super::jobs::put_spec(&mut w, &repeat.spec);
+                w.u64(u64::from(repeat.count));
+                w.opt_u64(repeat.next_ms);
+            }
         }
         w.buf
     }
@@ -275,6 +296,9 @@ impl Record {
                 }
                 Record::Replies(StoredReplies { expires_ms, replies })
             }
+            Key::Queue(_) => Record::Queue(QueueRecord { paused: r.u8()? != 0, last_id: r.u64()? }),
+            Key::Job(..) => Record::Job(Box::new(JobRecord::decode(&mut r)?)),
+            Key::Repeat(..) => Record::Repeat(Box::new(RepeatRecord { spec: super::jobs::spec(&mut r)?, count: r.u32()?, next_ms: r.opt_u64()? })),
         };
         if !r.is_empty() {
             return Err(FerryError::storage("corrupt record: trailing bytes"));
@@ -423,6 +447,9 @@ impl Key {
             Key::Pending(g, t, p, o) => (8, vec![Str(g.clone()), Str(t.clone()), Num(u64::from(*p)), Num(*o)]),
             Key::Forwarded(source) => (9, vec![Str(source.clone())]),
             Key::Replies(context) => (10, vec![Str(context.clone())]),
+            Key::Queue(q) => (11, vec![Str(q.clone())]),
+            Key::Job(q, id) => (12, vec![Str(q.clone()), Str(id.clone())]),
+            Key::Repeat(q, k) => (13, vec![Str(q.clone()), Str(k.clone())]),
         }
     }
 
@@ -443,6 +470,9 @@ impl Key {
             (8, [Str(g), Str(t), Num(p), Num(o)]) => Key::Pending(g.clone(), t.clone(), p32(p)?, *o),
             (9, [Str(source)]) => Key::Forwarded(source.clone()),
             (10, [Str(context)]) => Key::Replies(context.clone()),
+            (11, [Str(q)]) => Key::Queue(q.clone()),
+            (12, [Str(q), Str(id)]) => Key::Job(q.clone(), id.clone()),
+            (13, [Str(q), Str(k)]) => Key::Repeat(q.clone(), k.clone()),
             _ => return Err(bad()),
         })
     }
@@ -501,6 +531,9 @@ mod tests {
             Key::Pending(n("g"), n("t"), 1, 7),
             Key::Forwarded(n("bus/t/1>t.dlq/1")),
             Key::Replies(n("3f2a9c")),
+            Key::Queue(n("emails")),
+            Key::Job(n("emails"), n("42")),
+            Key::Repeat(n("emails"), n("digest::::0 9 * * *")),
         ];
         for key in keys {
             let (kind, parts) = key.to_parts();

@@ -55,6 +55,7 @@
 mod delivery;
 mod forward;
 mod group;
+mod jobs;
 mod log;
 mod replies;
 mod stats;
@@ -72,6 +73,7 @@ use super::rng::Rng;
 pub use delivery::{Delivery, Pause, PollLimit, Receipt, Wait};
 pub use forward::Outbound;
 pub use group::{SeekTo, Subscription};
+pub use jobs::{FlowNode, JobOp, Limiter, JOB_STATES};
 pub use log::{RecordMetadata, TopicInfo};
 pub use stats::{GroupPartitionStats, GroupStats, PartitionStats, Stats, TopicStats};
 
@@ -108,6 +110,10 @@ pub struct Engine {
     replies: Vec<(Name, StoredReplies)>,
     /// When [`Engine::housekeep`] next runs the housekeeping.
     housekeeping_due_ms: u64,
+    /// Job queues (`ferry/bullmq`), by name.
+    queues: BTreeMap<Name, jobs::QueueState>,
+    /// Events of job transitions since the last commit ([`Engine::take_job_events`]).
+    job_events: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -181,6 +187,8 @@ impl Engine {
             forwarded: BTreeMap::new(),
             replies: Vec::new(),
             housekeeping_due_ms: 0,
+            queues: BTreeMap::new(),
+            job_events: Vec::new(),
         };
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
         records.sort_by(|a, b| a.0.cmp(&b.0));
@@ -305,6 +313,7 @@ impl Engine {
         self.txn.touched.clear();
         self.txn.new_chunks.clear();
         if !stored {
+            self.job_events.clear();
             for (key, old) in undo.into_iter().rev() {
                 // Restoring a value this engine held, children before parents.
                 let restored = self.write(&key, old);
@@ -352,6 +361,7 @@ impl Engine {
             Key::Pending(g, t, p, o) => self.cursor(g, t, *p)?.pending.get(o).cloned().map(Record::Pending),
             Key::Forwarded(source) => self.forwarded.get(source).copied().map(Record::Forwarded),
             Key::Replies(context) => self.replies_of(context).cloned().map(Record::Replies),
+            Key::Queue(_) | Key::Job(..) | Key::Repeat(..) => self.queue_record(key),
         }
     }
 
@@ -472,6 +482,7 @@ impl Engine {
             (Key::Replies(context), None) => {
                 self.replies.retain(|(c, _)| c != context);
             }
+            (Key::Queue(_) | Key::Job(..) | Key::Repeat(..), record) => return self.write_queue_record(key, record),
             (_, Some(_)) => return Err(mismatch()),
         }
         Ok(())
@@ -537,6 +548,7 @@ impl Engine {
         if let Some((expires_ms, _, _)) = self.dedup_expiry.first() {
             due.offer(*expires_ms);
         }
+        self.offer_job_times(due);
         for (name, topic) in &self.topics {
             if let Some(retention_ms) = topic.config.retention_ms {
                 for partition in topic.partitions.iter().enumerate().filter(|(p, _)| self.serves(name, *p as u32)).map(|(_, s)| s) {
@@ -591,6 +603,7 @@ impl Engine {
         self.expire_dedup(now_ms);
         self.expire_retention(now_ms);
         self.expire_replies(now_ms);
+        self.expire_jobs(now_ms);
     }
 
     /// [`Engine::tick`], when [`HOUSEKEEPING_INTERVAL_MS`] has passed since it last
