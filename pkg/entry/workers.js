@@ -224,6 +224,9 @@ class Client {
       stats: () => run((c) => c.stats()),
       redrive: (redriveOptions) => run((c) => c.redrive(redriveOptions)),
       consumer: (consumerOptions) => this.#consumer(this.#client.consumer(consumerOptions)),
+      // ferry/bullmq's: job queues live in the bus's directory object. Their events
+      // are not told at the edge: each request is its own isolate's.
+      __jobs: (queueName, operation) => run((c) => c.jobs(queueName, operation)),
     };
   }
 

@@ -34,13 +34,16 @@ pub enum Backoff {
     Fixed(u64),
     /// `delay * 2^(attemptsMade - 1)`.
     Exponential(u64),
+    /// A strategy of the worker's (`settings.backoffStrategy`), which gives each
+    /// failed attempt its delay; `delay` when it gives none.
+    Custom(u64),
 }
 
 impl Backoff {
     /// The delay after the `attempts_made`-th failed attempt.
     pub fn delay_ms(self, attempts_made: u32) -> u64 {
         match self {
-            Backoff::Fixed(ms) => ms,
+            Backoff::Fixed(ms) | Backoff::Custom(ms) => ms,
             Backoff::Exponential(ms) => ms.saturating_mul(1u64.checked_shl(attempts_made.saturating_sub(1)).unwrap_or(u64::MAX)),
         }
         .min(super::limits::BACKOFF_MS_MAX)
@@ -263,6 +266,10 @@ pub(crate) fn put_opts(w: &mut Writer, o: &JobOpts) {
             w.u8(2);
             w.u64(ms);
         }
+        Some(Backoff::Custom(ms)) => {
+            w.u8(3);
+            w.u64(ms);
+        }
     }
     w.u8(u8::from(o.lifo) | u8::from(o.fail_parent_on_failure) << 1);
     put_keep(w, o.remove_on_complete);
@@ -276,6 +283,7 @@ pub(crate) fn opts(r: &mut Reader<'_>) -> Result<JobOpts> {
         0 => None,
         1 => Some(Backoff::Fixed(r.u64()?)),
         2 => Some(Backoff::Exponential(r.u64()?)),
+        3 => Some(Backoff::Custom(r.u64()?)),
         tag => return Err(FerryError::storage(format!("corrupt record: backoff {tag}"))),
     };
     let flags = r.u8()?;
@@ -547,6 +555,7 @@ pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_
         let (kind, delay) = match backoff {
             Backoff::Fixed(ms) => ("fixed", ms),
             Backoff::Exponential(ms) => ("exponential", ms),
+            Backoff::Custom(ms) => ("custom", ms),
         };
         let _ = write!(out, ",\"backoff\":{{\"type\":\"{kind}\",\"delay\":{delay}}}");
     }
@@ -597,6 +606,16 @@ pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_
         }
         None => out.push_str("null"),
     }
+    out.push_str(",\"childrenValues\":{");
+    for (i, (key, value)) in job.children_values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        string(out, key);
+        out.push(':');
+        out.push_str(value);
+    }
+    out.push('}');
     out.push_str(",\"repeatJobKey\":");
     match &job.repeat_key {
         Some(key) => string(out, key),

@@ -345,6 +345,14 @@ impl EdgeClient {
         op
     }
 
+    /// A `ferry/bullmq` job queue operation: the directory keeps the job queues.
+    pub fn jobs(&mut self, queue: String, job: crate::core::engine::JobOp) -> OpId {
+        let op = self.op();
+        self.steps.insert(op, Step::Call);
+        self.directory(op, Call::Jobs { queue, op: job });
+        op
+    }
+
     /// `topics()`.
     pub fn topics(&mut self) -> OpId {
         let op = self.op();

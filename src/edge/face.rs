@@ -185,6 +185,15 @@ impl EdgeClient {
         op(self.client.topics())
     }
 
+    /// One job queue operation of `ferry/bullmq` (pkg/entry/bullmq.js).
+    pub fn jobs(&mut self, queue: JsValue, job: JsValue) -> std::result::Result<f64, JsValue> {
+        let mut start = || -> Result<OpId> {
+            let queue = args::string(&queue, "queueName")?;
+            Ok(self.client.jobs(queue, crate::interop::jobs::job_op(&job)?))
+        };
+        start().map(op).map_err(to_js)
+    }
+
     /// `producer().send({ topic, messages })`.
     pub fn send(&mut self, record: JsValue) -> std::result::Result<f64, JsValue> {
         let mut start = || -> Result<OpId> {

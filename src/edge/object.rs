@@ -350,7 +350,7 @@ impl<S: Store> EdgeObject<S> {
     /// Runs a call that needs nothing from another object.
     fn run(&mut self, call: Call, now_ms: u64) -> Result<Reply> {
         Ok(match call {
-            call @ (Call::CreateTopic { .. } | Call::Topics | Call::Send { .. } | Call::Stats | Call::Redrive { .. } | Call::Seek { .. }) => {
+            call @ (Call::CreateTopic { .. } | Call::Topics | Call::Send { .. } | Call::Stats | Call::Redrive { .. } | Call::Seek { .. } | Call::Jobs { .. }) => {
                 self.operate(now_ms, |e, now| serve(e, call, now))?
             }
             Call::Topic { name, partitions, create } => {

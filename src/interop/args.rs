@@ -83,7 +83,7 @@ pub fn opt_bool(value: &JsValue, field: &str) -> Result<Option<bool>> {
 }
 
 /// A number as JavaScript prints it; also keeps float formatting out of the binary.
-fn js_text(number: &JsValue) -> String {
+pub fn js_text(number: &JsValue) -> String {
     number.unchecked_ref::<js_sys::Number>().to_string_with_radix(10).map(String::from).unwrap_or_else(|_| "a number".into())
 }
 

@@ -32,6 +32,7 @@ pub fn to_js(reply: Reply, publish: bool) -> Result<JsValue> {
             }
             received.into()
         }
+        Reply::Json(text) => parse_json(&text)?,
         Reply::Topic { .. } | Reply::Settings(_) | Reply::Settled(_) | Reply::Accepted { .. } | Reply::Round { .. } => {
             return Err(FerryError::storage("an operation ended with an object's own reply"))
         }

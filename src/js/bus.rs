@@ -50,6 +50,10 @@ pub(super) struct Inner {
     link: RefCell<Option<Rc<Link>>>,
     /// The writer's: rounds of other contexts' consumers waiting for work.
     pub held: Held,
+    /// `ferry/bullmq`'s listener for job events, as a JSON array per commit.
+    job_listener: RefCell<Option<Function>>,
+    /// Where job events go to and come from the other contexts of the origin.
+    jobs_channel: Option<BroadcastChannel>,
 }
 
 pub(super) type Shared = Rc<Inner>;
@@ -126,7 +130,7 @@ pub(super) fn queue(shared: &Shared, options: Option<BusConfig>, call: Call, cal
 /// commit ([`held`]), and a round with `wait_ms` that leases nothing is held.
 fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl std::future::Future<Output = Result<Reply>> {
     let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
-    let changes = !matches!(call, Call::Topics | Call::Stats | Call::Round { .. });
+    let changes = !matches!(call, Call::Topics | Call::Stats | Call::Round { .. } | Call::Jobs { .. });
     let hold_ms = match &call {
         Call::Round { wait_ms, .. } => *wait_ms,
         _ => 0,
@@ -186,7 +190,7 @@ fn release(shared: &Shared) {
         link.close();
     }
     shared.core.store().close();
-    if let Some(channel) = &shared.channel {
+    for channel in [&shared.channel, &shared.jobs_channel].into_iter().flatten() {
         channel.set_onmessage(None);
         channel.close();
     }
@@ -195,14 +199,52 @@ fn release(shared: &Shared) {
 /// The channel named after the bus, where the context has `BroadcastChannel`;
 /// a message on it wakes this context's consumers.
 fn wake_channel(name: &str, wakers: &Rc<Wakers>) -> Option<BroadcastChannel> {
-    let has_channel = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("BroadcastChannel")).unwrap_or(false);
-    let channel = has_channel.then(|| BroadcastChannel::new(&format!("ferry:{name}")).ok()).flatten()?;
+    let channel = named_channel("ferry", name)?;
     let wakers = wakers.clone();
     let on_message = Closure::<dyn FnMut(JsValue)>::new(move |_event: JsValue| wakers.wake_all());
     channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The channel holds the handler for as long as it is open.
     on_message.forget();
     Some(channel)
+}
+
+/// The channel `{prefix}:{name}` of a bus shared through IndexedDB, where the
+/// context has `BroadcastChannel`.
+fn named_channel(prefix: &str, name: &str) -> Option<BroadcastChannel> {
+    let has_channel = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("BroadcastChannel")).unwrap_or(false);
+    has_channel.then(|| BroadcastChannel::new(&format!("{prefix}:{name}")).ok()).flatten()
+}
+
+/// Job events: those of this context's commits go to its listener and to the
+/// other contexts; theirs come to its listener. Every context's `QueueEvents`
+/// hears every job of the bus, wherever it moved.
+fn tell_job_events(shared: &Shared) {
+    let weak = Rc::downgrade(shared);
+    shared.core.on_job_events(Box::new(move |events| {
+        let Some(shared) = weak.upgrade() else { return };
+        let text = JsValue::from_str(&format!("[{}]", events.join(",")));
+        if let Some(channel) = &shared.jobs_channel {
+            let _ = channel.post_message(&text);
+        }
+        hear_job_events(&shared, &text);
+    }));
+    if let Some(channel) = &shared.jobs_channel {
+        let weak = Rc::downgrade(shared);
+        let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            if let Some(shared) = weak.upgrade() {
+                hear_job_events(&shared, &js_sys::Reflect::get(&event, &JsValue::from_str("data")).unwrap_or(JsValue::UNDEFINED));
+            }
+        });
+        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        on_message.forget();
+    }
+}
+
+fn hear_job_events(shared: &Shared, text: &JsValue) {
+    let listener = shared.job_listener.borrow().clone();
+    if let Some(listener) = listener {
+        let _ = listener.call1(&JsValue::UNDEFINED, text);
+    }
 }
 
 /// [`operate`] on a closed bus too: what `close` itself needs.
@@ -309,6 +351,7 @@ impl Bus {
             // Opened only once the bus is: an open channel holds Node's event loop,
             // so a refused open must leave none behind.
             let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
+            let name_for_jobs = name.clone();
             let shared = Rc::new(Inner {
                 core: Rc::new(committer),
                 closed: Cell::new(false),
@@ -321,7 +364,10 @@ impl Bus {
                 link: RefCell::default(),
                 held: Held::default(),
                 wake_posting: Cell::new(false),
+                job_listener: RefCell::default(),
+                jobs_channel: name_for_jobs.as_deref().and_then(|name| named_channel("ferry-jobs", name)),
             });
+            tell_job_events(&shared);
             // A new bus stores its schema version before anything else.
             if let Err(refused) = operate(&shared, |_, _| Ok(())).await {
                 release(&shared);
@@ -424,6 +470,24 @@ impl Bus {
             let limit = args::opt_integer(&args::get(options.as_ref(), "limit")?, "limit", 1, REDRIVE_LIMIT_MAX)?;
             reply::to_js(call(&shared, Call::Redrive { from, limit }).await?, false)
         })
+    }
+
+    /// One job queue operation of `ferry/bullmq` (pkg/entry/bullmq.js): `{ op, ... }`
+    /// on `queue`, answered as the face reads it.
+    #[wasm_bindgen(js_name = "__jobs")]
+    pub fn jobs(&self, queue: JsValue, op: JsValue) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            let queue = args::string(&queue, "queueName")?;
+            let op = crate::interop::jobs::job_op(&op)?;
+            reply::to_js(call(&shared, Call::Jobs { queue, op }).await?, false)
+        })
+    }
+
+    /// `ferry/bullmq`'s listener for the job events of every context of the bus.
+    #[wasm_bindgen(js_name = "__onJobEvents")]
+    pub fn on_job_events(&self, listener: JsValue) {
+        *self.shared.job_listener.borrow_mut() = listener.dyn_into::<Function>().ok();
     }
 
     /// `bus.close()`: stops this context's consumers; later calls reject with `CLOSED`.

@@ -153,7 +153,12 @@ pub struct Committer {
     replica: RefCell<Replica>,
     store: BusStore,
     queue: RefCell<Queue>,
+    /// Told the job events of each stored commit ([`Engine::take_job_events`]).
+    job_events: RefCell<Option<JobEvents>>,
 }
+
+/// What hears a commit's job events, as JSON objects.
+pub type JobEvents = Box<dyn Fn(Vec<String>)>;
 
 pub type SharedCommitter = Rc<Committer>;
 
@@ -165,7 +170,7 @@ impl Committer {
     /// Opens the bus stored in `store`.
     pub async fn open(config: BusConfig, seed: u64, store: BusStore) -> Result<Committer> {
         let replica = Replica::open(&store, config, seed).await?;
-        Ok(Committer { replica: RefCell::new(replica), store, queue: RefCell::default() })
+        Ok(Committer { replica: RefCell::new(replica), store, queue: RefCell::default(), job_events: RefCell::default() })
     }
 
     /// Reads the engine as of this context's last commit, for decisions that need
@@ -176,6 +181,10 @@ impl Committer {
 
     pub fn store(&self) -> &BusStore {
         &self.store
+    }
+
+    pub fn on_job_events(&self, hear: JobEvents) {
+        *self.job_events.borrow_mut() = Some(hear);
     }
 }
 
@@ -268,7 +277,13 @@ async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
     queue.flushing = queue.open.is_some();
     let more = queue.flushing;
     drop(queue);
+    let events = shared.replica.try_borrow_mut().map(|mut r| r.engine_mut().take_job_events()).unwrap_or_default();
     batch.settle(outcome);
+    if !events.is_empty() {
+        if let Some(hear) = shared.job_events.borrow().as_ref() {
+            hear(events);
+        }
+    }
     if more {
         spawn_local(flush(shared, now_ms));
     }

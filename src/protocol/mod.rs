@@ -6,9 +6,10 @@
 //! place.
 
 pub mod wire;
+mod wire_jobs;
 
 use crate::core::config::ConsumerConfig;
-use crate::core::engine::{Pause, Wait};
+use crate::core::engine::{JobOp, Pause, Wait};
 use crate::core::message::{Chunk, OutgoingMessage};
 use crate::core::{BusConfig, Delivery, Engine, FerryError, PollLimit, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
 
@@ -122,6 +123,11 @@ pub enum Call {
         member: String,
         evicted: bool,
     },
+    /// A job queue operation (`ferry/bullmq`, [`Engine::jobs`]).
+    Jobs {
+        queue: String,
+        op: JobOp,
+    },
 }
 
 /// What ends a run's settlements, after its acks ([`Call::SettleRun`]).
@@ -176,6 +182,8 @@ pub enum Reply {
         high_offsets: Vec<(String, u32, u64)>,
         members: Vec<String>,
     },
+    /// A result as JSON text, for the face that asked ([`Call::Jobs`]).
+    Json(String),
 }
 
 impl Call {
@@ -200,12 +208,14 @@ impl Call {
             Call::Heartbeat { .. } => "heartbeat",
             Call::RetryNow { .. } => "retryNow",
             Call::Leave { .. } => "leave",
+            Call::Jobs { .. } => "jobs",
         }
     }
 
     /// Whether the directory serves it (else a partition does).
     pub fn for_directory(&self) -> bool {
-        matches!(self, Call::CreateTopic { .. } | Call::Topics | Call::Topic { .. } | Call::Settings)
+        // A bus split over objects keeps its job queues in the directory.
+        matches!(self, Call::CreateTopic { .. } | Call::Topics | Call::Topic { .. } | Call::Settings | Call::Jobs { .. })
     }
 
     /// Calls that may leave messages for other partitions (dead letters,
@@ -220,7 +230,7 @@ impl Call {
     /// a topic created, then found): the writer stores its reply with the commit
     /// that runs it ([`Engine::store_reply`]).
     pub fn stores_reply(&self) -> bool {
-        matches!(self, Call::CreateTopic { .. } | Call::Send { .. } | Call::Redrive { .. })
+        matches!(self, Call::CreateTopic { .. } | Call::Send { .. } | Call::Redrive { .. }) || matches!(self, Call::Jobs { op, .. } if !op.reads())
     }
 }
 
@@ -288,6 +298,7 @@ pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
         }
         Call::Heartbeat { group, member } => Reply::Bool(engine.heartbeat(&group, &member, now_ms)),
         Call::RetryNow { group } => Reply::Count(engine.retry_now(&group, now_ms)),
+        Call::Jobs { queue, op } => Reply::Json(engine.jobs(&queue, op, now_ms)?),
         Call::Leave { group, member, evicted } => {
             if evicted {
                 engine.evict(&group, &member, now_ms);

@@ -361,6 +361,11 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
             w.str(member);
             w.u8(u8::from(*evicted));
         }
+        Call::Jobs { queue, op } => {
+            w.u8(18);
+            w.str(queue);
+            super::wire_jobs::put_op(&mut w, op);
+        }
     }
     w.buf
 }
@@ -444,6 +449,7 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
         15 => Call::Heartbeat { group: string(r)?, member: string(r)? },
         16 => Call::Leave { group: string(r)?, member: string(r)?, evicted: bool(r)? },
         17 => Call::RetryNow { group: string(r)? },
+        18 => Call::Jobs { queue: string(r)?, op: super::wire_jobs::op(r)? },
         other => return Err(FerryError::storage(format!("unknown call {other}"))),
     };
     if !r.is_empty() {
@@ -559,6 +565,10 @@ pub fn encode_reply(result: &Result<Reply>) -> Vec<u8> {
                 w.str(member);
             }
         }
+        Reply::Json(text) => {
+            w.u8(13);
+            w.str(text);
+        }
     }
     w.buf
 }
@@ -611,6 +621,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
             high_offsets: list(r, POLL_MAX, |r| Ok((string(r)?, r.u32()?, r.u64()?)))?,
             members: list(r, MEMBERS_PER_GROUP_MAX, string)?,
         },
+        13 => Reply::Json(string(r)?),
         other => return Err(FerryError::storage(format!("unknown reply {other}"))),
     };
     if !r.is_empty() {

@@ -136,6 +136,9 @@ pub async fn commit<S: Store, T>(
             ran = true;
             let now = now_ms();
             let engine = &mut replica.engine;
+            // Job events are those of the last commit: a driver that tells them
+            // takes them as it ends, and one that does not keeps none.
+            engine.take_job_events();
             engine.housekeep(now);
             out = Some(run(engine, now)?);
             Ok(engine.begin_commit())

@@ -337,7 +337,7 @@ fn check_spec(spec: &JobSpec, max_bytes: u64) -> Result<()> {
     }
     crate::core::config::check_range("attempts", u64::from(spec.opts.attempts), 1, u64::from(ATTEMPTS_MAX))?;
     crate::core::config::check_range("delay", spec.delay_ms, 0, DELAY_MS_MAX)?;
-    if let Some(Backoff::Fixed(ms) | Backoff::Exponential(ms)) = spec.opts.backoff {
+    if let Some(Backoff::Fixed(ms) | Backoff::Exponential(ms) | Backoff::Custom(ms)) = spec.opts.backoff {
         crate::core::config::check_range("backoff.delay", ms, 0, BACKOFF_MS_MAX)?;
     }
     if let Some(repeat) = &spec.repeat {
@@ -596,7 +596,7 @@ impl Engine {
                     string(&mut out, s);
                     let _ = write!(out, ":{}", self.queue(queue).map_or(0, |qs| qs.count_in(s)));
                 }
-                out.push_str("}}");
+                let _ = write!(out, "}},\"paused\":{}}}", self.queue(queue).is_some_and(QueueState::paused));
             }
             JobOp::Pause | JobOp::Resume => {
                 let paused = matches!(op, JobOp::Pause);

@@ -175,7 +175,7 @@ fn the_rate_limiter_lets_max_jobs_start_per_window() {
     let mut e = engine();
     add(&mut e, (0..10).map(|_| spec("j")).collect(), T0);
     let limiter = Some(Limiter { max: 3, duration_ms: 1000 });
-    let mut take_limited = |e: &mut Engine, now| e.jobs("q", JobOp::Take { token: "w".into(), max: 10, lease_ms: 30_000, limiter }, now).unwrap();
+    let take_limited = |e: &mut Engine, now| e.jobs("q", JobOp::Take { token: "w".into(), max: 10, lease_ms: 30_000, limiter }, now).unwrap();
     assert_eq!(ids(&take_limited(&mut e, T0)).len(), 3);
     let limited = take_limited(&mut e, T0 + 999);
     assert!(ids(&limited).is_empty() && limited.contains(&format!("\"nextMs\":{}", T0 + 1000)) && limited.contains("\"limited\":true"), "{limited}");

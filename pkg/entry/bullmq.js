@@ -1,0 +1,785 @@
+// `ferry/bullmq`: BullMQ's API over a ferry bus, so that a BullMQ program runs by
+// changing its import. Only shapes are mapped here: job state, priorities, delays,
+// retries with backoff, stalled jobs, repeatable jobs, flows and the rate limiter
+// are the engine's (src/core/engine/jobs.rs), and every call is one engine
+// operation (`bus.__jobs`), stored before it resolves.
+//
+// What BullMQ has and ferry has not is accepted and ignored where ignoring it keeps
+// the program's meaning (`connection`, `prefix` as a key prefix, `skipVersionCheck`,
+// `stalledInterval`), and refused with a FerryError naming it where it would not
+// (sandboxed processors given as a file, `repeat.tz` other than UTC).
+import { FerryError } from './error.js';
+
+// BullMQ's Worker defaults.
+const LOCK_DURATION_MS = 30_000;
+const DRAIN_DELAY_S = 5;
+
+const refused = (field, message) => new FerryError('INVALID_ARGUMENT', `${field} ${message}`);
+
+/** EventEmitter's methods, for contexts without node:events. */
+class Emitter {
+  #listeners = new Map();
+
+  on(event, listener) {
+    this.#listeners.set(event, [...(this.#listeners.get(event) ?? []), listener]);
+    return this;
+  }
+
+  addListener(event, listener) {
+    return this.on(event, listener);
+  }
+
+  once(event, listener) {
+    const once = (...args) => {
+      this.off(event, once);
+      listener(...args);
+    };
+    once.listener = listener;
+    return this.on(event, once);
+  }
+
+  off(event, listener) {
+    this.#listeners.set(event, (this.#listeners.get(event) ?? []).filter((l) => l !== listener && l.listener !== listener));
+    return this;
+  }
+
+  removeListener(event, listener) {
+    return this.off(event, listener);
+  }
+
+  removeAllListeners(event) {
+    if (event === undefined) this.#listeners.clear();
+    else this.#listeners.delete(event);
+    return this;
+  }
+
+  listenerCount(event) {
+    return (this.#listeners.get(event) ?? []).length;
+  }
+
+  emit(event, ...args) {
+    const listeners = this.#listeners.get(event) ?? [];
+    for (const listener of listeners) listener.apply(this, args);
+    return listeners.length > 0;
+  }
+}
+
+/** An error that fails a job for good, whatever attempts it has left. */
+export class UnrecoverableError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'UnrecoverableError';
+  }
+}
+
+/**
+ * The buses of this context, by name: every Queue, Worker and QueueEvents naming
+ * the same bus shares one, with one listener for its job events, and the bus is
+ * closed when the last of them closes.
+ */
+const buses = new Map();
+
+/** Where a queue's events go in this context: by queue name, the listeners. */
+class Hub {
+  listeners = new Map();
+
+  listen(queue, listener) {
+    const list = this.listeners.get(queue) ?? new Set();
+    list.add(listener);
+    this.listeners.set(queue, list);
+    return () => list.delete(listener);
+  }
+
+  hear(text) {
+    for (const event of JSON.parse(text)) {
+      for (const listener of this.listeners.get(event.queue) ?? []) listener(event);
+    }
+  }
+}
+
+export function bullmqFace(Bus) {
+  /** Opens (or shares) the bus `opts.ferry` names: `{ bus }` uses one given, `{ name, ...Bus.open options }` opens one. */
+  function attach(opts) {
+    const { ferry = {} } = opts ?? {};
+    if (ferry === null || typeof ferry !== 'object') throw refused('ferry', 'must be an object { name, storage } or { bus }');
+    if (ferry.bus) {
+      const hub = new Hub();
+      ferry.bus.__onJobEvents?.((text) => hub.hear(text));
+      return { bus: Promise.resolve(ferry.bus), hub, release: async () => {} };
+    }
+    if (!Bus) throw refused('ferry', 'must give the bus here: { ferry: { bus: connect(env.BUS) } } in a Worker');
+    const name = ferry.name ?? opts.prefix ?? 'bull';
+    let entry = buses.get(name);
+    if (!entry) {
+      const hub = new Hub();
+      const bus = Bus.open({ ...ferry, name }).then((bus) => {
+        bus.__onJobEvents((text) => hub.hear(text));
+        return bus;
+      });
+      entry = { bus, hub, users: 0 };
+      buses.set(name, entry);
+      // A bus that failed to open is not shared: the next user tries again.
+      bus.catch(() => buses.get(name) === entry && buses.delete(name));
+    }
+    entry.users += 1;
+    let released = false;
+    const release = async () => {
+      if (released) return;
+      released = true;
+      entry.users -= 1;
+      if (entry.users > 0) return;
+      if (buses.get(name) === entry) buses.delete(name);
+      await (await entry.bus.catch(() => null))?.close();
+    };
+    return { bus: entry.bus, hub: entry.hub, release };
+  }
+
+  /** What Queue, Worker and QueueEvents share: their queue's name and bus. */
+  class QueueBase extends Emitter {
+    #attached;
+    closing;
+
+    constructor(name, opts = {}) {
+      super();
+      if (typeof name !== 'string' || name.length === 0) throw refused('queueName', 'must be a non-empty string');
+      if (opts === null || typeof opts !== 'object') throw refused('opts', 'must be an object');
+      this.name = name;
+      this.opts = opts;
+      this.qualifiedName = `${opts.prefix ?? 'bull'}:${name}`;
+      this.#attached = attach(opts);
+      // An open that fails rejects every call; as an 'error' event too, once heard.
+      this.#attached.bus.catch((error) => this.listenerCount('error') > 0 && this.emit('error', error));
+    }
+
+    get hub() {
+      return this.#attached.hub;
+    }
+
+    async waitUntilReady() {
+      await this.#attached.bus;
+      return this;
+    }
+
+    /** One job queue operation on this queue (or on `queue`). */
+    async call(operation, queue = this.name) {
+      const bus = await this.#attached.bus;
+      return bus.__jobs(queue, operation);
+    }
+
+    job(json) {
+      return json ? Job.fromJSON(this, json) : undefined;
+    }
+
+    async close() {
+      this.closing ??= this.#attached.release();
+      await this.closing;
+    }
+
+    async disconnect() {
+      await this.close();
+    }
+  }
+
+  class Job {
+    /** Builds a Job from what the engine answers; `worker` is set for a job it took. */
+    static fromJSON(queue, json, worker) {
+      const job = new Job(queue, json.name, json.data, json.opts, json.id);
+      job.update(json);
+      job.worker = worker;
+      return job;
+    }
+
+    static async create(queue, name, data, opts) {
+      return queue.add(name, data, opts);
+    }
+
+    static async fromId(queue, id) {
+      return queue.getJob(id);
+    }
+
+    constructor(queue, name, data, opts = {}, id) {
+      this.queue = queue;
+      this.queueName = queue.name;
+      this.queueQualifiedName = queue.qualifiedName;
+      this.name = name;
+      this.data = data;
+      this.opts = opts;
+      this.id = id;
+      this.progress = 0;
+      this.attemptsMade = 0;
+      this.attemptsStarted = 0;
+      this.stalledCounter = 0;
+      this.returnvalue = null;
+      this.stacktrace = [];
+      this.delay = opts.delay ?? 0;
+      this.priority = opts.priority ?? 0;
+      this.timestamp = opts.timestamp ?? Date.now();
+    }
+
+    /** Takes the engine's view of the job. */
+    update(json) {
+      this.data = json.data;
+      this.opts = json.opts;
+      this.progress = json.progress;
+      this.delay = json.delay;
+      this.timestamp = json.timestamp;
+      this.priority = json.priority;
+      this.attemptsMade = json.attemptsMade;
+      this.attemptsStarted = json.attemptsStarted;
+      this.stalledCounter = json.stalledCounter;
+      this.processedOn = json.processedOn ?? undefined;
+      this.finishedOn = json.finishedOn ?? undefined;
+      this.returnvalue = json.returnvalue;
+      this.failedReason = json.failedReason ?? undefined;
+      this.stacktrace = json.stacktrace;
+      this.repeatJobKey = json.repeatJobKey ?? undefined;
+      this.childrenValues = json.childrenValues;
+      if (json.parent) {
+        this.parent = { id: json.parent.id, queueKey: `${this.queueQualifiedName.split(':')[0]}:${json.parent.queue}` };
+        this.parentKey = `${this.parent.queueKey}:${json.parent.id}`;
+      }
+      if (json.token) this.token = json.token;
+      this.state = json.state;
+      return this;
+    }
+
+    async updateProgress(progress) {
+      await this.queue.call({ op: 'progress', id: this.id, progress });
+      this.progress = progress;
+      this.worker?.emit('progress', this, progress);
+    }
+
+    /** Adds a row to the job's log; resolves to how many rows it keeps. */
+    async log(row) {
+      const { count } = await this.queue.call({ op: 'log', id: this.id, row: String(row) });
+      return count;
+    }
+
+    async getState() {
+      const { job } = await this.queue.call({ op: 'get', id: this.id });
+      return job ? job.state : 'unknown';
+    }
+
+    /** A failed (or, with `'completed'`, completed) job waits again, its attempts counted anew. */
+    async retry(state = 'failed') {
+      const { job } = await this.queue.call({ op: 'retry', id: this.id, state });
+      this.update(job);
+    }
+
+    async remove() {
+      await this.queue.call({ op: 'remove', id: this.id });
+    }
+
+    async promote() {
+      const { job } = await this.queue.call({ op: 'promote', id: this.id });
+      this.update(job);
+    }
+
+    /** What each finished child returned, by its key (`bull:<queue>:<id>`). */
+    async getChildrenValues() {
+      const { job } = await this.queue.call({ op: 'get', id: this.id });
+      return job?.childrenValues ?? {};
+    }
+
+    async isCompleted() {
+      return (await this.getState()) === 'completed';
+    }
+
+    async isFailed() {
+      return (await this.getState()) === 'failed';
+    }
+
+    async isActive() {
+      return (await this.getState()) === 'active';
+    }
+
+    async isDelayed() {
+      return (await this.getState()) === 'delayed';
+    }
+
+    async isWaiting() {
+      return ['waiting', 'paused', 'prioritized'].includes(await this.getState());
+    }
+
+    async isWaitingChildren() {
+      return (await this.getState()) === 'waiting-children';
+    }
+
+    /** Resolves to the job's return value once it completes; rejects with its failure. */
+    async waitUntilFinished(queueEvents, ttl) {
+      return new Promise((resolve, reject) => {
+        let timer;
+        const done = (settle) => (value) => {
+          clearTimeout(timer);
+          stop();
+          settle(value);
+        };
+        const stop = queueEvents.hub.listen(this.queueName, (event) => {
+          if (event.jobId !== this.id) return;
+          if (event.event === 'completed') done(resolve)(event.returnvalue);
+          if (event.event === 'failed') done(reject)(new Error(event.failedReason));
+        });
+        if (ttl) timer = setTimeout(() => done(reject)(new Error(`Job wait ${this.name} timed out before finishing, no finish notification arrived after ${ttl}ms (id=${this.id})`)), ttl);
+        this.queue.call({ op: 'get', id: this.id }).then(({ job }) => {
+          if (job?.state === 'completed') done(resolve)(job.returnvalue);
+          else if (job?.state === 'failed') done(reject)(new Error(job.failedReason));
+        }, done(reject));
+      });
+    }
+
+    toJSON() {
+      const { queue: _queue, worker: _worker, ...json } = this;
+      return json;
+    }
+
+    asJSON() {
+      return { ...this.toJSON(), data: JSON.stringify(this.data), opts: JSON.stringify(this.opts), returnvalue: JSON.stringify(this.returnvalue) };
+    }
+  }
+
+  /** `{ name, data, opts }` with the queue's `defaultJobOptions` under `opts`. */
+  const withDefaults = (defaults, name, data, opts) => {
+    if (typeof name !== 'string') throw refused('name', `must be a string, got ${typeof name}`);
+    return { name, data, opts: { ...defaults, ...opts } };
+  };
+
+  class Queue extends QueueBase {
+    constructor(name, opts = {}) {
+      super(name, opts);
+      this.defaultJobOptions = opts.defaultJobOptions ?? {};
+    }
+
+    /** `add(name, data, opts)`: the job, stored; a repeatable job's first instance. */
+    async add(name, data, opts) {
+      const [json] = (await this.call({ op: 'add', jobs: [withDefaults(this.defaultJobOptions, name, data, opts)] })).jobs;
+      const job = this.job(json);
+      if (job) this.emit('waiting', job);
+      return job;
+    }
+
+    async addBulk(jobs) {
+      if (!Array.isArray(jobs)) throw refused('jobs', 'must be an array of { name, data, opts }');
+      const added = await this.call({ op: 'add', jobs: jobs.map((j) => withDefaults(this.defaultJobOptions, j?.name, j?.data, j?.opts)) });
+      return added.jobs.map((json) => this.job(json));
+    }
+
+    async getJob(id) {
+      return this.job((await this.call({ op: 'get', id: String(id) })).job);
+    }
+
+    /** Jobs in `types` (a state or a list of them; all when none), BullMQ's `start`/`end` inclusive. */
+    async getJobs(types, start = 0, end = -1, asc = false) {
+      const { jobs } = await this.call({ op: 'list', states: types === undefined ? [] : [types].flat().map(state), start, end, asc });
+      return jobs.map((json) => this.job(json));
+    }
+
+    async getJobCounts(...types) {
+      const { counts } = await this.call({ op: 'counts', states: types.flat().map(state) });
+      return counts;
+    }
+
+    async getJobCountByTypes(...types) {
+      return Object.values(await this.getJobCounts(...types)).reduce((a, b) => a + b, 0);
+    }
+
+    /** Jobs still to run: waiting, paused, prioritized, delayed or waiting for their children. */
+    async count() {
+      return this.getJobCountByTypes('waiting', 'paused', 'prioritized', 'delayed', 'waiting-children');
+    }
+
+    async getJobLogs(id, start = 0, end = -1, asc = true) {
+      return this.call({ op: 'logs', id: String(id), start, end, asc });
+    }
+
+    async pause() {
+      await this.call({ op: 'pause' });
+      this.emit('paused');
+    }
+
+    async resume() {
+      await this.call({ op: 'resume' });
+      this.emit('resumed');
+    }
+
+    async isPaused() {
+      return (await this.call({ op: 'counts', states: ['paused'] })).paused;
+    }
+
+    async drain(delayed = false) {
+      await this.call({ op: 'drain', delayed });
+    }
+
+    async obliterate(opts = {}) {
+      await this.call({ op: 'obliterate', force: opts.force ?? false });
+    }
+
+    /** Removes up to `limit` (0: all) jobs of `type` finished (or added) more than `grace` ms ago; resolves to their ids. */
+    async clean(grace, limit = 0, type = 'completed') {
+      const { ids } = await this.call({ op: 'clean', grace, limit, state: state(type) });
+      this.emit('cleaned', ids, type);
+      return ids;
+    }
+
+    async retryJobs(opts = {}) {
+      await this.call({ op: 'retryAll', state: opts.state ?? 'failed', count: opts.count ?? 0 });
+    }
+
+    /** Removes a job not being processed; resolves to 1 if removed, else 0. */
+    async remove(id) {
+      const { removed } = await this.call({ op: 'remove', id: String(id) });
+      return removed ? 1 : 0;
+    }
+
+    async getRepeatableJobs() {
+      return (await this.call({ op: 'repeatables' })).repeatables;
+    }
+
+    async removeRepeatableByKey(key) {
+      return (await this.call({ op: 'removeRepeatable', key })).removed;
+    }
+
+    /** `removeRepeatable(name, repeatOpts, jobId?)`: the repeatable job `add` made with these. */
+    async removeRepeatable(name, repeatOpts = {}, jobId) {
+      const schedule = repeatOpts.pattern ?? repeatOpts.cron ?? repeatOpts.every;
+      const end = repeatOpts.endDate === undefined ? '' : new Date(repeatOpts.endDate).getTime();
+      return this.removeRepeatableByKey(`${name}:${jobId ?? repeatOpts.jobId ?? ''}:${end}::${schedule}`);
+    }
+
+    /** A job scheduler: the repeatable job `id`, made or replaced with these settings. */
+    async upsertJobScheduler(id, repeatOpts, template = {}) {
+      const job = { name: template.name ?? id, data: template.data, opts: { ...this.defaultJobOptions, ...template.opts, repeat: repeatOpts }, schedulerId: id };
+      return this.job((await this.call({ op: 'add', jobs: [job] })).jobs[0]);
+    }
+
+    async getJobSchedulers() {
+      return this.getRepeatableJobs();
+    }
+
+    async getJobScheduler(id) {
+      return (await this.getRepeatableJobs()).find((r) => r.key === id);
+    }
+
+    async removeJobScheduler(id) {
+      return this.removeRepeatableByKey(id);
+    }
+
+    async getWaiting(start, end) {
+      return this.getJobs(['waiting'], start, end, true);
+    }
+
+    async getActive(start, end) {
+      return this.getJobs(['active'], start, end, true);
+    }
+
+    async getDelayed(start, end) {
+      return this.getJobs(['delayed'], start, end, true);
+    }
+
+    async getPrioritized(start, end) {
+      return this.getJobs(['prioritized'], start, end, true);
+    }
+
+    async getCompleted(start, end) {
+      return this.getJobs(['completed'], start, end, false);
+    }
+
+    async getFailed(start, end) {
+      return this.getJobs(['failed'], start, end, false);
+    }
+
+    async getWaitingChildren(start, end) {
+      return this.getJobs(['waiting-children'], start, end, true);
+    }
+  }
+
+  // One count method per state, as BullMQ's Queue has them.
+  for (const [method, type] of [
+    ['getWaitingCount', 'waiting'],
+    ['getActiveCount', 'active'],
+    ['getDelayedCount', 'delayed'],
+    ['getCompletedCount', 'completed'],
+    ['getFailedCount', 'failed'],
+    ['getPrioritizedCount', 'prioritized'],
+    ['getWaitingChildrenCount', 'waiting-children'],
+  ]) {
+    Queue.prototype[method] = function count() {
+      return this.getJobCountByTypes(type);
+    };
+  }
+
+  class Worker extends QueueBase {
+    #processor;
+    #token = `${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}`;
+    #active = new Map();
+    #running = false;
+    #paused = false;
+    #closed = false;
+    /** Resolvers of the loop's waits: new work, a job finished, resume, close. */
+    #wakers = new Set();
+    #renewal;
+    #idle;
+    #stopListening;
+    #drained = true;
+
+    /**
+     * `new Worker(queueName, processor, { concurrency, limiter, autorun, lockDuration, settings })`.
+     * The processor is `async (job, token) => result`; a file path (a sandboxed processor) is refused.
+     */
+    constructor(name, processor, opts = {}) {
+      super(name, opts);
+      if (typeof processor !== 'function' && processor !== undefined && processor !== null) {
+        throw refused('processor', 'must be a function (job, token) => result: sandboxed processors given as a file are not supported');
+      }
+      this.#processor = processor;
+      this.opts = { concurrency: 1, autorun: true, lockDuration: LOCK_DURATION_MS, drainDelay: DRAIN_DELAY_S, ...opts };
+      this.#stopListening = this.hub.listen(name, (event) => {
+        if (['waiting', 'resumed', 'delayed', 'added'].includes(event.event)) this.#wake();
+      });
+      this.waitUntilReady().then(
+        () => this.emit('ready'),
+        () => {},
+      );
+      if (this.opts.autorun && this.#processor) this.run().catch((error) => this.emit('error', error));
+    }
+
+    #wake() {
+      for (const resolve of this.#wakers) resolve();
+      this.#wakers.clear();
+    }
+
+    /** A promise the next wake-up resolves. */
+    #nextWake() {
+      return new Promise((resolve) => this.#wakers.add(resolve));
+    }
+
+    get concurrency() {
+      return this.opts.concurrency;
+    }
+
+    set concurrency(n) {
+      this.opts.concurrency = n;
+      this.#wake();
+    }
+
+    isRunning() {
+      return this.#running;
+    }
+
+    isPaused() {
+      return this.#paused;
+    }
+
+    pause() {
+      this.#paused = true;
+      this.emit('paused');
+    }
+
+    resume() {
+      this.#paused = false;
+      this.emit('resumed');
+      this.#wake();
+    }
+
+    /** The loop: takes as many jobs as `concurrency` has room for, and waits for work when there is none. */
+    async run() {
+      if (this.#running) throw new Error('Worker is already running.');
+      if (!this.#processor) throw refused('processor', 'is needed to run a worker');
+      this.#running = true;
+      await this.waitUntilReady();
+      const lease = this.opts.lockDuration;
+      this.#renewal = setInterval(() => this.#renew(), Math.max(lease / 2, 10));
+      try {
+        while (!this.#closed) {
+          const room = this.opts.concurrency - this.#active.size;
+          if (this.#paused || room <= 0) {
+            await this.#nextWake();
+            continue;
+          }
+          const woken = this.#nextWake();
+          const { jobs, nextMs } = await this.call({ op: 'take', token: this.#token, max: room, leaseMs: lease, limiter: this.opts.limiter });
+          for (const json of jobs) this.#process(json);
+          if (jobs.length > 0) {
+            this.#drained = false;
+            continue;
+          }
+          if (this.#active.size === 0 && !this.#drained) {
+            this.#drained = true;
+            this.emit('drained');
+          }
+          const waitMs = nextMs === null ? this.opts.drainDelay * 1000 : Math.max(0, nextMs - Date.now());
+          await Promise.race([woken, new Promise((resolve) => (this.#idle = setTimeout(resolve, waitMs)))]);
+          clearTimeout(this.#idle);
+        }
+      } finally {
+        clearInterval(this.#renewal);
+        this.#running = false;
+      }
+    }
+
+    async #renew() {
+      if (this.#active.size === 0) return;
+      try {
+        await this.call({ op: 'extend', token: this.#token, ids: [...this.#active.keys()], leaseMs: this.opts.lockDuration });
+      } catch (error) {
+        this.emit('error', error);
+      }
+    }
+
+    async #process(json) {
+      const job = Job.fromJSON(this, json, this);
+      this.#active.set(job.id, job);
+      this.emit('active', job, 'waiting');
+      try {
+        let result;
+        let failure;
+        try {
+          result = await this.#processor(job, this.#token);
+        } catch (error) {
+          failure = error instanceof Error ? error : new Error(String(error));
+        }
+        if (failure === undefined) {
+          const { done, job: after } = await this.call({ op: 'complete', id: job.id, token: this.#token, returnvalue: result });
+          if (after) job.update(after);
+          job.returnvalue = result;
+          if (done) this.emit('completed', job, result, 'active');
+          else this.emit('error', new Error(`Missing lock for job ${job.id}. moveToFinished`));
+        } else {
+          const delayMs = await this.#customBackoff(job, failure);
+          const unrecoverable = failure.name === 'UnrecoverableError';
+          const stacktrace = String(failure.stack ?? '').split('\n');
+          const { done, job: after } = await this.call({ op: 'fail', id: job.id, token: this.#token, error: failure.message, stacktrace, delayMs, unrecoverable });
+          if (after) job.update(after);
+          if (done) this.emit('failed', job, failure, 'active');
+          else this.emit('error', new Error(`Missing lock for job ${job.id}. moveToFailed`));
+        }
+      } catch (error) {
+        this.emit('error', error);
+      } finally {
+        this.#active.delete(job.id);
+        this.#wake();
+      }
+    }
+
+    /** A job whose backoff is the worker's own strategy (`settings.backoffStrategy`) gets its delay from it. */
+    async #customBackoff(job, error) {
+      const backoff = job.opts.backoff;
+      const strategy = this.opts.settings?.backoffStrategy;
+      if (!backoff || backoff.type !== 'custom' || typeof strategy !== 'function') return undefined;
+      const delay = await strategy(job.attemptsMade + 1, backoff.type, error, job);
+      return Number.isFinite(delay) && delay >= 0 ? Math.round(delay) : undefined;
+    }
+
+    /** Stops taking jobs; waits for those running unless `force`. */
+    async close(force = false) {
+      if (this.#closed) return super.close();
+      this.#closed = true;
+      this.emit('closing', 'closing worker');
+      this.#stopListening();
+      this.#wake();
+      clearTimeout(this.#idle);
+      if (!force) {
+        while (this.#active.size > 0) await this.#nextWake();
+      }
+      await super.close();
+      this.emit('closed');
+    }
+  }
+
+  /** BullMQ's event payloads: `{ jobId, ...fields }`, and the event's id. */
+  const payload = (event) => {
+    const { queue: _queue, event: _name, ...fields } = event;
+    return fields;
+  };
+  let eventId = 0;
+
+  class QueueEvents extends QueueBase {
+    #stop;
+
+    /** Every job event of the queue, from every context of the bus (BroadcastChannel between a browser's contexts). */
+    constructor(name, opts = {}) {
+      super(name, opts);
+      this.#stop = this.hub.listen(name, (event) => {
+        const id = `${Date.now()}-${eventId++}`;
+        if (['drained', 'paused', 'resumed'].includes(event.event)) this.emit(event.event, id);
+        else this.emit(event.event, payload(event), id);
+      });
+      this.waitUntilReady().then(
+        () => this.emit('ready'),
+        () => {},
+      );
+    }
+
+    async run() {
+      await this.waitUntilReady();
+    }
+
+    async close() {
+      this.#stop();
+      await super.close();
+    }
+  }
+
+  class FlowProducer extends Emitter {
+    #queues = new Map();
+    #opts;
+
+    constructor(opts = {}) {
+      super();
+      this.#opts = opts;
+      this.#base = new QueueBase('flows', opts);
+    }
+
+    #base;
+
+    async waitUntilReady() {
+      await this.#base.waitUntilReady();
+      return this;
+    }
+
+    /** Adds a tree of jobs at once: each parent runs once all its children completed. */
+    async add(flow) {
+      const nodes = [];
+      const visit = (node, parent) => {
+        if (!node || typeof node.queueName !== 'string') throw refused('queueName', 'must be a string on every job of a flow');
+        const index = nodes.length;
+        nodes.push({ queueName: node.queueName, name: node.name, data: node.data, opts: node.opts, parent });
+        for (const child of node.children ?? []) visit(child, index);
+      };
+      visit(flow, undefined);
+      const { jobs } = await this.#base.call({ op: 'flow', nodes }, flow.queueName);
+      const trees = nodes.map((node, i) => ({ job: Job.fromJSON(this.#queue(node.queueName), jobs[i]) }));
+      nodes.forEach((node, i) => {
+        if (node.parent === undefined) return;
+        const parent = trees[node.parent];
+        (parent.children ??= []).push(trees[i]);
+      });
+      return trees[0];
+    }
+
+    async addBulk(flows) {
+      const added = [];
+      for (const flow of flows) added.push(await this.add(flow));
+      return added;
+    }
+
+    /** A Queue of the flow's bus for the jobs of `name`. */
+    #queue(name) {
+      if (!this.#queues.has(name)) this.#queues.set(name, new Queue(name, this.#opts));
+      return this.#queues.get(name);
+    }
+
+    async close() {
+      await Promise.all([...this.#queues.values()].map((q) => q.close()));
+      await this.#base.close();
+    }
+
+    async disconnect() {
+      await this.close();
+    }
+  }
+
+  return { Queue, Worker, QueueEvents, FlowProducer, Job };
+}
+
+/** BullMQ's state names: `wait` is `waiting`. */
+const state = (type) => (type === 'wait' ? 'waiting' : type);
