@@ -79,18 +79,35 @@ export class UnrecoverableError extends Error {
  */
 const buses = new Map();
 
-/** Where a queue's events go in this context: by queue name, the listeners. */
+/**
+ * Where a queue's events go in this context. Listeners get each event; wakers (an
+ * idle Worker) only hear that their queue moved, which needs no parsing: most
+ * commits are a Worker's own, with nobody listening.
+ */
 class Hub {
   listeners = new Map();
+  wakers = new Map();
 
-  listen(queue, listener) {
-    const list = this.listeners.get(queue) ?? new Set();
+  static #add(map, queue, listener) {
+    const list = map.get(queue) ?? new Set();
     list.add(listener);
-    this.listeners.set(queue, list);
+    map.set(queue, list);
     return () => list.delete(listener);
   }
 
+  listen(queue, listener) {
+    return Hub.#add(this.listeners, queue, listener);
+  }
+
+  wake(queue, waker) {
+    return Hub.#add(this.wakers, queue, waker);
+  }
+
   hear(text) {
+    for (const [queue, wakers] of this.wakers) {
+      if (wakers.size > 0 && text.includes(`"queue":${JSON.stringify(queue)}`)) for (const waker of wakers) waker();
+    }
+    if (![...this.listeners.values()].some((list) => list.size > 0)) return;
     for (const event of JSON.parse(text)) {
       for (const listener of this.listeners.get(event.queue) ?? []) listener(event);
     }
@@ -148,8 +165,14 @@ export function bullmqFace(Bus) {
       this.qualifiedName = `${opts.prefix ?? 'bull'}:${name}`;
       this.#attached = attach(opts);
       // An open that fails rejects every call; as an 'error' event too, once heard.
-      this.#attached.bus.catch((error) => this.listenerCount('error') > 0 && this.emit('error', error));
+      this.#attached.bus.then(
+        (bus) => (this.#bus = bus),
+        (error) => this.listenerCount('error') > 0 && this.emit('error', error),
+      );
     }
+
+    /** The bus once open: a call then reaches it in the same turn, so calls made together share a commit. */
+    #bus;
 
     get hub() {
       return this.#attached.hub;
@@ -162,7 +185,7 @@ export function bullmqFace(Bus) {
 
     /** One job queue operation on this queue (or on `queue`). */
     async call(operation, queue = this.name) {
-      const bus = await this.#attached.bus;
+      const bus = this.#bus ?? (await this.#attached.bus);
       return bus.__jobs(queue, operation);
     }
 
@@ -216,10 +239,9 @@ export function bullmqFace(Bus) {
       this.timestamp = opts.timestamp ?? Date.now();
     }
 
-    /** Takes the engine's view of the job. */
+    /** Takes the engine's view of the job: all of it, or all but what the caller holds (data, options, return value). */
     update(json) {
-      this.data = json.data;
-      this.opts = json.opts;
+      for (const field of ['data', 'opts', 'returnvalue', 'childrenValues']) if (field in json) this[field] = json[field];
       this.progress = json.progress;
       this.delay = json.delay;
       this.timestamp = json.timestamp;
@@ -229,11 +251,9 @@ export function bullmqFace(Bus) {
       this.stalledCounter = json.stalledCounter;
       this.processedOn = json.processedOn ?? undefined;
       this.finishedOn = json.finishedOn ?? undefined;
-      this.returnvalue = json.returnvalue;
       this.failedReason = json.failedReason ?? undefined;
       this.stacktrace = json.stacktrace;
       this.repeatJobKey = json.repeatJobKey ?? undefined;
-      this.childrenValues = json.childrenValues;
       if (json.parent) {
         this.parent = { id: json.parent.id, queueKey: `${this.queueQualifiedName.split(':')[0]}:${json.parent.queue}` };
         this.parentKey = `${this.parent.queueKey}:${json.parent.id}`;
@@ -340,7 +360,9 @@ export function bullmqFace(Bus) {
   /** `{ name, data, opts }` with the queue's `defaultJobOptions` under `opts`. */
   const withDefaults = (defaults, name, data, opts) => {
     if (typeof name !== 'string') throw refused('name', `must be a string, got ${typeof name}`);
-    return { name, data, opts: { ...defaults, ...opts } };
+    // No options: none to read, job by job.
+    const none = opts === undefined && Object.keys(defaults).length === 0;
+    return { name, data, opts: none ? undefined : { ...defaults, ...opts } };
   };
 
   class Queue extends QueueBase {
@@ -351,16 +373,27 @@ export function bullmqFace(Bus) {
 
     /** `add(name, data, opts)`: the job, stored; a repeatable job's first instance. */
     async add(name, data, opts) {
-      const [json] = (await this.call({ op: 'add', jobs: [withDefaults(this.defaultJobOptions, name, data, opts)] })).jobs;
-      const job = this.job(json);
+      const [job] = await this.#add([withDefaults(this.defaultJobOptions, name, data, opts)]);
       if (job) this.emit('waiting', job);
       return job;
     }
 
     async addBulk(jobs) {
       if (!Array.isArray(jobs)) throw refused('jobs', 'must be an array of { name, data, opts }');
-      const added = await this.call({ op: 'add', jobs: jobs.map((j) => withDefaults(this.defaultJobOptions, j?.name, j?.data, j?.opts)) });
-      return added.jobs.map((json) => this.job(json));
+      return this.#add(jobs.map((j) => withDefaults(this.defaultJobOptions, j?.name, j?.data, j?.opts)));
+    }
+
+    /** Adds `jobs`; a new Job is built from what was given and the id, state and time the engine gave it. */
+    async #add(jobs) {
+      const added = await this.call({ op: 'add', jobs });
+      return added.jobs.map((json, i) => {
+        if (!json?.fresh) return this.job(json);
+        const { name, data = {}, opts } = jobs[i];
+        const job = new Job(this, name, data, opts, json.id);
+        job.timestamp = json.timestamp;
+        job.state = json.state;
+        return job;
+      });
     }
 
     async getJob(id) {
@@ -448,7 +481,7 @@ export function bullmqFace(Bus) {
     /** A job scheduler: the repeatable job `id`, made or replaced with these settings. */
     async upsertJobScheduler(id, repeatOpts, template = {}) {
       const job = { name: template.name ?? id, data: template.data, opts: { ...this.defaultJobOptions, ...template.opts, repeat: repeatOpts }, schedulerId: id };
-      return this.job((await this.call({ op: 'add', jobs: [job] })).jobs[0]);
+      return (await this.#add([job]))[0];
     }
 
     async getJobSchedulers() {
@@ -510,7 +543,10 @@ export function bullmqFace(Bus) {
   class Worker extends QueueBase {
     #processor;
     #token = `${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}`;
+    /** Jobs taken and not settled yet, whose leases the worker renews. */
     #active = new Map();
+    /** Processors running: what `concurrency` counts. */
+    #slots = 0;
     #running = false;
     #paused = false;
     #closed = false;
@@ -532,9 +568,7 @@ export function bullmqFace(Bus) {
       }
       this.#processor = processor;
       this.opts = { concurrency: 1, autorun: true, lockDuration: LOCK_DURATION_MS, drainDelay: DRAIN_DELAY_S, ...opts };
-      this.#stopListening = this.hub.listen(name, (event) => {
-        if (['waiting', 'resumed', 'delayed', 'added'].includes(event.event)) this.#wake();
-      });
+      this.#stopListening = this.hub.wake(name, () => this.#wake());
       this.waitUntilReady().then(
         () => this.emit('ready'),
         () => {},
@@ -590,7 +624,7 @@ export function bullmqFace(Bus) {
       this.#renewal = setInterval(() => this.#renew(), Math.max(lease / 2, 10));
       try {
         while (!this.#closed) {
-          const room = this.opts.concurrency - this.#active.size;
+          const room = this.opts.concurrency - this.#slots;
           if (this.#paused || room <= 0) {
             await this.#nextWake();
             continue;
@@ -628,7 +662,17 @@ export function bullmqFace(Bus) {
     async #process(json) {
       const job = Job.fromJSON(this, json, this);
       this.#active.set(job.id, job);
+      this.#slots += 1;
       this.emit('active', job, 'waiting');
+      let slotFreed = false;
+      // The slot is free once the processor is done: the loop's next take then
+      // goes in the same commit as this job's settlement.
+      const freeSlot = () => {
+        if (slotFreed) return;
+        slotFreed = true;
+        this.#slots -= 1;
+        this.#wake();
+      };
       try {
         let result;
         let failure;
@@ -638,16 +682,29 @@ export function bullmqFace(Bus) {
           failure = error instanceof Error ? error : new Error(String(error));
         }
         if (failure === undefined) {
-          const { done, job: after } = await this.call({ op: 'complete', id: job.id, token: this.#token, returnvalue: result });
+          const settled = this.call({ op: 'complete', id: job.id, token: this.#token, returnvalue: result });
+          freeSlot();
+          const { done, job: after } = await settled;
           if (after) job.update(after);
           job.returnvalue = result;
           if (done) this.emit('completed', job, result, 'active');
           else this.emit('error', new Error(`Missing lock for job ${job.id}. moveToFinished`));
         } else {
-          const delayMs = await this.#customBackoff(job, failure);
-          const unrecoverable = failure.name === 'UnrecoverableError';
+          let unrecoverable = failure.name === 'UnrecoverableError';
+          let delayMs;
+          try {
+            delayMs = unrecoverable ? undefined : await this.#customBackoff(job, failure);
+          } catch (error) {
+            // A strategy that throws (an unknown type) ends the job with its error.
+            failure = error instanceof Error ? error : new Error(String(error));
+            unrecoverable = true;
+          }
+          // -1 from a strategy: no more attempts.
+          if (delayMs === -1) [delayMs, unrecoverable] = [undefined, true];
           const stacktrace = String(failure.stack ?? '').split('\n');
-          const { done, job: after } = await this.call({ op: 'fail', id: job.id, token: this.#token, error: failure.message, stacktrace, delayMs, unrecoverable });
+          const settled = this.call({ op: 'fail', id: job.id, token: this.#token, error: failure.message, stacktrace, delayMs, unrecoverable });
+          freeSlot();
+          const { done, job: after } = await settled;
           if (after) job.update(after);
           if (done) this.emit('failed', job, failure, 'active');
           else this.emit('error', new Error(`Missing lock for job ${job.id}. moveToFailed`));
@@ -655,18 +712,24 @@ export function bullmqFace(Bus) {
       } catch (error) {
         this.emit('error', error);
       } finally {
+        freeSlot();
         this.#active.delete(job.id);
         this.#wake();
       }
     }
 
-    /** A job whose backoff is the worker's own strategy (`settings.backoffStrategy`) gets its delay from it. */
+    /**
+     * A job whose backoff type is neither fixed nor exponential gets its delay from
+     * the worker's strategy (`settings.backoffStrategy(attemptsMade, type, err, job)`),
+     * asked only when an attempt is left.
+     */
     async #customBackoff(job, error) {
       const backoff = job.opts.backoff;
+      if (!backoff || backoff.type === 'fixed' || backoff.type === 'exponential' || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return undefined;
       const strategy = this.opts.settings?.backoffStrategy;
-      if (!backoff || backoff.type !== 'custom' || typeof strategy !== 'function') return undefined;
+      if (typeof strategy !== 'function') throw new Error(`Unknown backoff strategy ${backoff.type}: give it as the Worker's settings.backoffStrategy`);
       const delay = await strategy(job.attemptsMade + 1, backoff.type, error, job);
-      return Number.isFinite(delay) && delay >= 0 ? Math.round(delay) : undefined;
+      return delay === -1 || (Number.isFinite(delay) && delay >= 0) ? Math.round(delay) : undefined;
     }
 
     /** Stops taking jobs; waits for those running unless `force`. */
@@ -747,7 +810,7 @@ export function bullmqFace(Bus) {
       };
       visit(flow, undefined);
       const { jobs } = await this.#base.call({ op: 'flow', nodes }, flow.queueName);
-      const trees = nodes.map((node, i) => ({ job: Job.fromJSON(this.#queue(node.queueName), jobs[i]) }));
+      const trees = nodes.map((node, i) => ({ job: Job.fromJSON(this.#queue(node.queueName), { ...jobs[i], data: node.data ?? {}, opts: node.opts ?? {} }) }));
       nodes.forEach((node, i) => {
         if (node.parent === undefined) return;
         const parent = trees[node.parent];

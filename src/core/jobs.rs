@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use super::codec::{Reader, Writer};
 use super::error::{FerryError, Result};
 use super::json::string;
+use super::limits::{JOB_CUSTOM_PAGES, JOB_PAGE_JOBS};
 use super::message::Name;
 
 /// How many finished jobs of one kind a queue keeps (`removeOnComplete`,
@@ -29,21 +30,21 @@ pub enum Keep {
 }
 
 /// The delay before a failed job's next attempt (`backoff`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backoff {
     Fixed(u64),
     /// `delay * 2^(attemptsMade - 1)`.
     Exponential(u64),
-    /// A strategy of the worker's (`settings.backoffStrategy`), which gives each
-    /// failed attempt its delay; `delay` when it gives none.
-    Custom(u64),
+    /// A strategy of the worker's (`settings.backoffStrategy`) by its type name,
+    /// which gives each failed attempt its delay; `delay` when it gives none.
+    Custom(String, u64),
 }
 
 impl Backoff {
     /// The delay after the `attempts_made`-th failed attempt.
-    pub fn delay_ms(self, attempts_made: u32) -> u64 {
-        match self {
-            Backoff::Fixed(ms) | Backoff::Custom(ms) => ms,
+    pub fn delay_ms(&self, attempts_made: u32) -> u64 {
+        match *self {
+            Backoff::Fixed(ms) | Backoff::Custom(_, ms) => ms,
             Backoff::Exponential(ms) => ms.saturating_mul(1u64.checked_shl(attempts_made.saturating_sub(1)).unwrap_or(u64::MAX)),
         }
         .min(super::limits::BACKOFF_MS_MAX)
@@ -230,6 +231,21 @@ pub struct QueueRecord {
     pub last_id: u64,
 }
 
+/// The page a job is stored in ([`super::records::Key::JobPage`]): jobs the queue
+/// numbered by their number, so jobs added together share pages; others by a
+/// hash of their id, in pages after every numbered one.
+pub fn job_page(id: &str) -> u64 {
+    use std::hash::Hasher;
+    match id.parse::<u64>() {
+        Ok(n) if id.bytes().all(|b| b.is_ascii_digit()) => n / JOB_PAGE_JOBS,
+        _ => {
+            let mut hasher = super::fxhash::FxHasher::default();
+            hasher.write(id.as_bytes());
+            u64::MAX - hasher.finish() % JOB_CUSTOM_PAGES
+        }
+    }
+}
+
 fn put_keep(w: &mut Writer, keep: Keep) {
     match keep {
         Keep::All => w.u8(0),
@@ -256,19 +272,20 @@ fn keep(r: &mut Reader<'_>) -> Result<Keep> {
 
 pub(crate) fn put_opts(w: &mut Writer, o: &JobOpts) {
     w.u64(u64::from(o.attempts));
-    match o.backoff {
+    match &o.backoff {
         None => w.u8(0),
         Some(Backoff::Fixed(ms)) => {
             w.u8(1);
-            w.u64(ms);
+            w.u64(*ms);
         }
         Some(Backoff::Exponential(ms)) => {
             w.u8(2);
-            w.u64(ms);
+            w.u64(*ms);
         }
-        Some(Backoff::Custom(ms)) => {
+        Some(Backoff::Custom(kind, ms)) => {
             w.u8(3);
-            w.u64(ms);
+            w.str(kind);
+            w.u64(*ms);
         }
     }
     w.u8(u8::from(o.lifo) | u8::from(o.fail_parent_on_failure) << 1);
@@ -283,7 +300,7 @@ pub(crate) fn opts(r: &mut Reader<'_>) -> Result<JobOpts> {
         0 => None,
         1 => Some(Backoff::Fixed(r.u64()?)),
         2 => Some(Backoff::Exponential(r.u64()?)),
-        3 => Some(Backoff::Custom(r.u64()?)),
+        3 => Some(Backoff::Custom(r.str()?.to_owned(), r.u64()?)),
         tag => return Err(FerryError::storage(format!("corrupt record: backoff {tag}"))),
     };
     let flags = r.u8()?;
@@ -540,36 +557,19 @@ fn strings_json(out: &mut String, list: &[String]) {
     out.push(']');
 }
 
-/// Appends the job as the JSON the face builds a BullMQ `Job` from.
-pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_paused: bool) {
+/// Appends the job as the JSON the face builds a BullMQ `Job` from; its data,
+/// options, return value and children's values only when `whole`.
+pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_paused: bool, whole: bool) {
     out.push_str("{\"id\":");
     string(out, id);
     out.push_str(",\"queueName\":");
     string(out, queue);
     out.push_str(",\"name\":");
     string(out, &job.name);
-    out.push_str(",\"data\":");
-    out.push_str(&job.data);
-    let _ = write!(out, ",\"opts\":{{\"attempts\":{},\"delay\":{},\"priority\":{},\"lifo\":{}", job.opts.attempts, job.delay_ms, job.priority, job.opts.lifo);
-    if let Some(backoff) = job.opts.backoff {
-        let (kind, delay) = match backoff {
-            Backoff::Fixed(ms) => ("fixed", ms),
-            Backoff::Exponential(ms) => ("exponential", ms),
-            Backoff::Custom(ms) => ("custom", ms),
-        };
-        let _ = write!(out, ",\"backoff\":{{\"type\":\"{kind}\",\"delay\":{delay}}}");
+    if whole {
+        whole_job_json(out, job);
     }
-    out.push_str(",\"removeOnComplete\":");
-    keep_json(out, job.opts.remove_on_complete);
-    out.push_str(",\"removeOnFail\":");
-    keep_json(out, job.opts.remove_on_fail);
-    if let Some(n) = job.opts.keep_logs {
-        let _ = write!(out, ",\"keepLogs\":{n}");
-    }
-    if job.opts.fail_parent_on_failure {
-        out.push_str(",\"failParentOnFailure\":true");
-    }
-    out.push_str("},\"progress\":");
+    out.push_str(",\"progress\":");
     out.push_str(&job.progress);
     let _ = write!(
         out,
@@ -586,8 +586,6 @@ pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_
     opt_number(out, job.processed_on_ms);
     out.push_str(",\"finishedOn\":");
     opt_number(out, job.finished_on_ms);
-    out.push_str(",\"returnvalue\":");
-    out.push_str(job.returnvalue.as_deref().unwrap_or("null"));
     out.push_str(",\"failedReason\":");
     match &job.failed_reason {
         Some(reason) => string(out, reason),
@@ -606,16 +604,6 @@ pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_
         }
         None => out.push_str("null"),
     }
-    out.push_str(",\"childrenValues\":{");
-    for (i, (key, value)) in job.children_values.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        string(out, key);
-        out.push(':');
-        out.push_str(value);
-    }
-    out.push('}');
     out.push_str(",\"repeatJobKey\":");
     match &job.repeat_key {
         Some(key) => string(out, key),
@@ -624,6 +612,46 @@ pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_
     if let JobState::Active { token, .. } = &job.state {
         out.push_str(",\"token\":");
         string(out, token);
+    }
+    out.push('}');
+}
+
+/// What [`job_json`] adds for a whole job.
+fn whole_job_json(out: &mut String, job: &JobRecord) {
+    out.push_str(",\"data\":");
+    out.push_str(&job.data);
+    let _ = write!(out, ",\"opts\":{{\"attempts\":{},\"delay\":{},\"priority\":{},\"lifo\":{}", job.opts.attempts, job.delay_ms, job.priority, job.opts.lifo);
+    if let Some(backoff) = &job.opts.backoff {
+        let (kind, delay) = match backoff {
+            Backoff::Fixed(ms) => ("fixed", ms),
+            Backoff::Exponential(ms) => ("exponential", ms),
+            Backoff::Custom(kind, ms) => (kind.as_str(), ms),
+        };
+        out.push_str(",\"backoff\":{\"type\":");
+        string(out, kind);
+        let _ = write!(out, ",\"delay\":{delay}}}");
+    }
+    out.push_str(",\"removeOnComplete\":");
+    keep_json(out, job.opts.remove_on_complete);
+    out.push_str(",\"removeOnFail\":");
+    keep_json(out, job.opts.remove_on_fail);
+    if let Some(n) = job.opts.keep_logs {
+        let _ = write!(out, ",\"keepLogs\":{n}");
+    }
+    if job.opts.fail_parent_on_failure {
+        out.push_str(",\"failParentOnFailure\":true");
+    }
+    out.push('}');
+    out.push_str(",\"returnvalue\":");
+    out.push_str(job.returnvalue.as_deref().unwrap_or("null"));
+    out.push_str(",\"childrenValues\":{");
+    for (i, (key, value)) in job.children_values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        string(out, key);
+        out.push(':');
+        out.push_str(value);
     }
     out.push('}');
 }
@@ -704,6 +732,7 @@ mod tests {
     #[test]
     fn exponential_backoff_doubles_from_its_delay() {
         let b = Backoff::Exponential(1000);
+        assert_eq!(Backoff::Custom("linear".into(), 5).delay_ms(3), 5);
         assert_eq!([1, 2, 3, 4].map(|n| b.delay_ms(n)), [1000, 2000, 4000, 8000]);
         assert_eq!(b.delay_ms(200), super::super::limits::BACKOFF_MS_MAX);
         assert_eq!(Backoff::Fixed(300).delay_ms(9), 300);

@@ -6,6 +6,12 @@ use std::fmt::Write;
 /// Appends `text` as a JSON string literal.
 pub fn string(out: &mut String, text: &str) {
     out.push('"');
+    // Most text (ids, names) needs no escape: copied whole.
+    if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -227,3 +227,12 @@ pub const JOB_LEASE_MS_MAX: u64 = ACK_TIMEOUT_MS_MAX;
 
 /// Bytes of a job's name, id, log row or failure reason: each is kept in its record.
 pub const JOB_TEXT_BYTES_MAX: usize = MESSAGE_ID_BYTES_MAX;
+
+/// Jobs stored per record: a commit that adds, takes or finishes a run of jobs
+/// writes their page, not one record each (IndexedDB's cost is per request),
+/// and a page of 64 jobs of a few hundred bytes stays a small record to rewrite.
+pub const JOB_PAGE_JOBS: u64 = 64;
+
+/// Pages that jobs of custom ids (`jobId`, repeatable jobs' instances) are hashed
+/// into, per queue.
+pub const JOB_CUSTOM_PAGES: u64 = 1024;

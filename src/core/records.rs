@@ -61,8 +61,11 @@ pub enum Key {
     Replies(Name),
     /// A job queue's own record ([`super::jobs::QueueRecord`]).
     Queue(Name),
-    /// `(queue, job id)`.
+    /// `(queue, job id)`: a job. The engine tracks each on its own; storage keeps
+    /// them by page ([`Key::JobPage`]).
     Job(Name, Name),
+    /// `(queue, page)`: the jobs of one page ([`super::jobs::job_page`]).
+    JobPage(Name, u64),
     /// `(queue, key)`: a repeatable job.
     Repeat(Name, Name),
 }
@@ -92,6 +95,9 @@ pub enum Record {
     Replies(StoredReplies),
     Queue(QueueRecord),
     Job(Box<JobRecord>),
+    /// How jobs are stored: a page of them, by id, so that a commit moving a run of
+    /// jobs rewrites a record or two, not one per job.
+    JobPage(Vec<(Name, JobRecord)>),
     Repeat(Box<RepeatRecord>),
 }
 
@@ -222,6 +228,13 @@ impl Record {
                 w.u64(q.last_id);
             }
             Record::Job(job) => job.encode(&mut w),
+            Record::JobPage(jobs) => {
+                w.u64(jobs.len() as u64);
+                for (id, job) in jobs {
+                    w.str(id);
+                    job.encode(&mut w);
+                }
+            }
             Record::Repeat(repeat) => {
                 super::jobs::put_spec(&mut w, &repeat.spec);
                 w.u64(u64::from(repeat.count));
@@ -298,6 +311,18 @@ impl Record {
             }
             Key::Queue(_) => Record::Queue(QueueRecord { paused: r.u8()? != 0, last_id: r.u64()? }),
             Key::Job(..) => Record::Job(Box::new(JobRecord::decode(&mut r)?)),
+            Key::JobPage(..) => {
+                let count = r.u64()?;
+                if count > r.remaining() as u64 {
+                    return Err(FerryError::storage("corrupt record: more jobs than bytes"));
+                }
+                let mut jobs = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let id = Name::from(r.str()?);
+                    jobs.push((id, JobRecord::decode(&mut r)?));
+                }
+                Record::JobPage(jobs)
+            }
             Key::Repeat(..) => Record::Repeat(Box::new(RepeatRecord { spec: super::jobs::spec(&mut r)?, count: r.u32()?, next_ms: r.opt_u64()? })),
         };
         if !r.is_empty() {
@@ -450,6 +475,7 @@ impl Key {
             Key::Queue(q) => (11, vec![Str(q.clone())]),
             Key::Job(q, id) => (12, vec![Str(q.clone()), Str(id.clone())]),
             Key::Repeat(q, k) => (13, vec![Str(q.clone()), Str(k.clone())]),
+            Key::JobPage(q, page) => (14, vec![Str(q.clone()), Num(*page)]),
         }
     }
 
@@ -473,6 +499,7 @@ impl Key {
             (11, [Str(q)]) => Key::Queue(q.clone()),
             (12, [Str(q), Str(id)]) => Key::Job(q.clone(), id.clone()),
             (13, [Str(q), Str(k)]) => Key::Repeat(q.clone(), k.clone()),
+            (14, [Str(q), Num(page)]) => Key::JobPage(q.clone(), *page),
             _ => return Err(bad()),
         })
     }
@@ -534,6 +561,7 @@ mod tests {
             Key::Queue(n("emails")),
             Key::Job(n("emails"), n("42")),
             Key::Repeat(n("emails"), n("digest::::0 9 * * *")),
+            Key::JobPage(n("emails"), u64::MAX - 7),
         ];
         for key in keys {
             let (kind, parts) = key.to_parts();

@@ -69,7 +69,12 @@ fn backoff(value: &JsValue) -> Result<Option<Backoff>> {
     Ok(Some(match opt_string(&get(o.as_ref(), "type")?, "backoff.type")?.as_deref() {
         Some("fixed") => Backoff::Fixed(delay),
         Some("exponential") => Backoff::Exponential(delay),
-        Some(_) => Backoff::Custom(delay),
+        Some(kind) => {
+            if kind.len() > JOB_TEXT_BYTES_MAX {
+                return Err(FerryError::invalid(format!("backoff.type must be at most {JOB_TEXT_BYTES_MAX} bytes")));
+            }
+            Backoff::Custom(kind.to_owned(), delay)
+        }
         None => return Err(FerryError::invalid("backoff.type must be 'fixed', 'exponential' or a worker's custom strategy")),
     }))
 }

@@ -1,10 +1,10 @@
 //! Job queues (`ferry/bullmq`): adding, taking, finishing and retrying jobs,
 //! priorities, delays, repeatable jobs, flows and the rate limiter.
 //!
-//! Each queue's jobs are records ([`Key::Job`]); what the engine indexes of them
-//! is rebuilt from the records when they are applied ([`Engine::write`] calls
-//! [`QueueState::index`] and [`QueueState::unindex`]), so an undone commit undoes
-//! the indexes too. Taking a job is a walk of the first entries of the waiting
+//! Each queue's jobs are records ([`Key::Job`], stored by page: [`Key::JobPage`]);
+//! what the engine indexes of them is rebuilt from the records when they are
+//! applied ([`Engine::write`] calls [`QueueState::set_job`]), so an undone commit
+//! undoes the indexes too. Taking a job is a walk of the first entries of the waiting
 //! index, never a scan: BullMQ's order is jobs without priority first (in the order
 //! added, or last added first for `lifo`), then by priority, lower first.
 //!
@@ -40,6 +40,8 @@ pub(super) struct QueueState {
     completed: BTreeSet<(u64, Name)>,
     failed: BTreeSet<(u64, Name)>,
     waiting_children: BTreeSet<Name>,
+    /// The ids of the jobs in each storage page ([`job_page`]).
+    pages: FxHashMap<u64, BTreeSet<Name>>,
     fifo_next: u64,
     lifo_next: u64,
     /// The rate limiter's window: when it started and how many jobs it let start.
@@ -59,6 +61,7 @@ impl Default for QueueState {
             completed: BTreeSet::new(),
             failed: BTreeSet::new(),
             waiting_children: BTreeSet::new(),
+            pages: FxHashMap::default(),
             fifo_next: RANK_BASE,
             lifo_next: RANK_BASE - 1,
             window: (0, 0),
@@ -67,7 +70,7 @@ impl Default for QueueState {
 }
 
 impl QueueState {
-    pub(super) fn index(&mut self, id: &Name, job: &JobRecord) {
+    fn index(&mut self, id: &Name, job: &JobRecord) {
         match &job.state {
             JobState::Waiting => {
                 self.waiting.insert((job.priority, job.rank, id.clone()));
@@ -95,7 +98,7 @@ impl QueueState {
         }
     }
 
-    pub(super) fn unindex(&mut self, id: &Name, job: &JobRecord) {
+    fn unindex(&mut self, id: &Name, job: &JobRecord) {
         match &job.state {
             JobState::Waiting => self.waiting.remove(&(job.priority, job.rank, id.clone())),
             JobState::Delayed { until_ms } => self.delayed.remove(&(*until_ms, id.clone())),
@@ -104,6 +107,29 @@ impl QueueState {
             JobState::Failed => self.failed.remove(&(job.finished_on_ms.unwrap_or(0), id.clone())),
             JobState::WaitingChildren => self.waiting_children.remove(id),
         };
+    }
+
+    /// Stores (or with `None` removes) a job, keeping the indexes.
+    fn set_job(&mut self, id: &Name, job: Option<JobRecord>) {
+        if let Some(old) = self.jobs.remove(id) {
+            self.unindex(id, &old);
+        }
+        let page = job_page(id);
+        match job {
+            Some(job) => {
+                self.index(id, &job);
+                self.jobs.insert(id.clone(), job);
+                self.pages.entry(page).or_default().insert(id.clone());
+            }
+            None => {
+                if let Some(ids) = self.pages.get_mut(&page) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        self.pages.remove(&page);
+                    }
+                }
+            }
+        }
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -337,8 +363,8 @@ fn check_spec(spec: &JobSpec, max_bytes: u64) -> Result<()> {
     }
     crate::core::config::check_range("attempts", u64::from(spec.opts.attempts), 1, u64::from(ATTEMPTS_MAX))?;
     crate::core::config::check_range("delay", spec.delay_ms, 0, DELAY_MS_MAX)?;
-    if let Some(Backoff::Fixed(ms) | Backoff::Exponential(ms) | Backoff::Custom(ms)) = spec.opts.backoff {
-        crate::core::config::check_range("backoff.delay", ms, 0, BACKOFF_MS_MAX)?;
+    if let Some(Backoff::Fixed(ms) | Backoff::Exponential(ms) | Backoff::Custom(_, ms)) = &spec.opts.backoff {
+        crate::core::config::check_range("backoff.delay", *ms, 0, BACKOFF_MS_MAX)?;
     }
     if let Some(repeat) = &spec.repeat {
         match &repeat.schedule {
@@ -420,10 +446,12 @@ impl Engine {
         self.put(Key::Job(queue.clone(), id.clone()), job.map(|j| Record::Job(Box::new(j))));
     }
 
-    fn job_json(&self, queue: &str, id: &str) -> String {
+    /// The job as JSON; without its data, options and children's values unless
+    /// `whole` (the caller has them: it just added or processed the job).
+    fn job_json(&self, queue: &str, id: &str, whole: bool) -> String {
         let mut out = String::new();
         match self.queue(queue).and_then(|q| q.jobs.get(id).map(|job| (q, job))) {
-            Some((q, job)) => job_json(&mut out, queue, id, job, q.paused()),
+            Some((q, job)) => job_json(&mut out, queue, id, job, q.paused(), whole),
             None => out.push_str("null"),
         }
         out
@@ -470,15 +498,34 @@ impl Engine {
                 for spec in &jobs {
                     check_spec(spec, self.config.max_message_bytes)?;
                 }
-                let ids: Vec<Name> = jobs.iter().map(|spec| self.add_job(&q, spec, None, now_ms)).collect();
+                let added: Vec<(Name, bool)> = jobs.iter().map(|spec| self.add_job(&q, spec, now_ms)).collect();
+                // A new job is what the caller gave plus its id, state and time: the
+                // face builds it from those; another (a duplicate, a repeat's
+                // instance) comes whole.
                 out.push_str("{\"jobs\":");
-                array(&mut out, ids.iter().map(|id| self.job_json(queue, id)));
+                array(
+                    &mut out,
+                    added.iter().map(|(id, fresh)| match self.job(queue, id).filter(|_| *fresh) {
+                        Some(job) => {
+                            let mut short = String::from("{\"id\":");
+                            string(&mut short, id);
+                            let _ = write!(
+                                short,
+                                ",\"state\":\"{}\",\"timestamp\":{},\"fresh\":true}}",
+                                job.state_name(self.queue(queue).is_some_and(QueueState::paused)),
+                                job.timestamp_ms
+                            );
+                            short
+                        }
+                        None => self.job_json(queue, id, true),
+                    }),
+                );
                 out.push('}');
             }
             JobOp::Flow { nodes } => {
                 let ids = self.add_flow(&nodes, now_ms)?;
                 out.push_str("{\"jobs\":");
-                array(&mut out, ids.iter().map(|(q, id)| self.job_json(q, id)));
+                array(&mut out, ids.iter().map(|(q, id)| self.job_json(q, id, false)));
                 out.push('}');
             }
             JobOp::Take { token, max, lease_ms, limiter } => {
@@ -491,7 +538,7 @@ impl Engine {
                 }
                 let (taken, limited_until) = self.take_jobs(&q, &Name::from(token), max, lease_ms, limiter, now_ms);
                 out.push_str("{\"jobs\":");
-                array(&mut out, taken.iter().map(|id| self.job_json(queue, id)));
+                array(&mut out, taken.iter().map(|id| self.job_json(queue, id, true)));
                 out.push_str(",\"nextMs\":");
                 let next = self.queue(queue).and_then(|s| s.delayed.first().map(|(due, _)| *due));
                 let next = match (next, limited_until) {
@@ -508,11 +555,11 @@ impl Engine {
             }
             JobOp::Complete { id, token, returnvalue } => {
                 let done = self.complete_job(&q, &Name::from(id.as_str()), &token, returnvalue, now_ms);
-                let _ = write!(out, "{{\"done\":{done},\"job\":{}}}", self.job_json(queue, &id));
+                let _ = write!(out, "{{\"done\":{done},\"job\":{}}}", self.job_json(queue, &id, false));
             }
             JobOp::Fail { id, token, error, stacktrace, delay_ms, unrecoverable } => {
                 let done = self.fail_job(&q, &Name::from(id.as_str()), &token, error, stacktrace, delay_ms, unrecoverable, now_ms);
-                let _ = write!(out, "{{\"done\":{done},\"job\":{}}}", self.job_json(queue, &id));
+                let _ = write!(out, "{{\"done\":{done},\"job\":{}}}", self.job_json(queue, &id, false));
             }
             JobOp::Extend { token, ids, lease_ms } => {
                 check_range("lockDuration", lease_ms, JOB_LEASE_MS_MIN, JOB_LEASE_MS_MAX)?;
@@ -551,7 +598,7 @@ impl Engine {
                 self.put_job(&q, &id, Some(job));
             }
             JobOp::Get { id } => {
-                let _ = write!(out, "{{\"job\":{}}}", self.job_json(queue, &id));
+                let _ = write!(out, "{{\"job\":{}}}", self.job_json(queue, &id, true));
             }
             JobOp::Logs { id, start, end, asc } => {
                 let logs = self.job(queue, &id).map(|j| j.logs.clone()).unwrap_or_default();
@@ -580,7 +627,7 @@ impl Engine {
                 let end = end.map_or(ids.len(), |e| (e as usize).saturating_add(1).min(ids.len()));
                 let picked: Vec<&Name> = ids.iter().take(end).skip(start as usize).take(JOBS_BATCH_MAX).collect();
                 out.push_str("{\"jobs\":");
-                array(&mut out, picked.iter().map(|id| self.job_json(queue, id)));
+                array(&mut out, picked.iter().map(|id| self.job_json(queue, id, true)));
                 out.push('}');
             }
             JobOp::Counts { states } => {
@@ -674,7 +721,7 @@ impl Engine {
                     return Err(FerryError::invalid(format!("job '{id}' is {}, not {state}: only a {state} job can be retried", job.state_name(false))));
                 }
                 self.retry_job(&q, &id, job);
-                let _ = write!(out, "{{\"job\":{}}}", self.job_json(queue, &id));
+                let _ = write!(out, "{{\"job\":{}}}", self.job_json(queue, &id, false));
             }
             JobOp::RetryAll { state, count } => {
                 if state != "failed" && state != "completed" {
@@ -710,7 +757,7 @@ impl Engine {
                     return Err(FerryError::invalid(format!("job '{id}' is {}, not delayed: only a delayed job can be promoted", job.state_name(false))));
                 }
                 self.make_waiting(&q, &id, job, "delayed");
-                let _ = write!(out, "{{\"job\":{}}}", self.job_json(queue, &id));
+                let _ = write!(out, "{{\"job\":{}}}", self.job_json(queue, &id, false));
             }
             JobOp::Repeatables => {
                 out.push_str("{\"repeatables\":");
@@ -736,11 +783,12 @@ impl Engine {
         Ok(out)
     }
 
-    /// Adds one checked job (or repeatable job) and returns its id; a job of the
-    /// same id already there is kept as it is.
-    fn add_job(&mut self, q: &Name, spec: &JobSpec, parent: Option<(Name, Name)>, now_ms: u64) -> Name {
+    /// Adds one checked job (or repeatable job) and returns its id, and whether it
+    /// is a new job made of `spec` alone; a job of the same id already there is
+    /// kept as it is.
+    fn add_job(&mut self, q: &Name, spec: &JobSpec, now_ms: u64) -> (Name, bool) {
         if let Some(repeat) = &spec.repeat {
-            return self.add_repeat(q, spec, repeat, now_ms);
+            return (self.add_repeat(q, spec, repeat, now_ms), false);
         }
         let id = match &spec.id {
             Some(id) => Name::from(id.as_str()),
@@ -748,12 +796,10 @@ impl Engine {
         };
         if self.job(q, &id).is_some() {
             event(&mut self.job_events, q, "duplicated", &id, "");
-            return id;
+            return (id, false);
         }
-        let mut job = JobRecord::new(spec, now_ms);
-        job.parent = parent;
-        self.place_new(q, &id, job, now_ms);
-        id
+        self.place_new(q, &id, JobRecord::new(spec, now_ms), now_ms);
+        (id, true)
     }
 
     fn new_job_id(&mut self, q: &Name) -> Name {
@@ -911,6 +957,8 @@ impl Engine {
 
     fn complete_job(&mut self, q: &Name, id: &Name, token: &str, returnvalue: String, now_ms: u64) -> bool {
         let Some(mut job) = self.held_job(q, id, token) else { return false };
+        // BullMQ counts the attempt that completed too.
+        job.attempts_made += 1;
         job.state = JobState::Completed;
         job.finished_on_ms = Some(now_ms);
         event(&mut self.job_events, q, "completed", id, &format!(",\"returnvalue\":{returnvalue},\"prev\":\"active\""));
@@ -957,7 +1005,7 @@ impl Engine {
         stacktrace.truncate(JOB_STACKTRACE_MAX);
         job.stacktrace = stacktrace;
         if !unrecoverable && job.attempts_made < job.opts.attempts {
-            let delay = delay_ms.unwrap_or_else(|| job.opts.backoff.map_or(0, |b| b.delay_ms(job.attempts_made))).min(BACKOFF_MS_MAX);
+            let delay = delay_ms.unwrap_or_else(|| job.opts.backoff.as_ref().map_or(0, |b| b.delay_ms(job.attempts_made))).min(BACKOFF_MS_MAX);
             let mut fields = String::from(",\"failedReason\":");
             string(&mut fields, &reason);
             event(&mut self.job_events, q, "retrying", id, &fields);
@@ -1015,8 +1063,9 @@ impl Engine {
         }
     }
 
+    /// A finished job waits again. Its attempts stay counted, as BullMQ's do: a
+    /// failed job retried has the attempts it had left, at least one.
     fn retry_job(&mut self, q: &Name, id: &Name, mut job: JobRecord) {
-        job.attempts_made = 0;
         job.stalled = 0;
         job.failed_reason = None;
         job.stacktrace.clear();
@@ -1086,24 +1135,31 @@ impl Engine {
     pub(super) fn write_queue_record(&mut self, key: &Key, record: Option<Record>) -> Result<()> {
         let mismatch = || FerryError::storage(format!("record of the wrong kind under a key of kind {}", key.to_parts().0));
         let q = match key {
-            Key::Queue(q) | Key::Job(q, _) | Key::Repeat(q, _) => q,
+            Key::Queue(q) | Key::Job(q, _) | Key::JobPage(q, _) | Key::Repeat(q, _) => q,
             _ => return Err(mismatch()),
         };
         let state = self.queues.entry(q.clone()).or_default();
         match (key, record) {
             (Key::Queue(_), Some(Record::Queue(r))) => state.record = Some(r),
             (Key::Queue(_), None) => state.record = None,
-            (Key::Job(_, id), record) => {
-                if let Some(old) = state.jobs.remove(id) {
-                    state.unindex(id, &old);
-                }
-                match record {
-                    Some(Record::Job(job)) => {
-                        state.index(id, &job);
-                        state.jobs.insert(id.clone(), *job);
-                    }
-                    None => {}
+            (Key::Job(_, id), record) => match record {
+                Some(Record::Job(job)) => state.set_job(id, Some(*job)),
+                None => state.set_job(id, None),
+                Some(_) => return Err(mismatch()),
+            },
+            (Key::JobPage(_, page), record) => {
+                let mut stored: FxHashMap<Name, JobRecord> = match record {
+                    Some(Record::JobPage(jobs)) => jobs.into_iter().collect(),
+                    None => FxHashMap::default(),
                     Some(_) => return Err(mismatch()),
+                };
+                let held: Vec<Name> = state.pages.get(page).map(|ids| ids.iter().cloned().collect()).unwrap_or_default();
+                for id in held {
+                    let job = stored.remove(&id);
+                    state.set_job(&id, job);
+                }
+                for (id, job) in stored {
+                    state.set_job(&id, Some(job));
                 }
             }
             (Key::Repeat(_, k), Some(Record::Repeat(r))) => {
@@ -1125,6 +1181,11 @@ impl Engine {
         match key {
             Key::Queue(q) => self.queue(q)?.record.map(Record::Queue),
             Key::Job(q, id) => self.job(q, id).cloned().map(|j| Record::Job(Box::new(j))),
+            Key::JobPage(q, page) => {
+                let state = self.queue(q)?;
+                let jobs: Vec<(Name, JobRecord)> = state.pages.get(page)?.iter().filter_map(|id| Some((id.clone(), state.jobs.get(id)?.clone()))).collect();
+                (!jobs.is_empty()).then_some(Record::JobPage(jobs))
+            }
             Key::Repeat(q, k) => self.queue(q)?.repeats.get(k).cloned().map(|r| Record::Repeat(Box::new(r))),
             _ => None,
         }

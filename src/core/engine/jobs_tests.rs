@@ -104,7 +104,9 @@ fn failures_back_off_exponentially_then_fail_for_good_and_retry_redrives() {
     let refused = e.jobs("q", JobOp::Retry { id: "1".into(), state: "completed".into() }, T0).unwrap_err();
     assert!(refused.message.contains("not completed"), "{refused}");
     let retried = e.jobs("q", JobOp::Retry { id: "1".into(), state: "failed".into() }, T0 + 5000).unwrap();
-    assert!(retried.contains("\"state\":\"waiting\"") && retried.contains("\"attemptsMade\":0"), "{retried}");
+    assert!(retried.contains("\"state\":\"waiting\"") && retried.contains("\"attemptsMade\":3"), "its attempts stay counted: {retried}");
+    take(&mut e, 1, T0 + 5000);
+    assert!(fail(&mut e, "1", T0 + 5001).contains("\"state\":\"failed\""), "a retried job that fails again fails for good");
 }
 
 #[test]
@@ -230,4 +232,27 @@ fn events_are_kept_until_taken_and_dropped_with_a_failed_commit() {
     commit(&mut e);
     let events = e.take_job_events();
     assert!(events[0].contains("\"event\":\"added\"") && events[1].contains("\"event\":\"waiting\""), "{events:?}");
+}
+
+#[test]
+fn jobs_are_stored_by_page_and_another_contexts_pages_replace_the_jobs_they_hold() {
+    let mut e = engine();
+    add(&mut e, (0..100).map(|_| spec("j")).collect(), T0);
+    let writes = commit(&mut e);
+    let pages: Vec<&Write> = writes.iter().filter(|(key, _)| matches!(key, Key::JobPage(..))).collect();
+    // Ids 1..=100: pages 0 (1..=63) and 1 (64..=100).
+    assert_eq!(pages.len(), 2, "{:?}", writes.iter().map(|(k, _)| k).collect::<Vec<_>>());
+    for (key, record) in &pages {
+        let record = record.as_ref().unwrap();
+        assert_eq!(Record::decode(key, &record.encode()).as_ref(), Ok(record));
+    }
+    // Another context took and completed job 1, and removed the whole second page.
+    let mut other = Engine::open(BusConfig::default(), 2, writes.into_iter().filter_map(|(k, r)| Some((k, r?)))).unwrap();
+    take(&mut other, 1, T0);
+    complete(&mut other, "1", T0);
+    let mut theirs = commit(&mut other);
+    theirs.push((Key::JobPage(Name::from("q"), 1), None));
+    e.apply_stored(theirs).unwrap();
+    let counts = counts(&mut e);
+    assert!(counts.contains("\"completed\":1") && counts.contains("\"waiting\":62"), "{counts}");
 }

@@ -273,7 +273,7 @@ impl Engine {
 
     /// The writes of every operation since the last commit, in first-write order,
     /// each key once with its latest value, in the stored layout: a cursor and its
-    /// pending deliveries go as one record. Call [`Engine::end_commit`] next.
+    /// pending deliveries go as one record, and jobs as their pages. Call [`Engine::end_commit`] next.
     pub fn begin_commit(&mut self) -> Vec<Write> {
         self.trim_settled();
         // Chunks are complete for this commit: they keep no room to grow.
@@ -290,6 +290,14 @@ impl Engine {
             let cursor_key = match key {
                 Key::Pending(g, t, p, _) => Key::Cursor(g.clone(), t.clone(), *p),
                 Key::Cursor(..) => key.clone(),
+                Key::Job(q, id) => {
+                    let page = Key::JobPage(q.clone(), crate::core::jobs::job_page(id));
+                    if cursors_written.insert(page.clone()) {
+                        let stored = self.record(&page);
+                        writes.push((page, stored));
+                    }
+                    continue;
+                }
                 other => {
                     writes.push((other.clone(), self.record(other)));
                     continue;
@@ -361,7 +369,7 @@ impl Engine {
             Key::Pending(g, t, p, o) => self.cursor(g, t, *p)?.pending.get(o).cloned().map(Record::Pending),
             Key::Forwarded(source) => self.forwarded.get(source).copied().map(Record::Forwarded),
             Key::Replies(context) => self.replies_of(context).cloned().map(Record::Replies),
-            Key::Queue(_) | Key::Job(..) | Key::Repeat(..) => self.queue_record(key),
+            Key::Queue(_) | Key::Job(..) | Key::JobPage(..) | Key::Repeat(..) => self.queue_record(key),
         }
     }
 
@@ -482,7 +490,7 @@ impl Engine {
             (Key::Replies(context), None) => {
                 self.replies.retain(|(c, _)| c != context);
             }
-            (Key::Queue(_) | Key::Job(..) | Key::Repeat(..), record) => return self.write_queue_record(key, record),
+            (Key::Queue(_) | Key::Job(..) | Key::JobPage(..) | Key::Repeat(..), record) => return self.write_queue_record(key, record),
             (_, Some(_)) => return Err(mismatch()),
         }
         Ok(())
