@@ -104,8 +104,10 @@ class Hub {
   }
 
   hear(text) {
+    // Only what brings work wakes a Worker: not its own jobs starting or ending.
+    const work = text.includes('"event":"waiting"') || text.includes('"event":"resumed"');
     for (const [queue, wakers] of this.wakers) {
-      if (wakers.size > 0 && text.includes(`"queue":${JSON.stringify(queue)}`)) for (const waker of wakers) waker();
+      if (work && wakers.size > 0 && text.includes(`"queue":${JSON.stringify(queue)}`)) for (const waker of wakers) waker();
     }
     if (![...this.listeners.values()].some((list) => list.size > 0)) return;
     for (const event of JSON.parse(text)) {
@@ -547,15 +549,21 @@ export function bullmqFace(Bus) {
     #active = new Map();
     /** Processors running: what `concurrency` counts. */
     #slots = 0;
+    /** Settlements for the next round: `{ item, settled(result) }`. */
+    #settling = [];
+    /** A round is in flight, or due at the end of this turn. */
+    #inRound = false;
+    #roundDue = false;
     #running = false;
     #paused = false;
     #closed = false;
-    /** Resolvers of the loop's waits: new work, a job finished, resume, close. */
-    #wakers = new Set();
-    #renewal;
     #idle;
+    #renewal;
     #stopListening;
     #drained = true;
+    /** Resolvers waiting for the worker to change (a round ended, a job settled). */
+    #watchers = new Set();
+    #stopped;
 
     /**
      * `new Worker(queueName, processor, { concurrency, limiter, autorun, lockDuration, settings })`.
@@ -568,22 +576,12 @@ export function bullmqFace(Bus) {
       }
       this.#processor = processor;
       this.opts = { concurrency: 1, autorun: true, lockDuration: LOCK_DURATION_MS, drainDelay: DRAIN_DELAY_S, ...opts };
-      this.#stopListening = this.hub.wake(name, () => this.#wake());
+      this.#stopListening = this.hub.wake(name, () => this.#schedule());
       this.waitUntilReady().then(
         () => this.emit('ready'),
         () => {},
       );
       if (this.opts.autorun && this.#processor) this.run().catch((error) => this.emit('error', error));
-    }
-
-    #wake() {
-      for (const resolve of this.#wakers) resolve();
-      this.#wakers.clear();
-    }
-
-    /** A promise the next wake-up resolves. */
-    #nextWake() {
-      return new Promise((resolve) => this.#wakers.add(resolve));
     }
 
     get concurrency() {
@@ -592,7 +590,7 @@ export function bullmqFace(Bus) {
 
     set concurrency(n) {
       this.opts.concurrency = n;
-      this.#wake();
+      this.#schedule();
     }
 
     isRunning() {
@@ -603,51 +601,87 @@ export function bullmqFace(Bus) {
       return this.#paused;
     }
 
-    pause() {
+    /** Takes no more jobs; resolves once those running are done, unless `doNotWaitActive`. */
+    async pause(doNotWaitActive = false) {
       this.#paused = true;
+      if (!doNotWaitActive) await this.#until(() => this.#active.size === 0);
       this.emit('paused');
     }
 
     resume() {
       this.#paused = false;
       this.emit('resumed');
-      this.#wake();
+      this.#schedule();
     }
 
-    /** The loop: takes as many jobs as `concurrency` has room for, and waits for work when there is none. */
+    /** Runs until closed: resolves then. */
     async run() {
       if (this.#running) throw new Error('Worker is already running.');
       if (!this.#processor) throw refused('processor', 'is needed to run a worker');
       this.#running = true;
       await this.waitUntilReady();
-      const lease = this.opts.lockDuration;
-      this.#renewal = setInterval(() => this.#renew(), Math.max(lease / 2, 10));
+      this.#renewal = setInterval(() => this.#renew(), Math.max(this.opts.lockDuration / 2, 10));
+      const stopped = new Promise((resolve) => (this.#stopped = resolve));
+      this.#schedule();
+      await stopped;
+    }
+
+    /** Runs a round at the end of this turn: what settles in the same turn goes with it. */
+    #schedule() {
+      if (!this.#running || this.#roundDue) return;
+      this.#roundDue = true;
+      queueMicrotask(() => {
+        this.#roundDue = false;
+        if (!this.#inRound) this.#round();
+      });
+    }
+
+    /**
+     * One round: the jobs settled since the last one, and as many new jobs as
+     * `concurrency` has room for, in one operation. With nothing to take it waits
+     * for work: a job added or made waiting anywhere on the bus, its next delayed
+     * job's time, or `drainDelay`.
+     */
+    async #round() {
+      const settle = this.#settling.splice(0);
+      const room = this.#paused || this.#closed ? 0 : this.opts.concurrency - this.#slots;
+      if (settle.length === 0 && room <= 0) return;
+      clearTimeout(this.#idle);
+      this.#inRound = true;
+      let reply;
       try {
-        while (!this.#closed) {
-          const room = this.opts.concurrency - this.#slots;
-          if (this.#paused || room <= 0) {
-            await this.#nextWake();
-            continue;
-          }
-          const woken = this.#nextWake();
-          const { jobs, nextMs } = await this.call({ op: 'take', token: this.#token, max: room, leaseMs: lease, limiter: this.opts.limiter });
-          for (const json of jobs) this.#process(json);
-          if (jobs.length > 0) {
-            this.#drained = false;
-            continue;
-          }
-          if (this.#active.size === 0 && !this.#drained) {
-            this.#drained = true;
-            this.emit('drained');
-          }
-          const waitMs = nextMs === null ? this.opts.drainDelay * 1000 : Math.max(0, nextMs - Date.now());
-          await Promise.race([woken, new Promise((resolve) => (this.#idle = setTimeout(resolve, waitMs)))]);
-          clearTimeout(this.#idle);
-        }
+        reply = await this.call({ op: 'work', token: this.#token, settle: settle.map((s) => s.item), take: Math.max(room, 0), leaseMs: this.opts.lockDuration, limiter: this.opts.limiter });
+      } catch (error) {
+        this.emit('error', error);
+        // Given back to the next round, which a timer starts: the jobs stay leased meanwhile.
+        this.#settling.unshift(...settle);
+        this.#idle = setTimeout(() => this.#schedule(), 1000);
+        return;
       } finally {
-        clearInterval(this.#renewal);
-        this.#running = false;
+        this.#inRound = false;
       }
+      reply.settled.forEach((result, i) => settle[i].settled(result));
+      for (const json of reply.jobs) this.#process(json);
+      if (reply.jobs.length > 0) this.#drained = false;
+      else if (room > 0) {
+        if (this.#active.size === 0 && !this.#drained) {
+          this.#drained = true;
+          this.emit('drained');
+        }
+        const waitMs = reply.nextMs === null ? this.opts.drainDelay * 1000 : Math.max(0, reply.nextMs - Date.now());
+        this.#idle = setTimeout(() => this.#schedule(), waitMs);
+      }
+      this.#changed();
+      if (this.#settling.length > 0) this.#schedule();
+    }
+
+    #changed() {
+      for (const resolve of this.#watchers) resolve();
+      this.#watchers.clear();
+    }
+
+    async #until(done) {
+      while (!done()) await new Promise((resolve) => this.#watchers.add(resolve));
     }
 
     async #renew() {
@@ -659,63 +693,52 @@ export function bullmqFace(Bus) {
       }
     }
 
+    /** Runs the processor on a job taken; its outcome goes with the next round. */
     async #process(json) {
       const job = Job.fromJSON(this, json, this);
       this.#active.set(job.id, job);
       this.#slots += 1;
       this.emit('active', job, 'waiting');
-      let slotFreed = false;
-      // The slot is free once the processor is done: the loop's next take then
-      // goes in the same commit as this job's settlement.
-      const freeSlot = () => {
-        if (slotFreed) return;
-        slotFreed = true;
-        this.#slots -= 1;
-        this.#wake();
-      };
+      let item;
+      let settled;
       try {
-        let result;
-        let failure;
-        try {
-          result = await this.#processor(job, this.#token);
-        } catch (error) {
-          failure = error instanceof Error ? error : new Error(String(error));
-        }
-        if (failure === undefined) {
-          const settled = this.call({ op: 'complete', id: job.id, token: this.#token, returnvalue: result });
-          freeSlot();
-          const { done, job: after } = await settled;
+        const result = await this.#processor(job, this.#token);
+        item = { id: job.id, returnvalue: result };
+        settled = ({ done, job: after }) => {
           if (after) job.update(after);
           job.returnvalue = result;
           if (done) this.emit('completed', job, result, 'active');
           else this.emit('error', new Error(`Missing lock for job ${job.id}. moveToFinished`));
-        } else {
-          let unrecoverable = failure.name === 'UnrecoverableError';
-          let delayMs;
-          try {
-            delayMs = unrecoverable ? undefined : await this.#customBackoff(job, failure);
-          } catch (error) {
-            // A strategy that throws (an unknown type) ends the job with its error.
-            failure = error instanceof Error ? error : new Error(String(error));
-            unrecoverable = true;
-          }
-          // -1 from a strategy: no more attempts.
-          if (delayMs === -1) [delayMs, unrecoverable] = [undefined, true];
-          const stacktrace = String(failure.stack ?? '').split('\n');
-          const settled = this.call({ op: 'fail', id: job.id, token: this.#token, error: failure.message, stacktrace, delayMs, unrecoverable });
-          freeSlot();
-          const { done, job: after } = await settled;
+        };
+      } catch (thrown) {
+        let failure = thrown instanceof Error ? thrown : new Error(String(thrown));
+        let unrecoverable = failure.name === 'UnrecoverableError';
+        let delayMs;
+        try {
+          delayMs = unrecoverable ? undefined : await this.#customBackoff(job, failure);
+        } catch (error) {
+          // A strategy that throws (an unknown type) ends the job with its error.
+          failure = error instanceof Error ? error : new Error(String(error));
+          unrecoverable = true;
+        }
+        // -1 from a strategy: no more attempts.
+        if (delayMs === -1) [delayMs, unrecoverable] = [undefined, true];
+        item = { id: job.id, error: failure.message, stacktrace: String(failure.stack ?? '').split('\n'), delayMs, unrecoverable };
+        settled = ({ done, job: after }) => {
           if (after) job.update(after);
           if (done) this.emit('failed', job, failure, 'active');
           else this.emit('error', new Error(`Missing lock for job ${job.id}. moveToFailed`));
-        }
-      } catch (error) {
-        this.emit('error', error);
-      } finally {
-        freeSlot();
-        this.#active.delete(job.id);
-        this.#wake();
+        };
       }
+      this.#slots -= 1;
+      this.#settling.push({
+        item,
+        settled: (result) => {
+          this.#active.delete(job.id);
+          settled(result);
+        },
+      });
+      this.#schedule();
     }
 
     /**
@@ -732,17 +755,17 @@ export function bullmqFace(Bus) {
       return delay === -1 || (Number.isFinite(delay) && delay >= 0) ? Math.round(delay) : undefined;
     }
 
-    /** Stops taking jobs; waits for those running unless `force`. */
+    /** Stops taking jobs; waits for those running to settle unless `force`. */
     async close(force = false) {
       if (this.#closed) return super.close();
       this.#closed = true;
       this.emit('closing', 'closing worker');
       this.#stopListening();
-      this.#wake();
       clearTimeout(this.#idle);
-      if (!force) {
-        while (this.#active.size > 0) await this.#nextWake();
-      }
+      if (!force) await this.#until(() => this.#active.size === 0 && !this.#inRound);
+      clearInterval(this.#renewal);
+      this.#running = false;
+      this.#stopped?.();
       await super.close();
       this.emit('closed');
     }

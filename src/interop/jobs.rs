@@ -6,7 +6,7 @@ use js_sys::{Date, Object, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 
 use super::args::{self, get, integer, opt_bool, opt_integer, opt_string, options, string};
-use crate::core::engine::{FlowNode, JobOp, Limiter};
+use crate::core::engine::{FlowNode, JobOp, Limiter, Settlement};
 use crate::core::jobs::{Backoff, JobOpts, JobSpec, Keep, RepeatSpec, Schedule};
 use crate::core::limits::*;
 use crate::core::{FerryError, Result};
@@ -167,6 +167,24 @@ fn list_of(value: &JsValue, field: &str) -> Result<js_sys::Array> {
     Ok(list)
 }
 
+/// `{ id, returnvalue }` (completed) or `{ id, error, stacktrace, delayMs, unrecoverable }` (a failed attempt).
+fn settlement(value: &JsValue) -> Result<Settlement> {
+    let o = options(value, "settlement")?;
+    let o = o.as_ref();
+    let id = string(&get(o, "id")?, "id")?;
+    let error = get(o, "error")?;
+    if error.is_undefined() {
+        return Ok(Settlement::Complete { id, returnvalue: json(&get(o, "returnvalue")?, "returnvalue", "null")? });
+    }
+    Ok(Settlement::Fail {
+        id,
+        error: string(&error, "error")?,
+        stacktrace: strings(&get(o, "stacktrace")?, "stacktrace")?.into_iter().take(JOB_STACKTRACE_MAX).collect(),
+        delay_ms: opt_integer(&get(o, "delayMs")?, "backoff delay", 0, BACKOFF_MS_MAX)?,
+        unrecoverable: opt_bool(&get(o, "unrecoverable")?, "unrecoverable")?.unwrap_or(false),
+    })
+}
+
 /// The operation `{ op, ... }` names.
 pub fn job_op(value: &JsValue) -> Result<JobOp> {
     let o: Option<Object> = options(value, "operation")?;
@@ -191,7 +209,7 @@ pub fn job_op(value: &JsValue) -> Result<JobOp> {
                 .collect::<Result<_>>()?;
             JobOp::Flow { nodes }
         }
-        "take" => {
+        "work" => {
             let limiter = options(&field("limiter")?, "limiter")?;
             let limiter = match limiter {
                 Some(l) => Some(Limiter {
@@ -200,22 +218,18 @@ pub fn job_op(value: &JsValue) -> Result<JobOp> {
                 }),
                 None => None,
             };
-            JobOp::Take {
+            let settle = match field("settle")? {
+                none if none.is_undefined() => Vec::new(),
+                list => list_of(&list, "settle")?.iter().map(|item| settlement(&item)).collect::<Result<_>>()?,
+            };
+            JobOp::Work {
                 token: text("token")?,
-                max: integer(&field("max")?, "concurrency", 1, u64::from(JOBS_TAKE_MAX))? as u32,
+                settle,
+                take: integer(&field("take")?, "concurrency", 0, u64::from(JOBS_TAKE_MAX))? as u32,
                 lease_ms: integer(&field("leaseMs")?, "lockDuration", JOB_LEASE_MS_MIN, JOB_LEASE_MS_MAX)?,
                 limiter,
             }
         }
-        "complete" => JobOp::Complete { id: id()?, token: text("token")?, returnvalue: json(&field("returnvalue")?, "returnvalue", "null")? },
-        "fail" => JobOp::Fail {
-            id: id()?,
-            token: text("token")?,
-            error: text("error")?,
-            stacktrace: strings(&field("stacktrace")?, "stacktrace")?.into_iter().take(JOB_STACKTRACE_MAX).collect(),
-            delay_ms: opt_integer(&field("delayMs")?, "backoff delay", 0, BACKOFF_MS_MAX)?,
-            unrecoverable: opt_bool(&field("unrecoverable")?, "unrecoverable")?.unwrap_or(false),
-        },
         "extend" => JobOp::Extend {
             token: text("token")?,
             ids: strings(&field("ids")?, "ids")?,

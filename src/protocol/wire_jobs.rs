@@ -2,7 +2,7 @@
 //! how a context's `ferry/bullmq` calls cross to the writer of its bus.
 
 use crate::core::codec::{Reader, Writer};
-use crate::core::engine::{FlowNode, JobOp, Limiter};
+use crate::core::engine::{FlowNode, JobOp, Limiter, Settlement};
 use crate::core::jobs::{put_spec, spec};
 use crate::core::limits::{JOBS_BATCH_MAX, JOB_STACKTRACE_MAX};
 use crate::core::{FerryError, Result};
@@ -44,28 +44,31 @@ pub fn put_op(w: &mut Writer, op: &JobOp) {
                 w.opt_u64(node.parent.map(|p| p as u64));
             }
         }
-        JobOp::Take { token, max, lease_ms, limiter } => {
+        JobOp::Work { token, settle, take, lease_ms, limiter } => {
             w.u8(2);
             w.str(token);
-            w.u64(u64::from(*max));
+            w.u64(settle.len() as u64);
+            for item in settle {
+                match item {
+                    Settlement::Complete { id, returnvalue } => {
+                        w.u8(0);
+                        w.str(id);
+                        w.str(returnvalue);
+                    }
+                    Settlement::Fail { id, error, stacktrace, delay_ms, unrecoverable } => {
+                        w.u8(1);
+                        w.str(id);
+                        w.str(error);
+                        put_strings(w, stacktrace);
+                        w.opt_u64(*delay_ms);
+                        w.u8(u8::from(*unrecoverable));
+                    }
+                }
+            }
+            w.u64(u64::from(*take));
             w.u64(*lease_ms);
             w.opt_u64(limiter.map(|l| u64::from(l.max)));
             w.u64(limiter.map_or(0, |l| l.duration_ms));
-        }
-        JobOp::Complete { id, token, returnvalue } => {
-            w.u8(3);
-            w.str(id);
-            w.str(token);
-            w.str(returnvalue);
-        }
-        JobOp::Fail { id, token, error, stacktrace, delay_ms, unrecoverable } => {
-            w.u8(4);
-            w.str(id);
-            w.str(token);
-            w.str(error);
-            put_strings(w, stacktrace);
-            w.opt_u64(*delay_ms);
-            w.u8(u8::from(*unrecoverable));
         }
         JobOp::Extend { token, ids, lease_ms } => {
             w.u8(5);
@@ -167,15 +170,25 @@ pub fn op(r: &mut Reader<'_>) -> Result<JobOp> {
         }
         2 => {
             let token = s(r)?;
-            let max = r.u32()?;
+            let n = bounded(r)?;
+            let settle = (0..n)
+                .map(|_| {
+                    Ok(match r.u8()? {
+                        0 => Settlement::Complete { id: s(r)?, returnvalue: s(r)? },
+                        1 => {
+                            Settlement::Fail { id: s(r)?, error: s(r)?, stacktrace: strings(r, JOB_STACKTRACE_MAX)?, delay_ms: r.opt_u64()?, unrecoverable: r.u8()? != 0 }
+                        }
+                        other => return Err(FerryError::storage(format!("unknown settlement {other}"))),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let take = r.u32()?;
             let lease_ms = r.u64()?;
             let limit = r.opt_u64()?;
             let duration_ms = r.u64()?;
             let limiter = limit.map(|max| Limiter { max: u32::try_from(max).unwrap_or(u32::MAX), duration_ms });
-            JobOp::Take { token, max, lease_ms, limiter }
+            JobOp::Work { token, settle, take, lease_ms, limiter }
         }
-        3 => JobOp::Complete { id: s(r)?, token: s(r)?, returnvalue: s(r)? },
-        4 => JobOp::Fail { id: s(r)?, token: s(r)?, error: s(r)?, stacktrace: strings(r, JOB_STACKTRACE_MAX)?, delay_ms: r.opt_u64()?, unrecoverable: r.u8()? != 0 },
         5 => JobOp::Extend { token: s(r)?, ids: strings(r, JOBS_BATCH_MAX)?, lease_ms: r.u64()? },
         6 => JobOp::Progress { id: s(r)?, progress: s(r)? },
         7 => JobOp::Log { id: s(r)?, row: s(r)? },

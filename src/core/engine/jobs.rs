@@ -207,6 +207,16 @@ pub struct FlowNode {
     pub parent: Option<usize>,
 }
 
+/// What a worker made of a job it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// The processor's result, as JSON text.
+    Complete { id: String, returnvalue: String },
+    /// A failed attempt; `delay_ms` overrides the job's backoff (a custom
+    /// strategy); `unrecoverable` fails it for good.
+    Fail { id: String, error: String, stacktrace: Vec<String>, delay_ms: Option<u64>, unrecoverable: bool },
+}
+
 /// A job queue operation ([`Engine::jobs`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobOp {
@@ -218,27 +228,15 @@ pub enum JobOp {
     Flow {
         nodes: Vec<FlowNode>,
     },
-    /// Leases up to `max` waiting jobs to the worker holding `token`.
-    Take {
+    /// A worker's round: settles jobs it holds (`token`), then leases it up to
+    /// `take` waiting jobs, in one commit: the job finished and the next begun, as
+    /// BullMQ's `moveToFinished` fetches the next job.
+    Work {
         token: String,
-        max: u32,
+        settle: Vec<Settlement>,
+        take: u32,
         lease_ms: u64,
         limiter: Option<Limiter>,
-    },
-    Complete {
-        id: String,
-        token: String,
-        returnvalue: String,
-    },
-    /// A failed attempt; `delay_ms` overrides the job's backoff (a custom
-    /// strategy); `unrecoverable` fails it for good.
-    Fail {
-        id: String,
-        token: String,
-        error: String,
-        stacktrace: Vec<String>,
-        delay_ms: Option<u64>,
-        unrecoverable: bool,
     },
     /// Renews the leases of the worker's active jobs named.
     Extend {
@@ -528,16 +526,35 @@ impl Engine {
                 array(&mut out, ids.iter().map(|(q, id)| self.job_json(q, id, false)));
                 out.push('}');
             }
-            JobOp::Take { token, max, lease_ms, limiter } => {
-                check_range("concurrency", u64::from(max), 1, u64::from(JOBS_TAKE_MAX))?;
+            JobOp::Work { token, settle, take, lease_ms, limiter } => {
+                check_range("concurrency", u64::from(take), 0, u64::from(JOBS_TAKE_MAX))?;
                 check_range("lockDuration", lease_ms, JOB_LEASE_MS_MIN, JOB_LEASE_MS_MAX)?;
                 check_text("token", &token)?;
+                if settle.len() > JOBS_BATCH_MAX {
+                    return Err(FerryError::invalid(format!("a worker settles at most {JOBS_BATCH_MAX} jobs at once, got {}", settle.len())));
+                }
                 if let Some(l) = limiter {
                     check_range("limiter.max", u64::from(l.max), 1, u64::from(u32::MAX))?;
                     check_range("limiter.duration", l.duration_ms, 1, DELAY_MS_MAX)?;
                 }
-                let (taken, limited_until) = self.take_jobs(&q, &Name::from(token), max, lease_ms, limiter, now_ms);
-                out.push_str("{\"jobs\":");
+                out.push_str("{\"settled\":");
+                let mut settled = Vec::with_capacity(settle.len());
+                for item in settle {
+                    let (id, done) = match item {
+                        Settlement::Complete { id, returnvalue } => {
+                            let done = self.complete_job(&q, &Name::from(id.as_str()), &token, returnvalue, now_ms);
+                            (id, done)
+                        }
+                        Settlement::Fail { id, error, stacktrace, delay_ms, unrecoverable } => {
+                            let done = self.fail_job(&q, &Name::from(id.as_str()), &token, error, stacktrace, delay_ms, unrecoverable, now_ms);
+                            (id, done)
+                        }
+                    };
+                    settled.push(format!("{{\"done\":{done},\"job\":{}}}", self.job_json(queue, &id, false)));
+                }
+                array(&mut out, settled);
+                let (taken, limited_until) = if take > 0 { self.take_jobs(&q, &Name::from(token), take, lease_ms, limiter, now_ms) } else { (Vec::new(), None) };
+                out.push_str(",\"jobs\":");
                 array(&mut out, taken.iter().map(|id| self.job_json(queue, id, true)));
                 out.push_str(",\"nextMs\":");
                 let next = self.queue(queue).and_then(|s| s.delayed.first().map(|(due, _)| *due));
@@ -552,14 +569,6 @@ impl Engine {
                     None => out.push_str("null"),
                 }
                 let _ = write!(out, ",\"limited\":{}}}", limited_until.is_some());
-            }
-            JobOp::Complete { id, token, returnvalue } => {
-                let done = self.complete_job(&q, &Name::from(id.as_str()), &token, returnvalue, now_ms);
-                let _ = write!(out, "{{\"done\":{done},\"job\":{}}}", self.job_json(queue, &id, false));
-            }
-            JobOp::Fail { id, token, error, stacktrace, delay_ms, unrecoverable } => {
-                let done = self.fail_job(&q, &Name::from(id.as_str()), &token, error, stacktrace, delay_ms, unrecoverable, now_ms);
-                let _ = write!(out, "{{\"done\":{done},\"job\":{}}}", self.job_json(queue, &id, false));
             }
             JobOp::Extend { token, ids, lease_ms } => {
                 check_range("lockDuration", lease_ms, JOB_LEASE_MS_MIN, JOB_LEASE_MS_MAX)?;

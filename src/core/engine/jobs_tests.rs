@@ -17,8 +17,12 @@ fn add(e: &mut Engine, jobs: Vec<JobSpec>, now: u64) -> String {
     e.jobs("q", JobOp::Add { jobs }, now).unwrap()
 }
 
+fn work(e: &mut Engine, settle: Vec<Settlement>, take: u32, now: u64) -> String {
+    e.jobs("q", JobOp::Work { token: "w".into(), settle, take, lease_ms: 30_000, limiter: None }, now).unwrap()
+}
+
 fn take(e: &mut Engine, max: u32, now: u64) -> String {
-    e.jobs("q", JobOp::Take { token: "w".into(), max, lease_ms: 30_000, limiter: None }, now).unwrap()
+    work(e, Vec::new(), max, now)
 }
 
 /// The values of every `"field":"..."` in a JSON reply, in order.
@@ -47,12 +51,11 @@ fn commit(e: &mut Engine) -> Vec<Write> {
 }
 
 fn fail(e: &mut Engine, id: &str, now: u64) -> String {
-    e.jobs("q", JobOp::Fail { id: id.into(), token: "w".into(), error: "boom".into(), stacktrace: vec!["at x".into()], delay_ms: None, unrecoverable: false }, now)
-        .unwrap()
+    work(e, vec![Settlement::Fail { id: id.into(), error: "boom".into(), stacktrace: vec!["at x".into()], delay_ms: None, unrecoverable: false }], 0, now)
 }
 
 fn complete(e: &mut Engine, id: &str, now: u64) -> String {
-    e.jobs("q", JobOp::Complete { id: id.into(), token: "w".into(), returnvalue: "\"ok\"".into() }, now).unwrap()
+    work(e, vec![Settlement::Complete { id: id.into(), returnvalue: "\"ok\"".into() }], 0, now)
 }
 
 #[test]
@@ -115,7 +118,9 @@ fn finishing_needs_the_lease_and_remove_on_complete_keeps_the_newest() {
     let opts = JobOpts { remove_on_complete: Keep::Count(2), ..JobOpts::default() };
     add(&mut e, (0..5).map(|_| JobSpec { opts: opts.clone(), ..spec("j") }).collect(), T0);
     take(&mut e, 5, T0);
-    assert!(e.jobs("q", JobOp::Complete { id: "1".into(), token: "other".into(), returnvalue: "1".into() }, T0).unwrap().contains("\"done\":false"));
+    let other =
+        JobOp::Work { token: "other".into(), settle: vec![Settlement::Complete { id: "1".into(), returnvalue: "1".into() }], take: 0, lease_ms: 30_000, limiter: None };
+    assert!(e.jobs("q", other, T0).unwrap().contains("\"done\":false"));
     for (i, id) in ["1", "2", "3", "4", "5"].into_iter().enumerate() {
         assert!(complete(&mut e, id, T0 + i as u64).contains("\"done\":true"));
     }
@@ -177,7 +182,7 @@ fn the_rate_limiter_lets_max_jobs_start_per_window() {
     let mut e = engine();
     add(&mut e, (0..10).map(|_| spec("j")).collect(), T0);
     let limiter = Some(Limiter { max: 3, duration_ms: 1000 });
-    let take_limited = |e: &mut Engine, now| e.jobs("q", JobOp::Take { token: "w".into(), max: 10, lease_ms: 30_000, limiter }, now).unwrap();
+    let take_limited = |e: &mut Engine, now| e.jobs("q", JobOp::Work { token: "w".into(), settle: Vec::new(), take: 10, lease_ms: 30_000, limiter }, now).unwrap();
     assert_eq!(ids(&take_limited(&mut e, T0)).len(), 3);
     let limited = take_limited(&mut e, T0 + 999);
     assert!(ids(&limited).is_empty() && limited.contains(&format!("\"nextMs\":{}", T0 + 1000)) && limited.contains("\"limited\":true"), "{limited}");
@@ -201,6 +206,17 @@ fn a_parent_waits_for_its_children_and_gets_their_values() {
     }
     let parent = take(&mut e, 10, T0);
     assert_eq!(names(&parent), ["parent"]);
+}
+
+#[test]
+fn a_round_settles_then_takes_in_one_operation() {
+    let mut e = engine();
+    add(&mut e, (0..3).map(|_| spec("j")).collect(), T0);
+    assert_eq!(ids(&take(&mut e, 1, T0)), ["1"]);
+    let round = work(&mut e, vec![Settlement::Complete { id: "1".into(), returnvalue: "7".into() }], 2, T0 + 1);
+    assert!(round.starts_with("{\"settled\":[{\"done\":true,\"job\":{\"id\":\"1\""), "{round}");
+    let taken: Vec<String> = ids(&round).into_iter().skip(1).collect();
+    assert_eq!(taken, ["2", "3"]);
 }
 
 #[test]

@@ -73,7 +73,7 @@ use super::rng::Rng;
 pub use delivery::{Delivery, Pause, PollLimit, Receipt, Wait};
 pub use forward::Outbound;
 pub use group::{SeekTo, Subscription};
-pub use jobs::{FlowNode, JobOp, Limiter, JOB_STATES};
+pub use jobs::{FlowNode, JobOp, Limiter, Settlement, JOB_STATES};
 pub use log::{RecordMetadata, TopicInfo};
 pub use stats::{GroupPartitionStats, GroupStats, PartitionStats, Stats, TopicStats};
 
