@@ -95,10 +95,12 @@ pub enum JobState {
 
 /// One job, as stored under [`super::records::Key::Job`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// Its texts are shared (`Name`): a job is cloned whole for every commit that
+/// stores its page, and its data is the bulk of it.
 pub struct JobRecord {
-    pub name: String,
+    pub name: Name,
     /// The job's data as JSON text, as given.
-    pub data: String,
+    pub data: Name,
     pub opts: JobOpts,
     /// 0: none (taken first); else lower runs first.
     pub priority: u32,
@@ -114,10 +116,10 @@ pub struct JobRecord {
     /// Times its lease ran out while active (`stalledCounter`).
     pub stalled: u32,
     /// JSON text (`job.progress`).
-    pub progress: String,
+    pub progress: Name,
     pub logs: Vec<String>,
     /// JSON text of the processor's result.
-    pub returnvalue: Option<String>,
+    pub returnvalue: Option<Name>,
     pub failed_reason: Option<String>,
     pub stacktrace: Vec<String>,
     pub processed_on_ms: Option<u64>,
@@ -137,8 +139,8 @@ impl JobRecord {
     /// A new job of `spec`'s, not placed yet.
     pub fn new(spec: &JobSpec, now_ms: u64) -> JobRecord {
         JobRecord {
-            name: spec.name.clone(),
-            data: spec.data.clone(),
+            name: Name::from(spec.name.as_str()),
+            data: Name::from(spec.data.as_str()),
             opts: spec.opts.clone(),
             priority: spec.priority,
             delay_ms: spec.delay_ms,
@@ -148,7 +150,7 @@ impl JobRecord {
             attempts_made: 0,
             attempts_started: 0,
             stalled: 0,
-            progress: "0".into(),
+            progress: Name::from("0"),
             logs: Vec::new(),
             returnvalue: None,
             failed_reason: None,
@@ -455,8 +457,8 @@ impl JobRecord {
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Result<JobRecord> {
-        let name = r.str()?.to_owned();
-        let data = r.str()?.to_owned();
+        let name = Name::from(r.str()?);
+        let data = Name::from(r.str()?);
         let opts = opts(r)?;
         let priority = r.u32()?;
         let delay_ms = r.u64()?;
@@ -474,9 +476,9 @@ impl JobRecord {
         let attempts_made = r.u32()?;
         let attempts_started = r.u32()?;
         let stalled = r.u32()?;
-        let progress = r.str()?.to_owned();
+        let progress = Name::from(r.str()?);
         let logs = strings(r)?;
-        let returnvalue = r.opt_str()?.map(str::to_owned);
+        let returnvalue = r.opt_str()?.map(Name::from);
         let failed_reason = r.opt_str()?.map(str::to_owned);
         let stacktrace = strings(r)?;
         let processed_on_ms = r.opt_u64()?;

@@ -591,7 +591,7 @@ impl Engine {
                 let id = Name::from(id.as_str());
                 let mut job = self.job(&q, &id).cloned().ok_or_else(|| missing(queue, &id))?;
                 event(&mut self.job_events, &q, "progress", &id, &format!(",\"data\":{progress}"));
-                job.progress = progress;
+                job.progress = Name::from(progress);
                 self.put_job(&q, &id, Some(job));
                 out.push_str("{\"done\":true}");
             }
@@ -971,7 +971,7 @@ impl Engine {
         job.state = JobState::Completed;
         job.finished_on_ms = Some(now_ms);
         event(&mut self.job_events, q, "completed", id, &format!(",\"returnvalue\":{returnvalue},\"prev\":\"active\""));
-        job.returnvalue = Some(returnvalue.clone());
+        job.returnvalue = Some(Name::from(returnvalue.as_str()));
         let parent = job.parent.clone();
         let keep = job.opts.remove_on_complete;
         self.put_job(q, id, Some(job));
