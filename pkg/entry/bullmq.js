@@ -243,25 +243,16 @@ export function bullmqFace(Bus) {
 
     /** Takes the engine's view of the job: all of it, or all but what the caller holds (data, options, return value). */
     update(json) {
-      for (const field of ['data', 'opts', 'returnvalue', 'childrenValues']) if (field in json) this[field] = json[field];
-      this.progress = json.progress;
-      this.delay = json.delay;
-      this.timestamp = json.timestamp;
-      this.priority = json.priority;
-      this.attemptsMade = json.attemptsMade;
-      this.attemptsStarted = json.attemptsStarted;
-      this.stalledCounter = json.stalledCounter;
-      this.processedOn = json.processedOn ?? undefined;
-      this.finishedOn = json.finishedOn ?? undefined;
-      this.failedReason = json.failedReason ?? undefined;
-      this.stacktrace = json.stacktrace;
-      this.repeatJobKey = json.repeatJobKey ?? undefined;
-      if (json.parent) {
-        this.parent = { id: json.parent.id, queueKey: `${this.queueQualifiedName.split(':')[0]}:${json.parent.queue}` };
-        this.parentKey = `${this.parent.queueKey}:${json.parent.id}`;
+      for (const [field, value] of Object.entries(json)) {
+        if (field === 'parent') {
+          if (!value) continue;
+          this.parent = { id: value.id, queueKey: `${this.queueQualifiedName.split(':')[0]}:${value.queue}` };
+          this.parentKey = `${this.parent.queueKey}:${value.id}`;
+        } else if (field !== 'fresh') {
+          // BullMQ leaves what a job has not had (processedOn, failedReason) undefined.
+          this[field] = value === null && field !== 'returnvalue' ? undefined : value;
+        }
       }
-      if (json.token) this.token = json.token;
-      this.state = json.state;
       return this;
     }
 

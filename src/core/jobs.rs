@@ -618,6 +618,19 @@ pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_
     out.push('}');
 }
 
+/// Appends what a settlement changed of a job: the face has the rest.
+pub fn settled_json(out: &mut String, job: &JobRecord, queue_paused: bool) {
+    let _ = write!(out, "{{\"attemptsMade\":{},\"state\":\"{}\",\"finishedOn\":", job.attempts_made, job.state_name(queue_paused));
+    opt_number(out, job.finished_on_ms);
+    if let Some(reason) = &job.failed_reason {
+        out.push_str(",\"failedReason\":");
+        string(out, reason);
+        out.push_str(",\"stacktrace\":");
+        strings_json(out, &job.stacktrace);
+    }
+    out.push('}');
+}
+
 /// What [`job_json`] adds for a whole job.
 fn whole_job_json(out: &mut String, job: &JobRecord) {
     out.push_str(",\"data\":");

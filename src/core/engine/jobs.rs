@@ -550,7 +550,13 @@ impl Engine {
                             (id, done)
                         }
                     };
-                    settled.push(format!("{{\"done\":{done},\"job\":{}}}", self.job_json(queue, &id, false)));
+                    let mut one = format!("{{\"done\":{done},\"job\":");
+                    match self.queue(queue).and_then(|s| s.jobs.get(id.as_str()).map(|job| (s, job))) {
+                        Some((s, job)) => settled_json(&mut one, job, s.paused()),
+                        None => one.push_str("null"),
+                    }
+                    one.push('}');
+                    settled.push(one);
                 }
                 array(&mut out, settled);
                 let (taken, limited_until) = if take > 0 { self.take_jobs(&q, &Name::from(token), take, lease_ms, limiter, now_ms) } else { (Vec::new(), None) };
