@@ -98,6 +98,7 @@ bench: pkg setup-browser
 	node benches/contexts.mjs
 	node benches/workers.mjs
 	node benches/bridge.mjs
+	node benches/bullmq.mjs
 
 ## A longer simulation: `make sim SEEDS=100000 SEED=0`.
 sim: setup-rust

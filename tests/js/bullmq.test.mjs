@@ -946,3 +946,13 @@ test('three tabs of one origin each add the same repeatable job (every 300 ms, l
     ),
   );
 });
+
+// examples/sidekiq: the seed's Sidekiq mailer in BullMQ's shape runs as the README says.
+test('examples/sidekiq runs: retries with growing waits, a dead letter, retried after the fix', async () => {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { stdout } = await promisify(execFile)(process.execPath, [new URL('../../examples/sidekiq/main.mjs', import.meta.url).pathname], { timeout: 60_000 });
+  assert.match(stdout, /dead\s+job \d+ welcome-email/);
+  assert.match(stdout, /after job\.retry\(\)/);
+  assert.match(stdout, /"completed":4,"failed":0/);
+});
