@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use super::codec::{Reader, Writer};
 use super::error::{FerryError, Result};
-use super::json::string;
+use super::json::{opt_number, string};
 use super::limits::{JOB_CUSTOM_PAGES, JOB_PAGE_JOBS};
 use super::message::Name;
 
@@ -518,15 +518,6 @@ impl JobRecord {
             children_values,
             repeat_key,
         })
-    }
-}
-
-fn opt_number(out: &mut String, value: Option<u64>) {
-    match value {
-        Some(n) => {
-            let _ = write!(out, "{n}");
-        }
-        None => out.push_str("null"),
     }
 }
 

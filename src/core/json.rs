@@ -24,3 +24,13 @@ pub fn string(out: &mut String, text: &str) {
     }
     out.push('"');
 }
+
+/// Appends a number, or `null` for `None`.
+pub fn opt_number(out: &mut String, value: Option<u64>) {
+    match value {
+        Some(n) => {
+            let _ = write!(out, "{n}");
+        }
+        None => out.push_str("null"),
+    }
+}

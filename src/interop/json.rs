@@ -4,16 +4,7 @@
 use std::fmt::Write;
 
 use crate::core::engine::{RecordMetadata, Stats, TopicInfo};
-use crate::core::json::string;
-
-fn opt_number(out: &mut String, value: Option<u64>) {
-    match value {
-        Some(n) => {
-            let _ = write!(out, "{n}");
-        }
-        None => out.push_str("null"),
-    }
-}
+use crate::core::json::{opt_number, string};
 
 /// Appends `[item, item, ...]`, each written by `item`.
 fn array<T>(out: &mut String, items: &[T], mut item: impl FnMut(&mut String, &T)) {

@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 
 use super::*;
-use crate::core::config::check_name;
+use crate::core::config::{check_name, check_range};
 use crate::core::cron::Cron;
 use crate::core::jobs::*;
 use crate::core::json::string;
@@ -359,17 +359,17 @@ fn check_spec(spec: &JobSpec, max_bytes: u64) -> Result<()> {
     if spec.priority > JOB_PRIORITY_MAX {
         return Err(FerryError::invalid(format!("priority must be between 0 and {JOB_PRIORITY_MAX}, got {}", spec.priority)));
     }
-    crate::core::config::check_range("attempts", u64::from(spec.opts.attempts), 1, u64::from(ATTEMPTS_MAX))?;
-    crate::core::config::check_range("delay", spec.delay_ms, 0, DELAY_MS_MAX)?;
+    check_range("attempts", u64::from(spec.opts.attempts), 1, u64::from(ATTEMPTS_MAX))?;
+    check_range("delay", spec.delay_ms, 0, DELAY_MS_MAX)?;
     if let Some(Backoff::Fixed(ms) | Backoff::Exponential(ms) | Backoff::Custom(_, ms)) = &spec.opts.backoff {
-        crate::core::config::check_range("backoff.delay", *ms, 0, BACKOFF_MS_MAX)?;
+        check_range("backoff.delay", *ms, 0, BACKOFF_MS_MAX)?;
     }
     if let Some(repeat) = &spec.repeat {
         match &repeat.schedule {
             Schedule::Cron(pattern) => {
                 Cron::parse(pattern).map_err(|e| FerryError::invalid(format!("repeat.pattern: {e}")))?;
             }
-            Schedule::Every(ms) => crate::core::config::check_range("repeat.every", *ms, 1, DELAY_MS_MAX)?,
+            Schedule::Every(ms) => check_range("repeat.every", *ms, 1, DELAY_MS_MAX)?,
         }
         if spec.delay_ms > 0 {
             return Err(FerryError::invalid("delay cannot be combined with repeat: use repeat.startDate"));
@@ -1205,10 +1205,6 @@ impl Engine {
             _ => None,
         }
     }
-}
-
-fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<()> {
-    crate::core::config::check_range(field, value, min, max)
 }
 
 #[cfg(test)]
