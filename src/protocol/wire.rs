@@ -24,7 +24,7 @@ fn count(r: &mut Reader<'_>, max: usize) -> Result<usize> {
     Ok(n as usize)
 }
 
-fn list<T>(r: &mut Reader<'_>, max: usize, mut item: impl FnMut(&mut Reader<'_>) -> Result<T>) -> Result<Vec<T>> {
+pub(super) fn list<T>(r: &mut Reader<'_>, max: usize, mut item: impl FnMut(&mut Reader<'_>) -> Result<T>) -> Result<Vec<T>> {
     let n = count(r, max)?;
     (0..n).map(|_| item(r)).collect()
 }
@@ -33,7 +33,7 @@ fn bool(r: &mut Reader<'_>) -> Result<bool> {
     Ok(r.u8()? != 0)
 }
 
-fn string(r: &mut Reader<'_>) -> Result<String> {
+pub(super) fn string(r: &mut Reader<'_>) -> Result<String> {
     Ok(r.str()?.to_owned())
 }
 

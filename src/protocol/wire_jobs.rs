@@ -1,6 +1,7 @@
 //! Job queue operations ([`JobOp`]) as bytes, inside a [`super::Call::Jobs`]:
 //! how a context's `ferry/bullmq` calls cross to the writer of its bus.
 
+use super::wire::{list, string};
 use crate::core::codec::{Reader, Writer};
 use crate::core::engine::{FlowNode, JobOp, Limiter, Settlement};
 use crate::core::jobs::{put_spec, spec};
@@ -15,15 +16,7 @@ fn put_strings(w: &mut Writer, list: &[String]) {
 }
 
 fn strings(r: &mut Reader<'_>, max: usize) -> Result<Vec<String>> {
-    let n = r.u64()?;
-    if n > max as u64 {
-        return Err(FerryError::storage(format!("a job call holds {n} items, more than {max}")));
-    }
-    (0..n).map(|_| Ok(r.str()?.to_owned())).collect()
-}
-
-fn s(r: &mut Reader<'_>) -> Result<String> {
-    Ok(r.str()?.to_owned())
+    list(r, max, string)
 }
 
 pub fn put_op(w: &mut Writer, op: &JobOp) {
@@ -165,19 +158,23 @@ pub fn op(r: &mut Reader<'_>) -> Result<JobOp> {
         }
         1 => {
             let n = bounded(r)?;
-            let nodes = (0..n).map(|_| Ok(FlowNode { queue: s(r)?, spec: spec(r)?, parent: r.opt_u64()?.map(|p| p as usize) })).collect::<Result<_>>()?;
+            let nodes = (0..n).map(|_| Ok(FlowNode { queue: string(r)?, spec: spec(r)?, parent: r.opt_u64()?.map(|p| p as usize) })).collect::<Result<_>>()?;
             JobOp::Flow { nodes }
         }
         2 => {
-            let token = s(r)?;
+            let token = string(r)?;
             let n = bounded(r)?;
             let settle = (0..n)
                 .map(|_| {
                     Ok(match r.u8()? {
-                        0 => Settlement::Complete { id: s(r)?, returnvalue: s(r)? },
-                        1 => {
-                            Settlement::Fail { id: s(r)?, error: s(r)?, stacktrace: strings(r, JOB_STACKTRACE_MAX)?, delay_ms: r.opt_u64()?, unrecoverable: r.u8()? != 0 }
-                        }
+                        0 => Settlement::Complete { id: string(r)?, returnvalue: string(r)? },
+                        1 => Settlement::Fail {
+                            id: string(r)?,
+                            error: string(r)?,
+                            stacktrace: strings(r, JOB_STACKTRACE_MAX)?,
+                            delay_ms: r.opt_u64()?,
+                            unrecoverable: r.u8()? != 0,
+                        },
                         other => return Err(FerryError::storage(format!("unknown settlement {other}"))),
                     })
                 })
@@ -189,24 +186,24 @@ pub fn op(r: &mut Reader<'_>) -> Result<JobOp> {
             let limiter = limit.map(|max| Limiter { max: u32::try_from(max).unwrap_or(u32::MAX), duration_ms });
             JobOp::Work { token, settle, take, lease_ms, limiter }
         }
-        5 => JobOp::Extend { token: s(r)?, ids: strings(r, JOBS_BATCH_MAX)?, lease_ms: r.u64()? },
-        6 => JobOp::Progress { id: s(r)?, progress: s(r)? },
-        7 => JobOp::Log { id: s(r)?, row: s(r)? },
-        8 => JobOp::Get { id: s(r)? },
-        9 => JobOp::Logs { id: s(r)?, start: r.u64()?, end: r.opt_u64()?, asc: r.u8()? != 0 },
+        5 => JobOp::Extend { token: string(r)?, ids: strings(r, JOBS_BATCH_MAX)?, lease_ms: r.u64()? },
+        6 => JobOp::Progress { id: string(r)?, progress: string(r)? },
+        7 => JobOp::Log { id: string(r)?, row: string(r)? },
+        8 => JobOp::Get { id: string(r)? },
+        9 => JobOp::Logs { id: string(r)?, start: r.u64()?, end: r.opt_u64()?, asc: r.u8()? != 0 },
         10 => JobOp::List { states: strings(r, 16)?, start: r.u64()?, end: r.opt_u64()?, asc: r.u8()? != 0 },
         11 => JobOp::Counts { states: strings(r, 16)? },
         12 => JobOp::Pause,
         13 => JobOp::Resume,
         14 => JobOp::Drain { delayed: r.u8()? != 0 },
         15 => JobOp::Obliterate { force: r.u8()? != 0 },
-        16 => JobOp::Clean { grace_ms: r.u64()?, limit: r.u64()?, state: s(r)? },
-        17 => JobOp::Retry { id: s(r)?, state: s(r)? },
-        18 => JobOp::RetryAll { state: s(r)?, count: r.u64()? },
-        19 => JobOp::Remove { id: s(r)? },
-        20 => JobOp::Promote { id: s(r)? },
+        16 => JobOp::Clean { grace_ms: r.u64()?, limit: r.u64()?, state: string(r)? },
+        17 => JobOp::Retry { id: string(r)?, state: string(r)? },
+        18 => JobOp::RetryAll { state: string(r)?, count: r.u64()? },
+        19 => JobOp::Remove { id: string(r)? },
+        20 => JobOp::Promote { id: string(r)? },
         21 => JobOp::Repeatables,
-        22 => JobOp::RemoveRepeatable { key: s(r)? },
+        22 => JobOp::RemoveRepeatable { key: string(r)? },
         other => return Err(FerryError::storage(format!("unknown job call {other}"))),
     })
 }
