@@ -1,12 +1,10 @@
 // Types of `ferry/bullmq` (pkg/README.md, "BullMQ: ferry/bullmq"): BullMQ's own
 // names and shapes, so that code typed against BullMQ compiles with the import
 // changed. Options BullMQ has and ferry ignores are typed as BullMQ types them.
-import type { BusOptions } from './index.js';
+import type { FerryChoice } from './index.js';
 
 export { FerryError } from './index.js';
-
-/** Which bus the queue lives on: one given (`bus`, as `connect(env.BUS)` returns it in a Worker), or one opened with Bus.open's options (name: `prefix`, else "bull"). */
-export type FerryChoice = (BusOptions & { bus?: undefined }) | { bus: object };
+export type { FerryChoice } from './index.js';
 
 /** Accepted and ignored: ferry has no Redis. */
 export type ConnectionOptions = Record<string, any>;
@@ -15,6 +13,7 @@ export interface QueueBaseOptions {
   connection?: ConnectionOptions;
   prefix?: string;
   skipVersionCheck?: boolean;
+  /** The bus the queue lives on; opened with `name` `prefix`, else "bull", unless given. */
   ferry?: FerryChoice;
 }
 

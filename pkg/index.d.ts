@@ -41,6 +41,13 @@ export interface BusOptions {
   sharedWorker?: boolean;
 }
 
+/**
+ * The bus of a ferry/kafkajs or ferry/bullmq client (their `ferry` option): one
+ * opened with Bus.open's options, or one given (`bus`: in a Worker,
+ * `connect(env.BUS)` of ferry/workers).
+ */
+export type FerryChoice = (BusOptions & { bus?: undefined }) | { bus: object };
+
 export interface TopicOptions {
   partitions?: number;
   /** `null` (default): kept until every group committed past; a number: kept until that old, consumed or not (Kafka's rule). */

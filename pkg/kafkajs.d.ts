@@ -1,7 +1,7 @@
 // Types of `ferry/kafkajs` (pkg/README.md, "KafkaJS: ferry/kafkajs"): KafkaJS's own
 // names and shapes, so that code typed against KafkaJS compiles with the import
 // changed. Options Kafka has and ferry ignores are typed as KafkaJS types them.
-import type { BusOptions } from './index.js';
+import type { FerryChoice } from './index.js';
 
 export { FerryError } from './index.js';
 
@@ -51,8 +51,8 @@ export interface KafkaConfig {
   retry?: RetryOptions;
   logLevel?: logLevel;
   logCreator?: logCreator;
-  /** The ferry bus this client uses: `Bus.open`'s options, `name` "kafka" unless given. */
-  ferry?: BusOptions;
+  /** The ferry bus this client uses: opened with `name` "kafka" unless given. */
+  ferry?: FerryChoice;
 }
 
 export interface RetryOptions {

@@ -43,8 +43,27 @@ const RETENTION_MS_MAX = 10 * 365 * 24 * 3600 * 1000;
 
 const refused = (what, why) => new FerryError('INVALID_ARGUMENT', `${what} ${why}`);
 
+/** Where Node's Buffer is not: a Uint8Array whose toString() is the text, as a Buffer's is. */
+export class KafkaBytes extends Uint8Array {
+  /** The bytes as text (UTF-8; `'hex'` and `'base64'` as Buffer gives them too). */
+  toString(encoding = 'utf8') {
+    if (encoding === 'hex') return Array.from(this, (b) => b.toString(16).padStart(2, '0')).join('');
+    if (encoding === 'base64') return btoa(String.fromCharCode(...this));
+    return new TextDecoder().decode(this);
+  }
+
+  toJSON() {
+    return { type: 'Buffer', data: Array.from(this) };
+  }
+
+  static of(value) {
+    return typeof value === 'string' ? new KafkaBytes(new TextEncoder().encode(value)) : new KafkaBytes(value);
+  }
+}
+
 /**
- * The face for one platform: `Bus` is that entry's, `toBytes(text | Uint8Array)`
+ * The face for one platform: `Bus` is that entry's (`null` in a Worker, where the
+ * bus is given: `ferry: { bus: connect(env.BUS) }`), `toBytes(text | Uint8Array)`
  * makes the Buffer-like values messages carry (Node's Buffer, else KafkaBytes).
  */
 export function kafkaFace(Bus, toBytes) {
@@ -67,13 +86,16 @@ export function kafkaFace(Bus, toBytes) {
      * `new Kafka({ clientId, brokers, logLevel, logCreator })`. `brokers`, `ssl`,
      * `sasl` and timeouts are accepted and ignored. Every Kafka of an origin (or a
      * Node process) that names no bus shares the bus "kafka", as programs of one
-     * cluster share it; `ferry: { name, storage }` picks another, with Bus.open's options.
+     * cluster share it; `ferry: { name, storage }` picks another, with Bus.open's
+     * options, and `ferry: { bus }` gives one (in a Worker, `connect(env.BUS)`).
      */
     constructor(config = {}) {
       if (config === null || typeof config !== 'object') throw refused('config', 'must be an object { clientId, brokers }');
       const { clientId = 'kafkajs', ferry = {} } = config;
+      if (ferry === null || typeof ferry !== 'object') throw refused('ferry', 'must be an object { name, storage } or { bus }');
+      if (!Bus && !ferry.bus) throw refused('ferry', 'must give the bus here: { ferry: { bus: connect(env.BUS) } } in a Worker');
       this.#logger = makeLogger(config.logLevel ?? logLevel.INFO, config.logCreator, clientId);
-      this.#bus = null;
+      this.#bus = ferry.bus ? Promise.resolve(ferry.bus) : null;
       this.options = { name: 'kafka', ...ferry };
     }
 
@@ -242,6 +264,8 @@ export function kafkaFace(Bus, toBytes) {
     async run({ eachMessage, eachBatch, autoCommit = true, partitionsConsumedConcurrently = 1, eachBatchAutoResolve = true } = {}) {
       if (autoCommit === false) throw refused('autoCommit: false', 'is not supported: ferry commits each message its handler resolved (at least once); commit by resolving');
       if (this.#consumer) throw refused('run', 'was called already');
+      // API.md: a Worker's isolate lives for its requests, so it has no run loop.
+      if (!Bus) throw refused('consumer.run()', 'is not supported in a Worker: read with connect(env.BUS).consumer({ groupId }).receive(), or over handleHttp');
       const bus = await this.#kafka.bus();
       const { groupId, sessionTimeout, heartbeatInterval, retry = {} } = this.#options;
       // KafkaJS's retry options, as ferry's backoff: `retries` more attempts after the first.
