@@ -209,7 +209,7 @@ export function bullmqFace(Bus) {
     /** Builds a Job from what the engine answers; `worker` is set for a job it took. */
     static fromJSON(queue, json, worker) {
       const job = new Job(queue, json.name, json.data, json.opts, json.id);
-      job.update(json);
+      assign(job, json);
       job.worker = worker;
       return job;
     }
@@ -241,21 +241,6 @@ export function bullmqFace(Bus) {
       this.timestamp = opts.timestamp ?? Date.now();
     }
 
-    /** Takes the engine's view of the job: all of it, or all but what the caller holds (data, options, return value). */
-    update(json) {
-      for (const [field, value] of Object.entries(json)) {
-        if (field === 'parent') {
-          if (!value) continue;
-          this.parent = { id: value.id, queueKey: `${this.queueQualifiedName.split(':')[0]}:${value.queue}` };
-          this.parentKey = `${this.parent.queueKey}:${value.id}`;
-        } else if (field !== 'fresh') {
-          // BullMQ leaves what a job has not had (processedOn, failedReason) undefined.
-          this[field] = value === null && field !== 'returnvalue' ? undefined : value;
-        }
-      }
-      return this;
-    }
-
     async updateProgress(progress) {
       await this.queue.call({ op: 'progress', id: this.id, progress });
       this.progress = progress;
@@ -276,7 +261,7 @@ export function bullmqFace(Bus) {
     /** A failed (or, with `'completed'`, completed) job waits again, its attempts counted anew. */
     async retry(state = 'failed') {
       const { job } = await this.queue.call({ op: 'retry', id: this.id, state });
-      this.update(job);
+      assign(this, job);
     }
 
     async remove() {
@@ -285,7 +270,7 @@ export function bullmqFace(Bus) {
 
     async promote() {
       const { job } = await this.queue.call({ op: 'promote', id: this.id });
-      this.update(job);
+      assign(this, job);
     }
 
     /** What each finished child returned, by its key (`bull:<queue>:<id>`). */
@@ -349,6 +334,51 @@ export function bullmqFace(Bus) {
       return { ...this.toJSON(), data: JSON.stringify(this.data), opts: JSON.stringify(this.opts), returnvalue: JSON.stringify(this.returnvalue) };
     }
   }
+
+  /**
+   * Takes the engine's view of `job` (src/core/jobs.rs job_json): what it leaves
+   * out is at its default, and BullMQ leaves what a job has not had (processedOn,
+   * failedReason) undefined. Data, options and return value come only when the
+   * caller does not hold them already.
+   */
+  const assign = (job, json) => {
+    job.name = json.name;
+    if ('data' in json) {
+      job.data = json.data;
+      job.opts = json.opts;
+      job.returnvalue = json.returnvalue ?? null;
+      job.childrenValues = json.childrenValues;
+    }
+    job.progress = json.progress ?? 0;
+    job.delay = json.delay ?? 0;
+    job.timestamp = json.timestamp;
+    job.priority = json.priority ?? 0;
+    job.attemptsMade = json.attemptsMade ?? 0;
+    job.attemptsStarted = json.attemptsStarted ?? 0;
+    job.stalledCounter = json.stalledCounter ?? 0;
+    job.state = json.state;
+    job.processedOn = json.processedOn;
+    job.finishedOn = json.finishedOn;
+    job.failedReason = json.failedReason;
+    job.stacktrace = json.stacktrace ?? [];
+    job.repeatJobKey = json.repeatJobKey;
+    job.token = json.token;
+    if (json.parent) {
+      job.parent = { id: json.parent.id, queueKey: `${job.queueQualifiedName.split(':')[0]}:${json.parent.queue}` };
+      job.parentKey = `${job.parent.queueKey}:${json.parent.id}`;
+    }
+  };
+
+  /** What settling changed of a job the worker holds (src/core/jobs.rs settled_json). */
+  const settledAs = (job, after) => {
+    job.attemptsMade = after.attemptsMade;
+    job.state = after.state;
+    job.finishedOn = after.finishedOn ?? undefined;
+    if (after.failedReason !== undefined) {
+      job.failedReason = after.failedReason;
+      job.stacktrace = after.stacktrace;
+    }
+  };
 
   /** `{ name, data, opts }` with the queue's `defaultJobOptions` under `opts`. */
   const withDefaults = (defaults, name, data, opts) => {
@@ -696,7 +726,7 @@ export function bullmqFace(Bus) {
         const result = await this.#processor(job, this.#token);
         item = { id: job.id, returnvalue: result };
         settled = ({ done, job: after }) => {
-          if (after) job.update(after);
+          if (after) settledAs(job, after);
           job.returnvalue = result;
           if (done) this.emit('completed', job, result, 'active');
           else this.emit('error', new Error(`Missing lock for job ${job.id}. moveToFinished`));
@@ -716,7 +746,7 @@ export function bullmqFace(Bus) {
         if (delayMs === -1) [delayMs, unrecoverable] = [undefined, true];
         item = { id: job.id, error: failure.message, stacktrace: String(failure.stack ?? '').split('\n'), delayMs, unrecoverable };
         settled = ({ done, job: after }) => {
-          if (after) job.update(after);
+          if (after) settledAs(job, after);
           if (done) this.emit('failed', job, failure, 'active');
           else this.emit('error', new Error(`Missing lock for job ${job.id}. moveToFailed`));
         };

@@ -551,7 +551,9 @@ fn strings_json(out: &mut String, list: &[String]) {
 }
 
 /// Appends the job as the JSON the face builds a BullMQ `Job` from; its data,
-/// options, return value and children's values only when `whole`.
+/// options, return value and children's values only when `whole`. Fields at
+/// their defaults (0, none, empty) are left out: the face fills them in, and a
+/// worker's round parses less.
 pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_paused: bool, whole: bool) {
     out.push_str("{\"id\":");
     string(out, id);
@@ -562,45 +564,45 @@ pub fn job_json(out: &mut String, queue: &str, id: &str, job: &JobRecord, queue_
     if whole {
         whole_job_json(out, job);
     }
-    out.push_str(",\"progress\":");
-    out.push_str(&job.progress);
-    let _ = write!(
-        out,
-        ",\"delay\":{},\"timestamp\":{},\"priority\":{},\"attemptsMade\":{},\"attemptsStarted\":{},\"stalledCounter\":{},\"state\":\"{}\"",
-        job.delay_ms,
-        job.timestamp_ms,
-        job.priority,
-        job.attempts_made,
-        job.attempts_started,
-        job.stalled,
-        job.state_name(queue_paused)
-    );
-    out.push_str(",\"processedOn\":");
-    opt_number(out, job.processed_on_ms);
-    out.push_str(",\"finishedOn\":");
-    opt_number(out, job.finished_on_ms);
-    out.push_str(",\"failedReason\":");
-    match &job.failed_reason {
-        Some(reason) => string(out, reason),
-        None => out.push_str("null"),
+    if &*job.progress != "0" {
+        out.push_str(",\"progress\":");
+        out.push_str(&job.progress);
     }
-    out.push_str(",\"stacktrace\":");
-    strings_json(out, &job.stacktrace);
-    out.push_str(",\"parent\":");
-    match &job.parent {
-        Some((queue, id)) => {
-            out.push_str("{\"queue\":");
-            string(out, queue);
-            out.push_str(",\"id\":");
-            string(out, id);
-            out.push('}');
+    let _ = write!(out, ",\"timestamp\":{},\"state\":\"{}\"", job.timestamp_ms, job.state_name(queue_paused));
+    for (field, n) in [
+        ("delay", job.delay_ms),
+        ("priority", u64::from(job.priority)),
+        ("attemptsMade", u64::from(job.attempts_made)),
+        ("attemptsStarted", u64::from(job.attempts_started)),
+        ("stalledCounter", u64::from(job.stalled)),
+    ] {
+        if n > 0 {
+            let _ = write!(out, ",\"{field}\":{n}");
         }
-        None => out.push_str("null"),
     }
-    out.push_str(",\"repeatJobKey\":");
-    match &job.repeat_key {
-        Some(key) => string(out, key),
-        None => out.push_str("null"),
+    for (field, ms) in [("processedOn", job.processed_on_ms), ("finishedOn", job.finished_on_ms)] {
+        if let Some(ms) = ms {
+            let _ = write!(out, ",\"{field}\":{ms}");
+        }
+    }
+    if let Some(reason) = &job.failed_reason {
+        out.push_str(",\"failedReason\":");
+        string(out, reason);
+    }
+    if !job.stacktrace.is_empty() {
+        out.push_str(",\"stacktrace\":");
+        strings_json(out, &job.stacktrace);
+    }
+    if let Some((queue, id)) = &job.parent {
+        out.push_str(",\"parent\":{\"queue\":");
+        string(out, queue);
+        out.push_str(",\"id\":");
+        string(out, id);
+        out.push('}');
+    }
+    if let Some(key) = &job.repeat_key {
+        out.push_str(",\"repeatJobKey\":");
+        string(out, key);
     }
     if let JobState::Active { token, .. } = &job.state {
         out.push_str(",\"token\":");

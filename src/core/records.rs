@@ -7,6 +7,8 @@
 //! cursors, leases and retry state are small records of their own, so an ack
 //! rewrites a few bytes, never the log.
 
+use std::sync::Arc;
+
 use super::codec::{Reader, Writer};
 use super::config::{ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
 use super::error::{FerryError, Result};
@@ -94,10 +96,12 @@ pub enum Record {
     Forwarded(u64),
     Replies(StoredReplies),
     Queue(QueueRecord),
-    Job(Box<JobRecord>),
+    /// Jobs are shared (`Arc`) between the engine's table, its undo log and the
+    /// pages a commit writes: none of those copies a job.
+    Job(Arc<JobRecord>),
     /// How jobs are stored: a page of them, by id, so that a commit moving a run of
     /// jobs rewrites a record or two, not one per job.
-    JobPage(Vec<(Name, JobRecord)>),
+    JobPage(Vec<(Name, Arc<JobRecord>)>),
     Repeat(Box<RepeatRecord>),
 }
 
@@ -310,7 +314,7 @@ impl Record {
                 Record::Replies(StoredReplies { expires_ms, replies })
             }
             Key::Queue(_) => Record::Queue(QueueRecord { paused: r.u8()? != 0, last_id: r.u64()? }),
-            Key::Job(..) => Record::Job(Box::new(JobRecord::decode(&mut r)?)),
+            Key::Job(..) => Record::Job(Arc::new(JobRecord::decode(&mut r)?)),
             Key::JobPage(..) => {
                 let count = r.u64()?;
                 if count > r.remaining() as u64 {
@@ -319,7 +323,7 @@ impl Record {
                 let mut jobs = Vec::with_capacity(count as usize);
                 for _ in 0..count {
                     let id = Name::from(r.str()?);
-                    jobs.push((id, JobRecord::decode(&mut r)?));
+                    jobs.push((id, Arc::new(JobRecord::decode(&mut r)?)));
                 }
                 Record::JobPage(jobs)
             }

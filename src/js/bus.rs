@@ -222,7 +222,7 @@ fn tell_job_events(shared: &Shared) {
     let weak = Rc::downgrade(shared);
     shared.core.on_job_events(Box::new(move |events| {
         let Some(shared) = weak.upgrade() else { return };
-        let text = JsValue::from_str(&format!("[{}]", events.join(",")));
+        let text = JsValue::from_str(&events);
         if let Some(channel) = &shared.jobs_channel {
             let _ = channel.post_message(&text);
         }

@@ -157,8 +157,8 @@ pub struct Committer {
     job_events: RefCell<Option<JobEvents>>,
 }
 
-/// What hears a commit's job events, as JSON objects.
-pub type JobEvents = Box<dyn Fn(Vec<String>)>;
+/// What hears a commit's job events, as the text of a JSON array.
+pub type JobEvents = Box<dyn Fn(String)>;
 
 pub type SharedCommitter = Rc<Committer>;
 
@@ -277,9 +277,9 @@ async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
     queue.flushing = queue.open.is_some();
     let more = queue.flushing;
     drop(queue);
-    let events = shared.replica.try_borrow_mut().map(|mut r| r.engine_mut().take_job_events()).unwrap_or_default();
+    let events = shared.replica.try_borrow_mut().ok().and_then(|mut r| r.engine_mut().take_job_events());
     batch.settle(outcome);
-    if !events.is_empty() {
+    if let Some(events) = events {
         if let Some(hear) = shared.job_events.borrow().as_ref() {
             hear(events);
         }

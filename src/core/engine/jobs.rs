@@ -13,6 +13,7 @@
 //! context of the bus.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::*;
 use crate::core::config::{check_name, check_range};
@@ -29,7 +30,7 @@ const RANK_BASE: u64 = 1 << 62;
 #[derive(Debug)]
 pub(super) struct QueueState {
     pub(super) record: Option<QueueRecord>,
-    pub(super) jobs: FxHashMap<Name, JobRecord>,
+    pub(super) jobs: FxHashMap<Name, Arc<JobRecord>>,
     pub(super) repeats: BTreeMap<Name, RepeatRecord>,
     /// `(priority, rank, id)` of the waiting jobs: the first is taken next.
     waiting: BTreeSet<(u32, u64, Name)>,
@@ -110,7 +111,7 @@ impl QueueState {
     }
 
     /// Stores (or with `None` removes) a job, keeping the indexes.
-    fn set_job(&mut self, id: &Name, job: Option<JobRecord>) {
+    fn set_job(&mut self, id: &Name, job: Option<Arc<JobRecord>>) {
         if let Some(old) = self.jobs.remove(id) {
             self.unindex(id, &old);
         }
@@ -408,16 +409,17 @@ fn repeat_key(spec: &JobSpec, repeat: &RepeatSpec) -> String {
 }
 
 /// Appends an event: `{ queue, event, jobId, ...fields }`, fields given as JSON.
-fn event(out: &mut Vec<String>, queue: &str, name: &str, id: &str, fields: &str) {
-    let mut text = String::from("{\"queue\":");
-    string(&mut text, queue);
-    text.push_str(",\"event\":");
-    string(&mut text, name);
-    text.push_str(",\"jobId\":");
-    string(&mut text, id);
-    text.push_str(fields);
-    text.push('}');
-    out.push(text);
+/// Appends an event to `out`, the events of this commit as the items of a JSON
+/// array: one text for all, not one allocation per event.
+fn event(out: &mut String, queue: &str, name: &str, id: &str, fields: &str) {
+    out.push_str(if out.is_empty() { "{\"queue\":" } else { ",{\"queue\":" });
+    string(out, queue);
+    out.push_str(",\"event\":");
+    string(out, name);
+    out.push_str(",\"jobId\":");
+    string(out, id);
+    out.push_str(fields);
+    out.push('}');
 }
 
 fn array(out: &mut String, items: impl IntoIterator<Item = String>) {
@@ -437,11 +439,11 @@ impl Engine {
     }
 
     fn job(&self, queue: &str, id: &str) -> Option<&JobRecord> {
-        self.queue(queue)?.jobs.get(id)
+        self.queue(queue)?.jobs.get(id).map(|job| &**job)
     }
 
     fn put_job(&mut self, queue: &Name, id: &Name, job: Option<JobRecord>) {
-        self.put(Key::Job(queue.clone(), id.clone()), job.map(|j| Record::Job(Box::new(j))));
+        self.put(Key::Job(queue.clone(), id.clone()), job.map(|j| Record::Job(Arc::new(j))));
     }
 
     /// The job as JSON; without its data, options and children's values unless
@@ -455,10 +457,11 @@ impl Engine {
         out
     }
 
-    /// Events of the transitions stored by the last commit, as JSON objects, for
-    /// the driver to tell every context.
-    pub fn take_job_events(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.job_events)
+    /// Events of the transitions stored by the last commit, as a JSON array of
+    /// objects, for the driver to tell every context; `None` when there were none.
+    pub fn take_job_events(&mut self) -> Option<String> {
+        let events = std::mem::take(&mut self.job_events);
+        (!events.is_empty()).then(|| format!("[{events}]"))
     }
 
     /// A rank for a job starting to wait now.
@@ -1158,12 +1161,12 @@ impl Engine {
             (Key::Queue(_), Some(Record::Queue(r))) => state.record = Some(r),
             (Key::Queue(_), None) => state.record = None,
             (Key::Job(_, id), record) => match record {
-                Some(Record::Job(job)) => state.set_job(id, Some(*job)),
+                Some(Record::Job(job)) => state.set_job(id, Some(job)),
                 None => state.set_job(id, None),
                 Some(_) => return Err(mismatch()),
             },
             (Key::JobPage(_, page), record) => {
-                let mut stored: FxHashMap<Name, JobRecord> = match record {
+                let mut stored: FxHashMap<Name, Arc<JobRecord>> = match record {
                     Some(Record::JobPage(jobs)) => jobs.into_iter().collect(),
                     None => FxHashMap::default(),
                     Some(_) => return Err(mismatch()),
@@ -1195,10 +1198,10 @@ impl Engine {
     pub(super) fn queue_record(&self, key: &Key) -> Option<Record> {
         match key {
             Key::Queue(q) => self.queue(q)?.record.map(Record::Queue),
-            Key::Job(q, id) => self.job(q, id).cloned().map(|j| Record::Job(Box::new(j))),
+            Key::Job(q, id) => self.queue(q)?.jobs.get(&**id).cloned().map(Record::Job),
             Key::JobPage(q, page) => {
                 let state = self.queue(q)?;
-                let jobs: Vec<(Name, JobRecord)> = state.pages.get(page)?.iter().filter_map(|id| Some((id.clone(), state.jobs.get(id)?.clone()))).collect();
+                let jobs: Vec<(Name, Arc<JobRecord>)> = state.pages.get(page)?.iter().filter_map(|id| Some((id.clone(), state.jobs.get(id)?.clone()))).collect();
                 (!jobs.is_empty()).then_some(Record::JobPage(jobs))
             }
             Key::Repeat(q, k) => self.queue(q)?.repeats.get(k).cloned().map(|r| Record::Repeat(Box::new(r))),

@@ -112,8 +112,9 @@ pub struct Engine {
     housekeeping_due_ms: u64,
     /// Job queues (`ferry/bullmq`), by name.
     queues: BTreeMap<Name, jobs::QueueState>,
-    /// Events of job transitions since the last commit ([`Engine::take_job_events`]).
-    job_events: Vec<String>,
+    /// Events of job transitions since the last commit, comma-separated JSON
+    /// objects ([`Engine::take_job_events`]).
+    job_events: String,
 }
 
 #[derive(Debug)]
@@ -188,7 +189,7 @@ impl Engine {
             replies: Vec::new(),
             housekeeping_due_ms: 0,
             queues: BTreeMap::new(),
-            job_events: Vec::new(),
+            job_events: String::new(),
         };
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
         records.sort_by(|a, b| a.0.cmp(&b.0));
