@@ -410,11 +410,12 @@ export function bullmqFace(Bus) {
     async #add(jobs) {
       const added = await this.call({ op: 'add', jobs });
       return added.jobs.map((json, i) => {
-        if (!json?.fresh) return this.job(json);
+        if (!Array.isArray(json)) return this.job(json);
         const { name, data = {}, opts } = jobs[i];
-        const job = new Job(this, name, data, opts, json.id);
-        job.timestamp = json.timestamp;
-        job.state = json.state;
+        const [id, state, timestamp] = json;
+        const job = new Job(this, name, data, opts, id);
+        job.timestamp = timestamp;
+        job.state = state;
         return job;
       });
     }

@@ -114,8 +114,11 @@ fn spec(value: &JsValue, field: &str) -> Result<JobSpec> {
     let job = job.as_ref();
     let name = string(&get(job, "name")?, "name")?;
     let data = json(&get(job, "data")?, "data", "{}")?;
-    let o = options(&get(job, "opts")?, "opts")?;
-    let o = o.as_ref();
+    let Some(o) = options(&get(job, "opts")?, "opts")? else {
+        // No options (most jobs): none to read, each read a call out of wasm.
+        return Ok(JobSpec { name, data, id: None, opts: JobOpts::default(), priority: 0, delay_ms: 0, timestamp_ms: None, repeat: None });
+    };
+    let o = Some(&o);
     let opts = JobOpts {
         attempts: opt_integer(&get(o, "attempts")?, "attempts", 1, u64::from(ATTEMPTS_MAX))?.map_or(1, |n| n as u32),
         backoff: backoff(&get(o, "backoff")?)?,

@@ -501,21 +501,17 @@ impl Engine {
                 }
                 let added: Vec<(Name, bool)> = jobs.iter().map(|spec| self.add_job(&q, spec, now_ms)).collect();
                 // A new job is what the caller gave plus its id, state and time: the
-                // face builds it from those; another (a duplicate, a repeat's
-                // instance) comes whole.
+                // face builds it from those, given as `[id, state, timestamp]`;
+                // another (a duplicate, a repeat's instance) comes whole.
+                let paused = self.queue(queue).is_some_and(QueueState::paused);
                 out.push_str("{\"jobs\":");
                 array(
                     &mut out,
                     added.iter().map(|(id, fresh)| match self.job(queue, id).filter(|_| *fresh) {
                         Some(job) => {
-                            let mut short = String::from("{\"id\":");
+                            let mut short = String::from("[");
                             string(&mut short, id);
-                            let _ = write!(
-                                short,
-                                ",\"state\":\"{}\",\"timestamp\":{},\"fresh\":true}}",
-                                job.state_name(self.queue(queue).is_some_and(QueueState::paused)),
-                                job.timestamp_ms
-                            );
+                            let _ = write!(short, ",\"{}\",{}]", job.state_name(paused), job.timestamp_ms);
                             short
                         }
                         None => self.job_json(queue, id, true),

@@ -31,9 +31,15 @@ fn strings_of(json: &str, field: &str) -> Vec<String> {
     json.match_indices(&needle).map(|(i, _)| json[i + needle.len()..].split('"').next().unwrap_or("").to_string()).collect()
 }
 
-/// The ids of the jobs a reply holds: each job's object starts with it.
+/// The ids of the jobs a reply holds: each job's object starts with it, as does
+/// each new job's `[id, state, timestamp]` in an add's reply.
 fn ids(json: &str) -> Vec<String> {
-    json.match_indices("{\"id\":\"").map(|(i, _)| json[i + 7..].split('"').next().unwrap_or("").to_string()).collect()
+    let mut starts: Vec<usize> = json.match_indices("{\"id\":\"").map(|(i, _)| i + 7).collect();
+    if json.starts_with("{\"jobs\":") {
+        starts.extend(json.match_indices("[\"").map(|(i, _)| i + 2));
+        starts.sort_unstable();
+    }
+    starts.into_iter().map(|i| json[i..].split('"').next().unwrap_or("").to_string()).collect()
 }
 
 fn names(json: &str) -> Vec<String> {
