@@ -403,6 +403,8 @@ export function bullmqFace(Bus) {
 
     async addBulk(jobs) {
       if (!Array.isArray(jobs)) throw refused('jobs', 'must be an array of { name, data, opts }');
+      // Without default options the jobs go as given: the engine reads and checks them.
+      if (Object.keys(this.defaultJobOptions).length === 0) return this.#add(jobs);
       return this.#add(jobs.map((j) => withDefaults(this.defaultJobOptions, j?.name, j?.data, j?.opts)));
     }
 
