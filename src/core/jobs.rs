@@ -139,8 +139,8 @@ impl JobRecord {
     /// A new job of `spec`'s, not placed yet.
     pub fn new(spec: &JobSpec, now_ms: u64) -> JobRecord {
         JobRecord {
-            name: Name::from(spec.name.as_str()),
-            data: Name::from(spec.data.as_str()),
+            name: spec.name.clone(),
+            data: spec.data.clone(),
             opts: spec.opts.clone(),
             priority: spec.priority,
             delay_ms: spec.delay_ms,
@@ -182,8 +182,9 @@ impl JobRecord {
 /// A job to add (`queue.add(name, data, opts)`), checked by whoever built it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobSpec {
-    pub name: String,
-    pub data: String,
+    /// Shared with the records made from it: adding a job copies no text.
+    pub name: Name,
+    pub data: Name,
     /// `jobId`: a job of this id already in the queue is returned instead.
     pub id: Option<String>,
     pub opts: JobOpts,
@@ -402,7 +403,7 @@ pub(crate) fn spec(r: &mut Reader<'_>) -> Result<JobSpec> {
             key: r.opt_str()?.map(str::to_owned),
         }),
     };
-    Ok(JobSpec { name, data, id, opts, priority, delay_ms, timestamp_ms, repeat })
+    Ok(JobSpec { name: name.into(), data: data.into(), id, opts, priority, delay_ms, timestamp_ms, repeat })
 }
 
 impl JobRecord {

@@ -9,6 +9,7 @@ use super::args::{self, get, integer, opt_bool, opt_integer, opt_string, options
 use crate::core::engine::{FlowNode, JobOp, Limiter, Settlement};
 use crate::core::jobs::{Backoff, JobOpts, JobSpec, Keep, RepeatSpec, Schedule};
 use crate::core::limits::*;
+use crate::core::message::Name;
 use crate::core::{FerryError, Result};
 
 /// `value` as JSON text; `undefined` as `when_undefined`.
@@ -108,12 +109,24 @@ fn repeat(value: &JsValue, key: Option<String>) -> Result<Option<RepeatSpec>> {
     }))
 }
 
+/// The name of the last job read, kept: the jobs of one `addBulk` mostly share
+/// theirs, and comparing two JavaScript strings costs less than copying one in.
+type LastName = Option<(JsValue, Name)>;
+
 /// A job to add: `{ name, data, opts, schedulerId? }` with BullMQ's `opts`.
-fn spec(value: &JsValue, field: &str) -> Result<JobSpec> {
+fn spec(value: &JsValue, field: &str, last_name: &mut LastName) -> Result<JobSpec> {
     let job = options(value, field)?;
     let job = job.as_ref();
-    let name = string(&get(job, "name")?, "name")?;
-    let data = json(&get(job, "data")?, "data", "{}")?;
+    let js_name = get(job, "name")?;
+    let name = match last_name {
+        Some((js, name)) if *js == js_name => name.clone(),
+        _ => {
+            let name = Name::from(string(&js_name, "name")?);
+            *last_name = Some((js_name, name.clone()));
+            name
+        }
+    };
+    let data = Name::from(json(&get(job, "data")?, "data", "{}")?);
     let Some(o) = options(&get(job, "opts")?, "opts")? else {
         // No options (most jobs): none to read, each read a call out of wasm.
         return Ok(JobSpec { name, data, id: None, opts: JobOpts::default(), priority: 0, delay_ms: 0, timestamp_ms: None, repeat: None });
@@ -196,7 +209,10 @@ pub fn job_op(value: &JsValue) -> Result<JobOp> {
     let text = |key: &'static str| -> Result<String> { string(&get(o, key)?, key) };
     let id = || text("id");
     Ok(match text("op")?.as_str() {
-        "add" => JobOp::Add { jobs: list_of(&field("jobs")?, "jobs")?.iter().map(|job| spec(&job, "job")).collect::<Result<_>>()? },
+        "add" => {
+            let mut last_name = None;
+            JobOp::Add { jobs: list_of(&field("jobs")?, "jobs")?.iter().map(|job| spec(&job, "job", &mut last_name)).collect::<Result<_>>()? }
+        }
         "flow" => {
             let nodes = list_of(&field("nodes")?, "nodes")?;
             let nodes = nodes
@@ -205,7 +221,7 @@ pub fn job_op(value: &JsValue) -> Result<JobOp> {
                     let n = options(&node, "flow job")?;
                     Ok(FlowNode {
                         queue: string(&get(n.as_ref(), "queueName")?, "queueName")?,
-                        spec: spec(&node, "flow job")?,
+                        spec: spec(&node, "flow job", &mut None)?,
                         parent: opt_integer(&get(n.as_ref(), "parent")?, "parent", 0, JOBS_BATCH_MAX as u64)?.map(|p| p as usize),
                     })
                 })
