@@ -152,6 +152,42 @@ export interface DeliveredMessage {
   attempt: number;
 }
 
+export interface RedriveOptions {
+  /** The dead-letter topic. */
+  from: string;
+  /** 1 to 10,000 (the default): how many to move, in order, when no `offsets` are given. */
+  limit?: number;
+  /** The dead letters to move (up to 10,000); one moved already is passed over. */
+  offsets?: { partition: number; offset: number }[];
+}
+
+export interface BrowseOptions {
+  topic: string;
+  /** Default 0. */
+  partition?: number;
+  /** Default 0; the first retained message if that one is gone. */
+  offset?: number;
+  /** 1 to 1,000; default 100. */
+  limit?: number;
+  /** Whose attempts each message shows. */
+  groupId?: string;
+}
+
+export interface BrowsedMessage extends Omit<DeliveredMessage, 'attempt'> {
+  /** Deliveries the `groupId` asked about made of it while unsettled there; 0: none. */
+  attempt: number;
+  /** A dead letter moved back by `redrive` already. */
+  redriven: boolean;
+}
+
+export interface BrowsedPage {
+  lowOffset: number;
+  highOffset: number;
+  /** Where the next page starts. */
+  nextOffset: number;
+  messages: BrowsedMessage[];
+}
+
 export interface EachMessagePayload {
   topic: string;
   partition: number;
@@ -343,6 +379,11 @@ export declare class Bus {
   bridge(options: BridgeOptions): Promise<Bridge>;
   publish(topic: string, value: MessageValue, options?: MessageOptions): Promise<RecordMetadata>;
   stats(): Promise<BusStats>;
-  redrive(options: { from: string; limit?: number }): Promise<number>;
+  /** Moves dead letters back: those at `offsets`, or the first `limit` of `from`; resolves to how many moved. */
+  redrive(options: RedriveOptions): Promise<number>;
+  /** Removes every message of the dead-letter topic `topic`; resolves to how many. */
+  purge(options: { topic: string }): Promise<number>;
+  /** Reads a partition's messages from `offset` without leasing them: no group moves. */
+  browse(options: BrowseOptions): Promise<BrowsedPage>;
   close(): Promise<void>;
 }

@@ -1633,7 +1633,7 @@ impl Harness {
                 self.model.tick(self.now_ms);
             }
             Op::Redrive { from, limit } => {
-                let got = code(self.engine.redrive(from, *limit, now_ms));
+                let got = code(self.engine.redrive(from, *limit, &[], now_ms));
                 prop_assert_eq!(got, self.model.redrive(from, *limit, now_ms));
             }
             Op::RolledBack(inner) => self.apply(inner)?,
@@ -2073,10 +2073,10 @@ fn malformed_joins_are_refused() {
 fn malformed_redrive_and_reads_are_refused() {
     let mut engine = busy_engine(BusConfig::default());
     for name in bad_names() {
-        assert_refused(&mut engine, ErrorCode::InvalidArgument, "from", |e| e.redrive(&name, None, T0));
+        assert_refused(&mut engine, ErrorCode::InvalidArgument, "from", |e| e.redrive(&name, None, &[], T0));
     }
     for limit in [0, 10_001, u64::MAX] {
-        assert_refused(&mut engine, ErrorCode::InvalidArgument, "limit", |e| e.redrive("t.dlq", Some(limit), T0));
+        assert_refused(&mut engine, ErrorCode::InvalidArgument, "limit", |e| e.redrive("t.dlq", Some(limit), &[], T0));
     }
     assert_refused(&mut engine, ErrorCode::UnknownTopic, "nope", |e| e.read_log("nope", 0, 0, 10));
     for partition in [2, 257, u32::MAX] {
@@ -2091,7 +2091,7 @@ fn unknown_topics_without_auto_creation_are_refused() {
     let mut engine = busy_engine(BusConfig { auto_create_topics: false, ..BusConfig::default() });
     assert_refused(&mut engine, ErrorCode::UnknownTopic, "nope", |e| e.send("nope", &[message("x")], T0));
     assert_refused(&mut engine, ErrorCode::UnknownTopic, "nope", |e| e.join("g", "m2", &[Subscription::new("nope", true)], &ConsumerConfig::default(), T0));
-    assert_refused(&mut engine, ErrorCode::UnknownTopic, "nope", |e| e.redrive("nope", None, T0));
+    assert_refused(&mut engine, ErrorCode::UnknownTopic, "nope", |e| e.redrive("nope", None, &[], T0));
 }
 
 /// Calls that answer "nothing" rather than an error must not panic or change
@@ -2174,7 +2174,7 @@ fn redrive_from_a_topic_without_dead_letters_changes_nothing() {
     let _ = engine.begin_commit();
     engine.end_commit(true);
     let before = engine.stats();
-    assert_eq!(engine.redrive("orders", None, T0).map_err(|e| e.code), Err(ErrorCode::InvalidArgument), "not a dead-letter topic");
+    assert_eq!(engine.redrive("orders", None, &[], T0).map_err(|e| e.code), Err(ErrorCode::InvalidArgument), "not a dead-letter topic");
     assert!(!engine.has_writes());
     assert_eq!(engine.stats(), before);
     engine.join("g", "m", &[Subscription::new("orders", true)], &ConsumerConfig::default(), T0).expect("join");

@@ -969,7 +969,7 @@ impl Sim {
     /// answer was lost.
     fn redrive(&mut self) -> Result<Vec<Option<u64>>, String> {
         let directory = self.net.nodes.len() - 1;
-        let call = Call::Redrive { from: DLQ.into(), limit: None };
+        let call = Call::Redrive { from: DLQ.into(), limit: None, offsets: Vec::new() };
         self.request_until_done(directory, Context::default(), call.clone())?;
         let (Reply::Settings(topics), _) = self.request_until_done(directory, Context::default(), Call::Settings)? else {
             return Err("the directory did not list the topics".into());

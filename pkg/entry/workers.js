@@ -223,6 +223,8 @@ class Client {
       publish: (topic, value, messageOptions) => run((c) => c.publish(topic, value, messageOptions)),
       stats: () => run((c) => c.stats()),
       redrive: (redriveOptions) => run((c) => c.redrive(redriveOptions)),
+      purge: (purgeOptions) => run((c) => c.purge(purgeOptions)),
+      browse: (browseOptions) => run((c) => c.browse(browseOptions)),
       consumer: (consumerOptions) => this.#consumer(this.#client.consumer(consumerOptions)),
       // ferry/bullmq's: job queues live in the bus's directory object. Their events
       // are not told at the edge: each request is its own isolate's.

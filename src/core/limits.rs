@@ -116,6 +116,13 @@ pub const CHUNK_BYTES_MAX: usize = 1 << 20;
 /// storage transaction.
 pub const REDRIVE_LIMIT_MAX: u64 = 10_000;
 
+/// Messages one `browse` reads: a page of an inspector's view, decoded and sent
+/// to the page in one reply.
+pub const BROWSE_MAX: u64 = 1000;
+
+/// Messages `browse` reads when no `limit` is given: one screen of an inspector.
+pub const BROWSE_DEFAULT: u64 = 100;
+
 /// Deliveries handed out by one poll: each is decoded and leased in one commit.
 pub const POLL_MAX: usize = 10_000;
 

@@ -62,9 +62,11 @@ enum Step {
     /// Stats of every partition of `topics`, by the order asked.
     Stats { topics: Vec<(String, TopicConfig)>, parts: Vec<Option<Stats>>, left: usize },
     /// The directory checked a redrive: its settings come next.
-    RedriveChecked { from: String, limit: Option<u64> },
+    RedriveChecked { from: String, limit: Option<u64>, offsets: Vec<(u32, u64)> },
+    /// A purge of `topic`'s partitions, one at a time.
+    Purge { topic: (String, TopicConfig), partition: u32, removed: u64 },
     /// A redrive over `from`'s partitions, one at a time.
-    Redrive { from: (String, TopicConfig), limit: Option<u64>, partition: u32, moved: u64 },
+    Redrive { from: (String, TopicConfig), limit: Option<u64>, offsets: Vec<(u32, u64)>, partition: u32, moved: u64 },
     /// A subscribe's joins, one per partition.
     Joins { consumer: ConsumerId, subscriptions: Vec<Subscription>, left: usize },
     /// A receive's round.
@@ -90,7 +92,9 @@ enum Then {
     Subscribe { consumer: ConsumerId, subscriptions: Vec<Subscription> },
     Receive { consumer: ConsumerId, max: usize },
     Seek { consumer: ConsumerId, partition: u32, to: SeekTo },
-    Redrive { from: String, limit: Option<u64> },
+    Redrive { from: String, limit: Option<u64>, offsets: Vec<(u32, u64)> },
+    Purge,
+    Browse { partition: u32, offset: u64, max: u64, group: Option<String> },
 }
 
 pub struct EdgeClient {
@@ -251,23 +255,26 @@ impl EdgeClient {
                 self.receive_round(op, consumer, max, asking, Vec::new(), true)?;
             }
             Then::Seek { consumer, partition, to } => {
-                let (topic, settings) = found.into_iter().next().ok_or_else(|| FerryError::storage("no settings for the seek"))?;
-                if partition >= settings.partitions {
-                    return Err(FerryError::new(
-                        ErrorCode::UnknownTopic,
-                        format!("partition {partition} of topic '{topic}' does not exist: the topic has {} partition(s)", settings.partitions),
-                    ));
-                }
+                let (topic, settings) = one_partition(found, partition)?;
                 let group = self.pull(consumer)?.group.clone();
                 self.steps.insert(op, Step::Call);
                 self.partition(op, 0, (&topic, &settings), partition, Call::Seek { group, topic: topic.clone(), partition, to });
             }
-            Then::Redrive { from, limit } => {
+            Then::Redrive { from, limit, offsets } => {
                 // A topic the directory does not list holds nothing to move.
                 match found.into_iter().find(|(t, _)| *t == from) {
-                    Some(from) => self.redrive_next(op, from, limit, 0, 0),
+                    Some(from) => self.redrive_next(op, from, limit, offsets, 0, 0),
                     None => self.finish(op, Ok(Reply::Count(0))),
                 }
+            }
+            Then::Purge => match found.into_iter().next() {
+                Some(topic) => self.purge_next(op, topic, 0, 0),
+                None => return Err(FerryError::new(ErrorCode::UnknownTopic, "the topic to purge does not exist")),
+            },
+            Then::Browse { partition, offset, max, group } => {
+                let (topic, settings) = one_partition(found, partition)?;
+                self.steps.insert(op, Step::Call);
+                self.partition(op, 0, (&topic, &settings), partition, Call::Browse { topic: topic.clone(), partition, offset, max, group });
             }
         }
         Ok(())
@@ -328,13 +335,29 @@ impl EdgeClient {
         self.receive_round(op, consumer, max, next, received, false)
     }
 
-    fn redrive_next(&mut self, op: OpId, from: (String, TopicConfig), limit: Option<u64>, partition: u32, moved: u64) {
+    /// Asks the next partition from `partition` on to move its dead letters: with
+    /// `offsets` chosen, only those holding some, each given its own.
+    fn redrive_next(&mut self, op: OpId, from: (String, TopicConfig), limit: Option<u64>, offsets: Vec<(u32, u64)>, mut partition: u32, moved: u64) {
+        while !offsets.is_empty() && partition < from.1.partitions && !offsets.iter().any(|(p, _)| *p == partition) {
+            partition += 1;
+        }
         if partition >= from.1.partitions || limit == Some(0) {
             return self.finish(op, Ok(Reply::Count(moved)));
         }
-        let call = Call::Redrive { from: from.0.clone(), limit };
+        let mine = offsets.iter().filter(|(p, _)| *p == partition).copied().collect();
+        let call = Call::Redrive { from: from.0.clone(), limit, offsets: mine };
         self.partition(op, 0, (&from.0, &from.1), partition, call);
-        self.steps.insert(op, Step::Redrive { from, limit, partition, moved });
+        self.steps.insert(op, Step::Redrive { from, limit, offsets, partition, moved });
+    }
+
+    /// Asks partition `partition` of `topic` and the next ones, in turn, to purge theirs.
+    fn purge_next(&mut self, op: OpId, topic: (String, TopicConfig), partition: u32, removed: u64) {
+        if partition >= topic.1.partitions {
+            return self.finish(op, Ok(Reply::Count(removed)));
+        }
+        let call = Call::Purge { topic: topic.0.clone() };
+        self.partition(op, 0, (&topic.0, &topic.1), partition, call);
+        self.steps.insert(op, Step::Purge { topic, partition, removed });
     }
 
     /// `createTopic(name, options)`.
@@ -378,12 +401,26 @@ impl EdgeClient {
         op
     }
 
-    /// `redrive({ from, limit })`: the directory checks it, then `from`'s partitions
-    /// move their dead letters in turn until `limit`.
-    pub fn redrive(&mut self, from: String, limit: Option<u64>) -> OpId {
+    /// `redrive({ from, limit, offsets })`: the directory checks it, then `from`'s
+    /// partitions move their dead letters in turn until `limit`.
+    pub fn redrive(&mut self, from: String, limit: Option<u64>, offsets: Vec<(u32, u64)>) -> OpId {
         let op = self.op();
-        self.steps.insert(op, Step::RedriveChecked { from: from.clone(), limit });
-        self.directory(op, Call::Redrive { from, limit });
+        self.steps.insert(op, Step::RedriveChecked { from: from.clone(), limit, offsets: offsets.clone() });
+        self.directory(op, Call::Redrive { from, limit, offsets });
+        op
+    }
+
+    /// `purge({ topic })`: each partition's object removes its dead letters.
+    pub fn purge(&mut self, topic: String) -> OpId {
+        let op = self.op();
+        self.with_settings(op, vec![topic], false, Then::Purge);
+        op
+    }
+
+    /// `browse({ topic, partition, offset, limit, groupId })`: the partition's object reads them.
+    pub fn browse(&mut self, topic: String, partition: u32, offset: u64, max: u64, group: Option<String>) -> OpId {
+        let op = self.op();
+        self.with_settings(op, vec![topic], false, Then::Browse { partition, offset, max, group });
         op
     }
 
@@ -626,14 +663,18 @@ impl EdgeClient {
                     self.finish(op, Ok(Reply::Stats(Box::new(merge_stats(&topics, parts.into_iter().flatten().collect())))));
                 }
             }
-            Step::RedriveChecked { from, limit } => {
+            Step::RedriveChecked { from, limit, offsets } => {
                 result?;
-                self.steps.insert(op, Step::Settings { topics: Vec::new(), create: false, found: Vec::new(), then: Then::Redrive { from, limit } });
+                self.steps.insert(op, Step::Settings { topics: Vec::new(), create: false, found: Vec::new(), then: Then::Redrive { from, limit, offsets } });
                 self.directory(op, Call::Settings);
             }
-            Step::Redrive { from, limit, partition, moved } => {
+            Step::Purge { topic, partition, removed } => {
                 let Reply::Count(n) = result? else { return Err(unexpected()) };
-                self.redrive_next(op, from, limit.map(|l| l.saturating_sub(n)), partition + 1, moved + n);
+                self.purge_next(op, topic, partition + 1, removed + n);
+            }
+            Step::Redrive { from, limit, offsets, partition, moved } => {
+                let Reply::Count(n) = result? else { return Err(unexpected()) };
+                self.redrive_next(op, from, limit.map(|l| l.saturating_sub(n)), offsets, partition + 1, moved + n);
             }
             Step::Joins { consumer, subscriptions, left } => {
                 result?;
@@ -655,6 +696,19 @@ impl EdgeClient {
         }
         Ok(())
     }
+}
+
+/// The settings of the one topic an operation on `partition` of it waited for;
+/// refused when the topic or the partition does not exist.
+fn one_partition(found: Vec<(String, TopicConfig)>, partition: u32) -> Result<(String, TopicConfig)> {
+    let (topic, settings) = found.into_iter().next().ok_or_else(|| FerryError::new(ErrorCode::UnknownTopic, "the topic does not exist"))?;
+    if partition >= settings.partitions {
+        return Err(FerryError::new(
+            ErrorCode::UnknownTopic,
+            format!("partition {partition} of topic '{topic}' does not exist: the topic has {} partition(s)", settings.partitions),
+        ));
+    }
+    Ok((topic, settings))
 }
 
 fn not_ours(consumer: ConsumerId) -> FerryError {

@@ -15,7 +15,7 @@ use crate::core::config::check_name;
 use crate::core::limits::*;
 use crate::core::{ErrorCode, FerryError, Receipt, Result, Subscription};
 use crate::interop::error::to_js;
-use crate::interop::options::{bus_options, consumer_config, messages, outgoing, seek_options, subscriptions, topic_config};
+use crate::interop::options::{self, bus_options, consumer_config, messages, outgoing, seek_options, subscriptions, topic_config};
 use crate::interop::{args, object_of, reply};
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
 use crate::protocol::{Reply, SettleItem};
@@ -223,13 +223,26 @@ impl EdgeClient {
         op(self.client.stats())
     }
 
-    /// `redrive({ from, limit })`.
+    /// `redrive({ from, limit, offsets })`.
     pub fn redrive(&mut self, options: JsValue) -> std::result::Result<f64, JsValue> {
         let mut start = || -> Result<OpId> {
-            let options = args::options(&options, "options")?;
-            let from = args::string(&args::get(options.as_ref(), "from")?, "from")?;
-            let limit = args::opt_integer(&args::get(options.as_ref(), "limit")?, "limit", 1, REDRIVE_LIMIT_MAX)?;
-            Ok(self.client.redrive(from, limit))
+            let (from, limit, offsets) = options::redrive_options(&options)?;
+            Ok(self.client.redrive(from, limit, offsets))
+        };
+        start().map(op).map_err(to_js)
+    }
+
+    /// `purge({ topic })`.
+    pub fn purge(&mut self, options: JsValue) -> std::result::Result<f64, JsValue> {
+        let mut start = || -> Result<OpId> { Ok(self.client.purge(options::purge_options(&options)?)) };
+        start().map(op).map_err(to_js)
+    }
+
+    /// `browse({ topic, partition, offset, limit, groupId })`.
+    pub fn browse(&mut self, options: JsValue) -> std::result::Result<f64, JsValue> {
+        let mut start = || -> Result<OpId> {
+            let (topic, partition, offset, max, group) = options::browse_options(&options)?;
+            Ok(self.client.browse(topic, partition, offset, max, group))
         };
         start().map(op).map_err(to_js)
     }

@@ -302,10 +302,10 @@ impl<S: Store> EdgeObject<S> {
                 self.waiting.insert(id, Waiting::Room { context, call, asked: others.len(), refused: None });
                 Ok(())
             }
-            Call::Redrive { ref from, limit } if self.home.is_none() => {
+            Call::Redrive { ref from, limit, ref offsets } if self.home.is_none() => {
                 // The directory only checks the call: the partitions' objects move
                 // the dead letters, each knowing whether it holds any.
-                self.engine_mut().check_redrive(from, limit)?;
+                self.engine_mut().check_redrive(from, limit, offsets)?;
                 self.finish(id, Ok(Reply::Count(0)));
                 Ok(())
             }
@@ -350,9 +350,15 @@ impl<S: Store> EdgeObject<S> {
     /// Runs a call that needs nothing from another object.
     fn run(&mut self, call: Call, now_ms: u64) -> Result<Reply> {
         Ok(match call {
-            call @ (Call::CreateTopic { .. } | Call::Topics | Call::Send { .. } | Call::Stats | Call::Redrive { .. } | Call::Seek { .. } | Call::Jobs { .. }) => {
-                self.operate(now_ms, |e, now| serve(e, call, now))?
-            }
+            call @ (Call::CreateTopic { .. }
+            | Call::Topics
+            | Call::Send { .. }
+            | Call::Stats
+            | Call::Redrive { .. }
+            | Call::Purge { .. }
+            | Call::Browse { .. }
+            | Call::Seek { .. }
+            | Call::Jobs { .. }) => self.operate(now_ms, |e, now| serve(e, call, now))?,
             Call::Topic { name, partitions, create } => {
                 let missing = partitions.map(TopicConfig::with_partitions);
                 let (config, exists) = if create || missing.is_some() {

@@ -174,6 +174,61 @@ pub fn seek_options(options: &JsValue) -> Result<(String, u32, SeekTo)> {
     Ok((topic, partition, to))
 }
 
+/// The dead letters a redrive names, as `(partition, offset)`.
+type ChosenOffsets = Vec<(u32, u64)>;
+
+/// `redrive`'s `{ from, limit?, offsets? }`, checked; `offsets` lists the dead
+/// letters to move as `{ partition, offset }`.
+pub fn redrive_options(options: &JsValue) -> Result<(String, Option<u64>, ChosenOffsets)> {
+    let options = args::options(options, "options")?;
+    let options = options.as_ref();
+    let from = args::string(&args::get(options, "from")?, "from")?;
+    let limit = args::opt_integer(&args::get(options, "limit")?, "limit", 1, REDRIVE_LIMIT_MAX)?;
+    let listed = args::get(options, "offsets")?;
+    let mut offsets = Vec::new();
+    if !listed.is_undefined() {
+        let listed = args::array(&listed, "offsets")?;
+        if u64::from(listed.length()) > REDRIVE_LIMIT_MAX {
+            return Err(FerryError::invalid(format!("offsets holds {} messages, more than {REDRIVE_LIMIT_MAX}", listed.length())));
+        }
+        for (i, item) in listed.iter().enumerate() {
+            let item = args::options(&item, &format!("offsets[{i}]"))?;
+            let item = item.as_ref();
+            let partition = args::integer(&args::get(item, "partition")?, &format!("offsets[{i}].partition"), 0, u64::from(PARTITIONS_MAX) - 1)? as u32;
+            offsets.push((partition, position(&args::get(item, "offset")?, &format!("offsets[{i}].offset"))?));
+        }
+    }
+    Ok((from, limit, offsets))
+}
+
+/// `purge`'s `{ topic }`, checked.
+pub fn purge_options(options: &JsValue) -> Result<String> {
+    let options = args::options(options, "options")?;
+    let topic = args::string(&args::get(options.as_ref(), "topic")?, "topic")?;
+    check_name("topic", &topic)?;
+    Ok(topic)
+}
+
+/// `browse`'s `{ topic, partition = 0, offset = 0, limit = 100, groupId? }`,
+/// checked: `(topic, partition, offset, limit, group)`.
+pub fn browse_options(options: &JsValue) -> Result<(String, u32, u64, u64, Option<String>)> {
+    let options = args::options(options, "options")?;
+    let options = options.as_ref();
+    let topic = args::string(&args::get(options, "topic")?, "topic")?;
+    check_name("topic", &topic)?;
+    let partition = args::opt_integer(&args::get(options, "partition")?, "partition", 0, u64::from(PARTITIONS_MAX) - 1)?.unwrap_or(0) as u32;
+    let offset = match args::get(options, "offset")? {
+        v if v.is_undefined() => 0,
+        v => position(&v, "offset")?,
+    };
+    let limit = args::opt_integer(&args::get(options, "limit")?, "limit", 1, BROWSE_MAX)?.unwrap_or(BROWSE_DEFAULT);
+    let group = args::opt_string(&args::get(options, "groupId")?, "groupId")?;
+    if let Some(group) = &group {
+        check_name("groupId", group)?;
+    }
+    Ok((topic, partition, offset, limit, group))
+}
+
 /// A non-negative integer given as a number, or as KafkaJS gives offsets: a string
 /// of decimal digits.
 fn position(value: &JsValue, field: &str) -> Result<u64> {

@@ -5,8 +5,9 @@
 use js_sys::{Array, Reflect};
 use wasm_bindgen::JsValue;
 
-use super::delivered::payload;
+use super::delivered::{message_payload, payload};
 use super::{json, parse_json};
+use crate::core::engine::Browsed;
 use crate::core::{FerryError, Result};
 use crate::protocol::Reply;
 
@@ -32,9 +33,34 @@ pub fn to_js(reply: Reply, publish: bool) -> Result<JsValue> {
             }
             received.into()
         }
+        Reply::Browsed(browsed) => browsed_js(&browsed)?,
         Reply::Json(text) => parse_json(&text)?,
         Reply::Topic { .. } | Reply::Settings(_) | Reply::Settled(_) | Reply::Accepted { .. } | Reply::Round { .. } => {
             return Err(FerryError::storage("an operation ended with an object's own reply"))
         }
     })
+}
+
+/// `{ lowOffset, highOffset, nextOffset, messages }` of `bus.browse()`: each
+/// message as a handler gets it, its `attempt` the deliveries the group asked
+/// about made of it while unsettled (0: none), and `redriven` for a dead letter
+/// moved back already.
+fn browsed_js(browsed: &Browsed) -> Result<JsValue> {
+    let messages = Array::new();
+    for m in &browsed.messages {
+        let item = message_payload(&m.message, m.attempt.unwrap_or(0));
+        Reflect::set(&item, &JsValue::from_str("redriven"), &JsValue::from_bool(m.redriven))
+            .map_err(|_| FerryError::storage("a browsed message could not be handed over"))?;
+        messages.push(&item);
+    }
+    let out = js_sys::Object::new();
+    for (name, value) in [
+        ("lowOffset", JsValue::from_f64(browsed.low_offset as f64)),
+        ("highOffset", JsValue::from_f64(browsed.high_offset as f64)),
+        ("nextOffset", JsValue::from_f64(browsed.next_offset as f64)),
+        ("messages", messages.into()),
+    ] {
+        Reflect::set(&out, &JsValue::from_str(name), &value).map_err(|_| FerryError::storage("browsed messages could not be handed over"))?;
+    }
+    Ok(out.into())
 }

@@ -16,10 +16,9 @@ use super::consumer::{self, Bridge, Consumer, State, Wakers};
 use super::held::{self, Held};
 use super::writer::{Host, Link, Serve};
 use crate::core::config::BusConfig;
-use crate::core::limits::REDRIVE_LIMIT_MAX;
 use crate::core::{Engine, ErrorCode, FerryError, Result};
 use crate::interop::error::to_js;
-use crate::interop::options::{bus_options, messages, outgoing, topic_config};
+use crate::interop::options::{self, bus_options, messages, outgoing, topic_config};
 use crate::interop::{args, reply};
 use crate::protocol::{serve_once, Call, CallId, Context, Reply};
 use crate::store::indexeddb::{Durability, IndexedDbStore};
@@ -461,14 +460,31 @@ impl Bus {
         })
     }
 
-    /// `bus.redrive({ from, limit? })`: how many dead letters moved back.
+    /// `bus.redrive({ from, limit?, offsets? })`: how many dead letters moved back.
     pub fn redrive(&self, options: JsValue) -> Promise {
         let shared = self.shared.clone();
         promise(async move {
-            let options = args::options(&options, "options")?;
-            let from = args::string(&args::get(options.as_ref(), "from")?, "from")?;
-            let limit = args::opt_integer(&args::get(options.as_ref(), "limit")?, "limit", 1, REDRIVE_LIMIT_MAX)?;
-            reply::to_js(call(&shared, Call::Redrive { from, limit }).await?, false)
+            let (from, limit, offsets) = options::redrive_options(&options)?;
+            reply::to_js(call(&shared, Call::Redrive { from, limit, offsets }).await?, false)
+        })
+    }
+
+    /// `bus.purge({ topic })`: how many messages of the dead-letter topic were removed.
+    pub fn purge(&self, options: JsValue) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            let topic = options::purge_options(&options)?;
+            reply::to_js(call(&shared, Call::Purge { topic }).await?, false)
+        })
+    }
+
+    /// `bus.browse({ topic, partition, offset, limit, groupId })`: messages read
+    /// without leasing them.
+    pub fn browse(&self, options: JsValue) -> Promise {
+        let shared = self.shared.clone();
+        promise(async move {
+            let (topic, partition, offset, max, group) = options::browse_options(&options)?;
+            reply::to_js(call(&shared, Call::Browse { topic, partition, offset, max, group }).await?, false)
         })
     }
 

@@ -9,7 +9,7 @@ pub mod wire;
 mod wire_jobs;
 
 use crate::core::config::ConsumerConfig;
-use crate::core::engine::{JobOp, Pause, Wait};
+use crate::core::engine::{Browsed, JobOp, Pause, Wait};
 use crate::core::message::{Chunk, OutgoingMessage};
 use crate::core::{BusConfig, Delivery, Engine, FerryError, PollLimit, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
 
@@ -48,9 +48,25 @@ pub enum Call {
         messages: Vec<OutgoingMessage>,
     },
     Stats,
+    /// Dead letters moved back: those at `offsets` (`(partition, offset)`), or
+    /// when none are given up to `limit` of them.
     Redrive {
         from: String,
         limit: Option<u64>,
+        offsets: Vec<(u32, u64)>,
+    },
+    /// Every retained message of a dead-letter topic removed.
+    Purge {
+        topic: String,
+    },
+    /// Up to `max` messages of a partition from `offset`, read without leasing
+    /// them; with `group`, the attempts it made of each.
+    Browse {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        max: u64,
+        group: Option<String>,
     },
     /// Joins `group` here (as the pull member) and leases up to `max` messages
     /// (0: only joins).
@@ -166,6 +182,7 @@ pub enum Reply {
     Settings(Vec<(String, TopicConfig)>),
     Metadata(Vec<RecordMetadata>),
     Stats(Box<Stats>),
+    Browsed(Box<Browsed>),
     Deliveries(Vec<Delivery>),
     /// Per item: `false` when its lease had run out, `true` when settled.
     Settled(Vec<std::result::Result<bool, FerryError>>),
@@ -197,6 +214,8 @@ impl Call {
             Call::Send { .. } => "send",
             Call::Stats => "stats",
             Call::Redrive { .. } => "redrive",
+            Call::Purge { .. } => "purge",
+            Call::Browse { .. } => "browse",
             Call::Receive { .. } => "receive",
             Call::Settle { .. } => "settle",
             Call::Seek { .. } => "seek",
@@ -230,7 +249,7 @@ impl Call {
     /// a topic created, then found): the writer stores its reply with the commit
     /// that runs it ([`Engine::store_reply`]).
     pub fn stores_reply(&self) -> bool {
-        matches!(self, Call::CreateTopic { .. } | Call::Send { .. } | Call::Redrive { .. }) || matches!(self, Call::Jobs { op, .. } if !op.reads())
+        matches!(self, Call::CreateTopic { .. } | Call::Send { .. } | Call::Redrive { .. } | Call::Purge { .. }) || matches!(self, Call::Jobs { op, .. } if !op.reads())
     }
 }
 
@@ -262,7 +281,7 @@ pub fn serve_once(engine: &mut Engine, call: Call, caller: Option<&CallId>, now_
 }
 
 /// Runs one of the calls any engine holding a topic serves alike, whole bus or one
-/// partition: `createTopic`, `topics`, `send`, `stats`, `redrive` and `seek`, and
+/// partition: `createTopic`, `topics`, `send`, `stats`, `redrive`, `purge`, `browse` and `seek`, and
 /// those of a browser consumer's loop, on a whole bus. The caller commits. Any
 /// other call is refused: it needs the place it runs in.
 pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
@@ -274,7 +293,9 @@ pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
             engine.trim_settled();
             Reply::Stats(Box::new(engine.stats()))
         }
-        Call::Redrive { from, limit } => Reply::Count(engine.redrive(&from, limit, now_ms)?),
+        Call::Redrive { from, limit, offsets } => Reply::Count(engine.redrive(&from, limit, &offsets, now_ms)?),
+        Call::Purge { topic } => Reply::Count(engine.purge(&topic, now_ms)?),
+        Call::Browse { topic, partition, offset, max, group } => Reply::Browsed(Box::new(engine.browse(&topic, partition, offset, max, group.as_deref())?)),
         Call::Seek { group, topic, partition, to } => Reply::Count(engine.seek(&group, &topic, partition, to)?),
         Call::Join { group, member, subscriptions, config } => {
             engine.join(&group, &member, &subscriptions, &config, now_ms)?;

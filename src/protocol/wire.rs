@@ -8,8 +8,8 @@
 use super::{Call, Context, Reply, RunEnd, SettleItem};
 use crate::core::codec::{Reader, Writer};
 use crate::core::config::{BusConfig, TopicConfig};
-use crate::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, Pause, TopicStats, Wait};
-use crate::core::limits::{MEMBERS_PER_GROUP_MAX, PARTITIONS_MAX, POLL_MAX, SEND_BATCH_MAX, SUBSCRIPTIONS_MAX, TOPICS_MAX};
+use crate::core::engine::{Browsed, BrowsedMessage, GroupPartitionStats, GroupStats, PartitionStats, Pause, TopicStats, Wait};
+use crate::core::limits::{BROWSE_MAX, MEMBERS_PER_GROUP_MAX, PARTITIONS_MAX, POLL_MAX, REDRIVE_LIMIT_MAX, SEND_BATCH_MAX, SUBSCRIPTIONS_MAX, TOPICS_MAX};
 use crate::core::message::{Chunk, Message, OutgoingMessage, Value, ValueKind};
 use crate::core::records::{decode_consumer_config, decode_topic_config, encode_consumer_config, encode_topic_config};
 use crate::core::{Delivery, ErrorCode, FerryError, PollLimit, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicInfo};
@@ -107,31 +107,29 @@ fn put_deliveries(w: &mut Writer, deliveries: &[Delivery]) {
         w.u64(u64::from(d.partition));
         w.u64(u64::from(d.attempt));
         w.u64(u64::from(d.generation));
-        let m = &d.message;
-        w.u64(m.offset);
-        w.u64(m.timestamp_ms);
-        w.u64(m.deliver_at_ms);
-        w.opt_str(m.key.as_deref());
-        put_value(w, &m.value);
-        put_headers(w, &m.headers);
-        w.opt_str(m.id.as_deref());
+        put_message(w, &d.message);
     }
 }
 
 fn deliveries(r: &mut Reader<'_>) -> Result<Vec<Delivery>> {
     list(r, POLL_MAX, |r| {
         let (topic, partition, attempt, generation) = (r.str()?.into(), r.u32()?, r.u32()?, r.u32()?);
-        let message = Message {
-            offset: r.u64()?,
-            timestamp_ms: r.u64()?,
-            deliver_at_ms: r.u64()?,
-            key: opt_string(r)?,
-            value: value(r)?,
-            headers: headers(r)?,
-            id: opt_string(r)?,
-        };
-        Ok(Delivery { topic, partition, attempt, generation, message })
+        Ok(Delivery { topic, partition, attempt, generation, message: message(r)? })
     })
+}
+
+fn put_message(w: &mut Writer, m: &Message) {
+    w.u64(m.offset);
+    w.u64(m.timestamp_ms);
+    w.u64(m.deliver_at_ms);
+    w.opt_str(m.key.as_deref());
+    put_value(w, &m.value);
+    put_headers(w, &m.headers);
+    w.opt_str(m.id.as_deref());
+}
+
+fn message(r: &mut Reader<'_>) -> Result<Message> {
+    Ok(Message { offset: r.u64()?, timestamp_ms: r.u64()?, deliver_at_ms: r.u64()?, key: opt_string(r)?, value: value(r)?, headers: headers(r)?, id: opt_string(r)? })
 }
 
 fn put_topics(w: &mut Writer, topics: &[(String, TopicConfig)]) {
@@ -214,10 +212,27 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
             }
         }
         Call::Stats => w.u8(5),
-        Call::Redrive { from, limit } => {
+        Call::Redrive { from, limit, offsets } => {
             w.u8(6);
             w.str(from);
             w.opt_u64(*limit);
+            w.u64(offsets.len() as u64);
+            for (partition, offset) in offsets {
+                w.u64(u64::from(*partition));
+                w.u64(*offset);
+            }
+        }
+        Call::Purge { topic } => {
+            w.u8(19);
+            w.str(topic);
+        }
+        Call::Browse { topic, partition, offset, max, group } => {
+            w.u8(20);
+            w.str(topic);
+            w.u64(u64::from(*partition));
+            w.u64(*offset);
+            w.u64(*max);
+            w.opt_str(group.as_deref());
         }
         Call::Receive { group, config, subscriptions, max } => {
             w.u8(7);
@@ -389,7 +404,7 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
             Call::Send { topic, messages }
         }
         5 => Call::Stats,
-        6 => Call::Redrive { from: string(r)?, limit: r.opt_u64()? },
+        6 => Call::Redrive { from: string(r)?, limit: r.opt_u64()?, offsets: list(r, REDRIVE_LIMIT_MAX as usize, |r| Ok((r.u32()?, r.u64()?)))? },
         7 => Call::Receive { group: string(r)?, config: decode_consumer_config(r)?, subscriptions: subscriptions(r)?, max: count(r, POLL_MAX)? },
         8 => Call::Settle {
             items: list(r, POLL_MAX, |r| {
@@ -450,6 +465,8 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
         16 => Call::Leave { group: string(r)?, member: string(r)?, evicted: bool(r)? },
         17 => Call::RetryNow { group: string(r)? },
         18 => Call::Jobs { queue: string(r)?, op: super::wire_jobs::op(r)? },
+        19 => Call::Purge { topic: string(r)? },
+        20 => Call::Browse { topic: string(r)?, partition: r.u32()?, offset: r.u64()?, max: r.u64()?, group: opt_string(r)? },
         other => return Err(FerryError::storage(format!("unknown call {other}"))),
     };
     if !r.is_empty() {
@@ -532,6 +549,18 @@ pub fn encode_reply(result: &Result<Reply>) -> Vec<u8> {
         Reply::Deliveries(deliveries) => {
             w.u8(9);
             put_deliveries(&mut w, deliveries);
+        }
+        Reply::Browsed(browsed) => {
+            w.u8(14);
+            w.u64(browsed.low_offset);
+            w.u64(browsed.high_offset);
+            w.u64(browsed.next_offset);
+            w.u64(browsed.messages.len() as u64);
+            for m in &browsed.messages {
+                put_message(&mut w, &m.message);
+                w.opt_u64(m.attempt.map(u64::from));
+                w.u8(u8::from(m.redriven));
+            }
         }
         Reply::Settled(list) => {
             w.u8(10);
@@ -622,6 +651,14 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
             members: list(r, MEMBERS_PER_GROUP_MAX, string)?,
         },
         13 => Reply::Json(string(r)?),
+        14 => Reply::Browsed(Box::new(Browsed {
+            low_offset: r.u64()?,
+            high_offset: r.u64()?,
+            next_offset: r.u64()?,
+            messages: list(r, BROWSE_MAX as usize, |r| {
+                Ok(BrowsedMessage { message: message(r)?, attempt: r.opt_u64()?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)), redriven: bool(r)? })
+            })?,
+        })),
         other => return Err(FerryError::storage(format!("unknown reply {other}"))),
     };
     if !r.is_empty() {
@@ -653,7 +690,9 @@ mod tests {
             Call::Settings,
             Call::Send { topic: "t".into(), messages: vec![message.clone(), OutgoingMessage::new(Value::bytes(vec![0, 255]))] },
             Call::Stats,
-            Call::Redrive { from: "t.dlq".into(), limit: Some(10) },
+            Call::Redrive { from: "t.dlq".into(), limit: Some(10), offsets: vec![(0, 3), (2, 7)] },
+            Call::Purge { topic: "t.dlq".into() },
+            Call::Browse { topic: "t".into(), partition: 2, offset: 40, max: 100, group: Some("g".into()) },
             Call::Receive { group: "g".into(), config: ConsumerConfig::default(), subscriptions: vec![Subscription::new("t", true)], max: 100 },
             Call::Settle {
                 items: vec![
@@ -730,6 +769,15 @@ mod tests {
             Ok(Reply::Metadata(vec![metadata.clone()])),
             Ok(Reply::Stats(Box::new(stats))),
             Ok(Reply::Deliveries(vec![Delivery { topic: "t".into(), partition: 1, attempt: 2, generation: 3, message: message.clone() }])),
+            Ok(Reply::Browsed(Box::new(Browsed {
+                low_offset: 2,
+                high_offset: 9,
+                next_offset: 4,
+                messages: vec![
+                    BrowsedMessage { message: message.clone(), attempt: Some(2), redriven: false },
+                    BrowsedMessage { message: message.clone(), attempt: None, redriven: true },
+                ],
+            }))),
             Ok(Reply::Round {
                 deliveries: vec![Delivery { topic: "t".into(), partition: 0, attempt: 1, generation: 0, message }],
                 high_offsets: vec![("t".into(), 0, 9)],

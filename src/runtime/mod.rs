@@ -134,7 +134,7 @@ impl<S: Store, C: Clock> Bus<S, C> {
     }
 
     pub fn redrive(&mut self, from: &str, limit: Option<u64>) -> Result<u64> {
-        self.operation(|e, now| e.redrive(from, limit, now))
+        self.operation(|e, now| e.redrive(from, limit, &[], now))
     }
 
     /// Adds a consumer to `group`: it joins at once, and its handler is called from

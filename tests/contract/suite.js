@@ -20,6 +20,27 @@ async function until(condition, timeoutMs = 5000) {
   }
 }
 
+/** Has `group` fail every message of `topic` once until `count` are dead-lettered: with a consumer.run loop, or at the edge (`env.edge`) receive and retry. */
+async function deadLetterAll(bus, env, topic, group, count) {
+  const consumer = bus.consumer({ groupId: group, retry: { maxAttempts: 1 } });
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const deadLettered = async () => (await bus.stats()).groups.some((g) => g.groupId === group && g.deadLettered === count);
+  if (env.edge) {
+    await until(async () => {
+      for (const m of await consumer.receive({ max: 100 })) await m.retry({ error: 'smtp down' });
+      return deadLettered();
+    });
+    return;
+  }
+  await consumer.run({
+    eachMessage: async () => {
+      throw new Error('smtp down');
+    },
+  });
+  await until(deadLettered);
+  await consumer.stop();
+}
+
 /** Consumer options every place must refuse, with the field the message names. */
 export const badConsumerOptions = [
   [{}, 'groupId'],
@@ -399,6 +420,58 @@ export const cases = [
       else await rejectsWith(ferry, bus.redrive({ from: 'orders' }), 'INVALID_ARGUMENT', 'not a dead-letter topic');
       const [partition] = (await bus.stats()).topics.find((t) => t.topic === 'orders').partitions;
       assert.deepEqual([partition.lowOffset, partition.highOffset], [0, 5], 'every message is still there for every group');
+      await bus.close();
+    },
+  },
+  {
+    name: 'browse reads a partition without moving any group; chosen dead letters are redriven once; purge empties a dead-letter topic',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('browse-redrive-purge') });
+      await bus.createTopic('emails', { partitions: 2 });
+      const tos = ['ada', 'alan', 'grace', 'edsger', 'barbara', 'ken'];
+      await bus.producer().send({ topic: 'emails', messages: tos.map((to) => ({ key: to, value: { to }, headers: { lang: 'en' } })) });
+      await deadLetterAll(bus, env, 'emails', 'mail', tos.length);
+      const groups = async () => JSON.stringify((await bus.stats()).groups.map((g) => [g.groupId, g.topic, g.partitions.map((p) => [p.committedOffset, p.inFlight])]));
+      const before = await groups();
+
+      const pages = [];
+      for (const partition of [0, 1]) pages.push(await bus.browse({ topic: 'emails.dlq', partition, limit: 100 }));
+      const dead = pages.flatMap((page, partition) => page.messages.map((m) => ({ ...m, partition })));
+      assert.deepEqual(dead.map((m) => m.value.to).sort(), [...tos].sort(), 'every dead letter, once');
+      for (const m of dead) {
+        assert.deepEqual([m.headers['ferry-dlq-topic'], m.headers['ferry-dlq-error'], m.headers.lang, m.redriven, m.attempt], ['emails', 'smtp down', 'en', false, 0]);
+      }
+      pages.forEach((page, partition) => assert.deepEqual([page.lowOffset, page.highOffset, page.nextOffset], [0, page.messages.length, page.messages.length], `partition ${partition}`));
+      const fuller = pages[0].messages.length >= 2 ? 0 : 1;
+      const first = await bus.browse({ topic: 'emails.dlq', partition: fuller, limit: 1 });
+      const second = await bus.browse({ topic: 'emails.dlq', partition: fuller, offset: first.nextOffset, limit: 1 });
+      assert.deepEqual([first.messages[0].offset, first.nextOffset, second.messages[0].offset], [0, 1, 1], 'paging');
+      assert.equal(await groups(), before, 'browsing moved no group');
+
+      const chosen = [dead.find((m) => m.partition === fuller && m.offset === 1), dead.find((m) => m.partition !== fuller) ?? dead.find((m) => m.partition === fuller && m.offset === 0)];
+      const offsets = chosen.map((m) => ({ partition: m.partition, offset: m.offset }));
+      assert.equal(await bus.redrive({ from: 'emails.dlq', offsets }), 2);
+      assert.equal(await bus.redrive({ from: 'emails.dlq', offsets }), 0, 'each moved once');
+      const flagged = (await bus.browse({ topic: 'emails.dlq', partition: fuller })).messages.filter((m) => m.redriven).map((m) => m.offset);
+      assert.ok(flagged.includes(1), `offset 1 is marked moved (${flagged})`);
+      await rejectsWith(ferry, bus.redrive({ from: 'emails.dlq', offsets: [{ partition: fuller, offset: 99 }] }), 'INVALID_ARGUMENT', 'offsets[0].offset');
+      await rejectsWith(ferry, bus.redrive({ from: 'emails.dlq', offsets: [{ partition: -1, offset: 0 }] }), 'INVALID_ARGUMENT', 'offsets[0].partition');
+
+      const left = (await bus.stats()).topics.find((t) => t.topic === 'emails.dlq').partitions.reduce((n, p) => n + p.depth, 0);
+      const purged = await bus.purge({ topic: 'emails.dlq' });
+      assert.ok(purged === left && purged >= tos.length - 2, `purged ${purged} of the ${left} kept`);
+      assert.equal(await bus.redrive({ from: 'emails.dlq' }), 0, 'nothing left to move');
+      const depths = (await bus.stats()).topics.find((t) => t.topic === 'emails.dlq').partitions.map((p) => p.depth);
+      assert.deepEqual(depths, [0, 0]);
+      const sent = (await bus.stats()).topics.find((t) => t.topic === 'emails').partitions.reduce((n, p) => n + p.highOffset, 0);
+      assert.equal(sent, tos.length + 2, 'the source got the two chosen back');
+
+      // The edge's partitions each answer for themselves: there a topic that is not a
+      // dead-letter topic purges nothing.
+      if (env.edge) assert.equal(await bus.purge({ topic: 'emails' }), 0);
+      else await rejectsWith(ferry, bus.purge({ topic: 'emails' }), 'INVALID_ARGUMENT', 'not a dead-letter topic');
+      await rejectsWith(ferry, bus.browse({ topic: 'emails', limit: 1001 }), 'INVALID_ARGUMENT', 'limit');
+      await rejectsWith(ferry, bus.browse({ topic: 'emails', partition: 2 }), 'UNKNOWN_TOPIC');
       await bus.close();
     },
   },

@@ -336,6 +336,8 @@ export default {
             publish: guard(client.publish),
             stats: guard(client.stats),
             redrive: guard(client.redrive),
+            purge: guard(client.purge),
+            browse: guard(client.browse),
             producer: () => ({ send: guard(client.producer().send) }),
             consumer: (consumerOptions) => client.consumer(consumerOptions),
             async close() {

@@ -1,5 +1,5 @@
 //! Topics and their partitioned logs: creation, sends (partitioning, dedup, depth
-//! limits), retention, and redrive of dead letters.
+//! limits) and retention. Dead-letter topics are dead_letters.rs's.
 
 use super::*;
 use crate::core::config::{check_name, check_range, TopicConfig};
@@ -442,81 +442,6 @@ impl Engine {
             }
             self.put(Key::Dedup(topic, id), None);
         }
-    }
-
-    /// Moves dead letters of the dead-letter topic `from` back to the topic each came
-    /// from (key, value and user headers kept, `ferry-dlq-*` dropped), at most
-    /// `limit` of them (default and ceiling [`REDRIVE_LIMIT_MAX`]). Each dead letter
-    /// is moved once: the topic keeps a redrive cursor. Refused for a topic that is
-    /// not a dead-letter topic; stops at a message that is not a dead letter.
-    pub fn redrive(&mut self, from: &str, limit: Option<u64>, now_ms: u64) -> Result<u64> {
-        let limit = self.check_redrive(from, limit)?;
-        let Some(source) = self.topic_name(from) else { return Ok(0) };
-        // A dead-letter topic is one the bus dead-lettered into: it has a redrive
-        // position. Any other topic's messages are not the bus's to move. (A
-        // partition of a split bus may just hold no dead letters yet.)
-        if !self.groups.get(REDRIVE_GROUP).is_some_and(|g| g.topics.contains_key(from)) {
-            return if self.home.is_some() {
-                Ok(0)
-            } else {
-                Err(FerryError::invalid(format!("from: '{from}' is not a dead-letter topic (none of its messages was dead-lettered)")))
-            };
-        }
-        // Read and decode everything first: a corrupt record refuses the call whole.
-        let mut moves: Vec<(u32, u64, Message, Name)> = Vec::new();
-        let mut cursors: Vec<(u32, u64)> = Vec::new();
-        let partitions = self.topics[from].config.partitions;
-        for p in 0..partitions {
-            let Some(state) = self.partition(from, p) else { continue };
-            let start = self.cursor(REDRIVE_GROUP, from, p).map_or(0, |c| c.cursor.committed).max(state.head.low);
-            let mut end = start;
-            // The position never passes a message that is not a dead letter (one sent
-            // to this topic directly): redrive must not drop what it did not move.
-            while end < state.head.high && (moves.len() as u64) < limit {
-                let message = self.message_at(from, p, end)?;
-                let Some(target) = message.header(DLQ_TOPIC).filter(|t| check_name("ferry-dlq-topic", t).is_ok()).map(Name::from) else { break };
-                moves.push((p, end, message, target));
-                end += 1;
-            }
-            if end > start {
-                cursors.push((p, end));
-            }
-        }
-        for (_, _, _, target) in &moves {
-            if !self.topics.contains_key(target) {
-                self.topic_partitions_or_auto(target)?;
-            }
-        }
-
-        // Everything is checked: from here on nothing fails.
-        let moved = moves.len() as u64;
-        for (_, _, message, target) in moves {
-            let target = self.ensure_topic(&target);
-            let partitions = self.topics[&target].config.partitions;
-            let original = message.header(DLQ_PARTITION).and_then(|p| p.parse::<u32>().ok()).filter(|p| *p < partitions);
-            let p = original.unwrap_or_else(|| self.pick_partition(&target, message.key.as_deref()));
-            let headers: Vec<(String, String)> = message.headers.iter().filter(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX)).cloned().collect();
-            let append = Append { timestamp_ms: now_ms, delay_ms: 0, key: message.key.as_deref(), value: &message.value, headers: &headers, id: message.id.as_deref() };
-            self.append(&target, p, &[append]);
-        }
-        for (p, end) in cursors {
-            let cursor = Cursor::at(end);
-            self.put(Key::Cursor(Name::from(REDRIVE_GROUP), source.clone(), p), Some(Record::Cursor(cursor)));
-            self.trim_consumed(&source, p);
-        }
-        Ok(moved)
-    }
-
-    /// Checks what [`Engine::redrive`] is given without moving anything (where it is
-    /// done elsewhere: the directory of a split bus); the limit to use.
-    pub fn check_redrive(&self, from: &str, limit: Option<u64>) -> Result<u64> {
-        check_name("from", from)?;
-        let limit = limit.unwrap_or(REDRIVE_LIMIT_MAX);
-        check_range("limit", limit, 1, REDRIVE_LIMIT_MAX)?;
-        if !self.config.auto_create_topics && !self.topics.contains_key(from) {
-            return Err(FerryError::unknown_topic(from));
-        }
-        Ok(limit)
     }
 
     /// The key's partition, or the next round-robin one.

@@ -52,6 +52,7 @@
 //! Every operation validates its whole input before its first write, so a refused
 //! operation leaves no partial change behind.
 
+mod dead_letters;
 mod delivery;
 mod forward;
 mod group;
@@ -75,7 +76,7 @@ pub use forward::Outbound;
 pub use group::{SeekTo, Subscription};
 pub use jobs::{FlowNode, JobOp, Limiter, Settlement, JOB_STATES};
 pub use log::{RecordMetadata, TopicInfo};
-pub use stats::{GroupPartitionStats, GroupStats, PartitionStats, Stats, TopicStats};
+pub use stats::{Browsed, BrowsedMessage, GroupPartitionStats, GroupStats, PartitionStats, Stats, TopicStats};
 
 /// One write of a commit: a record to store, or `None` to delete the key.
 pub type Write = (Key, Option<Record>);

@@ -1,7 +1,32 @@
-//! `bus.stats()`: depth, lag, in-flight and dead-lettered counts, shaped as pkg/README.md.
-//! An engine holding one partition of a split bus reports that partition alone.
+//! `bus.stats()`: depth, lag, in-flight and dead-lettered counts, shaped as
+//! pkg/README.md, and `bus.browse()`: a partition's messages read without leasing
+//! them. An engine holding one partition of a split bus reports that partition alone.
 
 use super::*;
+use crate::core::config::check_range;
+use crate::core::limits::BROWSE_MAX;
+use crate::core::message::Message;
+
+/// Messages of one partition from an offset, read without leasing them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Browsed {
+    pub low_offset: u64,
+    pub high_offset: u64,
+    /// Where the next page starts: after the last message read.
+    pub next_offset: u64,
+    pub messages: Vec<BrowsedMessage>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrowsedMessage {
+    pub message: Message,
+    /// The deliveries the group asked about made of it so far, while it is
+    /// unsettled there (`None`: no group asked, or none unsettled).
+    pub attempt: Option<u32>,
+    /// A dead letter already moved back by `redrive` (it stays in the log until
+    /// those before it are moved too).
+    pub redriven: bool,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
@@ -95,5 +120,29 @@ impl Engine {
             }
         }
         Stats { topics, groups }
+    }
+
+    /// Up to `max` messages of partition `partition` of `topic` from `offset` (or
+    /// the first retained, if later), each with the attempts `group` made of it.
+    /// Reads only: no group's position or lease changes.
+    pub fn browse(&self, topic: &str, partition: u32, offset: u64, max: u64, group: Option<&str>) -> Result<Browsed> {
+        check_range("limit", max, 1, BROWSE_MAX)?;
+        let Some(state) = self.partition(topic, partition) else {
+            return Err(FerryError::new(ErrorCode::UnknownTopic, format!("partition {partition} of topic '{topic}' does not exist")));
+        };
+        let cursor = group.and_then(|g| self.cursor(g, topic, partition));
+        let attempt = |o: u64| match cursor?.pending.get(&o)? {
+            Pending::InFlight { attempt, .. } | Pending::Leased { attempt, .. } => Some(*attempt),
+            Pending::Waiting { failed, .. } => Some(*failed),
+            Pending::Acked => None,
+        };
+        let messages = self.read_log(topic, partition, offset, max as usize)?.into_iter().map(|message| BrowsedMessage {
+            attempt: attempt(message.offset),
+            redriven: self.redriven(topic, partition, message.offset),
+            message,
+        });
+        let messages: Vec<BrowsedMessage> = messages.collect();
+        let next_offset = messages.last().map_or(offset.clamp(state.head.low, state.head.high), |m| m.message.offset + 1);
+        Ok(Browsed { low_offset: state.head.low, high_offset: state.head.high, next_offset, messages })
     }
 }

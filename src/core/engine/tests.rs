@@ -462,7 +462,7 @@ fn redrive_moves_only_dead_letters_and_never_drops_what_it_did_not_move() {
     assert_eq!(refused.code, ErrorCode::InvalidArgument);
     assert!(refused.message.contains("messages[1].headers.ferry-dlq-topic"), "{refused}");
     e.send("orders", &[msg("a"), msg("b")], T0).unwrap();
-    let not_dead = e.redrive("orders", None, T0).unwrap_err();
+    let not_dead = e.redrive("orders", None, &[], T0).unwrap_err();
     assert_eq!(not_dead.code, ErrorCode::InvalidArgument);
     assert!(not_dead.message.contains("not a dead-letter topic"), "{not_dead}");
     assert_eq!(e.stats().topics[0].partitions[0].low_offset, 0, "nothing was dropped");
@@ -474,8 +474,8 @@ fn redrive_moves_only_dead_letters_and_never_drops_what_it_did_not_move() {
     e.send("orders.dlq", &[msg("sent here")], T0).unwrap();
     let run = e.poll("g", "m", 1, T0).unwrap();
     assert!(e.fail("g", "m", &run[0].receipt(), "boom", T0));
-    assert_eq!(e.redrive("orders.dlq", None, T0), Ok(1), "the first dead letter; the rest waits behind the plain message");
-    assert_eq!(e.redrive("orders.dlq", None, T0), Ok(0));
+    assert_eq!(e.redrive("orders.dlq", None, &[], T0), Ok(1), "the first dead letter; the rest waits behind the plain message");
+    assert_eq!(e.redrive("orders.dlq", None, &[], T0), Ok(0));
     let kept: Vec<String> = e.read_log("orders.dlq", 0, 0, 10).unwrap().iter().map(|m| m.value.text().to_string()).collect();
     assert_eq!(kept, vec!["sent here", "b"]);
 }
@@ -553,8 +553,8 @@ fn redrive_moves_each_dead_letter_back_once() {
     e.send("t", &[msg("x").with_key("k").with_header("h", "v").with_id("id-1")], T0).unwrap();
     let d = e.poll("g", "m", 1, T0).unwrap();
     e.fail("g", "m", &d[0].receipt(), "bug", T0);
-    assert_eq!(e.redrive("t.dlq", None, T0), Ok(1));
-    assert_eq!(e.redrive("t.dlq", None, T0), Ok(0));
+    assert_eq!(e.redrive("t.dlq", None, &[], T0), Ok(1));
+    assert_eq!(e.redrive("t.dlq", None, &[], T0), Ok(0));
     let back = e.poll("g", "m", 1, T0).unwrap();
     let m = &back[0].message;
     assert_eq!((m.offset, m.key.as_deref(), m.header("h"), m.id.as_deref()), (1, Some("k"), Some("v"), Some("id-1")));
@@ -799,7 +799,7 @@ fn a_split_engine_forwards_dead_letters_as_they_are() {
     }
     commit(&mut dlq);
     assert_eq!(dlq.stats().topics[0].partitions[0].low_offset, 0, "kept for redrive");
-    assert_eq!(dlq.redrive("t.dlq", None, T0).unwrap(), 2);
+    assert_eq!(dlq.redrive("t.dlq", None, &[], T0).unwrap(), 2);
 }
 
 fn retained(retention_ms: u64) -> TopicConfig {
