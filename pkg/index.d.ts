@@ -88,6 +88,8 @@ export interface RecordMetadata {
 export interface BusStats {
   topics: Array<{
     topic: string;
+    /** Dead letters were written to it: `redrive` and `purge` take it. */
+    deadLetter: boolean;
     partitions: Array<{ partition: number; lowOffset: number; highOffset: number; depth: number; expired: number }>;
   }>;
   groups: Array<{
@@ -103,8 +105,19 @@ export interface BusStats {
       owner: string | null;
     }>;
   }>;
+  /** Every group's members: the ids `owner` names, where each runs, and its last heartbeat. */
+  members: MemberStats[];
   /** The bridges this context started (`bus.bridge`); absent when it started none. */
   bridges?: BridgeStats[];
+}
+
+export interface MemberStats {
+  groupId: string;
+  memberId: string;
+  /** The kind of context the member runs in; "edge-pull" is an edge's pulls (`receive`, HTTP). */
+  context: 'page' | 'worker' | 'shared-worker' | 'service-worker' | 'node' | 'edge-pull' | 'unknown';
+  /** When it last heartbeat (or joined), in ms since the epoch. */
+  lastSeenMs: number;
 }
 
 export interface Producer {

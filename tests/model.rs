@@ -38,8 +38,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ferry::core::assign::sticky_assign;
-use ferry::core::engine::{GroupPartitionStats, GroupStats, PartitionStats, TopicStats};
-use ferry::core::limits::POLL_MAX;
+use ferry::core::engine::{GroupPartitionStats, GroupStats, MemberStats, PartitionStats, TopicStats};
+use ferry::core::limits::{MEMBER_ID_LEN_MAX, POLL_MAX};
 use ferry::core::murmur2::partition_for_key;
 use ferry::core::records::{Cursor, Key, Pending, Record};
 use ferry::core::{
@@ -992,6 +992,7 @@ impl Model {
             .iter()
             .map(|(name, topic)| TopicStats {
                 topic: Name::from(name.as_str()),
+                dead_letter: self.redriven.contains_key(name),
                 partitions: topic
                     .partitions
                     .iter()
@@ -1001,7 +1002,12 @@ impl Model {
             })
             .collect();
         let mut groups = Vec::new();
+        let mut members = Vec::new();
         for (group, state) in &self.groups {
+            for (member, record) in &state.members {
+                let last_seen_ms = record.session_expires_ms - record.config.session_timeout_ms;
+                members.push(MemberStats { group_id: Name::from(group.as_str()), member_id: Name::from(member.as_str()), last_seen_ms });
+            }
             for (topic, gt) in &state.topics {
                 let partitions = gt
                     .cursors
@@ -1021,7 +1027,7 @@ impl Model {
                 groups.push(GroupStats { group_id: Name::from(group.as_str()), topic: Name::from(topic.as_str()), dead_lettered: gt.dead_lettered, partitions });
             }
         }
-        Stats { topics, groups }
+        Stats { topics, groups, members }
     }
 
     /// The latest a driver sleeping until `next_due_ms` may wake: when a retry or a
@@ -2027,7 +2033,7 @@ fn malformed_joins_are_refused() {
         assert_refused(&mut engine, ErrorCode::InvalidArgument, "groupId", |e| e.join(&name, "m", &subscribe_t, &fine, T0));
         assert_refused(&mut engine, ErrorCode::InvalidArgument, "topic", |e| e.join("g", "m", &[Subscription::new(name.clone(), true)], &fine, T0));
     }
-    for member in [String::new(), "m".repeat(250)] {
+    for member in [String::new(), "m".repeat(MEMBER_ID_LEN_MAX + 1)] {
         assert_refused(&mut engine, ErrorCode::InvalidArgument, "member id", |e| e.join("g", &member, &subscribe_t, &fine, T0));
     }
     assert_refused(&mut engine, ErrorCode::InvalidArgument, "subscribed topics", |e| e.join("g", "m", &[], &fine, T0));

@@ -53,4 +53,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const { url } = await serve(Number(process.argv[2] ?? 8080), { edge: true });
   console.log(`ferry demo: open ${url}/www/ (Ctrl-C to stop)`);
   console.log(`  the offline-first order page: ${url}/examples/offline-first/ (its edge, examples/workers in local workerd, at ${url}/edge/)`);
+  console.log(`  the inspector, the demo's bus beside the edge's: ${url}/www/inspector.html?bus=ferry-demo&edge=/edge&token=ferry-demo-token`);
 }

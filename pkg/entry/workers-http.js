@@ -1,8 +1,10 @@
 // serveHttp(), behind handleHttp(): the bus over HTTP, for forwarding from browsers
 // and other services.
 //
-// Routes (pkg/README.md): `POST /v1/topics/{topic}/messages`, `GET /v1/stats`, and for
-// consuming over HTTP `POST /v1/topics/{topic}/receive` and `POST /v1/acks`. Every
+// Routes (pkg/README.md): `POST /v1/topics/{topic}/messages`, `GET /v1/stats`; for
+// consuming over HTTP `POST /v1/topics/{topic}/receive` and `POST /v1/acks`; for the
+// inspector `GET /v1/topics/{topic}/messages` (browse), `POST /v1/topics/{topic}/redrive`
+// and `POST /v1/topics/{topic}/purge` (a dead-letter topic's). Every
 // error answers `{ "error": { "code", "message" } }` with a code from the contract's table.
 // A refused request changes nothing: every check runs (in the engine) before the one
 // operation it makes, and a send is atomic.
@@ -32,7 +34,7 @@ class Refusal extends Error {
   }
 }
 
-const TOPIC_PATH = /^\/v1\/topics\/([^/]*)\/(messages|receive)$/;
+const TOPIC_PATH = /^\/v1\/topics\/([^/]*)\/(messages|receive|redrive|purge)$/;
 
 /**
  * Serves `request` from `client()` (the isolate's client of the bus, made only
@@ -68,21 +70,29 @@ async function serveChecked(request, client, token, maxBodyBytes) {
     if (!(await authorized(request, token))) {
       throw new Refusal(401, 'INVALID_ARGUMENT', 'Authorization: Bearer <token> is missing or wrong', { 'WWW-Authenticate': 'Bearer' });
     }
-    const { serve, method } = route(new URL(request.url).pathname);
-    if (request.method !== method) throw new Refusal(405, 'INVALID_ARGUMENT', `${request.method} is not allowed here; use ${method}`, { Allow: method });
-    return await serve(request, client(), maxBodyBytes);
+    const url = new URL(request.url);
+    const methods = route(url.pathname);
+    const serve = Object.hasOwn(methods, request.method) ? methods[request.method] : undefined;
+    if (serve === undefined) {
+      const allow = Object.keys(methods).join(', ');
+      throw new Refusal(405, 'INVALID_ARGUMENT', `${request.method} is not allowed here; use ${allow}`, { Allow: allow });
+    }
+    return await serve(request, client(), maxBodyBytes, url);
   } catch (error) {
     return errorResponse(error);
   }
 }
 
-/** The route for `pathname`: the method it takes and what serves it (to a Response); else a 404. */
+/** What serves `pathname`, by method (each to a Response); else a 404. */
 function route(pathname) {
-  if (pathname === '/v1/stats') return { method: 'GET', serve: async (request, client) => Response.json(await client.face().stats()) };
-  if (pathname === '/v1/acks') return { method: 'POST', serve: settle };
+  if (pathname === '/v1/stats') return { GET: async (request, client) => Response.json(await client.face().stats()) };
+  if (pathname === '/v1/acks') return { POST: settle };
   const [, segment, action] = TOPIC_PATH.exec(pathname) ?? [];
-  if (action === 'messages') return { method: 'POST', serve: (request, client, maxBodyBytes) => sendMessages(request, client, topicOf(segment), maxBodyBytes) };
-  if (action === 'receive') return { method: 'POST', serve: (request, client, maxBodyBytes) => receive(request, client, topicOf(segment), maxBodyBytes) };
+  const on = (serve) => (request, client, maxBodyBytes, url) => serve(request, client, topicOf(segment), maxBodyBytes, url);
+  if (action === 'messages') return { GET: on(browse), POST: on(sendMessages) };
+  if (action === 'receive') return { POST: on(receive) };
+  if (action === 'redrive') return { POST: on(redrive) };
+  if (action === 'purge') return { POST: on(purge) };
   throw new Refusal(404, 'INVALID_ARGUMENT', `no such path: ${pathname}`);
 }
 
@@ -111,6 +121,35 @@ async function sendMessages(request, client, topic, maxBodyBytes) {
 async function receive(request, client, topic, maxBodyBytes) {
   const text = await client.receiveHttp(topic, parseJson(await readBody(request, maxBodyBytes)));
   return new Response(text, { headers: { 'content-type': 'application/json' } });
+}
+
+/**
+ * `?partition&offset&limit&groupId` -> a page of the partition's messages, read
+ * without leasing them: the engine checks the query and writes the answer.
+ */
+async function browse(request, client, topic, maxBodyBytes, url) {
+  const text = await client.browseHttp(topic, Object.fromEntries(url.searchParams));
+  return new Response(text, { headers: { 'content-type': 'application/json' } });
+}
+
+/** `{ limit?, offsets? }` (or no body) -> `{ redriven }`, how many dead letters of `topic` moved back. */
+async function redrive(request, client, topic, maxBodyBytes) {
+  const { limit, offsets } = optionalObject(await readBody(request, maxBodyBytes), '{ "limit"?: n, "offsets"?: [...] }');
+  return Response.json({ redriven: await client.face().redrive({ from: topic, limit, offsets }) });
+}
+
+/** No body (or `{}`) -> `{ purged }`, how many messages of the dead-letter topic were removed. */
+async function purge(request, client, topic, maxBodyBytes) {
+  optionalObject(await readBody(request, maxBodyBytes), '{}');
+  return Response.json({ purged: await client.face().purge({ topic }) });
+}
+
+/** A body that may be empty, else a JSON object (`shape` says which in the refusal). */
+function optionalObject(bytes, shape) {
+  if (bytes.byteLength === 0) return {};
+  const body = parseJson(bytes);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new FerryError('INVALID_ARGUMENT', `the body must be a JSON object ${shape}`);
+  return body;
 }
 
 /** `{ receipts: [{ receipt, retry? }] }` -> `{ results }`, whether each settled. */

@@ -178,6 +178,11 @@ class Client {
     return this.run((c) => c.receiveHttp(topic, body));
   }
 
+  /** `GET /v1/topics/{topic}/messages`'s query parameters: resolves to the answer's JSON text. */
+  browseHttp(topic, query) {
+    return this.run((c) => c.browseHttp(topic, query));
+  }
+
   /** `POST /v1/acks`'s parsed body: resolves to whether each receipt settled, in order. */
   settleHttp(body) {
     // The ids come as a Float64Array, whose map would make numbers of the promises.

@@ -21,10 +21,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::object::{object_name, Transmit, TransmitId};
 use crate::core::config::{check_name, ConsumerConfig};
-use crate::core::engine::{GroupStats, Stats, TopicStats};
+use crate::core::engine::{GroupStats, MemberStats, Stats, TopicStats};
 use crate::core::limits::{SESSION_TIMEOUT_MS_MAX, SUBSCRIPTIONS_MAX};
 use crate::core::murmur2::partition_for_key;
-use crate::core::{BusConfig, ErrorCode, FerryError, OutgoingMessage, Result, SeekTo, Subscription, TopicConfig};
+use crate::core::{BusConfig, ErrorCode, FerryError, Name, OutgoingMessage, Result, SeekTo, Subscription, TopicConfig};
 use crate::protocol::{Call, Context, Reply, SettleItem};
 
 /// Names an operation a client runs.
@@ -227,7 +227,7 @@ impl EdgeClient {
             Then::Stats => {
                 let parts: Vec<(String, TopicConfig, u32)> = found.iter().flat_map(|(t, s)| (0..s.partitions).map(move |p| (t.clone(), s.clone(), p))).collect();
                 if parts.is_empty() {
-                    self.finish(op, Ok(Reply::Stats(Box::new(Stats { topics: Vec::new(), groups: Vec::new() }))));
+                    self.finish(op, Ok(Reply::Stats(Box::new(Stats { topics: Vec::new(), groups: Vec::new(), members: Vec::new() }))));
                     return Ok(());
                 }
                 self.steps.insert(op, Step::Stats { topics: found, parts: vec![None; parts.len()], left: parts.len() });
@@ -267,12 +267,17 @@ impl EdgeClient {
                     None => self.finish(op, Ok(Reply::Count(0))),
                 }
             }
-            Then::Purge => match found.into_iter().next() {
+            // The directory's answer for a topic it does not hold is its default settings:
+            // only a topic it holds is known.
+            Then::Purge => match found.into_iter().next().filter(|(topic, _)| self.known.contains_key(topic)) {
                 Some(topic) => self.purge_next(op, topic, 0, 0),
                 None => return Err(FerryError::new(ErrorCode::UnknownTopic, "the topic to purge does not exist")),
             },
             Then::Browse { partition, offset, max, group } => {
                 let (topic, settings) = one_partition(found, partition)?;
+                if !self.known.contains_key(&topic) {
+                    return Err(FerryError::new(ErrorCode::UnknownTopic, format!("topic '{topic}' does not exist")));
+                }
                 self.steps.insert(op, Step::Call);
                 self.partition(op, 0, (&topic, &settings), partition, Call::Browse { topic: topic.clone(), partition, offset, max, group });
             }
@@ -702,6 +707,7 @@ impl EdgeClient {
 /// refused when the topic or the partition does not exist.
 fn one_partition(found: Vec<(String, TopicConfig)>, partition: u32) -> Result<(String, TopicConfig)> {
     let (topic, settings) = found.into_iter().next().ok_or_else(|| FerryError::new(ErrorCode::UnknownTopic, "the topic does not exist"))?;
+
     if partition >= settings.partitions {
         return Err(FerryError::new(
             ErrorCode::UnknownTopic,
@@ -741,15 +747,22 @@ pub fn route(message: &OutgoingMessage, index: usize, partitions: u32, round_rob
 }
 
 /// One `stats()` from the partitions' own, each asked of its object: each topic
-/// once with its partitions in order, one entry per group and topic.
+/// once with its partitions in order, one entry per group and topic, and each
+/// member once, last seen when any object last saw it.
 pub fn merge_stats(topics: &[(String, TopicConfig)], parts: Vec<Stats>) -> Stats {
-    let mut merged: Vec<TopicStats> = topics.iter().map(|(t, _)| TopicStats { topic: t.as_str().into(), partitions: Vec::new() }).collect();
+    let mut merged: Vec<TopicStats> = topics.iter().map(|(t, _)| TopicStats { topic: t.as_str().into(), dead_letter: false, partitions: Vec::new() }).collect();
     let mut groups: BTreeMap<(String, String), GroupStats> = BTreeMap::new();
+    let mut members: BTreeMap<(Name, Name), u64> = BTreeMap::new();
     for stats in parts {
         for t in stats.topics {
             if let Some(m) = merged.iter_mut().find(|m| m.topic == t.topic) {
+                m.dead_letter |= t.dead_letter;
                 m.partitions.extend(t.partitions);
             }
+        }
+        for m in stats.members {
+            let seen = members.entry((m.group_id, m.member_id)).or_default();
+            *seen = (*seen).max(m.last_seen_ms);
         }
         for g in stats.groups {
             let entry = groups.entry((g.group_id.to_string(), g.topic.to_string())).or_insert_with(|| GroupStats {
@@ -769,5 +782,6 @@ pub fn merge_stats(topics: &[(String, TopicConfig)], parts: Vec<Stats>) -> Stats
     for g in &mut groups {
         g.partitions.sort_by_key(|p| p.partition);
     }
-    Stats { topics: merged, groups }
+    let members = members.into_iter().map(|((group_id, member_id), last_seen_ms)| MemberStats { group_id, member_id, last_seen_ms }).collect();
+    Stats { topics: merged, groups, members }
 }

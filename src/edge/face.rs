@@ -9,7 +9,7 @@ use js_sys::{Array, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::client::{ConsumerId, EdgeClient as ClientProtocol, OpId};
-use super::http::{parse_receipt, received_body};
+use super::http::{browsed_body, parse_receipt, received_body};
 use super::object::{home_of, Alarm, CallId, EdgeObject as ObjectProtocol, Transmit, TransmitId};
 use crate::core::config::check_name;
 use crate::core::limits::*;
@@ -150,8 +150,16 @@ pub struct EdgeClient {
     client: ClientProtocol,
     /// Operations started as `publish`: they resolve to one metadata, not a list.
     publishes: Vec<OpId>,
-    /// Receives over HTTP, with their group: they resolve to the answer's JSON text.
-    http_receives: Vec<(OpId, String)>,
+    /// Operations started by `handleHttp`: they resolve to the answer's JSON text.
+    http_answers: Vec<(OpId, HttpAnswer)>,
+}
+
+/// What an HTTP operation's reply becomes.
+enum HttpAnswer {
+    /// A receive's messages, each with a receipt of the group.
+    Received { group: String },
+    /// A partition's messages read by `GET /v1/topics/{topic}/messages`.
+    Browsed,
 }
 
 fn op(id: OpId) -> f64 {
@@ -166,7 +174,7 @@ impl EdgeClient {
         let make = || -> Result<EdgeClient> {
             let (config, placement) = bus_options(args::options(&options, "options")?.as_ref())?;
             let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-            Ok(EdgeClient { client: ClientProtocol::new(placement.name, config, seed)?, publishes: Vec::new(), http_receives: Vec::new() })
+            Ok(EdgeClient { client: ClientProtocol::new(placement.name, config, seed)?, publishes: Vec::new(), http_answers: Vec::new() })
         };
         make().map_err(to_js)
     }
@@ -283,7 +291,30 @@ impl EdgeClient {
             Ok((self.client.receive_once(group.clone(), config, Subscription::new(topic.clone(), from_beginning), max as usize)?, group))
         };
         let (id, group) = start().map_err(to_js)?;
-        self.http_receives.push((id, group));
+        self.http_answers.push((id, HttpAnswer::Received { group }));
+        Ok(op(id))
+    }
+
+    /// `GET /v1/topics/{topic}/messages?partition&offset&limit&groupId`, the query
+    /// as an object of its parameters: the answer is the page as JSON text, bytes
+    /// as base64 as a receive gives them.
+    #[wasm_bindgen(js_name = browseHttp)]
+    pub fn browse_http(&mut self, topic: String, query: JsValue) -> std::result::Result<f64, JsValue> {
+        let mut start = || -> Result<OpId> {
+            let query = args::options(&query, "the query")?.unwrap_or_default();
+            // Query parameters are text; a number's text is read as the number, anything else is refused by name below.
+            for name in ["partition", "offset", "limit"] {
+                let text = args::get(Some(&query), name)?;
+                if let Some(n) = text.as_string().filter(|t| !t.is_empty()).and_then(|t| t.parse::<f64>().ok()) {
+                    Reflect::set(&query, &JsValue::from_str(name), &JsValue::from_f64(n)).map_err(|_| FerryError::invalid(format!("{name} could not be read")))?;
+                }
+            }
+            Reflect::set(&query, &JsValue::from_str("topic"), &JsValue::from_str(&topic)).map_err(|_| FerryError::invalid("the query could not be read"))?;
+            let (topic, partition, offset, max, group) = options::browse_options(&query.into())?;
+            Ok(self.client.browse(topic, partition, offset, max, group))
+        };
+        let id = start().map_err(to_js)?;
+        self.http_answers.push((id, HttpAnswer::Browsed));
         Ok(op(id))
     }
 
@@ -412,9 +443,10 @@ impl EdgeClient {
             let done = Array::new();
             while let Some((id, result)) = self.client.poll_done() {
                 let publish = self.publishes.iter().position(|p| *p == id).map(|i| self.publishes.swap_remove(i)).is_some();
-                let http_receive = self.http_receives.iter().position(|(p, _)| *p == id).map(|i| self.http_receives.swap_remove(i).1);
-                let outcome = match result.and_then(|reply| match (http_receive, reply) {
-                    (Some(group), Reply::Deliveries(list)) => Ok(JsValue::from_str(&received_body(&group, &list))),
+                let http = self.http_answers.iter().position(|(p, _)| *p == id).map(|i| self.http_answers.swap_remove(i).1);
+                let outcome = match result.and_then(|reply| match (http, reply) {
+                    (Some(HttpAnswer::Received { group }), Reply::Deliveries(list)) => Ok(JsValue::from_str(&received_body(&group, &list))),
+                    (Some(HttpAnswer::Browsed), Reply::Browsed(page)) => Ok(JsValue::from_str(&browsed_body(&page))),
                     (_, reply) => reply::to_js(reply, publish),
                 }) {
                     Ok(value) => ("value", value),

@@ -3,10 +3,13 @@
 //! leased as JSON, each with a receipt, and `POST /v1/acks` settles by receipt
 //! alone. A receipt names everything a settle needs (the group, and the
 //! message's topic, partition, offset, attempt and lease generation), so it
-//! can be settled through any isolate's client.
+//! can be settled through any isolate's client. `GET /v1/topics/{topic}/messages`
+//! answers a partition's messages read without leasing them, as the inspector
+//! browses them.
 
 use crate::core::bridge::value_and_headers;
-use crate::core::{json, Delivery, FerryError, Receipt, Result};
+use crate::core::engine::Browsed;
+use crate::core::{json, Delivery, FerryError, Message, Receipt, Result};
 
 /// Separates a receipt's parts: names are `[A-Za-z0-9._-]` (`check_name`), so it
 /// never occurs in one.
@@ -40,24 +43,13 @@ pub fn parse_receipt(text: &str, field: &str) -> Result<(String, Receipt)> {
 pub fn received_body(group: &str, deliveries: &[Delivery]) -> String {
     let mut out = String::from("{\"messages\":[");
     for (i, delivery) in deliveries.iter().enumerate() {
-        let message = &delivery.message;
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"topic\":");
         json::string(&mut out, &delivery.topic);
-        out.push_str(&format!(",\"partition\":{},\"offset\":{},\"key\":", delivery.partition, message.offset));
-        match &message.key {
-            Some(key) => json::string(&mut out, key),
-            None => out.push_str("null"),
-        }
-        out.push(',');
-        value_and_headers(&mut out, message);
-        out.push_str(&format!(",\"timestamp\":{},\"id\":", message.timestamp_ms));
-        match &message.id {
-            Some(id) => json::string(&mut out, id),
-            None => out.push_str("null"),
-        }
+        out.push_str(&format!(",\"partition\":{},", delivery.partition));
+        message_fields(&mut out, &delivery.message);
         out.push_str(&format!(",\"attempt\":{},\"receipt\":", delivery.attempt));
         json::string(&mut out, &receipt(group, &delivery.receipt()));
         out.push('}');
@@ -66,10 +58,44 @@ pub fn received_body(group: &str, deliveries: &[Delivery]) -> String {
     out
 }
 
+/// The body answering `GET /v1/topics/{topic}/messages`: `{ lowOffset, highOffset,
+/// nextOffset, messages: [{ offset, key, value, headers, timestamp, id, attempt,
+/// redriven }] }`, values as a receive gives them.
+pub fn browsed_body(page: &Browsed) -> String {
+    let mut out = format!("{{\"lowOffset\":{},\"highOffset\":{},\"nextOffset\":{},\"messages\":[", page.low_offset, page.high_offset, page.next_offset);
+    for (i, browsed) in page.messages.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        message_fields(&mut out, &browsed.message);
+        out.push_str(&format!(",\"attempt\":{},\"redriven\":{}}}", browsed.attempt.unwrap_or(0), browsed.redriven));
+    }
+    out.push_str("]}");
+    out
+}
+
+/// `"offset":…,"key":…,"value":…,"headers":…,"timestamp":…,"id":…` of a message.
+fn message_fields(out: &mut String, message: &Message) {
+    out.push_str(&format!("\"offset\":{},\"key\":", message.offset));
+    match &message.key {
+        Some(key) => json::string(out, key),
+        None => out.push_str("null"),
+    }
+    out.push(',');
+    value_and_headers(out, message);
+    out.push_str(&format!(",\"timestamp\":{},\"id\":", message.timestamp_ms));
+    match &message.id {
+        Some(id) => json::string(out, id),
+        None => out.push_str("null"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Message, Value};
+    use crate::core::engine::BrowsedMessage;
+    use crate::core::Value;
 
     fn delivery(offset: u64, key: Option<&str>, value: Value) -> Delivery {
         let message =
@@ -111,6 +137,20 @@ mod tests {
                 r#"{"messages":["#,
                 r#"{"topic":"orders","partition":3,"offset":5,"key":"k","value":{"n":1},"headers":{"h":"1"},"timestamp":1700000000000,"id":null,"attempt":2,"receipt":"g:orders:3:5:2:1"},"#,
                 r#"{"topic":"orders","partition":3,"offset":6,"key":null,"value":"AQI=","headers":{"h":"1","ferry-value-encoding":"base64"},"timestamp":1700000000000,"id":null,"attempt":2,"receipt":"g:orders:3:6:2:1"}"#,
+                "]}"
+            )
+        );
+    }
+
+    #[test]
+    fn a_browsed_page_is_json_with_each_message_attempt_and_whether_redriven() {
+        let message = delivery(7, None, Value::bytes(vec![255])).message;
+        let page = Browsed { low_offset: 2, high_offset: 9, next_offset: 8, messages: vec![BrowsedMessage { message, attempt: Some(3), redriven: true }] };
+        assert_eq!(
+            browsed_body(&page),
+            concat!(
+                r#"{"lowOffset":2,"highOffset":9,"nextOffset":8,"messages":["#,
+                r#"{"offset":7,"key":null,"value":"/w==","headers":{"h":"1","ferry-value-encoding":"base64"},"timestamp":1700000000000,"id":null,"attempt":3,"redriven":true}"#,
                 "]}"
             )
         );

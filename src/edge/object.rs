@@ -25,6 +25,7 @@
 use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use crate::core::engine::PULL_MEMBER;
 use crate::core::limits::{FORWARD_RETRY_MS, FORWARD_RETRY_MS_MAX};
 use crate::core::message::Chunk;
 use crate::core::{BusConfig, Engine, FerryError, Name, RecordMetadata, Result, TopicConfig};
@@ -619,10 +620,6 @@ impl<S: Store> EdgeObject<S> {
         Some(due.map_or(Alarm::Cancel, Alarm::At))
     }
 }
-
-/// The member a group's pulls and acks go through in one object: pulls come from
-/// any Worker invocation, so the group is one member that is never idle for long.
-pub const PULL_MEMBER: &str = "pull";
 
 fn settle(engine: &mut Engine, item: &SettleItem, now_ms: u64) -> bool {
     match &item.retry {

@@ -47,7 +47,7 @@ pub fn stats(stats: &Stats) -> String {
     array(&mut out, &stats.topics, |out, t| {
         out.push_str("{\"topic\":");
         string(out, &t.topic);
-        out.push_str(",\"partitions\":");
+        let _ = write!(out, ",\"deadLetter\":{},\"partitions\":", t.dead_letter);
         array(out, &t.partitions, |out, p| {
             let _ = write!(
                 out,
@@ -77,6 +77,14 @@ pub fn stats(stats: &Stats) -> String {
             out.push('}');
         });
         out.push('}');
+    });
+    out.push_str(",\"members\":");
+    array(&mut out, &stats.members, |out, m| {
+        out.push_str("{\"groupId\":");
+        string(out, &m.group_id);
+        out.push_str(",\"memberId\":");
+        string(out, &m.member_id);
+        let _ = write!(out, ",\"context\":\"{}\",\"lastSeenMs\":{}}}", m.context(), m.last_seen_ms);
     });
     out.push('}');
     out

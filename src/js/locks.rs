@@ -35,14 +35,31 @@ pub fn available() -> bool {
 /// id without the mark (those of earlier versions included) has it there.
 const LOCKED_MARK: char = 'w';
 
-/// A new member id of `group`: random, marked when this context has Web Locks (its
-/// member takes its lock before it joins, and holds it for as long as it is in the
-/// group).
+/// A new member id of `group`: the kind of this context (which `bus.stats()`
+/// reads back, [`crate::core::engine::member_context`]), then a random tail,
+/// marked when this context has Web Locks (its member takes its lock before it
+/// joins, and holds it for as long as it is in the group).
 pub fn member_id(group: &str) -> String {
     let random = (js_sys::Math::random() * 2f64.powi(44)) as u64;
+    let context = context_kind();
     match available() {
-        true => format!("{group}-{LOCKED_MARK}{random:011x}"),
-        false => format!("{group}-{random:012x}"),
+        true => format!("{group}-{context}-{LOCKED_MARK}{random:011x}"),
+        false => format!("{group}-{context}-{random:012x}"),
+    }
+}
+
+/// The kind of context this is, as a member id names it: from the global scope's
+/// constructor, which every browser names as the HTML standard does; Node's global
+/// is a plain object with `process`.
+fn context_kind() -> &'static str {
+    let global = js_sys::global();
+    match String::from(global.constructor().name()).as_str() {
+        "Window" => "page",
+        "DedicatedWorkerGlobalScope" => "worker",
+        "SharedWorkerGlobalScope" => "shared",
+        "ServiceWorkerGlobalScope" => "service",
+        _ if Reflect::has(&global, &JsValue::from_str("process")).unwrap_or(false) => "node",
+        _ => "other",
     }
 }
 

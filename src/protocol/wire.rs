@@ -8,7 +8,7 @@
 use super::{Call, Context, Reply, RunEnd, SettleItem};
 use crate::core::codec::{Reader, Writer};
 use crate::core::config::{BusConfig, TopicConfig};
-use crate::core::engine::{Browsed, BrowsedMessage, GroupPartitionStats, GroupStats, PartitionStats, Pause, TopicStats, Wait};
+use crate::core::engine::{Browsed, BrowsedMessage, GroupPartitionStats, GroupStats, MemberStats, PartitionStats, Pause, TopicStats, Wait};
 use crate::core::limits::{BROWSE_MAX, MEMBERS_PER_GROUP_MAX, PARTITIONS_MAX, POLL_MAX, REDRIVE_LIMIT_MAX, SEND_BATCH_MAX, SUBSCRIPTIONS_MAX, TOPICS_MAX};
 use crate::core::message::{Chunk, Message, OutgoingMessage, Value, ValueKind};
 use crate::core::records::{decode_consumer_config, decode_topic_config, encode_consumer_config, encode_topic_config};
@@ -525,6 +525,7 @@ pub fn encode_reply(result: &Result<Reply>) -> Vec<u8> {
             w.u64(stats.topics.len() as u64);
             for t in &stats.topics {
                 w.str(&t.topic);
+                w.u8(u8::from(t.dead_letter));
                 w.u64(t.partitions.len() as u64);
                 for p in &t.partitions {
                     for n in [u64::from(p.partition), p.low_offset, p.high_offset, p.depth, p.expired] {
@@ -544,6 +545,12 @@ pub fn encode_reply(result: &Result<Reply>) -> Vec<u8> {
                     }
                     w.opt_str(p.owner.as_deref());
                 }
+            }
+            w.u64(stats.members.len() as u64);
+            for m in &stats.members {
+                w.str(&m.group_id);
+                w.str(&m.member_id);
+                w.u64(m.last_seen_ms);
             }
         }
         Reply::Deliveries(deliveries) => {
@@ -618,10 +625,10 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
         8 => {
             let partitions = PARTITIONS_MAX as usize;
             let topics = list(r, TOPICS_MAX, |r| {
-                let topic = r.str()?.into();
+                let (topic, dead_letter) = (r.str()?.into(), bool(r)?);
                 let partitions =
                     list(r, partitions, |r| Ok(PartitionStats { partition: r.u32()?, low_offset: r.u64()?, high_offset: r.u64()?, depth: r.u64()?, expired: r.u64()? }))?;
-                Ok(TopicStats { topic, partitions })
+                Ok(TopicStats { topic, dead_letter, partitions })
             })?;
             let groups = list(r, usize::MAX, |r| {
                 let (group_id, topic, dead_lettered) = (r.str()?.into(), r.str()?.into(), r.u64()?);
@@ -637,7 +644,8 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
                 })?;
                 Ok(GroupStats { group_id, topic, dead_lettered, partitions })
             })?;
-            Reply::Stats(Box::new(Stats { topics, groups }))
+            let members = list(r, usize::MAX, |r| Ok(MemberStats { group_id: r.str()?.into(), member_id: r.str()?.into(), last_seen_ms: r.u64()? }))?;
+            Reply::Stats(Box::new(Stats { topics, groups, members }))
         }
         9 => Reply::Deliveries(deliveries(r)?),
         10 => Reply::Settled(list(r, POLL_MAX, |r| match r.u8()? {
@@ -751,13 +759,18 @@ mod tests {
                 offset: 4, timestamp_ms: 5, deliver_at_ms: 6, key: None, value: Value::string("é"), headers: vec![("a".into(), "b".into())], id: Some("x".into())
             };
         let stats = Stats {
-            topics: vec![TopicStats { topic: "t".into(), partitions: vec![PartitionStats { partition: 0, low_offset: 1, high_offset: 5, depth: 4, expired: 2 }] }],
+            topics: vec![TopicStats {
+                topic: "t".into(),
+                dead_letter: true,
+                partitions: vec![PartitionStats { partition: 0, low_offset: 1, high_offset: 5, depth: 4, expired: 2 }],
+            }],
             groups: vec![GroupStats {
                 group_id: "g".into(),
                 topic: "t".into(),
                 dead_lettered: 1,
                 partitions: vec![GroupPartitionStats { partition: 0, committed_offset: 3, lag: 2, in_flight: 1, retrying: 0, owner: Some("pull".into()) }],
             }],
+            members: vec![MemberStats { group_id: "g".into(), member_id: "g-page-w00000000001".into(), last_seen_ms: 7 }],
         };
         let replies = vec![
             Ok(Reply::Done),

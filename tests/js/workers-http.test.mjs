@@ -115,6 +115,9 @@ test('401: a missing, wrong or non-Bearer token, and a deployment without a toke
     assertError(await request('/v1/stats', options), 401, 'INVALID_ARGUMENT');
     assertError(await receive('orders', { group: 'sneaky' }, options), 401, 'INVALID_ARGUMENT');
     assertError(await acks([{ receipt: 'sneaky:orders:0:0:1:0' }], options), 401, 'INVALID_ARGUMENT');
+    assertError(await request('/v1/topics/orders/messages?partition=0', options), 401, 'INVALID_ARGUMENT');
+    assertError(await request('/v1/topics/orders.dlq/redrive', { method: 'POST', ...options }), 401, 'INVALID_ARGUMENT');
+    assertError(await request('/v1/topics/orders.dlq/purge', { method: 'POST', ...options }), 401, 'INVALID_ARGUMENT');
   }
   // The scheme is case-insensitive (RFC 7235): the right token under "bearer" passes.
   assert.equal((await request('/v1/stats', { authorization: `bearer ${TOKEN}` })).status, 200);
@@ -232,8 +235,10 @@ test('404: an unknown path, and an unknown topic while autoCreateTopics is off',
 
 test('405: a wrong method, with an Allow header', async () => {
   for (const [method, path, allow] of [
-    ['GET', '/v1/topics/orders/messages', 'POST'],
-    ['PUT', '/v1/topics/orders/messages', 'POST'],
+    ['PUT', '/v1/topics/orders/messages', 'GET, POST'],
+    ['DELETE', '/v1/topics/orders/messages', 'GET, POST'],
+    ['GET', '/v1/topics/orders.dlq/redrive', 'POST'],
+    ['DELETE', '/v1/topics/orders.dlq/purge', 'POST'],
     ['POST', '/v1/stats', 'GET'],
     ['DELETE', '/v1/stats', 'GET'],
     ['GET', '/v1/topics/orders/receive', 'POST'],
@@ -306,6 +311,57 @@ test('bytes published at the edge are received as base64 with ferry-value-encodi
   const [m] = (await receive('blobs', { group: 'g', fromBeginning: true }, consume)).body.messages;
   assert.equal(m.value, 'AP8B');
   assert.equal(m.headers['ferry-value-encoding'], 'base64');
+});
+
+test('the inspector routes: browse moves no group, redrive moves chosen dead letters once, purge empties; stats list the pull member', async () => {
+  const to = ['ada', 'alan', 'grace'];
+  await send('mail', to.map((name) => ({ key: 'k', value: { to: name } })), consume);
+  const group = { group: 'mailers', fromBeginning: true, ordering: 'none', retry: { maxAttempts: 1 }, max: 10 };
+  const leased = (await receive('mail', group, consume)).body.messages;
+  assert.deepEqual(leased.map((m) => m.value.to), to);
+  const browse = (topic, query) => request(`/v1/topics/${topic}/messages?${new URLSearchParams(query)}`, consume);
+  const source = leased[0].partition;
+  // While leased, each shows the group's attempt; once settled the group's log is trimmed.
+  assert.deepEqual((await browse('mail', { partition: source, groupId: 'mailers' })).body.messages.map((m) => [m.value.to, m.attempt]), to.map((name) => [name, 1]));
+  assert.deepEqual((await acks(leased.map(({ receipt }) => ({ receipt, error: 'smtp down' })), consume)).body.results, [true, true, true]);
+  const stats = async () => (await request('/v1/stats', consume)).body;
+  const dlqPartition = async () => (await stats()).topics.find((t) => t.topic === 'mail.dlq').partitions.find((p) => p.depth > 0);
+  let dead;
+  for (let i = 0; i < 100 && (dead?.depth ?? 0) < 3; i++) dead = await dlqPartition();
+  assert.equal(dead?.depth, 3, 'all three dead-lettered');
+  const before = await stats();
+  assert.deepEqual(before.topics.map((t) => [t.topic, t.deadLetter]).filter(([t]) => t.startsWith('mail')), [['mail', false], ['mail.dlq', true]]);
+  assert.ok(before.members.some((m) => m.groupId === 'mailers' && m.memberId === 'pull' && m.context === 'edge-pull' && m.lastSeenMs > 0), JSON.stringify(before.members));
+
+  // Two pages of the dead-letter partition, each with its reason.
+  const first = await browse('mail.dlq', { partition: dead.partition, limit: 2 });
+  assert.equal(first.status, 200, JSON.stringify(first.body));
+  assert.deepEqual(first.body.messages.map((m) => [m.value.to, m.headers['ferry-dlq-error'], m.headers['ferry-dlq-group'], m.redriven]), [
+    ['ada', 'smtp down', 'mailers', false],
+    ['alan', 'smtp down', 'mailers', false],
+  ]);
+  const second = await browse('mail.dlq', { partition: dead.partition, offset: first.body.nextOffset, limit: 2 });
+  assert.deepEqual(second.body.messages.map((m) => m.value.to), ['grace']);
+  assert.equal(second.body.nextOffset, second.body.highOffset);
+  const committed = (s) => s.groups.map((g) => [g.groupId, g.topic, g.partitions.map((p) => p.committedOffset)]);
+  assert.deepEqual(committed(await stats()), committed(before), 'browsing moved no group');
+  assertError(await browse('mail', { partition: 'x' }), 400, 'INVALID_ARGUMENT');
+  assertError(await browse('mail', { partition: source, limit: 0 }), 400, 'INVALID_ARGUMENT');
+  assertError(await browse('nowhere', {}), 404, 'UNKNOWN_TOPIC');
+
+  // The chosen one moves back once; then the rest are purged.
+  const alan = first.body.messages[1];
+  const redrive = (body) => request('/v1/topics/mail.dlq/redrive', { method: 'POST', body, ...consume });
+  assert.deepEqual((await redrive({ offsets: [{ partition: dead.partition, offset: alan.offset }] })).body, { redriven: 1 });
+  assert.deepEqual((await redrive({ offsets: [{ partition: dead.partition, offset: alan.offset }] })).body, { redriven: 0 });
+  assert.deepEqual((await browse('mail.dlq', { partition: dead.partition })).body.messages.map((m) => m.redriven), [false, true, false]);
+  const high = (s, topic) => s.topics.find((t) => t.topic === topic).partitions.reduce((n, p) => n + p.highOffset, 0);
+  assert.equal(high(await stats(), 'mail'), high(before, 'mail') + 1, 'alan is back on mail, once');
+  assertError(await redrive([1]), 400, 'INVALID_ARGUMENT');
+  const purged = await request('/v1/topics/mail.dlq/purge', { method: 'POST', ...consume });
+  assert.deepEqual(purged.body, { purged: 3 });
+  const after = (await stats()).topics.find((t) => t.topic === 'mail.dlq').partitions.find((p) => p.partition === dead.partition);
+  assert.deepEqual([after.depth, after.lowOffset], [0, after.highOffset]);
 });
 
 test('nothing was stored by a refused request', async () => {

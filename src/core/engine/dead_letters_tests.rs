@@ -129,3 +129,30 @@ fn purging_removes_every_dead_letter_and_nothing_is_redriven_after() {
     assert_eq!(e.purge("nope", T0).unwrap_err().code, ErrorCode::UnknownTopic);
     assert!(e.purge("", T0).unwrap_err().message.contains("topic"));
 }
+
+#[test]
+fn stats_mark_dead_letter_topics_and_list_members_with_their_context_and_last_heartbeat() {
+    let (mut e, _) = dead_lettered(&["a"]);
+    let dead_letter = |e: &Engine, topic: &str| e.stats().topics.iter().find(|t| &*t.topic == topic).map(|t| t.dead_letter);
+    assert_eq!((dead_letter(&e, "t"), dead_letter(&e, "t.dlq")), (Some(false), Some(true)));
+    e.join("g", "g-page-w0123456789a", &[Subscription::new("t", true)], &ConsumerConfig::default(), T0 + 500).unwrap();
+    assert!(e.heartbeat("g", "g-page-w0123456789a", T0 + 2_000));
+    let members: Vec<(String, &str, u64)> = e.stats().members.iter().map(|m| (m.member_id.to_string(), m.context(), m.last_seen_ms)).collect();
+    assert_eq!(members, vec![("g-page-w0123456789a".into(), "page", T0 + 2_000), ("m".into(), "unknown", T0)]);
+}
+
+#[test]
+fn a_member_id_says_which_context_made_it() {
+    for (id, context) in [
+        ("fulfil-ment-page-w0123456789a", "page"),
+        ("g-worker-0123456789ab", "worker"),
+        ("g-shared-w0123456789a", "shared-worker"),
+        ("g-service-w0123456789a", "service-worker"),
+        ("g-node-0123456789ab", "node"),
+        (PULL_MEMBER, "edge-pull"),
+        ("g-w0123456789a", "unknown"),
+        ("m", "unknown"),
+    ] {
+        assert_eq!(member_context(id), context, "{id}");
+    }
+}

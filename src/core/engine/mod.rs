@@ -76,7 +76,7 @@ pub use forward::Outbound;
 pub use group::{SeekTo, Subscription};
 pub use jobs::{FlowNode, JobOp, Limiter, Settlement, JOB_STATES};
 pub use log::{RecordMetadata, TopicInfo};
-pub use stats::{Browsed, BrowsedMessage, GroupPartitionStats, GroupStats, PartitionStats, Stats, TopicStats};
+pub use stats::{member_context, Browsed, BrowsedMessage, GroupPartitionStats, GroupStats, MemberStats, PartitionStats, Stats, TopicStats};
 
 /// One write of a commit: a record to store, or `None` to delete the key.
 pub type Write = (Key, Option<Record>);
@@ -84,6 +84,10 @@ pub type Write = (Key, Option<Record>);
 /// The internal group whose cursor marks how far a dead-letter topic was redriven.
 /// The colon keeps it out of the names users may pick.
 pub(crate) const REDRIVE_GROUP: &str = "ferry:redrive";
+
+/// The member a group's pulls and acks go through in one edge object: pulls come
+/// from any Worker invocation, so the group is one member that is never idle for long.
+pub const PULL_MEMBER: &str = "pull";
 
 #[derive(Debug)]
 pub struct Engine {

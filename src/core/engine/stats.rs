@@ -1,5 +1,5 @@
 //! `bus.stats()`: depth, lag, in-flight and dead-lettered counts, shaped as
-//! pkg/README.md, and `bus.browse()`: a partition's messages read without leasing
+//! pkg/README.md, with each group's members and when each was last seen; and `bus.browse()`: a partition's messages read without leasing
 //! them. An engine holding one partition of a split bus reports that partition alone.
 
 use super::*;
@@ -32,11 +32,14 @@ pub struct BrowsedMessage {
 pub struct Stats {
     pub topics: Vec<TopicStats>,
     pub groups: Vec<GroupStats>,
+    pub members: Vec<MemberStats>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicStats {
     pub topic: Name,
+    /// Dead letters were written to it: `redrive` and `purge` take it.
+    pub dead_letter: bool,
     pub partitions: Vec<PartitionStats>,
 }
 
@@ -73,6 +76,39 @@ pub struct GroupPartitionStats {
     pub owner: Option<Name>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberStats {
+    pub group_id: Name,
+    pub member_id: Name,
+    /// Its last heartbeat (or join).
+    pub last_seen_ms: u64,
+}
+
+impl MemberStats {
+    /// The kind of context the member runs in ([`member_context`]).
+    pub fn context(&self) -> &'static str {
+        member_context(&self.member_id)
+    }
+}
+
+/// The kind of context a member runs in: "page", "worker", "shared-worker",
+/// "service-worker" or "node", as the runtime wrote it into the id it made
+/// (`{group}-{kind}-{tail}`); "edge-pull" for the edge's [`PULL_MEMBER`]; else
+/// "unknown" (an id made elsewhere, or before ids said it).
+pub fn member_context(member: &str) -> &'static str {
+    if member == PULL_MEMBER {
+        return "edge-pull";
+    }
+    match member.rsplit('-').nth(1) {
+        Some("page") => "page",
+        Some("worker") => "worker",
+        Some("shared") => "shared-worker",
+        Some("service") => "service-worker",
+        Some("node") => "node",
+        _ => "unknown",
+    }
+}
+
 impl Engine {
     pub fn stats(&self) -> Stats {
         let topics = self
@@ -81,6 +117,7 @@ impl Engine {
             .filter(|(name, _)| self.serves_topic(name))
             .map(|(name, t)| TopicStats {
                 topic: name.clone(),
+                dead_letter: self.groups.get(REDRIVE_GROUP).is_some_and(|g| g.topics.contains_key(name)),
                 partitions: t
                     .partitions
                     .iter()
@@ -97,7 +134,12 @@ impl Engine {
             })
             .collect();
         let mut groups = Vec::new();
+        let mut members = Vec::new();
         for (group, state) in self.groups.iter().filter(|(g, _)| &***g != REDRIVE_GROUP) {
+            for (member, record) in &state.members {
+                let last_seen_ms = record.session_expires_ms.saturating_sub(record.config.session_timeout_ms);
+                members.push(MemberStats { group_id: group.clone(), member_id: member.clone(), last_seen_ms });
+            }
             for (topic, gt) in state.topics.iter().filter(|(topic, _)| self.serves_topic(topic)) {
                 let partitions = gt
                     .cursors
@@ -119,7 +161,7 @@ impl Engine {
                 groups.push(GroupStats { group_id: group.clone(), topic: topic.clone(), dead_lettered: gt.record.dead_lettered, partitions });
             }
         }
-        Stats { topics, groups }
+        Stats { topics, groups, members }
     }
 
     /// Up to `max` messages of partition `partition` of `topic` from `offset` (or
