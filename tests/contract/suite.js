@@ -476,6 +476,34 @@ export const cases = [
     },
   },
   {
+    name: 'stats mark dead-letter topics, and list each member with the kind of context it runs in and its last heartbeat',
+    async run(ferry, env) {
+      const bus = await ferry.Bus.open({ name: env.name('members') });
+      await bus.publish('seen', 'one');
+      const since = Date.now();
+      const consumer = bus.consumer({ groupId: 'watchers' });
+      await consumer.subscribe({ topic: 'seen', fromBeginning: true });
+      if (env.edge) await consumer.receive({ max: 1 });
+      else await consumer.run({ eachMessage: async () => {} });
+      const inServiceWorker = typeof ServiceWorkerGlobalScope === 'function' && globalThis instanceof ServiceWorkerGlobalScope;
+      const inPage = typeof Window === 'function' && globalThis instanceof Window;
+      const context = env.edge ? 'edge-pull' : inServiceWorker ? 'service-worker' : inPage ? 'page' : 'node';
+      let member;
+      await until(async () => (member = (await bus.stats()).members.find((m) => m.groupId === 'watchers')) !== undefined);
+      assert.equal(member.context, context, JSON.stringify(member));
+      if (!env.edge) assert.equal(member.memberId, consumer.memberId);
+      // The clocks of a page and the context writing its bus are one machine's.
+      assert.ok(member.lastSeenMs >= since - 1000 && member.lastSeenMs <= Date.now() + 1000, `last seen ${member.lastSeenMs}, joined after ${since}`);
+      assert.equal((await bus.stats()).topics.find((t) => t.topic === 'seen').deadLetter, false);
+      if (!env.edge) await consumer.stop();
+      await bus.publish('unpaid', 'two');
+      await deadLetterAll(bus, env, 'unpaid', 'failing', 1);
+      const deadLetter = (await bus.stats()).topics.map((t) => [t.topic, t.deadLetter]).filter(([t]) => t.startsWith('unpaid'));
+      assert.deepEqual(deadLetter, [['unpaid', false], ['unpaid.dlq', true]]);
+      await bus.close();
+    },
+  },
+  {
     name: 'with retentionMs a consumed message is kept until it is that old, so a new group replays it',
     needs: 'run',
     async run(ferry, env) {
