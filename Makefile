@@ -12,7 +12,7 @@ WASM_TARGET := wasm32-unknown-unknown
 WASM_OPT := node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
 	--enable-reference-types --enable-multivalue --enable-sign-ext
 
-.PHONY: demo test test-native test-wasm test-js check-core lint bench sim pkg setup-rust setup-wasm setup-npm setup-browser clean
+.PHONY: demo test test-native test-wasm test-js check-core lint bench sim pkg size setup-rust setup-wasm setup-npm setup-browser clean
 
 # The Rust toolchain is the machine's (rustup); nothing here downloads a binary.
 setup-rust:
@@ -52,13 +52,18 @@ demo: pkg
 pkg: setup-wasm setup-npm
 	$(CARGO) build --target $(WASM_TARGET) --profile wasm
 	wasm-bindgen --target web --out-dir pkg/dist --out-name ferry target/$(WASM_TARGET)/wasm/ferry.wasm
+	@# Kept with its names for `make size`'s profile; the shipped one has none.
+	cp pkg/dist/ferry_bg.wasm target/ferry_bg.named.wasm
 	$(WASM_OPT) pkg/dist/ferry_bg.wasm -o pkg/dist/ferry_bg.wasm
 	$(CARGO) build --target $(WASM_TARGET) --profile wasm --features edge
 	wasm-bindgen --target web --out-dir pkg/dist/edge --out-name ferry_edge target/$(WASM_TARGET)/wasm/ferry.wasm
 	$(WASM_OPT) pkg/dist/edge/ferry_edge_bg.wasm -o pkg/dist/edge/ferry_edge_bg.wasm
-	@printf 'pkg/dist: ferry_bg.wasm %s bytes (%s gzipped), ferry.js %s bytes (%s gzipped)\n' \
-		$$(wc -c < pkg/dist/ferry_bg.wasm) $$(gzip -9c pkg/dist/ferry_bg.wasm | wc -c) \
-		$$(wc -c < pkg/dist/ferry.js) $$(gzip -9c pkg/dist/ferry.js | wc -c)
+	@node tools/size-report.mjs
+
+## What the package costs an app (`make pkg`'s sizes) and where the browser wasm's
+## bytes go: its name-section profile by kind, by module and by function.
+size: pkg
+	node tools/size-report.mjs --profile
 
 ## Every test: core purity check, unit, property and simulation tests, doc
 ## examples, the IndexedDB store in Chromium, and the JavaScript tests.

@@ -268,6 +268,33 @@ describe('the inspector on the orders demo', () => {
     await inspector.setViewportSize(WIDE);
   });
 
+  test("the demo page's tables fit at 1280×800 and 390×844: no cell's text runs over the next", async () => {
+    for (const viewport of [WIDE, PHONE]) {
+      await tab1.setViewportSize(viewport);
+      const problems = () =>
+        tab1.evaluate(() => {
+          const problems = [];
+          for (const table of document.querySelectorAll('main table')) {
+            const section = table.closest('section').getBoundingClientRect();
+            if (table.getBoundingClientRect().right > section.right + 1) problems.push(`#${table.id} is wider than its section`);
+            for (const cell of table.querySelectorAll('td, th')) {
+              if (cell.scrollWidth > cell.clientWidth + 1) problems.push(`#${table.id} ${cell.className || cell.tagName}: "${cell.textContent}" runs out of its cell`);
+            }
+          }
+          const [left, right] = [...document.querySelectorAll('main > section')].map((s) => s.getBoundingClientRect());
+          if (right && right.top < left.bottom && right.left < left.right) problems.push('the two sections overlap');
+          if (document.documentElement.scrollWidth > innerWidth) problems.push('the page scrolls sideways');
+          return problems;
+        });
+      // The tables render every half second: the check passes once they have rows.
+      await until(async () => (await tab1.locator('#groups tbody tr').count()) > 0, 'the demo tables filled');
+      let found = [];
+      await until(async () => (found = await problems()).length === 0, `the demo at ${viewport.width}×${viewport.height} to fit`, 10_000).catch(() => {});
+      assert.deepEqual(found.slice(0, 10), [], `the demo at ${viewport.width}×${viewport.height}: ${found.join("; ")}`);
+    }
+    await tab1.setViewportSize(WIDE);
+  });
+
   after(async () => {
     await Promise.all([tab1, tab2, inspector].filter((page) => page && !page.isClosed()).map((page) => page.close()));
   });
