@@ -104,6 +104,7 @@ bench: pkg setup-browser
 	node benches/workers.mjs
 	node benches/bridge.mjs
 	node benches/bullmq.mjs
+	node benches/startup.mjs
 
 ## A longer simulation: `make sim SEEDS=100000 SEED=0`.
 sim: setup-rust
