@@ -109,10 +109,7 @@ function topicOf(segment) {
  * Content-Type is not required: the body parses as JSON or is a 400 either way.
  */
 async function sendMessages(request, client, topic, maxBodyBytes) {
-  const body = parseJson(await readBody(request, maxBodyBytes));
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new FerryError('INVALID_ARGUMENT', 'the body must be a JSON object { "messages": [...] }');
-  }
+  const body = jsonObject(await readBody(request, maxBodyBytes), '{ "messages": [...] }');
   if (!Array.isArray(body.messages)) throw new FerryError('INVALID_ARGUMENT', 'messages must be an array');
   return Response.json({ results: await client.face().producer().send({ topic, messages: body.messages }) });
 }
@@ -134,19 +131,19 @@ async function browse(request, client, topic, maxBodyBytes, url) {
 
 /** `{ limit?, offsets? }` (or no body) -> `{ redriven }`, how many dead letters of `topic` moved back. */
 async function redrive(request, client, topic, maxBodyBytes) {
-  const { limit, offsets } = optionalObject(await readBody(request, maxBodyBytes), '{ "limit"?: n, "offsets"?: [...] }');
+  const { limit, offsets } = jsonObject(await readBody(request, maxBodyBytes), '{ "limit"?: n, "offsets"?: [...] }', { optional: true });
   return Response.json({ redriven: await client.face().redrive({ from: topic, limit, offsets }) });
 }
 
 /** No body (or `{}`) -> `{ purged }`, how many messages of the dead-letter topic were removed. */
 async function purge(request, client, topic, maxBodyBytes) {
-  optionalObject(await readBody(request, maxBodyBytes), '{}');
+  jsonObject(await readBody(request, maxBodyBytes), '{}', { optional: true });
   return Response.json({ purged: await client.face().purge({ topic }) });
 }
 
-/** A body that may be empty, else a JSON object (`shape` says which in the refusal). */
-function optionalObject(bytes, shape) {
-  if (bytes.byteLength === 0) return {};
+/** The body as a JSON object (`shape` says which in the refusal); with `optional`, an empty body is `{}`. */
+function jsonObject(bytes, shape, { optional = false } = {}) {
+  if (optional && bytes.byteLength === 0) return {};
   const body = parseJson(bytes);
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new FerryError('INVALID_ARGUMENT', `the body must be a JSON object ${shape}`);
   return body;

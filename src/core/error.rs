@@ -63,6 +63,10 @@ impl FerryError {
         Self::new(ErrorCode::UnknownTopic, format!("topic '{topic}' does not exist and autoCreateTopics is false"))
     }
 
+    pub fn unknown_partition(topic: &str, partition: u32) -> Self {
+        Self::new(ErrorCode::UnknownTopic, format!("partition {partition} of topic '{topic}' does not exist"))
+    }
+
     pub fn storage(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Storage, message)
     }

@@ -255,7 +255,9 @@ impl EdgeClient {
                 self.receive_round(op, consumer, max, asking, Vec::new(), true)?;
             }
             Then::Seek { consumer, partition, to } => {
-                let (topic, settings) = one_partition(found, partition)?;
+                // Seeking makes the topic: its settings are there.
+                let found = found.into_iter().next().ok_or_else(|| FerryError::storage("no settings for the seek"))?;
+                let (topic, settings) = check_partition(found, partition)?;
                 let group = self.pull(consumer)?.group.clone();
                 self.steps.insert(op, Step::Call);
                 self.partition(op, 0, (&topic, &settings), partition, Call::Seek { group, topic: topic.clone(), partition, to });
@@ -267,17 +269,12 @@ impl EdgeClient {
                     None => self.finish(op, Ok(Reply::Count(0))),
                 }
             }
-            // The directory's answer for a topic it does not hold is its default settings:
-            // only a topic it holds is known.
-            Then::Purge => match found.into_iter().next().filter(|(topic, _)| self.known.contains_key(topic)) {
-                Some(topic) => self.purge_next(op, topic, 0, 0),
-                None => return Err(FerryError::new(ErrorCode::UnknownTopic, "the topic to purge does not exist")),
-            },
+            Then::Purge => {
+                let topic = self.held_topic(found)?;
+                self.purge_next(op, topic, 0, 0);
+            }
             Then::Browse { partition, offset, max, group } => {
-                let (topic, settings) = one_partition(found, partition)?;
-                if !self.known.contains_key(&topic) {
-                    return Err(FerryError::new(ErrorCode::UnknownTopic, format!("topic '{topic}' does not exist")));
-                }
+                let (topic, settings) = check_partition(self.held_topic(found)?, partition)?;
                 self.steps.insert(op, Step::Call);
                 self.partition(op, 0, (&topic, &settings), partition, Call::Browse { topic: topic.clone(), partition, offset, max, group });
             }
@@ -338,6 +335,14 @@ impl EdgeClient {
         let filled = (0..asking.len()).filter(|i| shares[*i] > 0 && counts[*i] == shares[*i]);
         let next: Vec<Target> = unasked.chain(filled).map(|i| asking[i].clone()).collect();
         self.receive_round(op, consumer, max, next, received, false)
+    }
+
+    /// The one topic an operation waited for the settings of, refused when the
+    /// directory does not hold it: its answer for such a topic is the default
+    /// settings, which only a topic it holds is known by.
+    fn held_topic(&self, found: Vec<(String, TopicConfig)>) -> Result<(String, TopicConfig)> {
+        let held = found.into_iter().next().filter(|(topic, _)| self.known.contains_key(topic));
+        held.ok_or_else(|| FerryError::new(ErrorCode::UnknownTopic, "the topic does not exist"))
     }
 
     /// Asks the next partition from `partition` on to move its dead letters: with
@@ -703,18 +708,15 @@ impl EdgeClient {
     }
 }
 
-/// The settings of the one topic an operation on `partition` of it waited for;
-/// refused when the topic or the partition does not exist.
-fn one_partition(found: Vec<(String, TopicConfig)>, partition: u32) -> Result<(String, TopicConfig)> {
-    let (topic, settings) = found.into_iter().next().ok_or_else(|| FerryError::new(ErrorCode::UnknownTopic, "the topic does not exist"))?;
-
-    if partition >= settings.partitions {
+/// `topic`'s settings, refused when it has no partition `partition`.
+fn check_partition(topic: (String, TopicConfig), partition: u32) -> Result<(String, TopicConfig)> {
+    if partition >= topic.1.partitions {
         return Err(FerryError::new(
             ErrorCode::UnknownTopic,
-            format!("partition {partition} of topic '{topic}' does not exist: the topic has {} partition(s)", settings.partitions),
+            format!("partition {partition} of topic '{}' does not exist: the topic has {} partition(s)", topic.0, topic.1.partitions),
         ));
     }
-    Ok((topic, settings))
+    Ok(topic)
 }
 
 fn not_ours(consumer: ConsumerId) -> FerryError {

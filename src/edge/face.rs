@@ -302,8 +302,9 @@ impl EdgeClient {
     pub fn browse_http(&mut self, topic: String, query: JsValue) -> std::result::Result<f64, JsValue> {
         let mut start = || -> Result<OpId> {
             let query = args::options(&query, "the query")?.unwrap_or_default();
-            // Query parameters are text; a number's text is read as the number, anything else is refused by name below.
-            for name in ["partition", "offset", "limit"] {
+            // Query parameters are text: a number's text is read as the number, anything else is refused by name below
+            // (`offset` takes digits as KafkaJS gives offsets).
+            for name in ["partition", "limit"] {
                 let text = args::get(Some(&query), name)?;
                 if let Some(n) = text.as_string().filter(|t| !t.is_empty()).and_then(|t| t.parse::<f64>().ok()) {
                     Reflect::set(&query, &JsValue::from_str(name), &JsValue::from_f64(n)).map_err(|_| FerryError::invalid(format!("{name} could not be read")))?;

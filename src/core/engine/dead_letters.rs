@@ -13,6 +13,7 @@ use super::*;
 use crate::core::config::{check_name, check_range};
 use crate::core::limits::*;
 use crate::core::message::Message;
+use std::collections::BTreeSet;
 
 impl Engine {
     /// Moves dead letters of the dead-letter topic `from` back to the topic each came
@@ -57,8 +58,11 @@ impl Engine {
                 if offset >= high {
                     return Err(FerryError::invalid(format!("offsets[{i}].offset: {from}/{p} holds offsets below {high}, not {offset}")));
                 }
+                // One named twice moves once. (A scan of what is chosen so far: a
+                // redrive is an operator's call, and a set type of its own would cost
+                // every page's wasm more than the scan costs the call.)
                 let chosen = moves.iter().any(|(mp, mo, _, _)| (*mp, *mo) == (p, offset));
-                if offset < self.redrive_position(from, p) || self.redriven_above(from, p, offset) || chosen {
+                if chosen || offset < self.redrive_position(from, p) || self.redriven_above(from, p, offset) {
                     continue;
                 }
                 let message = self.message_at(from, p, offset)?;
@@ -76,25 +80,29 @@ impl Engine {
 
         // Everything is checked: from here on nothing fails.
         let moved = moves.len() as u64;
-        let mut moved_above: Vec<(u32, u64)> = Vec::new();
-        for (p, offset, message, target) in moves {
-            let target = self.ensure_topic(&target);
+        for (_, _, message, target) in &moves {
+            let target = self.ensure_topic(target);
             let partitions = self.topics[&target].config.partitions;
             let original = message.header(DLQ_PARTITION).and_then(|p| p.parse::<u32>().ok()).filter(|p| *p < partitions);
             let to = original.unwrap_or_else(|| self.pick_partition(&target, message.key.as_deref()));
             let headers: Vec<(String, String)> = message.headers.iter().filter(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX)).cloned().collect();
             let append = Append { timestamp_ms: now_ms, delay_ms: 0, key: message.key.as_deref(), value: &message.value, headers: &headers, id: message.id.as_deref() };
             self.append(&target, to, &[append]);
-            if !offsets.is_empty() {
-                moved_above.push((p, offset));
-            }
         }
-        for (p, offset) in moved_above {
-            self.put(Key::Pending(Name::from(REDRIVE_GROUP), source.clone(), p, offset), Some(Record::Pending(Pending::Acked)));
-            positions.push((p, self.redrive_position(from, p)));
+        // Chosen ones are marked moved; each partition's position then passes those
+        // just above it, once.
+        if !offsets.is_empty() {
+            // Inserted one by one: collecting would sort, a sort instantiated for this alone.
+            let mut touched = BTreeSet::new();
+            for (p, offset, _, _) in &moves {
+                self.put(Key::Pending(Name::from(REDRIVE_GROUP), source.clone(), *p, *offset), Some(Record::Pending(Pending::Acked)));
+                touched.insert(*p);
+            }
+            positions.extend(touched.into_iter().map(|p| (p, self.redrive_position(from, p))));
         }
         for (p, end) in positions {
-            self.move_redrive_position(&source, p, end);
+            self.move_committed(&Name::from(REDRIVE_GROUP), &source, p, end);
+            self.trim_consumed(&source, p);
         }
         Ok(moved)
     }
@@ -109,7 +117,7 @@ impl Engine {
             return Err(FerryError::invalid(format!("offsets holds {} messages, more than {REDRIVE_LIMIT_MAX}", offsets.len())));
         }
         if !self.config.auto_create_topics && !self.topics.contains_key(from) {
-            return Err(FerryError::unknown_topic(from));
+            return Err(FerryError::new(ErrorCode::UnknownTopic, format!("topic '{from}' does not exist")));
         }
         if let Some(config) = self.topics.get(from).map(|t| &t.config) {
             for (i, &(p, offset)) in offsets.iter().enumerate() {
@@ -138,11 +146,7 @@ impl Engine {
             let Some(head) = self.partition(from, p).map(|s| s.head) else { continue };
             if head.high > head.low {
                 removed += head.high - head.low;
-                self.advance_low(&source, p, head.high, 0);
-                let groups: Vec<Name> = self.groups.keys().cloned().collect();
-                for group in groups {
-                    self.release_run(&group, &source, p, head.high, now_ms);
-                }
+                self.remove_below(&source, p, head.high, 0, now_ms);
             }
         }
         Ok(removed)
@@ -153,13 +157,18 @@ impl Engine {
     /// `None`.)
     fn dead_letter_topic(&self, from: &str) -> Result<Option<Name>> {
         let Some(source) = self.topic_name(from) else { return Ok(None) };
-        if self.groups.get(REDRIVE_GROUP).is_some_and(|g| g.topics.contains_key(from)) {
+        if self.is_dead_letter_topic(from) {
             return Ok(Some(source));
         }
         if self.home.is_some() {
             return Ok(None);
         }
         Err(FerryError::invalid(format!("'{from}' is not a dead-letter topic (none of its messages was dead-lettered)")))
+    }
+
+    /// Whether dead letters were written to `topic` (it has a redrive position).
+    pub(super) fn is_dead_letter_topic(&self, topic: &str) -> bool {
+        self.groups.get(REDRIVE_GROUP).is_some_and(|g| g.topics.contains_key(topic))
     }
 
     /// Where redriving partition `p` of `from` goes on from: below it, all moved.
@@ -176,28 +185,6 @@ impl Engine {
     /// Whether the dead letter at `offset` (above the position) was moved on its own.
     fn redriven_above(&self, from: &str, p: u32, offset: u64) -> bool {
         self.cursor(REDRIVE_GROUP, from, p).is_some_and(|c| c.pending.get(&offset) == Some(&Pending::Acked))
-    }
-
-    /// Moves the redrive position of partition `p` to `to`, and on over the dead
-    /// letters moved on their own just past it; forgets those below it.
-    fn move_redrive_position(&mut self, from: &Name, p: u32, to: u64) {
-        let group = Name::from(REDRIVE_GROUP);
-        let mut committed = to;
-        while self.redriven_above(from, p, committed) {
-            committed += 1;
-        }
-        let (cleared, next, generation) = match self.cursor(REDRIVE_GROUP, from, p) {
-            Some(cs) => {
-                (cs.pending.range(..committed).map(|(o, _)| *o).collect(), cs.pending.keys().next_back().map_or(0, |o| o + 1).max(cs.cursor.next), cs.cursor.generation)
-            }
-            None => (Vec::new(), 0, 0),
-        };
-        for offset in cleared {
-            self.put(Key::Pending(group.clone(), from.clone(), p, offset), None);
-        }
-        let cursor = Cursor { committed, next: next.max(committed), generation };
-        self.put(Key::Cursor(group, from.clone(), p), Some(Record::Cursor(cursor)));
-        self.trim_consumed(from, p);
     }
 }
 

@@ -233,7 +233,7 @@ impl Engine {
         self.check_group_room(group)?;
         let (config, _) = self.topic_or_auto(topic)?;
         if partition >= config.partitions {
-            return Err(FerryError::new(ErrorCode::UnknownTopic, format!("partition {partition} of topic '{topic}' does not exist")));
+            return Err(FerryError::unknown_partition(topic, partition));
         }
         // A topic not made yet is empty.
         let state = self.partition(topic, partition);

@@ -324,7 +324,7 @@ impl Engine {
     /// Reads up to `max` retained messages of a partition from `offset` on.
     pub fn read_log(&self, topic: &str, partition: u32, offset: u64, max: usize) -> Result<Vec<Message>> {
         let Some(state) = self.partition(topic, partition) else {
-            return Err(FerryError::new(ErrorCode::UnknownTopic, format!("partition {partition} of topic '{topic}' does not exist")));
+            return Err(FerryError::unknown_partition(topic, partition));
         };
         let from = offset.max(state.head.low);
         (from..state.head.high).take(max).map(|o| self.message_at(topic, partition, o)).collect()
@@ -376,29 +376,47 @@ impl Engine {
         for base in dropped {
             self.put(Key::Chunk(topic.clone(), partition, base), None);
         }
-        let behind: Vec<(Name, Cursor, Vec<u64>)> = self
+        let behind: Vec<Name> = self
             .groups
             .iter()
-            .filter_map(|(g, state)| {
-                let cs = state.topics.get(topic)?.cursors.get(&partition)?;
-                if cs.cursor.committed >= new_low {
-                    return None;
-                }
-                // Offsets acked just past the new low are settled too: the committed
-                // offset moves over them as `settle` would, or nothing ever would.
-                let mut committed = new_low;
+            .filter(|(_, state)| state.topics.get(topic).and_then(|t| t.cursors.get(&partition)).is_some_and(|cs| cs.cursor.committed < new_low))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in behind {
+            self.move_committed(&group, topic, partition, new_low);
+        }
+    }
+
+    /// Moves `group`'s committed offset in a partition to `to`, and on over the
+    /// offsets acked just past it (settled too: the committed offset moves over them
+    /// as `settle` would, or nothing ever would); forgets the pending entries below.
+    pub(super) fn move_committed(&mut self, group: &Name, topic: &Name, partition: u32, to: u64) {
+        let (cleared, cursor): (Vec<u64>, Cursor) = match self.cursor(group, topic, partition) {
+            Some(cs) => {
+                let mut committed = to;
                 while cs.pending.get(&committed) == Some(&Pending::Acked) {
                     committed += 1;
                 }
-                let cleared = cs.pending.range(..committed).map(|(o, _)| *o).collect();
-                Some((g.clone(), Cursor { committed, next: cs.cursor.next.max(committed), ..cs.cursor }, cleared))
-            })
-            .collect();
-        for (group, moved, cleared) in behind {
-            for offset in cleared {
-                self.put(Key::Pending(group.clone(), topic.clone(), partition, offset), None);
+                // `next` also passes the entries above it: a redrive's, which no member takes.
+                let next = cs.pending.keys().next_back().map_or(0, |o| o + 1).max(cs.cursor.next).max(committed);
+                (cs.pending.range(..committed).map(|(o, _)| *o).collect(), Cursor { committed, next, ..cs.cursor })
             }
-            self.put(Key::Cursor(group, topic.clone(), partition), Some(Record::Cursor(moved)));
+            None => (Vec::new(), Cursor::at(to)),
+        };
+        for offset in cleared {
+            self.put(Key::Pending(group.clone(), topic.clone(), partition, offset), None);
+        }
+        self.put(Key::Cursor(group.clone(), topic.clone(), partition), Some(Record::Cursor(cursor)));
+    }
+
+    /// Removes a partition's messages below `low` (`expired` of them not consumed
+    /// yet by some group). A run whose message in flight was removed gives the
+    /// rest back, no attempt counted, or nothing would ever hand it out again.
+    pub(super) fn remove_below(&mut self, topic: &Name, partition: u32, low: u64, expired: u64, now_ms: u64) {
+        self.advance_low(topic, partition, low, expired);
+        let groups: Vec<Name> = self.groups.keys().cloned().collect();
+        for group in groups {
+            self.release_run(&group, topic, partition, low, now_ms);
         }
     }
 
@@ -425,13 +443,7 @@ impl Engine {
             }
         }
         for (topic, p, low, expired) in moves {
-            self.advance_low(&topic, p, low, expired);
-            // A run whose message in flight was removed gives the rest back, no
-            // attempt counted, or nothing would ever hand it out again.
-            let groups: Vec<Name> = self.groups.keys().cloned().collect();
-            for group in groups {
-                self.release_run(&group, &topic, p, low, now_ms);
-            }
+            self.remove_below(&topic, p, low, expired, now_ms);
         }
     }
 

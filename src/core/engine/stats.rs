@@ -117,7 +117,7 @@ impl Engine {
             .filter(|(name, _)| self.serves_topic(name))
             .map(|(name, t)| TopicStats {
                 topic: name.clone(),
-                dead_letter: self.groups.get(REDRIVE_GROUP).is_some_and(|g| g.topics.contains_key(name)),
+                dead_letter: self.is_dead_letter_topic(name),
                 partitions: t
                     .partitions
                     .iter()
@@ -170,7 +170,7 @@ impl Engine {
     pub fn browse(&self, topic: &str, partition: u32, offset: u64, max: u64, group: Option<&str>) -> Result<Browsed> {
         check_range("limit", max, 1, BROWSE_MAX)?;
         let Some(state) = self.partition(topic, partition) else {
-            return Err(FerryError::new(ErrorCode::UnknownTopic, format!("partition {partition} of topic '{topic}' does not exist")));
+            return Err(FerryError::unknown_partition(topic, partition));
         };
         let cursor = group.and_then(|g| self.cursor(g, topic, partition));
         let attempt = |o: u64| match cursor?.pending.get(&o)? {
