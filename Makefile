@@ -45,16 +45,21 @@ setup-browser:
 demo: pkg
 	node www/serve.mjs $(or $(PORT),8080)
 
-## The npm package: wasm engine + JavaScript glue in pkg/dist.
-## `ferry/workers` gets its own build (feature `edge`) in pkg/dist/edge, so pages
-## never download the Durable Object face; its files have names of their own
-## (ferry_edge*), since bundlers such as wrangler name wasm modules by file.
+## The npm package: wasm engine + JavaScript glue in pkg/dist, in three builds:
+## `ferry`'s (no job queues: `--no-default-features`) in pkg/dist, `ferry/bullmq`'s
+## (with them, feature `jobs`) in pkg/dist/jobs, and `ferry/workers`' (feature
+## `edge`) in pkg/dist/edge, so pages download only what they use. Each build's
+## files have names of their own (ferry_jobs*, ferry_edge*), since bundlers such as
+## wrangler name wasm modules by file.
 pkg: setup-wasm setup-npm
-	$(CARGO) build --target $(WASM_TARGET) --profile wasm
+	$(CARGO) build --target $(WASM_TARGET) --profile wasm --no-default-features
 	wasm-bindgen --target web --out-dir pkg/dist --out-name ferry target/$(WASM_TARGET)/wasm/ferry.wasm
 	@# Kept with its names for `make size`'s profile; the shipped one has none.
 	cp pkg/dist/ferry_bg.wasm target/ferry_bg.named.wasm
 	$(WASM_OPT) pkg/dist/ferry_bg.wasm -o pkg/dist/ferry_bg.wasm
+	$(CARGO) build --target $(WASM_TARGET) --profile wasm
+	wasm-bindgen --target web --out-dir pkg/dist/jobs --out-name ferry_jobs target/$(WASM_TARGET)/wasm/ferry.wasm
+	$(WASM_OPT) pkg/dist/jobs/ferry_jobs_bg.wasm -o pkg/dist/jobs/ferry_jobs_bg.wasm
 	$(CARGO) build --target $(WASM_TARGET) --profile wasm --features edge
 	wasm-bindgen --target web --out-dir pkg/dist/edge --out-name ferry_edge target/$(WASM_TARGET)/wasm/ferry.wasm
 	$(WASM_OPT) pkg/dist/edge/ferry_edge_bg.wasm -o pkg/dist/edge/ferry_edge_bg.wasm
@@ -88,6 +93,7 @@ lint: setup-wasm
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) --no-default-features -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) --features edge -- -D warnings
 

@@ -26,6 +26,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const NAMED_BROWSER_WASM = 'target/ferry_bg.named.wasm';
 const BUILDS = [
   ['browser', 'pkg/dist/ferry_bg.wasm'],
+  ['jobs', 'pkg/dist/jobs/ferry_jobs_bg.wasm'],
   ['edge', 'pkg/dist/edge/ferry_edge_bg.wasm'],
 ];
 
@@ -50,7 +51,7 @@ function browserBundle() {
  * plus 2%, so that no change grows it unnoticed, and each step that shrinks the
  * package lowers it.
  */
-export const BROWSER_BUDGET_GZIP_BYTES = 302_000;
+export const BROWSER_BUDGET_GZIP_BYTES = 248_000;
 
 const sizesOf = (bytes) => ({ raw: bytes.length, gzip: gzip(bytes), brotli: brotli(bytes) });
 

@@ -1,4 +1,7 @@
 // Pages, dedicated workers and service workers: the engine is fetched beside this file.
+// This build has no job queues (ferry/bullmq loads the build with them, browser-jobs.js),
+// so that a page that only uses topics does not download them.
+import * as engine from '../dist/ferry.js';
 import { busFor } from './shared.js';
 
 export { FerryError } from './shared.js';
@@ -10,4 +13,4 @@ const startHost =
     ? (name) => new SharedWorker(new URL('./shared-worker.js', import.meta.url), { type: 'module', name: `ferry:${name}` })
     : undefined;
 
-export const Bus = busFor(async () => new URL('../dist/ferry_bg.wasm', import.meta.url), startHost);
+export const Bus = busFor(engine, async () => new URL('../dist/ferry_bg.wasm', import.meta.url), startHost);

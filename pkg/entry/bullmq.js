@@ -122,6 +122,8 @@ export function bullmqFace(Bus) {
     const { ferry = {} } = opts ?? {};
     if (ferry === null || typeof ferry !== 'object') throw refused('ferry', 'must be an object { name, storage } or { bus }');
     if (ferry.bus) {
+      // A bus of `ferry`'s own build has no job queues (pkg/README.md, "Size").
+      if (typeof ferry.bus.__jobs !== 'function') throw refused('ferry.bus', "has no job queues: a bus from 'ferry' is the build without them; give { name, storage } instead, and ferry/bullmq opens that bus with them");
       const hub = new Hub();
       ferry.bus.__onJobEvents?.((text) => hub.hear(text));
       return { bus: Promise.resolve(ferry.bus), hub, release: async () => {} };

@@ -1,14 +1,15 @@
 // What the entries of `ferry` share: FerryError, and Bus.open loading the engine on first use
 // (so no entry needs top-level await, which module service workers forbid).
-import init, { Bus as EngineBus, RemoteBus } from '../dist/ferry.js';
 
 export { FerryError } from './error.js';
 
 /**
- * Builds the public `Bus` for an entry whose `loadWasm()` resolves to what `init` takes;
- * `startHost(name)`, where given, starts the SharedWorker that writes the bus `name`.
+ * Builds the public `Bus` of one engine build (`engine`: the module wasm-bindgen wrote for
+ * it, dist/ferry.js or dist/jobs/ferry_jobs.js) for an entry whose `loadWasm()` resolves
+ * to what the build's `init` takes; `startHost(name)`, where given, starts the
+ * SharedWorker that writes the bus `name`.
  */
-export function busFor(loadWasm, startHost) {
+export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, startHost) {
   let ready = null;
   const load = () => (ready ??= loadWasm().then((module_or_path) => init({ module_or_path })));
   // EngineBus is named outside the class body: esbuild renames it `Bus` in a bundle but

@@ -6,10 +6,12 @@ pub mod assign;
 pub mod bridge;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "jobs")]
 pub mod cron;
 pub mod engine;
 pub mod error;
 pub mod fxhash;
+#[cfg(feature = "jobs")]
 pub mod jobs;
 pub mod json;
 pub mod limits;

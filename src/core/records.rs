@@ -7,11 +7,13 @@
 //! cursors, leases and retry state are small records of their own, so an ack
 //! rewrites a few bytes, never the log.
 
+#[cfg(feature = "jobs")]
 use std::sync::Arc;
 
 use super::codec::{Reader, Writer};
 use super::config::{ConsumerConfig, Ordering, RetryPolicy, TopicConfig};
 use super::error::{FerryError, Result};
+#[cfg(feature = "jobs")]
 use super::jobs::{JobRecord, QueueRecord, RepeatRecord};
 use super::message::{Chunk, Name};
 
@@ -95,14 +97,22 @@ pub enum Record {
     /// The offset (in the sending engine) after the last forwarded message taken.
     Forwarded(u64),
     Replies(StoredReplies),
+    #[cfg(feature = "jobs")]
     Queue(QueueRecord),
+    #[cfg(feature = "jobs")]
     /// Jobs are shared (`Arc`) between the engine's table, its undo log and the
     /// pages a commit writes: none of those copies a job.
     Job(Arc<JobRecord>),
+    #[cfg(feature = "jobs")]
     /// How jobs are stored: a page of them, by id, so that a commit moving a run of
     /// jobs rewrites a record or two, not one per job.
     JobPage(Vec<(Name, Arc<JobRecord>)>),
+    #[cfg(feature = "jobs")]
     Repeat(Box<RepeatRecord>),
+    /// A job queue's record, in a build without job queues: left in storage as a
+    /// build with them wrote it, never read, never written.
+    #[cfg(not(feature = "jobs"))]
+    Unread,
 }
 
 /// Replies to one context's calls, by call id (ascending), each as its bytes
@@ -227,11 +237,14 @@ impl Record {
                     w.bytes(reply);
                 }
             }
+            #[cfg(feature = "jobs")]
             Record::Queue(q) => {
                 w.u8(u8::from(q.paused));
                 w.u64(q.last_id);
             }
+            #[cfg(feature = "jobs")]
             Record::Job(job) => job.encode(&mut w),
+            #[cfg(feature = "jobs")]
             Record::JobPage(jobs) => {
                 w.u64(jobs.len() as u64);
                 for (id, job) in jobs {
@@ -239,11 +252,15 @@ impl Record {
                     job.encode(&mut w);
                 }
             }
+            #[cfg(feature = "jobs")]
             Record::Repeat(repeat) => {
                 super::jobs::put_spec(&mut w, &repeat.spec);
                 w.u64(u64::from(repeat.count));
                 w.opt_u64(repeat.next_ms);
             }
+            // Never among an engine's writes ([`Record::Unread`]).
+            #[cfg(not(feature = "jobs"))]
+            Record::Unread => {}
         }
         w.buf
     }
@@ -313,8 +330,11 @@ impl Record {
                 }
                 Record::Replies(StoredReplies { expires_ms, replies })
             }
+            #[cfg(feature = "jobs")]
             Key::Queue(_) => Record::Queue(QueueRecord { paused: r.u8()? != 0, last_id: r.u64()? }),
+            #[cfg(feature = "jobs")]
             Key::Job(..) => Record::Job(Arc::new(JobRecord::decode(&mut r)?)),
+            #[cfg(feature = "jobs")]
             Key::JobPage(..) => {
                 let count = r.u64()?;
                 if count > r.remaining() as u64 {
@@ -327,7 +347,10 @@ impl Record {
                 }
                 Record::JobPage(jobs)
             }
+            #[cfg(feature = "jobs")]
             Key::Repeat(..) => Record::Repeat(Box::new(RepeatRecord { spec: super::jobs::spec(&mut r)?, count: r.u32()?, next_ms: r.opt_u64()? })),
+            #[cfg(not(feature = "jobs"))]
+            Key::Queue(_) | Key::Job(..) | Key::JobPage(..) | Key::Repeat(..) => return Ok(Record::Unread),
         };
         if !r.is_empty() {
             return Err(FerryError::storage("corrupt record: trailing bytes"));

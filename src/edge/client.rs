@@ -379,6 +379,7 @@ impl EdgeClient {
     }
 
     /// A `ferry/bullmq` job queue operation: the directory keeps the job queues.
+    #[cfg(feature = "jobs")]
     pub fn jobs(&mut self, queue: String, job: crate::core::engine::JobOp) -> OpId {
         let op = self.op();
         self.steps.insert(op, Step::Call);

@@ -358,8 +358,11 @@ impl<S: Store> EdgeObject<S> {
             | Call::Redrive { .. }
             | Call::Purge { .. }
             | Call::Browse { .. }
-            | Call::Seek { .. }
-            | Call::Jobs { .. }) => self.operate(now_ms, |e, now| serve(e, call, now))?,
+            | Call::Seek { .. }) => self.operate(now_ms, |e, now| serve(e, call, now))?,
+            #[cfg(feature = "jobs")]
+            call @ Call::Jobs { .. } => self.operate(now_ms, |e, now| serve(e, call, now))?,
+            #[cfg(not(feature = "jobs"))]
+            Call::Unserved => Reply::Unserved,
             Call::Topic { name, partitions, create } => {
                 let missing = partitions.map(TopicConfig::with_partitions);
                 let (config, exists) = if create || missing.is_some() {

@@ -9,6 +9,7 @@
 pub mod args;
 pub mod delivered;
 pub mod error;
+#[cfg(feature = "jobs")]
 pub mod jobs;
 pub mod json;
 pub mod options;

@@ -34,8 +34,9 @@ pub fn to_js(reply: Reply, publish: bool) -> Result<JsValue> {
             received.into()
         }
         Reply::Browsed(browsed) => browsed_js(&browsed)?,
+        #[cfg(feature = "jobs")]
         Reply::Json(text) => parse_json(&text)?,
-        Reply::Topic { .. } | Reply::Settings(_) | Reply::Settled(_) | Reply::Accepted { .. } | Reply::Round { .. } => {
+        Reply::Topic { .. } | Reply::Settings(_) | Reply::Settled(_) | Reply::Accepted { .. } | Reply::Round { .. } | Reply::Unserved => {
             return Err(FerryError::storage("an operation ended with an object's own reply"))
         }
     })

@@ -49,10 +49,9 @@ pub(super) struct Inner {
     link: RefCell<Option<Rc<Link>>>,
     /// The writer's: rounds of other contexts' consumers waiting for work.
     pub held: Held,
-    /// `ferry/bullmq`'s listener for job events, as a JSON array per commit.
-    job_listener: RefCell<Option<Function>>,
-    /// Where job events go to and come from the other contexts of the origin.
-    jobs_channel: Option<BroadcastChannel>,
+    /// Where `ferry/bullmq`'s job events go to and come from.
+    #[cfg(feature = "jobs")]
+    pub jobs: super::jobs::JobEvents,
 }
 
 pub(super) type Shared = Rc<Inner>;
@@ -83,6 +82,18 @@ pub(super) fn call(shared: &Shared, call: Call) -> Replying {
 /// [`call`] on a closed bus too: what `close` itself needs.
 pub(super) fn call_unchecked(shared: &Shared, call: Call) -> Replying {
     match client_link(shared) {
+        #[cfg(feature = "jobs")]
+        Some(link) if call.is_job_call() => {
+            // A writer whose build has no job queues leaves them to this context.
+            let at_writer = link.call(&Context { config: shared.config.clone(), topics: Vec::new() }, &call);
+            let shared = shared.clone();
+            Box::pin(async move {
+                match at_writer.await? {
+                    Reply::Unserved => run_here(&shared, None, call, None).await,
+                    reply => Ok(reply),
+                }
+            })
+        }
         Some(link) => Box::pin(link.call(&Context { config: shared.config.clone(), topics: Vec::new() }, &call)),
         None => Box::pin(run_here(shared, None, call, None)),
     }
@@ -129,7 +140,7 @@ pub(super) fn queue(shared: &Shared, options: Option<BusConfig>, call: Call, cal
 /// commit ([`held`]), and a round with `wait_ms` that leases nothing is held.
 fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl std::future::Future<Output = Result<Reply>> {
     let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
-    let changes = !matches!(call, Call::Topics | Call::Stats | Call::Round { .. } | Call::Jobs { .. });
+    let changes = !matches!(call, Call::Topics | Call::Stats | Call::Round { .. }) && !call.is_job_call();
     let hold_ms = match &call {
         Call::Round { wait_ms, .. } => *wait_ms,
         _ => 0,
@@ -189,10 +200,12 @@ fn release(shared: &Shared) {
         link.close();
     }
     shared.core.store().close();
-    for channel in [&shared.channel, &shared.jobs_channel].into_iter().flatten() {
+    if let Some(channel) = &shared.channel {
         channel.set_onmessage(None);
         channel.close();
     }
+    #[cfg(feature = "jobs")]
+    shared.jobs.close();
 }
 
 /// The channel named after the bus, where the context has `BroadcastChannel`;
@@ -209,41 +222,9 @@ fn wake_channel(name: &str, wakers: &Rc<Wakers>) -> Option<BroadcastChannel> {
 
 /// The channel `{prefix}:{name}` of a bus shared through IndexedDB, where the
 /// context has `BroadcastChannel`.
-fn named_channel(prefix: &str, name: &str) -> Option<BroadcastChannel> {
+pub(super) fn named_channel(prefix: &str, name: &str) -> Option<BroadcastChannel> {
     let has_channel = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("BroadcastChannel")).unwrap_or(false);
     has_channel.then(|| BroadcastChannel::new(&format!("{prefix}:{name}")).ok()).flatten()
-}
-
-/// Job events: those of this context's commits go to its listener and to the
-/// other contexts; theirs come to its listener. Every context's `QueueEvents`
-/// hears every job of the bus, wherever it moved.
-fn tell_job_events(shared: &Shared) {
-    let weak = Rc::downgrade(shared);
-    shared.core.on_job_events(Box::new(move |events| {
-        let Some(shared) = weak.upgrade() else { return };
-        let text = JsValue::from_str(&events);
-        if let Some(channel) = &shared.jobs_channel {
-            let _ = channel.post_message(&text);
-        }
-        hear_job_events(&shared, &text);
-    }));
-    if let Some(channel) = &shared.jobs_channel {
-        let weak = Rc::downgrade(shared);
-        let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-            if let Some(shared) = weak.upgrade() {
-                hear_job_events(&shared, &js_sys::Reflect::get(&event, &JsValue::from_str("data")).unwrap_or(JsValue::UNDEFINED));
-            }
-        });
-        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        on_message.forget();
-    }
-}
-
-fn hear_job_events(shared: &Shared, text: &JsValue) {
-    let listener = shared.job_listener.borrow().clone();
-    if let Some(listener) = listener {
-        let _ = listener.call1(&JsValue::UNDEFINED, text);
-    }
 }
 
 /// [`operate`] on a closed bus too: what `close` itself needs.
@@ -285,7 +266,7 @@ fn check_open(shared: &Shared) -> Result<()> {
 
 #[wasm_bindgen]
 pub struct Bus {
-    shared: Shared,
+    pub(super) shared: Shared,
 }
 
 #[wasm_bindgen]
@@ -350,23 +331,23 @@ impl Bus {
             // Opened only once the bus is: an open channel holds Node's event loop,
             // so a refused open must leave none behind.
             let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
-            let name_for_jobs = name.clone();
             let shared = Rc::new(Inner {
                 core: Rc::new(committer),
                 closed: Cell::new(false),
                 wakers,
                 consumers: RefCell::default(),
                 bridges: RefCell::default(),
-                name,
                 channel,
                 config,
                 link: RefCell::default(),
                 held: Held::default(),
                 wake_posting: Cell::new(false),
-                job_listener: RefCell::default(),
-                jobs_channel: name_for_jobs.as_deref().and_then(|name| named_channel("ferry-jobs", name)),
+                #[cfg(feature = "jobs")]
+                jobs: super::jobs::JobEvents::open(name.as_deref()),
+                name,
             });
-            tell_job_events(&shared);
+            #[cfg(feature = "jobs")]
+            super::jobs::tell_job_events(&shared);
             // A new bus stores its schema version before anything else.
             if let Err(refused) = operate(&shared, |_, _| Ok(())).await {
                 release(&shared);
@@ -486,24 +467,6 @@ impl Bus {
             let (topic, partition, offset, max, group) = options::browse_options(&options)?;
             reply::to_js(call(&shared, Call::Browse { topic, partition, offset, max, group }).await?, false)
         })
-    }
-
-    /// One job queue operation of `ferry/bullmq` (pkg/entry/bullmq.js): `{ op, ... }`
-    /// on `queue`, answered as the face reads it.
-    #[wasm_bindgen(js_name = "__jobs")]
-    pub fn jobs(&self, queue: JsValue, op: JsValue) -> Promise {
-        let shared = self.shared.clone();
-        promise(async move {
-            let queue = args::string(&queue, "queueName")?;
-            let op = crate::interop::jobs::job_op(&op)?;
-            reply::to_js(call(&shared, Call::Jobs { queue, op }).await?, false)
-        })
-    }
-
-    /// `ferry/bullmq`'s listener for the job events of every context of the bus.
-    #[wasm_bindgen(js_name = "__onJobEvents")]
-    pub fn on_job_events(&self, listener: JsValue) {
-        *self.shared.job_listener.borrow_mut() = listener.dyn_into::<Function>().ok();
     }
 
     /// `bus.close()`: stops this context's consumers; later calls reject with `CLOSED`.

@@ -154,10 +154,12 @@ pub struct Committer {
     store: BusStore,
     queue: RefCell<Queue>,
     /// Told the job events of each stored commit ([`Engine::take_job_events`]).
+    #[cfg(feature = "jobs")]
     job_events: RefCell<Option<JobEvents>>,
 }
 
 /// What hears a commit's job events, as the text of a JSON array.
+#[cfg(feature = "jobs")]
 pub type JobEvents = Box<dyn Fn(String)>;
 
 pub type SharedCommitter = Rc<Committer>;
@@ -170,7 +172,13 @@ impl Committer {
     /// Opens the bus stored in `store`.
     pub async fn open(config: BusConfig, seed: u64, store: BusStore) -> Result<Committer> {
         let replica = Replica::open(&store, config, seed).await?;
-        Ok(Committer { replica: RefCell::new(replica), store, queue: RefCell::default(), job_events: RefCell::default() })
+        Ok(Committer {
+            replica: RefCell::new(replica),
+            store,
+            queue: RefCell::default(),
+            #[cfg(feature = "jobs")]
+            job_events: RefCell::default(),
+        })
     }
 
     /// Reads the engine as of this context's last commit, for decisions that need
@@ -183,6 +191,7 @@ impl Committer {
         &self.store
     }
 
+    #[cfg(feature = "jobs")]
     pub fn on_job_events(&self, hear: JobEvents) {
         *self.job_events.borrow_mut() = Some(hear);
     }
@@ -277,8 +286,10 @@ async fn flush(shared: SharedCommitter, now_ms: fn() -> u64) {
     queue.flushing = queue.open.is_some();
     let more = queue.flushing;
     drop(queue);
+    #[cfg(feature = "jobs")]
     let events = shared.replica.try_borrow_mut().ok().and_then(|mut r| r.engine_mut().take_job_events());
     batch.settle(outcome);
+    #[cfg(feature = "jobs")]
     if let Some(events) = events {
         if let Some(hear) = shared.job_events.borrow().as_ref() {
             hear(events);

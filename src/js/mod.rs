@@ -8,6 +8,8 @@ mod bus;
 mod commit;
 mod consumer;
 mod held;
+#[cfg(feature = "jobs")]
+mod jobs;
 mod locks;
 mod remote;
 mod writer;

@@ -6,10 +6,13 @@
 //! place.
 
 pub mod wire;
+#[cfg(feature = "jobs")]
 mod wire_jobs;
 
 use crate::core::config::ConsumerConfig;
-use crate::core::engine::{Browsed, JobOp, Pause, Wait};
+#[cfg(feature = "jobs")]
+use crate::core::engine::JobOp;
+use crate::core::engine::{Browsed, Pause, Wait};
 use crate::core::message::{Chunk, OutgoingMessage};
 use crate::core::{BusConfig, Delivery, Engine, FerryError, PollLimit, Receipt, RecordMetadata, Result, SeekTo, Stats, Subscription, TopicConfig, TopicInfo};
 
@@ -140,10 +143,16 @@ pub enum Call {
         evicted: bool,
     },
     /// A job queue operation (`ferry/bullmq`, [`Engine::jobs`]).
+    #[cfg(feature = "jobs")]
     Jobs {
         queue: String,
         op: JobOp,
     },
+    /// A job queue operation reaching a writer whose build leaves the job queues
+    /// out (the browser's `ferry`, without feature `jobs`): it answers
+    /// [`Reply::Unserved`].
+    #[cfg(not(feature = "jobs"))]
+    Unserved,
 }
 
 /// What ends a run's settlements, after its acks ([`Call::SettleRun`]).
@@ -200,7 +209,13 @@ pub enum Reply {
         members: Vec<String>,
     },
     /// A result as JSON text, for the face that asked ([`Call::Jobs`]).
+    #[cfg(feature = "jobs")]
     Json(String),
+    /// The writer's build leaves out what the call needs (the job queues): the
+    /// context that made it runs it itself, on the bus as stored. Storage is
+    /// shared, and each commit first reads what others stored, so that is as
+    /// correct as the writer running it.
+    Unserved,
 }
 
 impl Call {
@@ -227,14 +242,27 @@ impl Call {
             Call::Heartbeat { .. } => "heartbeat",
             Call::RetryNow { .. } => "retryNow",
             Call::Leave { .. } => "leave",
+            #[cfg(feature = "jobs")]
             Call::Jobs { .. } => "jobs",
+            #[cfg(not(feature = "jobs"))]
+            Call::Unserved => "jobs",
         }
     }
 
     /// Whether the directory serves it (else a partition does).
     pub fn for_directory(&self) -> bool {
         // A bus split over objects keeps its job queues in the directory.
-        matches!(self, Call::CreateTopic { .. } | Call::Topics | Call::Topic { .. } | Call::Settings | Call::Jobs { .. })
+        self.is_job_call() || matches!(self, Call::CreateTopic { .. } | Call::Topics | Call::Topic { .. } | Call::Settings)
+    }
+
+    /// A job queue operation: [`Call::Jobs`], or [`Call::Unserved`] in a build
+    /// without job queues.
+    pub fn is_job_call(&self) -> bool {
+        #[cfg(feature = "jobs")]
+        let job_call = matches!(self, Call::Jobs { .. });
+        #[cfg(not(feature = "jobs"))]
+        let job_call = matches!(self, Call::Unserved);
+        job_call
     }
 
     /// Calls that may leave messages for other partitions (dead letters,
@@ -249,7 +277,11 @@ impl Call {
     /// a topic created, then found): the writer stores its reply with the commit
     /// that runs it ([`Engine::store_reply`]).
     pub fn stores_reply(&self) -> bool {
-        matches!(self, Call::CreateTopic { .. } | Call::Send { .. } | Call::Redrive { .. } | Call::Purge { .. }) || matches!(self, Call::Jobs { op, .. } if !op.reads())
+        #[cfg(feature = "jobs")]
+        if let Call::Jobs { op, .. } = self {
+            return !op.reads();
+        }
+        matches!(self, Call::CreateTopic { .. } | Call::Send { .. } | Call::Redrive { .. } | Call::Purge { .. })
     }
 }
 
@@ -319,7 +351,10 @@ pub fn serve(engine: &mut Engine, call: Call, now_ms: u64) -> Result<Reply> {
         }
         Call::Heartbeat { group, member } => Reply::Bool(engine.heartbeat(&group, &member, now_ms)),
         Call::RetryNow { group } => Reply::Count(engine.retry_now(&group, now_ms)),
+        #[cfg(feature = "jobs")]
         Call::Jobs { queue, op } => Reply::Json(engine.jobs(&queue, op, now_ms)?),
+        #[cfg(not(feature = "jobs"))]
+        Call::Unserved => Reply::Unserved,
         Call::Leave { group, member, evicted } => {
             if evicted {
                 engine.evict(&group, &member, now_ms);

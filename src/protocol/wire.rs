@@ -376,11 +376,16 @@ pub fn encode_call(context: &Context, call: &Call) -> Vec<u8> {
             w.str(member);
             w.u8(u8::from(*evicted));
         }
+        #[cfg(feature = "jobs")]
         Call::Jobs { queue, op } => {
             w.u8(18);
             w.str(queue);
             super::wire_jobs::put_op(&mut w, op);
         }
+        // Only ever decoded (a build without job queues makes no job calls): its
+        // tag alone, which a build with them refuses as a short call.
+        #[cfg(not(feature = "jobs"))]
+        Call::Unserved => w.u8(18),
     }
     w.buf
 }
@@ -464,7 +469,10 @@ pub fn decode_call(bytes: &[u8]) -> Result<(Context, Call)> {
         15 => Call::Heartbeat { group: string(r)?, member: string(r)? },
         16 => Call::Leave { group: string(r)?, member: string(r)?, evicted: bool(r)? },
         17 => Call::RetryNow { group: string(r)? },
+        #[cfg(feature = "jobs")]
         18 => Call::Jobs { queue: string(r)?, op: super::wire_jobs::op(r)? },
+        #[cfg(not(feature = "jobs"))]
+        18 => return Ok((context, Call::Unserved)),
         19 => Call::Purge { topic: string(r)? },
         20 => Call::Browse { topic: string(r)?, partition: r.u32()?, offset: r.u64()?, max: r.u64()?, group: opt_string(r)? },
         other => return Err(FerryError::storage(format!("unknown call {other}"))),
@@ -601,10 +609,12 @@ pub fn encode_reply(result: &Result<Reply>) -> Vec<u8> {
                 w.str(member);
             }
         }
+        #[cfg(feature = "jobs")]
         Reply::Json(text) => {
             w.u8(13);
             w.str(text);
         }
+        Reply::Unserved => w.u8(15),
     }
     w.buf
 }
@@ -658,6 +668,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
             high_offsets: list(r, POLL_MAX, |r| Ok((string(r)?, r.u32()?, r.u64()?)))?,
             members: list(r, MEMBERS_PER_GROUP_MAX, string)?,
         },
+        #[cfg(feature = "jobs")]
         13 => Reply::Json(string(r)?),
         14 => Reply::Browsed(Box::new(Browsed {
             low_offset: r.u64()?,
@@ -667,6 +678,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply> {
                 Ok(BrowsedMessage { message: message(r)?, attempt: r.opt_u64()?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)), redriven: bool(r)? })
             })?,
         })),
+        15 => Reply::Unserved,
         other => return Err(FerryError::storage(format!("unknown reply {other}"))),
     };
     if !r.is_empty() {

@@ -138,6 +138,7 @@ pub async fn commit<S: Store, T>(
             let engine = &mut replica.engine;
             // Job events are those of the last commit: a driver that tells them
             // takes them as it ends, and one that does not keeps none.
+            #[cfg(feature = "jobs")]
             engine.take_job_events();
             engine.housekeep(now);
             out = Some(run(engine, now)?);

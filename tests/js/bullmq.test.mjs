@@ -838,6 +838,11 @@ test('bad input is refused with FerryError INVALID_ARGUMENT naming the field, an
   );
   assert.deepEqual(await queue.getJobs(), []);
   assert.equal((await queue.add('job', {}, { priority: 2_097_152, jobId: 'job-12' })).id, 'job-12', 'the bounds themselves are fine');
+  // A bus of `ferry`'s build, which has no job queues, is refused by name.
+  const { Bus } = await import('ferry');
+  const topicsOnly = await Bus.open({ name: `bullmq-topics-only-${process.pid}`, storage: 'memory' });
+  t.after(() => topicsOnly.close());
+  await refused(async () => new Queue('checks', { ferry: { bus: topicsOnly } }).add('job', {}), 'ferry.bus');
 });
 
 // The browser tests' Chromium and file server, started by the first of them: the
@@ -945,6 +950,85 @@ test('three tabs of one origin each add the same repeatable job (every 300 ms, l
       }),
     ),
   );
+});
+
+// `ferry` and `ferry/bullmq` are two engine builds, the first without job queues
+// (pkg/README.md, "Size"). A tab on `ferry` opens the bus first, so the writer is its
+// SharedWorker, which cannot run job calls: it answers them unserved, and the tab on
+// `ferry/bullmq` runs them itself on the shared IndexedDB. Topics and jobs then work
+// side by side, and a later tab on `ferry` opens a store holding job records.
+test('a tab on ferry and a tab on ferry/bullmq share one bus: jobs run while the writer is the ferry build, and ferry tabs keep the job records as stored', async (t) => {
+  await startChromium();
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const name = `bullmq-mixed-${process.pid}-${Date.now()}`;
+  const [topicsTab, jobsTab] = [await openTestPage(context, server.url), await openTestPage(context, server.url)];
+  await topicsTab.evaluate(async (name) => {
+    const { Bus } = await import('/pkg/entry/browser.js');
+    window.bus = await Bus.open({ name });
+    await window.bus.createTopic('orders', { partitions: 2 });
+    window.consumed = [];
+    window.consumer = window.bus.consumer({ groupId: 'shipping' });
+    await window.consumer.subscribe({ topic: 'orders', fromBeginning: true });
+    window.consumer.run({ eachMessage: async ({ message }) => void window.consumed.push(message.value) });
+  }, name);
+  const jobs = jobsTab.evaluate(async (name) => {
+    const { Queue, Worker, QueueEvents } = await import('/pkg/entry/bullmq-browser.js');
+    const ferry = { name };
+    const queue = new Queue('mail', { ferry });
+    const events = new QueueEvents('mail', { ferry });
+    const completed = [];
+    events.on('completed', ({ jobId }) => completed.push(jobId));
+    const tries = {};
+    const worker = new Worker(
+      'mail',
+      async (job) => {
+        tries[job.id] = (tries[job.id] ?? 0) + 1;
+        if (job.data.n % 5 === 0 && tries[job.id] === 1) throw new Error('smtp timeout');
+        return job.data.n * 2;
+      },
+      { ferry },
+    );
+    await queue.addBulk(Array.from({ length: 20 }, (_, n) => ({ name: 'welcome', data: { n }, opts: { attempts: 2, backoff: { type: 'fixed', delay: 20 } } })));
+    const deadline = Date.now() + 20_000;
+    while ((await queue.getJobCounts('completed')).completed < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const counts = await queue.getJobCounts('completed', 'failed', 'waiting', 'active');
+    const values = (await queue.getJobs(['completed'], 0, 19)).map((job) => job.returnvalue).sort((a, b) => a - b);
+    while (completed.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await worker.close();
+    await events.close();
+    await queue.close();
+    return { counts, values, heard: completed.length, retried: Object.values(tries).filter((n) => n === 2).length };
+  }, name);
+  await topicsTab.evaluate(async () => {
+    for (let i = 0; i < 30; i++) await window.bus.publish('orders', `order-${i}`, { key: `k${i % 4}` });
+  });
+  const ran = await jobs;
+  assert.deepEqual(ran.counts, { completed: 20, failed: 0, waiting: 0, active: 0 });
+  assert.deepEqual(
+    ran.values,
+    Array.from({ length: 20 }, (_, n) => n * 2),
+  );
+  assert.equal(ran.heard, 20, 'QueueEvents heard every completion');
+  assert.equal(ran.retried, 4, 'jobs 0, 5, 10 and 15 failed once and were retried');
+  await until(async () => (await topicsTab.evaluate(() => window.consumed.length)) === 30, 'the ferry tab consumed its 30 orders', 20_000);
+  const later = await openTestPage(context, server.url);
+  const seen = await later.evaluate(async (name) => {
+    const { Bus } = await import('/pkg/entry/browser.js');
+    const bus = await Bus.open({ name });
+    const stats = await bus.stats();
+    await bus.close();
+    const { Queue } = await import('/pkg/entry/bullmq-browser.js');
+    const queue = new Queue('mail', { ferry: { name } });
+    const counts = await queue.getJobCounts('completed');
+    await queue.close();
+    return { sent: stats.topics.find((entry) => entry.topic === 'orders')?.partitions.reduce((n, p) => n + p.highOffset, 0), counts };
+  }, name);
+  assert.deepEqual(seen, { sent: 30, counts: { completed: 20 } }, 'a ferry tab opened the store with its job records, and they are still there');
+  await topicsTab.evaluate(async () => {
+    await window.consumer.stop();
+    await window.bus.close();
+  });
 });
 
 // examples/sidekiq: the seed's Sidekiq mailer in BullMQ's shape runs as the README says.

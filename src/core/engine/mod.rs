@@ -56,6 +56,7 @@ mod dead_letters;
 mod delivery;
 mod forward;
 mod group;
+#[cfg(feature = "jobs")]
 mod jobs;
 mod log;
 mod replies;
@@ -74,6 +75,7 @@ use super::rng::Rng;
 pub use delivery::{Delivery, Pause, PollLimit, Receipt, Wait};
 pub use forward::Outbound;
 pub use group::{SeekTo, Subscription};
+#[cfg(feature = "jobs")]
 pub use jobs::{FlowNode, JobOp, Limiter, Settlement, JOB_STATES};
 pub use log::{RecordMetadata, TopicInfo};
 pub use stats::{member_context, Browsed, BrowsedMessage, GroupPartitionStats, GroupStats, MemberStats, PartitionStats, Stats, TopicStats};
@@ -116,9 +118,11 @@ pub struct Engine {
     /// When [`Engine::housekeep`] next runs the housekeeping.
     housekeeping_due_ms: u64,
     /// Job queues (`ferry/bullmq`), by name.
+    #[cfg(feature = "jobs")]
     queues: BTreeMap<Name, jobs::QueueState>,
     /// Events of job transitions since the last commit, comma-separated JSON
     /// objects ([`Engine::take_job_events`]).
+    #[cfg(feature = "jobs")]
     job_events: String,
 }
 
@@ -193,7 +197,9 @@ impl Engine {
             forwarded: BTreeMap::new(),
             replies: Vec::new(),
             housekeeping_due_ms: 0,
+            #[cfg(feature = "jobs")]
             queues: BTreeMap::new(),
+            #[cfg(feature = "jobs")]
             job_events: String::new(),
         };
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
@@ -296,6 +302,7 @@ impl Engine {
             let cursor_key = match key {
                 Key::Pending(g, t, p, _) => Key::Cursor(g.clone(), t.clone(), *p),
                 Key::Cursor(..) => key.clone(),
+                #[cfg(feature = "jobs")]
                 Key::Job(q, id) => {
                     let page = Key::JobPage(q.clone(), crate::core::jobs::job_page(id));
                     if cursors_written.insert(page.clone()) {
@@ -327,6 +334,7 @@ impl Engine {
         self.txn.touched.clear();
         self.txn.new_chunks.clear();
         if !stored {
+            #[cfg(feature = "jobs")]
             self.job_events.clear();
             for (key, old) in undo.into_iter().rev() {
                 // Restoring a value this engine held, children before parents.
@@ -375,7 +383,11 @@ impl Engine {
             Key::Pending(g, t, p, o) => self.cursor(g, t, *p)?.pending.get(o).cloned().map(Record::Pending),
             Key::Forwarded(source) => self.forwarded.get(source).copied().map(Record::Forwarded),
             Key::Replies(context) => self.replies_of(context).cloned().map(Record::Replies),
+            #[cfg(feature = "jobs")]
             Key::Queue(_) | Key::Job(..) | Key::JobPage(..) | Key::Repeat(..) => self.queue_record(key),
+            // A build without job queues never writes their records.
+            #[cfg(not(feature = "jobs"))]
+            Key::Queue(_) | Key::Job(..) | Key::JobPage(..) | Key::Repeat(..) => None,
         }
     }
 
@@ -496,7 +508,11 @@ impl Engine {
             (Key::Replies(context), None) => {
                 self.replies.retain(|(c, _)| c != context);
             }
+            #[cfg(feature = "jobs")]
             (Key::Queue(_) | Key::Job(..) | Key::JobPage(..) | Key::Repeat(..), record) => return self.write_queue_record(key, record),
+            // Left as stored by a build that has them ([`Record::Unread`]).
+            #[cfg(not(feature = "jobs"))]
+            (Key::Queue(_) | Key::Job(..) | Key::JobPage(..) | Key::Repeat(..), _) => {}
             (_, Some(_)) => return Err(mismatch()),
         }
         Ok(())
@@ -562,6 +578,7 @@ impl Engine {
         if let Some((expires_ms, _, _)) = self.dedup_expiry.first() {
             due.offer(*expires_ms);
         }
+        #[cfg(feature = "jobs")]
         self.offer_job_times(due);
         for (name, topic) in &self.topics {
             if let Some(retention_ms) = topic.config.retention_ms {
@@ -617,6 +634,7 @@ impl Engine {
         self.expire_dedup(now_ms);
         self.expire_retention(now_ms);
         self.expire_replies(now_ms);
+        #[cfg(feature = "jobs")]
         self.expire_jobs(now_ms);
     }
 
