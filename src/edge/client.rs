@@ -17,13 +17,14 @@
 //!      hand its outcome to [`EdgeClient::handle_reply`] whenever it comes;
 //!    - [`EdgeClient::poll_done`]: an operation that is finished.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::object::{object_name, Transmit, TransmitId};
 use crate::core::config::{check_name, ConsumerConfig};
 use crate::core::engine::{GroupStats, MemberStats, Stats, TopicStats};
 use crate::core::limits::{SESSION_TIMEOUT_MS_MAX, SUBSCRIPTIONS_MAX};
 use crate::core::murmur2::partition_for_key;
+use crate::core::vec_map::VecMap;
 use crate::core::{BusConfig, ErrorCode, FerryError, Name, OutgoingMessage, Result, SeekTo, Subscription, TopicConfig};
 use crate::protocol::{Call, Context, Reply, SettleItem};
 
@@ -121,7 +122,7 @@ pub struct EdgeClient {
     steps: HashMap<OpId, Step>,
     done: VecDeque<(OpId, Result<Reply>)>,
     /// Acks and retries not sent yet, by partition.
-    settling: BTreeMap<(String, u32), Vec<(OpId, SettleItem)>>,
+    settling: VecMap<(String, u32), Vec<(OpId, SettleItem)>>,
 }
 
 impl EdgeClient {
@@ -144,7 +145,7 @@ impl EdgeClient {
             waiting: HashMap::new(),
             steps: HashMap::new(),
             done: VecDeque::new(),
-            settling: BTreeMap::new(),
+            settling: VecMap::new(),
         })
     }
 
@@ -549,7 +550,7 @@ impl EdgeClient {
 
     fn queue_settle(&mut self, op: OpId, item: SettleItem) {
         let key = (item.receipt.topic.to_string(), item.receipt.partition);
-        self.settling.entry(key).or_default().push((op, item));
+        self.settling.get_or_default(key).push((op, item));
     }
 
     /// Sends the queued acks and retries: one call per partition, after asking
@@ -754,8 +755,8 @@ pub fn route(message: &OutgoingMessage, index: usize, partitions: u32, round_rob
 /// member once, last seen when any object last saw it.
 pub fn merge_stats(topics: &[(String, TopicConfig)], parts: Vec<Stats>) -> Stats {
     let mut merged: Vec<TopicStats> = topics.iter().map(|(t, _)| TopicStats { topic: t.as_str().into(), dead_letter: false, partitions: Vec::new() }).collect();
-    let mut groups: BTreeMap<(String, String), GroupStats> = BTreeMap::new();
-    let mut members: BTreeMap<(Name, Name), u64> = BTreeMap::new();
+    let mut groups: VecMap<(String, String), GroupStats> = VecMap::new();
+    let mut members: VecMap<(Name, Name), u64> = VecMap::new();
     for stats in parts {
         for t in stats.topics {
             if let Some(m) = merged.iter_mut().find(|m| m.topic == t.topic) {
@@ -764,11 +765,11 @@ pub fn merge_stats(topics: &[(String, TopicConfig)], parts: Vec<Stats>) -> Stats
             }
         }
         for m in stats.members {
-            let seen = members.entry((m.group_id, m.member_id)).or_default();
+            let seen = members.get_or_default((m.group_id, m.member_id));
             *seen = (*seen).max(m.last_seen_ms);
         }
         for g in stats.groups {
-            let entry = groups.entry((g.group_id.to_string(), g.topic.to_string())).or_insert_with(|| GroupStats {
+            let entry = groups.get_or_insert_with((g.group_id.to_string(), g.topic.to_string()), || GroupStats {
                 group_id: g.group_id.clone(),
                 topic: g.topic.clone(),
                 dead_lettered: 0,
@@ -781,7 +782,7 @@ pub fn merge_stats(topics: &[(String, TopicConfig)], parts: Vec<Stats>) -> Stats
     for t in &mut merged {
         t.partitions.sort_by_key(|p| p.partition);
     }
-    let mut groups: Vec<GroupStats> = groups.into_values().collect();
+    let mut groups: Vec<GroupStats> = groups.into_iter().map(|(_, g)| g).collect();
     for g in &mut groups {
         g.partitions.sort_by_key(|p| p.partition);
     }

@@ -50,6 +50,7 @@ use super::locks::{self, Claim};
 use crate::core::codec::{Reader, Writer};
 use crate::core::fxhash::{FxHashMap, FxHashSet};
 use crate::core::limits::{HOST_ANSWER_MS, REPLIES_KEPT};
+use crate::core::vec_map::VecMap;
 use crate::core::Result;
 use crate::interop::object_of;
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
@@ -149,7 +150,7 @@ pub struct Link {
     /// Calls to post, and replies to post by context: each goes at the end of the
     /// turn, with the others of that turn.
     calls_out: RefCell<Vec<Item>>,
-    replies_out: RefCell<BTreeMap<String, Vec<Item>>>,
+    replies_out: RefCell<VecMap<String, Vec<Item>>>,
 }
 
 /// Runs a call from another context on this context's bus, with that context's
@@ -400,7 +401,7 @@ impl Link {
     fn reply(self: &Rc<Self>, (to, id): &CallKey, bytes: &[u8]) {
         let mut out = self.replies_out.borrow_mut();
         let first = out.is_empty();
-        out.entry(to.clone()).or_default().push((*id, bytes.to_vec()));
+        out.get_or_default(to.clone()).push((*id, bytes.to_vec()));
         if first {
             let link = self.clone();
             spawn_local(async move {

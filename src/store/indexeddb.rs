@@ -9,7 +9,6 @@
 //! commit early.
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
-use std::collections::BTreeSet;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -19,6 +18,7 @@ use super::js_keys::{key_from_js, key_to_js};
 use super::{Refresh, Store, Version};
 use crate::core::limits::CHANGE_LOG_COMMITS;
 use crate::core::records::{Key, Record};
+use crate::core::vec_map::VecMap;
 use crate::core::{ErrorCode, FerryError, Write};
 
 /// The object store holding every record.
@@ -269,15 +269,15 @@ async fn read_since(tx: &IdbTransaction, store: &IdbObjectStore, changes: Option
         let lists: Array = request(&changes, "load").await?.unchecked_into();
         // Entries past `version` cannot exist; fewer means the log was trimmed.
         if behind >= 1 && u64::from(lists.length()) == behind {
-            let mut keys = BTreeSet::new();
+            let mut keys = VecMap::new();
             for list in lists.iter() {
                 for key in list.unchecked_into::<Array>().iter() {
-                    keys.insert(key_from_js(&key)?);
+                    keys.insert(key_from_js(&key)?, ());
                 }
             }
             // Every read is issued before the first is awaited: one round trip.
             let mut reads = Vec::with_capacity(keys.len());
-            for key in keys {
+            for (key, ()) in keys {
                 let read = store.get(&key_to_js(&key)).map_err(|e| storage_error("load", &e))?;
                 reads.push((key, read));
             }

@@ -13,7 +13,7 @@ use super::*;
 use crate::core::config::{check_name, check_range};
 use crate::core::limits::*;
 use crate::core::message::Message;
-use std::collections::BTreeSet;
+use crate::core::vec_map::VecMap;
 
 impl Engine {
     /// Moves dead letters of the dead-letter topic `from` back to the topic each came
@@ -93,12 +93,12 @@ impl Engine {
         // just above it, once.
         if !offsets.is_empty() {
             // Inserted one by one: collecting would sort, a sort instantiated for this alone.
-            let mut touched = BTreeSet::new();
+            let mut touched = VecMap::new();
             for (p, offset, _, _) in &moves {
                 self.put(Key::Pending(Name::from(REDRIVE_GROUP), source.clone(), *p, *offset), Some(Record::Pending(Pending::Acked)));
-                touched.insert(*p);
+                touched.insert(*p, ());
             }
-            positions.extend(touched.into_iter().map(|p| (p, self.redrive_position(from, p))));
+            positions.extend(touched.into_iter().map(|(p, ())| (p, self.redrive_position(from, p))));
         }
         for (p, end) in positions {
             self.move_committed(&Name::from(REDRIVE_GROUP), &source, p, end);

@@ -1152,7 +1152,7 @@ impl Engine {
             Key::Queue(q) | Key::Job(q, _) | Key::JobPage(q, _) | Key::Repeat(q, _) => q,
             _ => return Err(mismatch()),
         };
-        let state = self.queues.entry(q.clone()).or_default();
+        let state = self.queues.get_or_default(q.clone());
         match (key, record) {
             (Key::Queue(_), Some(Record::Queue(r))) => state.record = Some(r),
             (Key::Queue(_), None) => state.record = None,

@@ -71,6 +71,7 @@ use super::limits::HOUSEKEEPING_INTERVAL_MS;
 use super::message::{Chunk, Name};
 use super::records::*;
 use super::rng::Rng;
+use super::vec_map::VecMap;
 
 pub use delivery::{Delivery, Pause, PollLimit, Receipt, Wait};
 pub use forward::Outbound;
@@ -96,11 +97,11 @@ pub struct Engine {
     config: BusConfig,
     rng: Rng,
     schema_version: Option<u32>,
-    topics: BTreeMap<Name, TopicState>,
+    topics: VecMap<Name, TopicState>,
     dedup: FxHashMap<Name, FxHashMap<Name, DedupEntry>>,
     /// `(expires_ms, topic, id)` of every dedup entry, to expire them in order.
     dedup_expiry: BTreeSet<(u64, Name, Name)>,
-    groups: BTreeMap<Name, GroupState>,
+    groups: VecMap<Name, GroupState>,
     txn: Txn,
     /// Partitions whose groups committed further since the last commit: their log
     /// is trimmed once per commit rather than once per ack.
@@ -112,14 +113,14 @@ pub struct Engine {
     /// See [`Engine::set_home`].
     home: Option<(Name, u32)>,
     /// [`Key::Forwarded`]: by source, the offset after the last message taken.
-    forwarded: BTreeMap<Name, u64>,
+    forwarded: VecMap<Name, u64>,
     /// [`Key::Replies`], by context: a few (an origin's contexts), so a list.
     replies: Vec<(Name, StoredReplies)>,
     /// When [`Engine::housekeep`] next runs the housekeeping.
     housekeeping_due_ms: u64,
     /// Job queues (`ferry/bullmq`), by name.
     #[cfg(feature = "jobs")]
-    queues: BTreeMap<Name, jobs::QueueState>,
+    queues: VecMap<Name, jobs::QueueState>,
     /// Events of job transitions since the last commit, comma-separated JSON
     /// objects ([`Engine::take_job_events`]).
     #[cfg(feature = "jobs")]
@@ -149,14 +150,14 @@ impl PartitionState {
 
 #[derive(Debug, Default)]
 struct GroupState {
-    members: BTreeMap<Name, MemberRecord>,
-    topics: BTreeMap<Name, GroupTopicState>,
+    members: VecMap<Name, MemberRecord>,
+    topics: VecMap<Name, GroupTopicState>,
 }
 
 #[derive(Debug, Default)]
 struct GroupTopicState {
     record: GroupTopicRecord,
-    cursors: BTreeMap<u32, CursorState>,
+    cursors: VecMap<u32, CursorState>,
 }
 
 #[derive(Debug, Default)]
@@ -186,19 +187,19 @@ impl Engine {
             config,
             rng: Rng::new(seed),
             schema_version: None,
-            topics: BTreeMap::new(),
+            topics: VecMap::new(),
             dedup: FxHashMap::default(),
             dedup_expiry: BTreeSet::new(),
-            groups: BTreeMap::new(),
+            groups: VecMap::new(),
             txn: Txn::default(),
             trim_due: FxHashSet::default(),
             poll_rotation: 0,
             home: None,
-            forwarded: BTreeMap::new(),
+            forwarded: VecMap::new(),
             replies: Vec::new(),
             housekeeping_due_ms: 0,
             #[cfg(feature = "jobs")]
-            queues: BTreeMap::new(),
+            queues: VecMap::new(),
             #[cfg(feature = "jobs")]
             job_events: String::new(),
         };
@@ -399,7 +400,7 @@ impl Engine {
             (Key::Meta, None) => self.schema_version = None,
             (Key::Topic(t), Some(Record::Topic(config))) => {
                 let count = config.partitions as usize;
-                let state = self.topics.entry(t.clone()).or_insert_with(|| TopicState { config: config.clone(), partitions: Vec::new(), round_robin: 0 });
+                let state = self.topics.get_or_insert_with(t.clone(), || TopicState { config: config.clone(), partitions: Vec::new(), round_robin: 0 });
                 state.config = config;
                 state.partitions.resize_with(count, PartitionState::default);
             }
@@ -445,7 +446,7 @@ impl Engine {
                 }
             }
             (Key::Member(g, m), record) => {
-                let group = self.groups.entry(g.clone()).or_default();
+                let group = self.groups.get_or_default(g.clone());
                 match record {
                     Some(Record::Member(member)) => {
                         group.members.insert(m.clone(), *member);
@@ -458,9 +459,9 @@ impl Engine {
                 self.drop_group_if_empty(g);
             }
             (Key::GroupTopic(g, t), record) => {
-                let group = self.groups.entry(g.clone()).or_default();
+                let group = self.groups.get_or_default(g.clone());
                 match record {
-                    Some(Record::GroupTopic(r)) => group.topics.entry(t.clone()).or_default().record = r,
+                    Some(Record::GroupTopic(r)) => group.topics.get_or_default(t.clone()).record = r,
                     None => {
                         group.topics.remove(t);
                     }
@@ -469,11 +470,11 @@ impl Engine {
                 self.drop_group_if_empty(g);
             }
             (Key::Cursor(g, t, p), record) => {
-                let cursors = &mut self.groups.entry(g.clone()).or_default().topics.entry(t.clone()).or_default().cursors;
+                let cursors = &mut self.groups.get_or_default(g.clone()).topics.get_or_default(t.clone()).cursors;
                 match record {
-                    Some(Record::Cursor(c)) => cursors.entry(*p).or_default().cursor = c,
+                    Some(Record::Cursor(c)) => cursors.get_or_default(*p).cursor = c,
                     Some(Record::GroupPartition { cursor, pending }) => {
-                        let state = cursors.entry(*p).or_default();
+                        let state = cursors.get_or_default(*p);
                         state.cursor = cursor;
                         state.pending = pending.into_iter().collect();
                     }
@@ -484,7 +485,7 @@ impl Engine {
                 }
             }
             (Key::Pending(g, t, p, o), record) => {
-                let cursor = self.groups.entry(g.clone()).or_default().topics.entry(t.clone()).or_default().cursors.entry(*p).or_default();
+                let cursor = self.groups.get_or_default(g.clone()).topics.get_or_default(t.clone()).cursors.get_or_default(*p);
                 match record {
                     Some(Record::Pending(pending)) => {
                         cursor.pending.insert(*o, pending);
