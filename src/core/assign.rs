@@ -16,7 +16,7 @@ pub fn sticky_assign(current: &[Option<Name>], members: &[Name]) -> Vec<Option<N
     let held = |m: &Name| current.iter().filter(|o| o.as_ref() == Some(m)).count();
     // Members holding the most keep the larger shares, so fewer partitions move.
     let mut order: Vec<(usize, usize)> = members.iter().enumerate().map(|(i, m)| (i, held(m))).collect();
-    order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    super::sort::sort_by(&mut order, |a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let base = partitions / members.len();
     let extra = partitions % members.len();
     let mut quota = vec![base; members.len()];

@@ -19,6 +19,7 @@ pub mod message;
 pub mod murmur2;
 pub mod records;
 pub mod rng;
+pub mod sort;
 pub mod vec_map;
 
 pub use config::{BusConfig, ConsumerConfig, Ordering, RetryPolicy, TopicConfig};

@@ -24,6 +24,7 @@ use crate::core::config::{check_name, ConsumerConfig};
 use crate::core::engine::{GroupStats, MemberStats, Stats, TopicStats};
 use crate::core::limits::{SESSION_TIMEOUT_MS_MAX, SUBSCRIPTIONS_MAX};
 use crate::core::murmur2::partition_for_key;
+use crate::core::sort::sort_by;
 use crate::core::vec_map::VecMap;
 use crate::core::{BusConfig, ErrorCode, FerryError, Name, OutgoingMessage, Result, SeekTo, Subscription, TopicConfig};
 use crate::protocol::{Call, Context, Reply, SettleItem};
@@ -780,11 +781,11 @@ pub fn merge_stats(topics: &[(String, TopicConfig)], parts: Vec<Stats>) -> Stats
         }
     }
     for t in &mut merged {
-        t.partitions.sort_by_key(|p| p.partition);
+        sort_by(&mut t.partitions, |a, b| a.partition.cmp(&b.partition));
     }
     let mut groups: Vec<GroupStats> = groups.into_iter().map(|(_, g)| g).collect();
     for g in &mut groups {
-        g.partitions.sort_by_key(|p| p.partition);
+        sort_by(&mut g.partitions, |a, b| a.partition.cmp(&b.partition));
     }
     let members = members.into_iter().map(|((group_id, member_id), last_seen_ms)| MemberStats { group_id, member_id, last_seen_ms }).collect();
     Stats { topics: merged, groups, members }

@@ -204,7 +204,7 @@ impl Engine {
             job_events: String::new(),
         };
         let mut records: Vec<(Key, Record)> = records.into_iter().collect();
-        records.sort_by(|a, b| a.0.cmp(&b.0));
+        super::sort::sort_by(&mut records, |a, b| a.0.cmp(&b.0));
         if let Some((_, Record::Meta { schema_version })) = records.first() {
             refuse_newer(*schema_version)?;
         }
@@ -239,7 +239,7 @@ impl Engine {
         }
         // Parents before children for what is stored, children first for what is
         // deleted: the order a rebuild from scratch would see.
-        changes.sort_by(|(a, ra), (b, rb)| match (ra.is_some(), rb.is_some()) {
+        super::sort::sort_by(&mut changes, |(a, ra), (b, rb)| match (ra.is_some(), rb.is_some()) {
             (true, true) => a.cmp(b),
             (false, false) => b.cmp(a),
             (true, false) => std::cmp::Ordering::Less,
@@ -476,7 +476,9 @@ impl Engine {
                     Some(Record::GroupPartition { cursor, pending }) => {
                         let state = cursors.get_or_default(*p);
                         state.cursor = cursor;
-                        state.pending = pending.into_iter().collect();
+                        // Inserted, not collected: collecting into a map sorts, a sort compiled for this alone.
+                        state.pending.clear();
+                        state.pending.extend(pending);
                     }
                     None => {
                         cursors.remove(p);
