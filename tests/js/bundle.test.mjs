@@ -1,5 +1,6 @@
-// The package as a Vite user gets it: `import { Bus } from 'ferry'`, no init() call,
-// bundled by Vite's build() and run from the built files in headless Chromium.
+// The package as a Vite user gets it: `import { Bus } from 'ferry'` (and `ferry/bullmq`),
+// no init() call, bundled by Vite's build() and run from the built files in headless
+// Chromium.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -59,10 +60,33 @@ async function installPackage(appDir) {
   }
 }
 
-/** Writes the app and the package into `appDir`, builds it with Vite, and returns the output folder. */
-async function buildApp(appDir) {
+// A BullMQ program: `ferry/bullmq` brings the engine build with job queues, and only it.
+const BULLMQ_MAIN_JS = `import { Queue, Worker } from 'ferry/bullmq';
+
+async function run() {
+  const ferry = { name: 'bundle-jobs-' + crypto.randomUUID() };
+  const queue = new Queue('mail', { ferry });
+  const done = new Promise((resolve) => {
+    const worker = new Worker('mail', async (job) => job.data.to.toUpperCase(), { ferry });
+    worker.on('completed', (job, value) => worker.close().then(() => resolve(value)));
+  });
+  await queue.add('welcome', { to: 'ada' });
+  const value = await done;
+  const counts = await queue.getJobCounts('completed');
+  await queue.close();
+  return { value, counts };
+}
+
+run().then(
+  (result) => (window.result = result),
+  (error) => (window.result = { error: String(error?.stack ?? error) }),
+);
+`;
+
+/** Writes the app (its main.js is `mainJs`) and the package into `appDir`, builds it with Vite, and returns the output folder. */
+async function buildApp(appDir, mainJs) {
   await writeFile(join(appDir, 'index.html'), INDEX_HTML);
-  await writeFile(join(appDir, 'main.js'), MAIN_JS);
+  await writeFile(join(appDir, 'main.js'), mainJs);
   await installPackage(appDir);
   const outDir = join(appDir, 'dist');
   // configFile: false so no vite.config of the repository leaks in; the default
@@ -77,7 +101,7 @@ async function assetSizes(outDir) {
   const assets = await readdir(assetsDir);
   const gzipped = async (file) => gzipSync(await readFile(join(assetsDir, file))).length;
   const sizesOf = (ext) => Promise.all(assets.filter((f) => extname(f) === ext).map(gzipped));
-  return { js: await sizesOf('.js'), wasm: await sizesOf('.wasm') };
+  return { js: await sizesOf('.js'), wasm: await sizesOf('.wasm'), wasmFiles: assets.filter((f) => extname(f) === '.wasm') };
 }
 
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.wasm': 'application/wasm' };
@@ -115,10 +139,11 @@ test('a Vite build of `import { Bus } from "ferry"` runs in a page with no init(
   let server;
   let browser;
   try {
-    const outDir = await buildApp(appDir);
+    const outDir = await buildApp(appDir, MAIN_JS);
     const sizes = await assetSizes(outDir);
     // Vite turned new URL('../dist/ferry_bg.wasm', import.meta.url) into one hashed asset.
     assert.equal(sizes.wasm.length, 1, 'the bundle holds the engine once');
+    assert.match(sizes.wasmFiles[0], /^ferry_bg/, 'the build without job queues');
     console.log(`vite bundle: ${kb(sizes.js)} KB JS + ${kb(sizes.wasm)} KB wasm gzipped`);
 
     server = await serveDir(outDir);
@@ -130,6 +155,27 @@ test('a Vite build of `import { Bus } from "ferry"` runs in a page with no init(
       rejected: { isFerryError: true, code: 'INVALID_ARGUMENT' },
       inIndexedDB: true,
     });
+  } finally {
+    await browser?.close();
+    await server?.close();
+    await rm(appDir, { recursive: true, force: true });
+  }
+});
+
+test('a Vite build of a ferry/bullmq program holds the build with job queues alone, and runs a job in a page', async () => {
+  const appDir = await mkdtemp(join(tmpdir(), 'ferry-vite-jobs-'));
+  let server;
+  let browser;
+  try {
+    const outDir = await buildApp(appDir, BULLMQ_MAIN_JS);
+    const sizes = await assetSizes(outDir);
+    assert.equal(sizes.wasm.length, 1, `one engine for the page and its SharedWorker: ${sizes.wasmFiles}`);
+    assert.match(sizes.wasmFiles[0], /^ferry_jobs_bg/, 'the build with job queues');
+    console.log(`vite bundle (ferry/bullmq): ${kb(sizes.js)} KB JS + ${kb(sizes.wasm)} KB wasm gzipped`);
+
+    server = await serveDir(outDir);
+    browser = await launch();
+    assert.deepEqual(await runInChromium(browser, server.url), { value: 'ADA', counts: { completed: 1 } });
   } finally {
     await browser?.close();
     await server?.close();
