@@ -74,8 +74,11 @@ size: pkg
 ## examples, the IndexedDB store in Chromium, and the JavaScript tests.
 test: check-core lint test-native test-wasm test-js
 
+# The engine's own tests run twice: with the job queues, and as the browser's `ferry`
+# build has it, without them (--no-default-features).
 test-native: setup-rust
 	$(CARGO) test --release
+	$(CARGO) test --release --no-default-features --lib
 
 # The IndexedDB store under wasm-bindgen-test in headless Chromium (webdriver.json
 # holds the browser flags).

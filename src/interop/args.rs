@@ -213,6 +213,17 @@ pub fn named<T>(check: impl Fn(&str) -> Result<T>, field: impl FnOnce() -> Strin
     check("").or_else(|_| check(&field()))
 }
 
+/// Each item of a JavaScript array as `item(index, value)` reads it, in order; the
+/// first error is the call's. A loop, not a collect into a `Result`: that compiles
+/// its adapter anew for each list read.
+pub fn each<T>(list: &Array, mut item: impl FnMut(u32, JsValue) -> Result<T>) -> Result<Vec<T>> {
+    let mut items = Vec::with_capacity(list.length() as usize);
+    for i in 0..list.length() {
+        items.push(item(i, list.get(i))?);
+    }
+    Ok(items)
+}
+
 /// A JavaScript array.
 pub fn array(value: &JsValue, field: &str) -> Result<Array> {
     if !Array::is_array(value) {

@@ -92,14 +92,11 @@ pub fn messages(record: Option<&Object>) -> Result<Vec<OutgoingMessage>> {
     if count == 0 || count > SEND_BATCH_MAX {
         return Err(FerryError::invalid(format!("messages must hold 1 to {SEND_BATCH_MAX} messages, got {count}")));
     }
-    (0..count)
-        .map(|i| {
-            let field = || format!("messages[{i}]");
-            let item = list.get(i as u32);
-            let message = args::named(|f| args::options(&item, f), field)?.ok_or_else(|| FerryError::invalid(format!("{} must be an object", field())))?;
-            outgoing(&args::get(Some(&message), "value")?, Some(&message), &field)
-        })
-        .collect()
+    args::each(&list, |i, item| {
+        let field = || format!("messages[{i}]");
+        let message = args::named(|f| args::options(&item, f), field)?.ok_or_else(|| FerryError::invalid(format!("{} must be an object", field())))?;
+        outgoing(&args::get(Some(&message), "value")?, Some(&message), &field)
+    })
 }
 
 pub fn consumer_config(options: Option<&Object>) -> Result<ConsumerConfig> {
@@ -139,22 +136,18 @@ pub fn subscriptions(options: &JsValue) -> Result<Vec<Subscription>> {
     let options = args::options(options, "options")?;
     let from_beginning = args::opt_bool(&args::get(options.as_ref(), "fromBeginning")?, "fromBeginning")?.unwrap_or(false);
     let topics_value = args::get(options.as_ref(), "topics")?;
-    let topics: Vec<String> = if topics_value.is_undefined() {
-        vec![args::string(&args::get(options.as_ref(), "topic")?, "topic")?]
-    } else {
-        let list = args::array(&topics_value, "topics")?;
-        if list.length() as usize > SUBSCRIPTIONS_MAX {
-            return Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics")));
-        }
-        (0..list.length()).map(|i| args::string(&list.get(i), &format!("topics[{i}]"))).collect::<Result<_>>()?
+    let subscription = |topic: String| {
+        check_name("topic", &topic)?;
+        Ok(Subscription::new(topic, from_beginning))
     };
-    topics
-        .into_iter()
-        .map(|topic| {
-            check_name("topic", &topic)?;
-            Ok(Subscription::new(topic, from_beginning))
-        })
-        .collect()
+    if topics_value.is_undefined() {
+        return Ok(vec![subscription(args::string(&args::get(options.as_ref(), "topic")?, "topic")?)?]);
+    }
+    let list = args::array(&topics_value, "topics")?;
+    if list.length() as usize > SUBSCRIPTIONS_MAX {
+        return Err(FerryError::invalid(format!("a consumer subscribes to at most {SUBSCRIPTIONS_MAX} topics")));
+    }
+    args::each(&list, |i, topic| subscription(args::string(&topic, &format!("topics[{i}]"))?))
 }
 
 /// `seek`'s `{ topic, partition, offset }` or `{ topic, partition, timestamp }`, checked.

@@ -175,17 +175,14 @@ pub fn bridge_options(options: Option<&Object>) -> Result<BridgeOptions> {
 /// local -> remote names.
 fn topic_map(topics: &JsValue) -> Result<FxHashMap<String, String>> {
     let pairs: Vec<(String, String)> = if js_sys::Array::is_array(topics) {
-        js_sys::Array::from(topics).iter().enumerate().map(|(i, t)| args::string(&t, &format!("topics[{i}]")).map(|t| (t.clone(), t))).collect::<Result<_>>()?
+        args::each(&js_sys::Array::from(topics), |i, t| args::string(&t, &format!("topics[{i}]")).map(|t| (t.clone(), t)))?
     } else if topics.is_object() {
-        js_sys::Object::entries(topics.unchecked_ref())
-            .iter()
-            .map(|entry| {
-                let entry = js_sys::Array::from(&entry);
-                let local = entry.get(0).as_string().unwrap_or_default();
-                let remote = args::string(&entry.get(1), &format!("topics.{local}"))?;
-                Ok((local, remote))
-            })
-            .collect::<Result<_>>()?
+        args::each(&js_sys::Object::entries(topics.unchecked_ref()), |_, entry| {
+            let entry = js_sys::Array::from(&entry);
+            let local = entry.get(0).as_string().unwrap_or_default();
+            let remote = args::string(&entry.get(1), &format!("topics.{local}"))?;
+            Ok((local, remote))
+        })?
     } else {
         return Err(FerryError::invalid("topics must be an array of topic names or an object of local -> remote names"));
     };

@@ -145,7 +145,7 @@ fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Opt
         Call::Round { wait_ms, .. } => *wait_ms,
         _ => 0,
     };
-    let round = (hold_ms > 0).then(|| call.clone());
+    let round = (hold_ms > 0).then(|| call.round_copy()).flatten();
     let changes_before = held::changes(shared);
     let queued = queue(shared, options.clone(), call, caller);
     if changes {
@@ -254,7 +254,14 @@ where
 /// One copy of the promise machinery for every method: a generic one per method
 /// costs kilobytes of wasm each.
 fn boxed_promise(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue>>>>) -> Promise {
-    future_to_promise(async move { f.await.map_err(to_js) })
+    js_promise(Box::pin(async move { f.await.map_err(to_js) }))
+}
+
+/// A future whose error is a JavaScript value already, boxed: every `Promise` the
+/// face returns goes through this one `future_to_promise`, which compiles anew for
+/// each future type it is given.
+pub(super) fn js_promise(f: std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<JsValue, JsValue>>>>) -> Promise {
+    future_to_promise(f)
 }
 
 fn check_open(shared: &Shared) -> Result<()> {
@@ -429,7 +436,11 @@ impl Bus {
             // Only a bus whose context started bridges has `bridges`.
             let bridges = match &reply {
                 Reply::Stats(stats) if !shared.bridges.borrow().is_empty() => {
-                    Some(shared.bridges.borrow().iter().map(|bridge| bridge.stats_entry(stats)).collect::<Result<js_sys::Array>>()?)
+                    let entries = js_sys::Array::new();
+                    for bridge in shared.bridges.borrow().iter() {
+                        entries.push(&bridge.stats_entry(stats)?);
+                    }
+                    Some(entries)
                 }
                 _ => None,
             };

@@ -531,24 +531,21 @@ fn pause_targets(topics: &JsValue) -> Result<Vec<(String, Option<Vec<u32>>)>> {
     if list.length() as usize > SUBSCRIPTIONS_MAX {
         return Err(FerryError::invalid(format!("topics names at most {SUBSCRIPTIONS_MAX} topics")));
     }
-    (0..list.length())
-        .map(|i| {
-            let field = format!("topics[{i}]");
-            let item = args::options(&list.get(i), &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be an object {{ topic, partitions? }}")))?;
-            let topic = args::string(&args::get(Some(&item), "topic")?, &format!("{field}.topic"))?;
-            check_name(&format!("{field}.topic"), &topic)?;
-            let partitions = args::get(Some(&item), "partitions")?;
-            let partitions = match partitions.is_undefined() {
-                true => None,
-                false => {
-                    let array = args::array(&partitions, &format!("{field}.partitions"))?;
-                    let each = |j: u32| args::integer(&array.get(j), &format!("{field}.partitions[{j}]"), 0, u64::from(PARTITIONS_MAX) - 1).map(|p| p as u32);
-                    Some((0..array.length()).map(each).collect::<Result<Vec<u32>>>()?)
-                }
-            };
-            Ok((topic, partitions))
-        })
-        .collect()
+    args::each(&list, |i, item| {
+        let field = format!("topics[{i}]");
+        let item = args::options(&item, &field)?.ok_or_else(|| FerryError::invalid(format!("{field} must be an object {{ topic, partitions? }}")))?;
+        let topic = args::string(&args::get(Some(&item), "topic")?, &format!("{field}.topic"))?;
+        check_name(&format!("{field}.topic"), &topic)?;
+        let partitions = args::get(Some(&item), "partitions")?;
+        let partitions = match partitions.is_undefined() {
+            true => None,
+            false => {
+                let array = args::array(&partitions, &format!("{field}.partitions"))?;
+                Some(args::each(&array, |j, p| args::integer(&p, &format!("{field}.partitions[{j}]"), 0, u64::from(PARTITIONS_MAX) - 1).map(|p| p as u32))?)
+            }
+        };
+        Ok((topic, partitions))
+    })
 }
 
 /// Stops a consumer (also used by `bus.close()`).

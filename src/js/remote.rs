@@ -19,9 +19,10 @@ use std::rc::Rc;
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array, JSON};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::JsFuture;
 
 use super::bridge::{read_verdict, Endpoint};
+use super::bus::js_promise;
 use super::consumer::{
     call_handler, check_startable, error_message, make_batch_payload, subscribe_before_run, Handler, Wakers, BATCH_HEARTBEAT, BATCH_IS_RUNNING, BATCH_RESOLVE_OFFSET,
 };
@@ -56,7 +57,7 @@ impl RemoteBus {
     /// `GET /v1/stats`: the edge bus's stats, as `bus.stats()` gives a local one's.
     pub fn stats(&self) -> Promise {
         let endpoint = self.endpoint.clone();
-        future_to_promise(async move { answer(endpoint.fetch("/v1/stats", None).await).await })
+        js_promise(Box::pin(async move { answer(endpoint.fetch("/v1/stats", None).await).await }))
     }
 
     /// `consumer({ groupId, ...ConsumerOptions, pollIntervalMs })`: checked as a local consumer's options are.
@@ -146,33 +147,33 @@ impl RemoteConsumer {
     /// `subscribe({ topic, fromBeginning })` or `{ topics: [...] }`, before `run`.
     pub fn subscribe(&self, options: JsValue) -> Promise {
         let state = self.state.clone();
-        future_to_promise(async move {
+        js_promise(Box::pin(async move {
             subscribe_before_run(&state.subscriptions, state.running.get(), &options).map_err(to_js)?;
             Ok(JsValue::UNDEFINED)
-        })
+        }))
     }
 
     /// `run({ eachMessage })` or `run({ eachBatch, eachBatchAutoResolve })`:
     /// resolves once the loop started.
     pub fn run(&self, options: JsValue) -> Promise {
         let state = self.state.clone();
-        future_to_promise(async move {
+        js_promise(Box::pin(async move {
             let handler = Handler::from_options(args::options(&options, "options").map_err(to_js)?.as_ref()).map_err(to_js)?;
             check_startable(state.running.get() || state.stopped.get(), &state.subscriptions.borrow()).map_err(to_js)?;
             state.running.set(true);
             let looping = state.clone();
-            *state.ended.borrow_mut() = Some(future_to_promise(async move {
+            *state.ended.borrow_mut() = Some(js_promise(Box::pin(async move {
                 remote_loop(looping, handler).await;
                 Ok(JsValue::UNDEFINED)
-            }));
+            })));
             Ok(JsValue::UNDEFINED)
-        })
+        }))
     }
 
     /// `stop()`: no new leases; resolves once the round in hand is handled and settled.
     pub fn stop(&self) -> Promise {
         let state = self.state.clone();
-        future_to_promise(async move {
+        js_promise(Box::pin(async move {
             state.stopped.set(true);
             state.wakers.wake_all();
             let ended = state.ended.borrow().clone();
@@ -180,7 +181,7 @@ impl RemoteConsumer {
                 JsFuture::from(ended).await?;
             }
             Ok(JsValue::UNDEFINED)
-        })
+        }))
     }
 }
 
@@ -231,24 +232,21 @@ fn leased(text: &str) -> Result<Vec<Leased>> {
     let unreadable = || FerryError::storage("the edge answered a receive with a body that is not its JSON");
     let body = JSON::parse(text).map_err(|_| unreadable())?;
     let messages = Reflect::get(&body, &"messages".into()).ok().filter(Array::is_array).ok_or_else(unreadable)?;
-    Array::from(&messages)
-        .iter()
-        .map(|m| {
-            let get = |name: &str| Reflect::get(&m, &name.into()).unwrap_or(JsValue::UNDEFINED);
-            let (topic, receipt) = (get("topic").as_string().ok_or_else(unreadable)?, get("receipt").as_string().ok_or_else(unreadable)?);
-            let (partition, offset) = (get("partition").as_f64().ok_or_else(unreadable)?, get("offset").as_f64().ok_or_else(unreadable)?);
-            let headers = get("headers");
-            let mut value = get("value");
-            let encoding = Reflect::get(&headers, &VALUE_ENCODING_HEADER.into()).ok().and_then(|e| e.as_string());
-            if encoding.as_deref() == Some("base64") {
-                let bytes = value.as_string().and_then(|text| base64_decode(&text)).ok_or_else(unreadable)?;
-                value = Uint8Array::from(bytes.as_slice()).into();
-                let _ = Reflect::delete_property(headers.unchecked_ref::<js_sys::Object>(), &VALUE_ENCODING_HEADER.into());
-            }
-            let message = make_remote_message(&m, value);
-            Ok(Leased { topic, partition: partition as u32, offset, receipt, message })
-        })
-        .collect()
+    crate::interop::args::each(&Array::from(&messages), |_, m| {
+        let get = |name: &str| Reflect::get(&m, &name.into()).unwrap_or(JsValue::UNDEFINED);
+        let (topic, receipt) = (get("topic").as_string().ok_or_else(unreadable)?, get("receipt").as_string().ok_or_else(unreadable)?);
+        let (partition, offset) = (get("partition").as_f64().ok_or_else(unreadable)?, get("offset").as_f64().ok_or_else(unreadable)?);
+        let headers = get("headers");
+        let mut value = get("value");
+        let encoding = Reflect::get(&headers, &VALUE_ENCODING_HEADER.into()).ok().and_then(|e| e.as_string());
+        if encoding.as_deref() == Some("base64") {
+            let bytes = value.as_string().and_then(|text| base64_decode(&text)).ok_or_else(unreadable)?;
+            value = Uint8Array::from(bytes.as_slice()).into();
+            let _ = Reflect::delete_property(headers.unchecked_ref::<js_sys::Object>(), &VALUE_ENCODING_HEADER.into());
+        }
+        let message = make_remote_message(&m, value);
+        Ok(Leased { topic, partition: partition as u32, offset, receipt, message })
+    })
 }
 
 async fn remote_loop(state: Rc<RemoteState>, handler: Handler) {
@@ -305,7 +303,7 @@ async fn handle_round(state: &Rc<RemoteState>, handler: &Handler, leases: Vec<Le
     let tasks = Array::new();
     for (i, run) in runs.into_iter().enumerate() {
         let (state, handler, outcomes) = (state.clone(), handler.clone(), outcomes.clone());
-        tasks.push(&future_to_promise(async move {
+        tasks.push(&js_promise(Box::pin(async move {
             let settles = match &handler {
                 Handler::EachBatch(f, auto_resolve) => handle_batch(&state, f, *auto_resolve, run).await,
                 Handler::EachMessage(f) => handle_messages(f, run).await,
@@ -314,7 +312,7 @@ async fn handle_round(state: &Rc<RemoteState>, handler: &Handler, leases: Vec<Le
             };
             outcomes.borrow_mut()[i] = settles;
             Ok(JsValue::UNDEFINED)
-        }));
+        })));
     }
     let _ = JsFuture::from(Promise::all(&tasks)).await;
     outcomes.take().into_iter().flatten().collect()

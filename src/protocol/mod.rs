@@ -255,6 +255,25 @@ impl Call {
         self.is_job_call() || matches!(self, Call::CreateTopic { .. } | Call::Topics | Call::Topic { .. } | Call::Settings)
     }
 
+    /// A copy of a [`Call::Round`] (`None` for any other call), for a round that is
+    /// held to run again: copying only this variant keeps the clone of every call
+    /// out of the browser's wasm.
+    pub fn round_copy(&self) -> Option<Call> {
+        match self {
+            Call::Round { group, member, subscriptions, config, heartbeat, limit, wait_ms, paused } => Some(Call::Round {
+                group: group.clone(),
+                member: member.clone(),
+                subscriptions: subscriptions.clone(),
+                config: config.clone(),
+                heartbeat: *heartbeat,
+                limit: *limit,
+                wait_ms: *wait_ms,
+                paused: paused.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// A job queue operation: [`Call::Jobs`], or [`Call::Unserved`] in a build
     /// without job queues.
     pub fn is_job_call(&self) -> bool {

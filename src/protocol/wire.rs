@@ -26,7 +26,13 @@ fn count(r: &mut Reader<'_>, max: usize) -> Result<usize> {
 
 pub(super) fn list<T>(r: &mut Reader<'_>, max: usize, mut item: impl FnMut(&mut Reader<'_>) -> Result<T>) -> Result<Vec<T>> {
     let n = count(r, max)?;
-    (0..n).map(|_| item(r)).collect()
+    // A loop, not a collect into a Result: that compiles its adapter anew for each
+    // of the lists read here.
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        items.push(item(r)?);
+    }
+    Ok(items)
 }
 
 fn bool(r: &mut Reader<'_>) -> Result<bool> {

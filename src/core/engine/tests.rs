@@ -993,3 +993,26 @@ fn a_context_keeps_at_most_the_newest_replies_stored_max() {
     }
     assert_eq!((e.stored_reply("ctx", 1), e.stored_reply("ctx", 2)), (None, Some(&[][..])));
 }
+
+/// The browser's `ferry` build has no job queues (`--no-default-features`): opened on
+/// a store that holds theirs, and told of more by another context, its engine runs
+/// topics as before and never writes a job queue's record.
+#[cfg(not(feature = "jobs"))]
+#[test]
+fn a_build_without_job_queues_leaves_their_records_as_stored() {
+    let n = |s: &str| Name::from(s);
+    let unread = |key: &Key| Record::decode(key, b"a record written by a build with job queues").unwrap();
+    let stored = [Key::Queue(n("mail")), Key::JobPage(n("mail"), 0), Key::Repeat(n("mail"), n("digest"))];
+    let mut e = Engine::open(BusConfig::default(), 1, stored.iter().map(|k| (k.clone(), unread(k)))).unwrap();
+    let job = Key::Job(n("mail"), n("7"));
+    e.apply_stored(vec![(job.clone(), Some(unread(&job))), (Key::JobPage(n("mail"), 0), None)]).unwrap();
+    e.join("g", "m1", &[Subscription::new("t", true)], &no_jitter(), T0).unwrap();
+    e.send("t", &[msg("a")], T0).unwrap();
+    let writes = e.begin_commit();
+    e.end_commit(true);
+    assert!(writes.iter().any(|(key, _)| matches!(key, Key::Chunk(..))), "the send is written");
+    assert!(writes.iter().all(|(key, _)| !matches!(key, Key::Queue(_) | Key::Job(..) | Key::JobPage(..) | Key::Repeat(..))), "no job queue's record among {writes:?}");
+    let d = e.poll("g", "m1", 10, T0).unwrap();
+    assert_eq!(d.len(), 1);
+    assert!(e.ack("g", "m1", &d[0].receipt(), T0));
+}
