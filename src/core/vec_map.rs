@@ -1,29 +1,26 @@
-//! A map kept as a ring buffer sorted by key: the engine's small maps (a bus's
-//! topics and groups, a group's members and topics, a topic's partitions in a
-//! group) and those that grow and shrink at their ends (a partition's chunks, new
-//! at the end and trimmed at the start; the calls in flight, by ascending id).
+//! A map kept as a vector sorted by key: the engine's small maps (a bus's topics and
+//! groups, a group's members and topics, a topic's partitions in a group).
 //!
 //! Why not `BTreeMap`: each key and value type a `BTreeMap` is used with compiles
 //! its node code anew, 3 to 5 KB of wasm per map (removal and rebalancing above
-//! all), and the package is downloaded by every page. A sorted ring's search is one
-//! binary search, and its insert and remove one move of the entries between the
-//! place and the nearer end: a few hundred bytes of code, as fast as a tree for the
-//! maps the limits keep small (`TOPICS_MAX`, `GROUPS_MAX`, `MEMBERS_PER_GROUP_MAX`,
-//! `PARTITIONS_MAX`), and constant time at either end. A partition's pending
-//! deliveries, settled anywhere among thousands, stay a tree.
+//! all), and the package is downloaded by every page. A sorted vector's search is
+//! one binary search, and its insert and remove one move of the entries after the
+//! place: a few hundred bytes of code, and as fast as a tree for maps the limits
+//! keep small (`TOPICS_MAX`, `GROUPS_MAX`, `MEMBERS_PER_GROUP_MAX`,
+//! `PARTITIONS_MAX`). Maps that grow with the traffic (a partition's chunks and
+//! pending deliveries, the calls in flight) stay trees.
 
 use std::borrow::Borrow;
-use std::collections::VecDeque;
 
-/// A map over a sorted ring buffer: iteration is in key order, as a `BTreeMap`'s is.
+/// A map over a sorted vector: iteration is in key order, as a `BTreeMap`'s is.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VecMap<K, V> {
-    entries: VecDeque<(K, V)>,
+    entries: Vec<(K, V)>,
 }
 
 impl<K, V> Default for VecMap<K, V> {
     fn default() -> Self {
-        VecMap { entries: VecDeque::new() }
+        VecMap { entries: Vec::new() }
     }
 }
 
@@ -83,27 +80,7 @@ impl<K: Ord, V> VecMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        let at = self.find(key).ok()?;
-        self.entries.remove(at).map(|(_, v)| v)
-    }
-
-    /// The entry of the greatest key at most `key` (`BTreeMap`'s
-    /// `range(..=key).next_back()`).
-    pub fn last_at_or_below<Q: Ord + ?Sized>(&self, key: &Q) -> Option<(&K, &V)>
-    where
-        K: Borrow<Q>,
-    {
-        let at = match self.find(key) {
-            Ok(at) => at,
-            Err(0) => return None,
-            Err(after) => after - 1,
-        };
-        self.entries.get(at).map(|(k, v)| (k, v))
-    }
-
-    /// The entry of the greatest key.
-    pub fn last(&self) -> Option<(&K, &V)> {
-        self.entries.back().map(|(k, v)| (k, v))
+        self.find(key).ok().map(|at| self.entries.remove(at).1)
     }
 
     /// The value of `key`, made by `make` first when there is none (`BTreeMap`'s
@@ -173,7 +150,7 @@ impl<K: Ord + Borrow<Q>, Q: Ord + ?Sized, V> std::ops::Index<&Q> for VecMap<K, V
 
 impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
     type Item = (&'a K, &'a V);
-    type IntoIter = std::iter::Map<std::collections::vec_deque::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.entries.iter().map(|(k, v)| (k, v))
@@ -182,7 +159,7 @@ impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
 
 impl<'a, K, V> IntoIterator for &'a mut VecMap<K, V> {
     type Item = (&'a K, &'a mut V);
-    type IntoIter = std::iter::Map<std::collections::vec_deque::IterMut<'a, (K, V)>, fn(&'a mut (K, V)) -> (&'a K, &'a mut V)>;
+    type IntoIter = std::iter::Map<std::slice::IterMut<'a, (K, V)>, fn(&'a mut (K, V)) -> (&'a K, &'a mut V)>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.entries.iter_mut().map(|(k, v)| (&*k, v))
@@ -191,7 +168,7 @@ impl<'a, K, V> IntoIterator for &'a mut VecMap<K, V> {
 
 impl<K, V> IntoIterator for VecMap<K, V> {
     type Item = (K, V);
-    type IntoIter = std::collections::vec_deque::IntoIter<(K, V)>;
+    type IntoIter = std::vec::IntoIter<(K, V)>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()

@@ -36,7 +36,7 @@
 //! writes itself.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use js_sys::{Function, Promise, Reflect, Uint8Array};
@@ -143,7 +143,7 @@ pub struct Link {
     next_id: Cell<u64>,
     /// Calls sent and not answered: their bytes (to send again) and where their
     /// replies go.
-    waiting: RefCell<VecMap<u64, Waiting>>,
+    waiting: RefCell<BTreeMap<u64, Waiting>>,
     /// The writer's: calls running now, and the last replies sent.
     running: RefCell<FxHashSet<CallKey>>,
     sent: RefCell<Sent>,

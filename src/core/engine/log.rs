@@ -303,7 +303,7 @@ impl Engine {
     /// extended in place rather than copied.
     fn take_open_chunk(&mut self, topic: &Name, partition: u32, high: u64) -> Option<ChunkBuilder> {
         let state = self.partition(topic, partition)?;
-        let (base, chunk) = state.chunks.last()?;
+        let (base, chunk) = state.chunks.last_key_value()?;
         let key = Key::Chunk(topic.clone(), partition, *base);
         if chunk.end_offset() != high || !self.txn.new_chunks.contains(&key) {
             return None;

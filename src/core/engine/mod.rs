@@ -139,12 +139,12 @@ struct TopicState {
 #[derive(Debug, Default)]
 struct PartitionState {
     head: PartitionHead,
-    chunks: VecMap<u64, Chunk>,
+    chunks: BTreeMap<u64, Chunk>,
 }
 
 impl PartitionState {
     fn chunk_for(&self, offset: u64) -> Option<&Chunk> {
-        self.chunks.last_at_or_below(&offset).map(|(_, c)| c).filter(|c| offset < c.end_offset())
+        self.chunks.range(..=offset).next_back().map(|(_, c)| c).filter(|c| offset < c.end_offset())
     }
 }
 
