@@ -152,7 +152,10 @@ function functions(bytes) {
     }
     at = end;
   }
-  return bodies.map((size, i) => ({ size, name: names.get(importedFunctions + i) ?? `function ${importedFunctions + i}` }));
+  // Functions of the prebuilt std crates carry a disambiguator (`core[c5930c85a12de822]::fmt`):
+  // dropped, so that they sort with their crate's.
+  const named = (index) => names.get(index)?.replace(/\[[0-9a-f]{16}\]/g, '') ?? `function ${index}`;
+  return bodies.map((size, i) => ({ size, name: named(importedFunctions + i) }));
 }
 
 /** The kind of code a function is, by its demangled name: the groups the size work aims at. */
