@@ -81,22 +81,22 @@ pub(super) fn call(shared: &Shared, call: Call) -> Replying {
 
 /// [`call`] on a closed bus too: what `close` itself needs.
 pub(super) fn call_unchecked(shared: &Shared, call: Call) -> Replying {
-    match client_link(shared) {
-        #[cfg(feature = "jobs")]
-        Some(link) if call.is_job_call() => {
-            // A writer whose build has no job queues leaves them to this context.
-            let at_writer = link.call(&Context { config: shared.config.clone(), topics: Vec::new() }, &call);
-            let shared = shared.clone();
-            Box::pin(async move {
-                match at_writer.await? {
-                    Reply::Unserved => run_here(&shared, None, call, None).await,
-                    reply => Ok(reply),
-                }
-            })
-        }
-        Some(link) => Box::pin(link.call(&Context { config: shared.config.clone(), topics: Vec::new() }, &call)),
-        None => Box::pin(run_here(shared, None, call, None)),
+    let Some(link) = client_link(shared) else {
+        return Box::pin(run_here(shared, None, call, None));
+    };
+    let at_writer = link.call(&Context { config: shared.config.clone(), topics: Vec::new() }, &call);
+    #[cfg(feature = "jobs")]
+    if call.is_job_call() {
+        // A writer whose build has no job queues leaves them to this context.
+        let shared = shared.clone();
+        return Box::pin(async move {
+            match at_writer.await? {
+                Reply::Unserved => run_here(&shared, None, call, None).await,
+                reply => Ok(reply),
+            }
+        });
     }
+    Box::pin(at_writer)
 }
 
 /// How this context reaches the writer, when another context is it.

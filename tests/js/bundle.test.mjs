@@ -134,51 +134,43 @@ async function runInChromium(browser, url) {
 
 const kb = (bytes) => (bytes.reduce((a, b) => a + b, 0) / 1024).toFixed(1);
 
-test('a Vite build of `import { Bus } from "ferry"` runs in a page with no init() call', async () => {
+/** Builds an app of `mainJs` with Vite, serves it and runs it in Chromium: its assets' `sizes` and what its main.js reported; nothing of it is left after. */
+async function buildAndRun(mainJs) {
   const appDir = await mkdtemp(join(tmpdir(), 'ferry-vite-'));
   let server;
   let browser;
   try {
-    const outDir = await buildApp(appDir, MAIN_JS);
+    const outDir = await buildApp(appDir, mainJs);
     const sizes = await assetSizes(outDir);
-    // Vite turned new URL('../dist/ferry_bg.wasm', import.meta.url) into one hashed asset.
-    assert.equal(sizes.wasm.length, 1, 'the bundle holds the engine once');
-    assert.match(sizes.wasmFiles[0], /^ferry_bg/, 'the build without job queues');
-    console.log(`vite bundle: ${kb(sizes.js)} KB JS + ${kb(sizes.wasm)} KB wasm gzipped`);
-
     server = await serveDir(outDir);
     browser = await launch();
-    assert.deepEqual(await runInChromium(browser, server.url), {
-      created: true,
-      offset: 0,
-      received: { key: 'k', value: { n: 1 } },
-      rejected: { isFerryError: true, code: 'INVALID_ARGUMENT' },
-      inIndexedDB: true,
-    });
+    return { sizes, result: await runInChromium(browser, server.url) };
   } finally {
     await browser?.close();
     await server?.close();
     await rm(appDir, { recursive: true, force: true });
   }
+}
+
+test('a Vite build of `import { Bus } from "ferry"` runs in a page with no init() call', async () => {
+  const { sizes, result } = await buildAndRun(MAIN_JS);
+  // Vite turned new URL('../dist/ferry_bg.wasm', import.meta.url) into one hashed asset.
+  assert.equal(sizes.wasm.length, 1, 'the bundle holds the engine once');
+  assert.match(sizes.wasmFiles[0], /^ferry_bg/, 'the build without job queues');
+  console.log(`vite bundle: ${kb(sizes.js)} KB JS + ${kb(sizes.wasm)} KB wasm gzipped`);
+  assert.deepEqual(result, {
+    created: true,
+    offset: 0,
+    received: { key: 'k', value: { n: 1 } },
+    rejected: { isFerryError: true, code: 'INVALID_ARGUMENT' },
+    inIndexedDB: true,
+  });
 });
 
 test('a Vite build of a ferry/bullmq program holds the build with job queues alone, and runs a job in a page', async () => {
-  const appDir = await mkdtemp(join(tmpdir(), 'ferry-vite-jobs-'));
-  let server;
-  let browser;
-  try {
-    const outDir = await buildApp(appDir, BULLMQ_MAIN_JS);
-    const sizes = await assetSizes(outDir);
-    assert.equal(sizes.wasm.length, 1, `one engine for the page and its SharedWorker: ${sizes.wasmFiles}`);
-    assert.match(sizes.wasmFiles[0], /^ferry_jobs_bg/, 'the build with job queues');
-    console.log(`vite bundle (ferry/bullmq): ${kb(sizes.js)} KB JS + ${kb(sizes.wasm)} KB wasm gzipped`);
-
-    server = await serveDir(outDir);
-    browser = await launch();
-    assert.deepEqual(await runInChromium(browser, server.url), { value: 'ADA', counts: { completed: 1 } });
-  } finally {
-    await browser?.close();
-    await server?.close();
-    await rm(appDir, { recursive: true, force: true });
-  }
+  const { sizes, result } = await buildAndRun(BULLMQ_MAIN_JS);
+  assert.equal(sizes.wasm.length, 1, `one engine for the page and its SharedWorker: ${sizes.wasmFiles}`);
+  assert.match(sizes.wasmFiles[0], /^ferry_jobs_bg/, 'the build with job queues');
+  console.log(`vite bundle (ferry/bullmq): ${kb(sizes.js)} KB JS + ${kb(sizes.wasm)} KB wasm gzipped`);
+  assert.deepEqual(result, { value: 'ADA', counts: { completed: 1 } });
 });
