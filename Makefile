@@ -45,18 +45,26 @@ setup-browser:
 demo: pkg
 	node www/serve.mjs $(or $(PORT),8080)
 
-## The npm package: wasm engine + JavaScript glue in pkg/dist, in three builds:
-## `ferry`'s (no job queues: `--no-default-features`) in pkg/dist, `ferry/bullmq`'s
-## (with them, feature `jobs`) in pkg/dist/jobs, and `ferry/workers`' (feature
-## `edge`) in pkg/dist/edge, so pages download only what they use. Each build's
-## files have names of their own (ferry_jobs*, ferry_edge*), since bundlers such as
-## wrangler name wasm modules by file.
+## The npm package: wasm engine + JavaScript glue in pkg/dist, in four builds, so
+## that pages download only what they use:
+## - `ferry`'s for pages and workers (`--no-default-features`), in pkg/dist: a
+##   client of the bus's writer, without the engine;
+## - the engine (feature `engine`, no job queues), in pkg/dist/engine: the
+##   SharedWorker that writes a bus, Node and workerd run it, and a page loads it
+##   only once it must write itself;
+## - `ferry/bullmq`'s (with the job queues, feature `jobs`), in pkg/dist/jobs;
+## - `ferry/workers`' (feature `edge`), in pkg/dist/edge.
+## Each build's files have names of their own (ferry_engine*, ferry_jobs*,
+## ferry_edge*), since bundlers such as wrangler name wasm modules by file.
 pkg: setup-wasm setup-npm
 	$(CARGO) build --target $(WASM_TARGET) --profile wasm --no-default-features
 	wasm-bindgen --target web --out-dir pkg/dist --out-name ferry target/$(WASM_TARGET)/wasm/ferry.wasm
 	@# Kept with its names for `make size`'s profile; the shipped one has none.
 	cp pkg/dist/ferry_bg.wasm target/ferry_bg.named.wasm
 	$(WASM_OPT) pkg/dist/ferry_bg.wasm -o pkg/dist/ferry_bg.wasm
+	$(CARGO) build --target $(WASM_TARGET) --profile wasm --no-default-features --features engine
+	wasm-bindgen --target web --out-dir pkg/dist/engine --out-name ferry_engine target/$(WASM_TARGET)/wasm/ferry.wasm
+	$(WASM_OPT) pkg/dist/engine/ferry_engine_bg.wasm -o pkg/dist/engine/ferry_engine_bg.wasm
 	$(CARGO) build --target $(WASM_TARGET) --profile wasm
 	wasm-bindgen --target web --out-dir pkg/dist/jobs --out-name ferry_jobs target/$(WASM_TARGET)/wasm/ferry.wasm
 	$(WASM_OPT) pkg/dist/jobs/ferry_jobs_bg.wasm -o pkg/dist/jobs/ferry_jobs_bg.wasm
@@ -90,13 +98,14 @@ test-js: pkg setup-browser
 	node --test tests/js/
 
 # Formatting (rustfmt.toml) and clippy with every warning an error, for the native
-# build with its tests and for both WebAssembly builds (the browser's and the edge's).
+# build with its tests and for each WebAssembly build (`make pkg`'s four).
 lint: setup-wasm
 	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) --no-default-features -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) --no-default-features --features engine -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) -- -D warnings
 	$(CARGO) clippy --release --target $(WASM_TARGET) --features edge -- -D warnings
 

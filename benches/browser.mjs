@@ -1,9 +1,8 @@
 // Runs www/bench.html in headless Chromium and prints its figures beside their
 // baselines, then the package's size beside its neighbours'. `make bench`.
-import { readFile } from 'node:fs/promises';
-import { gzipSync } from 'node:zlib';
 import { serve } from '../www/serve.mjs';
 import { launch } from '../tests/js/browsers.mjs';
+import { measureSizes } from '../tools/size-report.mjs';
 
 const server = await serve();
 const browser = await launch();
@@ -30,11 +29,11 @@ try {
   consumeLine('ordering "partition", concurrency 8, eachMessage', 'consumePartition8', `${ratio(r.consumePartition8, r.consumeNone8)} (floor >= 0.70x)`);
   consumeLine('ordering "partition", concurrency 8, eachBatch', 'consumeBatch8', `${ratio(r.consumeBatch8, r.consumeNone8)}  (${r.consumeBatch8PerBatch.toFixed(1)} messages per batch)`);
   console.log(`  import to open bus                                      ${r.importToOpenMs.toFixed(1).padStart(10)} ms`);
-  const dist = new URL('../pkg/dist/', import.meta.url);
-  const gz = async (file) => gzipSync(await readFile(new URL(file, dist)), { level: 9 }).length;
-  const wasm = await gz('ferry_bg.wasm');
-  const glue = await gz('ferry.js');
-  console.log(`bundle: ferry_bg.wasm ${(wasm / 1024).toFixed(1)} KB + ferry.js ${(glue / 1024).toFixed(1)} KB gzipped = ${((wasm + glue) / 1024).toFixed(1)} KB (target 60 KB, goal 40 KB)`);
+  const { app, browser: pageWasm, js, engine } = measureSizes();
+  const kb = (n) => `${(n / 1000).toFixed(1)} KB`;
+  console.log(
+    `bundle: import { Bus } from 'ferry' ${kb(app.gzip)} gzipped (the page's wasm ${kb(pageWasm.gzip)} + JS ${kb(js.gzip)}; target 60 KB, goal 40 KB); its SharedWorker's engine ${kb(engine.gzip)}`,
+  );
   console.log('neighbours (esbuild --minify, gzip -9): idb 1.4 KB, workbox-background-sync 3.0 KB, broadcast-channel 5.3 KB, Dexie 32.7 KB');
 } finally {
   await browser.close();

@@ -14,4 +14,4 @@ const startHost =
     ? (name) => new SharedWorker(new URL('./shared-worker-jobs.js', import.meta.url), { type: 'module', name: `ferry:${name}` })
     : undefined;
 
-export const Bus = busFor(engine, async () => new URL('../dist/jobs/ferry_jobs_bg.wasm', import.meta.url), startHost);
+export const Bus = busFor(engine, async () => new URL('../dist/jobs/ferry_jobs_bg.wasm', import.meta.url), { startHost });

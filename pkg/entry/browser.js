@@ -1,8 +1,14 @@
-// Pages, dedicated workers and service workers: the engine is fetched beside this file.
-// This build has no job queues (ferry/bullmq loads the build with them, browser-jobs.js),
-// so that a page that only uses topics does not download them.
-import * as engine from '../dist/ferry.js';
-import { busFor } from './shared.js';
+// Pages, dedicated workers and service workers. Their build (dist/ferry.js) is a client
+// of the bus's writer, without the engine: a page whose SharedWorker writes (and the
+// worker has the engine, shared-worker.js) never downloads it. A context that must run
+// calls itself (it took over as the writer, or its bus is in memory) loads the engine's
+// build (dist/engine) then. Its glue is imported here, not on demand, since module
+// service workers cannot import() at run time; only its wasm waits.
+// Neither build has the job queues (ferry/bullmq loads the build with them,
+// browser-jobs.js), so that a page that only uses topics does not download them.
+import * as client from '../dist/ferry.js';
+import * as engine from '../dist/engine/ferry_engine.js';
+import { busFor, engineHost } from './shared.js';
 
 export { FerryError } from './shared.js';
 
@@ -13,4 +19,6 @@ const startHost =
     ? (name) => new SharedWorker(new URL('./shared-worker.js', import.meta.url), { type: 'module', name: `ferry:${name}` })
     : undefined;
 
-export const Bus = busFor(engine, async () => new URL('../dist/ferry_bg.wasm', import.meta.url), startHost);
+const openHost = engineHost(engine, async () => new URL('../dist/engine/ferry_engine_bg.wasm', import.meta.url));
+
+export const Bus = busFor(client, async () => new URL('../dist/ferry_bg.wasm', import.meta.url), { startHost, openHost });

@@ -3,21 +3,27 @@
 
 export { FerryError } from './error.js';
 
-/**
- * Builds the public `Bus` of one engine build (`engine`: the module wasm-bindgen wrote for
- * it, dist/ferry.js or dist/jobs/ferry_jobs.js) for an entry whose `loadWasm()` resolves
- * to what the build's `init` takes; `startHost(name)`, where given, starts the
- * SharedWorker that writes the bus `name`.
- */
-export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, startHost) {
+/** Loads a build's wasm once: `init` of its wasm-bindgen module, given what `loadWasm()` resolves to. */
+const loader = (init, loadWasm) => {
   let ready = null;
-  const load = () => (ready ??= loadWasm().then((module_or_path) => init({ module_or_path })));
+  return () => (ready ??= loadWasm().then((module_or_path) => init({ module_or_path })));
+};
+
+/**
+ * Builds the public `Bus` of one engine build (`build`: the module wasm-bindgen wrote for
+ * it, dist/ferry.js, dist/engine/ferry_engine.js or dist/jobs/ferry_jobs.js) for an entry
+ * whose `loadWasm()` resolves to what the build's `init` takes. `entry.startHost(name)`,
+ * where given, starts the SharedWorker that writes the bus `name`; `entry.openHost`
+ * (`engineHost`) lends the engine to the build without one.
+ */
+export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, entry = {}) {
+  const load = loader(init, loadWasm);
   // EngineBus is named outside the class body: esbuild renames it `Bus` in a bundle but
   // keeps the class's own name `Bus`, which inside the body would then mean the class
   // itself and make open() call itself forever (evanw/esbuild#4273).
   const openEngineBus = async (options) => {
     await load();
-    return EngineBus.open(options, startHost);
+    return EngineBus.open(options, entry);
   };
   return class Bus {
     /** Opens (or creates) the bus named `options.name`. */
@@ -30,5 +36,17 @@ export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, s
       await load();
       return new RemoteBus(options);
     }
+  };
+}
+
+/**
+ * `openHost(...)` for the build without the engine: loads the engine's build (`build`,
+ * its wasm from `loadWasm()`) on first use, and opens an `EngineHost` of it.
+ */
+export function engineHost({ default: init, EngineHost }, loadWasm) {
+  const load = loader(init, loadWasm);
+  return async (...args) => {
+    await load();
+    return EngineHost.open(...args);
   };
 }

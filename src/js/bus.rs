@@ -7,26 +7,26 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Date, Function, Object, Promise};
+use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
-use super::commit::{self, BusStore, Committer, Place, SharedCommitter};
 use super::consumer::{self, Bridge, Consumer, State, Wakers};
 use super::held::{self, Held};
+use super::local::Local;
 use super::writer::{Host, Link, Serve};
 use crate::core::config::BusConfig;
-use crate::core::{Engine, ErrorCode, FerryError, Result};
+use crate::core::{ErrorCode, FerryError, Result};
 use crate::interop::error::to_js;
 use crate::interop::options::{self, bus_options, messages, outgoing, topic_config};
 use crate::interop::{args, reply};
-use crate::protocol::{serve_once, Call, CallId, Context, Reply};
-use crate::store::indexeddb::{Durability, IndexedDbStore};
-use crate::store::MemoryStore;
+use crate::protocol::{Call, CallId, Context, Reply};
+use crate::store::indexeddb::Durability;
 use web_sys::BroadcastChannel;
 
 pub(super) struct Inner {
-    pub core: SharedCommitter,
+    /// Where this context runs calls itself ([`super::local`]).
+    pub local: Local,
     closed: Cell<bool>,
     /// Consumer loops of this bus sleep here until there is work.
     pub wakers: Rc<Wakers>,
@@ -55,17 +55,6 @@ pub(super) struct Inner {
 }
 
 pub(super) type Shared = Rc<Inner>;
-
-fn now_ms() -> u64 {
-    Date::now() as u64
-}
-
-/// Queues one engine operation on the bus at once; the future resolves once it is
-/// stored.
-pub(super) fn operate<T: 'static>(shared: &Shared, op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static) -> impl std::future::Future<Output = Result<T>> {
-    let queued = check_open(shared).map(|()| operate_unchecked(shared, Place::InOrder, op));
-    async move { queued?.await }
-}
 
 /// A call's reply, to come.
 pub(super) type Replying = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply>>>>;
@@ -116,25 +105,6 @@ pub(super) fn one_writer(shared: &Shared) -> bool {
     shared.link.borrow().is_some()
 }
 
-/// Queues `call` on this context's engine, with another context's options when it
-/// comes from one.
-pub(super) fn queue(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl std::future::Future<Output = Result<Reply>> {
-    // A round that waits for work runs last in its commit: an append queued after
-    // it (by another context) is then leased in the same commit. Not one that
-    // renews the member: a leave queued after it must stay after it.
-    let place = match call {
-        Call::Round { wait_ms, heartbeat: false, .. } if wait_ms > 0 => Place::Last,
-        _ => Place::InOrder,
-    };
-    operate_unchecked(shared, place, move |e, now| {
-        let run = |e: &mut Engine| serve_once(e, call, caller.as_ref(), now);
-        match options {
-            None => run(e),
-            Some(options) => e.with_config(options, run),
-        }
-    })
-}
-
 /// Runs `call` here: a call that appends messages wakes the consumers, one that
 /// may give work to the rounds held for other contexts runs them again in its
 /// commit ([`held`]), and a round with `wait_ms` that leases nothing is held.
@@ -147,7 +117,7 @@ fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Opt
     };
     let round = (hold_ms > 0).then(|| call.round_copy()).flatten();
     let changes_before = held::changes(shared);
-    let queued = queue(shared, options.clone(), call, caller);
+    let queued = shared.local.run(options.clone(), call, caller);
     if changes {
         held::changed(shared);
     }
@@ -199,7 +169,7 @@ fn release(shared: &Shared) {
     if let Some(link) = shared.link.take() {
         link.close();
     }
-    shared.core.store().close();
+    shared.local.close();
     if let Some(channel) = &shared.channel {
         channel.set_onmessage(None);
         channel.close();
@@ -225,22 +195,6 @@ fn wake_channel(name: &str, wakers: &Rc<Wakers>) -> Option<BroadcastChannel> {
 pub(super) fn named_channel(prefix: &str, name: &str) -> Option<BroadcastChannel> {
     let has_channel = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("BroadcastChannel")).unwrap_or(false);
     has_channel.then(|| BroadcastChannel::new(&format!("{prefix}:{name}")).ok()).flatten()
-}
-
-/// [`operate`] on a closed bus too: what `close` itself needs.
-pub(super) fn operate_unchecked<T: 'static>(
-    shared: &Shared,
-    place: Place,
-    op: impl FnOnce(&mut Engine, u64) -> Result<T> + 'static,
-) -> impl std::future::Future<Output = Result<T>> {
-    commit::operate(&shared.core, now_ms, place, op)
-}
-
-/// Reads this context's copy of the engine, as of its last commit: for decisions
-/// that need not be current (when to wake up next). Current answers go through
-/// [`operate`].
-pub(super) fn read_cached<T>(shared: &Shared, f: impl FnOnce(&Engine) -> T) -> Result<T> {
-    shared.core.read(f)
 }
 
 /// A promise of `f`'s result, with errors as `FerryError`s.
@@ -289,7 +243,7 @@ pub(super) enum StorageChoice {
 
 impl StorageChoice {
     /// The IndexedDB database name, when the bus is shared through one.
-    fn shared_name(&self) -> Option<&str> {
+    pub(super) fn shared_name(&self) -> Option<&str> {
         match self {
             StorageChoice::Memory => None,
             StorageChoice::IndexedDb { name, .. } => Some(name),
@@ -311,35 +265,35 @@ pub(super) fn bus_config(options: Option<&Object>) -> Result<(BusConfig, Storage
 
 #[wasm_bindgen]
 impl Bus {
-    /// `Bus.open(options?)`: resolves to a bus once its storage is open.
-    /// `start_host(name)` starts the SharedWorker that hosts a bus's writer
-    /// (pkg/entry/shared-worker.js): the browser entry gives it where the context
-    /// has `SharedWorker`.
-    pub fn open(options: JsValue, start_host: JsValue) -> Promise {
+    /// `Bus.open(options?)`: resolves to a bus once its storage is open. `entry`
+    /// is what the package's entry gives: `startHost(name)` starts the SharedWorker
+    /// that hosts a bus's writer (pkg/entry/shared-worker.js), where the context has
+    /// `SharedWorker`; in the build without the engine, `openHost(...)` loads it
+    /// (local_host.rs).
+    pub fn open(options: JsValue, entry: JsValue) -> Promise {
         promise(async move {
             let options = args::options(&options, "options")?;
             let (config, storage) = bus_config(options.as_ref())?;
             let wakers: Rc<Wakers> = Rc::default();
             let name = storage.shared_name().map(String::from);
+            let hook = |name: &str| js_sys::Reflect::get(&entry, &JsValue::from_str(name)).ok().and_then(|f| f.dyn_into::<Function>().ok());
             // The bus whose writer election this context joins (`writer: "one"`).
             let elects = match &storage {
                 StorageChoice::IndexedDb { name, durability, one_writer: true, shared_worker } => {
-                    let host = start_host.dyn_into::<Function>().ok().filter(|_| *shared_worker).map(|start| Host { start, durability: *durability });
+                    let host = hook("startHost").filter(|_| *shared_worker).map(|start| Host { start, durability: *durability });
                     Some((name.clone(), host))
                 }
                 _ => None,
             };
-            let store = match storage {
-                StorageChoice::Memory => BusStore::Memory(MemoryStore::new()),
-                StorageChoice::IndexedDb { name, durability, .. } => BusStore::IndexedDb(IndexedDbStore::open(&name, durability).await?),
-            };
-            let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-            let committer = Committer::open(config.clone(), seed, store).await?;
+            #[cfg(feature = "engine")]
+            let local = Local::open(&storage, &config).await?;
+            #[cfg(not(feature = "engine"))]
+            let local = Local::open(&storage, &config, &hook("openHost").map_or(JsValue::UNDEFINED, JsValue::from)).await?;
             // Opened only once the bus is: an open channel holds Node's event loop,
             // so a refused open must leave none behind.
             let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
             let shared = Rc::new(Inner {
-                core: Rc::new(committer),
+                local,
                 closed: Cell::new(false),
                 wakers,
                 consumers: RefCell::default(),
@@ -355,23 +309,15 @@ impl Bus {
             });
             #[cfg(feature = "jobs")]
             super::jobs::tell_job_events(&shared);
-            // A new bus stores its schema version before anything else.
-            if let Err(refused) = operate(&shared, |_, _| Ok(())).await {
-                release(&shared);
-                return Err(refused);
-            }
-            if let BusStore::IndexedDb(store) = shared.core.store() {
-                // Its database deleted or upgraded by another context: calls reject
-                // with CLOSED, and a writer gives its lock to a context that opens
-                // the bus anew.
-                let weak = Rc::downgrade(&shared);
-                store.on_version_change(move || {
-                    if let Some(shared) = weak.upgrade() {
-                        shared.closed.set(true);
-                        release(&shared);
-                    }
-                });
-            }
+            // Its database deleted or upgraded by another context: calls reject with
+            // CLOSED, and a writer gives its lock to a context that opens the bus anew.
+            let weak = Rc::downgrade(&shared);
+            shared.local.on_version_change(move || {
+                if let Some(shared) = weak.upgrade() {
+                    shared.closed.set(true);
+                    release(&shared);
+                }
+            });
             if let Some((name, host)) = elects {
                 *shared.link.borrow_mut() = Link::open(&name, serve_others(&shared), host);
             }

@@ -25,9 +25,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::bridge::{bridge_options, BridgeEvent, BridgeOptions, Forwarder};
-use super::bus::{call, call_unchecked, is_client, one_writer, promise, read_cached, wake_consumers, Shared};
-use super::commit::Waiters;
+use super::bus::{call, call_unchecked, is_client, one_writer, promise, wake_consumers, Shared};
 use super::locks::MemberLock;
+use super::settled::Waiters;
 use crate::core::bridge::Verdict;
 use crate::core::config::{check_name, ConsumerConfig, Ordering};
 use crate::core::engine::Pause;
@@ -674,7 +674,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
         let waited = answered && idle && wait_ms > 0;
         if !woken && !waited && (idle || state.in_flight() >= state.config.concurrency) {
             // A client's engine is not current: the writer's rounds tell it what is due.
-            let next_due = if is_client(&shared) { None } else { read_cached(&shared, |e| e.next_due_ms()).ok().flatten() };
+            let next_due = if is_client(&shared) { None } else { shared.local.next_due_ms() };
             let wake_at = next_due.map_or(f64::MAX, |t| t as f64).min(heartbeat_due_ms).min(state.next_give_up_ms()).max(now_ms + 1.0);
             wakers.sleep(wake_at - js_sys::Date::now()).await;
         }
@@ -785,7 +785,7 @@ async fn forward_run(shared: Shared, state: Rc<State>, forwarder: Rc<Forwarder>,
 fn holds(shared: &Shared, state: &State, delivery: &Delivery, seeks_before: u32) -> bool {
     let sought = state.seeks_of(delivery) != seeks_before;
     // The bus busy changing (it never is between two messages): the settle will tell.
-    !sought && (is_client(shared) || read_cached(shared, |e| e.holds(&state.group, &state.member, &delivery.receipt(), js_sys::Date::now() as u64)).unwrap_or(true))
+    !sought && (is_client(shared) || shared.local.holds(&state.group, &state.member, &delivery.receipt(), js_sys::Date::now() as u64))
 }
 
 /// Calls a handler and waits for what it returns to settle.
@@ -872,7 +872,7 @@ async fn handle_batch(
             BATCH_IS_RUNNING => JsValue::from_bool(!state.stopped.get()),
             BATCH_IS_STALE => {
                 // A client's engine is not current: its own seeks and ack timeouts tell.
-                let owned = is_client(&shared) || read_cached(&shared, |e| e.owned_partitions(&state.group, &state.member, &topic).contains(&partition)).unwrap_or(false);
+                let owned = is_client(&shared) || shared.local.owns(&state.group, &state.member, &topic, partition);
                 let held = progress.first_unresolved().map_or(true, |first| holds(&shared, &state, first, seeks_before));
                 JsValue::from_bool(!slot.held.get() || !owned || !held)
             }

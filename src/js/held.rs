@@ -16,9 +16,9 @@ use js_sys::Date;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
-use super::bus::{is_client, queue, read_cached, Shared};
-use super::commit::Settled;
+use super::bus::{is_client, Shared};
 use super::consumer::{clear_timeout, set_timeout};
+use super::settled::Settled;
 use crate::core::config::BusConfig;
 use crate::core::{FerryError, Result};
 use crate::protocol::{Call, Reply};
@@ -58,7 +58,7 @@ pub async fn hold(shared: &Shared, options: Option<BusConfig>, mut call: Call, w
         other => return Err(FerryError::invalid(format!("{} is not a round", other.method()))),
     };
     let now_ms = Date::now();
-    let due_ms = read_cached(shared, |e| e.next_due_ms()).ok().flatten().map_or(f64::MAX, |t| t as f64);
+    let due_ms = shared.local.next_due_ms().map_or(f64::MAX, |t| t as f64);
     let until_ms = (now_ms + wait_ms as f64).min(due_ms.max(now_ms + 1.0));
     let round = Rc::new(Round { call, member, options, until_ms, reply: Settled::default(), timer: RefCell::new(JsValue::UNDEFINED) });
     let weak = Rc::downgrade(shared);
@@ -109,7 +109,7 @@ fn retry(shared: &Shared, round: Rc<Round>) {
         return;
     }
     let changes_before = changes(shared);
-    let ran = queue(shared, round.options.clone(), round.call.clone(), None);
+    let ran = shared.local.run(round.options.clone(), round.call.clone(), None);
     let shared = shared.clone();
     spawn_local(async move {
         let reply = ran.await;

@@ -50,7 +50,7 @@ impl JobEvents {
 /// hears every job of the bus, wherever it moved.
 pub(super) fn tell_job_events(shared: &Shared) {
     let weak = Rc::downgrade(shared);
-    shared.core.on_job_events(Box::new(move |events| {
+    shared.local.on_job_events(Box::new(move |events| {
         let Some(shared) = weak.upgrade() else { return };
         let text = JsValue::from_str(&events);
         if let Some(channel) = &shared.jobs.channel {

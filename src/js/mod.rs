@@ -5,11 +5,20 @@
 
 mod bridge;
 mod bus;
+#[cfg(feature = "engine")]
 mod commit;
 mod consumer;
+#[cfg(feature = "engine")]
+mod engine_host;
 mod held;
 #[cfg(feature = "jobs")]
 mod jobs;
+#[cfg(feature = "engine")]
+mod local;
+#[cfg(not(feature = "engine"))]
+#[path = "local_host.rs"]
+mod local;
 mod locks;
 mod remote;
+mod settled;
 mod writer;

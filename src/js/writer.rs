@@ -44,9 +44,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{BroadcastChannel, SharedWorker};
 
-use super::commit::Settled;
 use super::consumer::set_timeout;
 use super::locks::{self, Claim};
+use super::settled::Settled;
 use crate::core::codec::{Reader, Writer};
 use crate::core::fxhash::{FxHashMap, FxHashSet};
 use crate::core::limits::{HOST_ANSWER_MS, REPLIES_KEPT};

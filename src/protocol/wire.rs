@@ -94,6 +94,19 @@ fn receipt(r: &mut Reader<'_>) -> Result<Receipt> {
     Ok(Receipt { topic: r.str()?.into(), partition: r.u32()?, offset: r.u64()?, attempt: r.u32()?, generation: r.u32()? })
 }
 
+/// A receipt alone, as bytes: what a client asks the engine it loaded whether its
+/// member still holds (src/js/local_host.rs).
+pub fn encode_receipt(receipt: &Receipt) -> Vec<u8> {
+    let mut w = Writer::default();
+    put_receipt(&mut w, receipt);
+    w.buf
+}
+
+/// What [`encode_receipt`] wrote.
+pub fn decode_receipt(bytes: &[u8]) -> Result<Receipt> {
+    receipt(&mut Reader::new(bytes))
+}
+
 fn put_subscriptions(w: &mut Writer, subscriptions: &[Subscription]) {
     w.u64(subscriptions.len() as u64);
     for s in subscriptions {
@@ -767,6 +780,13 @@ mod tests {
             let (back_context, back) = decode_call(&encode_call(&context, &call)).unwrap();
             assert_eq!(format!("{back_context:?} {back:?}"), format!("{context:?} {call:?}"));
         }
+    }
+
+    #[test]
+    fn a_receipt_crosses_as_it_was() {
+        let receipt = Receipt { topic: "t".into(), partition: 1, offset: 7, attempt: 2, generation: 4 };
+        assert_eq!(format!("{:?}", decode_receipt(&encode_receipt(&receipt)).unwrap()), format!("{receipt:?}"));
+        assert!(decode_receipt(&encode_receipt(&receipt)[..3]).is_err(), "a cut receipt is refused");
     }
 
     #[test]

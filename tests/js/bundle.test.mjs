@@ -129,7 +129,9 @@ async function runInChromium(browser, url) {
   const pageError = new Promise((_, reject) => page.on('pageerror', reject));
   await page.goto(url);
   await Promise.race([page.waitForFunction(() => window.result, null, { timeout: 15000 }), pageError]);
-  return page.evaluate(() => window.result);
+  // The page's own fetches (its workers' are their own).
+  const fetched = await page.evaluate(() => performance.getEntriesByType('resource').map((r) => new URL(r.name).pathname.split('/').pop()));
+  return { result: await page.evaluate(() => window.result), fetched };
 }
 
 const kb = (bytes) => (bytes.reduce((a, b) => a + b, 0) / 1024).toFixed(1);
@@ -144,7 +146,7 @@ async function buildAndRun(mainJs) {
     const sizes = await assetSizes(outDir);
     server = await serveDir(outDir);
     browser = await launch();
-    return { sizes, result: await runInChromium(browser, server.url) };
+    return { sizes, ...(await runInChromium(browser, server.url)) };
   } finally {
     await browser?.close();
     await server?.close();
@@ -153,11 +155,18 @@ async function buildAndRun(mainJs) {
 }
 
 test('a Vite build of `import { Bus } from "ferry"` runs in a page with no init() call', async () => {
-  const { sizes, result } = await buildAndRun(MAIN_JS);
-  // Vite turned new URL('../dist/ferry_bg.wasm', import.meta.url) into one hashed asset.
-  assert.equal(sizes.wasm.length, 1, 'the bundle holds the engine once');
-  assert.match(sizes.wasmFiles[0], /^ferry_bg/, 'the build without job queues');
-  console.log(`vite bundle: ${kb(sizes.js)} KB JS + ${kb(sizes.wasm)} KB wasm gzipped`);
+  const { sizes, result, fetched } = await buildAndRun(MAIN_JS);
+  // Vite turned each new URL('../dist/...wasm', import.meta.url) into one hashed asset:
+  // the pages' build, and the engine's, which their SharedWorker runs.
+  assert.deepEqual(
+    sizes.wasmFiles.map((f) => f.replace(/-.*/, '')).sort(),
+    ['ferry_bg', 'ferry_engine_bg'],
+    `the pages' build and the engine's, once each, neither with job queues: ${sizes.wasmFiles}`,
+  );
+  const wasmFetched = fetched.filter((f) => f.endsWith('.wasm')).map((f) => f.replace(/-.*/, ''));
+  assert.deepEqual(wasmFetched, ['ferry_bg'], `the page fetched its own build alone, the SharedWorker the engine: ${fetched}`);
+  const pageWasm = sizes.wasm.filter((_, i) => sizes.wasmFiles[i].startsWith('ferry_bg'));
+  console.log(`vite bundle: ${kb(sizes.js)} KB JS + ${kb(sizes.wasm)} KB wasm gzipped, of which the page fetches ${kb(pageWasm)} KB`);
   assert.deepEqual(result, {
     created: true,
     offset: 0,

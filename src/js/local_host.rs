@@ -1,0 +1,221 @@
+//! Where this context runs calls itself, in the browser's `ferry` build, which has
+//! no engine: in an `EngineHost` of the engine's build ([`super::engine_host`],
+//! pkg/dist/engine), which the entry loads (`openHost`) on the first call this
+//! context must run itself: once it took over as the writer, or at once where its
+//! bus is in memory or every context writes it. A page whose SharedWorker writes
+//! never loads it.
+//!
+//! A bus on IndexedDB holds its database open all the same, as every context of
+//! it does: so that `Bus.open` fails where the database cannot be opened, and the
+//! bus closes when another context deletes or upgrades it.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+
+use super::bus::StorageChoice;
+use super::settled::Settled;
+use crate::core::config::BusConfig;
+use crate::core::{ErrorCode, FerryError, Receipt, Result};
+use crate::protocol::wire::{decode_reply, encode_call, encode_receipt};
+use crate::protocol::{Call, CallId, Context, Reply};
+use crate::store::indexeddb::{Durability, IndexedDbStore};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The engine build's `EngineHost`.
+    pub type EngineHost;
+
+    #[wasm_bindgen(method)]
+    fn run(this: &EngineHost, call: &[u8], caller: Option<String>, id: f64, answered_below: f64) -> Promise;
+    #[wasm_bindgen(method, js_name = nextDueMs)]
+    fn next_due_ms(this: &EngineHost) -> f64;
+    #[wasm_bindgen(method)]
+    fn holds(this: &EngineHost, group: &str, member: &str, receipt: &[u8], now_ms: f64) -> bool;
+    #[wasm_bindgen(method)]
+    fn owns(this: &EngineHost, group: &str, member: &str, topic: &str, partition: u32) -> bool;
+    #[wasm_bindgen(method)]
+    fn close(this: &EngineHost);
+}
+
+/// A call made while the host was loading, run once it is.
+struct Pending {
+    bytes: Vec<u8>,
+    caller: Option<CallId>,
+    reply: Rc<Settled<Result<Reply>>>,
+}
+
+enum Host {
+    /// Not loaded: the first call loads it.
+    Unloaded,
+    Loading(Vec<Pending>),
+    Open(EngineHost),
+    Closed,
+}
+
+pub struct Local {
+    /// The database, where the bus is in IndexedDB.
+    connection: Option<IndexedDbStore>,
+    /// What `openHost` is given: the database name and durability.
+    name: Option<String>,
+    durability: Durability,
+    config: BusConfig,
+    /// `openHost(name, strict, autoCreateTopics, maxMessageBytes)`, the entry's:
+    /// resolves to an `EngineHost`.
+    open_host: Function,
+    host: Rc<RefCell<Host>>,
+}
+
+impl Local {
+    /// Opens the bus's database, where it is in IndexedDB; `entry.openHost` loads
+    /// the engine when a call needs it.
+    pub async fn open(storage: &StorageChoice, config: &BusConfig, open_host: &JsValue) -> Result<Local> {
+        let open_host = open_host.clone().dyn_into::<Function>().map_err(|_| FerryError::storage("this build of ferry was loaded without its engine (openHost)"))?;
+        let (connection, name, durability) = match storage {
+            StorageChoice::Memory => (None, None, Durability::Relaxed),
+            StorageChoice::IndexedDb { name, durability, .. } => (Some(IndexedDbStore::open(name, *durability).await?), Some(name.clone()), *durability),
+        };
+        let local = Local { connection, name, durability, config: config.clone(), open_host, host: Rc::new(RefCell::new(Host::Unloaded)) };
+        if storage.shared_name().is_none() {
+            // A bus in memory is nowhere else: the engine is loaded with it, and so
+            // is a failure to load it.
+            let loaded = local.load();
+            JsFuture::from(loaded).await.map_err(|e| FerryError::storage(format!("the engine did not load: {}", super::consumer::error_message(&e))))?;
+        }
+        Ok(local)
+    }
+
+    /// Starts loading the host; the promise settles when it is loaded (or failed
+    /// to), its pending calls sent.
+    fn load(&self) -> Promise {
+        let strict = self.durability == Durability::Strict;
+        let name = self.name.as_deref().map_or(JsValue::NULL, JsValue::from_str);
+        let args = js_sys::Array::of4(&name, &strict.into(), &self.config.auto_create_topics.into(), &(self.config.max_message_bytes as f64).into());
+        let opening = match self.open_host.apply(&JsValue::NULL, &args) {
+            Ok(opening) => Promise::resolve(&opening),
+            Err(thrown) => Promise::reject(&thrown),
+        };
+        if matches!(*self.host.borrow(), Host::Unloaded) {
+            *self.host.borrow_mut() = Host::Loading(Vec::new());
+        }
+        let host = self.host.clone();
+        let done = opening.clone();
+        spawn_local(async move {
+            let loaded = JsFuture::from(done).await;
+            let pending = match std::mem::replace(&mut *host.borrow_mut(), Host::Unloaded) {
+                Host::Loading(pending) => pending,
+                closed => {
+                    // Closed while it loaded: it lets go of its database at once.
+                    if let Ok(loaded) = &loaded {
+                        loaded.unchecked_ref::<EngineHost>().close();
+                    }
+                    *host.borrow_mut() = closed;
+                    return;
+                }
+            };
+            match loaded {
+                Ok(loaded) => {
+                    let loaded: EngineHost = loaded.unchecked_into();
+                    // In the order they were made, before any call made after.
+                    for p in pending {
+                        spawn_local(settle(p.reply, submit(&loaded, &p.bytes, p.caller)));
+                    }
+                    *host.borrow_mut() = Host::Open(loaded);
+                }
+                Err(failed) => {
+                    // The next call tries again.
+                    let failed = FerryError::storage(format!("the engine did not load: {}", super::consumer::error_message(&failed)));
+                    for p in pending {
+                        p.reply.set(Err(failed.clone()));
+                    }
+                }
+            }
+        });
+        opening
+    }
+
+    /// Runs `call` in the host, with another context's options when it comes from
+    /// one: queued at once, so calls run in the order they were made.
+    pub fn run(&self, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl Future<Output = Result<Reply>> {
+        let bytes = encode_call(&Context { config: options.unwrap_or_else(|| self.config.clone()), topics: Vec::new() }, &call);
+        let reply: Rc<Settled<Result<Reply>>> = Rc::default();
+        let unloaded = matches!(*self.host.borrow(), Host::Unloaded);
+        if unloaded {
+            let _ = self.load();
+        }
+        match &mut *self.host.borrow_mut() {
+            Host::Open(host) => spawn_local(settle(reply.clone(), submit(host, &bytes, caller))),
+            Host::Loading(pending) => pending.push(Pending { bytes, caller, reply: reply.clone() }),
+            Host::Unloaded | Host::Closed => reply.set(Err(closed())),
+        }
+        async move { reply.get().await }
+    }
+
+    fn with_host<T>(&self, f: impl FnOnce(&EngineHost) -> T) -> Option<T> {
+        match &*self.host.borrow() {
+            Host::Open(host) => Some(f(host)),
+            _ => None,
+        }
+    }
+
+    /// When the engine has something due next, as of its last commit.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        self.with_host(|host| host.next_due_ms()).filter(|due_ms| *due_ms >= 0.0).map(|due_ms| due_ms as u64)
+    }
+
+    /// Whether `member` of `group` still holds the delivery of `receipt`; with no
+    /// engine loaded, as a client takes it: yes, and the writer tells at the ack.
+    pub fn holds(&self, group: &str, member: &str, receipt: &Receipt, now_ms: u64) -> bool {
+        self.with_host(|host| host.holds(group, member, &encode_receipt(receipt), now_ms as f64)).unwrap_or(true)
+    }
+
+    /// Whether `member` of `group` owns the partition; with no engine loaded, yes.
+    pub fn owns(&self, group: &str, member: &str, topic: &str, partition: u32) -> bool {
+        self.with_host(|host| host.owns(group, member, topic, partition)).unwrap_or(true)
+    }
+
+    /// Another context deleting or upgrading the bus's database runs `then`.
+    pub fn on_version_change(&self, then: impl FnOnce() + 'static) {
+        if let Some(connection) = &self.connection {
+            connection.on_version_change(then);
+        }
+    }
+
+    /// Lets go of the database, and of the engine's.
+    pub fn close(&self) {
+        if let Some(connection) = &self.connection {
+            connection.close();
+        }
+        match std::mem::replace(&mut *self.host.borrow_mut(), Host::Closed) {
+            Host::Open(host) => host.close(),
+            Host::Loading(pending) => {
+                for p in pending {
+                    p.reply.set(Err(closed()));
+                }
+            }
+            Host::Unloaded | Host::Closed => {}
+        }
+    }
+}
+
+fn closed() -> FerryError {
+    FerryError::new(ErrorCode::Closed, "the bus was closed")
+}
+
+/// A call's bytes run in `host`: its reply, to come.
+fn submit(host: &EngineHost, bytes: &[u8], caller: Option<CallId>) -> JsFuture {
+    let (context, id, answered_below) = match caller {
+        Some(CallId { context, id, answered_below }) => (Some(context), id as f64, answered_below as f64),
+        None => (None, 0.0, 0.0),
+    };
+    JsFuture::from(host.run(bytes, context, id, answered_below))
+}
+
+async fn settle(reply: Rc<Settled<Result<Reply>>>, ran: JsFuture) {
+    let bytes = ran.await.map_err(|e| FerryError::storage(format!("the engine failed: {}", super::consumer::error_message(&e))));
+    reply.set(bytes.and_then(|bytes| decode_reply(&bytes.unchecked_into::<Uint8Array>().to_vec())));
+}
