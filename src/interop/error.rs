@@ -14,3 +14,14 @@ pub fn to_js(error: FerryError) -> JsValue {
     let _ = Reflect::set(&js, &JsValue::from_str("code"), &JsValue::from_str(error.code.as_str()));
     js.into()
 }
+
+/// A `FerryError` [`to_js`] made, back as one (an engine build's, crossing into
+/// another build); any other error as `STORAGE`, after `what`.
+#[cfg(not(feature = "engine"))]
+pub fn from_js(error: &JsValue, what: &str) -> FerryError {
+    let field = |name: &str| Reflect::get(error, &JsValue::from_str(name)).ok().and_then(|v| v.as_string());
+    match (field("code").and_then(|code| crate::core::ErrorCode::parse(&code)), field("message")) {
+        (Some(code), Some(message)) => FerryError::new(code, message),
+        _ => FerryError::storage(format!("{what}: {}", field("message").or_else(|| error.as_string()).unwrap_or_default())),
+    }
+}

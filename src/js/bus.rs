@@ -12,15 +12,14 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
 use super::consumer::{self, Bridge, Consumer, State, Wakers};
-use super::held::{self, Held};
-use super::local::Local;
-use super::writer::{Host, Link, Serve};
+use super::local::{run_here, serve_others, Local};
+use super::writer::{Host, Link};
 use crate::core::config::BusConfig;
 use crate::core::{ErrorCode, FerryError, Result};
 use crate::interop::error::to_js;
 use crate::interop::options::{self, bus_options, messages, outgoing, topic_config};
 use crate::interop::{args, reply};
-use crate::protocol::{Call, CallId, Context, Reply};
+use crate::protocol::{Call, Context, Reply};
 use crate::store::indexeddb::Durability;
 use web_sys::BroadcastChannel;
 
@@ -48,7 +47,12 @@ pub(super) struct Inner {
     /// `writer: "one"`: how this context reaches the writer, or is it.
     link: RefCell<Option<Rc<Link>>>,
     /// The writer's: rounds of other contexts' consumers waiting for work.
-    pub held: Held,
+    #[cfg(feature = "engine")]
+    pub held: super::held::Held,
+    /// An engine lent to a context of the pages' build: whether that context is
+    /// the writer now (engine_host.rs).
+    #[cfg(feature = "engine")]
+    pub lent_to: RefCell<Option<Function>>,
     /// Where `ferry/bullmq`'s job events go to and come from.
     #[cfg(feature = "jobs")]
     pub jobs: super::jobs::JobEvents,
@@ -94,56 +98,20 @@ fn client_link(shared: &Shared) -> Option<Rc<Link>> {
 }
 
 /// Whether another context writes this bus: this context's engine is not kept
-/// current.
+/// current. An engine lent to a context of the pages' build is that context's,
+/// and writes only while it does (engine_host.rs).
 pub(super) fn is_client(shared: &Shared) -> bool {
+    #[cfg(feature = "engine")]
+    if shared.lent_to.borrow().as_ref().is_some_and(|is_writer| is_writer.call0(&JsValue::NULL).ok().and_then(|w| w.as_bool()) == Some(false)) {
+        return true;
+    }
     client_link(shared).is_some()
 }
 
 /// Whether one context writes this bus (`writer: "one"`): consumers' rounds that
-/// lease nothing wait at the writer ([`held`]).
+/// lease nothing wait at the writer (held.rs).
 pub(super) fn one_writer(shared: &Shared) -> bool {
     shared.link.borrow().is_some()
-}
-
-/// Runs `call` here: a call that appends messages wakes the consumers, one that
-/// may give work to the rounds held for other contexts runs them again in its
-/// commit ([`held`]), and a round with `wait_ms` that leases nothing is held.
-fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl std::future::Future<Output = Result<Reply>> {
-    let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
-    let changes = !matches!(call, Call::Topics | Call::Stats | Call::Round { .. }) && !call.is_job_call();
-    let hold_ms = match &call {
-        Call::Round { wait_ms, .. } => *wait_ms,
-        _ => 0,
-    };
-    let round = (hold_ms > 0).then(|| call.round_copy()).flatten();
-    let changes_before = held::changes(shared);
-    let queued = shared.local.run(options.clone(), call, caller);
-    if changes {
-        held::changed(shared);
-    }
-    let shared = shared.clone();
-    async move {
-        let reply = queued.await?;
-        if appends {
-            wake_consumers(&shared);
-        }
-        match (round, &reply) {
-            (Some(round), Reply::Round { deliveries, .. }) if deliveries.is_empty() => held::hold(&shared, options, round, hold_ms, changes_before).await,
-            _ => Ok(reply),
-        }
-    }
-}
-
-/// What the writer runs for the other contexts.
-fn serve_others(shared: &Shared) -> Serve {
-    let weak = Rc::downgrade(shared);
-    Rc::new(move |context: Context, call: Call, caller: CallId| {
-        let shared = weak.upgrade();
-        Box::pin(async move {
-            let shared = shared.ok_or_else(|| FerryError::new(ErrorCode::Closed, "the writer's bus was closed"))?;
-            run_here(&shared, Some(context.config), call, Some(caller)).await
-        })
-    })
 }
 
 /// Wakes the consumers of this bus in this context and in the others: there is new
@@ -176,6 +144,12 @@ fn release(shared: &Shared) {
     }
     #[cfg(feature = "jobs")]
     shared.jobs.close();
+}
+
+/// Closes a bus with no consumers to stop first: its calls reject with `CLOSED`.
+pub(super) fn close_now(shared: &Shared) {
+    shared.closed.set(true);
+    release(shared);
 }
 
 /// The channel named after the bus, where the context has `BroadcastChannel`;
@@ -243,7 +217,7 @@ pub(super) enum StorageChoice {
 
 impl StorageChoice {
     /// The IndexedDB database name, when the bus is shared through one.
-    pub(super) fn shared_name(&self) -> Option<&str> {
+    fn shared_name(&self) -> Option<&str> {
         match self {
             StorageChoice::Memory => None,
             StorageChoice::IndexedDb { name, .. } => Some(name),
@@ -263,6 +237,77 @@ pub(super) fn bus_config(options: Option<&Object>) -> Result<(BusConfig, Storage
     Ok((config, storage))
 }
 
+/// Opens the bus `options` name (`entry`: what `Bus.open` was given besides).
+pub(super) async fn open_shared(options: Option<&Object>, entry: &JsValue) -> Result<Shared> {
+    let (config, storage) = bus_config(options)?;
+    let wakers: Rc<Wakers> = Rc::default();
+    let name = storage.shared_name().map(String::from);
+    let hook = |name: &str| js_sys::Reflect::get(entry, &JsValue::from_str(name)).ok().and_then(|f| f.dyn_into::<Function>().ok());
+    // The bus whose writer election this context joins (`writer: "one"`).
+    let elects = match &storage {
+        StorageChoice::IndexedDb { name, durability, one_writer: true, shared_worker } => {
+            let host = hook("startHost").filter(|_| *shared_worker).map(|start| Host { start, durability: *durability });
+            Some((name.clone(), host))
+        }
+        _ => None,
+    };
+    #[cfg(feature = "engine")]
+    let local = Local::open(&storage, &config).await?;
+    // Only a page whose SharedWorker writes for it may never run a call itself;
+    // every other context loads the engine with the bus.
+    #[cfg(not(feature = "engine"))]
+    let (local, writer_of) = {
+        let shared_worker_writes = matches!(elects, Some((_, Some(_))));
+        // Set once the bus is: the engine asks it while the bus is open.
+        let writer_of: Rc<RefCell<std::rc::Weak<Inner>>> = Rc::default();
+        let asked = writer_of.clone();
+        let is_writer = Closure::<dyn Fn() -> bool>::new(move || asked.borrow().upgrade().is_some_and(|shared| !is_client(&shared)));
+        let open_host = hook("openHost").map_or(JsValue::UNDEFINED, JsValue::from);
+        // The engine keeps the function for as long as it is open.
+        let local = Local::open(&storage, &config, options, &open_host, is_writer.into_js_value().unchecked_into(), !shared_worker_writes).await?;
+        (local, writer_of)
+    };
+    // Opened only once the bus is: an open channel holds Node's event loop,
+    // so a refused open must leave none behind.
+    let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
+    let shared = Rc::new(Inner {
+        local,
+        closed: Cell::new(false),
+        wakers,
+        consumers: RefCell::default(),
+        bridges: RefCell::default(),
+        channel,
+        config,
+        link: RefCell::default(),
+        #[cfg(feature = "engine")]
+        held: Default::default(),
+        #[cfg(feature = "engine")]
+        lent_to: RefCell::default(),
+        wake_posting: Cell::new(false),
+        #[cfg(feature = "jobs")]
+        jobs: super::jobs::JobEvents::open(name.as_deref()),
+        name,
+    });
+    #[cfg(feature = "jobs")]
+    super::jobs::tell_job_events(&shared);
+    #[cfg(not(feature = "engine"))]
+    {
+        *writer_of.borrow_mut() = Rc::downgrade(&shared);
+    }
+    // Its database deleted or upgraded by another context: calls reject with
+    // CLOSED, and a writer gives its lock to a context that opens the bus anew.
+    let weak = Rc::downgrade(&shared);
+    shared.local.on_version_change(move || {
+        if let Some(shared) = weak.upgrade() {
+            close_now(&shared);
+        }
+    });
+    if let Some((name, host)) = elects {
+        *shared.link.borrow_mut() = Link::open(&name, serve_others(&shared), host);
+    }
+    Ok(shared)
+}
+
 #[wasm_bindgen]
 impl Bus {
     /// `Bus.open(options?)`: resolves to a bus once its storage is open. `entry`
@@ -273,55 +318,7 @@ impl Bus {
     pub fn open(options: JsValue, entry: JsValue) -> Promise {
         promise(async move {
             let options = args::options(&options, "options")?;
-            let (config, storage) = bus_config(options.as_ref())?;
-            let wakers: Rc<Wakers> = Rc::default();
-            let name = storage.shared_name().map(String::from);
-            let hook = |name: &str| js_sys::Reflect::get(&entry, &JsValue::from_str(name)).ok().and_then(|f| f.dyn_into::<Function>().ok());
-            // The bus whose writer election this context joins (`writer: "one"`).
-            let elects = match &storage {
-                StorageChoice::IndexedDb { name, durability, one_writer: true, shared_worker } => {
-                    let host = hook("startHost").filter(|_| *shared_worker).map(|start| Host { start, durability: *durability });
-                    Some((name.clone(), host))
-                }
-                _ => None,
-            };
-            #[cfg(feature = "engine")]
-            let local = Local::open(&storage, &config).await?;
-            #[cfg(not(feature = "engine"))]
-            let local = Local::open(&storage, &config, &hook("openHost").map_or(JsValue::UNDEFINED, JsValue::from)).await?;
-            // Opened only once the bus is: an open channel holds Node's event loop,
-            // so a refused open must leave none behind.
-            let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
-            let shared = Rc::new(Inner {
-                local,
-                closed: Cell::new(false),
-                wakers,
-                consumers: RefCell::default(),
-                bridges: RefCell::default(),
-                channel,
-                config,
-                link: RefCell::default(),
-                held: Held::default(),
-                wake_posting: Cell::new(false),
-                #[cfg(feature = "jobs")]
-                jobs: super::jobs::JobEvents::open(name.as_deref()),
-                name,
-            });
-            #[cfg(feature = "jobs")]
-            super::jobs::tell_job_events(&shared);
-            // Its database deleted or upgraded by another context: calls reject with
-            // CLOSED, and a writer gives its lock to a context that opens the bus anew.
-            let weak = Rc::downgrade(&shared);
-            shared.local.on_version_change(move || {
-                if let Some(shared) = weak.upgrade() {
-                    shared.closed.set(true);
-                    release(&shared);
-                }
-            });
-            if let Some((name, host)) = elects {
-                *shared.link.borrow_mut() = Link::open(&name, serve_others(&shared), host);
-            }
-            Ok(Bus { shared }.into())
+            Ok(Bus { shared: open_shared(options.as_ref(), &entry).await? }.into())
         })
     }
 

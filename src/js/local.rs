@@ -9,10 +9,13 @@ use std::rc::Rc;
 
 use js_sys::Date;
 
-use super::bus::StorageChoice;
+use super::bus::{wake_consumers, Shared, StorageChoice};
 use super::commit::{self, BusStore, Committer, Place, SharedCommitter};
+use super::held;
+use super::writer::Serve;
 use crate::core::config::BusConfig;
-use crate::core::{Engine, Receipt, Result};
+use crate::core::{Engine, ErrorCode, FerryError, Receipt, Result};
+use crate::protocol::wire::{decode_call, encode_reply};
 use crate::protocol::{serve_once, Call, CallId, Reply};
 use crate::store::indexeddb::IndexedDbStore;
 use crate::store::MemoryStore;
@@ -94,4 +97,61 @@ impl Local {
     pub fn on_job_events(&self, hear: commit::JobEvents) {
         self.core.on_job_events(hear);
     }
+}
+
+/// Runs `call` here: a call that appends messages wakes the consumers, one that
+/// may give work to the rounds held for other contexts runs them again in its
+/// commit ([`held`]), and a round with `wait_ms` that leases nothing is held.
+pub(super) fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl Future<Output = Result<Reply>> {
+    let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
+    let changes = !matches!(call, Call::Topics | Call::Stats | Call::Round { .. }) && !call.is_job_call();
+    let hold_ms = match &call {
+        Call::Round { wait_ms, .. } => *wait_ms,
+        _ => 0,
+    };
+    let round = (hold_ms > 0).then(|| call.round_copy()).flatten();
+    let changes_before = held::changes(shared);
+    let queued = shared.local.run(options.clone(), call, caller);
+    if changes {
+        held::changed(shared);
+    }
+    let shared = shared.clone();
+    async move {
+        let reply = queued.await?;
+        if appends {
+            wake_consumers(&shared);
+        }
+        match (round, &reply) {
+            (Some(round), Reply::Round { deliveries, .. }) if deliveries.is_empty() => held::hold(&shared, options, round, hold_ms, changes_before).await,
+            _ => Ok(reply),
+        }
+    }
+}
+
+/// Runs a call's bytes with the options they carry (`caller`: the context that
+/// made it, when another did): its reply's bytes.
+pub(super) async fn serve_bytes(shared: &Shared, bytes: &[u8], caller: Option<CallId>) -> Vec<u8> {
+    let reply = match decode_call(bytes) {
+        // A job call this build cannot run is answered at once: its caller runs it,
+        // and the bus has nothing to commit for it.
+        #[cfg(not(feature = "jobs"))]
+        Ok((_, Call::Unserved)) => Ok(Reply::Unserved),
+        Ok((context, call)) => run_here(shared, Some(context.config), call, caller).await,
+        Err(unreadable) => Err(unreadable),
+    };
+    encode_reply(&reply)
+}
+
+/// What the writer runs for the other contexts.
+pub(super) fn serve_others(shared: &Shared) -> Serve {
+    let weak = Rc::downgrade(shared);
+    Rc::new(move |bytes: Vec<u8>, caller: CallId| {
+        let shared = weak.upgrade();
+        Box::pin(async move {
+            match shared {
+                Some(shared) => serve_bytes(&shared, &bytes, Some(caller)).await,
+                None => encode_reply(&Err(FerryError::new(ErrorCode::Closed, "the writer's bus was closed"))),
+            }
+        })
+    })
 }

@@ -1,9 +1,9 @@
 //! Where this context runs calls itself, in the browser's `ferry` build, which has
 //! no engine: in an `EngineHost` of the engine's build ([`super::engine_host`],
-//! pkg/dist/engine), which the entry loads (`openHost`) on the first call this
-//! context must run itself: once it took over as the writer, or at once where its
-//! bus is in memory or every context writes it. A page whose SharedWorker writes
-//! never loads it.
+//! pkg/dist/engine), which the entry loads (`openHost`). A page whose SharedWorker
+//! writes for it loads it only on the first call it must run itself, once it took
+//! over as the writer: most never do. Every other context (a bus in memory, every
+//! context writing, no SharedWorker to write) loads it with the bus.
 //!
 //! A bus on IndexedDB holds its database open all the same, as every context of
 //! it does: so that `Bus.open` fails where the database cannot be opened, and the
@@ -13,17 +13,19 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Uint8Array};
+use js_sys::{Function, Object, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use super::bus::StorageChoice;
+use super::bus::{Shared, StorageChoice};
 use super::settled::Settled;
+use super::writer::Serve;
 use crate::core::config::BusConfig;
 use crate::core::{ErrorCode, FerryError, Receipt, Result};
-use crate::protocol::wire::{decode_reply, encode_call, encode_receipt};
+use crate::interop::error::from_js;
+use crate::protocol::wire::{decode_reply, encode_call, encode_receipt, encode_reply};
 use crate::protocol::{Call, CallId, Context, Reply};
-use crate::store::indexeddb::{Durability, IndexedDbStore};
+use crate::store::indexeddb::IndexedDbStore;
 
 #[wasm_bindgen]
 extern "C" {
@@ -42,11 +44,14 @@ extern "C" {
     fn close(this: &EngineHost);
 }
 
+/// A call's reply's bytes, to come.
+type Replied = Rc<Settled<Result<Vec<u8>>>>;
+
 /// A call made while the host was loading, run once it is.
 struct Pending {
     bytes: Vec<u8>,
     caller: Option<CallId>,
-    reply: Rc<Settled<Result<Reply>>>,
+    reply: Replied,
 }
 
 enum Host {
@@ -60,31 +65,44 @@ enum Host {
 pub struct Local {
     /// The database, where the bus is in IndexedDB.
     connection: Option<IndexedDbStore>,
-    /// What `openHost` is given: the database name and durability.
-    name: Option<String>,
-    durability: Durability,
+    /// The options the bus was opened with, which the host opens it with too.
+    options: JsValue,
     config: BusConfig,
-    /// `openHost(name, strict, autoCreateTopics, maxMessageBytes)`, the entry's:
-    /// resolves to an `EngineHost`.
+    /// `openHost(options, isWriter)`, the entry's: resolves to an `EngineHost`.
     open_host: Function,
+    /// Whether this context writes the bus now: the host holds rounds only then.
+    is_writer: Function,
     host: Rc<RefCell<Host>>,
 }
 
 impl Local {
     /// Opens the bus's database, where it is in IndexedDB; `entry.openHost` loads
-    /// the engine when a call needs it.
-    pub async fn open(storage: &StorageChoice, config: &BusConfig, open_host: &JsValue) -> Result<Local> {
+    /// the engine now when `writes_here` (this context will run calls itself), else
+    /// when a call first needs it. `is_writer()` tells the engine whether this
+    /// context is the writer.
+    pub async fn open(
+        storage: &StorageChoice,
+        config: &BusConfig,
+        options: Option<&Object>,
+        open_host: &JsValue,
+        is_writer: Function,
+        writes_here: bool,
+    ) -> Result<Local> {
         let open_host = open_host.clone().dyn_into::<Function>().map_err(|_| FerryError::storage("this build of ferry was loaded without its engine (openHost)"))?;
-        let (connection, name, durability) = match storage {
-            StorageChoice::Memory => (None, None, Durability::Relaxed),
-            StorageChoice::IndexedDb { name, durability, .. } => (Some(IndexedDbStore::open(name, *durability).await?), Some(name.clone()), *durability),
+        let connection = match storage {
+            StorageChoice::Memory => None,
+            StorageChoice::IndexedDb { name, durability, .. } => Some(IndexedDbStore::open(name, *durability).await?),
         };
-        let local = Local { connection, name, durability, config: config.clone(), open_host, host: Rc::new(RefCell::new(Host::Unloaded)) };
-        if storage.shared_name().is_none() {
-            // A bus in memory is nowhere else: the engine is loaded with it, and so
-            // is a failure to load it.
-            let loaded = local.load();
-            JsFuture::from(loaded).await.map_err(|e| FerryError::storage(format!("the engine did not load: {}", super::consumer::error_message(&e))))?;
+        let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
+        let local = Local { connection, options, config: config.clone(), open_host, is_writer, host: Rc::new(RefCell::new(Host::Unloaded)) };
+        if writes_here {
+            // Loaded with the bus, as in the engine's own build: its first calls do
+            // not wait for it, and a failure to load it (or to open the bus's
+            // records) fails the open.
+            if let Err(failed) = JsFuture::from(local.load()).await {
+                local.close();
+                return Err(from_js(&failed, "the engine did not load"));
+            }
         }
         Ok(local)
     }
@@ -92,10 +110,7 @@ impl Local {
     /// Starts loading the host; the promise settles when it is loaded (or failed
     /// to), its pending calls sent.
     fn load(&self) -> Promise {
-        let strict = self.durability == Durability::Strict;
-        let name = self.name.as_deref().map_or(JsValue::NULL, JsValue::from_str);
-        let args = js_sys::Array::of4(&name, &strict.into(), &self.config.auto_create_topics.into(), &(self.config.max_message_bytes as f64).into());
-        let opening = match self.open_host.apply(&JsValue::NULL, &args) {
+        let opening = match self.open_host.call2(&JsValue::NULL, &self.options, &self.is_writer) {
             Ok(opening) => Promise::resolve(&opening),
             Err(thrown) => Promise::reject(&thrown),
         };
@@ -128,7 +143,7 @@ impl Local {
                 }
                 Err(failed) => {
                     // The next call tries again.
-                    let failed = FerryError::storage(format!("the engine did not load: {}", super::consumer::error_message(&failed)));
+                    let failed = from_js(&failed, "the engine did not load");
                     for p in pending {
                         p.reply.set(Err(failed.clone()));
                     }
@@ -142,7 +157,13 @@ impl Local {
     /// one: queued at once, so calls run in the order they were made.
     pub fn run(&self, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl Future<Output = Result<Reply>> {
         let bytes = encode_call(&Context { config: options.unwrap_or_else(|| self.config.clone()), topics: Vec::new() }, &call);
-        let reply: Rc<Settled<Result<Reply>>> = Rc::default();
+        let reply = self.run_bytes(bytes, caller);
+        async move { decode_reply(&reply.await?) }
+    }
+
+    /// [`Local::run`] of a call's bytes: its reply's bytes.
+    fn run_bytes(&self, bytes: Vec<u8>, caller: Option<CallId>) -> impl Future<Output = Result<Vec<u8>>> {
+        let reply: Replied = Rc::default();
         let unloaded = matches!(*self.host.borrow(), Host::Unloaded);
         if unloaded {
             let _ = self.load();
@@ -215,7 +236,38 @@ fn submit(host: &EngineHost, bytes: &[u8], caller: Option<CallId>) -> JsFuture {
     JsFuture::from(host.run(bytes, context, id, answered_below))
 }
 
-async fn settle(reply: Rc<Settled<Result<Reply>>>, ran: JsFuture) {
-    let bytes = ran.await.map_err(|e| FerryError::storage(format!("the engine failed: {}", super::consumer::error_message(&e))));
-    reply.set(bytes.and_then(|bytes| decode_reply(&bytes.unchecked_into::<Uint8Array>().to_vec())));
+async fn settle(reply: Replied, ran: JsFuture) {
+    reply.set(ran.await.map(|bytes| bytes.unchecked_into::<Uint8Array>().to_vec()).map_err(|e| from_js(&e, "the engine failed")));
+}
+
+/// Runs `call` in the engine: the rounds that wait for work wait there, and what
+/// appends wakes the consumers of this context at once (and those of the others
+/// through the bus's channel, from the engine).
+pub(super) fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl Future<Output = Result<Reply>> {
+    let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
+    let ran = shared.local.run(options, call, caller);
+    let shared = shared.clone();
+    async move {
+        let reply = ran.await?;
+        if appends {
+            shared.wakers.wake_all();
+        }
+        Ok(reply)
+    }
+}
+
+/// What the writer runs for the other contexts: their calls' bytes go to the
+/// engine as they came, and its replies' bytes back.
+pub(super) fn serve_others(shared: &Shared) -> Serve {
+    let weak = Rc::downgrade(shared);
+    Rc::new(move |bytes: Vec<u8>, caller: CallId| {
+        let ran = weak.upgrade().map(|shared| shared.local.run_bytes(bytes, Some(caller)));
+        Box::pin(async move {
+            let reply = match ran {
+                Some(ran) => ran.await,
+                None => Err(closed()),
+            };
+            reply.unwrap_or_else(|failed| encode_reply(&Err(failed)))
+        })
+    })
 }

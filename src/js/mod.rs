@@ -8,8 +8,10 @@ mod bus;
 #[cfg(feature = "engine")]
 mod commit;
 mod consumer;
-#[cfg(feature = "engine")]
+// Lent by the engine's build to the pages' build; ferry/bullmq's pages run their own.
+#[cfg(all(feature = "engine", not(feature = "jobs")))]
 mod engine_host;
+#[cfg(feature = "engine")]
 mod held;
 #[cfg(feature = "jobs")]
 mod jobs;

@@ -53,7 +53,7 @@ use crate::core::limits::{HOST_ANSWER_MS, REPLIES_KEPT};
 use crate::core::vec_map::VecMap;
 use crate::core::Result;
 use crate::interop::object_of;
-use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
+use crate::protocol::wire::{decode_reply, encode_call};
 use crate::protocol::{Call, CallId, Context, Reply};
 use crate::store::indexeddb::Durability;
 
@@ -153,24 +153,13 @@ pub struct Link {
     replies_out: RefCell<VecMap<String, Vec<Item>>>,
 }
 
-/// Runs a call from another context on this context's bus, with that context's
-/// options.
-pub type Serve = Rc<dyn Fn(Context, Call, CallId) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply>>>>>;
+/// Runs a call's bytes from another context (or, after a handover, this context's
+/// own) on this context's bus, with that context's options; resolves to its
+/// reply's bytes.
+pub type Serve = Rc<dyn Fn(Vec<u8>, CallId) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>>>>>;
 
 fn field(value: &JsValue, name: &str) -> JsValue {
     Reflect::get(value, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
-}
-
-/// Runs a call's bytes through `serve`.
-async fn serve_bytes(bytes: &[u8], serve: &Serve, caller: CallId) -> Result<Reply> {
-    let (context, call) = decode_call(bytes)?;
-    // A job call this build cannot run is answered at once: its caller runs it, and
-    // the bus has nothing to commit for it.
-    #[cfg(not(feature = "jobs"))]
-    if matches!(call, Call::Unserved) {
-        return Ok(Reply::Unserved);
-    }
-    serve(context, call, caller).await
 }
 
 /// The `items` of a message: every item's id and bytes in one buffer, so that a
@@ -347,7 +336,7 @@ impl Link {
             // The last writer may have run it: it is answered as any context's is.
             let caller = CallId { context: self.context.clone(), id, answered_below };
             spawn_local(async move {
-                let reply = serve_bytes(&bytes, &serve, caller).await;
+                let reply = decode_reply(&serve(bytes, caller).await);
                 if let Some(waiting) = link.waiting.borrow_mut().remove(&id) {
                     waiting.reply.set(reply);
                 }
@@ -397,7 +386,7 @@ impl Link {
         let link = self.clone();
         let serve = self.serve.clone();
         spawn_local(async move {
-            let reply = encode_reply(&serve_bytes(&bytes, &serve, caller).await);
+            let reply = serve(bytes, caller).await;
             link.reply(&key, &reply);
             link.running.borrow_mut().remove(&key);
             link.sent.borrow_mut().keep(key, reply);

@@ -424,8 +424,12 @@ forEachEngine(() => server.url, (engine, openPage) => {
       for (const page of pages) await openBus(page, name, { sharedWorker: true });
       await pages[0].evaluate(() => window.bus.createTopic('log', { partitions: 1 }));
       assert.equal(await writerIsPage(pages, name), false, 'the SharedWorker writes');
+      // A page's build has no engine; the worker's has.
+      const loadedEngine = (page) => page.evaluate(() => performance.getEntriesByType('resource').some((r) => r.name.includes('ferry_engine_bg')));
+      assert.deepEqual(await Promise.all(pages.map(loadedEngine)), [false, false], 'no page fetched the engine while the SharedWorker wrote');
       await assertStoredOnceAcross(engine, 'SharedWorker terminated', pages, name, () => terminateSharedWorkers(pages[0]));
       assert.equal(await writerIsPage(pages, name), true, 'a page writes once the worker is gone');
+      assert.ok((await Promise.all(pages.map(loadedEngine))).includes(true), 'the page that took over fetched the engine');
       await Promise.all(pages.map((page) => page.close()));
     });
   }
