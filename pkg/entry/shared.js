@@ -40,13 +40,21 @@ export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, e
 }
 
 /**
- * `openHost(...)` for the build without the engine: loads the engine's build (`build`,
- * its wasm from `loadWasm()`) on first use, and opens an `EngineHost` of it.
+ * What the build without the engine is given to load it (the engine's build `build`, its
+ * wasm from `loadWasm()`, on first use): `openEngineBus(options)` opens a bus in it for a
+ * context that writes its bus itself, and `openHost(...)` lends its engine to a page that
+ * takes over as the writer.
  */
-export function engineHost({ default: init, EngineHost }, loadWasm) {
+export function engineHooks({ default: init, Bus: EngineBus, EngineHost }, loadWasm) {
   const load = loader(init, loadWasm);
-  return async (...args) => {
-    await load();
-    return EngineHost.open(...args);
+  return {
+    openEngineBus: async (options) => {
+      await load();
+      return EngineBus.open(options, {});
+    },
+    openHost: async (...args) => {
+      await load();
+      return EngineHost.open(...args);
+    },
   };
 }

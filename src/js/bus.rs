@@ -237,34 +237,35 @@ pub(super) fn bus_config(options: Option<&Object>) -> Result<(BusConfig, Storage
     Ok((config, storage))
 }
 
+/// `entry[name]`: a function the package's entry gives `Bus.open`.
+pub(super) fn entry_hook(entry: &JsValue, name: &str) -> Option<Function> {
+    js_sys::Reflect::get(entry, &JsValue::from_str(name)).ok().and_then(|f| f.dyn_into::<Function>().ok())
+}
+
 /// Opens the bus `options` name (`entry`: what `Bus.open` was given besides).
 pub(super) async fn open_shared(options: Option<&Object>, entry: &JsValue) -> Result<Shared> {
     let (config, storage) = bus_config(options)?;
     let wakers: Rc<Wakers> = Rc::default();
     let name = storage.shared_name().map(String::from);
-    let hook = |name: &str| js_sys::Reflect::get(entry, &JsValue::from_str(name)).ok().and_then(|f| f.dyn_into::<Function>().ok());
     // The bus whose writer election this context joins (`writer: "one"`).
     let elects = match &storage {
         StorageChoice::IndexedDb { name, durability, one_writer: true, shared_worker } => {
-            let host = hook("startHost").filter(|_| *shared_worker).map(|start| Host { start, durability: *durability });
+            let host = entry_hook(entry, "startHost").filter(|_| *shared_worker).map(|start| Host { start, durability: *durability });
             Some((name.clone(), host))
         }
         _ => None,
     };
     #[cfg(feature = "engine")]
     let local = Local::open(&storage, &config).await?;
-    // Only a page whose SharedWorker writes for it may never run a call itself;
-    // every other context loads the engine with the bus.
     #[cfg(not(feature = "engine"))]
     let (local, writer_of) = {
-        let shared_worker_writes = matches!(elects, Some((_, Some(_))));
         // Set once the bus is: the engine asks it while the bus is open.
         let writer_of: Rc<RefCell<std::rc::Weak<Inner>>> = Rc::default();
         let asked = writer_of.clone();
         let is_writer = Closure::<dyn Fn() -> bool>::new(move || asked.borrow().upgrade().is_some_and(|shared| !is_client(&shared)));
-        let open_host = hook("openHost").map_or(JsValue::UNDEFINED, JsValue::from);
+        let open_host = entry_hook(entry, "openHost").map_or(JsValue::UNDEFINED, JsValue::from);
         // The engine keeps the function for as long as it is open.
-        let local = Local::open(&storage, &config, options, &open_host, is_writer.into_js_value().unchecked_into(), !shared_worker_writes).await?;
+        let local = Local::open(&storage, &config, options, &open_host, is_writer.into_js_value().unchecked_into()).await?;
         (local, writer_of)
     };
     // Opened only once the bus is: an open channel holds Node's event loop,
@@ -313,11 +314,15 @@ impl Bus {
     /// `Bus.open(options?)`: resolves to a bus once its storage is open. `entry`
     /// is what the package's entry gives: `startHost(name)` starts the SharedWorker
     /// that hosts a bus's writer (pkg/entry/shared-worker.js), where the context has
-    /// `SharedWorker`; in the build without the engine, `openHost(...)` loads it
-    /// (local_host.rs).
+    /// `SharedWorker`; in the build without the engine, `openEngineBus(options)`
+    /// and `openHost(...)` load it (local_host.rs).
     pub fn open(options: JsValue, entry: JsValue) -> Promise {
         promise(async move {
             let options = args::options(&options, "options")?;
+            #[cfg(not(feature = "engine"))]
+            if let Some(bus) = super::local::engine_bus(options.as_ref(), &entry).await? {
+                return Ok(bus);
+            }
             Ok(Bus { shared: open_shared(options.as_ref(), &entry).await? }.into())
         })
     }

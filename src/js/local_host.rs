@@ -1,9 +1,9 @@
 //! Where this context runs calls itself, in the browser's `ferry` build, which has
 //! no engine: in an `EngineHost` of the engine's build ([`super::engine_host`],
-//! pkg/dist/engine), which the entry loads (`openHost`). A page whose SharedWorker
-//! writes for it loads it only on the first call it must run itself, once it took
-//! over as the writer: most never do. Every other context (a bus in memory, every
-//! context writing, no SharedWorker to write) loads it with the bus.
+//! pkg/dist/engine), which the entry loads (`openHost`) on the first call this
+//! context must run itself: a page whose SharedWorker writes for it does once it
+//! took over as the writer, and most never do. Every other context opens its bus
+//! in the engine's build from the start ([`engine_bus`]).
 //!
 //! A bus on IndexedDB holds its database open all the same, as every context of
 //! it does: so that `Bus.open` fails where the database cannot be opened, and the
@@ -17,7 +17,7 @@ use js_sys::{Function, Object, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use super::bus::{Shared, StorageChoice};
+use super::bus::{bus_config, entry_hook, Shared, StorageChoice};
 use super::settled::Settled;
 use super::writer::Serve;
 use crate::core::config::BusConfig;
@@ -77,34 +77,16 @@ pub struct Local {
 
 impl Local {
     /// Opens the bus's database, where it is in IndexedDB; `entry.openHost` loads
-    /// the engine now when `writes_here` (this context will run calls itself), else
-    /// when a call first needs it. `is_writer()` tells the engine whether this
-    /// context is the writer.
-    pub async fn open(
-        storage: &StorageChoice,
-        config: &BusConfig,
-        options: Option<&Object>,
-        open_host: &JsValue,
-        is_writer: Function,
-        writes_here: bool,
-    ) -> Result<Local> {
+    /// the engine when a call first needs it. `is_writer()` tells the engine
+    /// whether this context is the writer.
+    pub async fn open(storage: &StorageChoice, config: &BusConfig, options: Option<&Object>, open_host: &JsValue, is_writer: Function) -> Result<Local> {
         let open_host = open_host.clone().dyn_into::<Function>().map_err(|_| FerryError::storage("this build of ferry was loaded without its engine (openHost)"))?;
         let connection = match storage {
             StorageChoice::Memory => None,
             StorageChoice::IndexedDb { name, durability, .. } => Some(IndexedDbStore::open(name, *durability).await?),
         };
         let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
-        let local = Local { connection, options, config: config.clone(), open_host, is_writer, host: Rc::new(RefCell::new(Host::Unloaded)) };
-        if writes_here {
-            // Loaded with the bus, as in the engine's own build: its first calls do
-            // not wait for it, and a failure to load it (or to open the bus's
-            // records) fails the open.
-            if let Err(failed) = JsFuture::from(local.load()).await {
-                local.close();
-                return Err(from_js(&failed, "the engine did not load"));
-            }
-        }
-        Ok(local)
+        Ok(Local { connection, options, config: config.clone(), open_host, is_writer, host: Rc::new(RefCell::new(Host::Unloaded)) })
     }
 
     /// Starts loading the host; the promise settles when it is loaded (or failed
@@ -225,6 +207,23 @@ impl Local {
 
 fn closed() -> FerryError {
     FerryError::new(ErrorCode::Closed, "the bus was closed")
+}
+
+/// A context that writes its bus itself (a bus in memory, `writer: "each"`, no
+/// SharedWorker to write for it) opens it in the engine's build:
+/// `entry.openEngineBus(options)` resolves to that build's `Bus`, which it uses
+/// as it is, with no call crossing between builds. `None`: a page whose
+/// SharedWorker writes for it, which opens its bus in this build.
+pub(super) async fn engine_bus(options: Option<&Object>, entry: &JsValue) -> Result<Option<JsValue>> {
+    let (_, storage) = bus_config(options)?;
+    let shared_worker_writes = matches!(storage, StorageChoice::IndexedDb { one_writer: true, shared_worker: true, .. }) && entry_hook(entry, "startHost").is_some();
+    if shared_worker_writes {
+        return Ok(None);
+    }
+    let open = entry_hook(entry, "openEngineBus").ok_or_else(|| FerryError::storage("this build of ferry was loaded without its engine (openEngineBus)"))?;
+    let given = options.map_or(JsValue::UNDEFINED, JsValue::from);
+    let opening = open.call1(&JsValue::NULL, &given).map_err(|thrown| from_js(&thrown, "the engine did not load"))?;
+    JsFuture::from(Promise::resolve(&opening)).await.map(Some).map_err(|failed| from_js(&failed, "the engine did not load"))
 }
 
 /// A call's bytes run in `host`: its reply, to come.
