@@ -33,9 +33,10 @@ function bridge() {
 /** The bridge's group in the bus's stats: what is left to forward, and how much of it waits after a failed post. */
 async function progress() {
   const { bus } = await bridge();
-  const group = (await bus.stats()).groups.find((g) => g.groupId === 'ferry-bridge');
+  const stats = await bus.stats();
+  const group = stats.groups.find((g) => g.groupId === 'ferry-bridge');
   const sum = (field) => group?.partitions.reduce((n, p) => n + p[field], 0) ?? 0;
-  return { joined: Boolean(group), lag: sum('lag'), retrying: sum('retrying') };
+  return { joined: Boolean(group), lag: sum('lag'), retrying: sum('retrying'), bridges: stats.bridges, partitions: group?.partitions };
 }
 
 // Started with the worker, not on some event: a start alone drains.

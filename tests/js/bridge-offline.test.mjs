@@ -167,7 +167,8 @@ async function startBridgeWorker(page, { name, topic, scope }) {
     },
     { name, script, scope },
   );
-  const progress = async () => {
+  // Where the bridge stands, asked from `page`.
+  const progressFrom = async (page) => {
     const answer = await page.evaluate(async (scope) => {
       const registration = await navigator.serviceWorker.getRegistration(scope);
       const channel = new MessageChannel();
@@ -178,6 +179,7 @@ async function startBridgeWorker(page, { name, topic, scope }) {
     if (answer.error) throw new Error(`the service worker: ${answer.error}`);
     return answer;
   };
+  const progress = () => progressFrom(page);
   // The worker's bridge is the group's only member: no page runs one.
   await until(async () => (await progress()).joined, "the service worker's bridge in its group");
   const finish = async (later) => {
@@ -186,7 +188,7 @@ async function startBridgeWorker(page, { name, topic, scope }) {
     await later.evaluate(async (scope) => (await navigator.serviceWorker.getRegistration(scope))?.unregister(), scope);
     await later.close();
   };
-  return { progress, finish };
+  return { progress, progressFrom, finish };
 }
 
 /** Closes `page` and waits until its browser context has no page open. */
@@ -196,15 +198,22 @@ async function closeEveryPage(page) {
   await until(async () => (await openPagesOf(page)).length === 0, 'no page open');
 }
 
-/** Starts the edge with no page open and waits until the service worker has forwarded each of `sent` to `topic`: once each, each key in order. */
-async function drainedAlone(topic, sent) {
+/**
+ * Starts the edge with no page open and waits until the service worker has forwarded each
+ * of `sent` to `topic`: once each, each key in order. Should it not, `state()`, where
+ * given, says where the worker's bridge stood.
+ */
+async function drainedAlone(topic, sent, state) {
   const arrived = [];
   try {
     await startEdge();
     await until(async () => {
       arrived.push(...(await readEdge(topic)));
       return arrived.length >= sent.length;
-    }, 'every order at the edge, from the service worker alone');
+    }, 'every order at the edge, from the service worker alone').catch(async (error) => {
+      const where = state ? JSON.stringify(await state().catch(String)) : 'not asked';
+      throw new Error(`${error.message}: ${arrived.length} of ${sent.length} there; the worker's bridge: ${where}`);
+    });
     assertOnceInOrder(arrived, sent);
     assert.equal((await storedAtEdge())[topic], sent.length, 'each order stored once at the edge');
   } finally {
@@ -277,7 +286,14 @@ forEachEngine(() => server.url, (engine, openPage) => {
     await until(async () => (await worker.progress()).retrying > 0, "a failed post of the service worker's bridge while the edge is down");
     assert.equal((await worker.progress()).lag, sent.length, 'nothing forwarded while the edge is down');
     await closeEveryPage(page);
-    await drainedAlone(topic, sent);
+    await drainedAlone(topic, sent, async () => {
+      const asking = await openPage();
+      try {
+        return await worker.progressFrom(asking);
+      } finally {
+        await asking.close();
+      }
+    });
     await worker.finish(await openPage());
   });
 
