@@ -89,20 +89,17 @@ impl Local {
         Ok(Local { connection, options, config: config.clone(), open_host, is_writer, host: Rc::new(RefCell::new(Host::Unloaded)) })
     }
 
-    /// Starts loading the host; the promise settles when it is loaded (or failed
-    /// to), its pending calls sent.
-    fn load(&self) -> Promise {
+    /// Starts loading the host: calls made meanwhile wait for it, and are sent
+    /// once it is loaded (or fail, if it fails to).
+    fn load(&self) {
         let opening = match self.open_host.call2(&JsValue::NULL, &self.options, &self.is_writer) {
             Ok(opening) => Promise::resolve(&opening),
             Err(thrown) => Promise::reject(&thrown),
         };
-        if matches!(*self.host.borrow(), Host::Unloaded) {
-            *self.host.borrow_mut() = Host::Loading(Vec::new());
-        }
+        *self.host.borrow_mut() = Host::Loading(Vec::new());
         let host = self.host.clone();
-        let done = opening.clone();
         spawn_local(async move {
-            let loaded = JsFuture::from(done).await;
+            let loaded = JsFuture::from(opening).await;
             let pending = match std::mem::replace(&mut *host.borrow_mut(), Host::Unloaded) {
                 Host::Loading(pending) => pending,
                 closed => {
@@ -132,7 +129,6 @@ impl Local {
                 }
             }
         });
-        opening
     }
 
     /// Runs `call` in the host, with another context's options when it comes from
@@ -148,7 +144,7 @@ impl Local {
         let reply: Replied = Rc::default();
         let unloaded = matches!(*self.host.borrow(), Host::Unloaded);
         if unloaded {
-            let _ = self.load();
+            self.load();
         }
         match &mut *self.host.borrow_mut() {
             Host::Open(host) => spawn_local(settle(reply.clone(), submit(host, &bytes, caller))),
