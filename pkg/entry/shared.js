@@ -13,8 +13,8 @@ const loader = (init, loadWasm) => {
  * Builds the public `Bus` of one engine build (`build`: the module wasm-bindgen wrote for
  * it, dist/ferry.js, dist/engine/ferry_engine.js or dist/jobs/ferry_jobs.js) for an entry
  * whose `loadWasm()` resolves to what the build's `init` takes. `entry.startHost(name)`,
- * where given, starts the SharedWorker that writes the bus `name`; `entry.openHost`
- * (`engineHost`) lends the engine to the build without one.
+ * where given, starts the SharedWorker that writes the bus `name`; `engineHooks` gives the
+ * build without the engine what loads it.
  */
 export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, entry = {}) {
   const load = loader(init, loadWasm);

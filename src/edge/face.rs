@@ -13,8 +13,8 @@ use super::http::{browsed_body, parse_receipt, received_body};
 use super::object::{home_of, Alarm, CallId, EdgeObject as ObjectProtocol, Transmit, TransmitId};
 use crate::core::config::check_name;
 use crate::core::limits::*;
-use crate::core::{ErrorCode, FerryError, Receipt, Result, Subscription};
-use crate::interop::error::to_js;
+use crate::core::{FerryError, Receipt, Result, Subscription};
+use crate::interop::error::{from_js_or, to_js};
 use crate::interop::options::{self, bus_options, consumer_config, messages, outgoing, seek_options, subscriptions, topic_config};
 use crate::interop::{args, object_of, reply};
 use crate::protocol::wire::{decode_call, decode_reply, encode_call, encode_reply};
@@ -35,10 +35,7 @@ fn answer_of(outcome: &JsValue) -> Result<Reply> {
     let outcome = args::options(outcome, "outcome")?;
     let error = args::get(outcome.as_ref(), "error")?;
     if !error.is_undefined() {
-        let error = args::options(&error, "error")?;
-        let code = args::opt_string(&args::get(error.as_ref(), "code")?, "code")?.unwrap_or_default();
-        let message = args::opt_string(&args::get(error.as_ref(), "message")?, "message")?.unwrap_or_default();
-        return Err(FerryError::new(ErrorCode::parse(&code).unwrap_or(ErrorCode::Storage), message));
+        return Err(from_js_or(&error, FerryError::storage));
     }
     let bytes = args::get(outcome.as_ref(), "bytes")?.dyn_into::<Uint8Array>().map_err(|_| FerryError::storage("an object answered without bytes"))?;
     decode_reply(&bytes.to_vec())

@@ -15,13 +15,13 @@ pub fn to_js(error: FerryError) -> JsValue {
     js.into()
 }
 
-/// A `FerryError` [`to_js`] made, back as one (an engine build's, crossing into
-/// another build); any other error as `STORAGE`, after `what`.
-#[cfg(not(feature = "engine"))]
-pub fn from_js(error: &JsValue, what: &str) -> FerryError {
+/// A `FerryError` as JavaScript holds it (what [`to_js`] made, in another build of
+/// the engine, or an edge's `{ code, message }`), back as one; anything else is
+/// `otherwise(its message)`.
+pub fn from_js_or(error: &JsValue, otherwise: impl FnOnce(String) -> FerryError) -> FerryError {
     let field = |name: &str| Reflect::get(error, &JsValue::from_str(name)).ok().and_then(|v| v.as_string());
     match (field("code").and_then(|code| crate::core::ErrorCode::parse(&code)), field("message")) {
         (Some(code), Some(message)) => FerryError::new(code, message),
-        _ => FerryError::storage(format!("{what}: {}", field("message").or_else(|| error.as_string()).unwrap_or_default())),
+        (_, message) => otherwise(message.or_else(|| error.as_string()).unwrap_or_default()),
     }
 }

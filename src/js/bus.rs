@@ -192,9 +192,14 @@ pub(super) fn js_promise(f: std::pin::Pin<Box<dyn std::future::Future<Output = s
     future_to_promise(f)
 }
 
+/// What a call on a closed bus rejects with.
+pub(super) fn closed() -> FerryError {
+    FerryError::new(ErrorCode::Closed, "the bus was closed")
+}
+
 fn check_open(shared: &Shared) -> Result<()> {
     if shared.closed.get() {
-        return Err(FerryError::new(ErrorCode::Closed, "the bus was closed"));
+        return Err(closed());
     }
     Ok(())
 }
@@ -242,32 +247,24 @@ pub(super) fn entry_hook(entry: &JsValue, name: &str) -> Option<Function> {
     js_sys::Reflect::get(entry, &JsValue::from_str(name)).ok().and_then(|f| f.dyn_into::<Function>().ok())
 }
 
-/// Opens the bus `options` name (`entry`: what `Bus.open` was given besides).
-pub(super) async fn open_shared(options: Option<&Object>, entry: &JsValue) -> Result<Shared> {
-    let (config, storage) = bus_config(options)?;
-    let wakers: Rc<Wakers> = Rc::default();
-    let name = storage.shared_name().map(String::from);
-    // The bus whose writer election this context joins (`writer: "one"`).
-    let elects = match &storage {
+/// The writer election a bus joins (`writer: "one"`): its name, and the
+/// SharedWorker that writes it where `entry.startHost` starts one.
+pub(super) type Election = Option<(String, Option<Host>)>;
+
+pub(super) fn election(storage: &StorageChoice, entry: &JsValue) -> Election {
+    match storage {
         StorageChoice::IndexedDb { name, durability, one_writer: true, shared_worker } => {
             let host = entry_hook(entry, "startHost").filter(|_| *shared_worker).map(|start| Host { start, durability: *durability });
             Some((name.clone(), host))
         }
         _ => None,
-    };
-    #[cfg(feature = "engine")]
-    let local = Local::open(&storage, &config).await?;
-    #[cfg(not(feature = "engine"))]
-    let (local, writer_of) = {
-        // Set once the bus is: the engine asks it while the bus is open.
-        let writer_of: Rc<RefCell<std::rc::Weak<Inner>>> = Rc::default();
-        let asked = writer_of.clone();
-        let is_writer = Closure::<dyn Fn() -> bool>::new(move || asked.borrow().upgrade().is_some_and(|shared| !is_client(&shared)));
-        let open_host = entry_hook(entry, "openHost").map_or(JsValue::UNDEFINED, JsValue::from);
-        // The engine keeps the function for as long as it is open.
-        let local = Local::open(&storage, &config, options, &open_host, is_writer.into_js_value().unchecked_into()).await?;
-        (local, writer_of)
-    };
+    }
+}
+
+/// The bus of `config` whose calls this context runs in `local`, shared through
+/// the IndexedDB database `name` (none: in memory), joining `elects`.
+pub(super) fn open_shared(config: BusConfig, name: Option<String>, local: Local, elects: Election) -> Shared {
+    let wakers: Rc<Wakers> = Rc::default();
     // Opened only once the bus is: an open channel holds Node's event loop,
     // so a refused open must leave none behind.
     let channel = name.as_deref().and_then(|name| wake_channel(name, &wakers));
@@ -291,10 +288,6 @@ pub(super) async fn open_shared(options: Option<&Object>, entry: &JsValue) -> Re
     });
     #[cfg(feature = "jobs")]
     super::jobs::tell_job_events(&shared);
-    #[cfg(not(feature = "engine"))]
-    {
-        *writer_of.borrow_mut() = Rc::downgrade(&shared);
-    }
     // Its database deleted or upgraded by another context: calls reject with
     // CLOSED, and a writer gives its lock to a context that opens the bus anew.
     let weak = Rc::downgrade(&shared);
@@ -306,7 +299,7 @@ pub(super) async fn open_shared(options: Option<&Object>, entry: &JsValue) -> Re
     if let Some((name, host)) = elects {
         *shared.link.borrow_mut() = Link::open(&name, serve_others(&shared), host);
     }
-    Ok(shared)
+    shared
 }
 
 #[wasm_bindgen]
@@ -319,11 +312,18 @@ impl Bus {
     pub fn open(options: JsValue, entry: JsValue) -> Promise {
         promise(async move {
             let options = args::options(&options, "options")?;
+            let (config, storage) = bus_config(options.as_ref())?;
+            let elects = election(&storage, &entry);
+            #[cfg(feature = "engine")]
+            let local = Local::open(&storage, &config).await?;
+            // Only a page whose SharedWorker writes for it opens its bus in the build
+            // without the engine; every other context writes its bus itself.
             #[cfg(not(feature = "engine"))]
-            if let Some(bus) = super::local::engine_bus(options.as_ref(), &entry).await? {
-                return Ok(bus);
-            }
-            Ok(Bus { shared: open_shared(options.as_ref(), &entry).await? }.into())
+            let local = match &elects {
+                Some((name, Some(host))) => Local::open(name, host.durability, &config, entry_hook(&entry, "openHost")).await?,
+                _ => return super::local::engine_bus(options.as_ref(), &entry).await,
+            };
+            Ok(Bus { shared: open_shared(config, storage.shared_name().map(String::from), local, elects) }.into())
         })
     }
 

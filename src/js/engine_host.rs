@@ -5,15 +5,16 @@
 //! ([`crate::protocol::wire`]); the rounds that wait for work wait here
 //! ([`super::held`]), for as long as that context is the writer.
 
-use js_sys::{Function, Object, Promise, Uint8Array};
+use js_sys::{Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::bus::{js_promise, open_shared, Shared};
-use super::local::serve_bytes;
+use super::bus::{js_promise, open_shared, Shared, StorageChoice};
+use super::local::{serve_bytes, Local};
+use crate::core::config::BusConfig;
 use crate::interop::error::to_js;
-use crate::interop::{args, object_of};
 use crate::protocol::wire::decode_receipt;
 use crate::protocol::CallId;
+use crate::store::indexeddb::Durability;
 
 #[wasm_bindgen]
 pub struct EngineHost {
@@ -22,16 +23,17 @@ pub struct EngineHost {
 
 #[wasm_bindgen]
 impl EngineHost {
-    /// `EngineHost.open(options, isWriter)`: the bus `Bus.open(options)` opened in
-    /// the context that lends this engine, which writes it itself here (`writer:
-    /// "each"`: the lending context holds the writer's lock); `isWriter()` says
-    /// whether it is the writer now.
-    pub fn open(options: JsValue, is_writer: Function) -> Promise {
+    /// `EngineHost.open(name, strict, autoCreateTopics, maxMessageBytes, isWriter)`:
+    /// the bus in the IndexedDB database `name`, with the options of the context
+    /// that lends this engine. That context holds the writer's lock, so the bus
+    /// joins no election here; `isWriter()` says whether it is the writer now.
+    pub fn open(name: String, strict: bool, auto_create_topics: bool, max_message_bytes: f64, is_writer: Function) -> Promise {
         js_promise(Box::pin(async move {
-            let here = object_of(&[("writer", "each".into())]).map_err(to_js)?;
-            let given = args::options(&options, "options").map_err(to_js)?.unwrap_or_default();
-            let options = Object::assign(&Object::assign(&Object::new(), &given), here.unchecked_ref());
-            let shared = open_shared(Some(&options), &JsValue::UNDEFINED).await.map_err(to_js)?;
+            let durability = if strict { Durability::Strict } else { Durability::Relaxed };
+            let storage = StorageChoice::IndexedDb { name: name.clone(), durability, one_writer: false, shared_worker: false };
+            let config = BusConfig { auto_create_topics, max_message_bytes: max_message_bytes as u64 };
+            let local = Local::open(&storage, &config).await.map_err(to_js)?;
+            let shared = open_shared(config, Some(name), local, None);
             *shared.lent_to.borrow_mut() = Some(is_writer);
             Ok(EngineHost { shared }.into())
         }))

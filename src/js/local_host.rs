@@ -5,27 +5,27 @@
 //! took over as the writer, and most never do. Every other context opens its bus
 //! in the engine's build from the start ([`engine_bus`]).
 //!
-//! A bus on IndexedDB holds its database open all the same, as every context of
-//! it does: so that `Bus.open` fails where the database cannot be opened, and the
-//! bus closes when another context deletes or upgrades it.
+//! The page holds the bus's database open all the same, as every context of it
+//! does: so that `Bus.open` fails where the database cannot be opened, and the bus
+//! closes when another context deletes or upgrades it.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 
-use js_sys::{Function, Object, Promise, Uint8Array};
+use js_sys::{Array, Function, Object, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use super::bus::{bus_config, entry_hook, Shared, StorageChoice};
+use super::bus::{closed, entry_hook, is_client, Shared};
 use super::settled::Settled;
 use super::writer::Serve;
 use crate::core::config::BusConfig;
-use crate::core::{ErrorCode, FerryError, Receipt, Result};
-use crate::interop::error::from_js;
+use crate::core::{FerryError, Receipt, Result};
+use crate::interop::error::from_js_or;
 use crate::protocol::wire::{decode_reply, encode_call, encode_receipt, encode_reply};
 use crate::protocol::{Call, CallId, Context, Reply};
-use crate::store::indexeddb::IndexedDbStore;
+use crate::store::indexeddb::{Durability, IndexedDbStore};
 
 #[wasm_bindgen]
 extern "C" {
@@ -63,95 +63,24 @@ enum Host {
 }
 
 pub struct Local {
-    /// The database, where the bus is in IndexedDB.
-    connection: Option<IndexedDbStore>,
-    /// The options the bus was opened with, which the host opens it with too.
-    options: JsValue,
+    /// The bus's database, held open as every context of the bus holds it.
+    connection: IndexedDbStore,
+    name: String,
+    durability: Durability,
     config: BusConfig,
-    /// `openHost(options, isWriter)`, the entry's: resolves to an `EngineHost`.
+    /// `openHost(name, strict, autoCreateTopics, maxMessageBytes, isWriter)`, the
+    /// entry's: resolves to an `EngineHost`.
     open_host: Function,
-    /// Whether this context writes the bus now: the host holds rounds only then.
-    is_writer: Function,
-    host: Rc<RefCell<Host>>,
+    host: RefCell<Host>,
 }
 
 impl Local {
-    /// Opens the bus's database, where it is in IndexedDB; `entry.openHost` loads
-    /// the engine when a call first needs it. `is_writer()` tells the engine
-    /// whether this context is the writer.
-    pub async fn open(storage: &StorageChoice, config: &BusConfig, options: Option<&Object>, open_host: &JsValue, is_writer: Function) -> Result<Local> {
-        let open_host = open_host.clone().dyn_into::<Function>().map_err(|_| FerryError::storage("this build of ferry was loaded without its engine (openHost)"))?;
-        let connection = match storage {
-            StorageChoice::Memory => None,
-            StorageChoice::IndexedDb { name, durability, .. } => Some(IndexedDbStore::open(name, *durability).await?),
-        };
-        let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
-        Ok(Local { connection, options, config: config.clone(), open_host, is_writer, host: Rc::new(RefCell::new(Host::Unloaded)) })
-    }
-
-    /// Starts loading the host: calls made meanwhile wait for it, and are sent
-    /// once it is loaded (or fail, if it fails to).
-    fn load(&self) {
-        let opening = match self.open_host.call2(&JsValue::NULL, &self.options, &self.is_writer) {
-            Ok(opening) => Promise::resolve(&opening),
-            Err(thrown) => Promise::reject(&thrown),
-        };
-        *self.host.borrow_mut() = Host::Loading(Vec::new());
-        let host = self.host.clone();
-        spawn_local(async move {
-            let loaded = JsFuture::from(opening).await;
-            let pending = match std::mem::replace(&mut *host.borrow_mut(), Host::Unloaded) {
-                Host::Loading(pending) => pending,
-                closed => {
-                    // Closed while it loaded: it lets go of its database at once.
-                    if let Ok(loaded) = &loaded {
-                        loaded.unchecked_ref::<EngineHost>().close();
-                    }
-                    *host.borrow_mut() = closed;
-                    return;
-                }
-            };
-            match loaded {
-                Ok(loaded) => {
-                    let loaded: EngineHost = loaded.unchecked_into();
-                    // In the order they were made, before any call made after.
-                    for p in pending {
-                        spawn_local(settle(p.reply, submit(&loaded, &p.bytes, p.caller)));
-                    }
-                    *host.borrow_mut() = Host::Open(loaded);
-                }
-                Err(failed) => {
-                    // The next call tries again.
-                    let failed = from_js(&failed, "the engine did not load");
-                    for p in pending {
-                        p.reply.set(Err(failed.clone()));
-                    }
-                }
-            }
-        });
-    }
-
-    /// Runs `call` in the host, with another context's options when it comes from
-    /// one: queued at once, so calls run in the order they were made.
-    pub fn run(&self, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl Future<Output = Result<Reply>> {
-        let bytes = encode_call(&Context { config: options.unwrap_or_else(|| self.config.clone()), topics: Vec::new() }, &call);
-        let reply = self.run_bytes(bytes, caller);
-        async move { decode_reply(&reply.await?) }
-    }
-
-    /// [`Local::run`] of a call's bytes: its reply's bytes.
-    fn run_bytes(&self, bytes: Vec<u8>, caller: Option<CallId>) -> impl Future<Output = Result<Vec<u8>>> {
-        let reply: Replied = Rc::default();
-        let unloaded = matches!(*self.host.borrow(), Host::Unloaded);
-        if unloaded {
-            self.load();
-        }
-        match &mut *self.host.borrow_mut() {
-            Host::Open(host) => spawn_local(settle(reply.clone(), submit(host, &bytes, caller))),
-            Host::Loading(pending) => pending.push(Pending { bytes, caller, reply: reply.clone() }),
-            Host::Unloaded | Host::Closed => reply.set(Err(closed())),
-        }
-        async move { reply.get().await }
+    /// Opens the database `name`; `open_host` loads the engine when a call first
+    /// needs it.
+    pub async fn open(name: &str, durability: Durability, config: &BusConfig, open_host: Option<Function>) -> Result<Local> {
+        let open_host = open_host.ok_or_else(|| FerryError::storage("this build of ferry was loaded without its engine (openHost)"))?;
+        let connection = IndexedDbStore::open(name, durability).await?;
+        Ok(Local { connection, name: name.to_owned(), durability, config: config.clone(), open_host, host: RefCell::new(Host::Unloaded) })
     }
 
     fn with_host<T>(&self, f: impl FnOnce(&EngineHost) -> T) -> Option<T> {
@@ -179,17 +108,13 @@ impl Local {
 
     /// Another context deleting or upgrading the bus's database runs `then`.
     pub fn on_version_change(&self, then: impl FnOnce() + 'static) {
-        if let Some(connection) = &self.connection {
-            connection.on_version_change(then);
-        }
+        self.connection.on_version_change(then);
     }
 
     /// Lets go of the database, and of the engine's.
     pub fn close(&self) {
-        if let Some(connection) = &self.connection {
-            connection.close();
-        }
-        match std::mem::replace(&mut *self.host.borrow_mut(), Host::Closed) {
+        self.connection.close();
+        match self.host.replace(Host::Closed) {
             Host::Open(host) => host.close(),
             Host::Loading(pending) => {
                 for p in pending {
@@ -201,25 +126,81 @@ impl Local {
     }
 }
 
-fn closed() -> FerryError {
-    FerryError::new(ErrorCode::Closed, "the bus was closed")
+/// Starts loading the host of `shared`'s bus: calls made meanwhile wait for it, and
+/// are sent once it is loaded (or fail, if it fails to).
+fn load(shared: &Shared) {
+    let local = &shared.local;
+    // The host holds rounds only while this context is the writer.
+    let weak = Rc::downgrade(shared);
+    let is_writer = Closure::<dyn Fn() -> bool>::new(move || weak.upgrade().is_some_and(|shared| !is_client(&shared))).into_js_value();
+    let name = JsValue::from_str(&local.name);
+    let args = [name, (local.durability == Durability::Strict).into(), local.config.auto_create_topics.into(), (local.config.max_message_bytes as f64).into(), is_writer];
+    let opening = match local.open_host.apply(&JsValue::NULL, &args.iter().collect::<Array>()) {
+        Ok(opening) => Promise::resolve(&opening),
+        Err(thrown) => Promise::reject(&thrown),
+    };
+    *local.host.borrow_mut() = Host::Loading(Vec::new());
+    let shared = shared.clone();
+    spawn_local(async move {
+        let loaded = JsFuture::from(opening).await;
+        let mut host = shared.local.host.borrow_mut();
+        let Host::Loading(pending) = &mut *host else {
+            // Closed while it loaded: it lets go of its database at once.
+            if let Ok(loaded) = &loaded {
+                loaded.unchecked_ref::<EngineHost>().close();
+            }
+            return;
+        };
+        let pending = std::mem::take(pending);
+        match loaded {
+            Ok(loaded) => {
+                let loaded: EngineHost = loaded.unchecked_into();
+                // In the order they were made, before any call made after.
+                for p in pending {
+                    spawn_local(settle(p.reply, submit(&loaded, &p.bytes, p.caller)));
+                }
+                *host = Host::Open(loaded);
+            }
+            Err(failed) => {
+                // The next call tries again.
+                *host = Host::Unloaded;
+                let failed = not_loaded(&failed);
+                for p in pending {
+                    p.reply.set(Err(failed.clone()));
+                }
+            }
+        }
+    });
+}
+
+/// Runs a call's bytes in the host of `shared`'s bus, loading it first if need
+/// be: queued at once, so calls run in the order they were made.
+fn run_bytes(shared: &Shared, bytes: Vec<u8>, caller: Option<CallId>) -> impl Future<Output = Result<Vec<u8>>> {
+    let reply: Replied = Rc::default();
+    if matches!(*shared.local.host.borrow(), Host::Unloaded) {
+        load(shared);
+    }
+    match &mut *shared.local.host.borrow_mut() {
+        Host::Open(host) => spawn_local(settle(reply.clone(), submit(host, &bytes, caller))),
+        Host::Loading(pending) => pending.push(Pending { bytes, caller, reply: reply.clone() }),
+        Host::Unloaded | Host::Closed => reply.set(Err(closed())),
+    }
+    async move { reply.get().await }
+}
+
+fn not_loaded(error: &JsValue) -> FerryError {
+    from_js_or(error, |message| FerryError::storage(format!("the engine did not load: {message}")))
 }
 
 /// A context that writes its bus itself (a bus in memory, `writer: "each"`, no
 /// SharedWorker to write for it) opens it in the engine's build:
 /// `entry.openEngineBus(options)` resolves to that build's `Bus`, which it uses
-/// as it is, with no call crossing between builds. `None`: a page whose
-/// SharedWorker writes for it, which opens its bus in this build.
-pub(super) async fn engine_bus(options: Option<&Object>, entry: &JsValue) -> Result<Option<JsValue>> {
-    let (_, storage) = bus_config(options)?;
-    let shared_worker_writes = matches!(storage, StorageChoice::IndexedDb { one_writer: true, shared_worker: true, .. }) && entry_hook(entry, "startHost").is_some();
-    if shared_worker_writes {
-        return Ok(None);
-    }
+/// as it is, with no call crossing between builds.
+pub(super) async fn engine_bus(options: Option<&Object>, entry: &JsValue) -> Result<JsValue> {
     let open = entry_hook(entry, "openEngineBus").ok_or_else(|| FerryError::storage("this build of ferry was loaded without its engine (openEngineBus)"))?;
     let given = options.map_or(JsValue::UNDEFINED, JsValue::from);
-    let opening = open.call1(&JsValue::NULL, &given).map_err(|thrown| from_js(&thrown, "the engine did not load"))?;
-    JsFuture::from(Promise::resolve(&opening)).await.map(Some).map_err(|failed| from_js(&failed, "the engine did not load"))
+    let opening = open.call1(&JsValue::NULL, &given).map_err(|thrown| not_loaded(&thrown))?;
+    JsFuture::from(Promise::resolve(&opening)).await.map_err(|failed| not_loaded(&failed))
 }
 
 /// A call's bytes run in `host`: its reply, to come.
@@ -232,7 +213,8 @@ fn submit(host: &EngineHost, bytes: &[u8], caller: Option<CallId>) -> JsFuture {
 }
 
 async fn settle(reply: Replied, ran: JsFuture) {
-    reply.set(ran.await.map(|bytes| bytes.unchecked_into::<Uint8Array>().to_vec()).map_err(|e| from_js(&e, "the engine failed")));
+    let failed = |e: JsValue| from_js_or(&e, |message| FerryError::storage(format!("the engine failed: {message}")));
+    reply.set(ran.await.map(|bytes| bytes.unchecked_into::<Uint8Array>().to_vec()).map_err(failed));
 }
 
 /// Runs `call` in the engine: the rounds that wait for work wait there, and what
@@ -240,10 +222,11 @@ async fn settle(reply: Replied, ran: JsFuture) {
 /// through the bus's channel, from the engine).
 pub(super) fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, caller: Option<CallId>) -> impl Future<Output = Result<Reply>> {
     let appends = matches!(call, Call::Send { .. } | Call::Redrive { .. });
-    let ran = shared.local.run(options, call, caller);
+    let bytes = encode_call(&Context { config: options.unwrap_or_else(|| shared.local.config.clone()), topics: Vec::new() }, &call);
+    let ran = run_bytes(shared, bytes, caller);
     let shared = shared.clone();
     async move {
-        let reply = ran.await?;
+        let reply = decode_reply(&ran.await?)?;
         if appends {
             shared.wakers.wake_all();
         }
@@ -256,7 +239,7 @@ pub(super) fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, 
 pub(super) fn serve_others(shared: &Shared) -> Serve {
     let weak = Rc::downgrade(shared);
     Rc::new(move |bytes: Vec<u8>, caller: CallId| {
-        let ran = weak.upgrade().map(|shared| shared.local.run_bytes(bytes, Some(caller)));
+        let ran = weak.upgrade().map(|shared| run_bytes(&shared, bytes, Some(caller)));
         Box::pin(async move {
             let reply = match ran {
                 Some(ran) => ran.await,

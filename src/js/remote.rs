@@ -34,7 +34,7 @@ use crate::core::rng::Rng;
 use crate::core::{FerryError, Result, Subscription};
 use crate::interop::args;
 use crate::interop::delivered::{make_message_payload, make_remote_message};
-use crate::interop::error::to_js;
+use crate::interop::error::{from_js_or, to_js};
 use crate::interop::options::consumer_config;
 
 type JsResult = std::result::Result<JsValue, JsValue>;
@@ -99,10 +99,9 @@ async fn answer(response: std::result::Result<JsValue, JsValue>) -> JsResult {
 /// The edge's `{ error: { code, message } }` as a `FerryError`, else `fallback` as STORAGE.
 fn refusal(body: &str, fallback: String) -> FerryError {
     let parsed = JSON::parse(body).ok().and_then(|b| Reflect::get(&b, &"error".into()).ok()).filter(JsValue::is_object);
-    let field = |name: &str| parsed.as_ref().and_then(|e| Reflect::get(e, &name.into()).ok()).and_then(|v| v.as_string());
-    match (field("code").and_then(|c| crate::core::ErrorCode::parse(&c)), field("message")) {
-        (Some(code), Some(message)) => FerryError::new(code, message),
-        _ => FerryError::storage(fallback),
+    match parsed {
+        Some(error) => from_js_or(&error, |_| FerryError::storage(fallback)),
+        None => FerryError::storage(fallback),
     }
 }
 
