@@ -14,7 +14,7 @@ const loader = (init, loadWasm) => {
  * it, dist/ferry.js, dist/engine/ferry_engine.js or dist/jobs/ferry_jobs.js) for an entry
  * whose `loadWasm()` resolves to what the build's `init` takes. `entry.startHost(name)`,
  * where given, starts the SharedWorker that writes the bus `name`; `engineHooks` gives the
- * build without the engine what loads it.
+ * build without the engine what loads it, and `Bus.remote` from it (that build has none).
  */
 export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, entry = {}) {
   const load = loader(init, loadWasm);
@@ -25,6 +25,12 @@ export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, e
     await load();
     return EngineBus.open(options, entry);
   };
+  const openRemote =
+    entry.remote ??
+    (async (options) => {
+      await load();
+      return new RemoteBus(options);
+    });
   return class Bus {
     /** Opens (or creates) the bus named `options.name`. */
     static open(options) {
@@ -32,25 +38,29 @@ export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, e
     }
 
     /** A bus at the edge over HTTP (`handleHttp` of `ferry/workers`) at `options.url`. */
-    static async remote(options) {
-      await load();
-      return new RemoteBus(options);
+    static remote(options) {
+      return openRemote(options);
     }
   };
 }
 
 /**
  * What the build without the engine is given to load it (the engine's build `build`, its
- * wasm from `loadWasm()`, on first use): `openEngineBus(options)` opens a bus in it for a
- * context that writes its bus itself, and `openHost(...)` lends its engine to a page that
- * takes over as the writer.
+ * wasm from `loadWasm()`, on first use): `openEngineBus(options, entry)` opens a bus in it,
+ * for a context that writes its bus itself and for a page's bridges (bridge_bus.rs);
+ * `openHost(...)` lends its engine to a page that takes over as the writer; `remote` is
+ * its `Bus.remote`.
  */
-export function engineHooks({ default: init, Bus: EngineBus, EngineHost }, loadWasm) {
+export function engineHooks({ default: init, Bus: EngineBus, EngineHost, RemoteBus }, loadWasm) {
   const load = loader(init, loadWasm);
   return {
-    openEngineBus: async (options) => {
+    openEngineBus: async (options, entry) => {
       await load();
-      return EngineBus.open(options, {});
+      return EngineBus.open(options, entry);
+    },
+    remote: async (options) => {
+      await load();
+      return new RemoteBus(options);
     },
     openHost: async (...args) => {
       await load();

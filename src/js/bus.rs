@@ -11,7 +11,9 @@ use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
-use super::consumer::{self, Bridge, Consumer, State, Wakers};
+#[cfg(feature = "bridge")]
+use super::consumer::Bridge;
+use super::consumer::{self, Consumer, State, Wakers};
 use super::local::{run_here, serve_others, Local};
 use super::writer::{Host, Link};
 use crate::core::config::BusConfig;
@@ -32,7 +34,11 @@ pub(super) struct Inner {
     /// Running consumers, stopped by `close`.
     pub consumers: RefCell<Vec<Rc<State>>>,
     /// Bridges this context started, for `stats().bridges`.
+    #[cfg(feature = "bridge")]
     pub bridges: RefCell<Vec<Bridge>>,
+    /// Where the pages' build runs this context's bridges.
+    #[cfg(not(feature = "bridge"))]
+    pub bridges: super::bridge_bus::BridgeBus,
     /// The IndexedDB database name, when the bus is shared with other contexts.
     pub name: Option<String>,
     /// Tells the other contexts of the origin (tabs, workers) that opened this bus
@@ -273,7 +279,7 @@ pub(super) fn open_shared(config: BusConfig, name: Option<String>, local: Local,
         closed: Cell::new(false),
         wakers,
         consumers: RefCell::default(),
-        bridges: RefCell::default(),
+        bridges: Default::default(),
         channel,
         config,
         link: RefCell::default(),
@@ -307,8 +313,8 @@ impl Bus {
     /// `Bus.open(options?)`: resolves to a bus once its storage is open. `entry`
     /// is what the package's entry gives: `startHost(name)` starts the SharedWorker
     /// that hosts a bus's writer (pkg/entry/shared-worker.js), where the context has
-    /// `SharedWorker`; in the build without the engine, `openEngineBus(options)`
-    /// and `openHost(...)` load it (local_host.rs).
+    /// `SharedWorker`; in the build without the engine, `openEngineBus(options,
+    /// entry)` and `openHost(...)` load it (local_host.rs, bridge_bus.rs).
     pub fn open(options: JsValue, entry: JsValue) -> Promise {
         promise(async move {
             let options = args::options(&options, "options")?;
@@ -323,7 +329,10 @@ impl Bus {
                 Some((name, Some(host))) => Local::open(name, host.durability, &config, entry_hook(&entry, "openHost")).await?,
                 _ => return super::local::engine_bus(options.as_ref(), &entry).await,
             };
-            Ok(Bus { shared: open_shared(config, storage.shared_name().map(String::from), local, elects) }.into())
+            let shared = open_shared(config, storage.shared_name().map(String::from), local, elects);
+            #[cfg(not(feature = "bridge"))]
+            shared.bridges.open_with(options, entry);
+            Ok(Bus { shared }.into())
         })
     }
 
@@ -357,12 +366,16 @@ impl Bus {
 
     /// `bus.bridge({ url, topics, token?, headers?, batchSize?, source?, groupId?,
     /// retry?, ... })`: forwards the local `topics` to the remote bus at `url`
-    /// (bridge.rs); resolves to its consumer once it joined its group.
+    /// (bridge.rs); resolves to its consumer once it joined its group. The pages'
+    /// build runs it in a bus of the engine's (bridge_bus.rs).
     pub fn bridge(&self, options: JsValue) -> Promise {
         let shared = self.shared.clone();
         promise(async move {
             check_open(&shared)?;
-            Ok(Consumer::bridge(shared, &options).await?.into())
+            #[cfg(feature = "bridge")]
+            return Ok(Consumer::bridge(shared, &options).await?.into());
+            #[cfg(not(feature = "bridge"))]
+            return shared.bridges.bridge(&options).await;
         })
     }
 
@@ -380,19 +393,15 @@ impl Bus {
     pub fn stats(&self) -> Promise {
         let shared = self.shared.clone();
         promise(async move {
+            #[cfg(not(feature = "bridge"))]
+            if let Some(with_bridges) = shared.bridges.stats().await {
+                return with_bridges;
+            }
             let reply = call(&shared, Call::Stats).await?;
-            // Only a bus whose context started bridges has `bridges`.
-            let bridges = match &reply {
-                Reply::Stats(stats) if !shared.bridges.borrow().is_empty() => {
-                    let entries = js_sys::Array::new();
-                    for bridge in shared.bridges.borrow().iter() {
-                        entries.push(&bridge.stats_entry(stats)?);
-                    }
-                    Some(entries)
-                }
-                _ => None,
-            };
+            #[cfg(feature = "bridge")]
+            let bridges = bridge_entries(&shared, &reply)?;
             let value = reply::to_js(reply, false)?;
+            #[cfg(feature = "bridge")]
             if let Some(bridges) = bridges {
                 js_sys::Reflect::set(&value, &"bridges".into(), &bridges).map_err(|_| FerryError::storage("stats could not be handed to JavaScript"))?;
             }
@@ -439,9 +448,27 @@ impl Bus {
             for state in running {
                 consumer::stop(&shared, &state).await?;
             }
+            #[cfg(not(feature = "bridge"))]
+            shared.bridges.close().await?;
             release(&shared);
             Ok(JsValue::UNDEFINED)
         })
+    }
+}
+
+/// `stats().bridges`: only a bus whose context started bridges has it.
+#[cfg(feature = "bridge")]
+fn bridge_entries(shared: &Shared, reply: &Reply) -> Result<Option<js_sys::Array>> {
+    let bridges = shared.bridges.borrow();
+    match reply {
+        Reply::Stats(stats) if !bridges.is_empty() => {
+            let entries = js_sys::Array::new();
+            for bridge in bridges.iter() {
+                entries.push(&bridge.stats_entry(stats)?);
+            }
+            Ok(Some(entries))
+        }
+        _ => Ok(None),
     }
 }
 

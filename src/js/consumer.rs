@@ -24,10 +24,12 @@ use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
+#[cfg(feature = "bridge")]
 use super::bridge::{bridge_options, BridgeEvent, BridgeOptions, Forwarder};
 use super::bus::{call, call_unchecked, is_client, one_writer, promise, wake_consumers, Shared};
 use super::locks::MemberLock;
 use super::settled::Waiters;
+#[cfg(feature = "bridge")]
 use crate::core::bridge::Verdict;
 use crate::core::config::{check_name, ConsumerConfig, Ordering};
 use crate::core::engine::Pause;
@@ -239,6 +241,7 @@ pub(super) enum Handler {
     /// `eachBatch`, and `eachBatchAutoResolve`.
     EachBatch(Function, bool),
     /// A bridge's: each run posted to a remote bus (bridge.rs).
+    #[cfg(feature = "bridge")]
     Forward(Rc<Forwarder>),
 }
 
@@ -262,15 +265,18 @@ pub struct Consumer {
     shared: Shared,
     state: Rc<State>,
     /// A bridge's: where it posts, with its progress and listeners.
+    #[cfg(feature = "bridge")]
     forwarder: Option<Rc<Forwarder>>,
 }
 
 /// A bridge started by this context, for `bus.stats().bridges`.
+#[cfg(feature = "bridge")]
 pub(super) struct Bridge {
     forwarder: Rc<Forwarder>,
     state: Rc<State>,
 }
 
+#[cfg(feature = "bridge")]
 impl Bridge {
     pub fn stats_entry(&self, stats: &crate::core::Stats) -> Result<JsValue> {
         self.forwarder.stats_entry(&self.state.group, self.state.running.get() && !self.state.stopped.get(), stats)
@@ -301,7 +307,12 @@ impl Consumer {
             paused: RefCell::default(),
             seeks: RefCell::default(),
         };
-        Consumer { shared, state: Rc::new(state), forwarder: None }
+        Consumer {
+            shared,
+            state: Rc::new(state),
+            #[cfg(feature = "bridge")]
+            forwarder: None,
+        }
     }
 
     /// `bus.bridge(options)`: a member of `groupId` (`"ferry-bridge"` by default)
@@ -309,6 +320,7 @@ impl Consumer {
     /// once it joined. Its retries default to the most attempts a consumer may
     /// have: an outage is no reason to give a message up; its concurrency to
     /// [`BRIDGE_CONCURRENCY_DEFAULT`] partitions posting at once.
+    #[cfg(feature = "bridge")]
     pub(super) async fn bridge(shared: Shared, options: &JsValue) -> Result<Consumer> {
         let options = args::options(options, "options")?.ok_or_else(|| FerryError::invalid("options must be an object with a url and topics"))?;
         let BridgeOptions { forwarder, subscriptions, batch_size } = bridge_options(Some(&options))?;
@@ -396,14 +408,6 @@ impl Consumer {
         self.state.member.clone()
     }
 
-    /// `bridge.on("forwarded" | "failed", listener)`: a bridge tells of each batch
-    /// it posted (see [`Forwarder::record`]).
-    pub fn on(&self, event: String, listener: Function) -> std::result::Result<(), JsValue> {
-        let (forwarder, event) = self.bridge_event(&event).map_err(crate::interop::error::to_js)?;
-        forwarder.on(event, listener);
-        Ok(())
-    }
-
     /// `consumer.pause([{ topic, partitions? }])`: this member keeps those partitions
     /// (all of the topic's when `partitions` is left out) but takes nothing more of
     /// them until `resume`; what it is handling already goes on.
@@ -433,39 +437,6 @@ impl Consumer {
             out.push(&crate::interop::object_of(&[("topic", JsValue::from_str(&pause.topic)), (field, list.into())]).map_err(crate::interop::error::to_js)?);
         }
         Ok(out)
-    }
-
-    /// `bridge.drained()`: resolves once the bridge's group (in every context) has
-    /// nothing left to forward; rejects with the error when one of this context's
-    /// posts fails first and is to be tried again. In a service worker,
-    /// `event.waitUntil(bridge.drained())` on a `sync` of tag `"ferry-bridge"`
-    /// keeps the worker alive for the drain, and a failure asks the browser to
-    /// sync again later.
-    pub fn drained(&self) -> Promise {
-        let (shared, state, forwarder) = (self.shared.clone(), self.state.clone(), self.forwarder.clone());
-        promise(async move {
-            let forwarder = forwarder.ok_or_else(|| FerryError::invalid("only a bridge (bus.bridge) drains"))?;
-            let failures_before = forwarder.transient_failures();
-            loop {
-                let Reply::Stats(stats) = call(&shared, Call::Stats).await? else { return Err(FerryError::storage("stats got an unexpected reply")) };
-                let pending: u64 = stats.groups.iter().filter(|g| *g.group_id == *state.group).flat_map(|g| g.partitions.iter()).map(|p| p.lag).sum();
-                if pending == 0 {
-                    return Ok(JsValue::UNDEFINED);
-                }
-                if forwarder.transient_failures() != failures_before {
-                    let error = forwarder.last_error().unwrap_or_default();
-                    return Err(FerryError::storage(format!("the bridge could not forward yet ({pending} pending): {error}")));
-                }
-                forwarder.next_post(BRIDGE_DRAINED_CHECK_MS as f64).await;
-            }
-        })
-    }
-
-    /// `bridge.off(event, listener)`: the listener is told no more.
-    pub fn off(&self, event: String, listener: Function) -> std::result::Result<(), JsValue> {
-        let (forwarder, event) = self.bridge_event(&event).map_err(crate::interop::error::to_js)?;
-        forwarder.off(event, &listener);
-        Ok(())
     }
 
     /// `consumer.subscribe({ topic, fromBeginning })` or `{ topics: [...] }`, before `run`.
@@ -518,6 +489,54 @@ impl Consumer {
     }
 }
 
+/// A bridge's own methods. Only builds with the bridge have them: in the pages'
+/// build, a page's bridges are consumers of the engine's build (bridge_bus.rs).
+#[cfg(feature = "bridge")]
+#[wasm_bindgen]
+impl Consumer {
+    /// `bridge.on("forwarded" | "failed", listener)`: a bridge tells of each batch
+    /// it posted (see [`Forwarder::record`]).
+    pub fn on(&self, event: String, listener: Function) -> std::result::Result<(), JsValue> {
+        let (forwarder, event) = self.bridge_event(&event).map_err(crate::interop::error::to_js)?;
+        forwarder.on(event, listener);
+        Ok(())
+    }
+
+    /// `bridge.drained()`: resolves once the bridge's group (in every context) has
+    /// nothing left to forward; rejects with the error when one of this context's
+    /// posts fails first and is to be tried again. In a service worker,
+    /// `event.waitUntil(bridge.drained())` on a `sync` of tag `"ferry-bridge"`
+    /// keeps the worker alive for the drain, and a failure asks the browser to
+    /// sync again later.
+    pub fn drained(&self) -> Promise {
+        let (shared, state, forwarder) = (self.shared.clone(), self.state.clone(), self.forwarder.clone());
+        promise(async move {
+            let forwarder = forwarder.ok_or_else(|| FerryError::invalid("only a bridge (bus.bridge) drains"))?;
+            let failures_before = forwarder.transient_failures();
+            loop {
+                let Reply::Stats(stats) = call(&shared, Call::Stats).await? else { return Err(FerryError::storage("stats got an unexpected reply")) };
+                let pending: u64 = stats.groups.iter().filter(|g| *g.group_id == *state.group).flat_map(|g| g.partitions.iter()).map(|p| p.lag).sum();
+                if pending == 0 {
+                    return Ok(JsValue::UNDEFINED);
+                }
+                if forwarder.transient_failures() != failures_before {
+                    let error = forwarder.last_error().unwrap_or_default();
+                    return Err(FerryError::storage(format!("the bridge could not forward yet ({pending} pending): {error}")));
+                }
+                forwarder.next_post(BRIDGE_DRAINED_CHECK_MS as f64).await;
+            }
+        })
+    }
+
+    /// `bridge.off(event, listener)`: the listener is told no more.
+    pub fn off(&self, event: String, listener: Function) -> std::result::Result<(), JsValue> {
+        let (forwarder, event) = self.bridge_event(&event).map_err(crate::interop::error::to_js)?;
+        forwarder.off(event, &listener);
+        Ok(())
+    }
+}
+
+#[cfg(feature = "bridge")]
 impl Consumer {
     fn bridge_event(&self, event: &str) -> Result<(Rc<Forwarder>, BridgeEvent)> {
         let forwarder = self.forwarder.clone().ok_or_else(|| FerryError::invalid("only a bridge (bus.bridge) has events"))?;
@@ -662,6 +681,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
                         high_offsets.iter().find(|(t, p, _)| **t == **topic && *p == partition).map_or(run[run.len() - 1].message.offset + 1, |(_, _, high)| *high);
                     spawn_local(handle_batch(shared.clone(), state.clone(), f.clone(), *auto_resolve, run, slot, high, seeks_before))
                 }
+                #[cfg(feature = "bridge")]
                 Handler::Forward(forwarder) => spawn_local(forward_run(shared.clone(), state.clone(), forwarder.clone(), run, slot)),
             }
         }
@@ -744,6 +764,7 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
 /// Posts a bridge's run to the remote bus: acked when forwarded, dead-lettered
 /// at once when refused, tried again after `Retry-After` or the backoff when the
 /// failure is transient (the rest of the run is given back either way).
+#[cfg(feature = "bridge")]
 async fn forward_run(shared: Shared, state: Rc<State>, forwarder: Rc<Forwarder>, run: Vec<Delivery>, slot: Rc<Slot>) {
     slot.start_message(state.config.ack_timeout_ms);
     let verdict = match forwarder.prepare(&run).await {

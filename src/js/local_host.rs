@@ -194,12 +194,12 @@ fn not_loaded(error: &JsValue) -> FerryError {
 
 /// A context that writes its bus itself (a bus in memory, `writer: "each"`, no
 /// SharedWorker to write for it) opens it in the engine's build:
-/// `entry.openEngineBus(options)` resolves to that build's `Bus`, which it uses
-/// as it is, with no call crossing between builds.
+/// `entry.openEngineBus(options, entry)` resolves to that build's `Bus`, which it
+/// uses as it is, with no call crossing between builds.
 pub(super) async fn engine_bus(options: Option<&Object>, entry: &JsValue) -> Result<JsValue> {
     let open = entry_hook(entry, "openEngineBus").ok_or_else(|| FerryError::storage("this build of ferry was loaded without its engine (openEngineBus)"))?;
     let given = options.map_or(JsValue::UNDEFINED, JsValue::from);
-    let opening = open.call1(&JsValue::NULL, &given).map_err(|thrown| not_loaded(&thrown))?;
+    let opening = open.call2(&JsValue::NULL, &given, entry).map_err(|thrown| not_loaded(&thrown))?;
     JsFuture::from(Promise::resolve(&opening)).await.map_err(|failed| not_loaded(&failed))
 }
 

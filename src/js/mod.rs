@@ -3,7 +3,11 @@
 //! `Consumer`, the commit queue on IndexedDB or memory, the run loop, and the Web
 //! Locks that make a closed tab's partitions move at once.
 
+#[cfg(feature = "bridge")]
 mod bridge;
+// The pages' build runs its bridges in the engine's.
+#[cfg(not(feature = "bridge"))]
+mod bridge_bus;
 mod bus;
 #[cfg(feature = "engine")]
 mod commit;
@@ -21,6 +25,7 @@ mod local;
 #[path = "local_host.rs"]
 mod local;
 mod locks;
+#[cfg(feature = "bridge")]
 mod remote;
 mod settled;
 mod writer;

@@ -135,6 +135,16 @@ function assertKeyOrder(arrivals) {
 }
 
 forEachEngine(() => server.url, (engine, openPage) => {
+  /** Two tabs with the bus `name` open, each as `window.bus`; the first created its 'orders' topic. */
+  async function openTwoTabs(name) {
+    const [a, b] = [await openPage(), await openPage()];
+    await openBus(a, name);
+    await b.evaluate(async (name) => {
+      window.bus = await window.ferry.Bus.open({ name });
+    }, name);
+    return [a, b];
+  }
+
   test(`${engine}: orders queued while the edge is down arrive once each when it is back, each key in order`, async () => {
     edge.state.stored.clear();
     edge.state.arrivals.length = 0;
@@ -178,12 +188,7 @@ forEachEngine(() => server.url, (engine, openPage) => {
     edge.state.stored.clear();
     edge.state.arrivals.length = 0;
     edge.state.mode = 'down';
-    const name = `bridge-two-${Date.now()}`;
-    const [a, b] = [await openPage(), await openPage()];
-    await openBus(a, name);
-    await b.evaluate(async (name) => {
-      window.bus = await window.ferry.Bus.open({ name });
-    }, name);
+    const [a, b] = await openTwoTabs(`bridge-two-${Date.now()}`);
     const sent = await publishOrders(a, 400);
     await startBridge(a, edge.url);
     await startBridge(b, edge.url);
@@ -194,6 +199,25 @@ forEachEngine(() => server.url, (engine, openPage) => {
     assert.deepEqual(edge.state.arrivals.map((m) => m.value.n).sort((x, y) => x - y), sent.map((o) => o.n), 'each order stored once');
     assertKeyOrder(edge.state.arrivals);
     await b.close();
+  });
+
+  test(`${engine}: a tab's bridge loads the engine's build only when started; bus.close() stops it, and the group loses its member`, async () => {
+    edge.state.mode = 'ok';
+    const [a, b] = await openTwoTabs(`bridge-close-${Date.now()}`);
+    const fetchedEngine = (page) => page.evaluate(() => performance.getEntriesByType('resource').some((r) => r.name.includes('ferry_engine_bg')));
+    assert.equal(await fetchedEngine(a), false, 'a tab whose SharedWorker writes does not load the engine to open its bus');
+    await publishOrders(a, 10);
+    await startBridge(a, edge.url);
+    assert.equal(await fetchedEngine(a), true, "a tab's bridges run in the engine's build");
+    await until(async () => (await a.evaluate(async () => (await window.bus.stats()).bridges[0].pending)) === 0, 'nothing pending');
+    await a.evaluate(() => window.bus.close());
+    const bridgeMembers = () => b.evaluate(async () => (await window.bus.stats()).members.filter((m) => m.groupId === 'ferry-bridge').length);
+    await until(async () => (await bridgeMembers()) === 0, 'the closed bus to leave the bridge group');
+    const posts = edge.state.posts.length;
+    await publishOrders(b, 5);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(edge.state.posts.length, posts, 'a closed bus forwards nothing');
+    await Promise.all([a.close(), b.close()]);
   });
 
   test(`${engine}: a wrong token is refused for good: the orders go to the local dead-letter topic with the response`, async () => {
