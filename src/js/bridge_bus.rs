@@ -71,10 +71,9 @@ impl BridgeBus {
     }
 
     /// `bus.stats()` of the bus the bridges run in, once one was opened.
-    pub async fn stats(&self) -> Option<Result<JsValue>> {
+    pub fn stats(&self) -> Option<Promise> {
         let opening = self.opened.borrow().clone()?;
-        let stats = async { JsFuture::from(JsFuture::from(opening).await?.unchecked_into::<EngineBus>().stats()).await };
-        Some(stats.await.map_err(|failed| from_bus(&failed)))
+        Some(js_promise(Box::pin(async move { JsFuture::from(JsFuture::from(opening).await?.unchecked_into::<EngineBus>().stats()).await })))
     }
 
     /// Closes the bus the bridges run in, which stops them.

@@ -198,6 +198,15 @@ pub(super) fn js_promise(f: std::pin::Pin<Box<dyn std::future::Future<Output = s
     future_to_promise(f)
 }
 
+/// A promise of the reply to `made` as JavaScript sees it ([`reply::to_js`];
+/// `one`: a send of one message resolves to its receipt alone), or of why it
+/// could not be made. One future for every method that only answers its call;
+/// the call is queued at once, so calls run in the order they were made.
+fn reply_promise(shared: &Shared, made: Result<Call>, one: bool) -> Promise {
+    let replying = made.map(|made| call(shared, made));
+    promise(async move { reply::to_js(replying?.await?, one) })
+}
+
 /// What a call on a closed bus rejects with.
 pub(super) fn closed() -> FerryError {
     FerryError::new(ErrorCode::Closed, "the bus was closed")
@@ -340,18 +349,13 @@ impl Bus {
     /// existed with the same partition count.
     #[wasm_bindgen(js_name = createTopic)]
     pub fn create_topic(&self, name: JsValue, options: JsValue) -> Promise {
-        let shared = self.shared.clone();
-        promise(async move {
-            let name = args::string(&name, "name")?;
-            let config = topic_config(args::options(&options, "options")?.as_ref())?;
-            reply::to_js(call(&shared, Call::CreateTopic { name, config }).await?, false)
-        })
+        let made = args::string(&name, "name").and_then(|name| Ok(Call::CreateTopic { name, config: topic_config(args::options(&options, "options")?.as_ref())? }));
+        reply_promise(&self.shared, made, false)
     }
 
     /// `bus.topics()`.
     pub fn topics(&self) -> Promise {
-        let shared = self.shared.clone();
-        promise(async move { reply::to_js(call(&shared, Call::Topics).await?, false) })
+        reply_promise(&self.shared, Ok(Call::Topics), false)
     }
 
     pub fn producer(&self) -> Producer {
@@ -381,67 +385,59 @@ impl Bus {
 
     /// `bus.publish(topic, value, { key, headers, id, delayMs, partition }?)`.
     pub fn publish(&self, topic: JsValue, value: JsValue, options: JsValue) -> Promise {
-        let shared = self.shared.clone();
-        promise(async move {
-            let topic = args::string(&topic, "topic")?;
+        let made = args::string(&topic, "topic").and_then(|topic| {
             let message = outgoing(&value, args::options(&options, "options")?.as_ref(), &|| "message".to_string())?;
-            reply::to_js(call(&shared, Call::Send { topic, messages: vec![message] }).await?, true)
-        })
+            Ok(Call::Send { topic, messages: vec![message] })
+        });
+        reply_promise(&self.shared, made, true)
     }
 
     /// `bus.stats()`.
     pub fn stats(&self) -> Promise {
-        let shared = self.shared.clone();
-        promise(async move {
-            #[cfg(not(feature = "bridge"))]
-            if let Some(with_bridges) = shared.bridges.stats().await {
-                return with_bridges;
-            }
-            let reply = call(&shared, Call::Stats).await?;
-            #[cfg(feature = "bridge")]
-            let bridges = bridge_entries(&shared, &reply)?;
-            let value = reply::to_js(reply, false)?;
-            #[cfg(feature = "bridge")]
-            if let Some(bridges) = bridges {
-                js_sys::Reflect::set(&value, &"bridges".into(), &bridges).map_err(|_| FerryError::storage("stats could not be handed to JavaScript"))?;
-            }
-            Ok(value)
-        })
+        // The pages' build: once this context bridges, the bus its bridges run in answers.
+        #[cfg(not(feature = "bridge"))]
+        return self.shared.bridges.stats().unwrap_or_else(|| reply_promise(&self.shared, Ok(Call::Stats), false));
+        #[cfg(feature = "bridge")]
+        {
+            let (shared, replying) = (self.shared.clone(), call(&self.shared, Call::Stats));
+            promise(async move {
+                let reply = replying.await?;
+                let bridges = bridge_entries(&shared, &reply)?;
+                let value = reply::to_js(reply, false)?;
+                if let Some(bridges) = bridges {
+                    js_sys::Reflect::set(&value, &"bridges".into(), &bridges).map_err(|_| FerryError::storage("stats could not be handed to JavaScript"))?;
+                }
+                Ok(value)
+            })
+        }
     }
 
     /// `bus.redrive({ from, limit?, offsets? })`: how many dead letters moved back.
     pub fn redrive(&self, options: JsValue) -> Promise {
-        let shared = self.shared.clone();
-        promise(async move {
-            let (from, limit, offsets) = options::redrive_options(&options)?;
-            reply::to_js(call(&shared, Call::Redrive { from, limit, offsets }).await?, false)
-        })
+        let made = options::redrive_options(&options).map(|(from, limit, offsets)| Call::Redrive { from, limit, offsets });
+        reply_promise(&self.shared, made, false)
     }
 
     /// `bus.purge({ topic })`: how many messages of the dead-letter topic were removed.
     pub fn purge(&self, options: JsValue) -> Promise {
-        let shared = self.shared.clone();
-        promise(async move {
-            let topic = options::purge_options(&options)?;
-            reply::to_js(call(&shared, Call::Purge { topic }).await?, false)
-        })
+        reply_promise(&self.shared, options::purge_options(&options).map(|topic| Call::Purge { topic }), false)
     }
 
     /// `bus.browse({ topic, partition, offset, limit, groupId })`: messages read
     /// without leasing them.
     pub fn browse(&self, options: JsValue) -> Promise {
-        let shared = self.shared.clone();
-        promise(async move {
-            let (topic, partition, offset, max, group) = options::browse_options(&options)?;
-            reply::to_js(call(&shared, Call::Browse { topic, partition, offset, max, group }).await?, false)
-        })
+        let made = options::browse_options(&options).map(|(topic, partition, offset, max, group)| Call::Browse { topic, partition, offset, max, group });
+        reply_promise(&self.shared, made, false)
     }
 
     /// `bus.close()`: stops this context's consumers; later calls reject with `CLOSED`.
     pub fn close(&self) -> Promise {
+        // Closed at once: a call made after this one rejects, as calls are queued
+        // when they are made.
+        let closing = !self.shared.closed.replace(true);
         let shared = self.shared.clone();
         promise(async move {
-            if shared.closed.replace(true) {
+            if !closing {
                 return Ok(JsValue::UNDEFINED);
             }
             let running = shared.consumers.borrow().clone();
@@ -476,12 +472,10 @@ fn bridge_entries(shared: &Shared, reply: &Reply) -> Result<Option<js_sys::Array
 impl Producer {
     /// `producer.send({ topic, messages })`: one atomic send; resolves once stored.
     pub fn send(&self, record: JsValue) -> Promise {
-        let shared = self.shared.clone();
-        promise(async move {
-            let record = args::options(&record, "record")?;
+        let made = args::options(&record, "record").and_then(|record| {
             let topic = args::string(&args::get(record.as_ref(), "topic")?, "topic")?;
-            let messages = messages(record.as_ref())?;
-            reply::to_js(call(&shared, Call::Send { topic, messages }).await?, false)
-        })
+            Ok(Call::Send { topic, messages: messages(record.as_ref())? })
+        });
+        reply_promise(&self.shared, made, false)
     }
 }

@@ -441,11 +441,10 @@ impl Consumer {
 
     /// `consumer.subscribe({ topic, fromBeginning })` or `{ topics: [...] }`, before `run`.
     pub fn subscribe(&self, options: JsValue) -> Promise {
-        let state = self.state.clone();
-        promise(async move {
-            subscribe_before_run(&state.subscriptions, state.running.get(), &options)?;
-            Ok(JsValue::UNDEFINED)
-        })
+        match subscribe_before_run(&self.state.subscriptions, self.state.running.get(), &options) {
+            Ok(()) => Promise::resolve(&JsValue::UNDEFINED),
+            Err(refused) => Promise::reject(&crate::interop::error::to_js(refused)),
+        }
     }
 
     /// `consumer.run({ eachMessage })` or `consumer.run({ eachBatch,

@@ -142,7 +142,10 @@ export const cases = [
     name: 'close makes later calls reject with CLOSED',
     async run(ferry, env) {
       const bus = await ferry.Bus.open({ name: env.name('close') });
-      await bus.close();
+      const closing = bus.close();
+      // Made after close() was asked, before it resolved: refused all the same.
+      await rejectsWith(ferry, bus.producer().send({ topic: 't', messages: [{ value: 'v' }] }), 'CLOSED');
+      await closing;
       await rejectsWith(ferry, bus.publish('t', 'v'), 'CLOSED');
       await rejectsWith(ferry, bus.stats(), 'CLOSED');
     },
