@@ -330,7 +330,7 @@ impl Bus {
             let (config, storage) = bus_config(options.as_ref())?;
             let elects = election(&storage, &entry);
             #[cfg(feature = "engine")]
-            let local = Local::open(&storage, &config).await?;
+            let local = Local::open(&storage, &config, !matches!(elects, Some((_, Some(_))))).await?;
             // Only a page whose SharedWorker writes for it opens its bus in the build
             // without the engine; every other context writes its bus itself.
             #[cfg(not(feature = "engine"))]

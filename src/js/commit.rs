@@ -117,9 +117,10 @@ fn reentered() -> FerryError {
 }
 
 impl Committer {
-    /// Opens the bus stored in `store`.
-    pub async fn open(config: BusConfig, seed: u64, store: BusStore) -> Result<Committer> {
-        let replica = Replica::open(&store, config, seed).await?;
+    /// Opens the bus stored in `store`: reads it now when `reads_now`, else at its
+    /// first commit.
+    pub async fn open(config: BusConfig, seed: u64, store: BusStore, reads_now: bool) -> Result<Committer> {
+        let replica = if reads_now { Replica::open(&store, config, seed).await? } else { Replica::unread(config, seed)? };
         Ok(Committer {
             replica: RefCell::new(replica),
             store,

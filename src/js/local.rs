@@ -29,15 +29,22 @@ pub struct Local {
 }
 
 impl Local {
-    /// Opens the bus's storage. A new bus stores its schema version before anything
-    /// else: a bus another ferry stored in a way this one cannot read is refused here.
-    pub async fn open(storage: &StorageChoice, config: &BusConfig) -> Result<Local> {
+    /// Opens the bus's storage, and when `reads_now`, reads it: a new bus stores its
+    /// schema version before anything else, and a bus another ferry stored in a way
+    /// this one cannot read is refused here. A page whose SharedWorker writes for it
+    /// reads nothing yet, as the pages' build does not (local_host.rs): the writer
+    /// refuses a bus it cannot read, and should this context run a commit itself one
+    /// day, the commit reads what others stored first, as every commit does.
+    pub async fn open(storage: &StorageChoice, config: &BusConfig, reads_now: bool) -> Result<Local> {
         let store = match storage {
             StorageChoice::Memory => BusStore::Memory(MemoryStore::new()),
             StorageChoice::IndexedDb { name, durability, .. } => BusStore::IndexedDb(IndexedDbStore::open(name, *durability).await?),
         };
         let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-        let core = Rc::new(Committer::open(config.clone(), seed, store).await?);
+        let core = Rc::new(Committer::open(config.clone(), seed, store, reads_now).await?);
+        if !reads_now {
+            return Ok(Local { core });
+        }
         if let Err(refused) = commit::operate(&core, now_ms, Place::InOrder, |_, _| Ok(())).await {
             core.store().close();
             return Err(refused);

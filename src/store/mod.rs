@@ -80,6 +80,11 @@ impl Replica {
         Ok(Replica { engine: Engine::open(config, seed, records)?, seen: Some(version) })
     }
 
+    /// A replica that has read nothing yet: its first commit reads every record.
+    pub fn unread(config: BusConfig, seed: u64) -> Result<Replica, FerryError> {
+        Ok(Replica { engine: Engine::open(config, seed, [])?, seen: None })
+    }
+
     /// The engine as of the last commit.
     pub fn engine(&self) -> &Engine {
         &self.engine
