@@ -48,10 +48,10 @@ demo: pkg
 ## The npm package: wasm engine + JavaScript glue in pkg/dist, in four builds, so
 ## that pages download only what they use:
 ## - `ferry`'s for pages and workers (`--no-default-features`), in pkg/dist: a
-##   client of the bus's writer, without the engine;
+##   client of the bus's writer, without the engine, the bridge and `Bus.remote`;
 ## - the engine (feature `engine`, no job queues), in pkg/dist/engine: the
 ##   SharedWorker that writes a bus, Node and workerd run it, and a page loads it
-##   only once it must write itself;
+##   only once it must write itself, or bridges, or calls `Bus.remote`;
 ## - `ferry/bullmq`'s (with the job queues, feature `jobs`), in pkg/dist/jobs;
 ## - `ferry/workers`' (feature `edge`), in pkg/dist/edge.
 ## Each build's files have names of their own (ferry_engine*, ferry_jobs*,

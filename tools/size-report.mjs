@@ -25,9 +25,9 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The browser wasm as wasm-bindgen wrote it, names and all, before wasm-opt (`make pkg` keeps it). */
 const NAMED_BROWSER_WASM = 'target/ferry_bg.named.wasm';
 const BUILDS = [
-  // Pages' and workers' `ferry`: a client of the bus's writer, without the engine.
+  // Pages' and workers' `ferry`: a client of the bus's writer, without the engine, the bridge and Bus.remote.
   ['browser', 'pkg/dist/ferry_bg.wasm'],
-  // The engine: the SharedWorker that writes, Node, workerd, and a page that writes itself.
+  // The engine: the SharedWorker that writes, Node, workerd, and a page that writes itself or bridges.
   ['engine', 'pkg/dist/engine/ferry_engine_bg.wasm'],
   ['jobs', 'pkg/dist/jobs/ferry_jobs_bg.wasm'],
   ['edge', 'pkg/dist/edge/ferry_edge_bg.wasm'],

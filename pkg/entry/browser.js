@@ -2,7 +2,8 @@
 // of the bus's writer, without the engine: a page whose SharedWorker writes (and the
 // worker has the engine, shared-worker.js) never downloads it unless it takes over as the
 // writer. A context that writes its bus itself (no SharedWorker, "each", memory) opens it
-// in the engine's build (dist/engine). Its glue is imported here, not on demand, since module
+// in the engine's build (dist/engine), and so do a page's bridges; Bus.remote is that build's
+// too. Its glue is imported here, not on demand, since module
 // service workers cannot import() at run time; only its wasm waits.
 // Neither build has the job queues (ferry/bullmq loads the build with them,
 // browser-jobs.js), so that a page that only uses topics does not download them.
