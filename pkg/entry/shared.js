@@ -9,6 +9,12 @@ const loader = (init, loadWasm) => {
   return () => (ready ??= loadWasm().then((module_or_path) => init({ module_or_path })));
 };
 
+/** `f`, called once `load()` loaded its build. */
+const afterLoad = (load, f) => async (...args) => {
+  await load();
+  return f(...args);
+};
+
 /**
  * Builds the public `Bus` of one engine build (`build`: the module wasm-bindgen wrote for
  * it, dist/ferry.js, dist/engine/ferry_engine.js or dist/jobs/ferry_jobs.js) for an entry
@@ -21,16 +27,8 @@ export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, e
   // EngineBus is named outside the class body: esbuild renames it `Bus` in a bundle but
   // keeps the class's own name `Bus`, which inside the body would then mean the class
   // itself and make open() call itself forever (evanw/esbuild#4273).
-  const openEngineBus = async (options) => {
-    await load();
-    return EngineBus.open(options, entry);
-  };
-  const openRemote =
-    entry.remote ??
-    (async (options) => {
-      await load();
-      return new RemoteBus(options);
-    });
+  const openEngineBus = afterLoad(load, (options) => EngineBus.open(options, entry));
+  const openRemote = entry.remote ?? afterLoad(load, (options) => new RemoteBus(options));
   return class Bus {
     /** Opens (or creates) the bus named `options.name`. */
     static open(options) {
@@ -54,17 +52,8 @@ export function busFor({ default: init, Bus: EngineBus, RemoteBus }, loadWasm, e
 export function engineHooks({ default: init, Bus: EngineBus, EngineHost, RemoteBus }, loadWasm) {
   const load = loader(init, loadWasm);
   return {
-    openEngineBus: async (options, entry) => {
-      await load();
-      return EngineBus.open(options, entry);
-    },
-    remote: async (options) => {
-      await load();
-      return new RemoteBus(options);
-    },
-    openHost: async (...args) => {
-      await load();
-      return EngineHost.open(...args);
-    },
+    openEngineBus: afterLoad(load, (options, entry) => EngineBus.open(options, entry)),
+    remote: afterLoad(load, (options) => new RemoteBus(options)),
+    openHost: afterLoad(load, (...args) => EngineHost.open(...args)),
   };
 }

@@ -33,25 +33,25 @@ extern "C" {
     fn close(this: &EngineBus) -> Promise;
 }
 
-#[derive(Default)]
 pub struct BridgeBus {
     /// `Bus.open`'s options and entry, to open the same bus with.
-    opener: RefCell<Option<(Option<Object>, JsValue)>>,
+    options: Option<Object>,
+    entry: JsValue,
     /// Resolves to the engine build's bus, once a `bus.bridge` asked for it.
     opened: RefCell<Option<Promise>>,
 }
 
 impl BridgeBus {
-    /// Its bus will be the one `Bus.open(options)` of `entry` opens.
-    pub fn open_with(&self, options: Option<Object>, entry: JsValue) {
-        *self.opener.borrow_mut() = Some((options, entry));
+    /// The bridges of the bus `Bus.open(options)` of `entry` opened: none yet.
+    pub fn new(options: Option<Object>, entry: JsValue) -> BridgeBus {
+        BridgeBus { options, entry, opened: RefCell::default() }
     }
 
     /// The bus, opened on the first call: the bridges started meanwhile wait for the same one.
     fn bus(&self) -> Promise {
         let mut opened = self.opened.borrow_mut();
         let opening = opened.get_or_insert_with(|| {
-            let (options, entry) = self.opener.borrow().clone().unwrap_or_default();
+            let (options, entry) = (self.options.clone(), self.entry.clone());
             js_promise(Box::pin(async move { engine_bus(options.as_ref(), &entry).await.map_err(to_js) }))
         });
         opening.clone()

@@ -33,12 +33,8 @@ pub(super) struct Inner {
     pub wakers: Rc<Wakers>,
     /// Running consumers, stopped by `close`.
     pub consumers: RefCell<Vec<Rc<State>>>,
-    /// Bridges this context started, for `stats().bridges`.
-    #[cfg(feature = "bridge")]
-    pub bridges: RefCell<Vec<Bridge>>,
-    /// Where the pages' build runs this context's bridges.
-    #[cfg(not(feature = "bridge"))]
-    pub bridges: super::bridge_bus::BridgeBus,
+    /// This context's bridges, for `stats().bridges` and `close()`.
+    pub bridges: Bridges,
     /// The IndexedDB database name, when the bus is shared with other contexts.
     pub name: Option<String>,
     /// Tells the other contexts of the origin (tabs, workers) that opened this bus
@@ -65,6 +61,13 @@ pub(super) struct Inner {
 }
 
 pub(super) type Shared = Rc<Inner>;
+
+/// The bridges a context started; in the pages' build, the bus they run in
+/// (bridge_bus.rs).
+#[cfg(feature = "bridge")]
+pub(super) type Bridges = RefCell<Vec<Bridge>>;
+#[cfg(not(feature = "bridge"))]
+pub(super) type Bridges = super::bridge_bus::BridgeBus;
 
 /// A call's reply, to come.
 pub(super) type Replying = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply>>>>;
@@ -278,7 +281,7 @@ pub(super) fn election(storage: &StorageChoice, entry: &JsValue) -> Election {
 
 /// The bus of `config` whose calls this context runs in `local`, shared through
 /// the IndexedDB database `name` (none: in memory), joining `elects`.
-pub(super) fn open_shared(config: BusConfig, name: Option<String>, local: Local, elects: Election) -> Shared {
+pub(super) fn open_shared(config: BusConfig, name: Option<String>, local: Local, elects: Election, bridges: Bridges) -> Shared {
     let wakers: Rc<Wakers> = Rc::default();
     // Opened only once the bus is: an open channel holds Node's event loop,
     // so a refused open must leave none behind.
@@ -288,7 +291,7 @@ pub(super) fn open_shared(config: BusConfig, name: Option<String>, local: Local,
         closed: Cell::new(false),
         wakers,
         consumers: RefCell::default(),
-        bridges: Default::default(),
+        bridges,
         channel,
         config,
         link: RefCell::default(),
@@ -338,10 +341,11 @@ impl Bus {
                 Some((name, Some(host))) => Local::open(name, host.durability, &config, entry_hook(&entry, "openHost")).await?,
                 _ => return super::local::engine_bus(options.as_ref(), &entry).await,
             };
-            let shared = open_shared(config, storage.shared_name().map(String::from), local, elects);
+            #[cfg(feature = "bridge")]
+            let bridges = Bridges::default();
             #[cfg(not(feature = "bridge"))]
-            shared.bridges.open_with(options, entry);
-            Ok(Bus { shared }.into())
+            let bridges = Bridges::new(options, entry);
+            Ok(Bus { shared: open_shared(config, storage.shared_name().map(String::from), local, elects, bridges) }.into())
         })
     }
 

@@ -33,7 +33,7 @@ impl EngineHost {
             let storage = StorageChoice::IndexedDb { name: name.clone(), durability, one_writer: false, shared_worker: false };
             let config = BusConfig { auto_create_topics, max_message_bytes: max_message_bytes as u64 };
             let local = Local::open(&storage, &config, true).await.map_err(to_js)?;
-            let shared = open_shared(config, Some(name), local, None);
+            let shared = open_shared(config, Some(name), local, None, Default::default());
             *shared.lent_to.borrow_mut() = Some(is_writer);
             Ok(EngineHost { shared }.into())
         }))
