@@ -88,10 +88,10 @@ test-native: setup-rust
 	$(CARGO) test --release
 	$(CARGO) test --release --no-default-features --lib
 
-# The IndexedDB store under wasm-bindgen-test in headless Chromium (webdriver.json
-# holds the browser flags).
+# Under wasm-bindgen-test: the IndexedDB store in headless Chromium (webdriver.json
+# holds the browser flags), and the wasm builds' allocator (src/heap.rs) in Node.
 test-wasm: setup-wasm setup-browser
-	CHROMEDRIVER=$$(command -v chromedriver) $(CARGO) test --target $(WASM_TARGET) --release --test indexeddb
+	CHROMEDRIVER=$$(command -v chromedriver) $(CARGO) test --target $(WASM_TARGET) --release --test indexeddb --test heap
 
 test-js: pkg setup-browser
 	node_modules/.bin/tsc -p tests/types/tsconfig.json

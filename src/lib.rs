@@ -19,6 +19,9 @@
 
 pub mod core;
 pub mod edge;
+// The wasm builds' allocator; its size classes are tested natively.
+#[cfg(any(target_arch = "wasm32", test))]
+mod heap;
 #[cfg(target_arch = "wasm32")]
 mod interop;
 #[cfg(all(target_arch = "wasm32", not(feature = "edge")))]
