@@ -23,11 +23,12 @@
 //! until the receiving object has stored it.
 
 use std::cell::{Ref, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use crate::core::engine::PULL_MEMBER;
 use crate::core::limits::{FORWARD_RETRY_MS, FORWARD_RETRY_MS_MAX};
 use crate::core::message::Chunk;
+use crate::core::vec_map::VecMap;
 use crate::core::{BusConfig, Engine, FerryError, Name, RecordMetadata, Result, TopicConfig};
 use crate::protocol::{serve, Call, Context, Reply, SettleItem};
 use crate::store::{commit, ready, Replica, Store};
@@ -122,7 +123,8 @@ pub struct EdgeObject<S: Store> {
     next_transmit: TransmitId,
     transmits: VecDeque<Transmit>,
     purposes: HashMap<TransmitId, Purpose>,
-    waiting: BTreeMap<CallId, Waiting>,
+    /// Calls waiting on other objects, by id: ids only grow, so a sorted `Vec`.
+    waiting: VecMap<CallId, Waiting>,
     results: VecDeque<(CallId, Result<Reply>)>,
     forwarding: Forwarding,
     /// Directory settings of the topics forwarded to.
@@ -179,7 +181,7 @@ impl<S: Store> EdgeObject<S> {
             next_transmit: 0,
             transmits: VecDeque::new(),
             purposes: HashMap::new(),
-            waiting: BTreeMap::new(),
+            waiting: VecMap::new(),
             results: VecDeque::new(),
             forwarding: Forwarding::default(),
             targets: HashMap::new(),
@@ -283,9 +285,9 @@ impl<S: Store> EdgeObject<S> {
         match call {
             Call::Send { ref topic, ref messages } if self.home.is_some() => {
                 let home = self.home_partition();
-                let mut others: BTreeMap<u32, u64> = BTreeMap::new();
+                let mut others: VecMap<u32, u64> = VecMap::new();
                 for m in messages.iter().filter(|m| m.partition != Some(home)) {
-                    *others.entry(m.partition.unwrap_or(home)).or_default() += 1;
+                    *others.get_or_default(m.partition.unwrap_or(home)) += 1;
                 }
                 let limited = context.topics.first().is_some_and(|(_, config)| config.max_depth.is_some());
                 if others.is_empty() || !limited {

@@ -26,23 +26,30 @@ use crate::core::limits::*;
 /// jobs down from it: a `lifo` job is taken before every job waiting at its priority.
 const RANK_BASE: u64 = 1 << 62;
 
+/// A queue's index of jobs: `(order, tiebreak, id)`, first first. Every index has
+/// this one shape, so that the wasm builds hold one `BTreeSet`'s code, not one per
+/// key type: the waiting jobs' key is `(priority, rank)`, the others' a time and 0.
+type JobIndex = BTreeSet<(u64, u64, Name)>;
+
 /// One queue's records and indexes.
 #[derive(Debug)]
 pub(super) struct QueueState {
     pub(super) record: Option<QueueRecord>,
     pub(super) jobs: FxHashMap<Name, Arc<JobRecord>>,
-    pub(super) repeats: BTreeMap<Name, RepeatRecord>,
+    pub(super) repeats: VecMap<Name, RepeatRecord>,
     /// `(priority, rank, id)` of the waiting jobs: the first is taken next.
-    waiting: BTreeSet<(u32, u64, Name)>,
-    delayed: BTreeSet<(u64, Name)>,
-    /// `(lease_until_ms, id)`.
-    active: BTreeSet<(u64, Name)>,
-    /// `(finished_on_ms, id)`.
-    completed: BTreeSet<(u64, Name)>,
-    failed: BTreeSet<(u64, Name)>,
-    waiting_children: BTreeSet<Name>,
-    /// The ids of the jobs in each storage page ([`job_page`]).
-    pages: FxHashMap<u64, BTreeSet<Name>>,
+    waiting: JobIndex,
+    /// `(until_ms, 0, id)`.
+    delayed: JobIndex,
+    /// `(lease_until_ms, 0, id)`.
+    active: JobIndex,
+    /// `(finished_on_ms, 0, id)`.
+    completed: JobIndex,
+    failed: JobIndex,
+    /// `(0, 0, id)`.
+    waiting_children: JobIndex,
+    /// The ids of the jobs in each storage page ([`job_page`]), in order.
+    pages: FxHashMap<u64, VecMap<Name, ()>>,
     fifo_next: u64,
     lifo_next: u64,
     /// The rate limiter's window: when it started and how many jobs it let start.
@@ -55,13 +62,13 @@ impl Default for QueueState {
         QueueState {
             record: None,
             jobs: FxHashMap::default(),
-            repeats: BTreeMap::new(),
-            waiting: BTreeSet::new(),
-            delayed: BTreeSet::new(),
-            active: BTreeSet::new(),
-            completed: BTreeSet::new(),
-            failed: BTreeSet::new(),
-            waiting_children: BTreeSet::new(),
+            repeats: VecMap::new(),
+            waiting: JobIndex::new(),
+            delayed: JobIndex::new(),
+            active: JobIndex::new(),
+            completed: JobIndex::new(),
+            failed: JobIndex::new(),
+            waiting_children: JobIndex::new(),
             pages: FxHashMap::default(),
             fifo_next: RANK_BASE,
             lifo_next: RANK_BASE - 1,
@@ -71,43 +78,34 @@ impl Default for QueueState {
 }
 
 impl QueueState {
-    fn index(&mut self, id: &Name, job: &JobRecord) {
+    /// The index a job is in, and its key there.
+    fn index_of(&mut self, id: &Name, job: &JobRecord) -> (&mut JobIndex, (u64, u64, Name)) {
+        let id = id.clone();
         match &job.state {
-            JobState::Waiting => {
-                self.waiting.insert((job.priority, job.rank, id.clone()));
-                if job.rank >= RANK_BASE {
-                    self.fifo_next = self.fifo_next.max(job.rank + 1);
-                } else {
-                    self.lifo_next = self.lifo_next.min(job.rank.saturating_sub(1));
-                }
-            }
-            JobState::Delayed { until_ms } => {
-                self.delayed.insert((*until_ms, id.clone()));
-            }
-            JobState::Active { lease_until_ms, .. } => {
-                self.active.insert((*lease_until_ms, id.clone()));
-            }
-            JobState::Completed => {
-                self.completed.insert((job.finished_on_ms.unwrap_or(0), id.clone()));
-            }
-            JobState::Failed => {
-                self.failed.insert((job.finished_on_ms.unwrap_or(0), id.clone()));
-            }
-            JobState::WaitingChildren => {
-                self.waiting_children.insert(id.clone());
+            JobState::Waiting => (&mut self.waiting, (u64::from(job.priority), job.rank, id)),
+            JobState::Delayed { until_ms } => (&mut self.delayed, (*until_ms, 0, id)),
+            JobState::Active { lease_until_ms, .. } => (&mut self.active, (*lease_until_ms, 0, id)),
+            JobState::Completed => (&mut self.completed, (job.finished_on_ms.unwrap_or(0), 0, id)),
+            JobState::Failed => (&mut self.failed, (job.finished_on_ms.unwrap_or(0), 0, id)),
+            JobState::WaitingChildren => (&mut self.waiting_children, (0, 0, id)),
+        }
+    }
+
+    fn index(&mut self, id: &Name, job: &JobRecord) {
+        let (index, key) = self.index_of(id, job);
+        index.insert(key);
+        if matches!(job.state, JobState::Waiting) {
+            if job.rank >= RANK_BASE {
+                self.fifo_next = self.fifo_next.max(job.rank + 1);
+            } else {
+                self.lifo_next = self.lifo_next.min(job.rank.saturating_sub(1));
             }
         }
     }
 
     fn unindex(&mut self, id: &Name, job: &JobRecord) {
-        match &job.state {
-            JobState::Waiting => self.waiting.remove(&(job.priority, job.rank, id.clone())),
-            JobState::Delayed { until_ms } => self.delayed.remove(&(*until_ms, id.clone())),
-            JobState::Active { lease_until_ms, .. } => self.active.remove(&(*lease_until_ms, id.clone())),
-            JobState::Completed => self.completed.remove(&(job.finished_on_ms.unwrap_or(0), id.clone())),
-            JobState::Failed => self.failed.remove(&(job.finished_on_ms.unwrap_or(0), id.clone())),
-            JobState::WaitingChildren => self.waiting_children.remove(id),
-        };
+        let (index, key) = self.index_of(id, job);
+        index.remove(&key);
     }
 
     /// Stores (or with `None` removes) a job, keeping the indexes.
@@ -120,7 +118,7 @@ impl QueueState {
             Some(job) => {
                 self.index(id, &job);
                 self.jobs.insert(id.clone(), job);
-                self.pages.entry(page).or_default().insert(id.clone());
+                self.pages.entry(page).or_default().insert(id.clone(), ());
             }
             None => {
                 if let Some(ids) = self.pages.get_mut(&page) {
@@ -160,11 +158,11 @@ impl QueueState {
     fn ids_in(&self, state: &str, asc: bool) -> Vec<Name> {
         let ordered: Vec<Name> = match state {
             "waiting" | "wait" | "paused" | "prioritized" => self.waiting_in(state).cloned().collect(),
-            "delayed" => self.delayed.iter().map(|(_, id)| id.clone()).collect(),
-            "active" => self.active.iter().map(|(_, id)| id.clone()).collect(),
-            "completed" => self.completed.iter().rev().map(|(_, id)| id.clone()).collect(),
-            "failed" => self.failed.iter().rev().map(|(_, id)| id.clone()).collect(),
-            "waiting-children" => self.waiting_children.iter().cloned().collect(),
+            "delayed" => ids(&self.delayed),
+            "active" => ids(&self.active),
+            "completed" => ids(&self.completed).into_iter().rev().collect(),
+            "failed" => ids(&self.failed).into_iter().rev().collect(),
+            "waiting-children" => ids(&self.waiting_children),
             _ => Vec::new(),
         };
         // Finished jobs list newest first by default, as BullMQ's sorted sets do.
@@ -187,6 +185,11 @@ impl QueueState {
             _ => 0,
         }
     }
+}
+
+/// The ids an index holds, in its order.
+fn ids(index: &JobIndex) -> Vec<Name> {
+    index.iter().map(|(_, _, id)| id.clone()).collect()
 }
 
 /// The states `getJobCounts()` and `getJobs()` know, in BullMQ's order.
@@ -562,7 +565,7 @@ impl Engine {
                 out.push_str(",\"jobs\":");
                 array(&mut out, taken.iter().map(|id| self.job_json(queue, id, true)));
                 out.push_str(",\"nextMs\":");
-                let next = self.queue(queue).and_then(|s| s.delayed.first().map(|(due, _)| *due));
+                let next = self.queue(queue).and_then(|s| s.delayed.first().map(|(due, _, _)| *due));
                 let next = match (next, limited_until) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -673,7 +676,7 @@ impl Engine {
                 let ids: Vec<Name> = self.queue(queue).map_or_else(Vec::new, |s| {
                     let waiting = s.waiting.iter().map(|(_, _, id)| id.clone());
                     if delayed {
-                        waiting.chain(s.delayed.iter().map(|(_, id)| id.clone())).collect()
+                        waiting.chain(s.delayed.iter().map(|(_, _, id)| id.clone())).collect()
                     } else {
                         waiting.collect()
                     }
@@ -1069,8 +1072,8 @@ impl Engine {
         let newest_first = index.iter().rev();
         let doomed: Vec<Name> = newest_first
             .enumerate()
-            .filter(|(i, (finished, _))| count.is_some_and(|n| *i >= n) || age_ms.is_some_and(|age| finished.saturating_add(age) < now_ms))
-            .map(|(_, (_, id))| id.clone())
+            .filter(|(i, (finished, _, _))| count.is_some_and(|n| *i >= n) || age_ms.is_some_and(|age| finished.saturating_add(age) < now_ms))
+            .map(|(_, (_, _, id))| id.clone())
             .collect();
         for id in doomed {
             self.remove_job(q, &id);
@@ -1108,8 +1111,8 @@ impl Engine {
     /// stalled more than [`JOB_STALLED_MAX`] times.
     fn expire_jobs_of(&mut self, q: &Name, now_ms: u64) {
         let Some(state) = self.queue(q) else { return };
-        let due: Vec<Name> = state.delayed.iter().take_while(|(until, _)| *until <= now_ms).map(|(_, id)| id.clone()).collect();
-        let stalled: Vec<Name> = state.active.iter().take_while(|(until, _)| *until <= now_ms).map(|(_, id)| id.clone()).collect();
+        let due: Vec<Name> = state.delayed.iter().take_while(|(until, _, _)| *until <= now_ms).map(|(_, _, id)| id.clone()).collect();
+        let stalled: Vec<Name> = state.active.iter().take_while(|(until, _, _)| *until <= now_ms).map(|(_, _, id)| id.clone()).collect();
         for id in due {
             let Some(job) = self.job(q, &id).cloned() else { continue };
             let repeat = job.repeat_key.clone();
@@ -1136,10 +1139,10 @@ impl Engine {
     /// When queues next have housekeeping: a delayed job due, a lease running out.
     pub(super) fn offer_job_times(&self, due: &mut Earliest) {
         for state in self.queues.values() {
-            if let Some((until, _)) = state.delayed.first() {
+            if let Some((until, _, _)) = state.delayed.first() {
                 due.offer(*until);
             }
-            if let Some((until, _)) = state.active.first() {
+            if let Some((until, _, _)) = state.active.first() {
                 due.offer(*until);
             }
         }
@@ -1167,7 +1170,7 @@ impl Engine {
                     None => FxHashMap::default(),
                     Some(_) => return Err(mismatch()),
                 };
-                let held: Vec<Name> = state.pages.get(page).map(|ids| ids.iter().cloned().collect()).unwrap_or_default();
+                let held: Vec<Name> = state.pages.get(page).map(|ids| ids.keys().cloned().collect()).unwrap_or_default();
                 for id in held {
                     let job = stored.remove(&id);
                     state.set_job(&id, job);
@@ -1197,7 +1200,7 @@ impl Engine {
             Key::Job(q, id) => self.queue(q)?.jobs.get(&**id).cloned().map(Record::Job),
             Key::JobPage(q, page) => {
                 let state = self.queue(q)?;
-                let jobs: Vec<(Name, Arc<JobRecord>)> = state.pages.get(page)?.iter().filter_map(|id| Some((id.clone(), state.jobs.get(id)?.clone()))).collect();
+                let jobs: Vec<(Name, Arc<JobRecord>)> = state.pages.get(page)?.keys().filter_map(|id| Some((id.clone(), state.jobs.get(id)?.clone()))).collect();
                 (!jobs.is_empty()).then_some(Record::JobPage(jobs))
             }
             Key::Repeat(q, k) => self.queue(q)?.repeats.get(k).cloned().map(|r| Record::Repeat(Box::new(r))),
