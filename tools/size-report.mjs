@@ -54,7 +54,7 @@ function browserBundle() {
  * plus 2%, so that no change grows it unnoticed, and each step that shrinks the
  * package lowers it.
  */
-export const BROWSER_BUDGET_GZIP_BYTES = 89_200;
+export const BROWSER_BUDGET_GZIP_BYTES = 86_800;
 
 const sizesOf = (bytes) => ({ raw: bytes.length, gzip: gzip(bytes), brotli: brotli(bytes) });
 

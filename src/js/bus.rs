@@ -51,6 +51,10 @@ pub(super) struct Inner {
     /// The writer's: rounds of other contexts' consumers waiting for work.
     #[cfg(feature = "engine")]
     pub held: super::held::Held,
+    /// Where this context runs rounds: its requests for the Web Locks of the
+    /// members they list (local.rs, `watch_members`).
+    #[cfg(feature = "engine")]
+    pub watcher: Option<super::locks::Watcher>,
     /// An engine lent to a context of the pages' build: whether that context is
     /// the writer now (engine_host.rs).
     #[cfg(feature = "engine")]
@@ -147,6 +151,10 @@ fn release(shared: &Shared) {
         link.close();
     }
     shared.local.close();
+    #[cfg(feature = "engine")]
+    if let Some(watcher) = &shared.watcher {
+        watcher.stop();
+    }
     if let Some(channel) = &shared.channel {
         channel.set_onmessage(None);
         channel.close();
@@ -297,6 +305,8 @@ pub(super) fn open_shared(config: BusConfig, name: Option<String>, local: Local,
         link: RefCell::default(),
         #[cfg(feature = "engine")]
         held: Default::default(),
+        #[cfg(feature = "engine")]
+        watcher: name.as_deref().and_then(super::locks::Watcher::new),
         #[cfg(feature = "engine")]
         lent_to: RefCell::default(),
         wake_posting: Cell::new(false),

@@ -89,7 +89,7 @@ pub(super) struct State {
     /// Runs being handled, each holding slots of `concurrency`.
     slots: RefCell<Vec<Rc<Slot>>>,
     /// The member's Web Lock, while it runs in a context that has them.
-    lock: RefCell<Option<Rc<MemberLock>>>,
+    lock: RefCell<Option<MemberLock>>,
     /// Partitions it does not take for now (`pause`), sent with every round.
     paused: RefCell<Vec<Pause>>,
     /// How many times this member sought each partition it sought (topic,
@@ -386,7 +386,7 @@ async fn start(shared: &Shared, state: &Rc<State>, handler: Handler) -> Result<(
     let (group, member, config) = (state.group.clone(), state.member.clone(), state.config.clone());
     // The lock is taken before joining: a member others can see always holds it.
     if let Some(bus) = &shared.name {
-        *state.lock.borrow_mut() = MemberLock::take(bus, &group, &member).await.map(Rc::new);
+        *state.lock.borrow_mut() = MemberLock::take(bus, &group, &member).await;
     }
     if let Err(refused) = call(shared, Call::Join { group, member, subscriptions, config }).await {
         release_lock(state);
@@ -598,29 +598,6 @@ fn release_lock(state: &State) {
     }
 }
 
-/// Asks for the Web Locks of the group's other `members`, so that one whose
-/// context goes is evicted at once: its partitions move and its messages in
-/// flight come back.
-async fn watch_members(shared: Shared, state: Rc<State>, members: Vec<String>) {
-    let others: Vec<String> = members.into_iter().filter(|m| *m != state.member).collect();
-    let gone = {
-        let (shared, group) = (shared.clone(), state.group.clone());
-        move |member: String| {
-            let evicted = call(&shared, Call::Leave { group: group.clone(), member, evicted: true });
-            let shared = shared.clone();
-            spawn_local(async move {
-                if evicted.await.is_ok() {
-                    wake_consumers(&shared);
-                }
-            });
-        }
-    };
-    let lock = state.lock.borrow().clone();
-    if let Some(lock) = lock {
-        lock.watch(&others, gone).await;
-    }
-}
-
 async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
     let wakers = shared.wakers.clone();
     let mut heartbeat_due_ms = 0.0;
@@ -660,12 +637,7 @@ async fn run_loop(shared: Shared, state: Rc<State>, handler: Handler) {
         // When the round was refused (storage failed, the bus is closing) nothing was
         // handed out: the loop sleeps and tries again.
         let (deliveries, high_offsets, answered) = match call(&shared, round).await {
-            Ok(Reply::Round { deliveries, high_offsets, members }) => {
-                if state.lock.borrow().is_some() {
-                    spawn_local(watch_members(shared.clone(), state.clone(), members));
-                }
-                (deliveries, high_offsets, true)
-            }
+            Ok(Reply::Round { deliveries, high_offsets, .. }) => (deliveries, high_offsets, true),
             _ => Default::default(),
         };
         let idle = deliveries.is_empty();

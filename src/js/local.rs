@@ -8,8 +8,9 @@ use std::future::Future;
 use std::rc::Rc;
 
 use js_sys::Date;
+use wasm_bindgen_futures::spawn_local;
 
-use super::bus::{wake_consumers, Shared, StorageChoice};
+use super::bus::{call, wake_consumers, Shared, StorageChoice};
 use super::commit::{self, BusStore, Committer, Place, SharedCommitter};
 use super::held;
 use super::writer::Serve;
@@ -117,6 +118,10 @@ pub(super) fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, 
         _ => 0,
     };
     let round = (hold_ms > 0).then(|| call.round_copy()).flatten();
+    let round_group = match &call {
+        Call::Round { group, .. } => Some(group.clone()),
+        _ => None,
+    };
     let changes_before = held::changes(shared);
     let queued = shared.local.run(options.clone(), call, caller);
     if changes {
@@ -128,11 +133,36 @@ pub(super) fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, 
         if appends {
             wake_consumers(&shared);
         }
+        if let (Some(group), Reply::Round { members, .. }) = (round_group, &reply) {
+            watch_members(&shared, &group, members);
+        }
         match (round, &reply) {
             (Some(round), Reply::Round { deliveries, .. }) if deliveries.is_empty() => held::hold(&shared, options, round, hold_ms, changes_before).await,
             _ => Ok(reply),
         }
     }
+}
+
+/// Asks for the Web Locks of the members a round of `group` lists, so that one
+/// whose context goes is evicted at once: its partitions move to the others
+/// (whose rounds held here run again, [`held`], and those of other contexts are
+/// woken), and its messages in flight come back. Here, where the rounds run, one
+/// request per member serves the origin; the members of this context are listed
+/// too, and granted only once they left.
+fn watch_members(shared: &Shared, group: &str, members: &[String]) {
+    let Some(watcher) = &shared.watcher else { return };
+    let weak = Rc::downgrade(shared);
+    let evicting = group.to_string();
+    let gone = move |member: String| {
+        let Some(shared) = weak.upgrade() else { return };
+        let evicted = call(&shared, Call::Leave { group: evicting.clone(), member, evicted: true });
+        spawn_local(async move {
+            if evicted.await.is_ok() {
+                wake_consumers(&shared);
+            }
+        });
+    };
+    watcher.watch(group, members, gone);
 }
 
 /// Runs a call's bytes with the options they carry (`caller`: the context that

@@ -3,8 +3,10 @@
 //! Each member of a group holds a lock named after it for as long as it runs. The
 //! browser releases a lock the moment its context goes (tab closed, renderer
 //! crashed, service worker killed), and grants it to whoever asked for it next:
-//! every other member asks for the locks of the members it sees, so the first
-//! grant tells it that member is gone, long before its session would run out.
+//! the context that runs a group's rounds (the writer, or each context that writes
+//! its bus itself) asks for the locks of the members they list ([`Watcher`]), so
+//! the first grant tells it that member is gone, long before its session would run
+//! out. One request per member for the origin, where the writer runs every round.
 //!
 //! Where a context has no `navigator.locks`, its members hold nothing and are only
 //! noticed gone when their session runs out. A member's id says which it is
@@ -13,10 +15,13 @@
 //! another opened); one that holds none is watched only while a lock of its name
 //! is seen held, so it is never taken for gone.
 
+#[cfg(feature = "engine")]
 use std::cell::RefCell;
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
+#[cfg(feature = "engine")]
+use wasm_bindgen_futures::spawn_local;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::AbortController;
 
@@ -63,6 +68,7 @@ fn context_kind() -> &'static str {
     }
 }
 
+#[cfg(feature = "engine")]
 /// Whether `member`'s id says it holds its lock.
 fn holds_its_lock(member: &str) -> bool {
     member.rsplit('-').next().is_some_and(|tail| tail.len() == 12 && tail.starts_with(LOCKED_MARK))
@@ -87,15 +93,9 @@ fn request(manager: &Object, name: &str, options: &Object, callback: &JsValue) -
     request.call3(manager, &JsValue::from_str(name), options, callback).ok()?.dyn_into().ok()
 }
 
-/// What one member holds: its own lock, and its requests for the others'.
+/// The lock a member holds for its life.
 pub struct MemberLock {
-    bus: String,
-    group: String,
     release: Function,
-    /// Withdraws the requests for the other members' locks.
-    watches: AbortController,
-    /// The members whose locks are asked for.
-    watched: RefCell<Vec<String>>,
 }
 
 impl MemberLock {
@@ -103,7 +103,6 @@ impl MemberLock {
     /// where the context has no Web Locks or refused the request.
     pub async fn take(bus: &str, group: &str, member: &str) -> Option<MemberLock> {
         let manager = lock_manager()?;
-        let watches = AbortController::new().ok()?;
         let (granted, on_granted) = deferred();
         let (released, release) = deferred();
         // The lock is held until the promise the callback returns settles.
@@ -114,40 +113,66 @@ impl MemberLock {
         let requested = request(&manager, &member_lock(bus, group, member), &Object::new(), &callback)?;
         // A request that fails settles `requested` before the grant ever comes.
         JsFuture::from(Promise::race(&Array::of2(&granted, &requested))).await.ok()?;
-        Some(MemberLock { bus: bus.into(), group: group.into(), release, watches, watched: RefCell::default() })
+        Some(MemberLock { release })
     }
 
-    /// Asks for the lock of each of `members` not asked for yet that holds one (by
-    /// its id, or seen held now); `gone(member)` runs when one is granted. Forgets
-    /// members no longer listed.
-    pub async fn watch(&self, members: &[String], gone: impl Fn(String) + Clone + 'static) {
+    pub fn release(&self) {
+        let _ = self.release.call0(&JsValue::UNDEFINED);
+    }
+}
+
+/// A context's requests for the locks of the members its rounds list.
+#[cfg(feature = "engine")]
+pub struct Watcher {
+    bus: String,
+    /// Withdraws every request, when the bus closes.
+    withdraw: AbortController,
+    /// The `(group, member)`s whose locks are asked for.
+    watched: RefCell<Vec<(String, String)>>,
+}
+
+#[cfg(feature = "engine")]
+impl Watcher {
+    /// `None` where the context has no Web Locks.
+    pub fn new(bus: &str) -> Option<Watcher> {
+        lock_manager()?;
+        Some(Watcher { bus: bus.into(), withdraw: AbortController::new().ok()?, watched: RefCell::default() })
+    }
+
+    /// Asks for the lock of each of `members` of `group` not asked for yet that
+    /// holds one (by its id, or seen held now); `gone(member)` runs when one is
+    /// granted. Forgets the group's members no longer listed. A round that lists
+    /// no new member costs a look at the list, nothing more.
+    pub fn watch(&self, group: &str, members: &[String], gone: impl Fn(String) + Clone + 'static) {
         let new: Vec<String> = {
             let mut watched = self.watched.borrow_mut();
-            watched.retain(|m| members.contains(m));
-            let new: Vec<String> = members.iter().filter(|m| !watched.contains(m)).cloned().collect();
-            watched.extend(new.iter().cloned());
+            watched.retain(|(g, m)| g != group || members.contains(m));
+            let new: Vec<String> = members.iter().filter(|m| !watched.iter().any(|(g, w)| g == group && w == *m)).cloned().collect();
+            watched.extend(new.iter().map(|m| (group.to_string(), m.clone())));
             new
         };
         if new.is_empty() {
             return;
         }
-        let held = held_names().await;
-        for member in new {
-            let name = member_lock(&self.bus, &self.group, &member);
-            if holds_its_lock(&member) || held.contains(&name) {
-                let gone = gone.clone();
-                watch(&name, &self.watches.signal(), move || gone(member));
+        let (bus, group, signal) = (self.bus.clone(), group.to_string(), self.withdraw.signal());
+        spawn_local(async move {
+            let held = held_names().await;
+            for member in new {
+                let name = member_lock(&bus, &group, &member);
+                if holds_its_lock(&member) || held.contains(&name) {
+                    let gone = gone.clone();
+                    watch(&name, &signal, move || gone(member));
+                }
             }
-        }
+        });
     }
 
-    /// Gives the member's lock back and withdraws its requests for the others'.
-    pub fn release(&self) {
-        self.watches.abort();
-        let _ = self.release.call0(&JsValue::UNDEFINED);
+    pub fn stop(&self) {
+        self.withdraw.abort();
     }
 }
 
+#[cfg(feature = "engine")]
 /// The names of the locks held in this origin right now.
 async fn held_names() -> Vec<String> {
     let Some(manager) = lock_manager() else { return Vec::new() };
@@ -158,6 +183,7 @@ async fn held_names() -> Vec<String> {
     held.map(|held| held.iter().filter_map(|lock| Reflect::get(&lock, &JsValue::from_str("name")).ok()?.as_string()).collect()).unwrap_or_default()
 }
 
+#[cfg(feature = "engine")]
 /// Calls `gone` once this context is granted the lock `name`, which happens when
 /// its holder released it; the lock is given back at once. Aborting `signal`
 /// withdraws the request.

@@ -400,6 +400,49 @@ forEachEngine(() => server.url, (engine, openPage) => {
     await Promise.all([later, other].map((page) => page.close()));
   });
 
+  test(`${engine}: the SharedWorker alone asks for the members' Web Locks, once each, and evicts a member whose page closed before its session runs out`, async () => {
+    const name = `member-locks-${Date.now()}`;
+    const pages = await Promise.all([openPage(), openPage(), openPage()]);
+    for (const page of pages) await openBus(page, name, { sharedWorker: true });
+    await pages[0].evaluate(() => window.bus.createTopic('work', { partitions: 3 }));
+    // A session that outlasts the test: only the Web Lock can tell a member gone.
+    const members = await Promise.all(
+      pages.map((page) =>
+        page.evaluate(async () => {
+          const consumer = window.bus.consumer({ groupId: 'g', sessionTimeoutMs: 120_000, heartbeatIntervalMs: 1000 });
+          await consumer.subscribe({ topic: 'work' });
+          await consumer.run({ eachMessage: async () => {} });
+          return consumer.memberId;
+        }),
+      ),
+    );
+    const requests = () =>
+      pages[2].evaluate(async (prefix) => {
+        const { pending } = await navigator.locks.query();
+        return pending.filter((lock) => lock.name.startsWith(prefix)).map((lock) => ({ member: lock.name.slice(prefix.length), from: lock.clientId }));
+      }, `ferry:${name}:g:`);
+    let asked = [];
+    for (const giveUpAt = Date.now() + 10_000; Date.now() < giveUpAt && asked.length < members.length; ) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      asked = await requests();
+    }
+    assert.deepEqual(asked.map((r) => r.member).sort(), [...members].sort(), 'one request for each member, none for a pair of members');
+    assert.equal(new Set(asked.map((r) => r.from)).size, 1, 'all from one context');
+    const pageIds = await Promise.all(
+      pages.map((page) => page.evaluate(() => navigator.locks.request(`probe-${Math.random()}`, async (lock) => (await navigator.locks.query()).held.find((l) => l.name === lock.name).clientId))),
+    );
+    assert.ok(!pageIds.includes(asked[0].from), 'from no page: the SharedWorker');
+    await pages[0].close();
+    const membersLeft = async () => (await pages[1].evaluate(async () => (await window.bus.stats()).members.filter((m) => m.groupId === 'g').map((m) => m.memberId))).sort();
+    let left = await membersLeft();
+    for (const giveUpAt = Date.now() + 10_000; Date.now() < giveUpAt && left.includes(members[0]); ) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      left = await membersLeft();
+    }
+    assert.deepEqual(left, members.slice(1).sort(), 'the closed page\'s member evicted, long before its session runs out');
+    await Promise.all(pages.slice(1).map((page) => page.close()));
+  });
+
   test(`${engine}: the database deleted by a page: the buses on it close (CLOSED), and the page reopened writes a new bus through the SharedWorker`, async () => {
     const name = `deleted-${Date.now()}`;
     const [page, other] = await Promise.all([openPage(), openPage()]);
