@@ -93,6 +93,10 @@ pub struct Forwarder {
     transform: Option<Function>,
     /// Its listeners for the network coming back, removed with it.
     wakeups: RefCell<Option<Wakeups>>,
+    /// How many of those events came: a post that fails after one came while it
+    /// was on its way is tried again at once, not after its backoff (the event's
+    /// retry found nothing waiting yet).
+    woken: Rc<Cell<u64>>,
     /// What this context's bridge has done, for `bus.stats()`.
     progress: RefCell<Progress>,
     /// `bridge.on(event, listener)`: `"forwarded"` or `"failed"`.
@@ -163,6 +167,7 @@ pub fn bridge_options(options: Option<&Object>) -> Result<BridgeOptions> {
         source,
         transform,
         wakeups: RefCell::default(),
+        woken: Rc::default(),
         progress: RefCell::default(),
         listeners: RefCell::default(),
         transient_failures: Cell::new(0),
@@ -249,7 +254,16 @@ fn listener(target: &JsValue, method: &str, event: &str, handler: &Closure<dyn F
 impl Forwarder {
     /// Listens for the events after which the bridge tries at once ([`Wakeups`]).
     pub fn wake_on_network(&self, retry: Rc<dyn Fn()>) {
-        *self.wakeups.borrow_mut() = Some(Wakeups::listen(retry));
+        let woken = self.woken.clone();
+        *self.wakeups.borrow_mut() = Some(Wakeups::listen(Rc::new(move || {
+            woken.set(woken.get() + 1);
+            retry();
+        })));
+    }
+
+    /// How many of the events of [`Wakeups`] came so far.
+    pub fn woken(&self) -> u64 {
+        self.woken.get()
     }
 
     /// `bridge.on(event, listener)`.

@@ -738,6 +738,7 @@ async fn handle_run(shared: Shared, state: Rc<State>, handler: Function, run: Ve
 #[cfg(feature = "bridge")]
 async fn forward_run(shared: Shared, state: Rc<State>, forwarder: Rc<Forwarder>, run: Vec<Delivery>, slot: Rc<Slot>) {
     slot.start_message(state.config.ack_timeout_ms);
+    let woken_before = forwarder.woken();
     let verdict = match forwarder.prepare(&run).await {
         // All left out by the transform: nothing to post, the run is done.
         Ok(messages) if messages.is_empty() => Verdict::Forwarded,
@@ -763,7 +764,12 @@ async fn forward_run(shared: Shared, state: Rc<State>, forwarder: Rc<Forwarder>,
             // The whole batch is dead-lettered at once: posting its messages again
             // one by one would only be refused again.
             Verdict::Refused { error } => last = Some(RunEnd::Refuse { receipts: run.iter().map(Delivery::receipt).collect(), error, finished_ms }),
-            Verdict::Transient { error, delay_ms } => last = fail(error, delay_ms.map_or(Wait::Backoff, Wait::Ms)),
+            // The network came back while the post was on its way: at once, unless
+            // the far end said when.
+            Verdict::Transient { error, delay_ms } => {
+                let backoff = if forwarder.woken() != woken_before { Wait::Ms(0) } else { Wait::Backoff };
+                last = fail(error, delay_ms.map_or(backoff, Wait::Ms));
+            }
         }
     }
     slot.settlements.flush(&shared, &state, last);
