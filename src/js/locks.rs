@@ -68,8 +68,8 @@ fn context_kind() -> &'static str {
     }
 }
 
-#[cfg(feature = "engine")]
 /// Whether `member`'s id says it holds its lock.
+#[cfg(feature = "engine")]
 fn holds_its_lock(member: &str) -> bool {
     member.rsplit('-').next().is_some_and(|tail| tail.len() == 12 && tail.starts_with(LOCKED_MARK))
 }
@@ -172,8 +172,8 @@ impl Watcher {
     }
 }
 
-#[cfg(feature = "engine")]
 /// The names of the locks held in this origin right now.
+#[cfg(feature = "engine")]
 async fn held_names() -> Vec<String> {
     let Some(manager) = lock_manager() else { return Vec::new() };
     let query = Reflect::get(&manager, &JsValue::from_str("query")).ok().and_then(|q| q.dyn_into::<Function>().ok());
@@ -183,10 +183,10 @@ async fn held_names() -> Vec<String> {
     held.map(|held| held.iter().filter_map(|lock| Reflect::get(&lock, &JsValue::from_str("name")).ok()?.as_string()).collect()).unwrap_or_default()
 }
 
-#[cfg(feature = "engine")]
 /// Calls `gone` once this context is granted the lock `name`, which happens when
 /// its holder released it; the lock is given back at once. Aborting `signal`
 /// withdraws the request.
+#[cfg(feature = "engine")]
 fn watch(name: &str, signal: &JsValue, gone: impl FnOnce() + 'static) {
     let Some(manager) = lock_manager() else { return };
     let options = Object::new();
