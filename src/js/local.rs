@@ -119,7 +119,7 @@ pub(super) fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, 
     };
     let round = (hold_ms > 0).then(|| call.round_copy()).flatten();
     let round_group = match &call {
-        Call::Round { group, .. } => Some(group.clone()),
+        Call::Round { group, .. } if shared.watcher.is_some() => Some(group.clone()),
         _ => None,
     };
     let changes_before = held::changes(shared);
@@ -151,6 +151,10 @@ pub(super) fn run_here(shared: &Shared, options: Option<BusConfig>, call: Call, 
 /// too, and granted only once they left.
 fn watch_members(shared: &Shared, group: &str, members: &[String]) {
     let Some(watcher) = &shared.watcher else { return };
+    let new = watcher.unwatched(group, members);
+    if new.is_empty() {
+        return;
+    }
     let weak = Rc::downgrade(shared);
     let evicting = group.to_string();
     let gone = move |member: String| {
@@ -162,7 +166,7 @@ fn watch_members(shared: &Shared, group: &str, members: &[String]) {
             }
         });
     };
-    watcher.watch(group, members, gone);
+    watcher.watch(group, new, gone);
 }
 
 /// Runs a call's bytes with the options they carry (`caller`: the context that

@@ -139,21 +139,21 @@ impl Watcher {
         Some(Watcher { bus: bus.into(), withdraw: AbortController::new().ok()?, watched: RefCell::default() })
     }
 
-    /// Asks for the lock of each of `members` of `group` not asked for yet that
-    /// holds one (by its id, or seen held now); `gone(member)` runs when one is
-    /// granted. Forgets the group's members no longer listed. A round that lists
-    /// no new member costs a look at the list, nothing more.
-    pub fn watch(&self, group: &str, members: &[String], gone: impl Fn(String) + Clone + 'static) {
-        let new: Vec<String> = {
-            let mut watched = self.watched.borrow_mut();
-            watched.retain(|(g, m)| g != group || members.contains(m));
-            let new: Vec<String> = members.iter().filter(|m| !watched.iter().any(|(g, w)| g == group && w == *m)).cloned().collect();
-            watched.extend(new.iter().map(|m| (group.to_string(), m.clone())));
-            new
-        };
-        if new.is_empty() {
-            return;
-        }
+    /// Of `members` of `group` (a round's list), those not watched yet, now taken
+    /// for watched; forgets the group's members no longer listed. A round that
+    /// lists no new member costs a look at the list, nothing more.
+    pub fn unwatched(&self, group: &str, members: &[String]) -> Vec<String> {
+        let mut watched = self.watched.borrow_mut();
+        watched.retain(|(g, m)| g != group || members.contains(m));
+        let new: Vec<String> = members.iter().filter(|m| !watched.iter().any(|(g, w)| g == group && w == *m)).cloned().collect();
+        watched.extend(new.iter().map(|m| (group.to_string(), m.clone())));
+        new
+    }
+
+    /// Asks for the lock of each of `new` members of `group` ([`Watcher::unwatched`])
+    /// that holds one (by its id, or seen held now); `gone(member)` runs when one
+    /// is granted.
+    pub fn watch(&self, group: &str, new: Vec<String>, gone: impl Fn(String) + Clone + 'static) {
         let (bus, group, signal) = (self.bus.clone(), group.to_string(), self.withdraw.signal());
         spawn_local(async move {
             let held = held_names().await;
